@@ -1,0 +1,52 @@
+# The README's commands. Everything real happens in CMake (CMakeLists.txt).
+#   make         build build/bin/{asgd,asgctl,monitorc}
+#   make test    install deps, build, run every test (also the C unit tests under ASan+UBSan)
+#   make demo    install deps, build, run a local group with the dashboard
+#   make bench   run the benchmarks
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+.PHONY: all deps build build-asan test test-unit demo bench fuzz format lint clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	@cmake -S . -B build $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build -j$(JOBS)
+
+build-asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DASGD_SANITIZE=ON -DASGD_INTEGRATION=OFF >/dev/null
+	@cmake --build build-asan -j$(JOBS)
+
+# Unit tests under ASan+UBSan first (fast, catch memory errors), then the whole
+# suite (unit + integration against the real binaries) in the normal build.
+test: build build-asan
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -L unit -j$(JOBS)
+	@scripts/fuzz-smoke build-fuzz
+	cd build && ctest --output-on-failure -j$(JOBS)
+
+test-unit: build
+	cd build && ctest --output-on-failure -L unit -j$(JOBS)
+
+demo: build
+	@scripts/demo
+
+bench: build
+	@for b in build/bench/*; do [ -x "$$b" ] && "$$b"; done
+
+fuzz:
+	@scripts/fuzz-smoke build-fuzz
+
+format:
+	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'bench/*.c')
+
+lint:
+	@scripts/lint
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,22 @@
+/*
+ * clock.h - time in milliseconds, and durations as operators write them.
+ */
+#ifndef ASGD_CLOCK_H
+#define ASGD_CLOCK_H
+
+#include <stdint.h>
+
+/* Monotonic milliseconds (CLOCK_MONOTONIC): for intervals and deadlines. */
+int64_t clk_mono_ms(void);
+/* Wall-clock milliseconds since the Unix epoch: for records shown to people. */
+int64_t clk_wall_ms(void);
+/*
+ * Parses a duration: "500ms", "5s", "2m", "1h", "1.5s", or a bare number of
+ * seconds ("30"). Stores milliseconds in *out_ms. Returns 0, or -1 when the
+ * text is not a non-negative duration below ~68 years (nothing is stored).
+ */
+int clk_parse_duration(const char *text, int64_t *out_ms);
+/* Formats ms as "2m", "5s", "500ms", "1.5s" into buf (always terminated). */
+void clk_format_duration(int64_t ms, char *buf, unsigned long size);
+
+#endif
