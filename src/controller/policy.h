@@ -1,0 +1,81 @@
+/*
+ * policy.h - scaling policies as pure functions.
+ *
+ * policy_evaluate() maps (settings, state, input at time now) to a decision.
+ * It does no I/O and reads no clock: time comes in input->now_ms. The
+ * controller, the unit tests (virtual time) and the simulator call the same
+ * code. State that must survive between evaluations (when the last
+ * evaluation ran, the last scaling action for cooldown, the target policy's
+ * recommendation history for its scale-down window) lives in struct
+ * policy_state, owned by the caller; zero-initialise it before the first call.
+ *
+ * threshold (the seed's, simulation.md): every evaluation_period,
+ *   if avg > up_threshold and n < max, or n < min: n -> max(min, 1, min(max, floor(n*up_factor)))
+ *   else if avg < down_threshold and n > min, or n > max: n -> n - floor(min(n*down_factor, n-min))
+ *   (clamped to [min, max]); no change within cooldown of the last action
+ *   (a change forced by n < min or n > max ignores the cooldown).
+ * target (Kubernetes HPA): every evaluation_period, r = avg/target;
+ *   recommendation = n if |r-1| <= tolerance else ceil(n*r), clamped;
+ *   a scale-down takes the highest recommendation of the last scale_down_window.
+ */
+#ifndef ASGD_POLICY_H
+#define ASGD_POLICY_H
+
+#include <stdint.h>
+
+enum policy_type { POLICY_THRESHOLD = 0, POLICY_TARGET = 1 };
+
+struct policy_settings {
+    int type; /* enum policy_type */
+    /* threshold */
+    double up_threshold;   /* 70 */
+    double down_threshold; /* 20 */
+    double up_factor;      /* 2 */
+    double down_factor;    /* 0.5 */
+    int64_t cooldown_ms;   /* threshold: 0 means evaluation_period */
+    /* target */
+    double target;         /* 60 */
+    double tolerance;      /* 0.1 */
+    int64_t scale_down_window_ms; /* 300 s */
+    /* both */
+    int64_t evaluation_period_ms; /* threshold 60 s, target 15 s */
+};
+
+/* Defaults for a policy type (the values in the comments above). */
+void policy_settings_default(struct policy_settings *s, int type);
+const char *policy_type_name(int type);
+int policy_type_parse(const char *name); /* -1 if unknown */
+
+#define POLICY_HISTORY 64
+
+struct policy_state {
+    int64_t last_eval_ms;   /* 0: never evaluated */
+    int64_t last_action_ms; /* 0: never acted */
+    int evaluated;          /* at least one evaluation ran */
+    /* target: recommendations within scale_down_window (ring) */
+    struct {
+        int64_t at_ms;
+        int value;
+    } history[POLICY_HISTORY];
+    int history_n, history_head;
+};
+
+struct policy_input {
+    int64_t now_ms;
+    int min_size, max_size;
+    int current;       /* instances counted toward capacity: in service + booting */
+    double avg_load;   /* observed average load of in-service instances, 0..100; < 0: no data */
+};
+
+struct policy_decision {
+    int evaluated;     /* 1 if the policy ran at this time (period elapsed) */
+    int desired;       /* the new desired count (== current when no change) */
+    int changed;       /* desired != current */
+    char cause[256];   /* human text: "average load 83% > 70% for 60s: 2 -> 4" */
+};
+
+/* Always succeeds for valid settings; returns 0. */
+int policy_evaluate(const struct policy_settings *s, struct policy_state *st,
+                    const struct policy_input *in, struct policy_decision *out);
+
+#endif
