@@ -1,0 +1,71 @@
+/*
+ * ctl.h - ControllerASG: keeps the group between min and max and on target.
+ *
+ * Every tick (1 s) the controller reads the group settings from the store
+ * (the source of truth; the HTTP API writes them there), takes a snapshot of
+ * the fleet table, promotes healthy booted instances to IN_SERVICE, replaces
+ * unhealthy ones past their grace period, runs the policy (policy.h) on the
+ * load window, and launches or terminates through the provider to reach the
+ * desired count. Every action is recorded in the store with its cause.
+ *
+ * Threads: ctl_start() runs the loop on its own thread. The functions marked
+ * "thread-safe" may be called from any thread (the HTTP server's).
+ */
+#ifndef ASGD_CTL_H
+#define ASGD_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct asgd_conf;
+struct fleet;
+struct store;
+struct provider;
+struct ctl;
+
+struct ctl_deps {
+    const struct asgd_conf *conf; /* borrowed; must outlive the controller */
+    struct fleet *fleet;          /* borrowed */
+    struct store *store;          /* borrowed; used only by the controller thread */
+    struct provider *provider;    /* borrowed */
+};
+
+enum ctl_error { CTL_OK = 0, CTL_ENOENT = -1, CTL_EINVAL = -2, CTL_ESTATE = -3, CTL_ENOMEM = -4 };
+
+/* Creates a controller; nothing runs until ctl_reconcile()/ctl_start(). */
+int ctl_new(const struct ctl_deps *deps, struct ctl **out, char *err, size_t errlen);
+/* Stops the thread if running, frees; NULL is a no-op. Instances keep running. */
+void ctl_free(struct ctl *c);
+
+/*
+ * Start-up reconciliation of store, provider and fleet table: adopts live
+ * instances of the group, forgets vanished ones, resumes unfinished launch
+ * intents with their original token. Never launches because it restarted.
+ */
+int ctl_reconcile(struct ctl *c, int64_t now_ms);
+/* One iteration at wall time now_ms (tests call it directly). */
+int ctl_tick(struct ctl *c, int64_t now_ms);
+
+int ctl_start(struct ctl *c);
+void ctl_stop(struct ctl *c);
+
+/* Thread-safe: asks for instance id to be terminated on the next tick; with
+ * decrement_desired the group's desired count drops by one (not below min),
+ * otherwise it is replaced. CTL_ENOENT if the group has no such instance. */
+int ctl_request_terminate(struct ctl *c, const char *id, int decrement_desired, char *err,
+                          size_t errlen);
+/* Thread-safe: settings changed in the store; apply them now, not in up to a tick. */
+void ctl_wake(struct ctl *c);
+
+struct ctl_status {
+    int desired;
+    int in_service, pending, unhealthy, terminating;
+    double avg_load;         /* last average of in-service instances; < 0 none */
+    int64_t last_tick_ms;    /* wall */
+    char last_decision[256]; /* the policy's last cause text */
+    int provider_ok;         /* 0 after a fatal provider error until a call succeeds */
+};
+/* Thread-safe copy of the controller's latest view. */
+void ctl_get_status(struct ctl *c, struct ctl_status *out);
+
+#endif
