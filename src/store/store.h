@@ -1,0 +1,284 @@
+/*
+ * store.h - asgd's durable state: one SQLite database per state directory.
+ *
+ * The store holds what must survive a restart of asgd: the group settings
+ * (the source of truth once a group exists; the config file only seeds them),
+ * the instances the group owns, the launch intents that make launches
+ * idempotent across crashes, the activity history shown to operators and a
+ * downsampled metric history for the dashboard's charts.
+ *
+ * The database is DIR/asgd.db in WAL mode (readers never block the writer, a
+ * second handle or process can read while the controller writes), with
+ * foreign keys on and a busy timeout, so two handles on the same file wait
+ * for each other instead of failing. A schema_version table records the
+ * layout; store_open() applies the ordered migrations a database still lacks
+ * and refuses a database written by a newer asgd (STORE_EVERSION).
+ *
+ * Threads: calls on one handle are serialised by a mutex inside the handle,
+ * but store_errmsg() then tells the last error of any thread; a thread that
+ * needs exact messages opens its own handle (cheap, and WAL lets them run
+ * concurrently). Nothing here is meant for a hot path: callers batch
+ * (store_metrics_add() writes a whole batch in one transaction).
+ *
+ * Strings: every fixed-size char field below is NUL-terminated; text longer
+ * than the field is truncated when read back, never overflowed. Input strings
+ * must be shorter than their field (else STORE_EINVAL) unless said otherwise.
+ *
+ * Errors: 0 on success, a negative STORE_E* code on failure
+ * (store_strerror()), with text for the operator in store_errmsg(st). Output
+ * arguments are written only on success. Lists are arrays the caller frees
+ * with the matching store_*_free() (NULL is a no-op).
+ */
+#ifndef ASGD_STORE_H
+#define ASGD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "controller/policy.h"
+
+#define STORE_NAME_MAX   64  /* group name, NUL included */
+#define STORE_ID_MAX     64  /* instance id, launch token, NUL included */
+#define STORE_ADDR_MAX   64  /* "host:port", NUL included */
+#define STORE_SHORT_MAX  32  /* provider, lifecycle, zone, kind, status, health type */
+#define STORE_CAUSE_MAX  256 /* activity cause (policy_decision.cause fits) */
+#define STORE_DETAIL_MAX 512 /* activity detail */
+
+/* Schema version this build writes; store_open() refuses a larger one. */
+#define STORE_SCHEMA_VERSION 1
+
+enum store_error {
+    STORE_OK = 0,
+    STORE_ENOENT = -1,    /* no such group / instance / intent */
+    STORE_EEXIST = -2,    /* key already present (intent token) */
+    STORE_EINVAL = -3,    /* bad argument from the caller (NULL, too long, out of range) */
+    STORE_ECONFLICT = -4, /* settings revision changed since the caller read it */
+    STORE_EVERSION = -5,  /* database schema newer than this build knows */
+    STORE_ECORRUPT = -6,  /* not a database, or a malformed one */
+    STORE_EIO = -7,       /* cannot create/open/write (permissions, disk full, busy too long) */
+    STORE_ENOMEM = -8,
+};
+/* Static text for a STORE_E* code ("unknown error" for others). */
+const char *store_strerror(int code);
+
+struct store;
+
+/*
+ * Opens (creating if needed) dir/asgd.db; dir itself is created (mode 0700)
+ * if it does not exist, but not its parents. Migrates the schema to
+ * STORE_SCHEMA_VERSION. On success *out owns the handle (store_close()). On
+ * failure *out is untouched and err (if errlen > 0) holds a message naming
+ * the file and the reason: unwritable dir -> STORE_EIO, not a database ->
+ * STORE_ECORRUPT, newer schema -> STORE_EVERSION.
+ */
+int store_open(const char *dir, struct store **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Closes the database and frees the handle. NULL is a no-op. */
+void store_close(struct store *st);
+/* The last error's detail text for st (owned by st, valid until the next call). Never NULL. */
+const char *store_errmsg(struct store *st);
+/* Schema version of the open database (== STORE_SCHEMA_VERSION after open). */
+int store_schema_version(struct store *st);
+
+/* ---- group settings ------------------------------------------------------------------------- */
+
+struct store_health {
+    char type[STORE_SHORT_MAX]; /* "agent" | "ec2" (not interpreted here) */
+    int64_t interval_ms;
+    int64_t timeout_ms;
+    int healthy_threshold;
+    int unhealthy_threshold;
+    int64_t grace_period_ms;
+};
+
+struct store_group {
+    char name[STORE_NAME_MAX];
+    int min_size, max_size, desired_capacity;
+    struct policy_settings policy;
+    struct store_health health;
+    int64_t revision;      /* bumped by every write; 1 after the first put */
+    int64_t updated_at_ms; /* wall clock of the last write */
+};
+
+/*
+ * Reads the settings of group name into *out. STORE_ENOENT if the group does
+ * not exist yet (first start: seed it from the config file with
+ * store_put_settings()).
+ */
+int store_get_settings(struct store *st, const char *name, struct store_group *out)
+    __attribute__((warn_unused_result));
+/*
+ * Creates or replaces the settings of group g->name (g->revision and
+ * g->updated_at_ms are ignored on input). expect_revision < 0 writes
+ * unconditionally; 0 requires that the group does not exist yet; > 0
+ * requires that the stored revision is exactly that (optimistic locking for
+ * the HTTP API's edits), else STORE_ECONFLICT. Checks 0 <= min <= desired <=
+ * max (STORE_EINVAL otherwise). On success the new revision is stored in
+ * *new_revision (may be NULL).
+ */
+int store_put_settings(struct store *st, const struct store_group *g, int64_t expect_revision,
+                       int64_t *new_revision) __attribute__((warn_unused_result));
+/*
+ * Sets only desired_capacity of an existing group (the controller's scaling
+ * decisions), bumping the revision. STORE_ENOENT if absent, STORE_EINVAL if
+ * outside [min, max].
+ */
+int store_set_desired(struct store *st, const char *name, int desired, int64_t *new_revision)
+    __attribute__((warn_unused_result));
+/* Names of every group, sorted. *names is an array of *n malloc'd strings: store_names_free(). */
+int store_list_groups(struct store *st, char ***names, size_t *n)
+    __attribute__((warn_unused_result));
+void store_names_free(char **names, size_t n);
+
+/* ---- instances ------------------------------------------------------------------------------ */
+
+struct store_instance {
+    char id[STORE_ID_MAX];
+    char group[STORE_NAME_MAX];
+    char address[STORE_ADDR_MAX];
+    char provider[STORE_SHORT_MAX];  /* "local" | "ec2" */
+    char lifecycle[STORE_SHORT_MAX]; /* free text, e.g. fleet_lifecycle_name(): "pending", ... */
+    int64_t launched_at_ms;
+    char launch_token[STORE_ID_MAX]; /* "" if unknown (adopted) */
+    int32_t pid;                     /* local provider, else 0 */
+    char zone[STORE_SHORT_MAX];
+    int64_t created_at_ms, updated_at_ms; /* set by the store (wall clock) */
+    int64_t terminated_at_ms;             /* 0 while not terminated */
+};
+
+/*
+ * Inserts inst, or replaces every field of the row with the same id (upsert;
+ * created_at_ms of an existing row is kept). inst->id and inst->group must be
+ * non-empty.
+ */
+int store_put_instance(struct store *st, const struct store_instance *inst)
+    __attribute__((warn_unused_result));
+/*
+ * Sets the lifecycle text (and terminated_at_ms, 0 to leave it unchanged) of
+ * instance id. STORE_ENOENT if absent.
+ */
+int store_set_instance_lifecycle(struct store *st, const char *id, const char *lifecycle,
+                                 int64_t terminated_at_ms) __attribute__((warn_unused_result));
+/* Reads one instance. STORE_ENOENT if absent. */
+int store_get_instance(struct store *st, const char *id, struct store_instance *out)
+    __attribute__((warn_unused_result));
+/* Deletes instance id (its metric rows stay until pruned). STORE_ENOENT if absent. */
+int store_delete_instance(struct store *st, const char *id);
+/*
+ * Lists the instances of group (NULL: all groups), oldest launch first;
+ * terminated ones (terminated_at_ms != 0) only if include_terminated. *out is
+ * a malloc'd array of *n items (NULL when *n == 0): store_instances_free().
+ */
+int store_list_instances(struct store *st, const char *group, int include_terminated,
+                         struct store_instance **out, size_t *n)
+    __attribute__((warn_unused_result));
+void store_instances_free(struct store_instance *list);
+
+/* ---- launch intents (idempotency across crashes) -------------------------------------------- */
+
+enum store_intent_state { STORE_INTENT_OPEN = 0, STORE_INTENT_DONE, STORE_INTENT_FAILED };
+
+struct store_intent {
+    char token[STORE_ID_MAX];
+    char group[STORE_NAME_MAX];
+    int count;
+    int64_t created_at_ms;
+    int state;  /* enum store_intent_state */
+    char **ids; /* instance ids known for this launch (malloc'd strings), n_ids of them */
+    size_t n_ids;
+};
+
+/*
+ * Records the intent to launch count instances with token, state OPEN, BEFORE
+ * calling the provider. STORE_EEXIST if the token is already recorded.
+ */
+int store_intent_create(struct store *st, const char *token, const char *group, int count,
+                        int64_t created_at_ms) __attribute__((warn_unused_result));
+/*
+ * Closes intent token with state DONE or FAILED and the ids it produced
+ * (ids may be NULL when n == 0; replaces any ids stored before).
+ * STORE_ENOENT if unknown, STORE_EINVAL for state OPEN or a bad id.
+ */
+int store_intent_complete(struct store *st, const char *token, int state, const char *const *ids,
+                          size_t n) __attribute__((warn_unused_result));
+/*
+ * Lists OPEN intents of group (NULL: all), oldest first: after a crash, each
+ * is retried with the same token (the provider returns the first call's
+ * instances). *out: malloc'd array of *n, free with store_intents_free(*out, *n).
+ */
+int store_intent_list_open(struct store *st, const char *group, struct store_intent **out,
+                           size_t *n) __attribute__((warn_unused_result));
+void store_intents_free(struct store_intent *list, size_t n);
+
+/* ---- activities ----------------------------------------------------------------------------- */
+
+/* Kinds in use: "launch", "terminate", "scale", "replace", "error", "settings", "adopt", "forget".
+ */
+struct store_activity {
+    int64_t id; /* assigned by store_activity_add() */
+    char group[STORE_NAME_MAX];
+    int64_t at_ms;
+    char kind[STORE_SHORT_MAX];
+    char cause[STORE_CAUSE_MAX]; /* "average load 83% > 70% for 60s: 2 -> 4" */
+    int from_count, to_count;
+    char status[STORE_SHORT_MAX]; /* "ok", "failed", "in-progress", ... */
+    char detail[STORE_DETAIL_MAX];
+};
+
+/*
+ * Appends activity a (a->id ignored); group and kind must be non-empty.
+ * cause/detail are taken as NUL-terminated strings within their fields. The
+ * new id is stored in *id_out (may be NULL). Ids grow: newer = larger.
+ */
+int store_activity_add(struct store *st, const struct store_activity *a, int64_t *id_out)
+    __attribute__((warn_unused_result));
+/*
+ * Lists activities of group (NULL: all), newest first, at most limit
+ * (1..10000), only those with id < before_id when before_id > 0 (paging:
+ * pass the last id of the previous page). *out: malloc'd array of *n,
+ * store_activities_free().
+ */
+int store_activity_list(struct store *st, const char *group, int64_t before_id, int limit,
+                        struct store_activity **out, size_t *n) __attribute__((warn_unused_result));
+void store_activities_free(struct store_activity *list);
+
+/* ---- metric history (downsampled, for charts) ----------------------------------------------- */
+
+struct store_metric_group {
+    char group[STORE_NAME_MAX];
+    int64_t at_ms;
+    double avg_load; /* < 0: no data */
+    int in_service;
+    int desired;
+};
+
+struct store_metric_instance {
+    char group[STORE_NAME_MAX];
+    int64_t at_ms;
+    char instance_id[STORE_ID_MAX];
+    double load;
+};
+
+/* Adds both batches (either may be empty) in ONE transaction: all rows or none. */
+int store_metrics_add(struct store *st, const struct store_metric_group *g, size_t ng,
+                      const struct store_metric_instance *inst, size_t ni)
+    __attribute__((warn_unused_result));
+/*
+ * Group rows of group with at_ms >= since_ms, oldest first; when more than
+ * max_rows (1..1000000) match, the NEWEST max_rows are returned. *out:
+ * malloc'd, free().
+ */
+int store_metrics_group_since(struct store *st, const char *group, int64_t since_ms,
+                              size_t max_rows, struct store_metric_group **out, size_t *n)
+    __attribute__((warn_unused_result));
+/* Same for per-instance rows of group; instance_id NULL: every instance. *out: free(). */
+int store_metrics_instance_since(struct store *st, const char *group, const char *instance_id,
+                                 int64_t since_ms, size_t max_rows,
+                                 struct store_metric_instance **out, size_t *n)
+    __attribute__((warn_unused_result));
+/* Deletes metric rows (both kinds) with at_ms < older_than_ms; *deleted (may be NULL) counts them.
+ */
+int store_metrics_prune(struct store *st, int64_t older_than_ms, int64_t *deleted)
+    __attribute__((warn_unused_result));
+
+#endif
