@@ -1,0 +1,627 @@
+/*
+ * local.c - the local provider (see local.h).
+ *
+ * Spawning: asgd is multi-threaded (gRPC starts threads), so between fork()
+ * and exec() the child may only call async-signal-safe functions. Everything
+ * the child needs (argv, log path) is prepared before fork(). The child
+ * double-forks so that the agent is re-parented to init: it outlives asgd and
+ * asgd never has to reap it. The intermediate process reports the agent's
+ * pid through a pipe.
+ *
+ * A pid file is written with write-to-temp + rename, so a crash mid-write
+ * leaves either the old file or the new one, never half of one.
+ */
+#include "provider/local.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+#include "common/banned.h"
+
+#define LOCAL_MAX_ADDRS 60000
+
+struct local_provider {
+    struct provider base;
+    char *group, *dir, *agent_path, *monitor_address, *token_file;
+    char **extra_args; /* NULL-terminated, split agent_args */
+    size_t n_extra;
+    uint32_t base_addr; /* host order */
+    int agent_port;
+    int64_t boot_delay_ms, kill_timeout_ms;
+};
+
+/* One pid file. */
+struct local_rec {
+    char id[PROV_ID_MAX];
+    int pid;
+    unsigned long long starttime;
+    char address[PROV_ADDR_MAX];
+    int64_t launched_at_ms;
+    char token[PROV_ID_MAX];
+};
+
+static char *xstrdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void local_destroy(struct provider *p)
+{
+    struct local_provider *lp = (struct local_provider *)p;
+    free(lp->group);
+    free(lp->dir);
+    free(lp->agent_path);
+    free(lp->monitor_address);
+    free(lp->token_file);
+    for (size_t i = 0; i < lp->n_extra; i++)
+        free(lp->extra_args[i]);
+    free(lp->extra_args);
+    free(lp);
+}
+
+/* Reads field 3 (state) and 22 (starttime) of /proc/pid/stat. -1 if no such process. */
+static int proc_stat(int pid, char *state, unsigned long long *starttime)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    /* comm may contain spaces and ')': the fields resume after the LAST ')' */
+    char *p = strrchr(buf, ')');
+    if (p == NULL || p[1] != ' ')
+        return -1;
+    p += 2;
+    *state = *p;
+    /* after state (field 3), skip to field 22: 19 more separators */
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (p == NULL)
+            return -1;
+        p++;
+    }
+    char *end;
+    errno = 0;
+    *starttime = strtoull(p, &end, 10);
+    if (errno != 0 || end == p)
+        return -1;
+    return 0;
+}
+
+/* Alive = the process exists, is not a zombie, and started when we recorded. */
+static int rec_alive(const struct local_rec *r)
+{
+    char state;
+    unsigned long long st;
+    if (r->pid <= 1 || proc_stat(r->pid, &state, &st) != 0)
+        return 0;
+    return st == r->starttime && state != 'Z' && state != 'X';
+}
+
+static int valid_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n >= PROV_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)id[i]) && id[i] != '-' && id[i] != '_' && id[i] != '.')
+            return 0;
+    return 1;
+}
+
+static int rec_read(const char *path, struct local_rec *r)
+{
+    FILE *fp = fopen(path, "re");
+    if (fp == NULL)
+        return -1;
+    char line[256];
+    int got = 0;
+    memset(r, 0, sizeof(*r));
+    while (fgets(line, sizeof(line), fp)) {
+        char *eq = strchr(line, '=');
+        if (eq == NULL)
+            continue;
+        *eq = '\0';
+        char *v = eq + 1;
+        v[strcspn(v, "\n")] = '\0';
+        char *end;
+        errno = 0;
+        if (strcmp(line, "id") == 0 && strlen(v) < sizeof(r->id)) {
+            snprintf(r->id, sizeof(r->id), "%s", v);
+            got |= 1;
+        } else if (strcmp(line, "pid") == 0) {
+            long pid = strtol(v, &end, 10);
+            if (errno == 0 && *end == '\0' && pid > 1 && pid < 1L << 30) {
+                r->pid = (int)pid;
+                got |= 2;
+            }
+        } else if (strcmp(line, "starttime") == 0) {
+            r->starttime = strtoull(v, &end, 10);
+            if (errno == 0 && *end == '\0')
+                got |= 4;
+        } else if (strcmp(line, "address") == 0 && strlen(v) < sizeof(r->address)) {
+            snprintf(r->address, sizeof(r->address), "%s", v);
+        } else if (strcmp(line, "launched_at_ms") == 0) {
+            r->launched_at_ms = strtoll(v, &end, 10);
+        } else if (strcmp(line, "token") == 0 && strlen(v) < sizeof(r->token)) {
+            snprintf(r->token, sizeof(r->token), "%s", v);
+        }
+    }
+    fclose(fp);
+    return got == 7 && valid_id(r->id) ? 0 : -1;
+}
+
+static int rec_write(const struct local_provider *lp, const struct local_rec *r)
+{
+    char path[4096], tmp[4096];
+    snprintf(path, sizeof(path), "%s/%s.pid", lp->dir, r->id);
+    snprintf(tmp, sizeof(tmp), "%s/.%s.pid.tmp", lp->dir, r->id);
+    FILE *fp = fopen(tmp, "we");
+    if (fp == NULL)
+        return -1;
+    fprintf(fp, "id=%s\npid=%d\nstarttime=%llu\naddress=%s\nlaunched_at_ms=%" PRId64 "\ntoken=%s\n",
+            r->id, r->pid, r->starttime, r->address, r->launched_at_ms, r->token);
+    int rc = fflush(fp) == 0 && fsync(fileno(fp)) == 0 ? 0 : -1;
+    if (fclose(fp) != 0)
+        rc = -1;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -1;
+    if (rc != 0)
+        unlink(tmp);
+    return rc;
+}
+
+static void rec_remove(const struct local_provider *lp, const char *id)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s.pid", lp->dir, id);
+    unlink(path);
+}
+
+/* Every pid file in the directory (alive or not). */
+static int rec_list(struct local_provider *lp, struct local_rec **out, size_t *n_out)
+{
+    DIR *d = opendir(lp->dir);
+    struct local_rec *v = NULL;
+    size_t n = 0, cap = 0;
+    if (d == NULL)
+        return provider__fail(&lp->base, PROV_EFATAL, "cannot read \"%s\": %s", lp->dir,
+                              strerror(errno));
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (de->d_name[0] == '.' || len < 5 || strcmp(de->d_name + len - 4, ".pid") != 0)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", lp->dir, de->d_name);
+        struct local_rec r;
+        if (rec_read(path, &r) != 0) {
+            log_warn("local: ignoring unreadable pid file \"%s\"", path);
+            continue;
+        }
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct local_rec *nv = realloc(v, ncap * sizeof(*nv));
+            if (nv == NULL) {
+                free(v);
+                closedir(d);
+                return provider__fail(&lp->base, PROV_ENOMEM, "out of memory");
+            }
+            v = nv;
+            cap = ncap;
+        }
+        v[n++] = r;
+    }
+    closedir(d);
+    *out = v;
+    *n_out = n;
+    return 0;
+}
+
+static void fill_instance(const struct local_provider *lp, const struct local_rec *r, int64_t now,
+                          struct prov_instance *inst)
+{
+    memset(inst, 0, sizeof(*inst));
+    snprintf(inst->id, sizeof(inst->id), "%s", r->id);
+    snprintf(inst->address, sizeof(inst->address), "%s", r->address);
+    snprintf(inst->launch_token, sizeof(inst->launch_token), "%s", r->token);
+    inst->pid = r->pid;
+    inst->launched_at_ms = r->launched_at_ms;
+    inst->state = now < r->launched_at_ms + lp->boot_delay_ms ? PROV_PENDING : PROV_RUNNING;
+}
+
+static int random_hex(char *buf, size_t nbytes)
+{
+    unsigned char raw[16];
+    if (nbytes > sizeof(raw))
+        nbytes = sizeof(raw);
+    if (getrandom(raw, nbytes, 0) != (ssize_t)nbytes)
+        return -1;
+    for (size_t i = 0; i < nbytes; i++)
+        snprintf(buf + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
+/*
+ * Starts the agent detached. Returns its pid, or -1 with errno-ish detail in
+ * the provider's errmsg. Only async-signal-safe calls after fork().
+ */
+static int spawn_agent(struct local_provider *lp, char *const argv[], const char *log_path)
+{
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) != 0)
+        return -1;
+    int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (logfd < 0 || nullfd < 0) {
+        if (logfd >= 0)
+            close(logfd);
+        if (nullfd >= 0)
+            close(nullfd);
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
+    struct timespec delay = {(time_t)(lp->boot_delay_ms / 1000),
+                             (long)(lp->boot_delay_ms % 1000) * 1000000L};
+
+    pid_t mid = fork();
+    if (mid < 0) {
+        close(logfd);
+        close(nullfd);
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
+    if (mid == 0) {
+        /* intermediate: new session, fork the agent, report its pid, leave */
+        setsid();
+        pid_t agent = fork();
+        if (agent == 0) {
+            sigset_t all;
+            sigemptyset(&all);
+            sigprocmask(SIG_SETMASK, &all, NULL);
+            signal(SIGPIPE, SIG_DFL);
+            dup2(nullfd, 0);
+            dup2(logfd, 1);
+            dup2(logfd, 2);
+            close_range(3, ~0U, 0);
+            while (delay.tv_sec > 0 || delay.tv_nsec > 0) {
+                if (nanosleep(&delay, &delay) == 0)
+                    break;
+            }
+            execv(argv[0], argv);
+            _exit(127);
+        }
+        int v = (int)agent;
+        ssize_t w = write(pfd[1], &v, sizeof(v));
+        (void)w;
+        _exit(agent > 0 ? 0 : 1);
+    }
+    close(pfd[1]);
+    close(logfd);
+    close(nullfd);
+    int agent_pid = -1;
+    ssize_t r;
+    do {
+        r = read(pfd[0], &agent_pid, sizeof(agent_pid));
+    } while (r < 0 && errno == EINTR);
+    close(pfd[0]);
+    int status;
+    while (waitpid(mid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (r != (ssize_t)sizeof(agent_pid) || agent_pid <= 0)
+        return -1;
+    return agent_pid;
+}
+
+static int addr_in_use(const struct local_rec *recs, size_t n, const char *addr)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(recs[i].address, addr) == 0 && rec_alive(&recs[i]))
+            return 1;
+    return 0;
+}
+
+static int launch_one(struct local_provider *lp, const char *token, struct local_rec *recs,
+                      size_t n_recs, struct local_rec *out)
+{
+    char host[INET_ADDRSTRLEN], addr[PROV_ADDR_MAX];
+    uint32_t off;
+    for (off = 0; off < LOCAL_MAX_ADDRS; off++) {
+        struct in_addr ia = {htonl(lp->base_addr + off)};
+        inet_ntop(AF_INET, &ia, host, sizeof(host));
+        snprintf(addr, sizeof(addr), "%s:%d", host, lp->agent_port);
+        if (!addr_in_use(recs, n_recs, addr))
+            break;
+    }
+    if (off == LOCAL_MAX_ADDRS)
+        return provider__fail(&lp->base, PROV_ECAPACITY, "no free loopback address");
+
+    struct local_rec r;
+    memset(&r, 0, sizeof(r));
+    char hex[17] = {0};
+    if (random_hex(hex, 4) != 0)
+        return provider__fail(&lp->base, PROV_ERETRY, "getrandom failed: %s", strerror(errno));
+    snprintf(r.id, sizeof(r.id), "%.40s-%s", lp->group, hex);
+    snprintf(r.address, sizeof(r.address), "%s", addr);
+    snprintf(r.token, sizeof(r.token), "%s", token);
+
+    /* argv: agent --listen A --advertise A --instance-id ID [--monitor M] [--token-file F] extra */
+    size_t argc = 0, cap = 12 + lp->n_extra;
+    char **argv = calloc(cap, sizeof(*argv));
+    if (argv == NULL)
+        return provider__fail(&lp->base, PROV_ENOMEM, "out of memory");
+    argv[argc++] = lp->agent_path;
+    argv[argc++] = "--listen";
+    argv[argc++] = addr;
+    argv[argc++] = "--advertise";
+    argv[argc++] = addr;
+    argv[argc++] = "--instance-id";
+    argv[argc++] = r.id;
+    if (lp->monitor_address) {
+        argv[argc++] = "--monitor";
+        argv[argc++] = lp->monitor_address;
+    }
+    if (lp->token_file) {
+        argv[argc++] = "--token-file";
+        argv[argc++] = lp->token_file;
+    }
+    for (size_t i = 0; i < lp->n_extra; i++)
+        argv[argc++] = lp->extra_args[i];
+    argv[argc] = NULL;
+
+    char log_path[4096];
+    snprintf(log_path, sizeof(log_path), "%s/%s.log", lp->dir, r.id);
+    r.launched_at_ms = clk_wall_ms();
+    int pid = spawn_agent(lp, argv, log_path);
+    free(argv);
+    if (pid < 0)
+        return provider__fail(&lp->base, PROV_ERETRY, "cannot start \"%s\": %s", lp->agent_path,
+                              strerror(errno));
+    r.pid = pid;
+    char state;
+    if (proc_stat(pid, &state, &r.starttime) != 0)
+        return provider__fail(&lp->base, PROV_ERETRY, "agent \"%s\" exited at once", r.id);
+    if (rec_write(lp, &r) != 0) {
+        kill(pid, SIGKILL);
+        return provider__fail(&lp->base, PROV_ERETRY, "cannot write pid file for \"%s\": %s",
+                              r.id, strerror(errno));
+    }
+    *out = r;
+    return 0;
+}
+
+static int local_launch(struct provider *p, int count, const char *token, struct prov_list *out)
+{
+    struct local_provider *lp = (struct local_provider *)p;
+    struct local_rec *recs = NULL;
+    size_t n = 0;
+    int64_t now = clk_wall_ms();
+    int rc = rec_list(lp, &recs, &n);
+    if (rc != 0)
+        return rc;
+
+    /* Idempotency: instances already made by this token count toward count. */
+    int have = 0;
+    for (size_t i = 0; i < n && have < count; i++) {
+        if (strcmp(recs[i].token, token) == 0 && rec_alive(&recs[i])) {
+            struct prov_instance inst;
+            fill_instance(lp, &recs[i], now, &inst);
+            if ((rc = prov_list_push(out, &inst)) != 0)
+                goto out;
+            have++;
+        }
+    }
+    while (have < count) {
+        struct local_rec r;
+        rc = launch_one(lp, token, recs, n, &r);
+        if (rc != 0)
+            goto out;
+        /* remember it so the next one picks another address */
+        struct local_rec *nv = realloc(recs, (n + 1) * sizeof(*nv));
+        if (nv == NULL) {
+            rc = provider__fail(p, PROV_ENOMEM, "out of memory");
+            goto out;
+        }
+        recs = nv;
+        recs[n++] = r;
+        struct prov_instance inst;
+        fill_instance(lp, &r, now, &inst);
+        if ((rc = prov_list_push(out, &inst)) != 0)
+            goto out;
+        have++;
+    }
+out:
+    free(recs);
+    if (rc != 0)
+        prov_list_release(out);
+    return rc;
+}
+
+static int local_terminate(struct provider *p, const char *const *ids, size_t n)
+{
+    struct local_provider *lp = (struct local_provider *)p;
+    struct local_rec *recs = calloc(n, sizeof(*recs));
+    int *live = calloc(n, sizeof(*live));
+    int rc = 0;
+    if (recs == NULL || live == NULL) {
+        rc = provider__fail(p, PROV_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char path[4096];
+        if (!valid_id(ids[i]))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s.pid", lp->dir, ids[i]);
+        if (rec_read(path, &recs[i]) == 0 && rec_alive(&recs[i])) {
+            live[i] = 1;
+            kill(recs[i].pid, SIGTERM);
+        }
+    }
+    int64_t deadline = clk_mono_ms() + (lp->kill_timeout_ms > 0 ? lp->kill_timeout_ms : 3000);
+    for (;;) {
+        int remaining = 0;
+        for (size_t i = 0; i < n; i++)
+            if (live[i] && (live[i] = rec_alive(&recs[i])))
+                remaining++;
+        if (remaining == 0)
+            break;
+        if (clk_mono_ms() >= deadline) {
+            for (size_t i = 0; i < n; i++)
+                if (live[i]) {
+                    log_warn("local: instance \"%s\" ignored SIGTERM, killing pid %d", recs[i].id,
+                             recs[i].pid);
+                    kill(recs[i].pid, SIGKILL);
+                }
+            break;
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (valid_id(ids[i]))
+            rec_remove(lp, ids[i]);
+out:
+    free(recs);
+    free(live);
+    return rc;
+}
+
+static int local_describe(struct provider *p, struct prov_list *out)
+{
+    struct local_provider *lp = (struct local_provider *)p;
+    struct local_rec *recs = NULL;
+    size_t n = 0;
+    int64_t now = clk_wall_ms();
+    int rc = rec_list(lp, &recs, &n);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (!rec_alive(&recs[i])) {
+            /* the machine is gone: nothing left to terminate, forget it */
+            rec_remove(lp, recs[i].id);
+            continue;
+        }
+        struct prov_instance inst;
+        fill_instance(lp, &recs[i], now, &inst);
+        if ((rc = prov_list_push(out, &inst)) != 0) {
+            prov_list_release(out);
+            break;
+        }
+    }
+    free(recs);
+    return rc;
+}
+
+static const struct provider_ops local_ops = {
+    .name = "local",
+    .launch = local_launch,
+    .terminate = local_terminate,
+    .describe = local_describe,
+    .destroy = local_destroy,
+};
+
+static int split_args(struct local_provider *lp, const char *args)
+{
+    if (args == NULL)
+        return 0;
+    const char *p = args;
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '\0')
+            return 0;
+        size_t len = strcspn(p, " \t");
+        char **nv = realloc(lp->extra_args, (lp->n_extra + 2) * sizeof(*nv));
+        if (nv == NULL)
+            return -1;
+        lp->extra_args = nv;
+        if ((lp->extra_args[lp->n_extra] = strndup(p, len)) == NULL)
+            return -1;
+        lp->n_extra++;
+        lp->extra_args[lp->n_extra] = NULL;
+        p += len;
+    }
+}
+
+int provider_local_new(const struct local_settings *s, struct provider **out, char *err,
+                       size_t errlen)
+{
+    struct in_addr ia;
+    if (s->group == NULL || s->state_dir == NULL || s->agent_path == NULL) {
+        snprintf(err, errlen, "local provider: group, state_dir and agent are required");
+        return PROV_EINVAL;
+    }
+    if (inet_pton(AF_INET, s->address_base ? s->address_base : "127.0.0.2", &ia) != 1 ||
+        (ntohl(ia.s_addr) >> 24) != 127) {
+        snprintf(err, errlen, "local provider: address_base \"%s\" is not a 127.x.y.z address",
+                 s->address_base ? s->address_base : "");
+        return PROV_EINVAL;
+    }
+    if (access(s->agent_path, X_OK) != 0) {
+        snprintf(err, errlen, "local provider: agent \"%s\" is not executable: %s", s->agent_path,
+                 strerror(errno));
+        return PROV_EINVAL;
+    }
+    struct local_provider *lp = calloc(1, sizeof(*lp));
+    if (lp == NULL)
+        goto oom;
+    lp->base.ops = &local_ops;
+    lp->base_addr = ntohl(ia.s_addr);
+    lp->agent_port = s->agent_port;
+    lp->boot_delay_ms = s->boot_delay_ms;
+    lp->kill_timeout_ms = s->kill_timeout_ms;
+    size_t dlen = strlen(s->state_dir) + sizeof("/local");
+    lp->dir = malloc(dlen);
+    lp->group = xstrdup(s->group);
+    lp->agent_path = xstrdup(s->agent_path);
+    lp->monitor_address = xstrdup(s->monitor_address);
+    lp->token_file = xstrdup(s->token_file);
+    if (lp->dir == NULL || lp->group == NULL || lp->agent_path == NULL ||
+        (s->monitor_address && !lp->monitor_address) || (s->token_file && !lp->token_file) ||
+        split_args(lp, s->agent_args) != 0)
+        goto oom;
+    snprintf(lp->dir, dlen, "%s/local", s->state_dir);
+    if (mkdir(s->state_dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "local provider: cannot create \"%s\": %s", s->state_dir,
+                 strerror(errno));
+        local_destroy(&lp->base);
+        return PROV_EFATAL;
+    }
+    if (mkdir(lp->dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "local provider: cannot create \"%s\": %s", lp->dir,
+                 strerror(errno));
+        local_destroy(&lp->base);
+        return PROV_EFATAL;
+    }
+    *out = &lp->base;
+    return 0;
+oom:
+    if (lp)
+        local_destroy(&lp->base);
+    snprintf(err, errlen, "local provider: out of memory");
+    return PROV_ENOMEM;
+}

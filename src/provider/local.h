@@ -1,0 +1,37 @@
+/*
+ * local.h - the local provider: every instance is a detached monitorc process.
+ *
+ * An instance is a monitorc process in its own session (it survives asgd, as
+ * a machine survives its autoscaler) listening on its own loopback address:
+ * address_base, address_base+1, ... (127.0.0.2, 127.0.0.3, ...) at agent_port.
+ * Membership is a pid file per instance in <state_dir>/local/<id>.pid holding
+ * the pid, the process start time (so a recycled pid is never mistaken for
+ * ours), the address, the launch time and the launch token. Terminate =
+ * SIGTERM, then SIGKILL after kill_timeout.
+ */
+#ifndef ASGD_PROVIDER_LOCAL_H
+#define ASGD_PROVIDER_LOCAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "provider/provider.h"
+
+struct local_settings {
+    const char *group;           /* group name (ids are "<group>-<hex>") */
+    const char *state_dir;       /* pid files and agent logs go to <state_dir>/local/ */
+    const char *agent_path;      /* monitorc binary */
+    const char *agent_args;      /* appended to every command line, split on whitespace; may be NULL */
+    const char *address_base;    /* first loopback address, e.g. "127.0.0.2" */
+    int agent_port;              /* every instance listens on <its address>:agent_port */
+    const char *monitor_address; /* MonitorS "host:port" passed as --monitor; may be NULL */
+    const char *token_file;      /* passed as --token-file; may be NULL */
+    int64_t boot_delay_ms;       /* simulated boot: the agent starts this long after launch */
+    int64_t kill_timeout_ms;     /* SIGTERM -> SIGKILL; 0 means 3 s */
+};
+
+/* Creates the provider (copies the settings). Creates <state_dir>/local. */
+int provider_local_new(const struct local_settings *s, struct provider **out, char *err,
+                       size_t errlen);
+
+#endif
