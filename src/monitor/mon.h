@@ -1,0 +1,142 @@
+/*
+ * mon.h - MonitorS: the registry (Register/Deregister) and the poller.
+ *
+ * MonitorS is the half of asgd that watches instances. It serves the MonitorS
+ * gRPC service, where each instance's agent (monitorc) registers at start and
+ * deregisters at stop, and it polls every instance in the fleet table over one
+ * persistent gRPC channel per instance: every interval one GetMetrics call
+ * with a deadline (or GetStatus + GetMemoryUsage for a seed agent that answers
+ * UNIMPLEMENTED to GetMetrics), all calls in flight at once on one completion
+ * queue driven by one thread. Answers and silences become health with
+ * HAProxy-style hysteresis (rise consecutive successes make an instance
+ * healthy, fall consecutive failures make it unhealthy) and load samples,
+ * written into the instance's fleet-table slot. The controller reads them.
+ *
+ * Who owns what: the controller owns slot life cycles (alloc on launch, free
+ * on termination). MonitorS only writes health/load/registration fields of
+ * existing slots, except that with accept_unknown a Register from an unknown
+ * instance id allocates a slot (lifecycle PENDING, like a fresh launch, so the
+ * controller's grace period and promotion rules apply to it).
+ *
+ * Registry rules:
+ *  - the token is compared in constant time; a wrong or missing token is
+ *    refused (accepted=false, message "bad token") and never changes the table.
+ *    An empty configured token disables the check (mon_start() warns).
+ *  - an unknown instance id is refused unless accept_unknown.
+ *  - the address must be host:port (IPv4, [IPv6] or a DNS name; port 1..65535).
+ *    It fills the slot's address only when the slot has none: the provider's
+ *    address wins over what an agent claims.
+ *  - Deregister marks the slot registered=0 and health UNHEALTHY at once
+ *    (consecutive_ok reset), so the controller sees the instance leaving
+ *    without waiting for fall failed polls. It does not free the slot. An
+ *    agent that keeps answering afterwards becomes healthy again after rise
+ *    successes, like any other instance.
+ *
+ * Threads: mon_start() starts the gRPC server and the poller thread. The
+ * registry handlers run on the server's thread; both only touch the fleet
+ * table through fleet.h (which is thread- and process-safe) and stats
+ * atomics. Nothing on the poll path waits on disk (log lines go to stderr).
+ *
+ * Errors: 0 or a negative MON_E* code; operator-facing detail in err/errmsg.
+ */
+#ifndef ASGD_MON_H
+#define ASGD_MON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct fleet;
+struct fleet_slot;
+struct mon;
+
+enum mon_error {
+    MON_OK = 0,
+    MON_EINVAL = -1, /* bad settings */
+    MON_ENOMEM = -2,
+    MON_ELISTEN = -3, /* could not bind the MonitorS address */
+    MON_ESTATE = -4,  /* already started / not started */
+    MON_ESYS = -5,    /* thread creation etc. */
+};
+
+/* Settings, filled by the caller (asgd from its [health] and [monitor] sections). */
+struct mon_settings {
+    const char *listen;    /* MonitorS address "host:port" (port 0 = ephemeral); NULL or "" =
+                              run the poller only, no server (tests, benches) */
+    const char *token;     /* shared secret agents present; NULL or "" = no check */
+    int accept_unknown;    /* Register from an id without slot allocates one (PENDING) */
+    int64_t interval_ms;   /* poll interval per instance (>= 10) */
+    int64_t timeout_ms;    /* deadline of one poll call (>= 1; clamped to interval) */
+    uint32_t rise;         /* consecutive successes to become healthy (>= 1) */
+    uint32_t fall;         /* consecutive failures to become unhealthy (>= 1) */
+    uint32_t max_inflight; /* cap on concurrent poll calls; 0 = no cap beyond capacity */
+};
+
+/* Fills s with the defaults of issue 3: 2 s / 1 s / rise 2 / fall 3, listen
+ * 127.0.0.1:50052, no token, accept_unknown 0, max_inflight 0. */
+void mon_settings_init(struct mon_settings *s);
+
+/*
+ * Creates a monitor over fleet table f (borrowed: must outlive the monitor).
+ * Copies every string in s. Validates s; on failure returns MON_EINVAL (or
+ * MON_ENOMEM) with a message in err and *out untouched. Nothing runs yet.
+ * Free with mon_free().
+ */
+int mon_new(const struct mon_settings *s, struct fleet *f, struct mon **out, char *err,
+            size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * Raises RLIMIT_NOFILE to its hard limit (warning if below what the table's
+ * capacity needs), binds and starts the MonitorS server (unless listen is
+ * empty) and starts the poller thread. MON_ELISTEN if the address cannot be
+ * bound, MON_ESTATE if already started; details via mon_errmsg(). On failure
+ * nothing is left running.
+ */
+int mon_start(struct mon *m) __attribute__((warn_unused_result));
+
+/* Stops the server and the poller (cancelling calls in flight) and waits for
+ * them. Idempotent; NULL or a monitor never started is a no-op. */
+void mon_stop(struct mon *m);
+
+/* Stops if running, closes every channel, frees. NULL is a no-op. The fleet
+ * table is left as it is. */
+void mon_free(struct mon *m);
+
+/* The last error's detail text (never NULL; "" if none). Owned by m. */
+const char *mon_errmsg(const struct mon *m);
+
+/* The bound MonitorS port after mon_start(), 0 when no server runs. */
+int mon_port(const struct mon *m);
+
+/*
+ * One synchronous poll round, for tests and benches, on the caller's thread:
+ * rescans the table, polls every instance with an address once (calls in
+ * flight together), waits for all answers or deadlines and applies them.
+ * Must not be called while the poller thread runs (MON_ESTATE). Returns the
+ * number of instances polled, or a negative MON_E* code.
+ */
+int mon_poll_once(struct mon *m);
+
+/* --- the health state machine (pure; used by the poller and unit tests) --- */
+
+/*
+ * HAProxy-style hysteresis over (*health, *ok, *fail), the fleet_slot fields
+ * health / consecutive_ok / consecutive_fail. A success resets fail and
+ * increments ok; a failure the reverse. health becomes HEALTHY once ok >= rise
+ * and UNHEALTHY once fail >= fall; in between it keeps its value, so UNKNOWN
+ * stays UNKNOWN until either count is reached, and alternating results never
+ * flip a decided state. Counters saturate instead of wrapping. rise/fall of 0
+ * count as 1. Returns 1 when *health changed, else 0.
+ */
+int mon_health_observe(uint8_t *health, uint32_t *ok, uint32_t *fail, int success, uint32_t rise,
+                       uint32_t fall);
+
+/* --- registry pieces exposed for unit tests --- */
+
+/* 1 when a and b are equal, comparing in time that depends only on the
+ * length of b (the expected secret), not on where they differ. NULL = "". */
+int mon_token_equal(const char *a, const char *b);
+
+/* 1 when addr is a valid "host:port" (see above) shorter than FLEET_ADDR_MAX. */
+int mon_address_valid(const char *addr);
+
+#endif

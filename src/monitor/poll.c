@@ -1,0 +1,562 @@
+/*
+ * poll.c - the poller: every instance polled every interval, one thread.
+ *
+ * Workload: thousands of instances, each polled every interval (2 s by
+ * default) with a deadline (1 s), from ONE thread over one rpc_client (one
+ * completion queue) and one persistent channel per instance. Every call is
+ * asynchronous, so a stuck agent costs one call slot until its deadline and
+ * never delays anybody else's poll.
+ *
+ * A target mirrors one fleet-table slot (index, generation). Targets are
+ * created and dropped by a rescan, which runs when fleet_membership_gen()
+ * changes or when the registry says an address or registration changed. A
+ * target dropped while its call is in flight is only marked dead: the call's
+ * callback (which rpc.h guarantees fires exactly once, at the latest in
+ * rpc_client_shutdown()) frees it.
+ *
+ * One poll is GetMetrics. An agent answering UNIMPLEMENTED is a seed agent:
+ * the same poll continues with GetStatus then GetMemoryUsage (within the
+ * original deadline), and later polls start there. After a seed poll fails
+ * the next one probes GetMetrics again, so an agent replaced by a newer one
+ * is noticed. The result goes into the slot with fleet_update(), where the
+ * hysteresis (health.c) runs on the slot's own counters; only transitions
+ * are logged.
+ *
+ * Scheduling is fixed-rate per target (next = start + interval) with new
+ * targets spread over one interval; the due list is scanned at most every
+ * few milliseconds, so a scan is O(targets) a few hundred times a second at
+ * worst, never per completion.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/stats.h"
+#include "fleet/fleet.h"
+#include "monitor/mon-int.h"
+#include "rpc/rpc.h"
+
+#include "common/banned.h"
+
+#define SCAN_TICK_MS 5
+#define IDLE_WAIT_MS 100
+#define HEARTBEAT_MS 1000
+#define REASON_MAX   160
+
+enum step { STEP_METRICS = 0, STEP_STATUS, STEP_MEMORY };
+
+struct mon_target {
+    struct mon_poller *p;
+    uint32_t index, generation;
+    char id[FLEET_ID_MAX];
+    char address[FLEET_ADDR_MAX];
+    struct rpc_channel *ch;
+    int64_t next_due_ms; /* monotonic */
+    int seed;            /* start polls with GetStatus */
+    int dead;            /* slot gone: free when the call in flight completes */
+    int inflight;
+    /* the poll in progress */
+    enum step step;
+    int64_t start_us;
+    int64_t deadline_ms; /* monotonic, for the seed methods' follow-up calls */
+    int learned_seed;    /* -1 unknown, 0 new protocol, 1 seed protocol */
+    int app_healthy;     /* -1 unknown */
+    double load, cpu, mem, load1;
+};
+
+struct mon_poller {
+    struct mon *m;
+    struct rpc_client *cl;
+    uint32_t cap;
+    struct mon_target **targets; /* by slot index */
+    struct fleet_slot *snap;     /* rescan buffer, cap entries */
+    uint64_t gen_seen;
+    int have_gen;
+    int inflight;
+    int ntargets;
+    int64_t next_scan_ms;
+    int64_t last_scan_ms;
+    int64_t next_heartbeat_ms;
+};
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int mon__poller_new(struct mon *m, struct mon_poller **out)
+{
+    struct mon_poller *p = calloc(1, sizeof(*p));
+    if (!p)
+        return MON_ENOMEM;
+    p->m = m;
+    p->cap = fleet_capacity(m->fleet);
+    p->targets = calloc(p->cap ? p->cap : 1, sizeof(*p->targets));
+    p->snap = calloc(p->cap ? p->cap : 1, sizeof(*p->snap));
+    int64_t backoff = m->interval_ms < 1000 ? m->interval_ms : 1000;
+    struct rpc_client_opts o = RPC_CLIENT_OPTS_INIT;
+    o.reconnect_initial_ms = (int)(backoff < 100 ? backoff : 100);
+    o.reconnect_min_ms = (int)(m->timeout_ms < 1000 ? m->timeout_ms : 1000);
+    o.reconnect_max_ms = (int)backoff;
+    o.max_message = 16 * 1024;
+    o.own_connection = 1;
+    if (p->targets && p->snap)
+        p->cl = rpc_client_new(&o);
+    if (!p->targets || !p->snap || !p->cl) {
+        rpc_client_free(p->cl);
+        free(p->targets);
+        free(p->snap);
+        free(p);
+        return MON_ENOMEM;
+    }
+    *out = p;
+    return MON_OK;
+}
+
+/* Drops the target at index: freed now, or by its callback if a call is in flight. */
+static void target_drop(struct mon_poller *p, uint32_t index)
+{
+    struct mon_target *t = p->targets[index];
+    if (!t)
+        return;
+    p->targets[index] = NULL;
+    p->ntargets--;
+    rpc_channel_free(t->ch); /* calls in flight still complete */
+    t->ch = NULL;
+    if (t->inflight)
+        t->dead = 1;
+    else
+        free(t);
+}
+
+void mon__poller_free(struct mon_poller *p)
+{
+    if (!p)
+        return;
+    for (uint32_t i = 0; i < p->cap; i++)
+        target_drop(p, i);
+    rpc_client_shutdown(p->cl); /* fires the callbacks of dead targets, which free them */
+    rpc_client_free(p->cl);
+    free(p->targets);
+    free(p->snap);
+    free(p);
+}
+
+/* Brings the targets in line with the table. */
+static void rescan(struct mon_poller *p, int64_t now)
+{
+    struct fleet *f = p->m->fleet;
+    p->gen_seen = fleet_membership_gen(f);
+    p->have_gen = 1;
+    size_t n = fleet_snapshot(f, p->snap, p->cap);
+    if (n > p->cap)
+        n = p->cap;
+    /* which slot indexes are live now */
+    char *live = calloc(p->cap ? p->cap : 1, 1);
+    if (!live) {
+        atomic_store(&p->m->rescan, 1); /* try again next loop */
+        return;
+    }
+    int nnew = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct fleet_slot *s = &p->snap[i];
+        if (s->index >= p->cap)
+            continue;
+        live[s->index] = 1;
+        struct mon_target *t = p->targets[s->index];
+        if (t && (t->generation != s->generation || strcmp(t->address, s->address) != 0))
+            target_drop(p, s->index), t = NULL;
+        if (!t && s->address[0])
+            nnew++;
+    }
+    int k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct fleet_slot *s = &p->snap[i];
+        if (s->index >= p->cap || p->targets[s->index] || !s->address[0])
+            continue;
+        struct mon_target *t = calloc(1, sizeof(*t));
+        if (!t) {
+            atomic_store(&p->m->rescan, 1);
+            break;
+        }
+        t->p = p;
+        t->index = s->index;
+        t->generation = s->generation;
+        snprintf(t->id, sizeof(t->id), "%s", s->id);
+        snprintf(t->address, sizeof(t->address), "%s", s->address);
+        t->seed = s->seed_protocol;
+        t->ch = rpc_channel_new(p->cl, t->address);
+        if (!t->ch) {
+            log_warn("cannot create a channel to instance \"%s\" at %s", t->id, t->address);
+            free(t);
+            continue;
+        }
+        /* a single newcomer is polled at once; a crowd is spread over one interval */
+        t->next_due_ms = now + (nnew > 1 ? (p->m->interval_ms * k) / nnew : 0);
+        k++;
+        p->targets[s->index] = t;
+        p->ntargets++;
+    }
+    for (uint32_t i = 0; i < p->cap; i++)
+        if (p->targets[i] && !live[i])
+            target_drop(p, i);
+    free(live);
+    p->next_scan_ms = now;
+}
+
+/* --- results -------------------------------------------------------------------------- */
+
+struct apply_arg {
+    int ok;
+    const struct mon_target *t;
+    int64_t rtt_us;
+    int64_t now_wall;
+    uint32_t rise, fall;
+    /* out */
+    int changed;
+    uint8_t health;
+    uint32_t count; /* consecutive results that decided it */
+};
+
+static void apply(struct fleet_slot *s, void *arg)
+{
+    struct apply_arg *a = arg;
+    const struct mon_target *t = a->t;
+    s->last_rtt_us = a->rtt_us;
+    if (a->ok) {
+        s->polls_ok++;
+        s->last_seen_ms = a->now_wall;
+    } else {
+        s->polls_failed++;
+    }
+    if (t->learned_seed >= 0)
+        s->seed_protocol = (uint8_t)t->learned_seed;
+    if (t->app_healthy >= 0)
+        s->app_healthy = (uint8_t)t->app_healthy;
+    if (t->load >= 0) {
+        s->load = t->load;
+        s->cpu_pct = t->cpu;
+        s->mem_pct = t->mem;
+        s->load1 = t->load1;
+    }
+    a->changed = mon_health_observe(&s->health, &s->consecutive_ok, &s->consecutive_fail, a->ok,
+                                    a->rise, a->fall);
+    if (a->changed)
+        s->health_changed_ms = a->now_wall;
+    a->health = s->health;
+    a->count = a->ok ? s->consecutive_ok : s->consecutive_fail;
+}
+
+/* Ends the poll in progress: writes the slot, logs a transition, schedules the next. */
+static void finish(struct mon_target *t, int ok, const char *reason)
+{
+    struct mon_poller *p = t->p;
+    struct mon *m = p->m;
+    int64_t rtt = mono_us() - t->start_us;
+    stats_observe_poll(rtt, ok);
+
+    struct apply_arg a = {.ok = ok,
+                          .t = t,
+                          .rtt_us = rtt,
+                          .now_wall = clk_wall_ms(),
+                          .rise = m->rise,
+                          .fall = m->fall};
+    int rc = fleet_update(m->fleet, t->index, t->generation, apply, &a);
+    if (rc == FLEET_ESTALE || rc == FLEET_ENOENT) {
+        atomic_store(&m->rescan, 1); /* slot freed or reused: the rescan drops us */
+    } else if (rc) {
+        log_warn("cannot record the poll of instance \"%s\": %s", t->id, fleet_strerror(rc));
+    } else if (a.changed) {
+        if (a.health == FLEET_HEALTH_HEALTHY)
+            log_info("instance \"%s\" at %s is now healthy (%u consecutive successes%s)", t->id,
+                     t->address, a.count, t->seed ? ", seed protocol" : "");
+        else
+            log_info("instance \"%s\" at %s is now unhealthy: %s (%u consecutive failures)", t->id,
+                     t->address, reason ? reason : "check failed", a.count);
+    }
+
+    int64_t now = clk_mono_ms();
+    int64_t started = t->start_us / 1000;
+    t->next_due_ms = started + m->interval_ms;
+    if (t->next_due_ms < now)
+        t->next_due_ms = now;
+    /* wake the scan for this target, but never scan more often than every SCAN_TICK_MS */
+    int64_t want = t->next_due_ms;
+    if (want < p->last_scan_ms + SCAN_TICK_MS)
+        want = p->last_scan_ms + SCAN_TICK_MS;
+    if (want < p->next_scan_ms)
+        p->next_scan_ms = want;
+}
+
+static void on_done(void *arg, grpc_status_code status, const char *details, const uint8_t *data,
+                    size_t len);
+
+static const char *method_of(enum step s)
+{
+    switch (s) {
+    case STEP_METRICS:
+        return "/MonitorC/GetMetrics";
+    case STEP_STATUS:
+        return "/MonitorC/GetStatus";
+    default:
+        return "/MonitorC/GetMemoryUsage";
+    }
+}
+
+/* Starts the call of the current step. 0, or -1 if it could not start (poll finished). */
+static int issue(struct mon_target *t)
+{
+    struct mon_poller *p = t->p;
+    uint8_t buf[16];
+    size_t len = 0;
+    if (t->step != STEP_METRICS) {
+        Request rq = REQUEST__INIT;
+        rq.code = 1;
+        len = request__pack(&rq, buf);
+    }
+    int left = (int)(t->deadline_ms - clk_mono_ms());
+    if (left < 1) {
+        finish(t, 0, "deadline exceeded");
+        return -1;
+    }
+    int rc = rpc_client_call(p->cl, t->ch, method_of(t->step), buf, len, left, on_done, t);
+    if (rc) {
+        char why[REASON_MAX];
+        snprintf(why, sizeof(why), "call not started: %s", rpc_strerror(rc));
+        finish(t, 0, why);
+        return -1;
+    }
+    t->inflight = 1;
+    p->inflight++;
+    return 0;
+}
+
+static void start_poll(struct mon_target *t, int64_t now)
+{
+    t->step = t->seed ? STEP_STATUS : STEP_METRICS;
+    t->start_us = mono_us();
+    t->deadline_ms = now + t->p->m->timeout_ms;
+    t->learned_seed = -1;
+    t->app_healthy = -1;
+    t->load = t->cpu = t->mem = t->load1 = -1;
+    issue(t);
+}
+
+static double clamp_pct(double v)
+{
+    if (!isfinite(v) || v < 0)
+        return 0;
+    return v > 100 ? 100 : v;
+}
+
+static void status_reason(char *out, size_t n, grpc_status_code st, const char *details)
+{
+    const char *name;
+    switch (st) {
+    case GRPC_STATUS_DEADLINE_EXCEEDED:
+        snprintf(out, n, "deadline exceeded");
+        return;
+    case GRPC_STATUS_UNAVAILABLE:
+        name = "unavailable";
+        break;
+    case GRPC_STATUS_CANCELLED:
+        name = "cancelled";
+        break;
+    case GRPC_STATUS_UNIMPLEMENTED:
+        name = "unimplemented";
+        break;
+    case GRPC_STATUS_RESOURCE_EXHAUSTED:
+        name = "resource exhausted";
+        break;
+    case GRPC_STATUS_INTERNAL:
+        name = "internal error";
+        break;
+    default:
+        name = "error";
+        break;
+    }
+    char safe[120];
+    mon__printable(details, safe, sizeof(safe));
+    if (safe[0])
+        snprintf(out, n, "%s (%s)", name, safe);
+    else
+        snprintf(out, n, "%s (status %d)", name, (int)st);
+}
+
+static void on_done(void *arg, grpc_status_code status, const char *details, const uint8_t *data,
+                    size_t len)
+{
+    struct mon_target *t = arg;
+    struct mon_poller *p = t->p;
+    char why[REASON_MAX];
+
+    t->inflight = 0;
+    p->inflight--;
+    if (t->dead) {
+        free(t);
+        return;
+    }
+    if (status != GRPC_STATUS_OK || !data) {
+        if (status == GRPC_STATUS_UNIMPLEMENTED && t->step == STEP_METRICS) {
+            t->seed = 1;
+            t->learned_seed = 1;
+            t->step = STEP_STATUS;
+            issue(t);
+            return;
+        }
+        if (status == GRPC_STATUS_OK)
+            snprintf(why, sizeof(why), "empty response to %s", method_of(t->step));
+        else
+            status_reason(why, sizeof(why), status, details);
+        /* after a transport failure, probe GetMetrics again: the seed agent may have been
+           replaced by a newer one */
+        t->seed = 0;
+        finish(t, 0, why);
+        return;
+    }
+
+    switch (t->step) {
+    case STEP_METRICS: {
+        Metrics *mt = metrics__unpack(NULL, len, data);
+        if (!mt) {
+            finish(t, 0, "malformed GetMetrics response");
+            return;
+        }
+        t->learned_seed = 0;
+        int ok = 1;
+        if (mt->instance_id && mt->instance_id[0] && strcmp(mt->instance_id, t->id) != 0) {
+            char other[FLEET_ID_MAX];
+            mon__printable(mt->instance_id, other, sizeof(other));
+            snprintf(why, sizeof(why), "answered as another instance \"%s\"", other);
+            ok = 0;
+        } else {
+            t->app_healthy = mt->app_healthy ? 1 : 0;
+            t->load = clamp_pct(mt->cpu_load);
+            t->cpu = t->load;
+            t->mem = clamp_pct(mt->mem_used_pct);
+            t->load1 = isfinite(mt->load1) && mt->load1 >= 0 ? mt->load1 : 0;
+            if (!mt->app_healthy) {
+                snprintf(why, sizeof(why), "application unhealthy");
+                ok = 0;
+            } else if (mt->draining) {
+                snprintf(why, sizeof(why), "agent draining");
+                ok = 0;
+            }
+        }
+        metrics__free_unpacked(mt, NULL);
+        finish(t, ok, ok ? NULL : why);
+        return;
+    }
+    case STEP_STATUS: {
+        StatusResponse *sr = status_response__unpack(NULL, len, data);
+        if (!sr) {
+            finish(t, 0, "malformed GetStatus response");
+            return;
+        }
+        int app_ok = sr->status && strcmp(sr->status, "OK") == 0;
+        char st[32];
+        mon__printable(sr->status, st, sizeof(st));
+        status_response__free_unpacked(sr, NULL);
+        t->app_healthy = app_ok;
+        if (!app_ok) {
+            snprintf(why, sizeof(why), "GetStatus said \"%s\"", st);
+            finish(t, 0, why);
+            return;
+        }
+        t->step = STEP_MEMORY;
+        issue(t);
+        return;
+    }
+    case STEP_MEMORY: {
+        MemoryUsageResponse *mr = memory_usage_response__unpack(NULL, len, data);
+        if (!mr) {
+            finish(t, 0, "malformed GetMemoryUsage response");
+            return;
+        }
+        t->load = clamp_pct((double)mr->usage);
+        t->cpu = t->load;
+        memory_usage_response__free_unpacked(mr, NULL);
+        finish(t, 1, NULL);
+        return;
+    }
+    }
+}
+
+/* Starts every due poll (all polls with force). Returns how many started. */
+static int start_due(struct mon_poller *p, int64_t now, int force)
+{
+    struct mon *m = p->m;
+    uint32_t max = m->max_inflight ? m->max_inflight : p->cap;
+    int64_t next = now + m->interval_ms;
+    int started = 0;
+    for (uint32_t i = 0; i < p->cap; i++) {
+        struct mon_target *t = p->targets[i];
+        if (!t || t->inflight)
+            continue;
+        if (force || t->next_due_ms <= now) {
+            if ((uint32_t)p->inflight >= max) {
+                next = now + SCAN_TICK_MS; /* capped: come back soon */
+                break;
+            }
+            start_poll(t, now);
+            started++;
+            if (t->inflight)
+                continue;
+        }
+        if (t->next_due_ms < next)
+            next = t->next_due_ms;
+    }
+    if (next < now + SCAN_TICK_MS)
+        next = now + SCAN_TICK_MS;
+    p->next_scan_ms = next;
+    p->last_scan_ms = now;
+    return started;
+}
+
+static void maybe_rescan(struct mon_poller *p, int64_t now)
+{
+    if (atomic_exchange(&p->m->rescan, 0) || !p->have_gen ||
+        fleet_membership_gen(p->m->fleet) != p->gen_seen)
+        rescan(p, now);
+}
+
+int mon__poller_round(struct mon_poller *p)
+{
+    int64_t now = clk_mono_ms();
+    maybe_rescan(p, now);
+    int n = start_due(p, now, 1);
+    while (p->inflight > 0)
+        if (rpc_client_poll(p->cl, IDLE_WAIT_MS) < 0)
+            break;
+    return n;
+}
+
+void *mon__poller_thread(void *arg)
+{
+    struct mon *m = arg;
+    struct mon_poller *p = m->poller;
+    while (!atomic_load(&m->stop)) {
+        int64_t now = clk_mono_ms();
+        maybe_rescan(p, now);
+        if (now >= p->next_heartbeat_ms) {
+            fleet_heartbeat(m->fleet, 0, clk_wall_ms());
+            p->next_heartbeat_ms = now + HEARTBEAT_MS;
+        }
+        if (now >= p->next_scan_ms)
+            start_due(p, now, 0);
+        int64_t wait = p->next_scan_ms - clk_mono_ms();
+        if (wait > IDLE_WAIT_MS)
+            wait = IDLE_WAIT_MS;
+        if (wait < 0)
+            wait = 0;
+        if (rpc_client_poll(p->cl, (int)wait) < 0)
+            break;
+    }
+    return NULL;
+}

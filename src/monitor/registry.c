@@ -1,0 +1,319 @@
+/*
+ * registry.c - the MonitorS service's two methods: Register and Deregister.
+ *
+ * Every request comes from the network and may be hostile: the token is
+ * checked first (in constant time), ids and addresses are validated before
+ * anything touches the fleet table, and peer-supplied text is made printable
+ * before it reaches a log line. Refusals are logged at most a few per second
+ * so that a flood of rogue registrations cannot flood the log. The rules
+ * themselves are stated in mon.h.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/stats.h"
+#include "fleet/fleet.h"
+#include "monitor/mon-int.h"
+
+#include "common/banned.h"
+
+#define REFUSALS_LOGGED_PER_SEC 5
+
+int mon_token_equal(const char *a, const char *b)
+{
+    if (!a)
+        a = "";
+    if (!b)
+        b = "";
+    size_t la = strlen(a), lb = strlen(b);
+    volatile unsigned char diff = (unsigned char)(la != lb);
+    /* walk the whole expected secret whatever a holds; past a's end compare with 0xff,
+       which never equals a byte of b (b holds no NUL before lb) */
+    for (size_t i = 0; i < lb; i++) {
+        unsigned char ca = i < la ? (unsigned char)a[i] : 0xff;
+        diff |= (unsigned char)(ca ^ (unsigned char)b[i]);
+    }
+    return diff == 0;
+}
+
+static int host_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
+}
+
+int mon_address_valid(const char *addr)
+{
+    if (!addr)
+        return 0;
+    size_t n = strnlen(addr, FLEET_ADDR_MAX);
+    if (n == 0 || n >= FLEET_ADDR_MAX)
+        return 0;
+    const char *colon;
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (!close || close == addr + 1 || close[1] != ':')
+            return 0;
+        for (const char *p = addr + 1; p < close; p++)
+            if (!(host_char(*p) || *p == ':' || *p == '%'))
+                return 0;
+        colon = close + 1;
+    } else {
+        colon = strchr(addr, ':');
+        if (!colon || colon == addr || strchr(colon + 1, ':'))
+            return 0;
+        for (const char *p = addr; p < colon; p++)
+            if (!host_char(*p))
+                return 0;
+    }
+    const char *port = colon + 1;
+    size_t plen = strlen(port);
+    if (plen == 0 || plen > 5)
+        return 0;
+    long v = 0;
+    for (const char *p = port; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        v = v * 10 + (*p - '0');
+    }
+    return v >= 1 && v <= 65535;
+}
+
+void mon__printable(const char *in, char *out, size_t outlen)
+{
+    size_t i = 0;
+    if (outlen == 0)
+        return;
+    for (; in && in[i] && i + 1 < outlen; i++) {
+        unsigned char c = (unsigned char)in[i];
+        out[i] = (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? '?' : (char)c;
+    }
+    out[i] = '\0';
+}
+
+/* Instance ids: what providers produce (EC2 "i-0abc...", local "<group>-<hex>"). */
+static int id_valid(const char *id)
+{
+    size_t n = id ? strnlen(id, FLEET_ID_MAX) : 0;
+    if (n == 0 || n >= FLEET_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(host_char(id[i]) || id[i] == ':' || id[i] == '@'))
+            return 0;
+    return 1;
+}
+
+static void refuse(struct mon *m, const char *what, const char *id, const char *why)
+{
+    atomic_fetch_add_explicit(&stats.registrations_refused, 1, memory_order_relaxed);
+    int64_t now = clk_mono_ms();
+    if (now - m->refuse_window_ms >= 1000) {
+        if (m->refuse_suppressed)
+            log_warn("%u more refusals were not logged", m->refuse_suppressed);
+        m->refuse_window_ms = now;
+        m->refuse_logged = 0;
+        m->refuse_suppressed = 0;
+    }
+    if (m->refuse_logged >= REFUSALS_LOGGED_PER_SEC) {
+        m->refuse_suppressed++;
+        return;
+    }
+    m->refuse_logged++;
+    char safe[FLEET_ID_MAX + 8];
+    mon__printable(id, safe, sizeof(safe));
+    log_warn("%s refused for instance \"%s\": %s", what, safe, why);
+}
+
+static int token_ok(const struct mon *m, const char *presented)
+{
+    if (!m->token[0])
+        return 1;
+    return mon_token_equal(presented, m->token);
+}
+
+struct reg_arg {
+    const char *address; /* "" when the agent did not say */
+    int filled;          /* out: address written into the slot */
+    char slot_address[FLEET_ADDR_MAX];
+};
+
+static void reg_apply(struct fleet_slot *s, void *arg)
+{
+    struct reg_arg *a = arg;
+    s->registered = 1;
+    if (!s->address[0] && a->address[0]) {
+        snprintf(s->address, sizeof(s->address), "%s", a->address);
+        a->filled = 1;
+    }
+    snprintf(a->slot_address, sizeof(a->slot_address), "%s", s->address);
+}
+
+void mon__register(struct mon *m, const RegisterRequest *rq, RegisterReply *rp, char *msgbuf,
+                   size_t msglen)
+{
+    const char *id = rq->instance_id ? rq->instance_id : "";
+    const char *addr = rq->address ? rq->address : "";
+    uint32_t index = 0;
+    int rc;
+
+    rp->accepted = 0;
+    rp->poll_interval_ms = 0;
+    rp->message = msgbuf;
+    msgbuf[0] = '\0';
+
+    if (!token_ok(m, rq->token)) {
+        snprintf(msgbuf, msglen, "bad token");
+        refuse(m, "registration", id, "bad token");
+        return;
+    }
+    if (!id_valid(id)) {
+        snprintf(msgbuf, msglen, "invalid instance id");
+        refuse(m, "registration", id, "invalid instance id");
+        return;
+    }
+    if (addr[0] && !mon_address_valid(addr)) {
+        snprintf(msgbuf, msglen, "invalid address (want host:port)");
+        refuse(m, "registration", id, "invalid address");
+        return;
+    }
+
+    for (int attempt = 0; attempt < 3; attempt++) {
+        rc = fleet_find(m->fleet, id, &index);
+        if (rc == FLEET_ENOENT) {
+            if (!m->accept_unknown) {
+                snprintf(msgbuf, msglen, "unknown instance");
+                refuse(m, "registration", id, "unknown instance");
+                return;
+            }
+            if (!addr[0]) {
+                snprintf(msgbuf, msglen, "unknown instance needs an address");
+                refuse(m, "registration", id, "unknown instance without address");
+                return;
+            }
+            rc = fleet_alloc(m->fleet, id, addr, clk_wall_ms(), &index);
+            if (rc == FLEET_EEXIST)
+                continue; /* raced with the controller: look it up again */
+            if (rc) {
+                snprintf(msgbuf, msglen, "cannot add instance: %s", fleet_strerror(rc));
+                refuse(m, "registration", id, fleet_strerror(rc));
+                return;
+            }
+            char sid[FLEET_ID_MAX], saddr[FLEET_ADDR_MAX];
+            mon__printable(id, sid, sizeof(sid));
+            mon__printable(addr, saddr, sizeof(saddr));
+            log_info("instance \"%s\" at %s was unknown: added to the fleet table (pending)", sid,
+                     saddr);
+        } else if (rc) {
+            snprintf(msgbuf, msglen, "fleet table error: %s", fleet_strerror(rc));
+            refuse(m, "registration", id, fleet_strerror(rc));
+            return;
+        }
+
+        struct fleet_slot slot;
+        if (fleet_read(m->fleet, index, &slot))
+            continue; /* freed meanwhile */
+        struct reg_arg a = {.address = addr};
+        rc = fleet_update(m->fleet, index, slot.generation, reg_apply, &a);
+        if (rc == FLEET_ESTALE || rc == FLEET_ENOENT)
+            continue;
+        if (rc) {
+            snprintf(msgbuf, msglen, "fleet table error: %s", fleet_strerror(rc));
+            refuse(m, "registration", id, fleet_strerror(rc));
+            return;
+        }
+
+        char sid[FLEET_ID_MAX], saddr[FLEET_ADDR_MAX], sver[32];
+        mon__printable(id, sid, sizeof(sid));
+        mon__printable(a.slot_address, saddr, sizeof(saddr));
+        mon__printable(rq->agent_version, sver, sizeof(sver));
+        if (!slot.registered)
+            log_info("instance \"%s\" at %s registered (agent %s)", sid, saddr,
+                     sver[0] ? sver : "?");
+        if (addr[0] && !a.filled && strcmp(addr, a.slot_address) != 0) {
+            char claimed[FLEET_ADDR_MAX];
+            mon__printable(addr, claimed, sizeof(claimed));
+            log_warn("instance \"%s\" registered as %s but the table says %s: keeping %s", sid,
+                     claimed, saddr, saddr);
+        }
+        atomic_store(&m->rescan, 1);
+        atomic_fetch_add_explicit(&stats.registrations_accepted, 1, memory_order_relaxed);
+        rp->accepted = 1;
+        rp->poll_interval_ms = (int32_t)m->interval_ms;
+        snprintf(msgbuf, msglen, "registered");
+        return;
+    }
+    snprintf(msgbuf, msglen, "instance is being removed");
+    refuse(m, "registration", id, "slot changed during registration");
+}
+
+struct dereg_arg {
+    int64_t now_ms;
+    int was_registered;
+    int health_changed;
+    char slot_address[FLEET_ADDR_MAX];
+};
+
+static void dereg_apply(struct fleet_slot *s, void *arg)
+{
+    struct dereg_arg *a = arg;
+    a->was_registered = s->registered;
+    s->registered = 0;
+    s->consecutive_ok = 0;
+    if (s->health != FLEET_HEALTH_UNHEALTHY) {
+        s->health = FLEET_HEALTH_UNHEALTHY;
+        s->health_changed_ms = a->now_ms;
+        a->health_changed = 1;
+    }
+    snprintf(a->slot_address, sizeof(a->slot_address), "%s", s->address);
+}
+
+void mon__deregister(struct mon *m, const DeregisterRequest *rq, DeregisterReply *rp)
+{
+    const char *id = rq->instance_id ? rq->instance_id : "";
+    uint32_t index = 0;
+    struct fleet_slot slot;
+
+    rp->ok = 0;
+    if (!token_ok(m, rq->token)) {
+        refuse(m, "deregistration", id, "bad token");
+        return;
+    }
+    if (!id_valid(id)) {
+        refuse(m, "deregistration", id, "invalid instance id");
+        return;
+    }
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int rc = fleet_find(m->fleet, id, &index);
+        if (rc) {
+            refuse(m, "deregistration", id,
+                   rc == FLEET_ENOENT ? "unknown instance" : fleet_strerror(rc));
+            return;
+        }
+        if (fleet_read(m->fleet, index, &slot))
+            continue;
+        struct dereg_arg a = {.now_ms = clk_wall_ms()};
+        rc = fleet_update(m->fleet, index, slot.generation, dereg_apply, &a);
+        if (rc == FLEET_ESTALE || rc == FLEET_ENOENT)
+            continue;
+        if (rc) {
+            refuse(m, "deregistration", id, fleet_strerror(rc));
+            return;
+        }
+        char sid[FLEET_ID_MAX], saddr[FLEET_ADDR_MAX], sreason[96];
+        mon__printable(id, sid, sizeof(sid));
+        mon__printable(a.slot_address, saddr, sizeof(saddr));
+        mon__printable(rq->reason, sreason, sizeof(sreason));
+        if (a.health_changed)
+            log_info("instance \"%s\" at %s is now unhealthy: deregistered (%s)", sid, saddr,
+                     sreason[0] ? sreason : "no reason given");
+        else
+            log_info("instance \"%s\" at %s deregistered (%s)", sid, saddr,
+                     sreason[0] ? sreason : "no reason given");
+        atomic_store(&m->rescan, 1);
+        rp->ok = 1;
+        return;
+    }
+    refuse(m, "deregistration", id, "slot changed during deregistration");
+}
