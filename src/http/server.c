@@ -1,0 +1,548 @@
+/*
+ * server.c - the libmicrohttpd daemon: request life cycle, auth, routing.
+ *
+ * MHD calls on_request() several times per request: once with the headers
+ * (we decide here what can be decided without the body: unknown route, wrong
+ * method, missing token, declared body too large, and answer at once without
+ * reading the body), then once per body chunk (accumulated up to max_body;
+ * beyond it the rest is discarded and the request fails with 413), then a
+ * last time with no data, when the handler runs. The daemon has a single
+ * polling thread, so handlers run one at a time and may use the server's
+ * store handle without further locking.
+ */
+#include "http/http.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "common/log.h"
+#include "http/assets.h"
+#include "http/http_int.h"
+
+#include "common/banned.h"
+
+typedef void (*handler_fn)(struct http_req *r, struct http_reply *rep);
+
+struct route {
+    const char *method;
+    const char *pattern; /* '*' matches one non-empty path segment (captured as param) */
+    handler_fn fn;
+};
+
+static const struct route routes[] = {
+    {"GET", "/api/v1/group", http__get_group},
+    {"PATCH", "/api/v1/group", http__patch_group},
+    {"GET", "/api/v1/instances", http__get_instances},
+    {"POST", "/api/v1/instances/*/terminate", http__post_terminate},
+    {"GET", "/api/v1/activities", http__get_activities},
+    {"GET", "/api/v1/metrics/history", http__get_history},
+    {"GET", "/metrics", http__get_metrics},
+    {"GET", "/healthz", http__get_healthz},
+    {"GET", "/readyz", http__get_readyz},
+};
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
+#define PARAM_MAX 128
+
+/* Per-request state kept in MHD's con_cls between calls. */
+struct req_state {
+    struct http_buf body;
+    int too_big;
+    const struct route *route;
+    char param[PARAM_MAX];
+};
+
+/* ---- replies ---------------------------------------------------------------------------- */
+
+void http__json(struct http_reply *rep, int status, json_t *j)
+{
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!s) {
+        http__error(rep, 500, "internal error", "out of memory while encoding the answer");
+        return;
+    }
+    rep->status = status;
+    rep->ctype = "application/json";
+    rep->body = s;
+    rep->len = strlen(s);
+    rep->body_static = 0;
+}
+
+void http__error(struct http_reply *rep, int status, const char *error, const char *fmt, ...)
+{
+    char detail[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    json_t *j = json_pack("{s:s, s:s}", "error", error, "detail", detail);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (rep->body && !rep->body_static)
+        free(rep->body);
+    rep->status = status;
+    rep->ctype = "application/json";
+    if (s) {
+        rep->body = s;
+        rep->len = strlen(s);
+        rep->body_static = 0;
+    } else {
+        static const char oom[] = "{\"error\":\"internal error\",\"detail\":\"out of memory\"}";
+        rep->status = 500;
+        rep->body = (char *)oom;
+        rep->len = sizeof oom - 1;
+        rep->body_static = 1;
+    }
+}
+
+const char *http__query(const struct http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value((struct MHD_Connection *)r->conn, MHD_GET_ARGUMENT_KIND,
+                                       name);
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *conn, struct http_reply *rep)
+{
+    struct MHD_Response *resp;
+    if (rep->body_static)
+        resp = MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_PERSISTENT);
+    else
+        resp = MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        if (!rep->body_static)
+            free(rep->body);
+        rep->body = NULL;
+        return MHD_NO;
+    }
+    rep->body = NULL; /* the response owns it now */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            rep->ctype ? rep->ctype : "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+                            rep->cache ? rep->cache : "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (rep->ctype && strncmp(rep->ctype, "text/html", 9) == 0) {
+        MHD_add_response_header(resp, "Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; "
+                                "frame-ancestors 'none'");
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    }
+    if (rep->status == 401)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"asgd\"");
+    if (rep->allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rep->allow);
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)rep->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *conn, int status, const char *error,
+                                  const char *detail, const char *allow)
+{
+    struct http_reply rep = {0};
+    http__error(&rep, status, error, "%s", detail);
+    rep.allow = allow;
+    return send_reply(conn, &rep);
+}
+
+/* ---- routing ---------------------------------------------------------------------------- */
+
+/* 1 if path matches pattern; the '*' segment is copied into param. */
+static int match(const char *pattern, const char *path, char *param, size_t plen)
+{
+    while (*pattern && *path) {
+        if (*pattern == '*') {
+            size_t n = strcspn(path, "/");
+            if (n == 0 || n >= plen)
+                return 0;
+            memcpy(param, path, n);
+            param[n] = '\0';
+            path += n;
+            pattern++;
+            continue;
+        }
+        if (*pattern != *path)
+            return 0;
+        pattern++;
+        path++;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+static int is_mutation(const char *method)
+{
+    return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+}
+
+static const struct http_asset *find_asset(const char *path)
+{
+    if (strcmp(path, "/") == 0)
+        path = "/index.html";
+    for (size_t i = 0; i < http_assets_count; i++)
+        if (strcmp(http_assets[i].path, path) == 0)
+            return &http_assets[i];
+    return NULL;
+}
+
+/*
+ * Resolves method+path. Returns 0 with *route set (or *asset for a dashboard
+ * file), 404 when nothing has that path, 405 when the path exists for other
+ * methods (allow set to a static "GET" / "PATCH" list).
+ */
+static int resolve(const char *method, const char *path, const struct route **route,
+                   const struct http_asset **asset, char *param, size_t plen, const char **allow)
+{
+    const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    int path_known = 0;
+    *allow = NULL;
+    for (size_t i = 0; i < N_ROUTES; i++) {
+        if (!match(routes[i].pattern, path, param, plen))
+            continue;
+        path_known = 1;
+        if (strcmp(routes[i].method, m) == 0) {
+            *route = &routes[i];
+            return 0;
+        }
+    }
+    if (path_known) {
+        if (strcmp(path, "/api/v1/group") == 0)
+            *allow = "GET, HEAD, PATCH";
+        else if (strncmp(path, "/api/v1/instances/", 18) == 0)
+            *allow = "POST";
+        else
+            *allow = "GET, HEAD";
+        return 405;
+    }
+    const struct http_asset *a = find_asset(path);
+    if (a) {
+        if (strcmp(m, "GET") != 0) {
+            *allow = "GET, HEAD";
+            return 405;
+        }
+        *asset = a;
+        return 0;
+    }
+    return 404;
+}
+
+/* 0 if the request carries the right bearer token, else 401 detail in why. */
+static int check_auth(struct http_server *s, struct MHD_Connection *conn, const char **why)
+{
+    if (!s->token || !*s->token) {
+        *why = "this asgd has no API token configured ([api] token_file): the API is read-only";
+        return -1;
+    }
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (!h) {
+        *why = "send \"Authorization: Bearer <token>\" (the token from [api] token_file)";
+        return -1;
+    }
+    if (strncasecmp(h, "Bearer ", 7) != 0) {
+        *why = "the Authorization header must be \"Bearer <token>\"";
+        return -1;
+    }
+    h += 7;
+    while (*h == ' ')
+        h++;
+    if (!http_token_equal(h, s->token)) {
+        *why = "token rejected";
+        return -1;
+    }
+    return 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct http_server *s = cls;
+    struct req_state *st = *con_cls;
+
+    if (!st) {
+        /* First call: headers only. Decide everything that needs no body. */
+        st = calloc(1, sizeof *st);
+        if (!st)
+            return MHD_NO;
+        *con_cls = st;
+        const struct http_asset *asset = NULL;
+        const char *allow = NULL;
+        int rc = resolve(method, url, &st->route, &asset, st->param, sizeof st->param, &allow);
+        if (rc == 404)
+            return send_error(conn, 404, "not found", "no such resource; the API is under /api/v1/",
+                              NULL);
+        if (rc == 405)
+            return send_error(conn, 405, "method not allowed",
+                              "this resource does not accept that method", allow);
+        if (asset) {
+            struct http_reply rep = {.status = 200,
+                                     .ctype = asset->ctype,
+                                     .body = (char *)asset->data,
+                                     .len = asset->len,
+                                     .body_static = 1,
+                                     .cache = "no-cache"};
+            return send_reply(conn, &rep);
+        }
+        if (is_mutation(method)) {
+            const char *why = NULL;
+            if (check_auth(s, conn, &why)) {
+                log_info("http: refused %s %s: unauthorized", method, url);
+                return send_error(conn, 401, "unauthorized", why, NULL);
+            }
+            const char *cl =
+                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            if (cl) {
+                char *end = NULL;
+                unsigned long long n = strtoull(cl, &end, 10);
+                if (end != cl && n > s->max_body) {
+                    char d[128];
+                    snprintf(d, sizeof d, "the request body is larger than the limit of %zu bytes",
+                             s->max_body);
+                    return send_error(conn, 413, "payload too large", d, NULL);
+                }
+            }
+        }
+        return MHD_YES;
+    }
+
+    if (*upload_data_size) {
+        if (!st->too_big) {
+            if (st->body.len + *upload_data_size > s->max_body) {
+                st->too_big = 1;
+                http__buf_release(&st->body);
+            } else if (http__buf_append(&st->body, upload_data, *upload_data_size)) {
+                st->too_big = 1;
+                http__buf_release(&st->body);
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    if (st->too_big) {
+        char d[128];
+        snprintf(d, sizeof d, "the request body is larger than the limit of %zu bytes",
+                 s->max_body);
+        return send_error(conn, 413, "payload too large", d, NULL);
+    }
+
+    struct http_req r = {
+        .srv = s,
+        .conn = conn,
+        .method = method,
+        .path = url,
+        .param = st->param[0] ? st->param : NULL,
+        .body = st->body.p ? st->body.p : "",
+        .body_len = st->body.len,
+    };
+    struct http_reply rep = {.status = 500};
+    st->route->fn(&r, &rep);
+    if (!rep.body)
+        http__error(&rep, 500, "internal error", "the handler produced no answer");
+    if (rep.status >= 500)
+        log_warn("http: %s %s answered %d", method, url, rep.status);
+    else
+        log_debug("http: %s %s answered %d", method, url, rep.status);
+    (void)version;
+    return send_reply(conn, &rep);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct req_state *st = *con_cls;
+    if (st) {
+        http__buf_release(&st->body);
+        free(st);
+        *con_cls = NULL;
+    }
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_debug("http: microhttpd: %s", msg);
+}
+
+/* ---- life cycle ------------------------------------------------------------------------- */
+
+/* Splits "host:port" / "[v6]:port" / ":port" into host and port strings. */
+static int split_listen(const char *listen, char *host, size_t hlen, char *port, size_t plen)
+{
+    const char *colon;
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        size_t n = (size_t)(close - listen - 1);
+        if (n == 0 || n >= hlen)
+            return -1;
+        memcpy(host, listen + 1, n);
+        host[n] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon)
+            return -1;
+        size_t n = (size_t)(colon - listen);
+        if (n >= hlen)
+            return -1;
+        memcpy(host, listen, n);
+        host[n] = '\0';
+        if (n == 0)
+            snprintf(host, hlen, "0.0.0.0");
+    }
+    const char *p = colon + 1;
+    if (!*p || strlen(p) >= plen || strspn(p, "0123456789") != strlen(p))
+        return -1;
+    long v = strtol(p, NULL, 10);
+    if (v < 0 || v > 65535)
+        return -1;
+    snprintf(port, plen, "%s", p);
+    return 0;
+}
+
+static void server_free_fields(struct http_server *s)
+{
+    store_close(s->store);
+    free(s->listen);
+    if (s->token) {
+        memset(s->token, 0, strlen(s->token));
+        free(s->token);
+    }
+    free(s->group);
+    free(s->store_dir);
+    free(s);
+}
+
+int http_start(const struct http_deps *deps, struct http_server **out, char *err, size_t errlen)
+{
+    struct http_server *s = NULL;
+    struct addrinfo *ai = NULL;
+    int fd = -1;
+    int rc = -1;
+
+    if (!deps || !deps->group || !*deps->group || !deps->fleet || !deps->store_dir) {
+        snprintf(err, errlen, "http: group, fleet and store_dir are required");
+        return -1;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->listen = strdup(deps->listen ? deps->listen : HTTP_DEFAULT_LISTEN);
+    s->token = deps->token && *deps->token ? strdup(deps->token) : NULL;
+    s->group = strdup(deps->group);
+    s->store_dir = strdup(deps->store_dir);
+    s->fleet = deps->fleet;
+    s->ctl = deps->ctl;
+    s->max_body = deps->max_body ? deps->max_body : HTTP_DEFAULT_MAX_BODY;
+    if (!s->listen || !s->group || !s->store_dir || (deps->token && *deps->token && !s->token)) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+
+    char serr[512];
+    int src = store_open(s->store_dir, &s->store, serr, sizeof serr);
+    if (src) {
+        snprintf(err, errlen, "http: cannot open the store: %s", serr);
+        goto out;
+    }
+
+    char host[256], port[16];
+    if (split_listen(s->listen, host, sizeof host, port, sizeof port)) {
+        snprintf(err, errlen, "invalid listen address \"%s\" (want HOST:PORT, e.g. 127.0.0.1:8080)",
+                 s->listen);
+        goto out;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    int gai = getaddrinfo(host, port, &hints, &ai);
+    if (gai) {
+        snprintf(err, errlen, "cannot resolve listen address \"%s\": %s", s->listen,
+                 gai_strerror(gai));
+        goto out;
+    }
+    /* Bind ourselves: MHD does not say why a bind failed, the operator needs to know. */
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s: socket: %s", s->listen, strerror(errno));
+        goto out;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", s->listen, strerror(errno));
+        goto out;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            s->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    s->daemon =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned)128, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_END);
+    if (!s->daemon) {
+        snprintf(err, errlen, "cannot start the HTTP server on %s", s->listen);
+        goto out;
+    }
+    fd = -1; /* the daemon closes it */
+    log_info("http: serving the API and dashboard on %s (port %u)%s", s->listen, (unsigned)s->port,
+             s->token ? "" : "; no token: read-only");
+    *out = s;
+    s = NULL;
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (ai)
+        freeaddrinfo(ai);
+    if (s)
+        server_free_fields(s);
+    return rc;
+}
+
+uint16_t http_bound_port(const struct http_server *s)
+{
+    return s ? s->port : 0;
+}
+
+void http_stop(struct http_server *s)
+{
+    if (s && s->daemon) {
+        MHD_stop_daemon(s->daemon);
+        s->daemon = NULL;
+    }
+}
+
+void http_free(struct http_server *s)
+{
+    if (!s)
+        return;
+    http_stop(s);
+    server_free_fields(s);
+}
