@@ -1,0 +1,725 @@
+/*
+ * Tests of the monitor against real gRPC: a real fleet table (a shared-memory
+ * segment named after the pid), real agents served by rpc.h on ephemeral
+ * loopback ports inside this process (a new-protocol agent answering
+ * GetMetrics, a seed agent answering only GetStatus/GetMemoryUsage, a stuck
+ * one that accepts TCP and never speaks HTTP/2), and MonitorS called over
+ * gRPC with rpc_call_sync(). Polls are driven with mon_poll_once() so that
+ * results are deterministic; one test runs the real poller thread.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/stats.h"
+#include "fleet/fleet.h"
+#include "monitor.pb-c.h"
+#include "monitor/mon.h"
+#include "rpc/rpc.h"
+#include "common/banned.h"
+
+#define TOKEN "t0ken-for-tests"
+
+/* --- fake agents ------------------------------------------------------------------------ */
+
+struct agent {
+    struct rpc_server *srv;
+    int port;
+    char address[64];
+    char id[64];       /* what GetMetrics answers as instance_id */
+    int seed;          /* only GetStatus / GetMemoryUsage */
+    atomic_int app_ok; /* GetStatus "OK" / Metrics.app_healthy */
+    atomic_int load;   /* percent */
+    atomic_int calls;
+};
+
+static grpc_status_code h_metrics(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
+{
+    struct agent *a = ctx;
+    (void)req;
+    atomic_fetch_add(&a->calls, 1);
+    Metrics m = METRICS__INIT;
+    m.instance_id = a->id;
+    m.cpu_load = atomic_load(&a->load);
+    m.mem_used_pct = 33.5;
+    m.load1 = 0.25;
+    m.app_healthy = atomic_load(&a->app_ok) != 0;
+    return rpc_reply_pack(reply, &m.base) ? GRPC_STATUS_INTERNAL : GRPC_STATUS_OK;
+}
+
+static grpc_status_code h_status(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
+{
+    struct agent *a = ctx;
+    atomic_fetch_add(&a->calls, 1);
+    Request *in = request__unpack(NULL, req->len, req->data);
+    if (!in)
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    request__free_unpacked(in, NULL);
+    StatusResponse r = STATUS_RESPONSE__INIT;
+    r.status = atomic_load(&a->app_ok) ? "OK" : "NOT OK";
+    return rpc_reply_pack(reply, &r.base) ? GRPC_STATUS_INTERNAL : GRPC_STATUS_OK;
+}
+
+static grpc_status_code h_memory(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
+{
+    struct agent *a = ctx;
+    (void)req;
+    atomic_fetch_add(&a->calls, 1);
+    MemoryUsageResponse r = MEMORY_USAGE_RESPONSE__INIT;
+    r.usage = atomic_load(&a->load);
+    return rpc_reply_pack(reply, &r.base) ? GRPC_STATUS_INTERNAL : GRPC_STATUS_OK;
+}
+
+/* Starts (or restarts, on a->port if set) the agent's server. */
+static void agent_start(struct agent *a)
+{
+    a->srv = rpc_server_new(NULL);
+    assert_non_null(a->srv);
+    assert_int_equal(rpc_server_add_method(a->srv, "/MonitorC/GetStatus", h_status, a), 0);
+    assert_int_equal(rpc_server_add_method(a->srv, "/MonitorC/GetMemoryUsage", h_memory, a), 0);
+    if (!a->seed)
+        assert_int_equal(rpc_server_add_method(a->srv, "/MonitorC/GetMetrics", h_metrics, a), 0);
+    char bind[64];
+    snprintf(bind, sizeof(bind), "127.0.0.1:%d", a->port);
+    int port = 0;
+    assert_int_equal(rpc_server_bind(a->srv, bind, &port), 0);
+    if (a->port)
+        assert_int_equal(port, a->port);
+    a->port = port;
+    snprintf(a->address, sizeof(a->address), "127.0.0.1:%d", port);
+    assert_int_equal(rpc_server_start(a->srv), 0);
+}
+
+static struct agent *agent_new(const char *id, int seed, int load)
+{
+    struct agent *a = calloc(1, sizeof(*a));
+    assert_non_null(a);
+    snprintf(a->id, sizeof(a->id), "%s", id);
+    a->seed = seed;
+    atomic_init(&a->app_ok, 1);
+    atomic_init(&a->load, load);
+    atomic_init(&a->calls, 0);
+    agent_start(a);
+    return a;
+}
+
+static void agent_kill(struct agent *a)
+{
+    rpc_server_shutdown(a->srv, 0);
+    rpc_server_free(a->srv);
+    a->srv = NULL;
+}
+
+static void agent_free(struct agent *a)
+{
+    if (!a)
+        return;
+    if (a->srv)
+        agent_kill(a);
+    free(a);
+}
+
+/* --- fixture ---------------------------------------------------------------------------- */
+
+struct fx {
+    char name[64];
+    struct fleet *f;
+    struct mon *m;
+};
+
+static struct fx *fx_new(const char *tag, struct mon_settings *s)
+{
+    struct fx *x = calloc(1, sizeof(*x));
+    assert_non_null(x);
+    snprintf(x->name, sizeof(x->name), "montest-%s-%d", tag, (int)getpid());
+    (void)fleet_unlink(x->name);
+    assert_int_equal(fleet_open(x->name, 32, 1, &x->f), 0);
+    char err[256] = "";
+    int rc = mon_new(s, x->f, &x->m, err, sizeof(err));
+    if (rc)
+        fail_msg("mon_new: %s", err);
+    return x;
+}
+
+static void fx_free(struct fx *x)
+{
+    mon_free(x->m);
+    fleet_close(x->f);
+    (void)fleet_unlink(x->name);
+    free(x);
+}
+
+static struct mon_settings poll_settings(void)
+{
+    struct mon_settings s;
+    mon_settings_init(&s);
+    s.listen = NULL; /* poller only */
+    s.token = TOKEN;
+    s.interval_ms = 200;
+    s.timeout_ms = 150;
+    s.rise = 2;
+    s.fall = 3;
+    return s;
+}
+
+static uint32_t add_slot(struct fx *x, const char *id, const char *address)
+{
+    uint32_t idx = 0;
+    assert_int_equal(fleet_alloc(x->f, id, address, clk_wall_ms(), &idx), 0);
+    return idx;
+}
+
+static struct fleet_slot slot_of(struct fx *x, uint32_t idx)
+{
+    struct fleet_slot s;
+    assert_int_equal(fleet_read(x->f, idx, &s), 0);
+    return s;
+}
+
+/* --- settings --------------------------------------------------------------------------- */
+
+static void rejects_bad_settings(void **state)
+{
+    (void)state;
+    struct fleet *f = NULL;
+    char name[64];
+    snprintf(name, sizeof(name), "montest-set-%d", (int)getpid());
+    (void)fleet_unlink(name);
+    assert_int_equal(fleet_open(name, 4, 1, &f), 0);
+    struct mon_settings s = poll_settings();
+    struct mon *m = NULL;
+    char err[256] = "";
+    s.interval_ms = 0;
+    assert_int_equal(mon_new(&s, f, &m, err, sizeof(err)), MON_EINVAL);
+    assert_non_null(strstr(err, "interval"));
+    assert_null(m);
+    s = poll_settings();
+    s.rise = 0;
+    assert_int_equal(mon_new(&s, f, &m, err, sizeof(err)), MON_EINVAL);
+    s = poll_settings();
+    s.timeout_ms = 0;
+    assert_int_equal(mon_new(&s, f, &m, err, sizeof(err)), MON_EINVAL);
+    s = poll_settings();
+    assert_int_equal(mon_new(&s, NULL, &m, err, sizeof(err)), MON_EINVAL);
+    mon_free(NULL);
+    mon_stop(NULL);
+    /* an address nobody can bind */
+    s = poll_settings();
+    s.listen = "256.1.1.1:1";
+    assert_int_equal(mon_new(&s, f, &m, err, sizeof(err)), 0);
+    assert_int_equal(mon_start(m), MON_ELISTEN);
+    assert_non_null(strstr(mon_errmsg(m), "256.1.1.1:1"));
+    mon_free(m);
+    fleet_close(f);
+    (void)fleet_unlink(name);
+}
+
+/* --- polling ---------------------------------------------------------------------------- */
+
+static void healthy_after_rise_unhealthy_after_fall(void **state)
+{
+    (void)state;
+    struct mon_settings s = poll_settings();
+    struct fx *x = fx_new("rise", &s);
+    struct agent *a = agent_new("i-1", 0, 42);
+    uint32_t idx = add_slot(x, "i-1", a->address);
+
+    assert_int_equal(mon_poll_once(x->m), 1);
+    struct fleet_slot sl = slot_of(x, idx);
+    assert_int_equal(sl.health, FLEET_HEALTH_UNKNOWN);
+    assert_int_equal(sl.consecutive_ok, 1);
+    assert_true(sl.last_seen_ms > 0);
+    assert_int_equal(mon_poll_once(x->m), 1);
+    sl = slot_of(x, idx);
+    assert_int_equal(sl.health, FLEET_HEALTH_HEALTHY);
+    assert_true(sl.load == 42.0);
+    assert_true(sl.mem_pct == 33.5);
+    assert_true(sl.load1 == 0.25);
+    assert_int_equal(sl.app_healthy, 1);
+    assert_int_equal(sl.seed_protocol, 0);
+    assert_int_equal(sl.polls_ok, 2);
+    assert_true(sl.last_rtt_us > 0);
+
+    /* the agent dies: fall - 1 failures keep it healthy, the fall-th makes it unhealthy */
+    agent_kill(a);
+    assert_int_equal(mon_poll_once(x->m), 1);
+    assert_int_equal(mon_poll_once(x->m), 1);
+    sl = slot_of(x, idx);
+    assert_int_equal(sl.health, FLEET_HEALTH_HEALTHY);
+    assert_int_equal(sl.consecutive_fail, 2);
+    assert_int_equal(mon_poll_once(x->m), 1);
+    sl = slot_of(x, idx);
+    assert_int_equal(sl.health, FLEET_HEALTH_UNHEALTHY);
+    assert_int_equal(sl.polls_failed, 3);
+    assert_true(sl.load == 42.0); /* the last known load stays */
+
+    /* restarted on the same port: healthy again once the channel reconnects */
+    agent_start(a);
+    int rounds = 0;
+    do {
+        usleep(100 * 1000);
+        assert_int_equal(mon_poll_once(x->m), 1);
+        sl = slot_of(x, idx);
+    } while (sl.health != FLEET_HEALTH_HEALTHY && ++rounds < 100);
+    assert_int_equal(sl.health, FLEET_HEALTH_HEALTHY);
+    assert_true(sl.consecutive_ok >= 2);
+
+    agent_free(a);
+    fx_free(x);
+}
+
+static void unhealthy_app_and_wrong_instance_fail(void **state)
+{
+    (void)state;
+    struct mon_settings s = poll_settings();
+    s.rise = 1;
+    s.fall = 1;
+    struct fx *x = fx_new("app", &s);
+    struct agent *a = agent_new("i-app", 0, 10);
+    struct agent *b = agent_new("i-somebody-else", 0, 10);
+    uint32_t ia = add_slot(x, "i-app", a->address);
+    uint32_t ib = add_slot(x, "i-b", b->address);
+
+    assert_int_equal(mon_poll_once(x->m), 2);
+    assert_int_equal(slot_of(x, ia).health, FLEET_HEALTH_HEALTHY);
+    /* an agent answering with another instance's id is not the instance we want */
+    assert_int_equal(slot_of(x, ib).health, FLEET_HEALTH_UNHEALTHY);
+
+    atomic_store(&a->app_ok, 0);
+    atomic_store(&a->load, 77);
+    assert_int_equal(mon_poll_once(x->m), 2);
+    struct fleet_slot sl = slot_of(x, ia);
+    assert_int_equal(sl.health, FLEET_HEALTH_UNHEALTHY);
+    assert_int_equal(sl.app_healthy, 0);
+    assert_true(sl.load == 77.0); /* the agent answered: its load is still recorded */
+
+    atomic_store(&a->app_ok, 1);
+    assert_int_equal(mon_poll_once(x->m), 2);
+    assert_int_equal(slot_of(x, ia).health, FLEET_HEALTH_HEALTHY);
+    assert_int_equal(slot_of(x, ia).app_healthy, 1);
+
+    agent_free(a);
+    agent_free(b);
+    fx_free(x);
+}
+
+static void seed_agent_through_seed_methods(void **state)
+{
+    (void)state;
+    struct mon_settings s = poll_settings();
+    struct fx *x = fx_new("seed", &s);
+    struct agent *a = agent_new("i-seed", 1, 64);
+    uint32_t idx = add_slot(x, "i-seed", a->address);
+
+    assert_int_equal(mon_poll_once(x->m), 1);
+    /* GetMetrics (UNIMPLEMENTED), then GetStatus and GetMemoryUsage */
+    assert_int_equal(atomic_load(&a->calls), 2);
+    assert_int_equal(mon_poll_once(x->m), 1);
+    assert_int_equal(atomic_load(&a->calls), 4); /* remembered: no GetMetrics any more */
+    struct fleet_slot sl = slot_of(x, idx);
+    assert_int_equal(sl.seed_protocol, 1);
+    assert_int_equal(sl.health, FLEET_HEALTH_HEALTHY);
+    assert_true(sl.load == 64.0);
+
+    /* "NOT OK" is a failed check */
+    atomic_store(&a->app_ok, 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(mon_poll_once(x->m), 1);
+    sl = slot_of(x, idx);
+    assert_int_equal(sl.health, FLEET_HEALTH_UNHEALTHY);
+    assert_int_equal(sl.app_healthy, 0);
+    assert_int_equal(sl.seed_protocol, 1);
+
+    agent_free(a);
+    fx_free(x);
+}
+
+/* A TCP listener that never answers: connections hang in the HTTP/2 handshake. */
+static int stuck_listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    socklen_t l = sizeof(sa);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &l), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+static void stuck_agent_does_not_hold_others(void **state)
+{
+    (void)state;
+    struct mon_settings s = poll_settings();
+    s.rise = 1;
+    s.fall = 1;
+    struct fx *x = fx_new("stuck", &s);
+    int port = 0;
+    int fd = stuck_listener(&port);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    struct agent *a = agent_new("i-fine", 0, 5);
+    uint32_t istuck = add_slot(x, "i-stuck", addr);
+    uint32_t ifine = add_slot(x, "i-fine", a->address);
+    /* an address with nothing behind it at all */
+    uint32_t idown = add_slot(x, "i-down", "127.0.0.1:1");
+
+    assert_int_equal(mon_poll_once(x->m), 3);
+    struct fleet_slot st = slot_of(x, istuck);
+    assert_int_equal(st.health, FLEET_HEALTH_UNHEALTHY);
+    assert_int_equal(st.polls_failed, 1);
+    assert_int_equal(slot_of(x, ifine).health, FLEET_HEALTH_HEALTHY);
+    assert_int_equal(slot_of(x, idown).health, FLEET_HEALTH_UNHEALTHY);
+
+    close(fd);
+    agent_free(a);
+    fx_free(x);
+}
+
+static void membership_changes_are_followed(void **state)
+{
+    (void)state;
+    struct mon_settings s = poll_settings();
+    struct fx *x = fx_new("members", &s);
+    struct agent *a = agent_new("i-a", 0, 1);
+    struct agent *b = agent_new("i-b", 0, 2);
+
+    assert_int_equal(mon_poll_once(x->m), 0); /* empty table */
+    uint32_t ia = add_slot(x, "i-a", a->address);
+    uint32_t inoaddr = add_slot(x, "i-b", ""); /* address not known yet: not polled */
+    assert_int_equal(mon_poll_once(x->m), 1);
+    struct fleet_slot sl = slot_of(x, ia);
+    assert_int_equal(fleet_free(x->f, ia, sl.generation), 0);
+    assert_int_equal(mon_poll_once(x->m), 0);
+    assert_int_equal(slot_of(x, inoaddr).polls_ok + slot_of(x, inoaddr).polls_failed, 0);
+    /* the slot of i-a reused by another instance: a new target with the new address */
+    uint32_t ic = add_slot(x, "i-b2", b->address);
+    (void)ic;
+    assert_int_equal(mon_poll_once(x->m), 1);
+
+    agent_free(a);
+    agent_free(b);
+    fx_free(x);
+}
+
+/* --- MonitorS ----------------------------------------------------------------------------- */
+
+static int call_register(int port, const char *id, const char *addr, const char *token,
+                         RegisterReply **out)
+{
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    RegisterRequest rq = REGISTER_REQUEST__INIT;
+    rq.instance_id = (char *)id;
+    rq.address = (char *)addr;
+    rq.token = (char *)token;
+    rq.agent_version = "test";
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(rpc_pack(&rq.base, &buf, &len), 0);
+    struct rpc_result res = RPC_RESULT_INIT;
+    assert_int_equal(rpc_call_sync(target, "/MonitorS/Register", buf, len, 5000, &res), 0);
+    free(buf);
+    int st = res.status;
+    *out = NULL;
+    if (st == GRPC_STATUS_OK) {
+        *out = register_reply__unpack(NULL, res.len, res.data);
+        assert_non_null(*out);
+    }
+    rpc_result_release(&res);
+    return st;
+}
+
+static int call_deregister(int port, const char *id, const char *token, int *ok)
+{
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    DeregisterRequest rq = DEREGISTER_REQUEST__INIT;
+    rq.instance_id = (char *)id;
+    rq.token = (char *)token;
+    rq.reason = "shutdown";
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(rpc_pack(&rq.base, &buf, &len), 0);
+    struct rpc_result res = RPC_RESULT_INIT;
+    assert_int_equal(rpc_call_sync(target, "/MonitorS/Deregister", buf, len, 5000, &res), 0);
+    free(buf);
+    int st = res.status;
+    if (st == GRPC_STATUS_OK) {
+        DeregisterReply *r = deregister_reply__unpack(NULL, res.len, res.data);
+        assert_non_null(r);
+        *ok = r->ok;
+        deregister_reply__free_unpacked(r, NULL);
+    }
+    rpc_result_release(&res);
+    return st;
+}
+
+static struct mon_settings server_settings(int accept_unknown)
+{
+    struct mon_settings s = poll_settings();
+    s.listen = "127.0.0.1:0";
+    s.accept_unknown = accept_unknown;
+    s.interval_ms = 60000; /* the poller stays out of the way */
+    s.timeout_ms = 1000;
+    return s;
+}
+
+static void register_checks_token_and_id(void **state)
+{
+    (void)state;
+    struct mon_settings s = server_settings(0);
+    struct fx *x = fx_new("reg", &s);
+    assert_int_equal(mon_start(x->m), 0);
+    assert_int_equal(mon_start(x->m), MON_ESTATE);
+    int port = mon_port(x->m);
+    assert_true(port > 0);
+    uint32_t idx = add_slot(x, "i-known", "");
+    uint64_t gen = fleet_membership_gen(x->f);
+    RegisterReply *r = NULL;
+
+    /* wrong, missing and prefix tokens: refused, table untouched */
+    const char *bad[] = {"wrong", "", "t0ken-for-test", TOKEN "x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(call_register(port, "i-known", "127.0.0.9:50051", bad[i], &r), 0);
+        assert_false(r->accepted);
+        assert_string_equal(r->message, "bad token");
+        register_reply__free_unpacked(r, NULL);
+        struct fleet_slot sl = slot_of(x, idx);
+        assert_int_equal(sl.registered, 0);
+        assert_string_equal(sl.address, "");
+    }
+    /* unknown id refused without accept_unknown; nothing allocated */
+    assert_int_equal(call_register(port, "i-unknown", "127.0.0.9:50051", TOKEN, &r), 0);
+    assert_false(r->accepted);
+    assert_string_equal(r->message, "unknown instance");
+    register_reply__free_unpacked(r, NULL);
+    uint32_t dummy;
+    assert_int_equal(fleet_find(x->f, "i-unknown", &dummy), FLEET_ENOENT);
+    assert_true(fleet_membership_gen(x->f) == gen);
+    /* malformed ids and addresses */
+    assert_int_equal(call_register(port, "i-known\"; rm", "127.0.0.9:50051", TOKEN, &r), 0);
+    assert_false(r->accepted);
+    register_reply__free_unpacked(r, NULL);
+    assert_int_equal(call_register(port, "i-known", "127.0.0.9", TOKEN, &r), 0);
+    assert_false(r->accepted);
+    register_reply__free_unpacked(r, NULL);
+    assert_int_equal(slot_of(x, idx).registered, 0);
+
+    /* the right token: registered, the empty address filled, the interval returned */
+    assert_int_equal(call_register(port, "i-known", "127.0.0.9:50051", TOKEN, &r), 0);
+    assert_true(r->accepted);
+    assert_int_equal(r->poll_interval_ms, 60000);
+    register_reply__free_unpacked(r, NULL);
+    struct fleet_slot sl = slot_of(x, idx);
+    assert_int_equal(sl.registered, 1);
+    assert_string_equal(sl.address, "127.0.0.9:50051");
+    /* a later claim does not move an instance the table already has an address for */
+    assert_int_equal(call_register(port, "i-known", "127.0.0.10:50051", TOKEN, &r), 0);
+    assert_true(r->accepted);
+    register_reply__free_unpacked(r, NULL);
+    assert_string_equal(slot_of(x, idx).address, "127.0.0.9:50051");
+
+    /* Deregister: wrong token refused; right token marks it gone and unhealthy */
+    int ok = -1;
+    assert_int_equal(call_deregister(port, "i-known", "nope", &ok), 0);
+    assert_int_equal(ok, 0);
+    assert_int_equal(slot_of(x, idx).registered, 1);
+    assert_int_equal(call_deregister(port, "i-nobody", TOKEN, &ok), 0);
+    assert_int_equal(ok, 0);
+    assert_int_equal(call_deregister(port, "i-known", TOKEN, &ok), 0);
+    assert_int_equal(ok, 1);
+    sl = slot_of(x, idx);
+    assert_int_equal(sl.registered, 0);
+    assert_int_equal(sl.health, FLEET_HEALTH_UNHEALTHY);
+    assert_int_equal(sl.lifecycle, FLEET_PENDING); /* the controller owns the life cycle */
+    assert_true(sl.health_changed_ms > 0);
+
+    mon_stop(x->m);
+    mon_stop(x->m);
+    fx_free(x);
+}
+
+static void accept_unknown_allocates_pending(void **state)
+{
+    (void)state;
+    struct mon_settings s = server_settings(1);
+    struct fx *x = fx_new("unk", &s);
+    assert_int_equal(mon_start(x->m), 0);
+    int port = mon_port(x->m);
+    RegisterReply *r = NULL;
+
+    assert_int_equal(call_register(port, "i-new", "", TOKEN, &r), 0);
+    assert_false(r->accepted); /* no address, nothing to poll */
+    register_reply__free_unpacked(r, NULL);
+    assert_int_equal(call_register(port, "i-new", "127.0.0.7:50051", "bad", &r), 0);
+    assert_false(r->accepted);
+    register_reply__free_unpacked(r, NULL);
+    uint32_t idx;
+    assert_int_equal(fleet_find(x->f, "i-new", &idx), FLEET_ENOENT);
+
+    assert_int_equal(call_register(port, "i-new", "127.0.0.7:50051", TOKEN, &r), 0);
+    assert_true(r->accepted);
+    register_reply__free_unpacked(r, NULL);
+    assert_int_equal(fleet_find(x->f, "i-new", &idx), 0);
+    struct fleet_slot sl = slot_of(x, idx);
+    assert_int_equal(sl.lifecycle, FLEET_PENDING);
+    assert_int_equal(sl.registered, 1);
+    assert_string_equal(sl.address, "127.0.0.7:50051");
+    /* registering again is idempotent */
+    assert_int_equal(call_register(port, "i-new", "127.0.0.7:50051", TOKEN, &r), 0);
+    assert_true(r->accepted);
+    register_reply__free_unpacked(r, NULL);
+    assert_int_equal(fleet_snapshot(x->f, NULL, 0), 1);
+
+    fx_free(x);
+}
+
+static void hostile_clients_do_not_crash_it(void **state)
+{
+    (void)state;
+    struct mon_settings s = server_settings(1);
+    struct fx *x = fx_new("hostile", &s);
+    assert_int_equal(mon_start(x->m), 0);
+    int port = mon_port(x->m);
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+
+    /* bytes that are not a RegisterRequest */
+    const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x80, 0x01};
+    struct rpc_result res = RPC_RESULT_INIT;
+    assert_int_equal(rpc_call_sync(target, "/MonitorS/Register", junk, sizeof(junk), 5000, &res),
+                     0);
+    assert_int_equal(res.status, GRPC_STATUS_INVALID_ARGUMENT);
+    rpc_result_release(&res);
+    assert_int_equal(rpc_call_sync(target, "/MonitorS/Deregister", junk, sizeof(junk), 5000, &res),
+                     0);
+    assert_int_equal(res.status, GRPC_STATUS_INVALID_ARGUMENT);
+    rpc_result_release(&res);
+    /* larger than MonitorS accepts (4 KiB), within what the client may send */
+    uint8_t *big = calloc(1, 10000);
+    assert_non_null(big);
+    assert_int_equal(rpc_call_sync(target, "/MonitorS/Register", big, 10000, 5000, &res), 0);
+    assert_int_not_equal(res.status, GRPC_STATUS_OK);
+    rpc_result_release(&res);
+    free(big);
+    /* a method that does not exist */
+    assert_int_equal(rpc_call_sync(target, "/MonitorS/Drop", NULL, 0, 5000, &res), 0);
+    assert_int_equal(res.status, GRPC_STATUS_UNIMPLEMENTED);
+    rpc_result_release(&res);
+    /* raw garbage on the TCP port (not HTTP/2 at all) */
+    for (int i = 0; i < 3; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(fd >= 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        const char g[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\x01\x02PRI * HTTP/2.0\r\n\r\n";
+        (void)!write(fd, g, sizeof(g));
+        close(fd);
+    }
+    /* a Register with fields far too long */
+    char longid[300];
+    memset(longid, 'a', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    RegisterReply *r = NULL;
+    assert_int_equal(call_register(port, longid, "127.0.0.7:50051", TOKEN, &r), 0);
+    assert_false(r->accepted);
+    register_reply__free_unpacked(r, NULL);
+    assert_int_equal(fleet_snapshot(x->f, NULL, 0), 0);
+    /* still serving */
+    assert_int_equal(call_register(port, "i-after", "127.0.0.7:50051", TOKEN, &r), 0);
+    assert_true(r->accepted);
+    register_reply__free_unpacked(r, NULL);
+
+    fx_free(x);
+}
+
+/* --- the poller thread -------------------------------------------------------------------- */
+
+static int wait_health(struct fx *x, uint32_t idx, int health, int64_t limit_ms, int64_t *took)
+{
+    int64_t t0 = clk_mono_ms();
+    while (clk_mono_ms() - t0 < limit_ms) {
+        if (slot_of(x, idx).health == health) {
+            *took = clk_mono_ms() - t0;
+            return 1;
+        }
+        usleep(5 * 1000);
+    }
+    return 0;
+}
+
+static void poller_thread_detects_death_and_restart(void **state)
+{
+    (void)state;
+    struct mon_settings s = poll_settings();
+    s.interval_ms = 100;
+    s.timeout_ms = 50;
+    s.rise = 2;
+    s.fall = 3;
+    struct fx *x = fx_new("thread", &s);
+    struct agent *a = agent_new("i-t", 0, 12);
+    uint32_t idx = add_slot(x, "i-t", a->address);
+    assert_int_equal(mon_start(x->m), 0);
+    assert_int_equal(mon_poll_once(x->m), MON_ESTATE);
+    assert_int_equal(mon_port(x->m), 0); /* no server */
+
+    int64_t took = 0;
+    assert_true(wait_health(x, idx, FLEET_HEALTH_HEALTHY, 10000, &took));
+    print_message("  healthy %lld ms after start (interval 100 ms, rise 2)\n", (long long)took);
+    agent_kill(a);
+    assert_true(wait_health(x, idx, FLEET_HEALTH_UNHEALTHY, 10000, &took));
+    print_message("  unhealthy %lld ms after the agent died (fall 3, timeout 50 ms)\n",
+                  (long long)took);
+    agent_start(a);
+    assert_true(wait_health(x, idx, FLEET_HEALTH_HEALTHY, 10000, &took));
+    print_message("  healthy %lld ms after the agent restarted\n", (long long)took);
+    assert_true(fleet_last_heartbeat(x->f, 0) > 0);
+
+    /* a slot added while running is picked up; freeing it is followed */
+    struct agent *b = agent_new("i-u", 0, 1);
+    uint32_t ib = add_slot(x, "i-u", b->address);
+    assert_true(wait_health(x, ib, FLEET_HEALTH_HEALTHY, 10000, &took));
+    assert_int_equal(fleet_free(x->f, ib, slot_of(x, ib).generation), 0);
+    usleep(300 * 1000);
+
+    mon_stop(x->m);
+    assert_int_equal(mon_poll_once(x->m), 1); /* stopped: the synchronous round works again */
+    agent_free(a);
+    agent_free(b);
+    fx_free(x);
+}
+
+int main(void)
+{
+    log_set_level(getenv("MON_TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rejects_bad_settings),
+        cmocka_unit_test(healthy_after_rise_unhealthy_after_fall),
+        cmocka_unit_test(unhealthy_app_and_wrong_instance_fail),
+        cmocka_unit_test(seed_agent_through_seed_methods),
+        cmocka_unit_test(stuck_agent_does_not_hold_others),
+        cmocka_unit_test(membership_changes_are_followed),
+        cmocka_unit_test(register_checks_token_and_id),
+        cmocka_unit_test(accept_unknown_allocates_pending),
+        cmocka_unit_test(hostile_clients_do_not_crash_it),
+        cmocka_unit_test(poller_thread_detects_death_and_restart),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
