@@ -19,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -344,6 +347,98 @@ static void seed_agent_through_seed_methods(void **state)
     assert_int_equal(sl.seed_protocol, 1);
 
     agent_free(a);
+    fx_free(x);
+}
+
+/* --- a seed agent in Python (grpcio, GetStatus + GetMemoryUsage only) ---------------------- */
+
+extern char **environ;
+
+struct pyagent {
+    pid_t pid;
+    int in_fd; /* its stdin: closing it stops the agent */
+    int port;
+};
+
+static void pyagent_start(struct pyagent *pa, int load)
+{
+    const char *src = getenv("ASGD_SOURCE_DIR");
+    const char *bld = getenv("ASGD_BUILD_DIR");
+    char script[1024], pypath[1100], loadarg[16];
+    snprintf(script, sizeof(script), "%s/tests/tools/seed_agent.py", src ? src : "..");
+    snprintf(pypath, sizeof(pypath), "PYTHONPATH=%s/gen/py", bld ? bld : "../build");
+    snprintf(loadarg, sizeof(loadarg), "%d", load);
+    int in[2], out[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, in[1]);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    char *argv[] = {"/usr/bin/python3", script, "--load", loadarg, NULL};
+    char *envp[] = {pypath, "PATH=/usr/bin:/bin", NULL};
+    assert_int_equal(posix_spawn(&pa->pid, argv[0], &fa, NULL, argv, envp), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(in[0]);
+    close(out[1]);
+    pa->in_fd = in[1];
+    char line[32] = "";
+    size_t n = 0;
+    while (n + 1 < sizeof(line)) {
+        ssize_t r = read(out[0], line + n, 1);
+        if (r <= 0 || line[n] == '\n')
+            break;
+        n++;
+    }
+    line[n] = '\0';
+    close(out[0]);
+    pa->port = (int)strtol(line, NULL, 10);
+    if (pa->port <= 0)
+        fail_msg("seed_agent.py did not start (output \"%s\")", line);
+}
+
+static void pyagent_kill(struct pyagent *pa)
+{
+    if (pa->pid > 0) {
+        kill(pa->pid, SIGKILL);
+        waitpid(pa->pid, NULL, 0);
+        pa->pid = 0;
+    }
+    if (pa->in_fd >= 0)
+        close(pa->in_fd);
+    pa->in_fd = -1;
+}
+
+static void python_seed_agent(void **state)
+{
+    (void)state;
+    struct mon_settings s = poll_settings();
+    s.timeout_ms = 1000; /* a Python process on a busy machine */
+    s.interval_ms = 1000;
+    struct fx *x = fx_new("py", &s);
+    struct pyagent pa = {0, -1, 0};
+    pyagent_start(&pa, 58);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", pa.port);
+    uint32_t idx = add_slot(x, "i-py", addr);
+
+    assert_int_equal(mon_poll_once(x->m), 1);
+    assert_int_equal(mon_poll_once(x->m), 1);
+    struct fleet_slot sl = slot_of(x, idx);
+    assert_int_equal(sl.seed_protocol, 1);
+    assert_int_equal(sl.health, FLEET_HEALTH_HEALTHY);
+    assert_int_equal(sl.app_healthy, 1);
+    assert_true(sl.load == 58.0);
+
+    /* kill -9 of the agent process: unhealthy after fall polls */
+    pyagent_kill(&pa);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(mon_poll_once(x->m), 1);
+    sl = slot_of(x, idx);
+    assert_int_equal(sl.health, FLEET_HEALTH_UNHEALTHY);
+    assert_int_equal(sl.consecutive_fail, 3);
     fx_free(x);
 }
 
@@ -714,6 +809,7 @@ int main(void)
         cmocka_unit_test(healthy_after_rise_unhealthy_after_fall),
         cmocka_unit_test(unhealthy_app_and_wrong_instance_fail),
         cmocka_unit_test(seed_agent_through_seed_methods),
+        cmocka_unit_test(python_seed_agent),
         cmocka_unit_test(stuck_agent_does_not_hold_others),
         cmocka_unit_test(membership_changes_are_followed),
         cmocka_unit_test(register_checks_token_and_id),
