@@ -1,0 +1,268 @@
+/*
+ * bench_monitor - how fast the monitor polls a fleet, against the seed's way.
+ *
+ * N instances (default 1000; argv[1]) in a real fleet table, served by a few
+ * in-process agents (rpc.h servers on loopback; several instances share one
+ * agent, each instance still has its own channel and TCP connection). Three
+ * measurements in the same run:
+ *   seed     one instance after another, a new channel per call, GetStatus +
+ *            GetMemoryUsage (what the seed's Python MonitorS did), on a sample;
+ *   seq      one instance after another over persistent channels, one call in
+ *            flight at a time (the poller's code without its concurrency);
+ *   monitor  mon_poll_once(): every instance's GetMetrics in flight at once on
+ *            one completion queue, persistent channels.
+ * Prints polls/s and process CPU per poll (the in-process agents' CPU is
+ * included in every figure alike) and the ratios monitor/seed, monitor/seq.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "fleet/fleet.h"
+#include "monitor.pb-c.h"
+#include "monitor/mon.h"
+#include "rpc/rpc.h"
+
+#include "common/banned.h"
+
+#define AGENTS 4
+
+static grpc_status_code h_metrics(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
+{
+    (void)ctx;
+    (void)req;
+    Metrics m = METRICS__INIT;
+    m.cpu_load = 42;
+    m.app_healthy = 1;
+    return rpc_reply_pack(reply, &m.base) ? GRPC_STATUS_INTERNAL : GRPC_STATUS_OK;
+}
+
+static grpc_status_code h_status(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
+{
+    (void)ctx;
+    (void)req;
+    StatusResponse r = STATUS_RESPONSE__INIT;
+    r.status = "OK";
+    return rpc_reply_pack(reply, &r.base) ? GRPC_STATUS_INTERNAL : GRPC_STATUS_OK;
+}
+
+static grpc_status_code h_memory(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
+{
+    (void)ctx;
+    (void)req;
+    MemoryUsageResponse r = MEMORY_USAGE_RESPONSE__INIT;
+    r.usage = 42;
+    return rpc_reply_pack(reply, &r.base) ? GRPC_STATUS_INTERNAL : GRPC_STATUS_OK;
+}
+
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+static double wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+struct result {
+    double polls_per_s;
+    double cpu_us_per_poll;
+    long polls;
+    long failures;
+};
+
+static void report(const char *name, const struct result *r)
+{
+    printf("%-8s %8ld polls  %10.0f polls/s  %8.1f us CPU/poll  %ld failed\n", name, r->polls,
+           r->polls_per_s, r->cpu_us_per_poll, r->failures);
+}
+
+/* seed style: new channel per call, GetStatus then GetMemoryUsage, one instance at a time */
+static void bench_seed(char addrs[][64], int n, struct result *r)
+{
+    Request rq = REQUEST__INIT;
+    rq.code = 1;
+    uint8_t buf[16];
+    size_t len = request__pack(&rq, buf);
+    double w0 = wall_s(), c0 = cpu_s();
+    long fails = 0;
+    for (int i = 0; i < n; i++) {
+        struct rpc_result res = RPC_RESULT_INIT;
+        int ok = rpc_call_sync(addrs[i], "/MonitorC/GetStatus", buf, len, 1000, &res) == 0 &&
+                 res.status == GRPC_STATUS_OK;
+        rpc_result_release(&res);
+        if (ok)
+            ok = rpc_call_sync(addrs[i], "/MonitorC/GetMemoryUsage", buf, len, 1000, &res) == 0 &&
+                 res.status == GRPC_STATUS_OK;
+        rpc_result_release(&res);
+        fails += !ok;
+    }
+    double w = wall_s() - w0, c = cpu_s() - c0;
+    r->polls = n;
+    r->failures = fails;
+    r->polls_per_s = n / w;
+    r->cpu_us_per_poll = c * 1e6 / n;
+}
+
+static void seq_done(void *arg, grpc_status_code st, const char *d, const uint8_t *data, size_t len)
+{
+    (void)d;
+    (void)data;
+    (void)len;
+    *(int *)arg = st == GRPC_STATUS_OK ? 1 : 2;
+}
+
+/* persistent channels, one call at a time */
+static void bench_seq(char addrs[][64], int n, int rounds, struct result *r)
+{
+    struct rpc_client_opts o = RPC_CLIENT_OPTS_INIT;
+    o.own_connection = 1;
+    struct rpc_client *cl = rpc_client_new(&o);
+    struct rpc_channel **ch = calloc((size_t)n, sizeof(*ch));
+    if (!cl || !ch) {
+        fprintf(stderr, "bench_monitor: out of memory\n");
+        exit(1);
+    }
+    for (int i = 0; i < n; i++)
+        ch[i] = rpc_channel_new(cl, addrs[i]);
+    double w0 = 0, c0 = 0;
+    long fails = 0;
+    for (int round = -1; round < rounds; round++) { /* round -1 connects (not timed) */
+        if (round == 0) {
+            w0 = wall_s();
+            c0 = cpu_s();
+            fails = 0;
+        }
+        for (int i = 0; i < n; i++) {
+            int done = 0;
+            if (rpc_client_call(cl, ch[i], "/MonitorC/GetMetrics", NULL, 0, 1000, seq_done,
+                                &done)) {
+                fails++;
+                continue;
+            }
+            while (!done)
+                rpc_client_poll(cl, 1000);
+            fails += done != 1;
+        }
+    }
+    double w = wall_s() - w0, c = cpu_s() - c0;
+    r->polls = (long)n * rounds;
+    r->failures = fails;
+    r->polls_per_s = r->polls / w;
+    r->cpu_us_per_poll = c * 1e6 / r->polls;
+    rpc_client_free(cl);
+    free(ch);
+}
+
+int main(int argc, char **argv)
+{
+    int n = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 1000;
+    int rounds = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 10;
+    int seed_n = n < 300 ? n : 300;
+    if (n < 1 || n > 100000 || rounds < 1) {
+        fprintf(stderr, "usage: bench_monitor [instances (1000)] [rounds (10)]\n");
+        return 2;
+    }
+    log_set_level(LOG_LVL_WARN);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    struct rpc_server *srv[AGENTS];
+    int ports[AGENTS];
+    for (int a = 0; a < AGENTS; a++) {
+        srv[a] = rpc_server_new(NULL);
+        if (!srv[a] || rpc_server_add_method(srv[a], "/MonitorC/GetMetrics", h_metrics, NULL) ||
+            rpc_server_add_method(srv[a], "/MonitorC/GetStatus", h_status, NULL) ||
+            rpc_server_add_method(srv[a], "/MonitorC/GetMemoryUsage", h_memory, NULL) ||
+            rpc_server_bind(srv[a], "127.0.0.1:0", &ports[a]) || rpc_server_start(srv[a])) {
+            fprintf(stderr, "bench_monitor: cannot start agent %d\n", a);
+            return 1;
+        }
+    }
+    char(*addrs)[64] = calloc((size_t)n, sizeof(*addrs));
+    if (!addrs)
+        return 1;
+    for (int i = 0; i < n; i++)
+        snprintf(addrs[i], sizeof(addrs[i]), "127.0.0.1:%d", ports[i % AGENTS]);
+
+    char name[64];
+    snprintf(name, sizeof(name), "bench-mon-%d", (int)getpid());
+    (void)fleet_unlink(name);
+    struct fleet *f = NULL;
+    int rc = fleet_open(name, (uint32_t)n, 1, &f);
+    if (rc) {
+        fprintf(stderr, "bench_monitor: fleet_open: %s\n", fleet_strerror(rc));
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        char id[32];
+        uint32_t idx;
+        snprintf(id, sizeof(id), "i-%06d", i);
+        if (fleet_alloc(f, id, addrs[i], clk_wall_ms(), &idx)) {
+            fprintf(stderr, "bench_monitor: fleet_alloc failed\n");
+            return 1;
+        }
+    }
+    struct mon_settings s;
+    mon_settings_init(&s);
+    s.listen = NULL;
+    s.interval_ms = 10000;
+    s.timeout_ms = 5000;
+    struct mon *m = NULL;
+    char err[256];
+    if (mon_new(&s, f, &m, err, sizeof(err))) {
+        fprintf(stderr, "bench_monitor: %s\n", err);
+        return 1;
+    }
+
+    printf("bench_monitor: %d instances on %d in-process agents, %d rounds (seed: %d instances)\n",
+           n, AGENTS, rounds, seed_n);
+    struct result seed = {0}, seq = {0}, async = {0};
+    bench_seed(addrs, seed_n, &seed);
+    report("seed", &seed);
+    bench_seq(addrs, n, rounds, &seq);
+    report("seq", &seq);
+
+    mon_poll_once(m); /* connects every channel (not timed) */
+    uint64_t failed0 = 0;
+    struct fleet_slot sl;
+    double w0 = wall_s(), c0 = cpu_s();
+    for (int r = 0; r < rounds; r++)
+        mon_poll_once(m);
+    double w = wall_s() - w0, c = cpu_s() - c0;
+    for (int i = 0; i < n; i++)
+        if (fleet_read(f, (uint32_t)i, &sl) == 0)
+            failed0 += sl.polls_failed;
+    async.polls = (long)n * rounds;
+    async.failures = (long)failed0;
+    async.polls_per_s = async.polls / w;
+    async.cpu_us_per_poll = c * 1e6 / async.polls;
+    report("monitor", &async);
+    printf("ratio monitor/seed: %.1fx polls/s, %.1fx less CPU per poll\n",
+           async.polls_per_s / seed.polls_per_s, seed.cpu_us_per_poll / async.cpu_us_per_poll);
+    printf("ratio monitor/seq:  %.1fx polls/s, %.1fx less CPU per poll\n",
+           async.polls_per_s / seq.polls_per_s, seq.cpu_us_per_poll / async.cpu_us_per_poll);
+
+    mon_free(m);
+    fleet_close(f);
+    (void)fleet_unlink(name);
+    for (int a = 0; a < AGENTS; a++)
+        rpc_server_free(srv[a]);
+    free(addrs);
+    return 0;
+}
