@@ -1,0 +1,489 @@
+/*
+ * Unit tests for asgd/conf: the defaults, every key of every section, each
+ * bad value reported at its file:line and key, the consistency checks (min >
+ * max, down >= up, timeout >= interval, ...), unknown sections and keys, the
+ * two-phase load that leaves [ec2] to its reader, conf_validate_group() for
+ * the HTTP API, and the example files in examples/.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "asgd/conf.h"
+#include "common/banned.h"
+
+/* Loads text as "t.ini" through conf_load_cfg + cfg_check_unused. */
+static int load_text(const char *text, struct asgd_conf *out, char *err, size_t errlen)
+{
+    struct cfg c = CFG_INIT;
+    int rc = cfg_load_string(&c, "t.ini", text, err, errlen);
+    if (rc == 0)
+        rc = conf_load_cfg(&c, out, err, errlen);
+    if (rc == 0)
+        rc = cfg_check_unused(&c, err, errlen);
+    cfg_release(&c);
+    return rc;
+}
+
+static void defaults(void **state)
+{
+    (void)state;
+    struct asgd_conf c;
+    assert_int_equal(conf_defaults(&c), 0);
+    assert_null(c.path);
+    assert_string_equal(c.group.name, "default");
+    assert_int_equal(c.group.min_size, 1);
+    assert_int_equal(c.group.max_size, 1);
+    assert_int_equal(c.group.desired_capacity, 1);
+    assert_int_equal(c.group.policy.type, POLICY_THRESHOLD);
+    assert_true(c.group.policy.up_threshold == 70 && c.group.policy.down_threshold == 20);
+    assert_true(c.group.policy.up_factor == 2 && c.group.policy.down_factor == 0.5);
+    assert_int_equal(c.group.policy.evaluation_period_ms, 60000);
+    assert_string_equal(c.group.health.type, "agent");
+    assert_int_equal(c.group.health.interval_ms, 2000);
+    assert_int_equal(c.group.health.timeout_ms, 1000);
+    assert_int_equal(c.group.health.healthy_threshold, 2);
+    assert_int_equal(c.group.health.unhealthy_threshold, 3);
+    assert_int_equal(c.group.health.grace_period_ms, 30000);
+    assert_int_equal(c.provider, CONF_PROVIDER_LOCAL);
+    assert_string_equal(c.monitor.listen, "127.0.0.1:50052");
+    assert_int_equal(c.monitor.agent_port, 50051);
+    assert_null(c.monitor.token_file);
+    assert_int_equal(c.monitor.accept_unknown, 0);
+    assert_null(c.local.agent);
+    assert_null(c.local.agent_args);
+    assert_int_equal(c.local.boot_delay_ms, 0);
+    assert_string_equal(c.local.address_base, "127.0.0.2");
+    assert_non_null(c.store_dir);
+    assert_true(c.store_dir[0] == '/');
+    assert_string_equal(c.api.listen, "127.0.0.1:8080");
+    assert_null(c.api.token_file);
+    assert_int_equal(conf_validate_group(&c.group, NULL, NULL, NULL, 0), 0);
+    conf_release(&c);
+    conf_release(&c);
+    conf_release(NULL);
+}
+
+static void empty_file_gives_defaults(void **state)
+{
+    (void)state;
+    struct asgd_conf c;
+    char err[256];
+    assert_int_equal(load_text("", &c, err, sizeof(err)), 0);
+    assert_string_equal(c.path, "t.ini");
+    assert_string_equal(c.group.name, "default");
+    assert_int_equal(c.group.max_size, 1);
+    conf_release(&c);
+    /* only min_size: max and desired follow it */
+    assert_int_equal(load_text("[group]\nmin_size = 3\n", &c, err, sizeof(err)), 0);
+    assert_int_equal(c.group.max_size, 3);
+    assert_int_equal(c.group.desired_capacity, 3);
+    conf_release(&c);
+    /* target policy: its own evaluation period default */
+    assert_int_equal(load_text("[policy]\ntype = target\n", &c, err, sizeof(err)), 0);
+    assert_int_equal(c.group.policy.type, POLICY_TARGET);
+    assert_int_equal(c.group.policy.evaluation_period_ms, 15000);
+    assert_int_equal(c.group.policy.scale_down_window_ms, 300000);
+    conf_release(&c);
+}
+
+static const char *every_key = "[group]\n"
+                               "name = web-1.a_b\n"
+                               "min_size = 2\n"
+                               "max_size = 9\n"
+                               "desired_capacity = 4\n"
+                               "[policy]\n"
+                               "type = target\n"
+                               "scale_up_threshold = 80\n"
+                               "scale_down_threshold = 10.5\n"
+                               "scale_up_factor = 1.5\n"
+                               "scale_down_factor = 0.25\n"
+                               "evaluation_period = 20s\n"
+                               "cooldown = 2m\n"
+                               "target = 55\n"
+                               "tolerance = 0.05\n"
+                               "scale_down_window = 90s\n"
+                               "[health]\n"
+                               "type = ec2\n"
+                               "interval = 500ms\n"
+                               "timeout = 200ms\n"
+                               "healthy_threshold = 4\n"
+                               "unhealthy_threshold = 5\n"
+                               "grace_period = 1m\n"
+                               "[monitor]\n"
+                               "listen = 0.0.0.0:6000\n"
+                               "agent_port = 7000\n"
+                               "token_file = /etc/asgd/token\n"
+                               "accept_unknown = yes\n"
+                               "[provider]\n"
+                               "type = ec2\n"
+                               "[local]\n"
+                               "agent = /opt/monitorc\n"
+                               "agent_args = \"--load simulate\"\n"
+                               "boot_delay = 3s\n"
+                               "address_base = 127.1.0.1\n"
+                               "[store]\n"
+                               "dir = /var/tmp/asgd-web\n"
+                               "[api]\n"
+                               "listen = [::1]:9090\n"
+                               "token_file = /etc/asgd/api-token\n";
+
+static void every_key_is_read(void **state)
+{
+    (void)state;
+    struct asgd_conf c;
+    char err[256];
+    if (load_text(every_key, &c, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    const struct store_group *g = &c.group;
+    assert_string_equal(g->name, "web-1.a_b");
+    assert_int_equal(g->min_size, 2);
+    assert_int_equal(g->max_size, 9);
+    assert_int_equal(g->desired_capacity, 4);
+    assert_int_equal(g->policy.type, POLICY_TARGET);
+    assert_true(g->policy.up_threshold == 80);
+    assert_true(g->policy.down_threshold == 10.5);
+    assert_true(g->policy.up_factor == 1.5);
+    assert_true(g->policy.down_factor == 0.25);
+    assert_int_equal(g->policy.evaluation_period_ms, 20000);
+    assert_int_equal(g->policy.cooldown_ms, 120000);
+    assert_true(g->policy.target == 55);
+    assert_true(g->policy.tolerance == 0.05);
+    assert_int_equal(g->policy.scale_down_window_ms, 90000);
+    assert_string_equal(g->health.type, "ec2");
+    assert_int_equal(g->health.interval_ms, 500);
+    assert_int_equal(g->health.timeout_ms, 200);
+    assert_int_equal(g->health.healthy_threshold, 4);
+    assert_int_equal(g->health.unhealthy_threshold, 5);
+    assert_int_equal(g->health.grace_period_ms, 60000);
+    assert_string_equal(c.monitor.listen, "0.0.0.0:6000");
+    assert_int_equal(c.monitor.agent_port, 7000);
+    assert_string_equal(c.monitor.token_file, "/etc/asgd/token");
+    assert_int_equal(c.monitor.accept_unknown, 1);
+    assert_int_equal(c.provider, CONF_PROVIDER_EC2);
+    assert_string_equal(c.local.agent, "/opt/monitorc");
+    assert_string_equal(c.local.agent_args, "--load simulate");
+    assert_int_equal(c.local.boot_delay_ms, 3000);
+    assert_string_equal(c.local.address_base, "127.1.0.1");
+    assert_string_equal(c.store_dir, "/var/tmp/asgd-web");
+    assert_string_equal(c.api.listen, "[::1]:9090");
+    assert_string_equal(c.api.token_file, "/etc/asgd/api-token");
+    conf_release(&c);
+}
+
+/* Each bad setting -> the exact "t.ini:LINE: [sec] key: why" */
+static void bad_values(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"[group]\nname = web server\n", "t.ini:2: [group] name: \"web server\" is not a valid"},
+        {"[group]\nname =\n", "t.ini:2: [group] name: \"\" is not a valid name"},
+        {"[group]\nname = aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+         "t.ini:2: [group] name: \"aaaa"}, /* 49 characters */
+        {"[group]\nmin_size = -1\n", "t.ini:2: [group] min_size: -1 is out of range (0..100000)"},
+        {"[group]\nmin_size = two\n", "t.ini:2: [group] min_size: \"two\" is not an integer"},
+        {"[group]\nmin_size = 5\nmax_size = 3\n",
+         "t.ini:2: [group] min_size: 5 is greater than max_size (3)"},
+        {"[group]\nmin_size = 1\nmax_size = 3\ndesired_capacity = 4\n",
+         "t.ini:4: [group] desired_capacity: 4 is outside min_size..max_size (1..3)"},
+        {"[group]\nmax_size = 3\nmin_size = 2\ndesired_capacity = 1\n",
+         "t.ini:4: [group] desired_capacity: 1 is outside min_size..max_size (2..3)"},
+        {"[policy]\ntype = hpa\n",
+         "t.ini:2: [policy] type: \"hpa\" is not one of: threshold, target"},
+        {"[policy]\nscale_up_threshold = 101\n",
+         "t.ini:2: [policy] scale_up_threshold: 101 is out of range (0..100)"},
+        {"[policy]\nscale_up_threshold = 50\nscale_down_threshold = 50\n",
+         "t.ini:3: [policy] scale_down_threshold: 50 must be below scale_up_threshold (50)"},
+        {"[policy]\nscale_down_threshold = 80\n",
+         "t.ini:2: [policy] scale_down_threshold: 80 must be below scale_up_threshold (70)"},
+        {"[policy]\nscale_up_factor = 1\n",
+         "t.ini:2: [policy] scale_up_factor: 1 must be greater than 1"},
+        {"[policy]\nscale_down_factor = 1\n",
+         "t.ini:2: [policy] scale_down_factor: 1 must be between 0 and 1 (exclusive)"},
+        {"[policy]\nscale_down_factor = 0\n",
+         "t.ini:2: [policy] scale_down_factor: 0 must be between 0 and 1 (exclusive)"},
+        {"[policy]\nevaluation_period = 50ms\n",
+         "t.ini:2: [policy] evaluation_period: 50ms is out of range (100ms..24h)"},
+        {"[policy]\ncooldown = soon\n", "t.ini:2: [policy] cooldown: \"soon\" is not a duration"},
+        {"[policy]\ntarget = 0\n", "t.ini:2: [policy] target: 0 must be above 0"},
+        {"[policy]\ntolerance = 1\n",
+         "t.ini:2: [policy] tolerance: 1 must be at least 0 and below 1"},
+        {"[policy]\nscale_down_window = 2d\n",
+         "t.ini:2: [policy] scale_down_window: \"2d\" is not a duration"},
+        {"[health]\ntype = tcp\n", "t.ini:2: [health] type: \"tcp\" is not one of: agent, ec2"},
+        {"[health]\ntype = ec2\n",
+         "t.ini:2: [health] type: ec2 health checks need [provider] type = ec2"},
+        {"[health]\ninterval = 1s\ntimeout = 1s\n",
+         "t.ini:3: [health] timeout: 1s must be shorter than interval (1s)"},
+        {"[health]\ninterval = 500ms\n",
+         "t.ini:1: [health] timeout: 1s must be shorter than interval (500ms)"},
+        {"[health]\nhealthy_threshold = 0\n",
+         "t.ini:2: [health] healthy_threshold: 0 is out of range (1..1000)"},
+        {"[health]\nunhealthy_threshold = x\n",
+         "t.ini:2: [health] unhealthy_threshold: \"x\" is not an integer"},
+        {"[health]\ngrace_period = -5s\n",
+         "t.ini:2: [health] grace_period: \"-5s\" is not a duration"},
+        {"[monitor]\nlisten = localhost\n",
+         "t.ini:2: [monitor] listen: \"localhost\" is not an address"},
+        {"[monitor]\nlisten = :80\n", "t.ini:2: [monitor] listen: \":80\" is not an address"},
+        {"[monitor]\nlisten = h:70000\n", "t.ini:2: [monitor] listen: \"h:70000\" is not"},
+        {"[monitor]\nlisten =\n", "t.ini:2: [monitor] listen: must not be empty"},
+        {"[monitor]\nagent_port = 0\n",
+         "t.ini:2: [monitor] agent_port: 0 is out of range (1..65535)"},
+        {"[monitor]\ntoken_file =\n", "t.ini:2: [monitor] token_file: must not be empty"},
+        {"[monitor]\naccept_unknown = sometimes\n",
+         "t.ini:2: [monitor] accept_unknown: \"sometimes\" is not a boolean"},
+        {"[provider]\ntype = gce\n", "t.ini:2: [provider] type: \"gce\" is not one of: local, ec2"},
+        {"[local]\nagent =\n", "t.ini:2: [local] agent: must not be empty"},
+        {"[local]\nboot_delay = 2h\n", "t.ini:2: [local] boot_delay: 2h is out of range (0s..1h)"},
+        {"[local]\naddress_base = 10.0.0.1\n",
+         "t.ini:2: [local] address_base: \"10.0.0.1\" is not a loopback address"},
+        {"[local]\naddress_base = 127.0.0\n",
+         "t.ini:2: [local] address_base: \"127.0.0\" is not an IPv4 address"},
+        {"[group]\nmax_size = 10\n[local]\naddress_base = 127.255.255.250\n",
+         "t.ini:4: [local] address_base: \"127.255.255.250\" leaves no room for max_size (10)"},
+        {"[store]\ndir =\n", "t.ini:2: [store] dir: must not be empty"},
+        {"[api]\nlisten = 8080\n", "t.ini:2: [api] listen: \"8080\" is not an address"},
+        {"[api]\ntoken_file = \"\"\n", "t.ini:2: [api] token_file: must not be empty"},
+        /* syntax and structure */
+        {"[group]\nmin_size = 1\nmin_size = 2\n",
+         "t.ini:3: [group] min_size: duplicate key (first at line 2)"},
+        {"[group]\nmin_sise = 2\n", "t.ini:2: [group] min_sise: unknown key"},
+        {"[group]\nmin_size = 1\n[grup]\nmin_size = 1\n", "t.ini:3: [grup]: unknown section"},
+        {"[ec2]\nregion = eu-west-1\n", "t.ini:1: [ec2]: unknown section"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct asgd_conf c;
+        char err[256] = "";
+        int rc = load_text(cases[i].text, &c, err, sizeof(err));
+        conf_release(&c);
+        if (rc != -1)
+            fail_msg("case %zu accepted: %s", i, cases[i].text);
+        if (strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
+            fail_msg("case %zu: got \"%s\"\n want prefix \"%s\"", i, err, cases[i].want);
+    }
+}
+
+static void good_edge_values(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {
+        "[group]\nmin_size = 0\nmax_size = 0\n",
+        "[group]\nmin_size = 0\nmax_size = 5\n",
+        "[policy]\nscale_up_threshold = 100\nscale_down_threshold = 0\n",
+        "[policy]\ntolerance = 0\ncooldown = 0\nscale_down_window = 0\n",
+        "[monitor]\nlisten = 127.0.0.1:0\n",
+        "[local]\nagent_args =\n",
+        "[provider]\ntype = ec2\n[health]\ntype = ec2\n",
+        "[group]\nmax_size = 4\n[local]\naddress_base = 127.255.255.250\n",
+        "[health]\ninterval = 10ms\ntimeout = 1ms\n",
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        struct asgd_conf c;
+        char err[256];
+        if (load_text(ok[i], &c, err, sizeof(err)) != 0)
+            fail_msg("case %zu refused: %s", i, err);
+        if (i == 5)
+            assert_null(c.local.agent_args); /* empty means none */
+        conf_release(&c);
+    }
+}
+
+static void validate_group_for_the_api(void **state)
+{
+    (void)state;
+    struct asgd_conf c;
+    assert_int_equal(conf_defaults(&c), 0);
+    struct store_group g = c.group;
+    const char *sec = NULL, *key = NULL;
+    char err[128];
+    g.max_size = 5;
+    g.desired_capacity = 3;
+    assert_int_equal(conf_validate_group(&g, &sec, &key, err, sizeof(err)), 0);
+
+    g.min_size = 6;
+    assert_int_equal(conf_validate_group(&g, &sec, &key, err, sizeof(err)), -1);
+    assert_string_equal(sec, "group");
+    assert_string_equal(key, "min_size");
+    assert_string_equal(err, "6 is greater than max_size (5)");
+    g.min_size = 1;
+
+    g.policy.down_threshold = 75;
+    assert_int_equal(conf_validate_group(&g, &sec, &key, err, sizeof(err)), -1);
+    assert_string_equal(sec, "policy");
+    assert_string_equal(key, "scale_down_threshold");
+    assert_string_equal(err, "75 must be below scale_up_threshold (70)");
+    g.policy.down_threshold = 20;
+
+    g.health.timeout_ms = 5000;
+    assert_int_equal(conf_validate_group(&g, &sec, &key, err, sizeof(err)), -1);
+    assert_string_equal(key, "timeout");
+    g.health.timeout_ms = 1000;
+
+    g.policy.type = 9;
+    assert_int_equal(conf_validate_group(&g, NULL, NULL, err, sizeof(err)), -1);
+    g.policy.type = POLICY_TARGET;
+    g.policy.up_factor = NAN; /* NaN is never valid */
+    assert_int_equal(conf_validate_group(&g, &sec, &key, err, sizeof(err)), -1);
+    assert_string_equal(key, "scale_up_factor");
+    g.policy.up_factor = 2;
+
+    snprintf(g.name, sizeof(g.name), "%s", "no/slash");
+    assert_int_equal(conf_validate_group(&g, &sec, &key, err, sizeof(err)), -1);
+    assert_string_equal(key, "name");
+    snprintf(g.name, sizeof(g.name), "%s", "web");
+    snprintf(g.health.type, sizeof(g.health.type), "%s", "http");
+    assert_int_equal(conf_validate_group(&g, &sec, &key, err, sizeof(err)), -1);
+    assert_string_equal(sec, "health");
+    assert_string_equal(key, "type");
+    conf_release(&c);
+
+    assert_true(conf_name_valid("a"));
+    assert_true(conf_name_valid("Web-1_x.y"));
+    assert_false(conf_name_valid(""));
+    assert_false(conf_name_valid(NULL));
+    assert_false(conf_name_valid("a b"));
+    assert_false(conf_name_valid("ü"));
+}
+
+static void default_store_dir(void **state)
+{
+    (void)state;
+    char *d;
+    setenv("STATE_DIRECTORY", "/run/state", 1);
+    d = conf_default_store_dir("web");
+    assert_string_equal(d, "/run/state/web");
+    free(d);
+    unsetenv("STATE_DIRECTORY");
+    setenv("XDG_STATE_HOME", "/x/state", 1);
+    setenv("HOME", "/home/u", 1);
+    d = conf_default_store_dir("web");
+    assert_string_equal(d, geteuid() == 0 ? "/var/lib/asgd/web" : "/x/state/asgd/web");
+    free(d);
+    unsetenv("XDG_STATE_HOME");
+    d = conf_default_store_dir("web");
+    assert_string_equal(d, geteuid() == 0 ? "/var/lib/asgd/web" : "/home/u/.local/state/asgd/web");
+    free(d);
+    /* the group name is used when [store] dir is absent */
+    struct asgd_conf c;
+    char err[256];
+    assert_int_equal(load_text("[group]\nname = api\n", &c, err, sizeof(err)), 0);
+    assert_non_null(strstr(c.store_dir, "/api"));
+    conf_release(&c);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void files_and_two_phase_load(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_conf.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], err[512], want[512];
+    snprintf(path, sizeof(path), "%s/asgd.ini", dir);
+    struct asgd_conf c;
+
+    /* missing file */
+    assert_int_equal(conf_load(path, &c, NULL, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s: cannot open: %s", path, strerror(ENOENT));
+    assert_string_equal(err, want);
+    conf_release(&c);
+
+    /* a good file */
+    write_file(path, "[group]\nname = web\nmin_size = 2\nmax_size = 5\n");
+    assert_int_equal(conf_load(path, &c, NULL, err, sizeof(err)), 0);
+    assert_string_equal(c.path, path);
+    assert_int_equal(c.group.max_size, 5);
+    conf_release(&c);
+
+    /* errors name the file */
+    write_file(path, "[group]\nname = web\nmin_size = 7\nmax_size = 5\n");
+    assert_int_equal(conf_load(path, &c, NULL, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:3: [group] min_size: 7 is greater than max_size (5)", path);
+    assert_string_equal(err, want);
+    conf_release(&c);
+    write_file(path, "[group]\nname = web\n[api]\nlisten = 1.2.3.4:80\nport = 80\n");
+    assert_int_equal(conf_load(path, &c, NULL, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:5: [api] port: unknown key", path);
+    assert_string_equal(err, want);
+    conf_release(&c);
+
+    /* [ec2]: with keep, the caller reads it, then checks for unknown keys */
+    write_file(path, "[provider]\ntype = ec2\n[ec2]\nregion = eu-west-1\nami = x\n");
+    struct cfg keep;
+    assert_int_equal(conf_load(path, &c, &keep, err, sizeof(err)), 0);
+    assert_int_equal(c.provider, CONF_PROVIDER_EC2);
+    const struct cfg_entry *e = cfg_find(&keep, "ec2", "region");
+    assert_non_null(e);
+    assert_string_equal(e->value, "eu-west-1");
+    assert_int_equal(cfg_check_unused(&keep, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:5: [ec2] ami: unknown key", path);
+    assert_string_equal(err, want);
+    cfg_find(&keep, "ec2", "ami");
+    assert_int_equal(cfg_check_unused(&keep, err, sizeof(err)), 0);
+    cfg_release(&keep);
+    conf_release(&c);
+    /* keep holds the cfg even on failure; without keep [ec2] is unknown for now */
+    assert_int_equal(conf_load(path, &c, NULL, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, ":3: [ec2]: unknown section"));
+    conf_release(&c);
+    write_file(path, "[group]\nmin_size = 9\nmax_size = 1\n");
+    assert_int_equal(conf_load(path, &c, &keep, err, sizeof(err)), -1);
+    assert_int_equal(keep.n, 2);
+    cfg_release(&keep);
+    conf_release(&c);
+
+    unlink(path);
+    rmdir(dir);
+}
+
+static void example_files(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"asgd.ini", "demo.ini"};
+    const char *src = getenv("ASGD_SOURCE_DIR");
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char path[1024], err[512];
+        snprintf(path, sizeof(path), "%s/examples/%s", src ? src : "..", names[i]);
+        struct asgd_conf c;
+        if (conf_load(path, &c, NULL, err, sizeof(err)) != 0)
+            fail_msg("%s", err);
+        if (i == 1) {
+            assert_int_equal(c.group.min_size, 2);
+            assert_int_equal(c.group.max_size, 5);
+            assert_int_equal(c.provider, CONF_PROVIDER_LOCAL);
+            assert_non_null(c.local.agent_args);
+            assert_non_null(strstr(c.local.agent_args, "--load simulate"));
+        }
+        conf_release(&c);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults),          cmocka_unit_test(empty_file_gives_defaults),
+        cmocka_unit_test(every_key_is_read), cmocka_unit_test(bad_values),
+        cmocka_unit_test(good_edge_values),  cmocka_unit_test(validate_group_for_the_api),
+        cmocka_unit_test(default_store_dir), cmocka_unit_test(files_and_two_phase_load),
+        cmocka_unit_test(example_files),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
