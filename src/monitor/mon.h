@@ -12,6 +12,14 @@
  * healthy, fall consecutive failures make it unhealthy) and load samples,
  * written into the instance's fleet-table slot. The controller reads them.
  *
+ * A check fails when the call fails (deadline, connection refused, ...), when
+ * the agent answers as another instance id, when it says its application is
+ * unhealthy (Metrics.app_healthy false, GetStatus "NOT OK") or that it is
+ * draining. Load: Metrics.cpu_load (whatever the agent's load source
+ * measures, 0..100) or the seed's GetMemoryUsage.usage; -1 (unknown) when the
+ * agent reports a negative value; the last known value stays after a failed
+ * call.
+ *
  * Who owns what: the controller owns slot life cycles (alloc on launch, free
  * on termination). MonitorS only writes health/load/registration fields of
  * existing slots, except that with accept_unknown a Register from an unknown

@@ -65,6 +65,7 @@ struct mon_target {
     int64_t deadline_ms; /* monotonic, for the seed methods' follow-up calls */
     int learned_seed;    /* -1 unknown, 0 new protocol, 1 seed protocol */
     int app_healthy;     /* -1 unknown */
+    int got_sample;      /* the agent answered with load figures (each may be -1: unknown) */
     double load, cpu, mem, load1;
 };
 
@@ -239,7 +240,7 @@ static void apply(struct fleet_slot *s, void *arg)
         s->seed_protocol = (uint8_t)t->learned_seed;
     if (t->app_healthy >= 0)
         s->app_healthy = (uint8_t)t->app_healthy;
-    if (t->load >= 0) {
+    if (t->got_sample) {
         s->load = t->load;
         s->cpu_pct = t->cpu;
         s->mem_pct = t->mem;
@@ -344,14 +345,17 @@ static void start_poll(struct mon_target *t, int64_t now)
     t->deadline_ms = now + t->p->m->timeout_ms;
     t->learned_seed = -1;
     t->app_healthy = -1;
+    t->got_sample = 0;
     t->load = t->cpu = t->mem = t->load1 = -1;
     issue(t);
 }
 
-static double clamp_pct(double v)
+/* An agent's percentage: -1 (unknown) when it says so with a negative value or sends
+   something that is not a number, else clamped to 0..100. */
+static double pct(double v)
 {
     if (!isfinite(v) || v < 0)
-        return 0;
+        return -1;
     return v > 100 ? 100 : v;
 }
 
@@ -437,10 +441,11 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
             ok = 0;
         } else {
             t->app_healthy = mt->app_healthy ? 1 : 0;
-            t->load = clamp_pct(mt->cpu_load);
+            t->got_sample = 1;
+            t->load = pct(mt->cpu_load);
             t->cpu = t->load;
-            t->mem = clamp_pct(mt->mem_used_pct);
-            t->load1 = isfinite(mt->load1) && mt->load1 >= 0 ? mt->load1 : 0;
+            t->mem = pct(mt->mem_used_pct);
+            t->load1 = isfinite(mt->load1) && mt->load1 >= 0 ? mt->load1 : -1;
             if (!mt->app_healthy) {
                 snprintf(why, sizeof(why), "application unhealthy");
                 ok = 0;
@@ -479,7 +484,8 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
             finish(t, 0, "malformed GetMemoryUsage response");
             return;
         }
-        t->load = clamp_pct((double)mr->usage);
+        t->got_sample = 1;
+        t->load = pct((double)mr->usage);
         t->cpu = t->load;
         memory_usage_response__free_unpacked(mr, NULL);
         finish(t, 1, NULL);

@@ -314,6 +314,16 @@ static void unhealthy_app_and_wrong_instance_fail(void **state)
     assert_int_equal(slot_of(x, ia).health, FLEET_HEALTH_HEALTHY);
     assert_int_equal(slot_of(x, ia).app_healthy, 1);
 
+    /* an agent that cannot measure its load (cpu_load -1) is alive, its load unknown */
+    atomic_store(&a->load, -1);
+    assert_int_equal(mon_poll_once(x->m), 2);
+    sl = slot_of(x, ia);
+    assert_int_equal(sl.health, FLEET_HEALTH_HEALTHY);
+    assert_true(sl.load < 0);
+    atomic_store(&a->load, 250); /* out of range: clamped */
+    assert_int_equal(mon_poll_once(x->m), 2);
+    assert_true(slot_of(x, ia).load == 100.0);
+
     agent_free(a);
     agent_free(b);
     fx_free(x);
