@@ -16,12 +16,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "asgd/conf.h"
 #include "common/clock.h"
 
 #include "common/banned.h"
-
-#define DAY_MS  (24LL * 3600 * 1000)
-#define HOUR_MS (3600LL * 1000)
 
 /* Exact duration text: "2m", "60s", or "1500ms" when not whole seconds. */
 static void fmt_duration(int64_t ms, char *buf, size_t len)
@@ -140,13 +138,13 @@ static int patch_policy(struct policy_settings *p, const json_t *obj, char *err,
             }
             p->type = t;
             rc = 0;
-        } else if (strcmp(k, "up_threshold") == 0)
+        } else if (strcmp(k, "up_threshold") == 0 || strcmp(k, "scale_up_threshold") == 0)
             rc = rd_num(v, key, &p->up_threshold, err, errlen);
-        else if (strcmp(k, "down_threshold") == 0)
+        else if (strcmp(k, "down_threshold") == 0 || strcmp(k, "scale_down_threshold") == 0)
             rc = rd_num(v, key, &p->down_threshold, err, errlen);
-        else if (strcmp(k, "up_factor") == 0)
+        else if (strcmp(k, "up_factor") == 0 || strcmp(k, "scale_up_factor") == 0)
             rc = rd_num(v, key, &p->up_factor, err, errlen);
-        else if (strcmp(k, "down_factor") == 0)
+        else if (strcmp(k, "down_factor") == 0 || strcmp(k, "scale_down_factor") == 0)
             rc = rd_num(v, key, &p->down_factor, err, errlen);
         else if (strcmp(k, "cooldown") == 0)
             rc = rd_dur(v, key, &p->cooldown_ms, err, errlen);
@@ -272,29 +270,6 @@ int http__group_patch(struct store_group *g, const json_t *patch, int max_cap, c
     return http__group_validate(g, max_cap, err, errlen);
 }
 
-static int range_d(double v, double lo, double hi, const char *key, const char *what, char *err,
-                   size_t errlen)
-{
-    if (v < lo || v > hi) {
-        snprintf(err, errlen, "%s: %g %s", key, v, what);
-        return -1;
-    }
-    return 0;
-}
-
-static int range_ms(int64_t v, int64_t lo, int64_t hi, const char *key, char *err, size_t errlen)
-{
-    if (v < lo || v > hi) {
-        char a[32], b[32], c[32];
-        fmt_duration(v, a, sizeof a);
-        fmt_duration(lo, b, sizeof b);
-        fmt_duration(hi, c, sizeof c);
-        snprintf(err, errlen, "%s: %s is outside [%s, %s]", key, a, b, c);
-        return -1;
-    }
-    return 0;
-}
-
 int http__group_validate(const struct store_group *g, int max_cap, char *err, size_t errlen)
 {
     if (g->min_size < 0) {
@@ -319,60 +294,23 @@ int http__group_validate(const struct store_group *g, int max_cap, char *err, si
                  g->desired_capacity, g->min_size, g->max_size);
         return -1;
     }
-    const struct policy_settings *p = &g->policy;
-    if (p->type != POLICY_THRESHOLD && p->type != POLICY_TARGET) {
-        snprintf(err, errlen, "policy.type: unknown policy type %d", p->type);
-        return -1;
-    }
-    if (range_d(p->up_threshold, 0, 100, "policy.up_threshold", "is outside [0, 100]", err,
-                errlen) ||
-        range_d(p->down_threshold, 0, 100, "policy.down_threshold", "is outside [0, 100]", err,
-                errlen))
-        return -1;
-    if (p->down_threshold >= p->up_threshold) {
-        snprintf(err, errlen, "policy.down_threshold %g must be below policy.up_threshold %g",
-                 p->down_threshold, p->up_threshold);
-        return -1;
-    }
-    if (!(p->up_factor > 1.0) || p->up_factor > 100.0) {
-        snprintf(err, errlen, "policy.up_factor: %g must be greater than 1 (and at most 100)",
-                 p->up_factor);
-        return -1;
-    }
-    if (!(p->down_factor > 0.0) || !(p->down_factor < 1.0)) {
-        snprintf(err, errlen, "policy.down_factor: %g must be between 0 and 1 (exclusive)",
-                 p->down_factor);
-        return -1;
-    }
-    if (!(p->target > 0.0) || p->target > 100.0) {
-        snprintf(err, errlen, "policy.target: %g must be in (0, 100]", p->target);
-        return -1;
-    }
-    if (!(p->tolerance >= 0.0) || !(p->tolerance < 1.0)) {
-        snprintf(err, errlen, "policy.tolerance: %g must be in [0, 1)", p->tolerance);
-        return -1;
-    }
-    if (range_ms(p->evaluation_period_ms, 100, DAY_MS, "policy.evaluation_period", err, errlen) ||
-        range_ms(p->cooldown_ms, 0, DAY_MS, "policy.cooldown", err, errlen) ||
-        range_ms(p->scale_down_window_ms, 0, DAY_MS, "policy.scale_down_window", err, errlen))
-        return -1;
-    const struct store_health *h = &g->health;
-    if (strcmp(h->type, "agent") != 0 && strcmp(h->type, "ec2") != 0) {
-        snprintf(err, errlen, "health.type: \"%s\" must be \"agent\" or \"ec2\"", h->type);
-        return -1;
-    }
-    if (range_ms(h->interval_ms, 10, HOUR_MS, "health.interval", err, errlen) ||
-        range_ms(h->timeout_ms, 1, HOUR_MS, "health.timeout", err, errlen) ||
-        range_ms(h->grace_period_ms, 0, DAY_MS, "health.grace_period", err, errlen))
-        return -1;
-    if (h->healthy_threshold < 1 || h->healthy_threshold > 1000) {
-        snprintf(err, errlen, "health.healthy_threshold: %d is outside [1, 1000]",
-                 h->healthy_threshold);
-        return -1;
-    }
-    if (h->unhealthy_threshold < 1 || h->unhealthy_threshold > 1000) {
-        snprintf(err, errlen, "health.unhealthy_threshold: %d is outside [1, 1000]",
-                 h->unhealthy_threshold);
+    /* everything else exactly as the config file is checked */
+    const char *sec = NULL, *key = NULL;
+    char why[384];
+    if (conf_validate_group(g, &sec, &key, why, sizeof why)) {
+        static const char *const alias[][2] = {{"scale_up_threshold", "up_threshold"},
+                                               {"scale_down_threshold", "down_threshold"},
+                                               {"scale_up_factor", "up_factor"},
+                                               {"scale_down_factor", "down_factor"}};
+        for (size_t i = 0; key && i < sizeof alias / sizeof alias[0]; i++)
+            if (strcmp(key, alias[i][0]) == 0)
+                key = alias[i][1];
+        if (sec && key && strcmp(sec, "group") != 0)
+            snprintf(err, errlen, "%s.%s: %s", sec, key, why);
+        else if (key)
+            snprintf(err, errlen, "%s: %s", key, why);
+        else
+            snprintf(err, errlen, "%s", why);
         return -1;
     }
     return 0;

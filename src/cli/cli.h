@@ -1,0 +1,63 @@
+/*
+ * cli.h - asgctl, the command-line client of asgd's HTTP API.
+ *
+ * main.c parses the global options and dispatches to one cli_cmd_<name>()
+ * per subcommand through a {name, fn, usage, help} table (git style). Each
+ * command talks to asgd with cli_call() and prints either aligned tables for
+ * people or the API's JSON (--json) for scripts.
+ *
+ * Exit codes scripts can trust (enum cli_exit): 0 done, 1 asgd refused the
+ * request (its message is printed), 2 usage error, 3 asgd unreachable,
+ * 4 token missing or rejected.
+ */
+#ifndef ASGD_CLI_H
+#define ASGD_CLI_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+enum cli_exit { CLI_OK = 0, CLI_EAPI = 1, CLI_EUSAGE = 2, CLI_EUNREACHABLE = 3, CLI_EAUTH = 4 };
+
+#define CLI_DEFAULT_URL "http://127.0.0.1:8080"
+
+struct cli {
+    const char *url;        /* base URL, no trailing slash needed */
+    const char *token_file; /* NULL: none */
+    int json;               /* --json: print the API's JSON */
+};
+
+/*
+ * Sends method path (e.g. "/api/v1/group") with an optional JSON body
+ * (borrowed, may be NULL); mutating requests carry the token. On success (2xx)
+ * *out owns the parsed answer (json_decref) and CLI_OK is returned. Otherwise
+ * the error has been printed to stderr and the exit code is returned.
+ */
+int cli_call(const struct cli *c, const char *method, const char *path, const json_t *body,
+             json_t **out);
+
+/* Prints j as indented JSON on stdout. */
+void cli_print_json(const json_t *j);
+
+/* ---- aligned tables (table.c) ------------------------------------------------------------ */
+
+struct cli_table {
+    size_t ncols, nrows, cap;
+    char **cells; /* nrows * ncols malloc'd strings, row 0 = headers */
+};
+/* Starts a table with ncols headers (copied). */
+int cli_table_init(struct cli_table *t, size_t ncols, const char *const *headers);
+/* Appends a row of ncols cells (copied; NULL prints "-"). */
+int cli_table_add(struct cli_table *t, const char *const *cells);
+/* Prints with columns padded to their widest cell, two spaces apart; last column unpadded. */
+void cli_table_print(const struct cli_table *t);
+void cli_table_release(struct cli_table *t);
+
+/* ---- subcommands (cmd.c): argv[0] is the subcommand's name ---------------------------- */
+
+int cli_cmd_status(const struct cli *c, int argc, char **argv);
+int cli_cmd_instances(const struct cli *c, int argc, char **argv);
+int cli_cmd_activities(const struct cli *c, int argc, char **argv);
+int cli_cmd_set(const struct cli *c, int argc, char **argv);
+int cli_cmd_terminate(const struct cli *c, int argc, char **argv);
+
+#endif

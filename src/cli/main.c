@@ -1,0 +1,134 @@
+/*
+ * main.c - asgctl: global options, then one subcommand from the table.
+ *
+ *   asgctl [--url URL] [--token-file FILE] [--json] COMMAND [ARGS]
+ *
+ * Global options may appear anywhere on the line; ASGCTL_URL and
+ * ASGCTL_TOKEN_FILE supply defaults. See cli.h for the exit codes.
+ */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+#include "common/banned.h"
+
+struct command {
+    const char *name;
+    int (*fn)(const struct cli *c, int argc, char **argv);
+    const char *usage;
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"status", cli_cmd_status, "status", "group settings, counts, average load, last decision"},
+    {"instances", cli_cmd_instances, "instances", "the group's instances with health and load"},
+    {"activities", cli_cmd_activities, "activities [--limit N]",
+     "scaling history with causes, newest first"},
+    {"set", cli_cmd_set, "set min|max|desired N  |  set policy|health KEY=VALUE...",
+     "change the group's settings (needs the token)"},
+    {"terminate", cli_cmd_terminate, "terminate ID [--decrement]",
+     "terminate an instance; --decrement lowers desired instead of replacing it"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: asgctl [--url URL] [--token-file FILE] [--json] COMMAND [ARGS]\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strlen(commands[i].usage) > 30)
+            fprintf(f, "  %s\n  %-30s %s\n", commands[i].usage, "", commands[i].help);
+        else
+            fprintf(f, "  %-30s %s\n", commands[i].usage, commands[i].help);
+    }
+    fprintf(f, "\noptions:\n"
+               "  --url URL          asgd's API (default $ASGCTL_URL or " CLI_DEFAULT_URL ")\n"
+               "  --token-file FILE  bearer token for changes (default $ASGCTL_TOKEN_FILE)\n"
+               "  --json             print the API's JSON instead of tables\n"
+               "\nexit codes: 0 ok, 1 asgd refused, 2 usage, 3 asgd unreachable, 4 token "
+               "missing/rejected\n");
+}
+
+/* Takes "--opt VALUE" or "--opt=VALUE" at argv[*i]; NULL if it is not opt. */
+static const char *opt_value(int argc, char **argv, int *i, const char *opt, int *missing)
+{
+    size_t n = strlen(opt);
+    if (strncmp(argv[*i], opt, n) != 0)
+        return NULL;
+    if (argv[*i][n] == '=')
+        return argv[*i] + n + 1;
+    if (argv[*i][n] != '\0')
+        return NULL;
+    if (*i + 1 >= argc) {
+        *missing = 1;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int main(int argc, char **argv)
+{
+    struct cli c = {
+        .url = getenv("ASGCTL_URL"),
+        .token_file = getenv("ASGCTL_TOKEN_FILE"),
+        .json = 0,
+    };
+    if (!c.url || !*c.url)
+        c.url = CLI_DEFAULT_URL;
+    if (c.token_file && !*c.token_file)
+        c.token_file = NULL;
+
+    /* pull global options out of argv, keep the rest in order */
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    if (!rest)
+        return CLI_EAPI;
+    int nrest = 0;
+    for (int i = 1; i < argc; i++) {
+        int missing = 0;
+        const char *v;
+        if ((v = opt_value(argc, argv, &i, "--url", &missing)))
+            c.url = v;
+        else if ((v = opt_value(argc, argv, &i, "--token-file", &missing)))
+            c.token_file = v;
+        else if (missing) {
+            fprintf(stderr, "asgctl: %s needs a value\n", argv[i]);
+            free(rest);
+            return CLI_EUSAGE;
+        } else if (strcmp(argv[i], "--json") == 0)
+            c.json = 1;
+        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0 ||
+                 (nrest == 0 && strcmp(argv[i], "help") == 0)) {
+            usage(stdout);
+            free(rest);
+            return CLI_OK;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("asgctl %s\n", ASGD_VERSION);
+            free(rest);
+            return CLI_OK;
+        } else
+            rest[nrest++] = argv[i];
+    }
+    if (nrest == 0) {
+        usage(stderr);
+        free(rest);
+        return CLI_EUSAGE;
+    }
+    const struct command *cmd = NULL;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(rest[0], commands[i].name) == 0)
+            cmd = &commands[i];
+    if (!cmd) {
+        fprintf(stderr, "asgctl: unknown command \"%s\"\n\n", rest[0]);
+        usage(stderr);
+        free(rest);
+        return CLI_EUSAGE;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = cmd->fn(&c, nrest, rest);
+    curl_global_cleanup();
+    free(rest);
+    fflush(stdout);
+    return rc;
+}

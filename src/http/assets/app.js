@@ -1,0 +1,437 @@
+// asgd dashboard: polls the API every 2 s and draws everything itself (no libraries, no network
+// beyond asgd). Charts keep the last 10 minutes: history from /api/v1/metrics/history at start,
+// then one sample per poll, so they move even between the store's downsampled rows.
+'use strict';
+
+const POLL_MS = 2000;
+const WINDOW_MS = 10 * 60 * 1000;
+const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2', '#db2777',
+                 '#65a30d', '#ea580c', '#4f46e5', '#0d9488', '#9333ea'];
+
+const state = {
+  group: null,        // last GET /api/v1/group
+  token: sessionStorage.getItem('asgd-token') || '',
+  cap: [],            // [{t, desired, in_service}]
+  avg: [],            // [[t, avg]]
+  loads: new Map(),   // id -> [[t, load]]
+  colors: new Map(),
+};
+
+const $ = (sel) => document.querySelector(sel);
+
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'class') e.className = v; else if (k === 'text') e.textContent = v; else e.setAttribute(k, v);
+  }
+  for (const k of kids) e.append(k);
+  return e;
+}
+
+function colorOf(id) {
+  if (!state.colors.has(id)) state.colors.set(id, PALETTE[state.colors.size % PALETTE.length]);
+  return state.colors.get(id);
+}
+
+async function api(method, path, body) {
+  const opts = { method, headers: { 'Accept': 'application/json' } };
+  if (body !== undefined) {
+    opts.headers['Content-Type'] = 'application/json';
+    opts.body = JSON.stringify(body);
+  }
+  if (method !== 'GET' && state.token) opts.headers['Authorization'] = 'Bearer ' + state.token;
+  const r = await fetch(path, opts);
+  let data = null;
+  try { data = await r.json(); } catch (e) { data = null; }
+  if (!r.ok) {
+    const msg = data && data.detail ? data.detail : ('HTTP ' + r.status);
+    const err = new Error(msg);
+    err.status = r.status;
+    err.error = data && data.error;
+    throw err;
+  }
+  return data;
+}
+
+function fmtTime(iso) {
+  if (!iso) return '–';
+  const d = new Date(iso);
+  return d.toLocaleTimeString([], { hour12: false });
+}
+
+function fmtAgo(iso) {
+  if (!iso) return 'never';
+  const s = Math.max(0, Math.round((Date.now() - new Date(iso).getTime()) / 1000));
+  return s < 60 ? s + ' s ago' : Math.round(s / 60) + ' min ago';
+}
+
+// ---- gauge --------------------------------------------------------------------------------
+
+function drawGauge(value) {
+  const c = $('#gauge');
+  const ctx = c.getContext('2d');
+  const w = c.width, h = c.height, cx = w / 2, cy = h - 18, r = Math.min(w / 2 - 16, h - 30);
+  ctx.clearRect(0, 0, w, h);
+  ctx.lineWidth = 18;
+  ctx.lineCap = 'butt';
+  const g = state.group && state.group.policy;
+  // zones: below down threshold, normal, above up threshold
+  const lo = g ? (g.type === 'target' ? g.target * (1 - g.tolerance) : g.down_threshold) : 20;
+  const hi = g ? (g.type === 'target' ? g.target * (1 + g.tolerance) : g.up_threshold) : 70;
+  const arc = (from, to, color) => {
+    ctx.strokeStyle = color;
+    ctx.beginPath();
+    ctx.arc(cx, cy, r, Math.PI + Math.PI * from / 100, Math.PI + Math.PI * to / 100);
+    ctx.stroke();
+  };
+  arc(0, Math.max(0, Math.min(100, lo)), '#bfdbfe');
+  arc(Math.max(0, Math.min(100, lo)), Math.max(0, Math.min(100, hi)), '#bbf7d0');
+  arc(Math.max(0, Math.min(100, hi)), 100, '#fecaca');
+  if (value !== null && value !== undefined) {
+    const a = Math.PI + Math.PI * Math.max(0, Math.min(100, value)) / 100;
+    ctx.strokeStyle = '#111827';
+    ctx.lineWidth = 3;
+    ctx.beginPath();
+    ctx.moveTo(cx, cy);
+    ctx.lineTo(cx + Math.cos(a) * (r + 6), cy + Math.sin(a) * (r + 6));
+    ctx.stroke();
+    ctx.fillStyle = '#111827';
+    ctx.beginPath();
+    ctx.arc(cx, cy, 5, 0, 2 * Math.PI);
+    ctx.fill();
+  }
+  ctx.fillStyle = '#6b7385';
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.textAlign = 'center';
+  ctx.fillText('0', cx - r, cy + 14);
+  ctx.fillText('100', cx + r, cy + 14);
+  $('#gauge-text').textContent = value === null || value === undefined ? 'no data' : value.toFixed(1) + ' %';
+}
+
+// ---- line charts --------------------------------------------------------------------------
+
+// series: [{color, points: [[t, v], ...], width, dash, step}]
+function drawChart(canvas, series, opts) {
+  const dpr = window.devicePixelRatio || 1;
+  const cssW = canvas.clientWidth || 600, cssH = canvas.clientHeight || 220;
+  if (canvas.width !== Math.round(cssW * dpr) || canvas.height !== Math.round(cssH * dpr)) {
+    canvas.width = Math.round(cssW * dpr);
+    canvas.height = Math.round(cssH * dpr);
+  }
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, cssW, cssH);
+  const L = 38, R = 10, T = 8, B = 22;
+  const W = cssW - L - R, H = cssH - T - B;
+  const now = Date.now(), t0 = now - WINDOW_MS;
+  let yMax = opts.yMax;
+  if (yMax === undefined) {
+    yMax = 1;
+    for (const s of series) for (const p of s.points) if (p[1] !== null && p[1] > yMax) yMax = p[1];
+    yMax = Math.ceil(yMax + 1);
+  }
+  const x = (t) => L + (t - t0) / WINDOW_MS * W;
+  const y = (v) => T + H - v / yMax * H;
+  // grid
+  ctx.strokeStyle = '#e2e5ea';
+  ctx.fillStyle = '#6b7385';
+  ctx.lineWidth = 1;
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.textAlign = 'right';
+  const steps = opts.integer ? Math.min(yMax, 5) : 4;
+  for (let i = 0; i <= steps; i++) {
+    const v = yMax * i / steps;
+    ctx.beginPath();
+    ctx.moveTo(L, y(v));
+    ctx.lineTo(L + W, y(v));
+    ctx.stroke();
+    ctx.fillText(opts.integer ? Math.round(v) : v.toFixed(0), L - 6, y(v) + 4);
+  }
+  ctx.textAlign = 'center';
+  for (let m = 0; m <= 10; m += 2) {
+    const t = now - m * 60000;
+    ctx.fillText(m === 0 ? 'now' : '-' + m + 'm', x(t), T + H + 15);
+  }
+  // lines
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(L, T - 2, W, H + 4);
+  ctx.clip();
+  for (const s of series) {
+    ctx.strokeStyle = s.color;
+    ctx.lineWidth = s.width || 2;
+    ctx.setLineDash(s.dash || []);
+    ctx.beginPath();
+    let pen = false, lastY = null;
+    for (const [t, v] of s.points) {
+      if (v === null || v === undefined || t < t0 - 60000) { pen = false; continue; }
+      if (!pen) ctx.moveTo(x(t), y(v));
+      else if (s.step) { ctx.lineTo(x(t), lastY); ctx.lineTo(x(t), y(v)); }
+      else ctx.lineTo(x(t), y(v));
+      pen = true;
+      lastY = y(v);
+    }
+    if (s.step && pen) ctx.lineTo(x(now), lastY);
+    ctx.stroke();
+  }
+  ctx.restore();
+  ctx.setLineDash([]);
+  if (!series.some((s) => s.points.length)) {
+    ctx.fillStyle = '#6b7385';
+    ctx.textAlign = 'center';
+    ctx.fillText('waiting for data…', L + W / 2, T + H / 2);
+  }
+}
+
+function drawCharts() {
+  const loadSeries = [];
+  const legend = $('#load-legend');
+  legend.replaceChildren();
+  for (const [id, pts] of state.loads) {
+    loadSeries.push({ color: colorOf(id), points: pts });
+    const sw = el('span', { class: 'swatch' });
+    sw.style.background = colorOf(id);
+    legend.append(el('span', {}, sw, id));
+  }
+  loadSeries.push({ color: '#111827', width: 2.5, dash: [6, 4], points: state.avg });
+  const avgKey = el('span', { class: 'swatch' });
+  avgKey.style.background = '#111827';
+  legend.append(el('span', {}, avgKey, 'average'));
+  drawChart($('#load-chart'), loadSeries, { yMax: 100 });
+  drawChart($('#cap-chart'), [
+    { color: '#7c3aed', width: 2.5, step: true, points: state.cap.map((p) => [p.t, p.desired]) },
+    { color: '#16a34a', width: 2, step: true, dash: [5, 3], points: state.cap.map((p) => [p.t, p.in_service]) },
+  ], { integer: true });
+}
+
+function trim() {
+  const cut = Date.now() - WINDOW_MS - 60000;
+  state.cap = state.cap.filter((p) => p.t >= cut);
+  state.avg = state.avg.filter((p) => p[0] >= cut);
+  for (const [id, pts] of state.loads) {
+    const kept = pts.filter((p) => p[0] >= cut);
+    if (kept.length) state.loads.set(id, kept); else state.loads.delete(id);
+  }
+}
+
+async function loadHistory() {
+  try {
+    const h = await api('GET', '/api/v1/metrics/history?since=10m');
+    for (const r of h.group) {
+      state.cap.push({ t: r.t, desired: r.desired, in_service: r.in_service });
+      state.avg.push([r.t, r.avg_load]);
+    }
+    for (const [id, pts] of Object.entries(h.instances)) state.loads.set(id, pts.slice());
+  } catch (e) { /* charts start empty */ }
+}
+
+// ---- settings form ------------------------------------------------------------------------
+
+const fields = () => Array.from(document.querySelectorAll('#settings [data-kind]'));
+
+function getPath(obj, path) {
+  return path.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj);
+}
+
+function fillForm(g, force) {
+  for (const f of fields()) {
+    if (!force && (f.classList.contains('dirty') || document.activeElement === f)) continue;
+    const v = getPath(g, f.name);
+    f.value = v === undefined || v === null ? '' : String(v);
+    f.classList.remove('dirty', 'invalid');
+  }
+  showPolicyFields();
+}
+
+function showPolicyFields() {
+  const type = $('[name="policy.type"]').value;
+  document.querySelectorAll('.p-threshold').forEach((e) => e.classList.toggle('hidden', type !== 'threshold'));
+  document.querySelectorAll('.p-target').forEach((e) => e.classList.toggle('hidden', type !== 'target'));
+}
+
+function formMsg(text, kind) {
+  const m = $('#form-msg');
+  m.textContent = text;
+  m.className = kind || '';
+}
+
+// The PATCH body: only the fields the operator changed, typed as the API wants them.
+function buildPatch() {
+  const patch = {};
+  for (const f of fields()) {
+    if (!f.classList.contains('dirty')) continue;
+    let v = f.value.trim();
+    if (f.dataset.kind === 'int' || f.dataset.kind === 'num') {
+      if (v === '' || !isFinite(Number(v))) throw Object.assign(new Error(f.name + ': enter a number'), { field: f });
+      v = Number(v);
+      if (f.dataset.kind === 'int' && !Number.isInteger(v)) throw Object.assign(new Error(f.name + ': enter a whole number'), { field: f });
+    } else if (v === '') {
+      throw Object.assign(new Error(f.name + ': must not be empty'), { field: f });
+    }
+    const parts = f.name.split('.');
+    if (parts.length === 2) (patch[parts[0]] = patch[parts[0]] || {})[parts[1]] = v;
+    else patch[f.name] = v;
+  }
+  return patch;
+}
+
+function markInvalidFrom(detail) {
+  // API messages start with the key they are about: "min_size 5 > max_size 3", "policy.up_factor: ..."
+  for (const f of fields()) {
+    if (detail.startsWith(f.name + ' ') || detail.startsWith(f.name + ':') || detail.includes('"' + f.name + '"'))
+      f.classList.add('invalid');
+  }
+}
+
+async function submitSettings(ev) {
+  ev.preventDefault();
+  fields().forEach((f) => f.classList.remove('invalid'));
+  let patch;
+  try {
+    patch = buildPatch();
+  } catch (e) {
+    if (e.field) e.field.classList.add('invalid');
+    formMsg(e.message, 'error');
+    return;
+  }
+  if (!Object.keys(patch).length) { formMsg('Nothing changed.', ''); return; }
+  $('#apply').disabled = true;
+  try {
+    const g = await api('PATCH', '/api/v1/group', patch);
+    state.group = g;
+    fillForm(g, true);
+    renderGroup(g);
+    formMsg('Saved (revision ' + g.revision + ').', 'ok');
+  } catch (e) {
+    if (e.status === 401) formMsg('Not authorized: ' + e.message + ' Enter the API token above.', 'error');
+    else { formMsg(e.message, 'error'); markInvalidFrom(e.message); }
+  } finally {
+    $('#apply').disabled = false;
+  }
+}
+
+// ---- rendering ----------------------------------------------------------------------------
+
+function renderGroup(g) {
+  $('#group-name').textContent = g.name;
+  document.title = 'asgd · ' + g.name;
+  $('#c-min').textContent = g.min_size;
+  $('#c-desired').textContent = g.desired_capacity;
+  $('#c-max').textContent = g.max_size;
+  $('#c-in-service').textContent = g.in_service;
+  $('#c-pending').textContent = g.pending;
+  $('#c-unhealthy').textContent = g.unhealthy;
+  $('#last-decision').textContent = g.last_decision || '–';
+  const p = g.policy;
+  $('#policy-summary').textContent = p.type === 'target'
+    ? `target tracking at ${p.target}% ± ${p.tolerance}, every ${p.evaluation_period}, scale-down window ${p.scale_down_window}`
+    : `threshold: above ${p.up_threshold}% ×${p.up_factor}, below ${p.down_threshold}% ×${p.down_factor}, every ${p.evaluation_period}, cooldown ${p.cooldown}`;
+  drawGauge(g.average_load);
+}
+
+function tag(text) {
+  return el('span', { class: 'tag ' + text, text });
+}
+
+function renderInstances(list) {
+  const tb = $('#instances tbody');
+  tb.replaceChildren();
+  for (const i of list) {
+    const bar = el('span', { class: 'bar' }, el('i'));
+    if (i.load !== null) bar.firstChild.style.width = Math.max(0, Math.min(100, i.load)) + '%';
+    bar.firstChild.style.background = colorOf(i.id);
+    const btn = el('button', { class: 'danger', type: 'button', text: 'terminate', 'data-id': i.id });
+    btn.disabled = i.lifecycle === 'terminating';
+    tb.append(el('tr', { 'data-id': i.id },
+      el('td', { text: i.id }), el('td', { text: i.address }), el('td', {}, tag(i.lifecycle)),
+      el('td', {}, tag(i.health)),
+      el('td', {}, bar, i.load === null ? '–' : i.load.toFixed(1)),
+      el('td', { text: fmtTime(i.launched_at) }), el('td', { text: fmtAgo(i.last_seen_at) }),
+      el('td', {}, btn)));
+  }
+  $('#inst-count').textContent = '(' + list.length + ')';
+  $('#inst-empty').classList.toggle('hidden', list.length > 0);
+}
+
+function renderActivities(list) {
+  const tb = $('#activities tbody');
+  tb.replaceChildren();
+  for (const a of list) {
+    const cause = a.detail ? a.cause + ' (' + a.detail + ')' : a.cause;
+    tb.append(el('tr', {},
+      el('td', { text: fmtTime(a.at) }), el('td', { text: a.kind }),
+      el('td', { text: a.from + ' → ' + a.to }), el('td', {}, tag(a.status)),
+      el('td', { class: 'cause', text: cause })));
+  }
+}
+
+async function terminate(id) {
+  const dec = confirm('Terminate ' + id + '?\n\nOK: lower desired capacity by one.\nCancel: keep desired (the instance is replaced).');
+  try {
+    await api('POST', '/api/v1/instances/' + encodeURIComponent(id) + '/terminate', { decrement_desired: dec });
+    formMsg('Terminate of ' + id + ' requested.', 'ok');
+  } catch (e) {
+    formMsg(e.message, 'error');
+  }
+}
+
+async function poll() {
+  try {
+    const [g, inst, acts] = await Promise.all([
+      api('GET', '/api/v1/group'), api('GET', '/api/v1/instances'), api('GET', '/api/v1/activities?limit=30'),
+    ]);
+    const now = Date.now();
+    state.group = g;
+    renderGroup(g);
+    fillForm(g, false);
+    renderInstances(inst);
+    renderActivities(acts);
+    state.cap.push({ t: now, desired: g.desired_capacity, in_service: g.in_service });
+    state.avg.push([now, g.average_load]);
+    for (const i of inst) {
+      if (i.load === null) continue;
+      if (!state.loads.has(i.id)) state.loads.set(i.id, []);
+      state.loads.get(i.id).push([now, i.load]);
+    }
+    trim();
+    drawCharts();
+    const conn = $('#conn');
+    conn.textContent = g.provider_ok === false ? 'provider error' : 'live';
+    conn.className = 'pill ' + (g.provider_ok === false ? 'bad' : 'ok');
+    $('#updated').textContent = 'updated ' + new Date(now).toLocaleTimeString([], { hour12: false });
+  } catch (e) {
+    const conn = $('#conn');
+    conn.textContent = 'asgd unreachable';
+    conn.className = 'pill bad';
+  }
+}
+
+function init() {
+  $('#token').value = state.token;
+  $('#token-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    state.token = $('#token').value.trim();
+    sessionStorage.setItem('asgd-token', state.token);
+    formMsg(state.token ? 'Token set for this tab.' : 'Token cleared.', '');
+  });
+  $('#settings').addEventListener('submit', submitSettings);
+  $('#settings').addEventListener('input', (ev) => {
+    if (ev.target.dataset.kind) ev.target.classList.add('dirty');
+    if (ev.target.name === 'policy.type') showPolicyFields();
+  });
+  $('#settings').addEventListener('change', (ev) => {
+    if (ev.target.dataset.kind) ev.target.classList.add('dirty');
+    if (ev.target.name === 'policy.type') showPolicyFields();
+  });
+  $('#revert').addEventListener('click', () => { if (state.group) fillForm(state.group, true); formMsg('', ''); });
+  $('#instances').addEventListener('click', (ev) => {
+    const id = ev.target.dataset && ev.target.dataset.id;
+    if (id && ev.target.tagName === 'BUTTON') terminate(id);
+  });
+  window.addEventListener('resize', drawCharts);
+  drawGauge(null);
+  loadHistory().then(poll);
+  setInterval(poll, POLL_MS);
+}
+
+init();
