@@ -259,7 +259,11 @@ struct store_metric_instance {
     double load;
 };
 
-/* Adds both batches (either may be empty) in ONE transaction: all rows or none. */
+/*
+ * Adds both batches (either may be empty) in ONE transaction: all rows or
+ * none. Every row needs a non-empty group (and instance_id); a load that is
+ * not finite (NaN: no data) is stored as -1.
+ */
 int store_metrics_add(struct store *st, const struct store_metric_group *g, size_t ng,
                       const struct store_metric_instance *inst, size_t ni)
     __attribute__((warn_unused_result));
