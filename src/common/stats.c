@@ -57,7 +57,6 @@ const char *stats_op_name(enum stats_prov_op op)
 
 const char *stats_result_name(enum stats_prov_result res)
 {
-    static const char *const names[STATS_RES_COUNT] = {"ok", "retry", "capacity", "fatal",
-                                                       "other"};
+    static const char *const names[STATS_RES_COUNT] = {"ok", "retry", "capacity", "fatal", "other"};
     return (unsigned)res < STATS_RES_COUNT ? names[res] : "unknown";
 }

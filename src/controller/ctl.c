@@ -87,7 +87,8 @@ struct ctl {
 /* ---- small helpers ------------------------------------------------------------------------ */
 
 static void activity(struct ctl *c, const char *kind, const char *status, int from, int to,
-                     const char *detail, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+                     const char *detail, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 
 static void activity(struct ctl *c, const char *kind, const char *status, int from, int to,
                      const char *detail, const char *fmt, ...)
@@ -106,8 +107,7 @@ static void activity(struct ctl *c, const char *kind, const char *status, int fr
     vsnprintf(a.cause, sizeof(a.cause), fmt, ap);
     va_end(ap);
     if (store_activity_add(c->store, &a, NULL) != 0)
-        log_warn("cannot record activity for group \"%s\": %s", c->group,
-                 store_errmsg(c->store));
+        log_warn("cannot record activity for group \"%s\": %s", c->group, store_errmsg(c->store));
 }
 
 static int new_token(char *buf, size_t size)
@@ -122,7 +122,7 @@ static int new_token(char *buf, size_t size)
 }
 
 static void store_instance_from(struct ctl *c, const struct prov_instance *pi,
-                                 const char *lifecycle)
+                                const char *lifecycle)
 {
     struct store_instance si;
     memset(&si, 0, sizeof(si));
@@ -188,8 +188,8 @@ static int set_lifecycle(struct ctl *c, const struct fleet_slot *s, int lifecycl
 {
     struct lc_arg a = {lifecycle, now, 0};
     int rc = fleet_update(c->fleet, s->index, s->generation, set_lifecycle_fn, &a);
-    if (rc == 0 && store_set_instance_lifecycle(c->store, s->id, fleet_lifecycle_name(lifecycle),
-                                                0) != 0)
+    if (rc == 0 &&
+        store_set_instance_lifecycle(c->store, s->id, fleet_lifecycle_name(lifecycle), 0) != 0)
         log_debug("instance \"%s\" lifecycle not stored: %s", s->id, store_errmsg(c->store));
     return rc;
 }
@@ -421,8 +421,8 @@ static int sync_with_provider(struct ctl *c, int64_t now, int strict)
             struct fleet_slot s;
             if (fleet_read(c->fleet, idx, &s) == 0)
                 fleet_update(c->fleet, idx, s.generation, adopt_fn, NULL);
-            log_info("adopted running instance \"%s\" at %s into group \"%s\"", pi->id,
-                     pi->address, c->group);
+            log_info("adopted running instance \"%s\" at %s into group \"%s\"", pi->id, pi->address,
+                     c->group);
             activity(c, "adopt", "ok", 0, 0, "", "adopted running instance %s", pi->id);
         }
     }
@@ -454,8 +454,8 @@ int ctl_reconcile(struct ctl *c, int64_t now)
     size_t n = 0;
     if (store_intent_list_open(c->store, c->group, &open, &n) == 0) {
         for (size_t i = 0; i < n; i++) {
-            log_info("resuming launch intent \"%s\" (%d instance%s) of group \"%s\"",
-                     open[i].token, open[i].count, open[i].count == 1 ? "" : "s", c->group);
+            log_info("resuming launch intent \"%s\" (%d instance%s) of group \"%s\"", open[i].token,
+                     open[i].count, open[i].count == 1 ? "" : "s", c->group);
             launch_with_token(c, open[i].token, open[i].count, now);
         }
         store_intents_free(open, n);
@@ -539,8 +539,7 @@ static void handle_requests(struct ctl *c, int64_t now)
                 to = from;
         }
         const struct fleet_slot *v = &s;
-        activity(c, "terminate", "ok", from, to, "",
-                 "operator asked to terminate %s%s", s.id,
+        activity(c, "terminate", "ok", from, to, "", "operator asked to terminate %s%s", s.id,
                  reqs[i].decrement ? " and decrement desired" : " (it will be replaced)");
         terminate_slots(c, &v, 1, now);
     }

@@ -23,14 +23,14 @@ struct provider;
 struct ctl;
 
 struct ctl_deps {
-    const char *group;            /* group name (settings are read from the store under it) */
-    int health_from_provider;     /* [health] type = ec2: instance state alone decides health */
-    int64_t tick_ms;              /* loop period; 0 means 1 s */
-    int64_t describe_every_ms;    /* how often to ask the provider what exists; 0 means 5 s */
-    int64_t history_every_ms;     /* metric history downsampling; 0 means 5 s */
-    struct fleet *fleet;          /* borrowed */
-    struct store *store;          /* borrowed; used only by the controller thread */
-    struct provider *provider;    /* borrowed */
+    const char *group;         /* group name (settings are read from the store under it) */
+    int health_from_provider;  /* [health] type = ec2: instance state alone decides health */
+    int64_t tick_ms;           /* loop period; 0 means 1 s */
+    int64_t describe_every_ms; /* how often to ask the provider what exists; 0 means 5 s */
+    int64_t history_every_ms;  /* metric history downsampling; 0 means 5 s */
+    struct fleet *fleet;       /* borrowed */
+    struct store *store;       /* borrowed; used only by the controller thread */
+    struct provider *provider; /* borrowed */
 };
 
 enum ctl_error { CTL_OK = 0, CTL_ENOENT = -1, CTL_EINVAL = -2, CTL_ESTATE = -3, CTL_ENOMEM = -4 };

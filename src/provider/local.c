@@ -407,8 +407,8 @@ static int launch_one(struct local_provider *lp, const char *token, struct local
         return provider__fail(&lp->base, PROV_ERETRY, "agent \"%s\" exited at once", r.id);
     if (rec_write(lp, &r) != 0) {
         kill(pid, SIGKILL);
-        return provider__fail(&lp->base, PROV_ERETRY, "cannot write pid file for \"%s\": %s",
-                              r.id, strerror(errno));
+        return provider__fail(&lp->base, PROV_ERETRY, "cannot write pid file for \"%s\": %s", r.id,
+                              strerror(errno));
     }
     *out = r;
     return 0;
@@ -612,8 +612,7 @@ int provider_local_new(const struct local_settings *s, struct provider **out, ch
         return PROV_EFATAL;
     }
     if (mkdir(lp->dir, 0755) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "local provider: cannot create \"%s\": %s", lp->dir,
-                 strerror(errno));
+        snprintf(err, errlen, "local provider: cannot create \"%s\": %s", lp->dir, strerror(errno));
         local_destroy(&lp->base);
         return PROV_EFATAL;
     }

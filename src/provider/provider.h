@@ -39,9 +39,9 @@ struct prov_instance {
     char id[PROV_ID_MAX];
     char address[PROV_ADDR_MAX]; /* where MonitorS polls its agent; "" if not known yet */
     enum prov_state state;
-    int64_t launched_at_ms;      /* wall clock, 0 if unknown */
-    int pid;                     /* local provider: the monitorc pid; 0 elsewhere */
-    char zone[32];               /* EC2 availability zone or "" */
+    int64_t launched_at_ms;         /* wall clock, 0 if unknown */
+    int pid;                        /* local provider: the monitorc pid; 0 elsewhere */
+    char zone[32];                  /* EC2 availability zone or "" */
     char launch_token[PROV_ID_MAX]; /* the token of the launch that made it, "" if unknown */
 };
 
@@ -50,7 +50,10 @@ struct prov_list {
     struct prov_instance *items;
     size_t n, cap;
 };
-#define PROV_LIST_INIT {NULL, 0, 0}
+#define PROV_LIST_INIT                                                                             \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 /* Appends a copy of *inst. Returns 0 or PROV_ENOMEM. */
 int prov_list_push(struct prov_list *l, const struct prov_instance *inst);
 /* Frees the items; the list becomes empty. */
@@ -62,7 +65,7 @@ enum prov_error {
     PROV_ECAPACITY = -2, /* no capacity right now: back off for long */
     PROV_EFATAL = -3,    /* credentials, permissions, bad parameters: stop, tell the operator */
     PROV_ENOMEM = -4,
-    PROV_EINVAL = -5,    /* bad arguments from the caller */
+    PROV_EINVAL = -5, /* bad arguments from the caller */
 };
 const char *prov_strerror(int code);
 

@@ -1,0 +1,652 @@
+/*
+ * asgd - self-hosted Auto Scaling Groups.
+ *
+ *   asgd [run] -c FILE          MonitorS + ControllerASG (threads) + HTTP API/dashboard
+ *   asgd monitor -c FILE        MonitorS alone, on the group's shared-memory fleet table
+ *   asgd controller -c FILE     ControllerASG + HTTP API alone, on the same table
+ *   asgd status -c FILE [--json]   the group as the fleet table and the store see it
+ *   asgd check-config -c FILE   validate and exit 0/1
+ *
+ * One function per subcommand behind a table (git's cmd_* style). The daemon
+ * blocks SIGTERM/SIGINT in every thread and waits for them in main with
+ * sigwait(), so shutdown runs in ordinary code, not in a signal handler.
+ * Instances are never touched by a shutdown: they are machines, and the next
+ * asgd adopts them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "asgd/conf.h"
+#include "common/cfg.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "controller/ctl.h"
+#include "fleet/fleet.h"
+#include "http/http.h"
+#include "monitor/mon.h"
+#if __has_include("provider/ec2.h")
+#include "provider/ec2.h"
+#define HAVE_EC2 1
+#else
+struct ec2_settings {
+    int unused;
+};
+#endif
+#include "provider/local.h"
+#include "provider/provider.h"
+#include "store/store.h"
+
+#include "common/banned.h"
+
+#define ROLE_MONITOR    1
+#define ROLE_CONTROLLER 2
+
+struct opts {
+    const char *config;
+    int json;
+    const char *log_level;
+};
+
+/* Everything a running asgd owns, released in reverse order by daemon_release(). */
+struct daemon {
+    struct asgd_conf conf;
+    struct cfg cfg;
+    struct ec2_settings ec2;
+    int have_ec2;
+    char *agent_token, *api_token;
+    char *agent_token_file; /* the file agents read (configured or generated) */
+    char *agent_path;
+    struct store *store;
+    struct fleet *fleet;
+    struct provider *prov;
+    struct ctl *ctl;
+    struct mon *mon;
+    struct http_server *http;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: asgd [run|monitor|controller|status|check-config] -c FILE [options]\n"
+            "\n"
+            "  run            MonitorS, ControllerASG and the HTTP API in one process (default)\n"
+            "  monitor        MonitorS alone (pairs with 'asgd controller' on the same group)\n"
+            "  controller     ControllerASG and the HTTP API alone\n"
+            "  status         print the group: settings, desired, every instance\n"
+            "  check-config   validate FILE and exit 0 (valid) or 1\n"
+            "\n"
+            "options:\n"
+            "  -c, --config FILE     the config file (INI; see examples/asgd.ini)\n"
+            "  --json                status: JSON output\n"
+            "  --log-level LEVEL     error, warn, info (default), debug\n"
+            "  -h, --help            this text\n"
+            "  -V, --version         print the version\n");
+}
+
+/* Reads the whole config: conf + [ec2] + unknown-key check. */
+static int load_config(struct daemon *d, const char *path, char *err, size_t errlen)
+{
+    int rc = conf_load(path, &d->conf, &d->cfg, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (d->conf.provider == CONF_PROVIDER_EC2 || cfg_has_section(&d->cfg, "ec2")) {
+#ifdef HAVE_EC2
+        if (ec2_settings_load(&d->cfg, &d->ec2, err, errlen) != 0)
+            return -1;
+#endif
+        d->have_ec2 = 1;
+    }
+    return cfg_check_unused(&d->cfg, err, errlen);
+}
+
+/* Reads a token file (first line, trimmed); or creates one with a random token. */
+static int token_from_file(const char *path, int create, char **out, char *err, size_t errlen)
+{
+    FILE *fp = fopen(path, "re");
+    if (fp == NULL && errno == ENOENT && create) {
+        unsigned char raw[24];
+        char hex[2 * sizeof(raw) + 2];
+        if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+            snprintf(err, errlen, "cannot generate a token: %s", strerror(errno));
+            return -1;
+        }
+        for (size_t i = 0; i < sizeof(raw); i++)
+            snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+            return -1;
+        }
+        size_t len = strlen(hex);
+        hex[len] = '\n';
+        ssize_t w = write(fd, hex, len + 1);
+        close(fd);
+        if (w != (ssize_t)(len + 1)) {
+            snprintf(err, errlen, "%s: cannot write", path);
+            return -1;
+        }
+        fp = fopen(path, "re");
+    }
+    if (fp == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, fp);
+    fclose(fp);
+    if (n <= 0) {
+        free(line);
+        snprintf(err, errlen, "%s: empty token file", path);
+        return -1;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
+        line[--n] = '\0';
+    if (n == 0) {
+        free(line);
+        snprintf(err, errlen, "%s: empty token file", path);
+        return -1;
+    }
+    *out = line;
+    return 0;
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* monitorc next to our own binary unless [local] agent says otherwise. */
+static char *resolve_agent(const struct asgd_conf *conf)
+{
+    if (conf->local.agent)
+        return strdup(conf->local.agent);
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return strdup("monitorc");
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    return path_join(self, "monitorc");
+}
+
+static int mkdir_p(const char *path)
+{
+    char *tmp = strdup(path);
+    if (tmp == NULL)
+        return -1;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+                free(tmp);
+                return -1;
+            }
+            *p = '/';
+        }
+    }
+    int rc = mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+    free(tmp);
+    return rc;
+}
+
+static void daemon_release(struct daemon *d)
+{
+    http_free(d->http);
+    ctl_free(d->ctl);
+    mon_free(d->mon);
+    provider_free(d->prov);
+    fleet_close(d->fleet);
+    store_close(d->store);
+#ifdef HAVE_EC2
+    if (d->have_ec2)
+        ec2_settings_release(&d->ec2);
+#endif
+    conf_release(&d->conf);
+    cfg_release(&d->cfg);
+    free(d->agent_token);
+    free(d->api_token);
+    free(d->agent_token_file);
+    free(d->agent_path);
+    memset(d, 0, sizeof(*d));
+}
+
+/* Opens the store and seeds the group's settings from the file on first start. */
+static int open_store(struct daemon *d, char *err, size_t errlen)
+{
+    if (mkdir_p(d->conf.store_dir) != 0) {
+        snprintf(err, errlen, "cannot create state directory \"%s\": %s", d->conf.store_dir,
+                 strerror(errno));
+        return -1;
+    }
+    if (store_open(d->conf.store_dir, &d->store, err, errlen) != 0)
+        return -1;
+    struct store_group g;
+    int rc = store_get_settings(d->store, d->conf.group.name, &g);
+    if (rc == STORE_ENOENT) {
+        if (store_put_settings(d->store, &d->conf.group, 0, NULL) != 0) {
+            snprintf(err, errlen, "cannot store the settings of group \"%s\": %s",
+                     d->conf.group.name, store_errmsg(d->store));
+            return -1;
+        }
+        log_info("group \"%s\" created from %s: min %d, max %d, desired %d", d->conf.group.name,
+                 d->conf.path ? d->conf.path : "defaults", d->conf.group.min_size,
+                 d->conf.group.max_size, d->conf.group.desired_capacity);
+    } else if (rc != 0) {
+        snprintf(err, errlen, "cannot read the settings of group \"%s\": %s", d->conf.group.name,
+                 store_errmsg(d->store));
+        return -1;
+    } else {
+        log_info("group \"%s\" settings from the store (revision %" PRId64
+                 "): min %d, max %d, desired %d; the file's [group]/[policy]/[health] seed a new "
+                 "group only",
+                 g.name, g.revision, g.min_size, g.max_size, g.desired_capacity);
+        d->conf.group = g; /* the store is the source of truth */
+    }
+    return 0;
+}
+
+static int load_tokens(struct daemon *d, char *err, size_t errlen)
+{
+    if (d->conf.monitor.token_file)
+        d->agent_token_file = strdup(d->conf.monitor.token_file);
+    else
+        d->agent_token_file = path_join(d->conf.store_dir, "agent.token");
+    if (d->agent_token_file == NULL ||
+        token_from_file(d->agent_token_file, d->conf.monitor.token_file == NULL, &d->agent_token,
+                        err, errlen) != 0)
+        return -1;
+    char *api_file = d->conf.api.token_file ? strdup(d->conf.api.token_file)
+                                            : path_join(d->conf.store_dir, "api.token");
+    if (api_file == NULL)
+        return -1;
+    int rc = token_from_file(api_file, d->conf.api.token_file == NULL, &d->api_token, err, errlen);
+    free(api_file);
+    return rc;
+}
+
+static int make_provider(struct daemon *d, char *err, size_t errlen)
+{
+    if (d->conf.provider == CONF_PROVIDER_EC2) {
+#ifdef HAVE_EC2
+        return provider_ec2_new(&d->ec2, d->conf.group.name, d->conf.monitor.agent_port,
+                                d->conf.monitor.listen, d->agent_token, &d->prov, err, errlen);
+#else
+        snprintf(err, errlen, "this build has no ec2 provider");
+        return -1;
+#endif
+    }
+    d->agent_path = resolve_agent(&d->conf);
+    if (d->agent_path == NULL)
+        return -1;
+    struct local_settings ls = {
+        .group = d->conf.group.name,
+        .state_dir = d->conf.store_dir,
+        .agent_path = d->agent_path,
+        .agent_args = d->conf.local.agent_args,
+        .address_base = d->conf.local.address_base,
+        .agent_port = d->conf.monitor.agent_port,
+        .monitor_address = d->conf.monitor.listen,
+        .token_file = d->agent_token_file,
+        .boot_delay_ms = d->conf.local.boot_delay_ms,
+    };
+    return provider_local_new(&ls, &d->prov, err, errlen);
+}
+
+static int start_monitor(struct daemon *d, char *err, size_t errlen)
+{
+    struct mon_settings ms;
+    mon_settings_init(&ms);
+    ms.listen = d->conf.monitor.listen;
+    ms.token = d->agent_token;
+    ms.accept_unknown = d->conf.monitor.accept_unknown;
+    ms.interval_ms = d->conf.group.health.interval_ms;
+    ms.timeout_ms = d->conf.group.health.timeout_ms;
+    ms.rise = (uint32_t)d->conf.group.health.healthy_threshold;
+    ms.fall = (uint32_t)d->conf.group.health.unhealthy_threshold;
+    if (mon_new(&ms, d->fleet, &d->mon, err, errlen) != 0)
+        return -1;
+    if (mon_start(d->mon) != 0) {
+        snprintf(err, errlen, "cannot start MonitorS on %s: %s", d->conf.monitor.listen,
+                 mon_errmsg(d->mon));
+        return -1;
+    }
+    log_info("MonitorS listening on %s, polling every %" PRId64 " ms", d->conf.monitor.listen,
+             d->conf.group.health.interval_ms);
+    return 0;
+}
+
+static int start_controller(struct daemon *d, char *err, size_t errlen)
+{
+    struct ctl_deps deps = {
+        .group = d->conf.group.name,
+        .health_from_provider = strcmp(d->conf.group.health.type, "ec2") == 0,
+        .describe_every_ms = d->conf.provider == CONF_PROVIDER_EC2 ? 15000 : 2000,
+        .fleet = d->fleet,
+        .store = d->store,
+        .provider = d->prov,
+    };
+    if (ctl_new(&deps, &d->ctl, err, errlen) != 0)
+        return -1;
+    /* Reconcile before anything launches: adopt what runs, forget what vanished. */
+    for (int attempt = 0;; attempt++) {
+        int rc = ctl_reconcile(d->ctl, clk_wall_ms());
+        if (rc == 0)
+            break;
+        if (rc == PROV_EFATAL || attempt >= 4) {
+            /* start anyway: the loop retries with backoff and never forgets instances */
+            log_error("start-up reconciliation of group \"%s\" failed: %s; continuing, will "
+                      "retry",
+                      d->conf.group.name, provider_errmsg(d->prov));
+            break;
+        }
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (ctl_start(d->ctl) != 0) {
+        snprintf(err, errlen, "cannot start the controller thread");
+        return -1;
+    }
+    struct http_deps hd = {
+        .listen = d->conf.api.listen,
+        .token = d->api_token,
+        .group = d->conf.group.name,
+        .fleet = d->fleet,
+        .store_dir = d->conf.store_dir,
+        .ctl = d->ctl,
+    };
+    if (http_start(&hd, &d->http, err, errlen) != 0)
+        return -1;
+    log_info("HTTP API and dashboard on http://%s/", d->conf.api.listen);
+    return 0;
+}
+
+static int run_daemon(const struct opts *o, int roles)
+{
+    struct daemon d;
+    char err[1024];
+    int rc = 1;
+    memset(&d, 0, sizeof(d));
+
+    /* Block the stop signals before any thread exists; main waits for them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (load_config(&d, o->config, err, sizeof(err)) != 0)
+        goto fail;
+    log_set_tag(roles == ROLE_MONITOR      ? "monitor"
+                : roles == ROLE_CONTROLLER ? "controller"
+                                           : "asgd");
+    if (mkdir_p(d.conf.store_dir) != 0) {
+        snprintf(err, sizeof(err), "cannot create state directory \"%s\": %s", d.conf.store_dir,
+                 strerror(errno));
+        goto fail;
+    }
+    if (load_tokens(&d, err, sizeof(err)) != 0)
+        goto fail;
+    if (open_store(&d, err, sizeof(err)) != 0)
+        goto fail;
+    int frc = fleet_open(d.conf.group.name, FLEET_DEFAULT_CAP, 1, &d.fleet);
+    if (frc != 0) {
+        snprintf(err, sizeof(err), "cannot open the fleet table of group \"%s\": %s",
+                 d.conf.group.name, fleet_strerror(frc));
+        goto fail;
+    }
+    if (roles & ROLE_CONTROLLER) {
+        if (make_provider(&d, err, sizeof(err)) != 0)
+            goto fail;
+    }
+    if ((roles & ROLE_MONITOR) && start_monitor(&d, err, sizeof(err)) != 0)
+        goto fail;
+    if ((roles & ROLE_CONTROLLER) && start_controller(&d, err, sizeof(err)) != 0)
+        goto fail;
+    log_info("asgd %s running group \"%s\" (provider %s, min %d, max %d)", ASGD_VERSION,
+             d.conf.group.name, d.conf.provider == CONF_PROVIDER_EC2 ? "ec2" : "local",
+             d.conf.group.min_size, d.conf.group.max_size);
+
+    int sig = 0;
+    while (sigwait(&stop, &sig) != 0) {
+    }
+    log_info("received signal %d, stopping (instances keep running)", sig);
+    rc = 0;
+    goto out;
+fail:
+    log_error("%s", err);
+out:
+    daemon_release(&d);
+    return rc;
+}
+
+static int cmd_run(const struct opts *o)
+{
+    return run_daemon(o, ROLE_MONITOR | ROLE_CONTROLLER);
+}
+
+static int cmd_monitor(const struct opts *o)
+{
+    return run_daemon(o, ROLE_MONITOR);
+}
+
+static int cmd_controller(const struct opts *o)
+{
+    return run_daemon(o, ROLE_CONTROLLER);
+}
+
+static int cmd_check_config(const struct opts *o)
+{
+    struct daemon d;
+    char err[1024];
+    memset(&d, 0, sizeof(d));
+    int rc = load_config(&d, o->config, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "asgd: %s\n", err);
+    else
+        printf("%s: ok (group \"%s\", min %d, max %d, provider %s)\n", o->config, d.conf.group.name,
+               d.conf.group.min_size, d.conf.group.max_size,
+               d.conf.provider == CONF_PROVIDER_EC2 ? "ec2" : "local");
+    daemon_release(&d);
+    return rc == 0 ? 0 : 1;
+}
+
+static void format_time(int64_t ms, char *buf, size_t size)
+{
+    if (ms <= 0) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int cmd_status(const struct opts *o)
+{
+    struct daemon d;
+    char err[1024];
+    int rc = 1;
+    memset(&d, 0, sizeof(d));
+    if (load_config(&d, o->config, err, sizeof(err)) != 0)
+        goto fail;
+    if (store_open(d.conf.store_dir, &d.store, err, sizeof(err)) != 0)
+        goto fail;
+    struct store_group g;
+    if (store_get_settings(d.store, d.conf.group.name, &g) != 0) {
+        snprintf(err, sizeof(err), "group \"%s\" has no state in \"%s\" (never started?)",
+                 d.conf.group.name, d.conf.store_dir);
+        goto fail;
+    }
+    int frc = fleet_open(g.name, FLEET_DEFAULT_CAP, 0, &d.fleet);
+    size_t n = 0;
+    struct fleet_slot *slots = NULL;
+    if (frc == 0) {
+        n = fleet_snapshot(d.fleet, NULL, 0);
+        slots = calloc(n + 16, sizeof(*slots));
+        if (slots == NULL)
+            goto fail;
+        n = fleet_snapshot(d.fleet, slots, n + 16);
+        if (n > 0 && slots == NULL)
+            n = 0;
+    }
+    int64_t now = clk_wall_ms();
+    int64_t hb_mon = d.fleet ? fleet_last_heartbeat(d.fleet, 0) : 0;
+    int64_t hb_ctl = d.fleet ? fleet_last_heartbeat(d.fleet, 1) : 0;
+    if (o->json) {
+        json_t *root = json_object();
+        json_object_set_new(root, "group", json_string(g.name));
+        json_object_set_new(root, "min_size", json_integer(g.min_size));
+        json_object_set_new(root, "max_size", json_integer(g.max_size));
+        json_object_set_new(root, "desired_capacity", json_integer(g.desired_capacity));
+        json_object_set_new(root, "policy", json_string(policy_type_name(g.policy.type)));
+        json_object_set_new(root, "provider",
+                            json_string(d.conf.provider == CONF_PROVIDER_EC2 ? "ec2" : "local"));
+        json_object_set_new(root, "monitor_alive",
+                            json_boolean(hb_mon > 0 && now - hb_mon < 10000));
+        json_object_set_new(root, "controller_alive",
+                            json_boolean(hb_ctl > 0 && now - hb_ctl < 10000));
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+            json_t *it = json_object();
+            json_object_set_new(it, "id", json_string(slots[i].id));
+            json_object_set_new(it, "address", json_string(slots[i].address));
+            json_object_set_new(it, "lifecycle",
+                                json_string(fleet_lifecycle_name(slots[i].lifecycle)));
+            json_object_set_new(it, "health", json_string(fleet_health_name(slots[i].health)));
+            json_object_set_new(it, "load",
+                                slots[i].load >= 0 ? json_real(slots[i].load) : json_null());
+            json_object_set_new(it, "launched_at_ms", json_integer(slots[i].launched_at_ms));
+            json_object_set_new(it, "pid", json_integer(slots[i].pid));
+            json_array_append_new(arr, it);
+        }
+        json_object_set_new(root, "instances", arr);
+        char *s = json_dumps(root, JSON_INDENT(2));
+        if (s)
+            printf("%s\n", s);
+        free(s);
+        json_decref(root);
+    } else {
+        printf("group        %s\n", g.name);
+        printf("size         min %d, max %d, desired %d\n", g.min_size, g.max_size,
+               g.desired_capacity);
+        printf("policy       %s\n", policy_type_name(g.policy.type));
+        printf("provider     %s\n", d.conf.provider == CONF_PROVIDER_EC2 ? "ec2" : "local");
+        printf("monitor      %s\n", hb_mon > 0 && now - hb_mon < 10000 ? "alive" : "not running");
+        printf("controller   %s\n", hb_ctl > 0 && now - hb_ctl < 10000 ? "alive" : "not running");
+        printf("\n%-28s %-22s %-12s %-10s %6s  %-20s %s\n", "ID", "ADDRESS", "LIFECYCLE", "HEALTH",
+               "LOAD", "LAUNCHED", "PID");
+        for (size_t i = 0; i < n; i++) {
+            char when[32], load[16];
+            format_time(slots[i].launched_at_ms, when, sizeof(when));
+            if (slots[i].load >= 0)
+                snprintf(load, sizeof(load), "%.1f", slots[i].load);
+            else
+                snprintf(load, sizeof(load), "-");
+            printf("%-28s %-22s %-12s %-10s %6s  %-20s %d\n", slots[i].id, slots[i].address,
+                   fleet_lifecycle_name(slots[i].lifecycle), fleet_health_name(slots[i].health),
+                   load, when, (int)slots[i].pid);
+        }
+        if (n == 0)
+            printf("(no instances)\n");
+    }
+    free(slots);
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "asgd: %s\n", err);
+out:
+    daemon_release(&d);
+    return rc;
+}
+
+struct cmd {
+    const char *name;
+    int (*fn)(const struct opts *o);
+    int needs_config;
+};
+
+static const struct cmd commands[] = {
+    {"run", cmd_run, 1},
+    {"monitor", cmd_monitor, 1},
+    {"controller", cmd_controller, 1},
+    {"status", cmd_status, 1},
+    {"check-config", cmd_check_config, 1},
+};
+
+int main(int argc, char **argv)
+{
+    struct opts o = {0};
+    const struct cmd *cmd = &commands[0];
+    int i = 1;
+    if (i < argc && argv[i][0] != '-') {
+        cmd = NULL;
+        for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+            if (strcmp(argv[i], commands[k].name) == 0)
+                cmd = &commands[k];
+        if (cmd == NULL) {
+            fprintf(stderr, "asgd: unknown command \"%s\"\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+        i++;
+    }
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
+            o.config = argv[++i];
+        } else if (strncmp(a, "--config=", 9) == 0) {
+            o.config = a + 9;
+        } else if (strcmp(a, "--json") == 0) {
+            o.json = 1;
+        } else if (strcmp(a, "--log-level") == 0 && i + 1 < argc) {
+            o.log_level = argv[++i];
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            printf("asgd %s\n", ASGD_VERSION);
+            return 0;
+        } else {
+            fprintf(stderr, "asgd: unknown or incomplete option \"%s\"\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (o.log_level) {
+        enum log_level lvl;
+        if (log_level_parse(o.log_level, &lvl) != 0) {
+            fprintf(stderr, "asgd: bad --log-level \"%s\" (error, warn, info, debug)\n",
+                    o.log_level);
+            return 2;
+        }
+        log_set_level(lvl);
+    }
+    if (cmd->needs_config && o.config == NULL) {
+        fprintf(stderr, "asgd: %s needs -c FILE\n", cmd->name);
+        usage(stderr);
+        return 2;
+    }
+    return cmd->fn(&o);
+}
