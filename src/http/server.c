@@ -348,7 +348,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     st->route->fn(&r, &rep);
     if (!rep.body)
         http__error(&rep, 500, "internal error", "the handler produced no answer");
-    if (rep.status >= 500)
+    if (rep.status >= 500 && rep.status != 503)
         log_warn("http: %s %s answered %d", method, url, rep.status);
     else
         log_debug("http: %s %s answered %d", method, url, rep.status);
