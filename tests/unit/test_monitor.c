@@ -21,7 +21,9 @@
 #include <string.h>
 #include <signal.h>
 #include <spawn.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -811,6 +813,158 @@ static void poller_thread_detects_death_and_restart(void **state)
     fx_free(x);
 }
 
+/* --- real monitorc processes ---------------------------------------------------------------- */
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t l = sizeof(sa);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &l), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+static pid_t spawn_monitorc(const char *bin, const char *id, int port, int monport,
+                            const char *token_file, const char *load_file, const char *log)
+{
+    char listen[64], mon[64], load[1100];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    snprintf(mon, sizeof(mon), "127.0.0.1:%d", monport);
+    snprintf(load, sizeof(load), "file:%s", load_file);
+    char *argv[] = {(char *)bin,
+                    "--listen",
+                    listen,
+                    "--instance-id",
+                    (char *)id,
+                    "--monitor",
+                    mon,
+                    "--token-file",
+                    (char *)token_file,
+                    "--load",
+                    load,
+                    "--log-level",
+                    "info",
+                    NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    pid_t pid = 0;
+    assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    return pid;
+}
+
+struct want {
+    int registered; /* -1 = any */
+    int health;     /* -1 = any */
+    double load;    /* < 0 = any */
+};
+
+static int wait_slot(struct fx *x, uint32_t idx, struct want w, int64_t limit_ms, int64_t *took)
+{
+    int64_t t0 = clk_mono_ms();
+    while (clk_mono_ms() - t0 < limit_ms) {
+        struct fleet_slot sl = slot_of(x, idx);
+        if ((w.registered < 0 || sl.registered == w.registered) &&
+            (w.health < 0 || sl.health == w.health) && (w.load < 0 || sl.load == w.load)) {
+            *took = clk_mono_ms() - t0;
+            return 1;
+        }
+        usleep(5 * 1000);
+    }
+    return 0;
+}
+
+static void real_monitorc_processes(void **state)
+{
+    (void)state;
+    const char *bld = getenv("ASGD_BUILD_DIR");
+    char bin[1024];
+    snprintf(bin, sizeof(bin), "%s/bin/monitorc", bld ? bld : "../build");
+    if (access(bin, X_OK) != 0) {
+        print_message("  %s not built: skipped\n", bin);
+        skip();
+    }
+    char dir[] = "/tmp/montest-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char tok[64], badtok[64], loadf[64], log[64];
+    snprintf(tok, sizeof(tok), "%s/token", dir);
+    snprintf(badtok, sizeof(badtok), "%s/badtoken", dir);
+    snprintf(loadf, sizeof(loadf), "%s/load", dir);
+    snprintf(log, sizeof(log), "%s/agents.log", dir);
+    write_file(tok, TOKEN "\n");
+    write_file(badtok, "not-the-token\n");
+    write_file(loadf, "37\n");
+
+    struct mon_settings s = server_settings(0);
+    s.interval_ms = 200;
+    s.timeout_ms = 150;
+    s.rise = 2;
+    s.fall = 3;
+    struct fx *x = fx_new("real", &s);
+    /* the controller's view: launched, address not known yet */
+    uint32_t idx = add_slot(x, "i-real", "");
+    uint32_t irogue = add_slot(x, "i-rogue", "");
+    assert_int_equal(mon_start(x->m), 0);
+    int monport = mon_port(x->m);
+    int port = free_port();
+
+    int64_t took = 0;
+    pid_t pid = spawn_monitorc(bin, "i-real", port, monport, tok, loadf, log);
+    pid_t rogue = spawn_monitorc(bin, "i-rogue", free_port(), monport, badtok, loadf, log);
+    assert_true(wait_slot(x, idx, (struct want){1, FLEET_HEALTH_HEALTHY, 37}, 20000, &took));
+    print_message("  monitorc registered and healthy %lld ms after spawn\n", (long long)took);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    assert_string_equal(slot_of(x, idx).address, addr);
+    assert_int_equal(slot_of(x, idx).seed_protocol, 0);
+
+    write_file(loadf, "81\n");
+    assert_true(wait_slot(x, idx, (struct want){-1, -1, 81}, 20000, &took));
+
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_true(wait_slot(x, idx, (struct want){-1, FLEET_HEALTH_UNHEALTHY, -1}, 20000, &took));
+    print_message("  kill -9: unhealthy after %lld ms (interval 200 ms, timeout 150 ms, fall 3)\n",
+                  (long long)took);
+
+    pid = spawn_monitorc(bin, "i-real", port, monport, tok, loadf, log);
+    assert_true(wait_slot(x, idx, (struct want){-1, FLEET_HEALTH_HEALTHY, -1}, 20000, &took));
+    print_message("  restarted: healthy after %lld ms (rise 2)\n", (long long)took);
+
+    /* a clean stop deregisters: not registered and unhealthy without waiting for fall polls */
+    kill(pid, SIGTERM);
+    assert_true(wait_slot(x, idx, (struct want){0, FLEET_HEALTH_UNHEALTHY, -1}, 20000, &took));
+    print_message("  SIGTERM: deregistered and unhealthy after %lld ms\n", (long long)took);
+    waitpid(pid, NULL, 0);
+
+    /* the agent with the wrong token never got in */
+    struct fleet_slot sr = slot_of(x, irogue);
+    assert_int_equal(sr.registered, 0);
+    assert_string_equal(sr.address, "");
+    kill(rogue, SIGKILL);
+    waitpid(rogue, NULL, 0);
+
+    fx_free(x);
+    unlink(tok);
+    unlink(badtok);
+    unlink(loadf);
+    unlink(log);
+    rmdir(dir);
+}
+
 int main(void)
 {
     log_set_level(getenv("MON_TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_WARN);
@@ -826,6 +980,7 @@ int main(void)
         cmocka_unit_test(accept_unknown_allocates_pending),
         cmocka_unit_test(hostile_clients_do_not_crash_it),
         cmocka_unit_test(poller_thread_detects_death_and_restart),
+        cmocka_unit_test(real_monitorc_processes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
