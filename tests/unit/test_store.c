@@ -26,6 +26,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "store/store.h"
 
 #include "common/banned.h"
@@ -837,8 +839,154 @@ static void two_handles(void **state)
     store_activities_free(list);
 }
 
+/* ---- allocation failures ---------------------------------------------------------------- */
+
+/*
+ * SQLite's and jansson's allocators are wrapped so that the Nth allocation
+ * fails (curl's torture tests): every N in turn (with a growing stride) runs
+ * a sequence touching every function; each call must fail cleanly with a
+ * STORE_E* code, leak nothing (ASan) and leave a database that opens.
+ */
+static sqlite3_mem_methods real_mem;
+static long alloc_count, alloc_fail_at = -1;
+
+static int alloc_should_fail(void)
+{
+    return ++alloc_count == alloc_fail_at;
+}
+
+static void *t_malloc(int n)
+{
+    return alloc_should_fail() ? NULL : real_mem.xMalloc(n);
+}
+
+static void *t_realloc(void *p, int n)
+{
+    return alloc_should_fail() ? NULL : real_mem.xRealloc(p, n);
+}
+
+static void *t_json_malloc(size_t n)
+{
+    return alloc_should_fail() ? NULL : malloc(n);
+}
+
+static void install_failing_allocators(void)
+{
+    sqlite3_config(SQLITE_CONFIG_GETMALLOC, &real_mem);
+    sqlite3_mem_methods m = real_mem;
+    m.xMalloc = t_malloc;
+    m.xRealloc = t_realloc;
+    sqlite3_config(SQLITE_CONFIG_MALLOC, &m);
+    json_set_alloc_funcs(t_json_malloc, free);
+}
+
+static int rc_ok(int rc)
+{
+    return rc <= 0 && rc >= STORE_ENOMEM;
+}
+
+/* Every function once; returns how many calls failed (each failure must be a STORE_E* code). */
+static int torture_sequence(const char *dir, long round)
+{
+    struct store *st = NULL;
+    char err[256];
+    int rc = store_open(dir, &st, err, sizeof(err)), fails = 0;
+    assert_true(rc_ok(rc));
+    if (rc)
+        return 1;
+#define T(call)                                                                                    \
+    do {                                                                                           \
+        int r_ = (call);                                                                           \
+        assert_true(rc_ok(r_));                                                                    \
+        fails += r_ != 0;                                                                          \
+    } while (0)
+    struct store_group g;
+    sample_group(&g, "web");
+    T(store_put_settings(st, &g, -1, NULL));
+    T(store_get_settings(st, "web", &g));
+    T(store_set_desired(st, "web", 4, NULL));
+    char **names = NULL;
+    size_t n = 0;
+    T(store_list_groups(st, &names, &n));
+    store_names_free(names, n);
+    struct store_instance in;
+    char id[32], tok[32];
+    snprintf(id, sizeof(id), "i-%ld", round);
+    snprintf(tok, sizeof(tok), "tok-%ld", round);
+    sample_instance(&in, id, "web", round);
+    T(store_put_instance(st, &in));
+    T(store_set_instance_lifecycle(st, id, "in-service", 0));
+    struct store_instance *list = NULL;
+    T(store_list_instances(st, "web", 1, &list, &n));
+    store_instances_free(list);
+    T(store_intent_create(st, tok, "web", 1, round));
+    const char *ids[] = {id};
+    struct store_intent *open = NULL;
+    T(store_intent_list_open(st, NULL, &open, &n));
+    store_intents_free(open, n);
+    T(store_intent_complete(st, tok, STORE_INTENT_DONE, ids, 1));
+    struct store_activity a;
+    memset(&a, 0, sizeof(a));
+    snprintf(a.group, sizeof(a.group), "web");
+    snprintf(a.kind, sizeof(a.kind), "launch");
+    T(store_activity_add(st, &a, NULL));
+    struct store_activity *acts = NULL;
+    T(store_activity_list(st, NULL, 0, 10, &acts, &n));
+    store_activities_free(acts);
+    struct store_metric_group mg;
+    memset(&mg, 0, sizeof(mg));
+    snprintf(mg.group, sizeof(mg.group), "web");
+    struct store_metric_instance mi;
+    memset(&mi, 0, sizeof(mi));
+    snprintf(mi.group, sizeof(mi.group), "web");
+    snprintf(mi.instance_id, sizeof(mi.instance_id), "%s", id);
+    T(store_metrics_add(st, &mg, 1, &mi, 1));
+    struct store_metric_group *gr = NULL;
+    T(store_metrics_group_since(st, "web", 0, 10, &gr, &n));
+    free(gr);
+    struct store_metric_instance *ir = NULL;
+    T(store_metrics_instance_since(st, "web", NULL, 0, 10, &ir, &n));
+    free(ir);
+    T(store_metrics_prune(st, 0, NULL));
+    T(store_delete_instance(st, id));
+#undef T
+    store_close(st);
+    return fails;
+}
+
+static void allocation_failures(void **state)
+{
+    (void)state;
+    char dir[128], err[256];
+    make_dir(dir, sizeof(dir));
+    alloc_fail_at = -1;
+    alloc_count = 0;
+    assert_int_equal(torture_sequence(dir, 0), 0);
+    long total = alloc_count;
+    assert_true(total > 50);
+    int rounds = 0, failed_rounds = 0;
+    for (long nth = 1; nth <= total; nth += 1 + nth / 24) {
+        alloc_count = 0;
+        alloc_fail_at = nth;
+        failed_rounds += torture_sequence(dir, nth) > 0;
+        alloc_fail_at = -1;
+        rounds++;
+        /* whatever failed, the database still opens and answers */
+        struct store *st = NULL;
+        assert_int_equal(store_open(dir, &st, err, sizeof(err)), 0);
+        struct store_group g;
+        assert_int_equal(store_get_settings(st, "web", &g), 0);
+        store_close(st);
+    }
+    print_message("  %ld allocations per sequence, %d rounds, %d saw a failure\n", total, rounds,
+                  failed_rounds);
+    assert_true(failed_rounds > 0);
+    rm_rf(dir);
+}
+
 int main(void)
 {
+    install_failing_allocators();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(settings_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(settings_json_is_distrusted, setup, teardown),
@@ -850,6 +998,7 @@ int main(void)
         cmocka_unit_test(open_errors),
         cmocka_unit_test(damaged_pages),
         cmocka_unit_test_setup_teardown(two_handles, setup, teardown),
+        cmocka_unit_test(allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
