@@ -75,12 +75,12 @@ int http__prom_render(struct http_buf *b, const struct http_prom_input *in)
     }
 
     family(b, "asgd_instances", "gauge", "Instances of the group by lifecycle state.");
-    static const char *const lc[] = {"pending", "in_service", "terminating"};
     static const int lcv[] = {FLEET_PENDING, FLEET_IN_SERVICE, FLEET_TERMINATING};
     for (int i = 0; i < 3; i++) {
         http__buf_printf(b, "asgd_instances{group=\"");
         label(b, g);
-        http__buf_printf(b, "\",lifecycle=\"%s\"} %d\n", lc[i], counts[lcv[i]]);
+        http__buf_printf(b, "\",lifecycle=\"%s\"} %d\n", fleet_lifecycle_name(lcv[i]),
+                         counts[lcv[i]]);
     }
     family(b, "asgd_instances_by_health", "gauge", "Instances of the group by health.");
     http__buf_printf(b, "asgd_instances_by_health{group=\"");

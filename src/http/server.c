@@ -66,7 +66,7 @@ struct req_state {
 
 void http__json(struct http_reply *rep, int status, json_t *j)
 {
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
     json_decref(j);
     if (!s) {
         http__error(rep, 500, "internal error", "out of memory while encoding the answer");

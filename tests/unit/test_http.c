@@ -634,7 +634,7 @@ static void metrics_page_has_the_families(void **state)
     assert_non_null(strstr(r.headers, "text/plain; version=0.0.4"));
     const char *want[] = {
         "asgd_desired_capacity{group=\"web\"} 2\n",
-        "asgd_instances{group=\"web\",lifecycle=\"in_service\"} 2\n",
+        "asgd_instances{group=\"web\",lifecycle=\"in-service\"} 2\n",
         "asgd_instances{group=\"web\",lifecycle=\"pending\"} 1\n",
         "asgd_instance_load{group=\"web\",instance_id=\"i-1\"} 40\n",
         "asgd_instance_load{group=\"web\",instance_id=\"i-\\\"2\"} 80\n", /* escaped quote */
