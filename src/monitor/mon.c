@@ -241,10 +241,10 @@ int mon_start(struct mon *m)
     }
     m->thread_running = 1;
     if (m->listen[0])
-        log_info("monitor listening on \"%s\" (port %d), polling every %lld ms (timeout %lld ms, "
-                 "rise %u, fall %u)",
-                 m->listen, m->port, (long long)m->interval_ms, (long long)m->timeout_ms, m->rise,
-                 m->fall);
+        log_debug("monitor listening on \"%s\" (port %d), polling every %lld ms (timeout %lld ms, "
+                  "rise %u, fall %u)",
+                  m->listen, m->port, (long long)m->interval_ms, (long long)m->timeout_ms, m->rise,
+                  m->fall);
     return MON_OK;
 }
 
