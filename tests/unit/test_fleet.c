@@ -48,8 +48,28 @@ static void check_invariants(struct fleet *f)
         fail_msg("fleet invariant violated: %s", err);
 }
 
+/* Segments this test created: unlinked after each test even when an assertion failed. */
+static char created[16][96];
+static int n_created;
+
+static void remember(const char *name)
+{
+    if (n_created < 16)
+        snprintf(created[n_created++], sizeof(created[0]), "%s", name);
+}
+
+static int unlink_created(void **state)
+{
+    (void)state;
+    for (int i = 0; i < n_created; i++)
+        (void)fleet_unlink(created[i]);
+    n_created = 0;
+    return 0;
+}
+
 static struct fleet *open_new(const char *name, uint32_t cap)
 {
+    remember(name);
     (void)fleet_unlink(name);
     struct fleet *f = NULL;
     assert_int_equal(fleet_open(name, cap, 1, &f), 0);
@@ -726,6 +746,7 @@ static void concurrent_create_is_safe(void **state)
     char name[sizeof(seg_name) + 16];
     snprintf(name, sizeof(name), "%s", uname_for("race"));
     (void)fleet_unlink(name);
+    remember(name);
     enum { N = 6 };
     pid_t pids[N];
     for (int i = 0; i < N; i++) {
@@ -760,17 +781,17 @@ static void concurrent_create_is_safe(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(basic_operations),
-        cmocka_unit_test(bad_arguments),
-        cmocka_unit_test(threads_never_see_torn_slots),
-        cmocka_unit_test(process_writer_never_tears),
-        cmocka_unit_test(dead_lock_holder_is_recovered),
-        cmocka_unit_test(crash_after_journal),
-        cmocka_unit_test(crash_mid_slot_write),
-        cmocka_unit_test(crash_mid_alloc),
-        cmocka_unit_test(random_kills_never_corrupt),
-        cmocka_unit_test(garbage_in_segment_is_contained),
-        cmocka_unit_test(concurrent_create_is_safe),
+        cmocka_unit_test_teardown(basic_operations, unlink_created),
+        cmocka_unit_test_teardown(bad_arguments, unlink_created),
+        cmocka_unit_test_teardown(threads_never_see_torn_slots, unlink_created),
+        cmocka_unit_test_teardown(process_writer_never_tears, unlink_created),
+        cmocka_unit_test_teardown(dead_lock_holder_is_recovered, unlink_created),
+        cmocka_unit_test_teardown(crash_after_journal, unlink_created),
+        cmocka_unit_test_teardown(crash_mid_slot_write, unlink_created),
+        cmocka_unit_test_teardown(crash_mid_alloc, unlink_created),
+        cmocka_unit_test_teardown(random_kills_never_corrupt, unlink_created),
+        cmocka_unit_test_teardown(garbage_in_segment_is_contained, unlink_created),
+        cmocka_unit_test_teardown(concurrent_create_is_safe, unlink_created),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
