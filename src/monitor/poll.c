@@ -64,6 +64,7 @@ struct mon_target {
     int64_t start_us;
     int64_t deadline_ms; /* monotonic, for the seed methods' follow-up calls */
     int learned_seed;    /* -1 unknown, 0 new protocol, 1 seed protocol */
+    uint64_t round;      /* mon_poll_once round that last started it */
     int app_healthy;     /* -1 unknown */
     int got_sample;      /* the agent answered with load figures (each may be -1: unknown) */
     double load, cpu, mem, load1;
@@ -82,6 +83,7 @@ struct mon_poller {
     int64_t next_scan_ms;
     int64_t last_scan_ms;
     int64_t next_heartbeat_ms;
+    uint64_t round; /* mon_poll_once rounds */
 };
 
 static int64_t mono_us(void)
@@ -494,7 +496,8 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
     }
 }
 
-/* Starts every due poll (all polls with force). Returns how many started. */
+/* Starts every due poll, or with force every poll not yet started in round p->round.
+   Returns how many started. */
 static int start_due(struct mon_poller *p, int64_t now, int force)
 {
     struct mon *m = p->m;
@@ -505,11 +508,12 @@ static int start_due(struct mon_poller *p, int64_t now, int force)
         struct mon_target *t = p->targets[i];
         if (!t || t->inflight)
             continue;
-        if (force || t->next_due_ms <= now) {
+        if (force ? t->round != p->round : t->next_due_ms <= now) {
             if ((uint32_t)p->inflight >= max) {
                 next = now + SCAN_TICK_MS; /* capped: come back soon */
                 break;
             }
+            t->round = p->round;
             start_poll(t, now);
             started++;
             if (t->inflight)
@@ -534,12 +538,16 @@ static void maybe_rescan(struct mon_poller *p, int64_t now)
 
 int mon__poller_round(struct mon_poller *p)
 {
-    int64_t now = clk_mono_ms();
-    maybe_rescan(p, now);
-    int n = start_due(p, now, 1);
-    while (p->inflight > 0)
+    maybe_rescan(p, clk_mono_ms());
+    p->round++;
+    int n = 0;
+    for (;;) {
+        n += start_due(p, clk_mono_ms(), 1); /* up to max_inflight at a time */
+        if (p->inflight == 0)
+            break;
         if (rpc_client_poll(p->cl, IDLE_WAIT_MS) < 0)
             break;
+    }
     return n;
 }
 

@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -49,13 +50,25 @@ struct agent {
     atomic_int app_ok; /* GetStatus "OK" / Metrics.app_healthy */
     atomic_int load;   /* percent */
     atomic_int calls;
+    int delay_ms; /* GetMetrics sleeps this long */
 };
+
+/* calls being answered right now across all fake agents, and the most ever seen */
+static atomic_int busy_now, busy_peak;
 
 static grpc_status_code h_metrics(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
 {
     struct agent *a = ctx;
     (void)req;
     atomic_fetch_add(&a->calls, 1);
+    if (a->delay_ms) {
+        int now = atomic_fetch_add(&busy_now, 1) + 1;
+        int peak = atomic_load(&busy_peak);
+        while (now > peak && !atomic_compare_exchange_weak(&busy_peak, &peak, now))
+            ;
+        usleep((useconds_t)a->delay_ms * 1000);
+        atomic_fetch_sub(&busy_now, 1);
+    }
     Metrics m = METRICS__INIT;
     m.instance_id = a->id;
     m.cpu_load = atomic_load(&a->load);
@@ -523,6 +536,71 @@ static void membership_changes_are_followed(void **state)
     fx_free(x);
 }
 
+static void max_inflight_caps_concurrency(void **state)
+{
+    (void)state;
+    struct mon_settings s = poll_settings();
+    s.max_inflight = 1;
+    s.timeout_ms = 190;
+    struct fx *x = fx_new("cap", &s);
+    struct agent *ag[3];
+    uint32_t idx[3];
+    for (int i = 0; i < 3; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "i-cap%d", i);
+        ag[i] = agent_new(id, 0, 10 + i);
+        ag[i]->delay_ms = 30;
+        idx[i] = add_slot(x, id, ag[i]->address);
+    }
+    atomic_store(&busy_now, 0);
+    atomic_store(&busy_peak, 0);
+    assert_int_equal(mon_poll_once(x->m), 3);
+    assert_int_equal(atomic_load(&busy_peak), 1);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(slot_of(x, idx[i]).polls_ok, 1);
+        assert_int_equal(atomic_load(&ag[i]->calls), 1);
+        agent_free(ag[i]);
+    }
+    fx_free(x);
+}
+
+static void counts_stats(void **state)
+{
+    (void)state;
+    struct mon_settings s = poll_settings();
+    struct fx *x = fx_new("stats", &s);
+    struct agent *a = agent_new("i-st", 0, 10);
+    add_slot(x, "i-st", a->address);
+    add_slot(x, "i-st-down", "127.0.0.1:1");
+    uint64_t polls = atomic_load(&stats.poll_count), fails = atomic_load(&stats.poll_failures);
+    assert_int_equal(mon_poll_once(x->m), 2);
+    assert_int_equal(atomic_load(&stats.poll_count) - polls, 2);
+    assert_int_equal(atomic_load(&stats.poll_failures) - fails, 1);
+    agent_free(a);
+    fx_free(x);
+}
+
+static void raises_fd_limit(void **state)
+{
+    (void)state;
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max <= 64) {
+        print_message("  hard fd limit %llu: nothing to raise\n", (unsigned long long)rl.rlim_max);
+        skip();
+    }
+    struct rlimit low = {64, rl.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    struct mon_settings s = poll_settings();
+    struct fx *x = fx_new("fds", &s);
+    assert_int_equal(mon_start(x->m), 0);
+    struct rlimit now;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &now), 0);
+    assert_true(now.rlim_cur == rl.rlim_max);
+    fx_free(x);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+}
+
 /* --- MonitorS ----------------------------------------------------------------------------- */
 
 static int call_register(int port, const char *id, const char *addr, const char *token,
@@ -598,6 +676,8 @@ static void register_checks_token_and_id(void **state)
     uint32_t idx = add_slot(x, "i-known", "");
     uint64_t gen = fleet_membership_gen(x->f);
     RegisterReply *r = NULL;
+    uint64_t refused0 = atomic_load(&stats.registrations_refused);
+    uint64_t accepted0 = atomic_load(&stats.registrations_accepted);
 
     /* wrong, missing and prefix tokens: refused, table untouched */
     const char *bad[] = {"wrong", "", "t0ken-for-test", TOKEN "x"};
@@ -640,6 +720,9 @@ static void register_checks_token_and_id(void **state)
     assert_true(r->accepted);
     register_reply__free_unpacked(r, NULL);
     assert_string_equal(slot_of(x, idx).address, "127.0.0.9:50051");
+
+    assert_int_equal(atomic_load(&stats.registrations_refused) - refused0, 7);
+    assert_int_equal(atomic_load(&stats.registrations_accepted) - accepted0, 2);
 
     /* Deregister: wrong token refused; right token marks it gone and unhealthy */
     int ok = -1;
@@ -799,6 +882,21 @@ static void poller_thread_detects_death_and_restart(void **state)
     print_message("  healthy %lld ms after the agent restarted\n", (long long)took);
     assert_true(fleet_last_heartbeat(x->f, 0) > 0);
 
+    /* a slot freed while its poll hangs in flight, and its id re-allocated elsewhere: the
+       stale result is dropped (FLEET_ESTALE), the new slot is polled */
+    int sport = 0;
+    int sfd = stuck_listener(&sport);
+    char saddr[64];
+    snprintf(saddr, sizeof(saddr), "127.0.0.1:%d", sport);
+    uint32_t is = add_slot(x, "i-s", saddr);
+    assert_true(wait_health(x, is, FLEET_HEALTH_UNHEALTHY, 10000, &took));
+    usleep(20 * 1000); /* the next poll is in flight now (it hangs for its 50 ms deadline) */
+    assert_int_equal(fleet_free(x->f, is, slot_of(x, is).generation), 0);
+    struct agent *c = agent_new("i-s", 0, 3);
+    uint32_t is2 = add_slot(x, "i-s", c->address);
+    assert_true(wait_health(x, is2, FLEET_HEALTH_HEALTHY, 10000, &took));
+    close(sfd);
+
     /* a slot added while running is picked up; freeing it is followed */
     struct agent *b = agent_new("i-u", 0, 1);
     uint32_t ib = add_slot(x, "i-u", b->address);
@@ -807,9 +905,10 @@ static void poller_thread_detects_death_and_restart(void **state)
     usleep(300 * 1000);
 
     mon_stop(x->m);
-    assert_int_equal(mon_poll_once(x->m), 1); /* stopped: the synchronous round works again */
+    assert_int_equal(mon_poll_once(x->m), 2); /* stopped: the synchronous round works again */
     agent_free(a);
     agent_free(b);
+    agent_free(c);
     fx_free(x);
 }
 
@@ -976,6 +1075,9 @@ int main(void)
         cmocka_unit_test(python_seed_agent),
         cmocka_unit_test(stuck_agent_does_not_hold_others),
         cmocka_unit_test(membership_changes_are_followed),
+        cmocka_unit_test(max_inflight_caps_concurrency),
+        cmocka_unit_test(counts_stats),
+        cmocka_unit_test(raises_fd_limit),
         cmocka_unit_test(register_checks_token_and_id),
         cmocka_unit_test(accept_unknown_allocates_pending),
         cmocka_unit_test(hostile_clients_do_not_crash_it),
