@@ -91,6 +91,9 @@ static size_t on_read(char *buf, size_t sz, size_t n, void *ud)
     return k;
 }
 
+/* Content-Type of request bodies (curl -d sends form-urlencoded: that must work too). */
+static const char *req_ctype = "application/json";
+
 /* One request. token NULL: no Authorization header. chunked: send body with chunked encoding. */
 static void request(struct env *e, const char *method, const char *path, const char *body,
                     const char *token, int chunked, struct resp *r)
@@ -121,7 +124,9 @@ static void request(struct env *e, const char *method, const char *path, const c
     } else if (body) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
     }
-    hd = curl_slist_append(hd, "Content-Type: application/json");
+    char ctype[128];
+    snprintf(ctype, sizeof ctype, "Content-Type: %s", req_ctype);
+    hd = curl_slist_append(hd, ctype);
     hd = curl_slist_append(hd, "Expect:");
     if (token) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
@@ -387,6 +392,18 @@ static void patch_persists_and_records_activity(void **state)
     assert_int_equal(store_activity_list(e->store, "web", 0, 10, &acts, &n), 0);
     assert_int_equal(n, 2);
     store_activities_free(acts);
+}
+
+static void patch_accepts_any_content_type(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    req_ctype = "application/x-www-form-urlencoded"; /* what curl -d sends */
+    request(e, "PATCH", "/api/v1/group", "{\"max_size\": 3}", TOKEN, 0, &r);
+    req_ctype = "application/json";
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "max_size")), 3);
+    resp_free(&r);
 }
 
 static void patch_rejects_bad_input_with_messages(void **state)
@@ -858,6 +875,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(get_group_has_settings_and_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(patch_needs_the_token, setup, teardown),
         cmocka_unit_test_setup_teardown(patch_persists_and_records_activity, setup, teardown),
+        cmocka_unit_test_setup_teardown(patch_accepts_any_content_type, setup, teardown),
         cmocka_unit_test_setup_teardown(patch_rejects_bad_input_with_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(patch_with_stale_revision_is_409, setup, teardown),
         cmocka_unit_test_setup_teardown(oversized_bodies_are_413, setup, teardown),
