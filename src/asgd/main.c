@@ -249,7 +249,16 @@ static int open_store(struct daemon *d, char *err, size_t errlen)
     struct store_group g;
     int rc = store_get_settings(d->store, d->conf.group.name, &g);
     if (rc == STORE_ENOENT) {
-        if (store_put_settings(d->store, &d->conf.group, 0, NULL) != 0) {
+        rc = store_put_settings(d->store, &d->conf.group, 0, NULL);
+        if (rc == STORE_ECONFLICT) {
+            /* the other role of a two-process start seeded it first */
+            rc = store_get_settings(d->store, d->conf.group.name, &g);
+            if (rc == 0) {
+                d->conf.group = g;
+                return 0;
+            }
+        }
+        if (rc != 0) {
             snprintf(err, errlen, "cannot store the settings of group \"%s\": %s",
                      d->conf.group.name, store_errmsg(d->store));
             return -1;
@@ -417,6 +426,13 @@ static int run_daemon(const struct opts *o, int roles)
     if (open_store(&d, err, sizeof(err)) != 0)
         goto fail;
     int frc = fleet_open(d.conf.group.name, FLEET_DEFAULT_CAP, 1, &d.fleet);
+    if (frc == FLEET_EVERSION) {
+        /* a table left by an older asgd: the controller rebuilds it from the provider */
+        log_warn("fleet table of group \"%s\" has an old layout; recreating it",
+                 d.conf.group.name);
+        fleet_unlink(d.conf.group.name);
+        frc = fleet_open(d.conf.group.name, FLEET_DEFAULT_CAP, 1, &d.fleet);
+    }
     if (frc != 0) {
         snprintf(err, sizeof(err), "cannot open the fleet table of group \"%s\": %s",
                  d.conf.group.name, fleet_strerror(frc));

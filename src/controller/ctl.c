@@ -70,6 +70,8 @@ struct ctl {
     int64_t last_describe_ms, last_history_ms;
     int64_t launch_backoff_until, terminate_backoff_until;
     int launch_failures;
+    char retry_token[48]; /* a launch that failed transiently: re-sent with the same token */
+    int retry_count;
     char fatal_msg[512]; /* last fatal provider error, logged once */
     struct fleet_slot *snap;
     size_t snap_cap;
@@ -305,17 +307,34 @@ static int launch_with_token(struct ctl *c, const char *token, int count, int64_
     return 0;
 }
 
+/*
+ * Launches count instances. A launch that failed transiently may have reached
+ * the provider (a timeout after the request left), so its intent stays open
+ * and the next attempt re-sends the SAME token and count: the provider then
+ * answers with what the first call made instead of making more.
+ */
 static int launch(struct ctl *c, int count, int64_t now, const char *why)
 {
     char token[48];
-    if (new_token(token, sizeof(token)) != 0)
-        return -1;
-    if (store_intent_create(c->store, token, c->group, count, now) != 0) {
-        log_error("cannot record launch intent for group \"%s\": %s (not launching)", c->group,
-                  store_errmsg(c->store));
-        return -1;
+    if (c->retry_token[0]) {
+        snprintf(token, sizeof(token), "%s", c->retry_token);
+        count = c->retry_count;
+    } else {
+        if (new_token(token, sizeof(token)) != 0)
+            return -1;
+        if (store_intent_create(c->store, token, c->group, count, now) != 0) {
+            log_error("cannot record launch intent for group \"%s\": %s (not launching)",
+                      c->group, store_errmsg(c->store));
+            return -1;
+        }
     }
     int rc = launch_with_token(c, token, count, now);
+    if (rc == PROV_ERETRY) {
+        snprintf(c->retry_token, sizeof(c->retry_token), "%s", token);
+        c->retry_count = count;
+    } else {
+        c->retry_token[0] = '\0';
+    }
     activity(c, "launch", rc == 0 ? "ok" : (rc == PROV_ERETRY ? "retrying" : "failed"), 0, count,
              rc == 0 ? "" : provider_errmsg(c->prov), "launch %d instance%s: %s", count,
              count == 1 ? "" : "s", why);
