@@ -36,7 +36,7 @@ struct mon {
     pthread_t thread;
     int thread_running;
     atomic_int stop;
-    atomic_int rescan; /* set by the registry when an address or registration changed */
+    atomic_int rescan; /* set when a slot got its address (registry) or went stale (poller) */
 
     /* refusal log limiter (registry.c), only touched by the server thread */
     int64_t refuse_window_ms;

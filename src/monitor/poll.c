@@ -42,10 +42,11 @@
 
 #include "common/banned.h"
 
-#define SCAN_TICK_MS 5
-#define IDLE_WAIT_MS 100
-#define HEARTBEAT_MS 1000
-#define REASON_MAX   160
+#define SCAN_TICK_MS  5
+#define IDLE_WAIT_MS  100
+#define HEARTBEAT_MS  1000
+#define RESCAN_MIN_MS 20
+#define REASON_MAX    160
 
 enum step { STEP_METRICS = 0, STEP_STATUS, STEP_MEMORY };
 
@@ -82,6 +83,7 @@ struct mon_poller {
     int ntargets;
     int64_t next_scan_ms;
     int64_t last_scan_ms;
+    int64_t last_rescan_ms;
     int64_t next_heartbeat_ms;
     uint64_t round; /* mon_poll_once rounds */
 };
@@ -529,16 +531,22 @@ static int start_due(struct mon_poller *p, int64_t now, int force)
     return started;
 }
 
-static void maybe_rescan(struct mon_poller *p, int64_t now)
+/* Rescans when the membership or an address changed, at most every RESCAN_MIN_MS (a rescan
+   copies the whole table; a burst of registrations at start must not make it per call). */
+static void maybe_rescan(struct mon_poller *p, int64_t now, int force)
 {
+    if (p->have_gen && !force && now - p->last_rescan_ms < RESCAN_MIN_MS)
+        return;
     if (atomic_exchange(&p->m->rescan, 0) || !p->have_gen ||
-        fleet_membership_gen(p->m->fleet) != p->gen_seen)
+        fleet_membership_gen(p->m->fleet) != p->gen_seen) {
         rescan(p, now);
+        p->last_rescan_ms = now;
+    }
 }
 
 int mon__poller_round(struct mon_poller *p)
 {
-    maybe_rescan(p, clk_mono_ms());
+    maybe_rescan(p, clk_mono_ms(), 1);
     p->round++;
     int n = 0;
     for (;;) {
@@ -557,7 +565,7 @@ void *mon__poller_thread(void *arg)
     struct mon_poller *p = m->poller;
     while (!atomic_load(&m->stop)) {
         int64_t now = clk_mono_ms();
-        maybe_rescan(p, now);
+        maybe_rescan(p, now, 0);
         if (now >= p->next_heartbeat_ms) {
             fleet_heartbeat(m->fleet, 0, clk_wall_ms());
             p->next_heartbeat_ms = now + HEARTBEAT_MS;

@@ -237,7 +237,8 @@ void mon__register(struct mon *m, const RegisterRequest *rq, RegisterReply *rp, 
             log_warn("instance \"%s\" registered as %s but the table says %s: keeping %s", sid,
                      claimed, saddr, saddr);
         }
-        atomic_store(&m->rescan, 1);
+        if (a.filled)
+            atomic_store(&m->rescan, 1); /* the poller has an address to poll now */
         atomic_fetch_add_explicit(&stats.registrations_accepted, 1, memory_order_relaxed);
         rp->accepted = 1;
         rp->poll_interval_ms = (int32_t)m->interval_ms;
@@ -311,7 +312,6 @@ void mon__deregister(struct mon *m, const DeregisterRequest *rq, DeregisterReply
         else
             log_info("instance \"%s\" at %s deregistered (%s)", sid, saddr,
                      sreason[0] ? sreason : "no reason given");
-        atomic_store(&m->rescan, 1);
         rp->ok = 1;
         return;
     }
