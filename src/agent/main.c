@@ -247,7 +247,10 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* libcurl (and the TLS library behind it, several MB of RSS) only when used */
+    int use_curl = o.app_url != NULL || o.instance_id == NULL;
+    if (use_curl)
+        curl_global_init(CURL_GLOBAL_DEFAULT);
 
     int exit_code = 1;
     struct agent_state *st = NULL;
@@ -363,7 +366,8 @@ out:
     agent_sampler_stop(sampler);
     agent_state_free(st);
     agent_load_free(load);
-    curl_global_cleanup();
+    if (use_curl)
+        curl_global_cleanup();
     explicit_bzero(token, sizeof(token));
     if (exit_code == 0)
         log_info("stopped");

@@ -404,9 +404,10 @@ static void srv_on_event(struct rpc_server *srv, struct srv_call *sc, int ok)
 
 static void srv_loop(struct rpc_server *srv)
 {
-    int notified = 0, cancelled_all = 0;
+    int notified = 0, cancelled_all = 0, sd = 0;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(srv->cq, ms_from_now(100), NULL);
+        /* idle: wake once a second; shutting down: often enough to cancel on time */
+        grpc_event ev = grpc_completion_queue_next(srv->cq, ms_from_now(sd ? 20 : 1000), NULL);
         if (ev.type == GRPC_OP_COMPLETE) {
             if (ev.tag == &srv->shutdown_tag)
                 notified = 1;
@@ -416,7 +417,7 @@ static void srv_loop(struct rpc_server *srv)
             break;
         }
         pthread_mutex_lock(&srv->mu);
-        int sd = srv->shutdown_requested;
+        sd = srv->shutdown_requested;
         int64_t cancel_at = srv->cancel_at_ms;
         pthread_mutex_unlock(&srv->mu);
         if (sd && !cancelled_all && clk_mono_ms() >= cancel_at) {
