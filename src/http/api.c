@@ -247,10 +247,15 @@ out:
 
 /* ---- /api/v1/instances ------------------------------------------------------------------ */
 
+static int cmp_store_inst(const void *a, const void *b)
+{
+    return strcmp(((const struct store_instance *)a)->id, ((const struct store_instance *)b)->id);
+}
+
 void http__get_instances(struct http_req *r, struct http_reply *rep)
 {
     struct http_server *s = r->srv;
-    size_t n = 0;
+    size_t n = 0, nstored = 0;
     struct fleet_slot *slots = snapshot(s->fleet, &n);
     json_t *arr = json_array();
     if ((!slots && n) || !arr) {
@@ -259,6 +264,14 @@ void http__get_instances(struct http_req *r, struct http_reply *rep)
         http__error(rep, 500, "internal error", "out of memory");
         return;
     }
+    /* provider and zone live in the store: one query, then a binary search per instance */
+    struct store_instance *stored = NULL;
+    if (store_list_instances(s->store, s->group, 0, &stored, &nstored) != 0) {
+        stored = NULL;
+        nstored = 0;
+    }
+    if (nstored > 1)
+        qsort(stored, nstored, sizeof *stored, cmp_store_inst);
     for (size_t i = 0; i < n; i++) {
         const struct fleet_slot *x = &slots[i];
         json_t *o = json_pack(
@@ -275,17 +288,20 @@ void http__get_instances(struct http_req *r, struct http_reply *rep)
             (json_int_t)x->polls_failed, "rtt_ms", (double)x->last_rtt_us / 1000.0);
         if (!o || json_array_append_new(arr, o)) {
             free(slots);
+            store_instances_free(stored);
             json_decref(arr);
             http__error(rep, 500, "internal error", "out of memory");
             return;
         }
-        struct store_instance si;
-        if (store_get_instance(s->store, x->id, &si) == 0) {
-            json_object_set_new(o, "provider", json_string(si.provider));
-            json_object_set_new(o, "zone", json_string(si.zone));
-        }
+        struct store_instance key;
+        snprintf(key.id, sizeof key.id, "%s", x->id);
+        const struct store_instance *si =
+            nstored ? bsearch(&key, stored, nstored, sizeof *stored, cmp_store_inst) : NULL;
+        json_object_set_new(o, "provider", si ? json_string(si->provider) : json_null());
+        json_object_set_new(o, "zone", si ? json_string(si->zone) : json_null());
     }
     free(slots);
+    store_instances_free(stored);
     http__json(rep, 200, arr);
 }
 

@@ -187,12 +187,15 @@ function drawCharts() {
   const loadSeries = [];
   const legend = $('#load-legend');
   legend.replaceChildren();
+  let shown = 0;
   for (const [id, pts] of state.loads) {
-    loadSeries.push({ color: colorOf(id), points: pts });
+    loadSeries.push({ color: colorOf(id), points: pts, width: state.loads.size > 24 ? 1 : 2 });
+    if (++shown > 16) continue; // a big fleet: lines for all, names for the first 16
     const sw = el('span', { class: 'swatch' });
     sw.style.background = colorOf(id);
     legend.append(el('span', {}, sw, id));
   }
+  if (shown > 16) legend.append(el('span', { text: '+' + (shown - 16) + ' more' }));
   loadSeries.push({ color: '#111827', width: 2.5, dash: [6, 4], points: state.avg });
   const avgKey = el('span', { class: 'swatch' });
   avgKey.style.background = '#111827';
