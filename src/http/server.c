@@ -478,15 +478,22 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
                  gai_strerror(gai));
         goto out;
     }
+    /* "localhost" may resolve to ::1 first; clients default to 127.0.0.1: prefer IPv4 */
+    const struct addrinfo *use = ai;
+    for (const struct addrinfo *p = ai; p; p = p->ai_next)
+        if (p->ai_family == AF_INET) {
+            use = p;
+            break;
+        }
     /* Bind ourselves: MHD does not say why a bind failed, the operator needs to know. */
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    fd = socket(use->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "cannot listen on %s: socket: %s", s->listen, strerror(errno));
         goto out;
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+    if (bind(fd, use->ai_addr, use->ai_addrlen) != 0 || listen(fd, 64) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", s->listen, strerror(errno));
         goto out;
     }
@@ -499,7 +506,7 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
             s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6)
+    if (use->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->daemon =
         MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
