@@ -877,8 +877,11 @@ static int ec2_call(struct ec2_provider *p, const char *action, struct buf *form
                          "the request signature does not match: check the secret key");
             redact(msg, sizeof(msg), cr.secret_access_key);
             redact(msg, sizeof(msg), cr.session_token);
-            snprintf(why, sizeof(why), "%s: %s (HTTP %ld, request %s)", resp->code, msg, status,
-                     resp->request_id[0] ? resp->request_id : "?");
+            /* no request id in the message: it would make every failure look new to
+               the controller, which logs a fatal error once per distinct message */
+            snprintf(why, sizeof(why), "%s: %s (HTTP %ld)", resp->code, msg, status);
+            log_debug("ec2 %s: %s (request id %s)", action, resp->code,
+                      resp->request_id[0] ? resp->request_id : "?");
         } else {
             resp->code[0] = '\0';
             snprintf(why, sizeof(why), "HTTP %ld with an unreadable reply (%s)", status,
@@ -893,9 +896,8 @@ static int ec2_call(struct ec2_provider *p, const char *action, struct buf *form
     p->stats.failures++;
     rc = code_for(cls);
     if (cls == EC_AUTH) {
-        provider__fail(
-            &p->base, rc, "ec2 %s failed: %s; credentials from %s (key %s), not retrying for %llds",
-            action, why, cr.source, hint, (long long)(p->s.auth_failure_backoff_ms / 1000));
+        provider__fail(&p->base, rc, "ec2 %s failed: %s; credentials from %s (key %s)", action, why,
+                       cr.source, hint);
         p->auth_block_until = clk_mono_ms() + p->s.auth_failure_backoff_ms;
         snprintf(p->auth_msg, sizeof(p->auth_msg), "%s", p->base.errmsg);
     } else if (cls == EC_RETRY || cls == EC_THROTTLE) {
