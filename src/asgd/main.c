@@ -428,8 +428,7 @@ static int run_daemon(const struct opts *o, int roles)
     int frc = fleet_open(d.conf.group.name, FLEET_DEFAULT_CAP, 1, &d.fleet);
     if (frc == FLEET_EVERSION) {
         /* a table left by an older asgd: the controller rebuilds it from the provider */
-        log_warn("fleet table of group \"%s\" has an old layout; recreating it",
-                 d.conf.group.name);
+        log_warn("fleet table of group \"%s\" has an old layout; recreating it", d.conf.group.name);
         fleet_unlink(d.conf.group.name);
         frc = fleet_open(d.conf.group.name, FLEET_DEFAULT_CAP, 1, &d.fleet);
     }

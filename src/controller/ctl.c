@@ -259,9 +259,15 @@ static void provider_failed(struct ctl *c, const char *what, int rc, int64_t now
         activity(c, "error", "failed", 0, 0, msg, "%s failed: insufficient capacity", what);
 }
 
-static void provider_ok(struct ctl *c)
+/*
+ * A call succeeded. Only a launch or terminate clears a fatal error: a describe
+ * that works says nothing about a launch that is refused (a bad image id).
+ */
+static void provider_ok(struct ctl *c, int mutating)
 {
     c->launch_failures = 0;
+    if (!mutating)
+        return;
     if (c->fatal_msg[0]) {
         log_info("provider calls for group \"%s\" succeed again", c->group);
         c->fatal_msg[0] = '\0';
@@ -286,7 +292,7 @@ static int launch_with_token(struct ctl *c, const char *token, int count, int64_
         }
         return rc;
     }
-    provider_ok(c);
+    provider_ok(c, 1);
     const char **ids = calloc(got.n ? got.n : 1, sizeof(*ids));
     for (size_t i = 0; i < got.n; i++) {
         if (ids)
@@ -323,8 +329,8 @@ static int launch(struct ctl *c, int count, int64_t now, const char *why)
         if (new_token(token, sizeof(token)) != 0)
             return -1;
         if (store_intent_create(c->store, token, c->group, count, now) != 0) {
-            log_error("cannot record launch intent for group \"%s\": %s (not launching)",
-                      c->group, store_errmsg(c->store));
+            log_error("cannot record launch intent for group \"%s\": %s (not launching)", c->group,
+                      store_errmsg(c->store));
             return -1;
         }
     }
@@ -361,7 +367,7 @@ static int terminate_slots(struct ctl *c, const struct fleet_slot *const *victim
         provider_failed(c, "terminate", rc, now, &c->terminate_backoff_until);
         return rc;
     }
-    provider_ok(c);
+    provider_ok(c, 1);
     for (size_t i = 0; i < n; i++) {
         log_info("terminated instance \"%s\" of group \"%s\"", victims[i]->id, c->group);
         forget_instance(c, victims[i], now);
@@ -459,7 +465,7 @@ static int sync_with_provider(struct ctl *c, int64_t now, int strict)
     }
     prov_list_release(&live);
     c->last_describe_ms = now;
-    provider_ok(c);
+    provider_ok(c, 0);
     return 0;
 }
 

@@ -1,0 +1,528 @@
+/*
+ * Unit tests for controller/ctl: ControllerASG's decisions in virtual time,
+ * over a real fleet table (shared memory) and a real SQLite store, with a
+ * scripted provider standing in for the cloud so that its failures can be
+ * injected call by call (the real providers have their own tests and the
+ * integration tests run asgd against real processes and the EC2 stand-in).
+ *
+ * What is checked: launches go through a stored intent and a token; a launch
+ * that failed transiently is re-sent with the SAME token (never a second
+ * fleet); a fatal error is recorded once and backs off; a describe failure
+ * never forgets instances; unhealthy instances past the grace period are
+ * replaced, not ones inside it; scale-in order; a restart adopts and
+ * launches nothing; an intent left open by a crash is re-sent with its token;
+ * operator terminate requests.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "controller/ctl.h"
+#include "controller/policy.h"
+#include "fleet/fleet.h"
+#include "provider/provider.h"
+#include "store/store.h"
+
+#include "common/banned.h"
+
+#define T0 1700000000000LL
+
+/* ---- the scripted provider ---------------------------------------------------------------- */
+
+struct fake {
+    struct provider base;
+    struct prov_list live;
+    int next_id;
+    int launch_rc[8]; /* rc of the next launch calls (0 = succeed), consumed in order */
+    int n_launch_rc;
+    int describe_rc;
+    int launch_calls, terminate_calls, describe_calls;
+    char tokens[32][64];
+    int counts[32];
+    char terminated[64][PROV_ID_MAX];
+    int n_terminated;
+    int64_t now;
+};
+
+static int fake_launch(struct provider *p, int count, const char *token, struct prov_list *out)
+{
+    struct fake *f = (struct fake *)p;
+    int call = f->launch_calls++;
+    if (call < 32) {
+        snprintf(f->tokens[call], sizeof(f->tokens[call]), "%s", token);
+        f->counts[call] = count;
+    }
+    if (f->n_launch_rc > 0) {
+        int rc = f->launch_rc[0];
+        memmove(f->launch_rc, f->launch_rc + 1, sizeof(f->launch_rc) - sizeof(int));
+        f->n_launch_rc--;
+        if (rc != 0)
+            return provider__fail(p, rc, "scripted failure %d", rc);
+    }
+    int have = 0;
+    for (size_t i = 0; i < f->live.n; i++)
+        if (strcmp(f->live.items[i].launch_token, token) == 0) {
+            assert_int_equal(prov_list_push(out, &f->live.items[i]), 0);
+            have++;
+        }
+    while (have < count) {
+        struct prov_instance in;
+        memset(&in, 0, sizeof(in));
+        snprintf(in.id, sizeof(in.id), "i-%03d", f->next_id);
+        snprintf(in.address, sizeof(in.address), "127.0.0.1:%d", 20000 + f->next_id);
+        snprintf(in.launch_token, sizeof(in.launch_token), "%s", token);
+        f->next_id++;
+        in.state = PROV_RUNNING;
+        in.launched_at_ms = f->now;
+        assert_int_equal(prov_list_push(&f->live, &in), 0);
+        assert_int_equal(prov_list_push(out, &in), 0);
+        have++;
+    }
+    return 0;
+}
+
+static int fake_terminate(struct provider *p, const char *const *ids, size_t n)
+{
+    struct fake *f = (struct fake *)p;
+    f->terminate_calls++;
+    for (size_t k = 0; k < n; k++) {
+        if (f->n_terminated < 64)
+            snprintf(f->terminated[f->n_terminated++], PROV_ID_MAX, "%s", ids[k]);
+        for (size_t i = 0; i < f->live.n; i++)
+            if (strcmp(f->live.items[i].id, ids[k]) == 0) {
+                f->live.items[i] = f->live.items[--f->live.n];
+                break;
+            }
+    }
+    return 0;
+}
+
+static int fake_describe(struct provider *p, struct prov_list *out)
+{
+    struct fake *f = (struct fake *)p;
+    f->describe_calls++;
+    if (f->describe_rc)
+        return provider__fail(p, f->describe_rc, "scripted describe failure");
+    for (size_t i = 0; i < f->live.n; i++)
+        assert_int_equal(prov_list_push(out, &f->live.items[i]), 0);
+    return 0;
+}
+
+static void fake_destroy(struct provider *p)
+{
+    struct fake *f = (struct fake *)p;
+    prov_list_release(&f->live);
+    free(f);
+}
+
+static const struct provider_ops fake_ops = {"fake", fake_launch, fake_terminate, fake_describe,
+                                             fake_destroy};
+
+/* ---- fixture -------------------------------------------------------------------------------- */
+
+struct fx {
+    char dir[64];
+    char name[48];
+    struct fleet *fleet;
+    struct store *store;
+    struct fake *prov;
+    struct ctl *ctl;
+};
+
+static struct ctl *make_ctl(struct fx *x)
+{
+    struct ctl_deps deps = {
+        .group = x->name,
+        .describe_every_ms = 5000,
+        .history_every_ms = 5000,
+        .fleet = x->fleet,
+        .store = x->store,
+        .provider = &x->prov->base,
+    };
+    char err[256];
+    struct ctl *c = NULL;
+    assert_int_equal(ctl_new(&deps, &c, err, sizeof(err)), 0);
+    return c;
+}
+
+static int setup(void **state)
+{
+    static int seq;
+    struct fx *x = calloc(1, sizeof(*x));
+    snprintf(x->dir, sizeof(x->dir), "/tmp/test-ctl-XXXXXX");
+    assert_non_null(mkdtemp(x->dir));
+    snprintf(x->name, sizeof(x->name), "ctl-%ld-%d", (long)getpid(), seq++);
+    char err[256];
+    assert_int_equal(store_open(x->dir, &x->store, err, sizeof(err)), 0);
+    assert_int_equal(fleet_open(x->name, 64, 1, &x->fleet), 0);
+    x->prov = calloc(1, sizeof(*x->prov));
+    x->prov->base.ops = &fake_ops;
+    x->prov->now = T0;
+
+    struct store_group g;
+    memset(&g, 0, sizeof(g));
+    snprintf(g.name, sizeof(g.name), "%s", x->name);
+    g.min_size = 2;
+    g.max_size = 6;
+    g.desired_capacity = 2;
+    policy_settings_default(&g.policy, POLICY_THRESHOLD);
+    g.policy.evaluation_period_ms = 10000;
+    g.policy.cooldown_ms = 10000;
+    snprintf(g.health.type, sizeof(g.health.type), "agent");
+    g.health.interval_ms = 1000;
+    g.health.timeout_ms = 500;
+    g.health.healthy_threshold = 2;
+    g.health.unhealthy_threshold = 3;
+    g.health.grace_period_ms = 30000;
+    assert_int_equal(store_put_settings(x->store, &g, 0, NULL), 0);
+    x->ctl = make_ctl(x);
+    *state = x;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *x = *state;
+    ctl_free(x->ctl);
+    provider_free(&x->prov->base);
+    fleet_close(x->fleet);
+    fleet_unlink(x->name);
+    store_close(x->store);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", x->dir);
+    assert_int_equal(system(cmd), 0);
+    free(x);
+    return 0;
+}
+
+struct hl {
+    int health;
+    double load;
+};
+
+static void set_health_fn(struct fleet_slot *s, void *arg)
+{
+    const struct hl *h = arg;
+    s->health = (uint8_t)h->health;
+    s->load = h->load;
+}
+
+/* What MonitorS would write: every instance's health and load. */
+static void monitor_says(struct fx *x, const char *id, int health, double load)
+{
+    struct fleet_slot snap[64];
+    size_t n = fleet_snapshot(x->fleet, snap, 64);
+    struct hl h = {health, load};
+    for (size_t i = 0; i < n; i++)
+        if (id == NULL || strcmp(snap[i].id, id) == 0)
+            assert_int_equal(
+                fleet_update(x->fleet, snap[i].index, snap[i].generation, set_health_fn, &h), 0);
+}
+
+static size_t slots(struct fx *x, struct fleet_slot *out)
+{
+    return fleet_snapshot(x->fleet, out, 64);
+}
+
+static int count_activities(struct fx *x, const char *kind)
+{
+    struct store_activity *a = NULL;
+    size_t n = 0;
+    assert_int_equal(store_activity_list(x->store, x->name, 0, 1000, &a, &n), 0);
+    int k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(a[i].kind, kind) == 0)
+            k++;
+    store_activities_free(a);
+    return k;
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+static void launches_min_through_an_intent(void **state)
+{
+    struct fx *x = *state;
+    assert_int_equal(ctl_reconcile(x->ctl, T0), 0);
+    assert_int_equal(ctl_tick(x->ctl, T0), 0);
+    assert_int_equal(x->prov->launch_calls, 1);
+    assert_int_equal(x->prov->counts[0], 2);
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 2);
+    assert_int_equal(s[0].lifecycle, FLEET_PENDING);
+    /* the intent is closed with the ids */
+    struct store_intent *open = NULL;
+    size_t n = 9;
+    assert_int_equal(store_intent_list_open(x->store, x->name, &open, &n), 0);
+    assert_int_equal(n, 0);
+    store_intents_free(open, n);
+    /* a second tick launches nothing more */
+    assert_int_equal(ctl_tick(x->ctl, T0 + 1000), 0);
+    assert_int_equal(x->prov->launch_calls, 1);
+    /* healthy -> in service */
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 50);
+    assert_int_equal(ctl_tick(x->ctl, T0 + 2000), 0);
+    slots(x, s);
+    assert_int_equal(s[0].lifecycle, FLEET_IN_SERVICE);
+    assert_int_equal(s[1].lifecycle, FLEET_IN_SERVICE);
+    struct ctl_status st;
+    ctl_get_status(x->ctl, &st);
+    assert_int_equal(st.in_service, 2);
+    assert_int_equal(st.desired, 2);
+}
+
+static void transient_failure_resends_same_token(void **state)
+{
+    struct fx *x = *state;
+    x->prov->launch_rc[0] = PROV_ERETRY;
+    x->prov->launch_rc[1] = PROV_ERETRY;
+    x->prov->n_launch_rc = 2;
+    assert_int_equal(ctl_reconcile(x->ctl, T0), 0);
+    int64_t now = T0;
+    for (int i = 0; i < 200 && x->prov->launch_calls < 3; i++, now += 1000)
+        ctl_tick(x->ctl, now);
+    assert_int_equal(x->prov->launch_calls, 3);
+    assert_string_equal(x->prov->tokens[0], x->prov->tokens[1]);
+    assert_string_equal(x->prov->tokens[1], x->prov->tokens[2]);
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 2);
+    assert_int_equal(x->prov->live.n, 2);
+    /* and no further launch */
+    ctl_tick(x->ctl, now + 1000);
+    ctl_tick(x->ctl, now + 2000);
+    assert_int_equal(x->prov->launch_calls, 3);
+}
+
+static void fatal_error_recorded_once_and_backs_off(void **state)
+{
+    struct fx *x = *state;
+    for (int i = 0; i < 8; i++)
+        x->prov->launch_rc[i] = PROV_EFATAL;
+    x->prov->n_launch_rc = 8;
+    assert_int_equal(ctl_reconcile(x->ctl, T0), 0);
+    for (int i = 0; i < 120; i++) /* two minutes of ticks */
+        ctl_tick(x->ctl, T0 + i * 1000);
+    assert_int_equal(x->prov->launch_calls, 1);
+    assert_int_equal(count_activities(x, "error"), 1);
+    struct ctl_status st;
+    ctl_get_status(x->ctl, &st);
+    assert_int_equal(st.provider_ok, 0);
+    /* after the backoff it tries again (a new token: the failed call launched nothing) */
+    ctl_tick(x->ctl, T0 + 301000);
+    assert_int_equal(x->prov->launch_calls, 2);
+    assert_string_not_equal(x->prov->tokens[0], x->prov->tokens[1]);
+    assert_int_equal(count_activities(x, "error"), 1); /* same message: not recorded again */
+}
+
+static void describe_failure_forgets_nothing(void **state)
+{
+    struct fx *x = *state;
+    assert_int_equal(ctl_reconcile(x->ctl, T0), 0);
+    ctl_tick(x->ctl, T0);
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+    x->prov->describe_rc = PROV_ERETRY;
+    for (int i = 1; i < 60; i++)
+        ctl_tick(x->ctl, T0 + i * 1000);
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 2);
+    assert_true(x->prov->describe_calls > 3);
+    assert_int_equal(x->prov->launch_calls, 1);
+}
+
+static void vanished_instance_is_replaced(void **state)
+{
+    struct fx *x = *state;
+    ctl_reconcile(x->ctl, T0);
+    ctl_tick(x->ctl, T0);
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+    x->prov->now = T0 + 60000;
+    /* the cloud lost one behind our back */
+    x->prov->live.items[0] = x->prov->live.items[--x->prov->live.n];
+    ctl_tick(x->ctl, T0 + 60000);
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 2);
+    assert_int_equal(x->prov->launch_calls, 2);
+    assert_int_equal(count_activities(x, "forget"), 1);
+}
+
+static void unhealthy_replaced_only_after_grace(void **state)
+{
+    struct fx *x = *state;
+    ctl_reconcile(x->ctl, T0);
+    ctl_tick(x->ctl, T0);
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+    ctl_tick(x->ctl, T0 + 1000);
+    struct fleet_slot s[64];
+    slots(x, s);
+    char victim[FLEET_ID_MAX];
+    snprintf(victim, sizeof(victim), "%s", s[0].id);
+    monitor_says(x, victim, FLEET_HEALTH_UNHEALTHY, -1);
+    ctl_tick(x->ctl, T0 + 10000); /* inside the 30 s grace period */
+    assert_int_equal(x->prov->terminate_calls, 0);
+    x->prov->now = T0 + 31000;
+    ctl_tick(x->ctl, T0 + 31000);
+    assert_int_equal(x->prov->terminate_calls, 1);
+    assert_string_equal(x->prov->terminated[0], victim);
+    assert_int_equal(x->prov->launch_calls, 2);
+    assert_int_equal(slots(x, s), 2);
+    for (size_t i = 0; i < 2; i++)
+        assert_string_not_equal(s[i].id, victim);
+    assert_int_equal(count_activities(x, "replace"), 1);
+}
+
+static void scale_in_order(void **state)
+{
+    struct fx *x = *state;
+    int64_t rev;
+    ctl_reconcile(x->ctl, T0);
+    assert_int_equal(store_set_desired(x->store, x->name, 5, &rev), 0);
+    ctl_tick(x->ctl, T0); /* 5 launched at T0 */
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+    ctl_tick(x->ctl, T0 + 1000);
+    /* one more, newer and still booting; one unhealthy */
+    assert_int_equal(store_set_desired(x->store, x->name, 6, &rev), 0);
+    x->prov->now = T0 + 50000;
+    ctl_tick(x->ctl, T0 + 50000);
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 6);
+    char sick[FLEET_ID_MAX], newest[FLEET_ID_MAX];
+    snprintf(sick, sizeof(sick), "%s", "i-002");
+    snprintf(newest, sizeof(newest), "%s", "i-005");
+    struct hl h = {FLEET_HEALTH_UNHEALTHY, -1};
+    for (size_t i = 0; i < 6; i++)
+        if (strcmp(s[i].id, sick) == 0)
+            fleet_update(x->fleet, s[i].index, s[i].generation, set_health_fn, &h);
+    /* scale in to 4: the unhealthy one, then the newest booting */
+    assert_int_equal(store_set_desired(x->store, x->name, 4, &rev), 0);
+    ctl_tick(x->ctl, T0 + 51000);
+    assert_int_equal(x->prov->n_terminated, 2);
+    assert_string_equal(x->prov->terminated[0], sick);
+    assert_string_equal(x->prov->terminated[1], newest);
+    /* to 3: the oldest in service */
+    assert_int_equal(store_set_desired(x->store, x->name, 3, &rev), 0);
+    ctl_tick(x->ctl, T0 + 52000);
+    assert_int_equal(x->prov->n_terminated, 3);
+    assert_string_equal(x->prov->terminated[2], "i-000");
+}
+
+static void restart_adopts_and_launches_nothing(void **state)
+{
+    struct fx *x = *state;
+    ctl_reconcile(x->ctl, T0);
+    ctl_tick(x->ctl, T0);
+    assert_int_equal(x->prov->launch_calls, 1);
+    /* "crash": a new controller; the fleet table is gone too (reboot) */
+    ctl_free(x->ctl);
+    fleet_close(x->fleet);
+    fleet_unlink(x->name);
+    assert_int_equal(fleet_open(x->name, 64, 1, &x->fleet), 0);
+    x->ctl = make_ctl(x);
+    assert_int_equal(ctl_reconcile(x->ctl, T0 + 5000), 0);
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 2);
+    assert_true(s[0].adopted && s[1].adopted);
+    ctl_tick(x->ctl, T0 + 6000);
+    assert_int_equal(x->prov->launch_calls, 1);
+    assert_int_equal(count_activities(x, "adopt"), 2);
+}
+
+static void open_intent_resent_with_its_token(void **state)
+{
+    struct fx *x = *state;
+    /* a crash right after the intent was written, before the provider answered */
+    assert_int_equal(store_intent_create(x->store, "asgd-crashed", x->name, 2, T0), 0);
+    assert_int_equal(ctl_reconcile(x->ctl, T0), 0);
+    assert_int_equal(x->prov->launch_calls, 1);
+    assert_string_equal(x->prov->tokens[0], "asgd-crashed");
+    ctl_tick(x->ctl, T0 + 1000);
+    assert_int_equal(x->prov->launch_calls, 1);
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 2);
+    /* and had the provider already launched them, the same token returns the same ones */
+    ctl_free(x->ctl);
+    x->ctl = make_ctl(x);
+    assert_int_equal(store_intent_create(x->store, "asgd-crashed-2", x->name, 0 + 1, T0), 0);
+    x->prov->live.items[0].launch_token[0] = '\0';
+    snprintf(x->prov->live.items[0].launch_token, PROV_ID_MAX, "asgd-crashed-2");
+    assert_int_equal(ctl_reconcile(x->ctl, T0 + 2000), 0);
+    assert_int_equal(x->prov->live.n, 2);
+}
+
+static void operator_terminate(void **state)
+{
+    struct fx *x = *state;
+    char err[256];
+    int64_t rev;
+    ctl_reconcile(x->ctl, T0);
+    assert_int_equal(store_set_desired(x->store, x->name, 3, &rev), 0);
+    ctl_tick(x->ctl, T0);
+    assert_int_equal(ctl_request_terminate(x->ctl, "i-nope", 0, err, sizeof(err)), CTL_ENOENT);
+    assert_non_null(strstr(err, "i-nope"));
+    assert_int_equal(ctl_request_terminate(x->ctl, "i-001", 1, err, sizeof(err)), 0);
+    ctl_tick(x->ctl, T0 + 1000);
+    struct store_group g;
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    assert_int_equal(g.desired_capacity, 2);
+    assert_int_equal(x->prov->n_terminated, 1);
+    assert_string_equal(x->prov->terminated[0], "i-001");
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 2);
+    /* without decrement at min: replaced */
+    assert_int_equal(ctl_request_terminate(x->ctl, "i-000", 1, err, sizeof(err)), 0);
+    ctl_tick(x->ctl, T0 + 2000);
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    assert_int_equal(g.desired_capacity, 2); /* not below min */
+    assert_int_equal(slots(x, s), 2);
+    assert_int_equal(x->prov->launch_calls, 2);
+}
+
+static void scales_on_load(void **state)
+{
+    struct fx *x = *state;
+    ctl_reconcile(x->ctl, T0);
+    ctl_tick(x->ctl, T0);
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 95);
+    /* inside grace (30 s) the load does not count: no scale-out */
+    for (int i = 1; i <= 25; i++)
+        ctl_tick(x->ctl, T0 + i * 1000);
+    struct store_group g;
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    assert_int_equal(g.desired_capacity, 2);
+    int64_t t = T0 + 26000;
+    for (; t < T0 + 45000 && g.desired_capacity == 2; t += 1000) {
+        x->prov->now = t;
+        ctl_tick(x->ctl, t);
+        assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    }
+    assert_int_equal(g.desired_capacity, 4); /* the seed's factor 2 */
+    assert_true(t - 1000 >= T0 + 30000);     /* only once the load counted */
+    assert_int_equal(count_activities(x, "scale"), 1);
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 4);
+    /* the new ones are booting and inside their grace period: not replaced */
+    assert_int_equal(x->prov->terminate_calls, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(launches_min_through_an_intent, setup, teardown),
+        cmocka_unit_test_setup_teardown(transient_failure_resends_same_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(fatal_error_recorded_once_and_backs_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(describe_failure_forgets_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(vanished_instance_is_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(unhealthy_replaced_only_after_grace, setup, teardown),
+        cmocka_unit_test_setup_teardown(scale_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(restart_adopts_and_launches_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(open_intent_resent_with_its_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(operator_terminate, setup, teardown),
+        cmocka_unit_test_setup_teardown(scales_on_load, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
