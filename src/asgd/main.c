@@ -36,14 +36,7 @@
 #include "fleet/fleet.h"
 #include "http/http.h"
 #include "monitor/mon.h"
-#if __has_include("provider/ec2.h")
 #include "provider/ec2.h"
-#define HAVE_EC2 1
-#else
-struct ec2_settings {
-    int unused;
-};
-#endif
 #include "provider/local.h"
 #include "provider/provider.h"
 #include "sim/sim.h"
@@ -109,10 +102,8 @@ static int load_config(struct daemon *d, const char *path, char *err, size_t err
     if (rc != 0)
         return rc;
     if (d->conf.provider == CONF_PROVIDER_EC2 || cfg_has_section(&d->cfg, "ec2")) {
-#ifdef HAVE_EC2
         if (ec2_settings_load(&d->cfg, &d->ec2, err, errlen) != 0)
             return -1;
-#endif
         d->have_ec2 = 1;
     }
     return cfg_check_unused(&d->cfg, err, errlen);
@@ -223,10 +214,8 @@ static void daemon_release(struct daemon *d)
     provider_free(d->prov);
     fleet_close(d->fleet);
     store_close(d->store);
-#ifdef HAVE_EC2
     if (d->have_ec2)
         ec2_settings_release(&d->ec2);
-#endif
     conf_release(&d->conf);
     cfg_release(&d->cfg);
     free(d->agent_token);
@@ -302,13 +291,8 @@ static int load_tokens(struct daemon *d, char *err, size_t errlen)
 static int make_provider(struct daemon *d, char *err, size_t errlen)
 {
     if (d->conf.provider == CONF_PROVIDER_EC2) {
-#ifdef HAVE_EC2
         return provider_ec2_new(&d->ec2, d->conf.group.name, d->conf.monitor.agent_port,
                                 d->conf.monitor.listen, d->agent_token, &d->prov, err, errlen);
-#else
-        snprintf(err, errlen, "this build has no ec2 provider");
-        return -1;
-#endif
     }
     d->agent_path = resolve_agent(&d->conf);
     if (d->agent_path == NULL)
