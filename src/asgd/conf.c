@@ -477,7 +477,7 @@ int conf_load(const char *path, struct asgd_conf *out, struct cfg *keep, char *e
     if (conf_load_cfg(&cfg, out, err, errlen) != 0)
         goto out;
     if (keep == NULL) {
-        /* TODO(lead): when out->provider == CONF_PROVIDER_EC2, ec2_settings_load(&cfg, ...) */
+        /* no [ec2] reader on this path: asgd's load_config() uses keep and reads it */
         if (cfg_check_unused(&cfg, err, errlen) != 0)
             goto out;
     }

@@ -106,11 +106,11 @@ int conf_load_cfg(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errl
 /*
  * The convenience path: cfg_load(path) ("FILE: cannot open: ..." if it
  * cannot), conf_load_cfg(), then, when keep is NULL, cfg_check_unused() (so
- * until the ec2 provider reads them, [ec2] keys are reported as unknown), and
+ * [ec2] keys are reported as unknown on this path), and
  * the cfg is released. When keep is not NULL the loaded cfg is moved to *keep
  * (the caller's to cfg_release(), also on failure) WITHOUT the unused check:
- * the caller reads [ec2] from it and then calls cfg_check_unused().
- * TODO(lead): call ec2_settings_load() here once it exists, for keep == NULL.
+ * the caller reads [ec2] from it (ec2_settings_load()) and then calls
+ * cfg_check_unused(), as asgd's load_config() in src/asgd/main.c does.
  */
 int conf_load(const char *path, struct asgd_conf *out, struct cfg *keep, char *err, size_t errlen);
 
