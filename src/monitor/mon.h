@@ -20,6 +20,12 @@
  * agent reports a negative value; the last known value stays after a failed
  * call.
  *
+ * Logging: health transitions only, one line each ("instance "i-1" at
+ * 127.0.0.2:50051 is now unhealthy: deadline exceeded (3 consecutive
+ * failures)"); an instance the controller is terminating going unhealthy is
+ * expected and logged at debug level. Registrations are logged once
+ * (not on every periodic re-registration), refusals at most 5 a second.
+ *
  * Who owns what: the controller owns slot life cycles (alloc on launch, free
  * on termination). MonitorS only writes health/load/registration fields of
  * existing slots, except that with accept_unknown a Register from an unknown

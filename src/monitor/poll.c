@@ -42,11 +42,12 @@
 
 #include "common/banned.h"
 
-#define SCAN_TICK_MS  5
-#define IDLE_WAIT_MS  100
-#define HEARTBEAT_MS  1000
-#define RESCAN_MIN_MS 20
-#define REASON_MAX    160
+#define SCAN_TICK_MS       5
+#define IDLE_WAIT_MS       100
+#define HEARTBEAT_MS       1000
+#define RESCAN_MIN_MS      20
+#define CONNECT_TIMEOUT_MS 5000
+#define REASON_MAX         160
 
 enum step { STEP_METRICS = 0, STEP_STATUS, STEP_MEMORY };
 
@@ -107,7 +108,10 @@ int mon__poller_new(struct mon *m, struct mon_poller **out)
     int64_t backoff = m->interval_ms < 1000 ? m->interval_ms : 1000;
     struct rpc_client_opts o = RPC_CLIENT_OPTS_INIT;
     o.reconnect_initial_ms = (int)(backoff < 100 ? backoff : 100);
-    o.reconnect_min_ms = (int)(m->timeout_ms < 1000 ? m->timeout_ms : 1000);
+    /* how long one connection attempt may take (gRPC's min connect timeout): generous, so
+       that thousands of handshakes at start under load are not cut short and retried in a
+       storm; a poll never waits for it, its own deadline ends it */
+    o.reconnect_min_ms = CONNECT_TIMEOUT_MS;
     o.reconnect_max_ms = (int)backoff;
     o.max_message = 16 * 1024;
     o.own_connection = 1;
@@ -226,7 +230,8 @@ struct apply_arg {
     /* out */
     int changed;
     uint8_t health;
-    uint32_t count; /* consecutive results that decided it */
+    uint32_t count;  /* consecutive results that decided it */
+    int terminating; /* the controller is terminating it: its death is expected */
 };
 
 static void apply(struct fleet_slot *s, void *arg)
@@ -256,6 +261,7 @@ static void apply(struct fleet_slot *s, void *arg)
         s->health_changed_ms = a->now_wall;
     a->health = s->health;
     a->count = a->ok ? s->consecutive_ok : s->consecutive_fail;
+    a->terminating = s->lifecycle == FLEET_TERMINATING;
 }
 
 /* Ends the poll in progress: writes the slot, logs a transition, schedules the next. */
@@ -281,6 +287,9 @@ static void finish(struct mon_target *t, int ok, const char *reason)
         if (a.health == FLEET_HEALTH_HEALTHY)
             log_info("instance \"%s\" at %s is now healthy (%u consecutive successes%s)", t->id,
                      t->address, a.count, t->seed ? ", seed protocol" : "");
+        else if (a.terminating) /* expected: the controller is terminating it */
+            log_debug("instance \"%s\" at %s (terminating) is now unhealthy: %s", t->id, t->address,
+                      reason ? reason : "check failed");
         else
             log_info("instance \"%s\" at %s is now unhealthy: %s (%u consecutive failures)", t->id,
                      t->address, reason ? reason : "check failed", a.count);
