@@ -296,6 +296,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             const char *why = NULL;
             if (check_auth(s, conn, &why)) {
                 log_info("http: refused %s %s: unauthorized", method, url);
+                st->route = NULL; /* answered */
                 return send_error(conn, 401, "unauthorized", why, NULL);
             }
             const char *cl =
@@ -307,6 +308,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                     char d[128];
                     snprintf(d, sizeof d, "the request body is larger than the limit of %zu bytes",
                              s->max_body);
+                    st->route = NULL; /* answered */
                     return send_error(conn, 413, "payload too large", d, NULL);
                 }
             }
@@ -314,6 +316,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
+    if (!st->route) {
+        /* answered on the first call (error or asset): MHD normally does not call again, but
+         * if it does, swallow the body and keep the queued answer */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
     if (*upload_data_size) {
         if (!st->too_big) {
             if (st->body.len + *upload_data_size > s->max_body) {
