@@ -122,7 +122,6 @@ dir = %s/state
             if v:
                 return time.monotonic() - t0
             time.sleep(0.02)
-        self.dump()
         raise AssertionError("timed out waiting for " + what)
 
     def dump(self):
@@ -222,6 +221,9 @@ def main():
         assert asgd.poll() is None
         print("ok")
         return 0
+    except BaseException:
+        r.dump()
+        raise
     finally:
         r.close()
 
