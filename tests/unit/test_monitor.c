@@ -186,8 +186,8 @@ static struct mon_settings poll_settings(void)
     mon_settings_init(&s);
     s.listen = NULL; /* poller only */
     s.token = TOKEN;
-    s.interval_ms = 200;
-    s.timeout_ms = 150;
+    s.interval_ms = 2000;
+    s.timeout_ms = 1000;
     s.rise = 2;
     s.fall = 3;
     return s;
@@ -541,7 +541,6 @@ static void max_inflight_caps_concurrency(void **state)
     (void)state;
     struct mon_settings s = poll_settings();
     s.max_inflight = 1;
-    s.timeout_ms = 190;
     struct fx *x = fx_new("cap", &s);
     struct agent *ag[3];
     uint32_t idx[3];
