@@ -1071,12 +1071,10 @@ static int pick_subnet(struct ec2_provider *p, const char *token)
     return (int)best;
 }
 
-static int ec2_launch(struct provider *base, int count, const char *token, struct prov_list *out)
+/* One RunInstances of count instances with ClientToken token; appends them to out. */
+static int run_part(struct ec2_provider *p, int count, const char *token, struct prov_list *out)
 {
-    struct ec2_provider *p = (struct ec2_provider *)base;
-    if (count > 1000)
-        return provider__fail(base, PROV_EINVAL, "ec2 launch: at most 1000 instances per call");
-    pthread_mutex_lock(&p->mu);
+    struct provider *base = &p->base;
     struct ec2_response r = EC2_RESPONSE_INIT;
     struct buf f;
     char num[16];
@@ -1135,8 +1133,11 @@ static int ec2_launch(struct provider *base, int count, const char *token, struc
         if (drc == 0 && found.n > 0) {
             log_info("ec2 launch token \"%s\" was used before: adopting its %zu instance(s)", token,
                      found.n);
-            *out = found;
             rc = 0;
+            for (size_t i = 0; i < found.n && rc == 0; i++)
+                if (prov_list_push(out, &found.items[i]) != 0)
+                    rc = provider__fail(base, PROV_ENOMEM, "out of memory");
+            prov_list_release(&found);
             goto out;
         }
         prov_list_release(&found);
@@ -1151,7 +1152,6 @@ static int ec2_launch(struct provider *base, int count, const char *token, struc
         struct prov_instance pi;
         to_prov(p, &r.instances[i], &pi);
         if (prov_list_push(out, &pi) != 0) {
-            prov_list_release(out);
             rc = provider__fail(base, PROV_ENOMEM, "out of memory");
             goto out;
         }
@@ -1164,6 +1164,73 @@ static int ec2_launch(struct provider *base, int count, const char *token, struc
 out:
     buf_free(&f);
     ec2_response_release(&r);
+    return rc;
+}
+
+/*
+ * The ClientToken of part k of a launch split over subnets: "<token>.<k>", or
+ * when that would pass EC2's 64 characters, a prefix of the token and a hash
+ * of all of it. Deterministic, so a re-sent launch sends the same tokens.
+ */
+static void part_token(const char *token, int k, char *out, size_t outlen)
+{
+    if (strlen(token) + 5 <= 64) {
+        snprintf(out, outlen, "%s.%d", token, k);
+        return;
+    }
+    uint8_t d[SIGV4_SHA256_LEN];
+    char hex[2 * SIGV4_SHA256_LEN + 1];
+    sigv4_sha256(token, strlen(token), d);
+    sigv4_hex(d, sizeof(d), hex);
+    snprintf(out, outlen, "%.40s-%.16s.%d", token, hex, k);
+}
+
+/*
+ * With several subnets a launch of count > 1 is split into one RunInstances
+ * per subnet (count spread evenly), so a group spreads even when the
+ * controller asks for several at once. If some parts fail, the instances of
+ * the others are returned (success with fewer instances): the controller
+ * launches the rest later; the failed parts' tokens may be re-sent safely.
+ */
+static int ec2_launch(struct provider *base, int count, const char *token, struct prov_list *out)
+{
+    struct ec2_provider *p = (struct ec2_provider *)base;
+    if (count > 1000)
+        return provider__fail(base, PROV_EINVAL, "ec2 launch: at most 1000 instances per call");
+    pthread_mutex_lock(&p->mu);
+    int parts = 1;
+    if (count > 1 && p->s.n_subnet_ids > 1)
+        parts = count < (int)p->s.n_subnet_ids ? count : (int)p->s.n_subnet_ids;
+    int rc = 0;
+    if (parts == 1) {
+        rc = run_part(p, count, token, out);
+    } else {
+        int first_err = 0;
+        char first_msg[sizeof(p->base.errmsg)] = "";
+        for (int k = 0; k < parts; k++) {
+            char tok[72];
+            part_token(token, k, tok, sizeof(tok));
+            int n = count / parts + (k < count % parts ? 1 : 0);
+            size_t before = out->n;
+            int prc = run_part(p, n, tok, out);
+            if (prc != 0 && first_err == 0) {
+                first_err = prc;
+                snprintf(first_msg, sizeof(first_msg), "%s", p->base.errmsg);
+            }
+            /* the caller knows the launch by its own token */
+            for (size_t i = before; i < out->n; i++)
+                snprintf(out->items[i].launch_token, sizeof(out->items[i].launch_token), "%s",
+                         token);
+        }
+        if (first_err != 0 && (out->n == 0 || first_err == PROV_ENOMEM)) {
+            rc = provider__fail(base, first_err, "%s", first_msg);
+        } else if (first_err != 0) {
+            log_warn("ec2 launch \"%s\": %zu of %d instances launched; the rest failed: %s", token,
+                     out->n, count, first_msg);
+        }
+    }
+    if (rc != 0)
+        prov_list_release(out);
     pthread_mutex_unlock(&p->mu);
     return rc;
 }
@@ -1350,6 +1417,14 @@ int provider_ec2_new(const struct ec2_settings *s, const char *group_name, int a
         rc = PROV_ENOMEM;
         snprintf(err, errlen, "out of memory");
         goto fail;
+    }
+    if (p->s.n_subnet_ids > 0) {
+        p->subnet_live = calloc(p->s.n_subnet_ids, sizeof(*p->subnet_live));
+        if (p->subnet_live == NULL) {
+            rc = PROV_ENOMEM;
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
     }
     p->bucket = p->s.api_calls_per_second < 1.0 ? 1.0 : p->s.api_calls_per_second;
     p->bucket_ms = clk_mono_ms();

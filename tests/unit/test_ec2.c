@@ -468,6 +468,65 @@ static void launch_parameters(void **state)
     provider_free(p);
 }
 
+/* a launch of several instances with several subnets is split, evenly, and stays idempotent */
+static void split_launch(void **state)
+{
+    struct fixture *f = *state;
+    f->s.subnet_ids = calloc(3, sizeof(char *));
+    f->s.subnet_ids[0] = strdup("subnet-aaaa");
+    f->s.subnet_ids[1] = strdup("subnet-bbbb");
+    f->s.subnet_ids[2] = strdup("subnet-cccc");
+    f->s.n_subnet_ids = 3;
+    struct provider *p = make(f, "split");
+    struct prov_list l = PROV_LIST_INIT;
+    /* a 63-character token: the part tokens must still fit EC2's 64 */
+    const char *tok = "t23456789012345678901234567890123456789012345678901234567890123";
+    assert_int_equal(strlen(tok), 63);
+    assert_int_equal(provider_launch(p, 5, tok, &l), 0);
+    assert_int_equal(l.n, 5);
+    for (size_t i = 0; i < l.n; i++)
+        assert_string_equal(l.items[i].launch_token, tok);
+    char first[5][PROV_ID_MAX];
+    for (size_t i = 0; i < 5; i++)
+        snprintf(first[i], sizeof(first[i]), "%s", l.items[i].id);
+    prov_list_release(&l);
+    json_t *all = admin(f, "/_admin/instances", NULL);
+    int per[3] = {0, 0, 0};
+    size_t i;
+    json_t *it;
+    json_array_foreach(all, i, it)
+    {
+        const char *subnet = json_string_value(json_object_get(it, "subnet"));
+        per[subnet[7] - 'a']++;
+        assert_true(strlen(json_string_value(json_object_get(it, "client_token"))) <= 64);
+    }
+    json_decref(all);
+    assert_true(per[0] >= 1 && per[1] >= 1 && per[2] >= 1);
+    assert_int_equal(per[0] + per[1] + per[2], 5);
+    /* re-sent: the same five, nothing new */
+    assert_int_equal(provider_launch(p, 5, tok, &l), 0);
+    assert_int_equal(l.n, 5);
+    for (size_t k = 0; k < 5; k++)
+        assert_non_null(find(&l, first[k]));
+    prov_list_release(&l);
+    assert_int_equal(stat_of(f, "launched"), 5);
+    /* a part that fails (capacity) while others succeed: fewer instances, success */
+    set_faults(f, "{\"capacity\": 0.5}");
+    int partial = 0;
+    for (int k = 0; k < 6 && !partial; k++) {
+        char t2[32];
+        snprintf(t2, sizeof(t2), "partial-%d", k);
+        int rc = provider_launch(p, 3, t2, &l);
+        if (rc == 0 && l.n < 3)
+            partial = 1;
+        if (rc != 0)
+            assert_int_equal(rc, PROV_ECAPACITY);
+        prov_list_release(&l);
+    }
+    assert_true(partial);
+    provider_free(p);
+}
+
 static void pagination(void **state)
 {
     struct fixture *f = *state;
@@ -716,6 +775,7 @@ int main(void)
         cmocka_unit_test(settings_errors),
         cmocka_unit_test_setup_teardown(launch_describe_terminate, setup, teardown),
         cmocka_unit_test_setup_teardown(launch_parameters, setup, teardown),
+        cmocka_unit_test_setup_teardown(split_launch, setup, teardown),
         cmocka_unit_test_setup_teardown(pagination, setup, teardown),
         cmocka_unit_test_setup_teardown(throttling_converges, setup, teardown),
         cmocka_unit_test_setup_teardown(capacity_and_parameter_errors, setup, teardown),
