@@ -22,9 +22,11 @@
  *
  * Logging: health transitions only, one line each ("instance "i-1" at
  * 127.0.0.2:50051 is now unhealthy: deadline exceeded (3 consecutive
- * failures)"); an instance the controller is terminating going unhealthy is
- * expected and logged at debug level. Registrations are logged once
- * (not on every periodic re-registration), refusals at most 5 a second.
+ * failures)"); expected ones are logged at debug level: an instance the
+ * controller is terminating going unhealthy, and a PENDING instance that has
+ * never been healthy (still booting) going from UNKNOWN to UNHEALTHY.
+ * Registrations are logged once (not on every periodic re-registration),
+ * refusals at most 5 a second.
  *
  * Who owns what: the controller owns slot life cycles (alloc on launch, free
  * on termination). MonitorS only writes health/load/registration fields of

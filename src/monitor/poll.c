@@ -230,8 +230,9 @@ struct apply_arg {
     /* out */
     int changed;
     uint8_t health;
-    uint32_t count;  /* consecutive results that decided it */
-    int terminating; /* the controller is terminating it: its death is expected */
+    uint32_t count; /* consecutive results that decided it */
+    int quiet;      /* expected transition: logged at debug (see finish()) */
+    uint8_t before; /* health before this result */
 };
 
 static void apply(struct fleet_slot *s, void *arg)
@@ -255,13 +256,18 @@ static void apply(struct fleet_slot *s, void *arg)
         s->mem_pct = t->mem;
         s->load1 = t->load1;
     }
+    a->before = s->health;
     a->changed = mon_health_observe(&s->health, &s->consecutive_ok, &s->consecutive_fail, a->ok,
                                     a->rise, a->fall);
     if (a->changed)
         s->health_changed_ms = a->now_wall;
     a->health = s->health;
     a->count = a->ok ? s->consecutive_ok : s->consecutive_fail;
-    a->terminating = s->lifecycle == FLEET_TERMINATING;
+    /* expected, not worth an operator's attention: an instance the controller is terminating
+       going down, or one still booting (PENDING, never healthy yet) not answering yet */
+    a->quiet = a->changed && s->health == FLEET_HEALTH_UNHEALTHY &&
+               (s->lifecycle == FLEET_TERMINATING ||
+                (s->lifecycle == FLEET_PENDING && a->before == FLEET_HEALTH_UNKNOWN));
 }
 
 /* Ends the poll in progress: writes the slot, logs a transition, schedules the next. */
@@ -287,9 +293,9 @@ static void finish(struct mon_target *t, int ok, const char *reason)
         if (a.health == FLEET_HEALTH_HEALTHY)
             log_info("instance \"%s\" at %s is now healthy (%u consecutive successes%s)", t->id,
                      t->address, a.count, t->seed ? ", seed protocol" : "");
-        else if (a.terminating) /* expected: the controller is terminating it */
-            log_debug("instance \"%s\" at %s (terminating) is now unhealthy: %s", t->id, t->address,
-                      reason ? reason : "check failed");
+        else if (a.quiet)
+            log_debug("instance \"%s\" at %s (terminating or booting) is now unhealthy: %s", t->id,
+                      t->address, reason ? reason : "check failed");
         else
             log_info("instance \"%s\" at %s is now unhealthy: %s (%u consecutive failures)", t->id,
                      t->address, reason ? reason : "check failed", a.count);
