@@ -405,9 +405,11 @@ enum prov_state ec2_state_to_prov(int code)
         return PROV_RUNNING;
     case EC2_SHUTTING_DOWN:
     case EC2_STOPPING:
+    case EC2_STOPPED:
+        /* stopped: on its way out too. As PROV_GONE the controller would forget it and
+           leave it stopped (still paying for its volumes); as stopping it terminates it */
         return PROV_STOPPING;
     case EC2_TERMINATED:
-    case EC2_STOPPED:
         return PROV_GONE;
     default:
         return PROV_PENDING;

@@ -72,7 +72,12 @@ int ec2_xml_parse(const char *xml, size_t len, struct ec2_response *out, char *e
 /* Frees what *r owns; *r becomes EC2_RESPONSE_INIT. NULL is a no-op. */
 void ec2_response_release(struct ec2_response *r);
 
-/* Maps an EC2 state code to the provider's state (unknown -> PROV_PENDING). */
+/*
+ * Maps an EC2 state code to the provider's state: pending -> PENDING, running ->
+ * RUNNING, shutting-down/stopping/stopped -> STOPPING, terminated -> GONE,
+ * unknown -> PENDING. Stopped is "stopping" on purpose: the controller then
+ * terminates the instance instead of forgetting it while it stays stopped.
+ */
 enum prov_state ec2_state_to_prov(int code);
 /* Parses "2026-11-29T07:30:00.000Z" (fraction and Z optional) into wall ms; -1 if invalid. */
 int64_t ec2_parse_time(const char *iso);

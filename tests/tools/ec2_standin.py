@@ -29,6 +29,7 @@ Faults (flags, or POST /_admin/faults with a JSON object of the same names):
 
 Admin (unsigned, for tests): GET /_admin/stats, GET /_admin/instances,
 POST /_admin/terminate?id=i-... (terminate behind the client's back),
+POST /_admin/stop?id=i-... (stop it: stopping, then stopped after --pending-seconds),
 POST /_admin/reset, POST /_admin/faults.
 
 Prints "port N" once listening and writes N to --port-file.
@@ -77,6 +78,7 @@ class Instance:
         self.tags = dict(tags)
         self.launched = time.time()
         self.terminate_at = None
+        self.stop_at = None
         self.index = index
         self.user_data = params.get("UserData", "")
 
@@ -86,6 +88,8 @@ class Instance:
             if now - self.terminate_at >= st.args.shutdown_seconds:
                 return "terminated"
             return "shutting-down"
+        if self.stop_at is not None:
+            return "stopped" if now - self.stop_at >= st.args.pending_seconds else "stopping"
         if now - self.launched >= st.args.pending_seconds:
             return "running"
         return "pending"
@@ -540,6 +544,16 @@ def make_handler(st):
                                           "application/json")
                     terminate(st, ids)
                     return self.reply(200, json.dumps({"terminated": ids}), "application/json")
+                if u.path == "/_admin/stop" and method == "POST":
+                    ids = q.get("id", [])
+                    try:
+                        check_ids(st, ids)
+                    except ApiError as e:
+                        return self.reply(404, json.dumps({"error": e.message}),
+                                          "application/json")
+                    for iid in ids:
+                        st.instances[iid].stop_at = st.instances[iid].stop_at or time.time()
+                    return self.reply(200, json.dumps({"stopped": ids}), "application/json")
                 if u.path == "/_admin/reset" and method == "POST":
                     st.reset_stats()
                     return self.reply(200, "{}", "application/json")

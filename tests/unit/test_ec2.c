@@ -360,6 +360,16 @@ static void launch_describe_terminate(void **state)
     assert_int_equal(find(&l, id0)->state, PROV_RUNNING);
     prov_list_release(&l);
 
+    /* stopped behind our back: reported as on its way out, so the controller terminates it */
+    char path[128];
+    snprintf(path, sizeof(path), "/_admin/stop?id=%s", id1);
+    json_decref(admin(f, path, ""));
+    sleep_ms(400);
+    assert_int_equal(provider_describe(p, &l), 0);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(find(&l, id1)->state, PROV_STOPPING);
+    prov_list_release(&l);
+
     const char *ids[] = {id0};
     assert_int_equal(provider_terminate(p, ids, 1), 0);
     assert_int_equal(provider_describe(p, &l), 0);

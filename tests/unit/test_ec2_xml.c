@@ -96,7 +96,12 @@ static void describe_pages(void **state)
     assert_int_equal(parse_file("describe_page2.xml", &r, err, sizeof(err)), 0);
     assert_int_equal(r.n_instances, 1);
     assert_null(r.next_token);
-    assert_int_equal(ec2_state_to_prov(r.instances[0].state_code), PROV_GONE);
+    /* stopped counts as on its way out (the controller terminates it), not as gone */
+    assert_int_equal(ec2_state_to_prov(r.instances[0].state_code), PROV_STOPPING);
+    assert_int_equal(ec2_state_to_prov(EC2_TERMINATED), PROV_GONE);
+    assert_int_equal(ec2_state_to_prov(EC2_PENDING), PROV_PENDING);
+    assert_int_equal(ec2_state_to_prov(EC2_STOPPING), PROV_STOPPING);
+    assert_int_equal(ec2_state_to_prov(7), PROV_PENDING);
     ec2_response_release(&r);
 
     assert_int_equal(parse_file("describe_empty_page.xml", &r, err, sizeof(err)), 0);
