@@ -8,7 +8,11 @@
  *   - agent CPU per poll while polled at 1,000 polls/s for 5 s, where a poll
  *     is the seed's pair GetStatus + GetMemoryUsage, sent by the async rpc
  *     client over one persistent channel (how MonitorS polls),
- *   - the poller's own CPU per poll (this process, i.e. MonitorS's side).
+ *   - the poller's own CPU per poll (this process, i.e. MonitorS's side),
+ *   - how long after an agent restart a persistent channel answers again,
+ *     with rpc.h's settings (reconnect backoff, 100 ms backup poller) and, as
+ *     its baseline, gRPC's defaults (measured in a child process, because
+ *     gRPC reads the backup poller interval once per process).
  * Prints the numbers and the ratio baseline / monitorc. No thresholds: the
  * machine is shared and noisy (+-30 %). The baseline is skipped, and said
  * so, when /usr/bin/python3 with grpcio or the seed agent is missing.
@@ -239,6 +243,56 @@ out:
     rpc_client_free(cl);
 }
 
+/* Time from an agent's restart (after kill -9 and 1.5 s of failing polls) until
+ * a persistent channel with these options answers again, ms; -1 on failure. */
+static double reconnect_ms(char *const argv[], const char *target, const struct rpc_client_opts *o)
+{
+    double result = -1;
+    int in_fd = -1;
+    pid_t pid = spawn(argv, &in_fd, NULL);
+    if (pid < 0 || !ready(target))
+        goto out;
+    struct rpc_client *cl = rpc_client_new(o);
+    struct rpc_channel *ch = rpc_channel_new(cl, target);
+    struct load_run lr = {0, 0};
+    uint8_t empty[1];
+    if (!ch)
+        goto done;
+    rpc_client_call(cl, ch, "/MonitorC/GetStatus", empty, 0, 1000, on_done, &lr);
+    while (rpc_client_inflight(cl) > 0)
+        rpc_client_poll(cl, 100);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(in_fd);
+    pid = -1;
+    int64_t until = clk_mono_ms() + 1500;
+    while (clk_mono_ms() < until) {
+        rpc_client_call(cl, ch, "/MonitorC/GetStatus", empty, 0, 200, on_done, &lr);
+        while (rpc_client_inflight(cl) > 0)
+            rpc_client_poll(cl, 100);
+        usleep(50000);
+    }
+    pid = spawn(argv, &in_fd, NULL);
+    int64_t t0 = clk_mono_ms();
+    while (pid > 0 && clk_mono_ms() - t0 < 30000) {
+        long failed = lr.failed;
+        rpc_client_call(cl, ch, "/MonitorC/GetStatus", empty, 0, 200, on_done, &lr);
+        while (rpc_client_inflight(cl) > 0)
+            rpc_client_poll(cl, 100);
+        if (lr.failed == failed) {
+            result = (double)(clk_mono_ms() - t0);
+            break;
+        }
+        usleep(20000);
+    }
+done:
+    rpc_client_free(cl);
+out:
+    if (pid > 0)
+        stop(pid, in_fd);
+    return result;
+}
+
 static void row(const char *name, int decimals, double a, double b, int have_b)
 {
     char sa[32], sb[32];
@@ -253,12 +307,46 @@ static void row(const char *name, int decimals, double a, double b, int have_b)
         printf("  %-28s %12s %12s %10s\n", name, sa, sb, "-");
 }
 
-int main(void)
+/* The baseline of the reconnect figure runs in a child with gRPC's default
+ * backup poller (5 s): gRPC reads it once per process. Prints ms. */
+static double reconnect_default_child(const char *exe, char *const margv[])
+{
+    char cmd[2 * PATH_MAX + 128];
+    snprintf(cmd, sizeof(cmd),
+             "GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS=5000 '%s' "
+             "--reconnect-default '%s'",
+             exe, margv[0]);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    double ms = -1;
+    if (fscanf(p, "%lf", &ms) != 1)
+        ms = -1;
+    pclose(p);
+    return ms;
+}
+
+int main(int argc, char **argv)
 {
     char exe[PATH_MAX], build[PATH_MAX], src[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n <= 0)
         return 1;
+    if (argc == 3 && strcmp(argv[1], "--reconnect-default") == 0) {
+        char listen_arg[64], target[64];
+        int port = free_port();
+        snprintf(listen_arg, sizeof(listen_arg), "127.0.0.1:%d", port);
+        snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+        char *margv[] = {argv[2],  "--listen", listen_arg,    "--instance-id", "bench",
+                         "--load", "simulate", "--log-level", "warn",          NULL};
+        setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+        struct rpc_client_opts dflt = RPC_CLIENT_OPTS_INIT;
+        dflt.reconnect_initial_ms = 1000;
+        dflt.reconnect_min_ms = 20000;
+        dflt.reconnect_max_ms = 120000;
+        printf("%.0f\n", reconnect_ms(margv, target, &dflt));
+        return 0;
+    }
     exe[n] = '\0';
     const char *env_build = getenv("ASGD_BUILD_DIR");
     if (env_build)
@@ -297,6 +385,11 @@ int main(void)
     struct figures c;
     measure(pid, target, &c);
     stop(pid, in_fd);
+    /* how soon a poller sees a restarted agent: rpc.h's tuned reconnect backoff
+     * vs gRPC's defaults (1 s initial, 20 s connect timeout, 120 s cap) */
+    struct rpc_client_opts tuned = RPC_CLIENT_OPTS_INIT;
+    double rc_tuned = reconnect_ms(margv, target, &tuned);
+    double rc_dflt = reconnect_default_child(exe, margv);
     if (!c.ok) {
         fprintf(stderr, "bench_agent: monitorc did not answer\n");
         return 1;
@@ -338,6 +431,9 @@ int main(void)
     row("agent CPU per poll (us)", 1, c.agent_us_per_poll, py.agent_us_per_poll, py.ok);
     row("poller CPU per poll (us)", 1, c.poller_us_per_poll, py.poller_us_per_poll, py.ok);
     printf("  failed calls: monitorc %ld, seed agent %ld\n", c.failed, py.failed);
+    printf("  restarted agent answers a persistent channel again after: %.0f ms with rpc.h's\n"
+           "  settings, %.0f ms with gRPC's defaults (ratio %.1fx)\n",
+           rc_tuned, rc_dflt, rc_tuned > 0 ? rc_dflt / rc_tuned : 0.0);
     if (!py.ok)
         printf("  (baseline unavailable: needs /usr/bin/python3 with grpcio and %s)\n", seed);
     return 0;

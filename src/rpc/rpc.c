@@ -74,6 +74,27 @@ int rpc_reply_pack(struct rpc_reply *reply, const ProtobufCMessage *msg)
     return rpc_pack(msg, &reply->data, &reply->len);
 }
 
+/*
+ * A client channel's connection attempt is only driven while some thread
+ * polls a completion queue with a call pending on that channel, or by gRPC's
+ * "backup poller" (every 5 s by default). A poller whose calls to a restarted
+ * agent fail fast has no call pending, so the reconnect used to complete only
+ * on the backup poller's tick: 3-8 s after the agent came back, whatever the
+ * reconnect backoff. gRPC reads the interval from the environment once, at
+ * its first grpc_init(): set 100 ms there unless the operator chose a value.
+ */
+static void set_backup_poll(void)
+{
+    setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", "100", 0);
+}
+
+static void rpc_grpc_init(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, set_backup_poll);
+    grpc_init();
+}
+
 static gpr_timespec ms_from_now(int64_t ms)
 {
     return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
@@ -159,12 +180,12 @@ struct rpc_server *rpc_server_new(const struct rpc_server_opts *opts)
         srv->opts.preposted = 32;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
-    grpc_init();
+    rpc_grpc_init();
     srv->grpc_ref = 1;
 
     int maxmsg =
         srv->opts.max_message > (size_t)0x7fffffff ? 0x7fffffff : (int)srv->opts.max_message;
-    grpc_arg args[3];
+    grpc_arg args[4];
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
     args[0].value.integer = maxmsg;
@@ -176,7 +197,12 @@ struct rpc_server *rpc_server_new(const struct rpc_server_opts *opts)
     args[2].type = GRPC_ARG_INTEGER;
     args[2].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
     args[2].value.integer = 0;
-    grpc_channel_args chargs = {3, args};
+    /* a client opening thousands of streams on one connection queues them, it
+     * does not grow our memory without bound */
+    args[3].type = GRPC_ARG_INTEGER;
+    args[3].key = (char *)GRPC_ARG_MAX_CONCURRENT_STREAMS;
+    args[3].value.integer = 100;
+    grpc_channel_args chargs = {4, args};
     srv->server = grpc_server_create(&chargs, NULL);
     srv->cq = grpc_completion_queue_create_for_next(NULL);
     if (!srv->server || !srv->cq) {
@@ -623,7 +649,7 @@ struct rpc_client *rpc_client_new(const struct rpc_client_opts *opts)
     cl->chargs.num_args = n;
     cl->chargs.args = cl->args;
     pthread_mutex_init(&cl->mu, NULL);
-    grpc_init();
+    rpc_grpc_init();
     cl->cq = grpc_completion_queue_create_for_next(NULL);
     if (!cl->cq) {
         pthread_mutex_destroy(&cl->mu);

@@ -24,6 +24,10 @@
  * matching _free drops it, so callers never call grpc_init themselves.
  * gRPC starts its own threads: a program that wants signals delivered to one
  * thread must block them (pthread_sigmask) before creating any rpc object.
+ * The first rpc object created sets GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS
+ * to 100 in the environment (unless already set) before gRPC reads it: with
+ * gRPC's 5 s default a persistent channel sees a restarted agent 3-8 s late.
+ * Create it before other threads that call getenv/setenv start.
  */
 #ifndef ASGD_RPC_H
 #define ASGD_RPC_H
@@ -102,6 +106,9 @@ struct rpc_server_opts {
                            Larger requests fail with RESOURCE_EXHAUSTED, handler not called. */
     int preposted;      /* calls requested from gRPC in advance; 0 = 32 */
 };
+/* Also fixed for every server: at most 100 concurrent streams per connection
+ * (more wait in gRPC's queue), and no SO_REUSEPORT (a second server on a port
+ * in use fails with RPC_EBIND instead of sharing it). */
 #define RPC_SERVER_OPTS_INIT                                                                       \
     {                                                                                              \
         0, 0                                                                                       \
@@ -168,7 +175,8 @@ struct rpc_client_opts {
     int reconnect_initial_ms; /* first reconnect backoff; 0 = 200 */
     int reconnect_min_ms;     /* minimum connect attempt timeout; 0 = 200 */
     int reconnect_max_ms;     /* backoff cap; 0 = 1000 (an agent restart is seen within ~1 s) */
-    size_t max_message;       /* largest response accepted; 0 = RPC_DEFAULT_MAX_MESSAGE */
+    size_t max_message;       /* largest response accepted and request sent;
+                                 0 = RPC_DEFAULT_MAX_MESSAGE */
     int own_connection;       /* 1 = each channel gets its own TCP connection
                                  (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL); 0 = channels to the
                                  same target share one */

@@ -368,6 +368,48 @@ static void server_shutdown_with_calls_in_flight(void **state)
     fixture_stop(f);
 }
 
+/* One call, polled to completion; returns its status. */
+static grpc_status_code call_once(struct rpc_client *cl, struct rpc_channel *ch, int deadline_ms)
+{
+    struct outcome o = {0};
+    assert_int_equal(
+        rpc_client_call(cl, ch, "/T/Echo", (uint8_t *)"r", 1, deadline_ms, on_done, &o), 0);
+    poll_until(cl, &o, 1, 1);
+    assert_int_equal(o.fired, 1);
+    return o.status;
+}
+
+static void persistent_channel_survives_server_restart(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_start(0);
+    int port = f->port;
+    struct rpc_client *cl = rpc_client_new(NULL);
+    struct rpc_channel *ch = rpc_channel_new(cl, f->target);
+    assert_int_equal(call_once(cl, ch, 2000), GRPC_STATUS_OK);
+    /* the agent goes away: calls fail (fast), they do not hang */
+    rpc_server_shutdown(f->srv, 0);
+    rpc_server_free(f->srv);
+    f->srv = NULL;
+    grpc_status_code st = GRPC_STATUS_OK;
+    for (int i = 0; i < 50 && st == GRPC_STATUS_OK; i++)
+        st = call_once(cl, ch, 500);
+    assert_int_not_equal(st, GRPC_STATUS_OK);
+    /* it comes back on the same port: the same channel reconnects by itself */
+    f->srv = rpc_server_new(NULL);
+    assert_int_equal(rpc_server_add_method(f->srv, "/T/Echo", h_echo, NULL), 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    assert_int_equal(rpc_server_bind(f->srv, addr, NULL), 0);
+    assert_int_equal(rpc_server_start(f->srv), 0);
+    int64_t end = clk_mono_ms() + 20000;
+    while ((st = call_once(cl, ch, 500)) != GRPC_STATUS_OK && clk_mono_ms() < end)
+        usleep(50000);
+    assert_int_equal(st, GRPC_STATUS_OK);
+    rpc_client_free(cl);
+    fixture_stop(f);
+}
+
 static void server_api_errors(void **state)
 {
     (void)state;
@@ -414,6 +456,7 @@ int main(void)
         cmocka_unit_test(deadline_expires),
         cmocka_unit_test(client_shutdown_fires_each_callback_once),
         cmocka_unit_test(server_shutdown_with_calls_in_flight),
+        cmocka_unit_test(persistent_channel_survives_server_restart),
         cmocka_unit_test(server_api_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
