@@ -280,6 +280,8 @@ int main(int argc, char **argv)
         goto out;
     }
     if (o.app_url) {
+        /* "OK" only once the application has answered */
+        agent_state_set_app_healthy(st, 0);
         health = agent_health_start(o.app_url, (int)o.app_timeout_ms, 2000, st);
         if (!health) {
             log_error("cannot start the application health check");
