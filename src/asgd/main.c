@@ -545,6 +545,10 @@ static int cmd_status(const struct opts *o)
                                 slots[i].load >= 0 ? json_real(slots[i].load) : json_null());
             json_object_set_new(it, "launched_at_ms", json_integer(slots[i].launched_at_ms));
             json_object_set_new(it, "pid", json_integer(slots[i].pid));
+            json_object_set_new(it, "registered", json_boolean(slots[i].registered));
+            json_object_set_new(it, "seed_protocol", json_boolean(slots[i].seed_protocol));
+            json_object_set_new(it, "app_healthy", json_boolean(slots[i].app_healthy));
+            json_object_set_new(it, "adopted", json_boolean(slots[i].adopted));
             json_array_append_new(arr, it);
         }
         json_object_set_new(root, "instances", arr);
