@@ -342,6 +342,7 @@ static int parse_text(struct cfg *c, const char *name, const char *text, size_t 
 {
     struct parser p = {
         .c = c, .name = name, .line = 0, .cur_section = -1, .err = err, .errlen = errlen};
+    /* cppcheck-suppress pointerOutOfBoundsCond ; end is one past the last byte, as usual */
     const char *s = text, *end = text + len;
     /* a UTF-8 byte order mark is tolerated */
     if (len >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0)

@@ -29,12 +29,15 @@ struct cfg {
     char *path;
     struct cfg_entry *entries;
     size_t n;
-    char **sections;     /* every section header seen, in order */
-    int *section_lines;  /* line of each header */
+    char **sections;    /* every section header seen, in order */
+    int *section_lines; /* line of each header */
     size_t n_sections;
 };
 
-#define CFG_INIT {0}
+#define CFG_INIT                                                                                   \
+    {                                                                                              \
+        0                                                                                          \
+    }
 
 /* Reads path. On failure *c is left empty (cfg_release is still safe). */
 int cfg_load(struct cfg *c, const char *path, char *err, size_t errlen);
@@ -50,7 +53,8 @@ int cfg_has_section(const struct cfg *c, const char *section);
 
 /* Typed getters: absent key -> *out = def, return 0. Present and invalid -> -1 + message. */
 int cfg_get_str(struct cfg *c, const char *sec, const char *key, const char *def, char **out,
-                char *err, size_t errlen); /* *out is malloc'd (caller frees), or NULL if def NULL */
+                char *err,
+                size_t errlen); /* *out is malloc'd (caller frees), or NULL if def NULL */
 int cfg_get_int(struct cfg *c, const char *sec, const char *key, long def, long min, long max,
                 long *out, char *err, size_t errlen);
 int cfg_get_double(struct cfg *c, const char *sec, const char *key, double def, double min,

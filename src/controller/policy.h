@@ -34,8 +34,8 @@ struct policy_settings {
     double down_factor;    /* 0.5 */
     int64_t cooldown_ms;   /* threshold: 0 means evaluation_period */
     /* target */
-    double target;         /* 60 */
-    double tolerance;      /* 0.1 */
+    double target;                /* 60 */
+    double tolerance;             /* 0.1 */
     int64_t scale_down_window_ms; /* 300 s */
     /* both */
     int64_t evaluation_period_ms; /* threshold 60 s, target 15 s */
@@ -63,15 +63,15 @@ struct policy_state {
 struct policy_input {
     int64_t now_ms;
     int min_size, max_size;
-    int current;       /* instances counted toward capacity: in service + booting */
-    double avg_load;   /* observed average load of in-service instances, 0..100; < 0: no data */
+    int current;     /* instances counted toward capacity: in service + booting */
+    double avg_load; /* observed average load of in-service instances, 0..100; < 0: no data */
 };
 
 struct policy_decision {
-    int evaluated;     /* 1 if the policy ran at this time (period elapsed) */
-    int desired;       /* the new desired count (== current when no change) */
-    int changed;       /* desired != current */
-    char cause[256];   /* human text: "average load 83% > 70% for 60s: 2 -> 4" */
+    int evaluated;   /* 1 if the policy ran at this time (period elapsed) */
+    int desired;     /* the new desired count (== current when no change) */
+    int changed;     /* desired != current */
+    char cause[256]; /* human text: "average load 83% > 70% for 60s: 2 -> 4" */
 };
 
 /* Always succeeds for valid settings; returns 0. */

@@ -26,15 +26,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FLEET_ID_MAX       64
-#define FLEET_ADDR_MAX     64
-#define FLEET_DEFAULT_CAP  4096
+#define FLEET_ID_MAX      64
+#define FLEET_ADDR_MAX    64
+#define FLEET_DEFAULT_CAP 4096
 
 enum fleet_lifecycle {
-    FLEET_FREE = 0,        /* slot unused */
-    FLEET_PENDING,         /* launched, booting: not yet healthy, or within grace period */
-    FLEET_IN_SERVICE,      /* counted in the load average, replaced if unhealthy */
-    FLEET_TERMINATING,     /* terminate requested, waiting for the provider to confirm */
+    FLEET_FREE = 0,    /* slot unused */
+    FLEET_PENDING,     /* launched, booting: not yet healthy, or within grace period */
+    FLEET_IN_SERVICE,  /* counted in the load average, replaced if unhealthy */
+    FLEET_TERMINATING, /* terminate requested, waiting for the provider to confirm */
     FLEET_LIFECYCLE_COUNT,
 };
 
@@ -51,23 +51,23 @@ struct fleet_slot {
     uint32_t generation;
     char id[FLEET_ID_MAX];
     char address[FLEET_ADDR_MAX];
-    uint8_t lifecycle;          /* enum fleet_lifecycle */
-    uint8_t health;             /* enum fleet_health */
-    uint8_t registered;         /* the agent called Register */
-    uint8_t seed_protocol;      /* agent only answers GetStatus/GetMemoryUsage */
-    uint8_t app_healthy;        /* last GetStatus/GetMetrics said the app is OK */
-    uint8_t adopted;            /* found running at start, not launched by this asgd */
-    int32_t pid;                /* local provider: the agent's pid, else 0 */
-    int64_t launched_at_ms;     /* wall clock */
-    int64_t in_service_at_ms;   /* wall clock when it became IN_SERVICE, 0 if never */
-    int64_t last_seen_ms;       /* wall clock of the last successful poll, 0 if never */
-    int64_t health_changed_ms;  /* wall clock of the last health transition */
-    double load;                /* 0..100 as the agent reports it; < 0 when unknown */
+    uint8_t lifecycle;         /* enum fleet_lifecycle */
+    uint8_t health;            /* enum fleet_health */
+    uint8_t registered;        /* the agent called Register */
+    uint8_t seed_protocol;     /* agent only answers GetStatus/GetMemoryUsage */
+    uint8_t app_healthy;       /* last GetStatus/GetMetrics said the app is OK */
+    uint8_t adopted;           /* found running at start, not launched by this asgd */
+    int32_t pid;               /* local provider: the agent's pid, else 0 */
+    int64_t launched_at_ms;    /* wall clock */
+    int64_t in_service_at_ms;  /* wall clock when it became IN_SERVICE, 0 if never */
+    int64_t last_seen_ms;      /* wall clock of the last successful poll, 0 if never */
+    int64_t health_changed_ms; /* wall clock of the last health transition */
+    double load;               /* 0..100 as the agent reports it; < 0 when unknown */
     double cpu_pct, mem_pct, load1;
-    uint32_t consecutive_ok;    /* successes since the last failure */
-    uint32_t consecutive_fail;  /* failures since the last success */
+    uint32_t consecutive_ok;   /* successes since the last failure */
+    uint32_t consecutive_fail; /* failures since the last success */
     uint64_t polls_ok, polls_failed;
-    int64_t last_rtt_us;        /* last poll's round trip */
+    int64_t last_rtt_us; /* last poll's round trip */
 };
 
 struct fleet;
@@ -134,7 +134,7 @@ enum fleet_error {
     FLEET_EFULL = -3,
     FLEET_ESTALE = -4,
     FLEET_EINVAL = -5,
-    FLEET_ESYS = -6,     /* shm_open/mmap/ftruncate failed: see errno */
+    FLEET_ESYS = -6, /* shm_open/mmap/ftruncate failed: see errno */
     FLEET_EVERSION = -7,
 };
 const char *fleet_strerror(int code);

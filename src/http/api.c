@@ -294,6 +294,7 @@ void http__get_instances(struct http_req *r, struct http_reply *rep)
             return;
         }
         struct store_instance key;
+        memset(&key, 0, sizeof key);
         snprintf(key.id, sizeof key.id, "%s", x->id);
         const struct store_instance *si =
             nstored ? bsearch(&key, stored, nstored, sizeof *stored, cmp_store_inst) : NULL;

@@ -424,6 +424,8 @@ static int migrate(struct store *st)
     for (int v = version + 1; !rc && v <= STORE_SCHEMA_VERSION; v++) {
         char what[64];
         snprintf(what, sizeof(what), "cannot migrate the schema to version %d", v);
+        /* v >= 1: version >= 0 was checked above */
+        /* cppcheck-suppress negativeIndex */
         rc = exec(st, migrations[v - 1], what);
         if (!rc) {
             char sql[128];
