@@ -8,6 +8,7 @@ whole test, and asgd must still:
      admin API, as if someone used the console);
   3. survive kill -9 and a restart without launching anything twice (same
      instances adopted by tag; the stand-in counts real launches);
+  4. keep its instances through an EC2 outage (every request 503 Unavailable);
 and never run more than max_size instances.
 Meanwhile a second asgd with a wrong secret key talks to a second stand-in: it
 must log one clear error and make no more than a few calls a minute.
@@ -142,9 +143,24 @@ def main():
         assert peak[0] <= 4, "more than max_size live: %d" % peak[0]
         print("restart adopted %s without a launch; %d requests, %d throttled; peak %d live"
               % (after, st.stats["requests"], st.stats["throttled"], peak[0]))
+
+        # 4. an EC2 outage (every request 503 Unavailable): asgd forgets nothing, launches nothing
+        with st.lock:
+            st.faults["unavailable"] = 1.0
+            seen = st.stats["errors"].get("Unavailable", 0)
+        wait_until(lambda: st.stats["errors"].get("Unavailable", 0) > seen, 30,
+                   what="a describe during the outage")
+        time.sleep(2)
+        assert running_ids(g) == after, (running_ids(g), after)
+        with st.lock:
+            st.faults["unavailable"] = 0.0
+        assert st.stats["launched"] == 3, st.stats
+        assert live_ids(st, g.name) == after
+        print("outage: %d requests answered Unavailable, the group kept %s"
+              % (st.stats["errors"]["Unavailable"] - seen, after))
         g.stop(p)
 
-        # 4. the asgd with the wrong key: one clear error, a few calls a minute
+        # 5. the asgd with the wrong key: one clear error, a few calls a minute
         elapsed = time.monotonic() - t_bad
         calls = bad_st.stats["requests"]
         log = bad.log_text()
