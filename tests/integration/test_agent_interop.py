@@ -395,6 +395,17 @@ class AgentInterop(unittest.TestCase):
         self.assertEqual(pong.instance_id, socket.gethostname())
         self.assertEqual(agent.stop(), 0)
 
+    def test_sigterm_with_monitor_never_reachable(self):
+        agent = Agent(self.tmp, ["--instance-id", "i-lonely", "--monitor",
+                                 "127.0.0.1:%d" % free_port(), "--load", "simulate"])
+        self.cleanup.append(agent.kill)
+        agent.wait_ready()
+        time.sleep(1.0)  # a few failed registrations, in backoff now
+        self.assertEqual(self.status(agent.target), "OK")
+        self.assertEqual(agent.stop(), 0, agent.logs())  # stop() gives up after 15 s
+        self.assertIn("registration with MonitorS", agent.logs())
+        self.assertNotIn("deregistered", agent.logs())
+
     def test_usage_errors_and_taken_port(self):
         def run(*args):
             return subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=20,
