@@ -274,6 +274,15 @@ int main(int argc, char **argv)
     st = agent_state_new(id);
     if (!st)
         goto out;
+    /* the first rpc object sets gRPC's environment (rpc.h): before any worker
+     * thread exists that might read the environment (libcurl does) */
+    struct rpc_server_opts so = RPC_SERVER_OPTS_INIT;
+    so.max_message = 4096; /* every MonitorC request is a few bytes */
+    srv = rpc_server_new(&so);
+    if (!srv || agent_service_register(srv, st)) {
+        log_error("cannot create the gRPC server");
+        goto out;
+    }
     sampler = agent_sampler_start(load, st);
     if (!sampler) {
         log_error("cannot start the load sampler");
@@ -289,13 +298,6 @@ int main(int argc, char **argv)
         }
     }
 
-    struct rpc_server_opts so = RPC_SERVER_OPTS_INIT;
-    so.max_message = 4096; /* every MonitorC request is a few bytes */
-    srv = rpc_server_new(&so);
-    if (!srv || agent_service_register(srv, st)) {
-        log_error("cannot create the gRPC server");
-        goto out;
-    }
     int port = 0;
     if (rpc_server_bind(srv, o.listen, &port)) {
         log_error("cannot listen on \"%s\": %s", o.listen, rpc_server_errmsg(srv));
