@@ -39,16 +39,30 @@ def standin(*extra):
     return srv, st, "http://127.0.0.1:%d" % srv.server_address[1]
 
 
+USER_DATA = """#!/bin/sh
+umask 077
+printf '%s\\n' '{{token}}' > /etc/asgd-agent.token
+exec /usr/local/bin/monitorc --listen 0.0.0.0:{{agent_port}} --monitor {{monitor_address}} \\
+    --token-file /etc/asgd-agent.token  # group {{group}}
+"""
+
+
 def ec2_group(prefix, url, min_size, max_size):
+    import tempfile
+    fd, ud = tempfile.mkstemp(prefix="asgd-ud-")
+    with os.fdopen(fd, "w") as f:
+        f.write(USER_DATA)
     extra = "\n".join([
         "[provider]", "type = ec2", "",
         "[ec2]", "region = us-east-1", "endpoint = " + url,
         "image_id = ami-0abcdef1234567890", "instance_type = t3.micro",
         "subnet_ids = subnet-aaaa1111, subnet-bbbb2222", "tags = team=it, purpose=test",
         "retry_base_delay = 20ms", "max_attempts = 6", "call_timeout = 3s",
-        "api_calls_per_second = 20", ""])
-    return Group(prefix, min_size=min_size, max_size=max_size, extra="\n" + extra,
-                 health={"type": "ec2", "grace_period": "1s"})
+        "api_calls_per_second = 20", "user_data_file = " + ud, ""])
+    g = Group(prefix, min_size=min_size, max_size=max_size, extra="\n" + extra,
+              health={"type": "ec2", "grace_period": "1s"})
+    g.user_data_path = ud
+    return g
 
 
 def start_with_env(g, secret):
@@ -114,6 +128,17 @@ def main():
             subnets = sorted(st.instances[i].subnet for i in first)
         assert subnets == ["subnet-aaaa1111", "subnet-bbbb2222"], subnets
         assert st.stats["launched"] == 2, st.stats
+        # user data: the template with MonitorS's address and the agent token filled in
+        import base64
+        with open(os.path.join(g.state, "agent.token")) as f:
+            token = f.read().strip()
+        with st.lock:
+            ud = base64.b64decode(st.instances[first[0]].user_data).decode()
+        want = USER_DATA.replace("{{token}}", token).replace("{{agent_port}}", str(g.agent_port))
+        want = want.replace("{{monitor_address}}", "127.0.0.1:%d" % g.mon_port)
+        want = want.replace("{{group}}", g.name)
+        assert ud == want, (ud, want)
+        assert token not in g.log_text(), "the agent token must not be logged"
 
         # 2. terminated behind asgd's back -> replaced
         victim = first[0]
@@ -182,6 +207,8 @@ def main():
         stop.set()
         g.cleanup()
         bad.cleanup()
+        os.unlink(g.user_data_path)
+        os.unlink(bad.user_data_path)
         srv.shutdown()
         bad_srv.shutdown()
 
