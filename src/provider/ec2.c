@@ -865,7 +865,11 @@ static int ec2_call(struct ec2_provider *p, const char *action, struct buf *form
         }
         char perr[256];
         int parsed = ec2_xml_parse(reply.p ? reply.p : "", reply.n, resp, perr, sizeof(perr));
-        if (status == 200 && parsed == 0 && !resp->is_error) {
+        /* a 200 must be the action's own document: an HTML page from a proxy read as
+           "no instances" would make the controller forget the whole group */
+        if (status == 200 && parsed == 0 && !resp->is_error &&
+            strncmp(resp->root, action, strlen(action)) == 0 &&
+            strcmp(resp->root + strlen(action), "Response") == 0) {
             rc = 0;
             goto out;
         }

@@ -26,6 +26,7 @@ Faults (flags, or POST /_admin/faults with a JSON object of the same names):
   capacity   fraction of RunInstances answered InsufficientInstanceCapacity
   unavailable fraction answered 503 Unavailable
   slow_ms    delay added to each reply (slow_fraction of them, default all)
+  bogus      fraction answered 200 with an HTML page (a misbehaving proxy)
 
 Admin (unsigned, for tests): GET /_admin/stats, GET /_admin/instances,
 POST /_admin/terminate?id=i-... (terminate behind the client's back),
@@ -111,6 +112,7 @@ class State:
         self.ip_counter = 10
         self.faults = {"throttle": args.throttle, "capacity": args.capacity,
                        "unavailable": args.unavailable, "slow_ms": args.slow_ms,
+                       "bogus": args.bogus,
                        "slow_fraction": args.slow_fraction}
         self.reset_stats()
 
@@ -597,6 +599,7 @@ def make_handler(st):
                 throttle = st.rng.random() < faults["throttle"]
                 unavailable = st.rng.random() < faults["unavailable"]
                 slow = faults["slow_ms"] > 0 and st.rng.random() < faults["slow_fraction"]
+                bogus = faults["bogus"] > 0 and st.rng.random() < faults["bogus"]
             try:
                 verify_sigv4(st, "POST", u.path, u.query, self.headers, body)
             except ApiError as e:
@@ -605,6 +608,9 @@ def make_handler(st):
                 return self.reply(e.status, error_xml(e.code, e.message))
             if slow:
                 time.sleep(faults["slow_ms"] / 1000.0)
+            if bogus:
+                return self.reply(200, "<html><body>Welcome to the proxy</body></html>",
+                                  "text/html")
             try:
                 if "Version" not in params:
                     raise ApiError("MissingParameter", "The request must contain the parameter "
@@ -648,6 +654,7 @@ def parse_args(argv=None):
     ap.add_argument("--capacity", type=float, default=0.0)
     ap.add_argument("--unavailable", type=float, default=0.0)
     ap.add_argument("--slow-ms", type=float, default=0.0)
+    ap.add_argument("--bogus", type=float, default=0.0)
     ap.add_argument("--slow-fraction", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--verbose", action="store_true")

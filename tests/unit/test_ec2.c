@@ -706,7 +706,14 @@ static void timeouts_and_outages(void **state)
     assert_non_null(strstr(provider_errmsg(p), "after 2 attempts"));
     assert_non_null(strstr(provider_errmsg(p), "imeout"));
     provider_free(p);
-    set_faults(f, "{\"slow_ms\": 0}");
+    set_faults(f, "{\"slow_ms\": 0, \"bogus\": 1.0}");
+    /* a 200 that is not EC2's answer (a proxy's page) is an error, never "no instances" */
+    p = make(f, "slow");
+    assert_int_equal(provider_describe(p, &l), PROV_ERETRY);
+    assert_non_null(strstr(provider_errmsg(p), "not an EC2 response"));
+    assert_int_equal(l.n, 0);
+    provider_free(p);
+    set_faults(f, "{\"bogus\": 0}");
     /* endpoint down */
     tool_stop(&f->standin);
     p = make(f, "slow");
