@@ -349,10 +349,9 @@ int main(int argc, char **argv)
     }
     exe[n] = '\0';
     const char *env_build = getenv("ASGD_BUILD_DIR");
-    if (env_build)
-        snprintf(build, sizeof(build), "%s", env_build);
-    else
-        snprintf(build, sizeof(build), "%s", dirname(dirname(exe)));
+    char copy[PATH_MAX]; /* dirname() writes into its argument */
+    snprintf(copy, sizeof(copy), "%s", exe);
+    snprintf(build, sizeof(build), "%s", env_build ? env_build : dirname(dirname(copy)));
     const char *env_src = getenv("ASGD_SOURCE_DIR");
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof(tmp), "%s", build);
@@ -431,6 +430,8 @@ int main(int argc, char **argv)
     row("agent CPU per poll (us)", 1, c.agent_us_per_poll, py.agent_us_per_poll, py.ok);
     row("poller CPU per poll (us)", 1, c.poller_us_per_poll, py.poller_us_per_poll, py.ok);
     printf("  failed calls: monitorc %ld, seed agent %ld\n", c.failed, py.failed);
+    if (rc_tuned < 0 || rc_dflt < 0)
+        printf("  (a reconnect figure of -1 means that run failed)\n");
     printf("  restarted agent answers a persistent channel again after: %.0f ms with rpc.h's\n"
            "  settings, %.0f ms with gRPC's defaults (ratio %.1fx)\n",
            rc_tuned, rc_dflt, rc_tuned > 0 ? rc_dflt / rc_tuned : 0.0);
