@@ -694,6 +694,37 @@ static void bad_credentials(void **state)
     provider_free(p);
 }
 
+/* credentials from the instance role (IMDSv2): the provider signs with them and their token */
+static void imds_credentials(void **state)
+{
+    struct fixture *f = *state;
+    struct tool_proc imds;
+    assert_int_equal(tool_start(&imds, "fake_imds.py", NULL), 0);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", imds.port);
+    tool_stop(&f->standin);
+    const char *extra[] = {"--extra-key", "ASIAFAKE1:fake-secret-1", NULL};
+    assert_int_equal(start_standin(f, extra), 0);
+    free(f->s.endpoint);
+    f->s.endpoint = strdup(f->url);
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    unsetenv("AWS_EC2_METADATA_DISABLED");
+    setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", url, 1);
+    struct provider *p = make(f, "role");
+    struct prov_list l = PROV_LIST_INIT;
+    int rc = provider_describe(p, &l);
+    if (rc != 0)
+        fail_msg("describe with role credentials: %s", provider_errmsg(p));
+    assert_int_equal(provider_launch(p, 1, "role-1", &l), 0);
+    prov_list_release(&l);
+    assert_int_equal(stat_of(f, "auth_failures"), 0);
+    provider_free(p);
+    tool_stop(&imds);
+    unsetenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+}
+
 static void timeouts_and_outages(void **state)
 {
     struct fixture *f = *state;
@@ -797,6 +828,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(throttling_converges, setup, teardown),
         cmocka_unit_test_setup_teardown(capacity_and_parameter_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_credentials, setup, teardown),
+        cmocka_unit_test_setup_teardown(imds_credentials, setup, teardown),
         cmocka_unit_test_setup_teardown(timeouts_and_outages, setup, teardown),
         cmocka_unit_test_setup_teardown(rate_ceiling, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_arguments, setup, teardown),
