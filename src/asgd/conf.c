@@ -96,6 +96,7 @@ void conf_release(struct asgd_conf *c)
     free(c->path);
     free(c->monitor.listen);
     free(c->monitor.token_file);
+    free(c->monitor.advertise);
     free(c->local.agent);
     free(c->local.agent_args);
     free(c->local.address_base);
@@ -391,6 +392,7 @@ static int read_rest(struct cfg *cfg, struct asgd_conf *out, char *err, size_t e
         return -1;
     out->monitor.agent_port = (int)port;
     if (get_nonempty(cfg, "monitor", "token_file", &out->monitor.token_file, err, errlen) != 0 ||
+        get_nonempty(cfg, "monitor", "advertise", &out->monitor.advertise, err, errlen) != 0 ||
         cfg_get_bool(cfg, "monitor", "accept_unknown", out->monitor.accept_unknown,
                      &out->monitor.accept_unknown, err, errlen) != 0)
         return -1;

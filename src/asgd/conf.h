@@ -16,7 +16,8 @@
  *   [health]   type (agent | ec2), interval (2s), timeout (1s),
  *              healthy_threshold (2), unhealthy_threshold (3), grace_period (30s)
  *   [monitor]  listen (127.0.0.1:50052), agent_port (50051), token_file (none),
- *              accept_unknown (false)
+ *              accept_unknown (false), advertise (listen: the address instances
+ *              are told to register with, e.g. the host's private IP for EC2)
  *   [provider] type (local | ec2)
  *   [local]    agent (monitorc next to the asgd binary), agent_args (none),
  *              boot_delay (0), address_base (127.0.0.2)
@@ -56,6 +57,7 @@ struct conf_monitor {
     char *listen;       /* MonitorS gRPC "host:port" */
     int agent_port;     /* port every instance's monitorc listens on */
     char *token_file;   /* shared secret for Register/Deregister; NULL: none */
+    char *advertise;    /* MonitorS address given to instances (EC2 user data); NULL: listen */
     int accept_unknown; /* Register from an unknown instance id is accepted */
 };
 

@@ -292,7 +292,9 @@ static int make_provider(struct daemon *d, char *err, size_t errlen)
 {
     if (d->conf.provider == CONF_PROVIDER_EC2) {
         return provider_ec2_new(&d->ec2, d->conf.group.name, d->conf.monitor.agent_port,
-                                d->conf.monitor.listen, d->agent_token, &d->prov, err, errlen);
+                                d->conf.monitor.advertise ? d->conf.monitor.advertise
+                                                          : d->conf.monitor.listen,
+                                d->agent_token, &d->prov, err, errlen);
     }
     d->agent_path = resolve_agent(&d->conf);
     if (d->agent_path == NULL)
@@ -304,7 +306,8 @@ static int make_provider(struct daemon *d, char *err, size_t errlen)
         .agent_args = d->conf.local.agent_args,
         .address_base = d->conf.local.address_base,
         .agent_port = d->conf.monitor.agent_port,
-        .monitor_address = d->conf.monitor.listen,
+        .monitor_address =
+            d->conf.monitor.advertise ? d->conf.monitor.advertise : d->conf.monitor.listen,
         .token_file = d->agent_token_file,
         .boot_delay_ms = d->conf.local.boot_delay_ms,
     };
@@ -351,7 +354,9 @@ static int start_controller(struct daemon *d, char *err, size_t errlen)
         int rc = ctl_reconcile(d->ctl, clk_wall_ms());
         if (rc == 0)
             break;
-        if (rc == PROV_EFATAL || attempt >= 4) {
+        if (rc == PROV_EFATAL)
+            break; /* the controller logged it once and backs off; it never forgets instances */
+        if (attempt >= 4) {
             /* start anyway: the loop retries with backoff and never forgets instances */
             log_error("start-up reconciliation of group \"%s\" failed: %s; continuing, will "
                       "retry",

@@ -438,6 +438,19 @@ static int sync_with_provider(struct ctl *c, int64_t now, int strict)
     for (size_t k = 0; k < live.n; k++) {
         uint32_t idx;
         const struct prov_instance *pi = &live.items[k];
+        if (pi->state == PROV_STOPPING && strict && fleet_find(c->fleet, pi->id, &idx) != 0) {
+            /* a stopped machine of the group found at start: it serves nobody and still
+             * costs its volumes; terminate it (an ASG treats stopped as unhealthy) */
+            const char *id = pi->id;
+            int trc = provider_terminate(c->prov, &id, 1);
+            stats_count_provider(STATS_OP_TERMINATE, stats_result_of(trc));
+            log_warn("terminating stopped instance \"%s\" of group \"%s\"%s", pi->id,
+                     c->group, trc == 0 ? "" : ": failed, will retry at the next start");
+            if (trc == 0)
+                activity(c, "terminate", "ok", 0, 0, "",
+                         "instance %s was found stopped at start: terminated", pi->id);
+            continue;
+        }
         if (pi->state == PROV_GONE || pi->state == PROV_STOPPING)
             continue;
         if (fleet_find(c->fleet, pi->id, &idx) == 0)
