@@ -444,8 +444,8 @@ static int sync_with_provider(struct ctl *c, int64_t now, int strict)
             const char *id = pi->id;
             int trc = provider_terminate(c->prov, &id, 1);
             stats_count_provider(STATS_OP_TERMINATE, stats_result_of(trc));
-            log_warn("terminating stopped instance \"%s\" of group \"%s\"%s", pi->id,
-                     c->group, trc == 0 ? "" : ": failed, will retry at the next start");
+            log_warn("terminating stopped instance \"%s\" of group \"%s\"%s", pi->id, c->group,
+                     trc == 0 ? "" : ": failed, will retry at the next start");
             if (trc == 0)
                 activity(c, "terminate", "ok", 0, 0, "",
                          "instance %s was found stopped at start: terminated", pi->id);
