@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/util.h"
+
 #include "common/banned.h"
 
 #define SEC_MS  1000LL
@@ -27,18 +29,7 @@
 /* Sizes beyond this are typos, not fleets. */
 #define CONF_MAX_INSTANCES 100000
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#define set_err util_set_err
 
 static char *xstrdup(const char *s)
 {

@@ -33,22 +33,13 @@
 #include <strings.h>
 
 #include "common/clock.h"
+#include "common/util.h"
+
 #include "common/banned.h"
 
 #define CFG_MAX_FILE (4 * 1024 * 1024)
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#define set_err util_set_err
 
 static char *dup_range(const char *s, size_t n)
 {
@@ -384,44 +375,12 @@ int cfg_load(struct cfg *c, const char *path, char *err, size_t errlen)
 {
     int rc = -1;
     char *buf = NULL;
-    size_t len = 0, cap = 0;
-    FILE *f = NULL;
+    size_t len = 0;
 
     set_err(err, errlen, "%s", "");
     memset(c, 0, sizeof(*c));
-    if (path == NULL) {
-        set_err(err, errlen, "(null): cannot open: no path");
+    if (util_read_file(path, CFG_MAX_FILE, &buf, &len, err, errlen) != 0)
         return -1;
-    }
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    for (;;) {
-        if (len == cap) {
-            if (cap >= CFG_MAX_FILE) {
-                set_err(err, errlen, "%s: file too large (over %d bytes)", path, CFG_MAX_FILE);
-                goto out;
-            }
-            cap = cap ? cap * 2 : 4096;
-            char *nb = realloc(buf, cap + 1);
-            if (nb == NULL) {
-                set_err(err, errlen, "%s: out of memory", path);
-                goto out;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-                goto out;
-            }
-            break;
-        }
-    }
     c->path = dup_range(path, strlen(path));
     if (c->path == NULL) {
         set_err(err, errlen, "%s: out of memory", path);
@@ -434,8 +393,6 @@ int cfg_load(struct cfg *c, const char *path, char *err, size_t errlen)
     rc = 0;
 out:
     free(buf);
-    if (f != NULL)
-        fclose(f);
     return rc;
 }
 

@@ -16,23 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
+
 #include "common/banned.h"
 
 #define EPS          1e-9
 #define SIM_MAX_FILE (256L * 1024 * 1024)
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#define set_err util_set_err
 
 void sim_trace_release(struct sim_trace *tr)
 {
@@ -215,38 +206,11 @@ out:
 int sim_trace_load(const char *path, struct sim_trace *out, char *err, size_t errlen)
 {
     char *buf = NULL;
-    size_t len = 0, cap = 0;
+    size_t len = 0;
     int rc = -1;
     memset(out, 0, sizeof(*out));
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    if (util_read_file(path, (size_t)SIM_MAX_FILE, &buf, &len, err, errlen) != 0)
         return -1;
-    }
-    for (;;) {
-        if (len == cap) {
-            if (cap >= (size_t)SIM_MAX_FILE) {
-                set_err(err, errlen, "%s: file too large (over %ld bytes)", path, SIM_MAX_FILE);
-                goto out;
-            }
-            cap = cap ? cap * 2 : 65536;
-            char *nb = realloc(buf, cap);
-            if (nb == NULL) {
-                set_err(err, errlen, "%s: out of memory", path);
-                goto out;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-                goto out;
-            }
-            break;
-        }
-    }
     if (memchr(buf, '\0', len) != NULL) {
         set_err(err, errlen, "%s: not a text file (NUL byte)", path);
         goto out;
@@ -254,7 +218,6 @@ int sim_trace_load(const char *path, struct sim_trace *out, char *err, size_t er
     rc = sim_trace_parse(path, buf, len, out, err, errlen);
 out:
     free(buf);
-    fclose(f);
     return rc;
 }
 
