@@ -382,6 +382,44 @@ static int grow(void **arr, size_t *cap, size_t need, size_t esz)
     return 0;
 }
 
+/*
+ * The shared half of every list query: steps s to its end, appending one
+ * zeroed element of esz bytes per row and letting fill() read the row into it.
+ * On success *arr holds *cnt elements (NULL when none). On failure the error
+ * (ENOMEM, fill()'s, or the database's, described by what) is returned and
+ * *arr keeps the *cnt elements read so far, for the caller's own free
+ * function (elements own memory for some lists). s is reset either way.
+ */
+typedef int (*row_fill_fn)(struct store *st, sqlite3_stmt *s, void *elem);
+
+static int collect_rows(struct store *st, sqlite3_stmt *s, size_t esz, row_fill_fn fill, void **arr,
+                        size_t *cnt, const char *what)
+{
+    size_t cap = 0;
+    int rc = 0, r;
+    *arr = NULL;
+    *cnt = 0;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        if (grow(arr, &cap, *cnt + 1, esz)) {
+            rc = set_err(st, STORE_ENOMEM, "out of memory: %s", what);
+            break;
+        }
+        void *elem = (char *)*arr + *cnt * esz;
+        memset(elem, 0, esz);
+        (*cnt)++;
+        if ((rc = fill(st, s, elem)) != 0)
+            break;
+    }
+    if (!rc && r != SQLITE_DONE)
+        rc = db_err(st, r, what);
+    sqlite3_reset(s);
+    if (!rc && *cnt == 0) {
+        free(*arr);
+        *arr = NULL;
+    }
+    return rc;
+}
+
 /* ---- open / close / migrations -------------------------------------------------------------- */
 
 static int read_version(struct store *st, int *version)
@@ -845,32 +883,26 @@ void store_names_free(char **names, size_t n)
     free(names);
 }
 
+static int fill_group_name(struct store *st, sqlite3_stmt *s, void *elem)
+{
+    char name[STORE_NAME_MAX];
+    col_text(s, 0, name, sizeof(name));
+    if ((*(char **)elem = strdup(name)) == NULL)
+        return set_err(st, STORE_ENOMEM, "out of memory listing groups");
+    return 0;
+}
+
 int store_list_groups(struct store *st, char ***names, size_t *n)
 {
     if (!st || !names || !n)
         return STORE_EINVAL;
     lock(st);
-    char **arr = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc = 0, r;
+    void *arr = NULL;
+    size_t cnt = 0;
+    int rc = 0;
     sqlite3_stmt *s = stmt(st, S_GROUP_NAMES, &rc);
-    if (!s)
-        goto out;
-    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        char name[STORE_NAME_MAX];
-        col_text(s, 0, name, sizeof(name));
-        if ((rc = grow((void **)&arr, &cap, cnt + 1, sizeof(*arr))) != 0 ||
-            !(arr[cnt] = strdup(name))) {
-            rc = set_err(st, STORE_ENOMEM, "out of memory listing groups");
-            goto out;
-        }
-        cnt++;
-    }
-    if (r != SQLITE_DONE)
-        rc = db_err(st, r, "cannot list groups");
-out:
     if (s)
-        sqlite3_reset(s);
+        rc = collect_rows(st, s, sizeof(char *), fill_group_name, &arr, &cnt, "cannot list groups");
     if (rc) {
         store_names_free(arr, cnt);
     } else {
@@ -1009,38 +1041,33 @@ void store_instances_free(struct store_instance *list)
     free(list);
 }
 
+static int fill_instance(struct store *st, sqlite3_stmt *s, void *elem)
+{
+    (void)st;
+    row_instance(s, elem);
+    return 0;
+}
+
 int store_list_instances(struct store *st, const char *group, int include_terminated,
                          struct store_instance **out, size_t *n)
 {
     if (!st || !out || !n || (group && !str_ok(group, STORE_NAME_MAX, 0)))
         return STORE_EINVAL;
     lock(st);
-    struct store_instance *arr = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc = 0, r;
+    void *arr = NULL;
+    size_t cnt = 0;
+    int rc = 0;
     sqlite3_stmt *s = stmt(st, S_INST_LIST, &rc);
-    if (!s)
-        goto out;
-    bind_text_or_null(s, 1, group);
-    sqlite3_bind_int(s, 2, include_terminated ? 1 : 0);
-    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        if (grow((void **)&arr, &cap, cnt + 1, sizeof(*arr))) {
-            rc = set_err(st, STORE_ENOMEM, "out of memory listing instances");
-            goto out;
-        }
-        row_instance(s, &arr[cnt++]);
+    if (s) {
+        bind_text_or_null(s, 1, group);
+        sqlite3_bind_int(s, 2, include_terminated ? 1 : 0);
+        rc = collect_rows(st, s, sizeof(struct store_instance), fill_instance, &arr, &cnt,
+                          "cannot list instances");
     }
-    if (r != SQLITE_DONE)
-        rc = db_err(st, r, "cannot list instances");
-out:
-    if (s)
-        sqlite3_reset(s);
     if (rc) {
         free(arr);
     } else {
-        *out = cnt ? arr : NULL;
-        if (!cnt)
-            free(arr);
+        *out = arr;
         *n = cnt;
     }
     unlock(st);
@@ -1170,48 +1197,37 @@ static int intent_ids(struct store *st, struct store_intent *it, const char *tex
     return 0;
 }
 
+static int fill_intent(struct store *st, sqlite3_stmt *s, void *elem)
+{
+    struct store_intent *it = elem;
+    col_text(s, 0, it->token, sizeof(it->token));
+    col_text(s, 1, it->group, sizeof(it->group));
+    it->count = sqlite3_column_int(s, 2);
+    it->created_at_ms = sqlite3_column_int64(s, 3);
+    it->state = STORE_INTENT_OPEN;
+    if (intent_ids(st, it, (const char *)sqlite3_column_text(s, 4)) != 0)
+        return set_err(st, STORE_ENOMEM, "out of memory listing launch intents");
+    return 0;
+}
+
 int store_intent_list_open(struct store *st, const char *group, struct store_intent **out,
                            size_t *n)
 {
     if (!st || !out || !n || (group && !str_ok(group, STORE_NAME_MAX, 0)))
         return STORE_EINVAL;
     lock(st);
-    struct store_intent *arr = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc = 0, r;
+    void *arr = NULL;
+    size_t cnt = 0;
+    int rc = 0;
     sqlite3_stmt *s = stmt(st, S_INTENT_OPEN, &rc);
-    if (!s)
-        goto out;
-    bind_text_or_null(s, 1, group);
-    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        if (grow((void **)&arr, &cap, cnt + 1, sizeof(*arr))) {
-            rc = set_err(st, STORE_ENOMEM, "out of memory listing launch intents");
-            goto out;
-        }
-        struct store_intent *it = &arr[cnt++];
-        memset(it, 0, sizeof(*it));
-        col_text(s, 0, it->token, sizeof(it->token));
-        col_text(s, 1, it->group, sizeof(it->group));
-        it->count = sqlite3_column_int(s, 2);
-        it->created_at_ms = sqlite3_column_int64(s, 3);
-        it->state = STORE_INTENT_OPEN;
-        if (intent_ids(st, it, (const char *)sqlite3_column_text(s, 4)) != 0) {
-            rc = set_err(st, STORE_ENOMEM, "out of memory listing launch intents");
-            goto out;
-        }
+    if (s) {
+        bind_text_or_null(s, 1, group);
+        rc = collect_rows(st, s, sizeof(struct store_intent), fill_intent, &arr, &cnt,
+                          "cannot list launch intents");
     }
-    if (r != SQLITE_DONE)
-        rc = db_err(st, r, "cannot list launch intents");
-out:
-    if (s)
-        sqlite3_reset(s);
     if (rc) {
         store_intents_free(arr, cnt);
     } else {
-        if (!cnt) {
-            free(arr);
-            arr = NULL;
-        }
         *out = arr;
         *n = cnt;
     }
@@ -1259,6 +1275,22 @@ void store_activities_free(struct store_activity *list)
     free(list);
 }
 
+static int fill_activity(struct store *st, sqlite3_stmt *s, void *elem)
+{
+    struct store_activity *a = elem;
+    (void)st;
+    a->id = sqlite3_column_int64(s, 0);
+    col_text(s, 1, a->group, sizeof(a->group));
+    a->at_ms = sqlite3_column_int64(s, 2);
+    col_text(s, 3, a->kind, sizeof(a->kind));
+    col_text(s, 4, a->cause, sizeof(a->cause));
+    a->from_count = sqlite3_column_int(s, 5);
+    a->to_count = sqlite3_column_int(s, 6);
+    col_text(s, 7, a->status, sizeof(a->status));
+    col_text(s, 8, a->detail, sizeof(a->detail));
+    return 0;
+}
+
 int store_activity_list(struct store *st, const char *group, int64_t before_id, int limit,
                         struct store_activity **out, size_t *n)
 {
@@ -1266,44 +1298,20 @@ int store_activity_list(struct store *st, const char *group, int64_t before_id, 
         (group && !str_ok(group, STORE_NAME_MAX, 0)))
         return STORE_EINVAL;
     lock(st);
-    struct store_activity *arr = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc = 0, r;
+    void *arr = NULL;
+    size_t cnt = 0;
+    int rc = 0;
     sqlite3_stmt *s = stmt(st, S_ACT_LIST, &rc);
-    if (!s)
-        goto out;
-    bind_text_or_null(s, 1, group);
-    sqlite3_bind_int64(s, 2, before_id);
-    sqlite3_bind_int(s, 3, limit);
-    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        if (grow((void **)&arr, &cap, cnt + 1, sizeof(*arr))) {
-            rc = set_err(st, STORE_ENOMEM, "out of memory listing activities");
-            goto out;
-        }
-        struct store_activity *a = &arr[cnt++];
-        memset(a, 0, sizeof(*a));
-        a->id = sqlite3_column_int64(s, 0);
-        col_text(s, 1, a->group, sizeof(a->group));
-        a->at_ms = sqlite3_column_int64(s, 2);
-        col_text(s, 3, a->kind, sizeof(a->kind));
-        col_text(s, 4, a->cause, sizeof(a->cause));
-        a->from_count = sqlite3_column_int(s, 5);
-        a->to_count = sqlite3_column_int(s, 6);
-        col_text(s, 7, a->status, sizeof(a->status));
-        col_text(s, 8, a->detail, sizeof(a->detail));
+    if (s) {
+        bind_text_or_null(s, 1, group);
+        sqlite3_bind_int64(s, 2, before_id);
+        sqlite3_bind_int(s, 3, limit);
+        rc = collect_rows(st, s, sizeof(struct store_activity), fill_activity, &arr, &cnt,
+                          "cannot list activities");
     }
-    if (r != SQLITE_DONE)
-        rc = db_err(st, r, "cannot list activities");
-out:
-    if (s)
-        sqlite3_reset(s);
     if (rc) {
         free(arr);
     } else {
-        if (!cnt) {
-            free(arr);
-            arr = NULL;
-        }
         *out = arr;
         *n = cnt;
     }
@@ -1363,6 +1371,18 @@ out:
     return rc;
 }
 
+static int fill_metric_group(struct store *st, sqlite3_stmt *s, void *elem)
+{
+    struct store_metric_group *m = elem;
+    (void)st;
+    col_text(s, 0, m->group, sizeof(m->group));
+    m->at_ms = sqlite3_column_int64(s, 1);
+    m->avg_load = sqlite3_column_double(s, 2);
+    m->in_service = sqlite3_column_int(s, 3);
+    m->desired = sqlite3_column_int(s, 4);
+    return 0;
+}
+
 int store_metrics_group_since(struct store *st, const char *group, int64_t since_ms,
                               size_t max_rows, struct store_metric_group **out, size_t *n)
 {
@@ -1370,45 +1390,36 @@ int store_metrics_group_since(struct store *st, const char *group, int64_t since
         max_rows > METRIC_ROWS_MAX)
         return STORE_EINVAL;
     lock(st);
-    struct store_metric_group *arr = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc = 0, r;
+    void *arr = NULL;
+    size_t cnt = 0;
+    int rc = 0;
     sqlite3_stmt *s = stmt(st, S_MG_SINCE, &rc);
-    if (!s)
-        goto out;
-    sqlite3_bind_text(s, 1, group, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, since_ms);
-    sqlite3_bind_int64(s, 3, (sqlite3_int64)max_rows);
-    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        if (grow((void **)&arr, &cap, cnt + 1, sizeof(*arr))) {
-            rc = set_err(st, STORE_ENOMEM, "out of memory reading metrics");
-            goto out;
-        }
-        struct store_metric_group *m = &arr[cnt++];
-        memset(m, 0, sizeof(*m));
-        col_text(s, 0, m->group, sizeof(m->group));
-        m->at_ms = sqlite3_column_int64(s, 1);
-        m->avg_load = sqlite3_column_double(s, 2);
-        m->in_service = sqlite3_column_int(s, 3);
-        m->desired = sqlite3_column_int(s, 4);
+    if (s) {
+        sqlite3_bind_text(s, 1, group, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, since_ms);
+        sqlite3_bind_int64(s, 3, (sqlite3_int64)max_rows);
+        rc = collect_rows(st, s, sizeof(struct store_metric_group), fill_metric_group, &arr, &cnt,
+                          "cannot read group metrics");
     }
-    if (r != SQLITE_DONE)
-        rc = db_err(st, r, "cannot read group metrics");
-out:
-    if (s)
-        sqlite3_reset(s);
     if (rc) {
         free(arr);
     } else {
-        if (!cnt) {
-            free(arr);
-            arr = NULL;
-        }
         *out = arr;
         *n = cnt;
     }
     unlock(st);
     return rc;
+}
+
+static int fill_metric_instance(struct store *st, sqlite3_stmt *s, void *elem)
+{
+    struct store_metric_instance *m = elem;
+    (void)st;
+    col_text(s, 0, m->group, sizeof(m->group));
+    m->at_ms = sqlite3_column_int64(s, 1);
+    col_text(s, 2, m->instance_id, sizeof(m->instance_id));
+    m->load = sqlite3_column_double(s, 3);
+    return 0;
 }
 
 int store_metrics_instance_since(struct store *st, const char *group, const char *instance_id,
@@ -1420,40 +1431,21 @@ int store_metrics_instance_since(struct store *st, const char *group, const char
         max_rows > METRIC_ROWS_MAX)
         return STORE_EINVAL;
     lock(st);
-    struct store_metric_instance *arr = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc = 0, r;
+    void *arr = NULL;
+    size_t cnt = 0;
+    int rc = 0;
     sqlite3_stmt *s = stmt(st, S_MI_SINCE, &rc);
-    if (!s)
-        goto out;
-    sqlite3_bind_text(s, 1, group, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, since_ms);
-    bind_text_or_null(s, 3, instance_id);
-    sqlite3_bind_int64(s, 4, (sqlite3_int64)max_rows);
-    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        if (grow((void **)&arr, &cap, cnt + 1, sizeof(*arr))) {
-            rc = set_err(st, STORE_ENOMEM, "out of memory reading metrics");
-            goto out;
-        }
-        struct store_metric_instance *m = &arr[cnt++];
-        memset(m, 0, sizeof(*m));
-        col_text(s, 0, m->group, sizeof(m->group));
-        m->at_ms = sqlite3_column_int64(s, 1);
-        col_text(s, 2, m->instance_id, sizeof(m->instance_id));
-        m->load = sqlite3_column_double(s, 3);
+    if (s) {
+        sqlite3_bind_text(s, 1, group, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, since_ms);
+        bind_text_or_null(s, 3, instance_id);
+        sqlite3_bind_int64(s, 4, (sqlite3_int64)max_rows);
+        rc = collect_rows(st, s, sizeof(struct store_metric_instance), fill_metric_instance, &arr,
+                          &cnt, "cannot read instance metrics");
     }
-    if (r != SQLITE_DONE)
-        rc = db_err(st, r, "cannot read instance metrics");
-out:
-    if (s)
-        sqlite3_reset(s);
     if (rc) {
         free(arr);
     } else {
-        if (!cnt) {
-            free(arr);
-            arr = NULL;
-        }
         *out = arr;
         *n = cnt;
     }
