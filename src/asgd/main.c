@@ -502,6 +502,15 @@ static int cmd_status(const struct opts *o)
     memset(&d, 0, sizeof(d));
     if (load_config(&d, o->config, err, sizeof(err)) != 0)
         goto fail;
+    /* status only reads: never create the state of a group that was not started */
+    char *db = path_join(d.conf.store_dir, "asgd.db");
+    int exists = db != NULL && access(db, F_OK) == 0;
+    free(db);
+    if (!exists) {
+        snprintf(err, sizeof(err), "group \"%s\" has no state in \"%s\" (never started?)",
+                 d.conf.group.name, d.conf.store_dir);
+        goto fail;
+    }
     if (store_open(d.conf.store_dir, &d.store, err, sizeof(err)) != 0)
         goto fail;
     struct store_group g;

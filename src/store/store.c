@@ -505,17 +505,31 @@ static int open_db(struct store *st, const char *dir)
     }
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
-    /* the first statement reads the file: a non-database fails here */
-    sqlite3_stmt *s = NULL;
-    rc = sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) {
-            const unsigned char *mode = sqlite3_column_text(s, 0);
-            rc = mode && strcmp((const char *)mode, "wal") == 0 ? SQLITE_OK : -1;
+    /*
+     * The first statement reads the file: a non-database fails here. Two
+     * handles switching a new file to WAL at once can each hold the lock the
+     * other waits for; SQLite then answers BUSY at once instead of calling
+     * the busy handler (it would deadlock), so the switch is retried here.
+     */
+    int64_t give_up = clk_mono_ms() + BUSY_TIMEOUT_MS;
+    for (;;) {
+        sqlite3_stmt *s = NULL;
+        rc = sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(s);
+            if (rc == SQLITE_ROW) {
+                const unsigned char *mode = sqlite3_column_text(s, 0);
+                rc = mode && strcmp((const char *)mode, "wal") == 0 ? SQLITE_OK : -1;
+            }
         }
+        sqlite3_finalize(s);
+        if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+            break;
+        if (clk_mono_ms() >= give_up)
+            break;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
     }
-    sqlite3_finalize(s);
     if (rc == -1)
         return set_err(st, STORE_EIO, "cannot switch \"%s\" to WAL mode", st->path);
     if (rc != SQLITE_OK)

@@ -150,6 +150,10 @@ class Group:
         return sorted(pids)
 
     def cleanup(self):
+        import sys
+        if sys.exc_info()[0] is not None:
+            # a failing test: show what asgd said
+            print("---- asgd logs ----\n" + self.log_text()[-6000:], file=sys.stderr)
         for p in self.procs:
             self.stop(p, signal.SIGKILL)
         for pid in self.agent_pids():

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -984,6 +985,53 @@ static void allocation_failures(void **state)
     rm_rf(dir);
 }
 
+/*
+ * asgd and `asgd status` (or the two roles of the two-process mode) may open
+ * a state directory that has no database yet at the same moment. Every one
+ * of them must succeed: switching a new file to WAL from two handles at once
+ * makes SQLite answer BUSY without calling the busy handler.
+ */
+static void concurrent_first_open(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        char dir[64];
+        snprintf(dir, sizeof(dir), "/tmp/asgd-store-race-XXXXXX");
+        assert_non_null(mkdtemp(dir));
+        int go[2];
+        assert_int_equal(pipe(go), 0);
+        pid_t kids[4];
+        for (int k = 0; k < 4; k++) {
+            kids[k] = fork();
+            assert_true(kids[k] >= 0);
+            if (kids[k] == 0) {
+                char c;
+                close(go[1]);
+                if (read(go[0], &c, 1) < 0)
+                    _exit(3);
+                struct store *st = NULL;
+                char err[256];
+                int rc = store_open(dir, &st, err, sizeof(err));
+                if (rc != 0)
+                    fprintf(stderr, "child %d: %s\n", k, err);
+                store_close(st);
+                _exit(rc == 0 ? 0 : 1);
+            }
+        }
+        close(go[0]);
+        close(go[1]); /* EOF releases every child at once */
+        for (int k = 0; k < 4; k++) {
+            int status;
+            assert_int_equal(waitpid(kids[k], &status, 0), kids[k]);
+            assert_true(WIFEXITED(status));
+            assert_int_equal(WEXITSTATUS(status), 0);
+        }
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
 int main(void)
 {
     install_failing_allocators();
@@ -999,6 +1047,7 @@ int main(void)
         cmocka_unit_test(damaged_pages),
         cmocka_unit_test_setup_teardown(two_handles, setup, teardown),
         cmocka_unit_test(allocation_failures),
+        cmocka_unit_test(concurrent_first_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
