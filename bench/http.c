@@ -99,7 +99,7 @@ static int run(int instances)
         conf_release(&c);
         goto out;
     }
-    struct store_group g = c.group;
+    struct group_settings g = c.group;
     conf_release(&c);
     snprintf(g.name, sizeof g.name, "bench");
     g.min_size = 0;

@@ -100,7 +100,7 @@ void conf_release(struct asgd_conf *c)
 int conf_defaults(struct asgd_conf *c)
 {
     memset(c, 0, sizeof(*c));
-    struct store_group *g = &c->group;
+    struct group_settings *g = &c->group;
     snprintf(g->name, sizeof(g->name), "%s", "default");
     g->min_size = 1;
     g->max_size = 1;
@@ -140,8 +140,8 @@ static int dur_in(int64_t v, int64_t lo, int64_t hi)
     return v >= lo && v <= hi;
 }
 
-int conf_validate_group(const struct store_group *g, const char **sec, const char **key, char *err,
-                        size_t errlen)
+int conf_validate_group(const struct group_settings *g, const char **sec, const char **key,
+                        char *err, size_t errlen)
 {
     char a[32], b[32], c[32];
     if (!conf_name_valid(g->name))
@@ -190,7 +190,7 @@ int conf_validate_group(const struct store_group *g, const char **sec, const cha
         FAIL("policy", "scale_down_window", "%s is out of range (0s..24h)", a);
     }
 
-    const struct store_health *h = &g->health;
+    const struct group_health *h = &g->health;
     if (strcmp(h->type, "agent") != 0 && strcmp(h->type, "ec2") != 0)
         FAIL("health", "type", "\"%s\" is not one of: agent, ec2", h->type);
     if (!dur_in(h->interval_ms, 10, HOUR_MS)) {
@@ -290,7 +290,7 @@ static int check_address_base(struct cfg *cfg, const struct asgd_conf *c, char *
 
 static int read_group(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
 {
-    struct store_group *g = &out->group;
+    struct group_settings *g = &out->group;
     char *name = NULL;
     long min, max, desired;
     if (cfg_get_str(cfg, "group", "name", "default", &name, err, errlen) != 0)
@@ -350,7 +350,7 @@ static int read_policy(struct cfg *cfg, struct asgd_conf *out, char *err, size_t
 static int read_health(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
 {
     static const char *const types[] = {"agent", "ec2", NULL};
-    struct store_health *h = &out->group.health;
+    struct group_health *h = &out->group.health;
     int type;
     long rise, fall;
     if (cfg_get_enum(cfg, "health", "type", 0, types, &type, err, errlen) != 0)

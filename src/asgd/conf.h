@@ -46,7 +46,7 @@
 #include <stdint.h>
 
 #include "common/cfg.h"
-#include "store/store.h" /* struct store_group: name, sizes, policy, health */
+#include "group/group.h"
 
 enum conf_provider { CONF_PROVIDER_LOCAL = 0, CONF_PROVIDER_EC2 = 1 };
 
@@ -74,9 +74,9 @@ struct conf_api {
 };
 
 struct asgd_conf {
-    char *path;               /* the file read; NULL when only defaults */
-    struct store_group group; /* [group] + [policy] + [health]; revision/updated_at unused (0) */
-    int provider;             /* enum conf_provider */
+    char *path;                  /* the file read; NULL when only defaults */
+    struct group_settings group; /* [group] + [policy] + [health]; revision/updated_at unused (0) */
+    int provider;                /* enum conf_provider */
     struct conf_monitor monitor;
     struct conf_local local;
     char *store_dir; /* [store] dir */
@@ -124,8 +124,8 @@ int conf_load(const char *path, struct asgd_conf *out, struct cfg *keep, char *e
  * strings) and writes the reason alone to err ("80 must be below
  * scale_up_threshold (70)").
  */
-int conf_validate_group(const struct store_group *g, const char **sec, const char **key, char *err,
-                        size_t errlen);
+int conf_validate_group(const struct group_settings *g, const char **sec, const char **key,
+                        char *err, size_t errlen);
 
 /* Whether name is a valid group name (1..CONF_NAME_MAX of letters, digits, '-', '_', '.'). */
 int conf_name_valid(const char *name);

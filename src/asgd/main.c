@@ -235,7 +235,7 @@ static int open_store(struct daemon *d, char *err, size_t errlen)
     }
     if (store_open(d->conf.store_dir, &d->store, err, errlen) != 0)
         return -1;
-    struct store_group g;
+    struct group_settings g;
     int rc = store_get_settings(d->store, d->conf.group.name, &g);
     if (rc == STORE_ENOENT) {
         rc = store_put_settings(d->store, &d->conf.group, 0, NULL);
@@ -513,7 +513,7 @@ static int cmd_status(const struct opts *o)
     }
     if (store_open(d.conf.store_dir, &d.store, err, sizeof(err)) != 0)
         goto fail;
-    struct store_group g;
+    struct group_settings g;
     if (store_get_settings(d.store, d.conf.group.name, &g) != 0) {
         snprintf(err, sizeof(err), "group \"%s\" has no state in \"%s\" (never started?)",
                  d.conf.group.name, d.conf.store_dir);

@@ -58,7 +58,7 @@ struct ctl {
     struct provider *prov;
 
     /* controller-thread state */
-    struct store_group settings;
+    struct group_settings settings;
     int have_settings;
     struct policy_state pstate;
     int policy_type;
@@ -531,7 +531,7 @@ static void window_push(struct ctl *c, int64_t now, double avg)
 
 static int load_settings(struct ctl *c)
 {
-    struct store_group g;
+    struct group_settings g;
     int rc = store_get_settings(c->store, c->group, &g);
     if (rc != 0) {
         if (c->have_settings)
@@ -609,7 +609,7 @@ int ctl_tick(struct ctl *c, int64_t now)
 {
     if (load_settings(c) != 0)
         return -1;
-    const struct store_group *g = &c->settings;
+    const struct group_settings *g = &c->settings;
     fleet_heartbeat(c->fleet, 1, now);
 
     handle_requests(c, now);

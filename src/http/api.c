@@ -55,7 +55,7 @@ static void store_fail(struct http_reply *rep, struct http_server *s, int rc, co
                 store_errmsg(s->store));
 }
 
-static int load_settings(struct http_server *s, struct store_group *g, struct http_reply *rep)
+static int load_settings(struct http_server *s, struct group_settings *g, struct http_reply *rep)
 {
     int rc = store_get_settings(s->store, s->group, g);
     if (rc == STORE_ENOENT) {
@@ -101,7 +101,7 @@ static int parse_ll(const char *s, long long lo, long long hi, long long *out)
 /* The group's settings as JSON plus live counts; NULL (and rep set) on failure. */
 static json_t *group_view(struct http_server *s, struct http_reply *rep)
 {
-    struct store_group g;
+    struct group_settings g;
     if (load_settings(s, &g, rep))
         return NULL;
     json_t *j = http__group_to_json(&g);
@@ -181,7 +181,7 @@ void http__patch_group(struct http_req *r, struct http_reply *rep)
         goto out;
     }
     int max_cap = (int)fleet_capacity(s->fleet);
-    struct store_group old, neu;
+    struct group_settings old, neu;
     int rc = STORE_ECONFLICT;
     for (int attempt = 0; attempt < PATCH_RETRIES && rc == STORE_ECONFLICT; attempt++) {
         if (load_settings(s, &old, rep))
@@ -495,7 +495,7 @@ void http__get_history(struct http_req *r, struct http_reply *rep)
 void http__get_metrics(struct http_req *r, struct http_reply *rep)
 {
     struct http_server *s = r->srv;
-    struct store_group g;
+    struct group_settings g;
     int have = store_get_settings(s->store, s->group, &g) == 0;
     size_t n = 0;
     struct fleet_slot *slots = snapshot(s->fleet, &n);
@@ -531,7 +531,7 @@ void http__get_healthz(struct http_req *r, struct http_reply *rep)
 void http__get_readyz(struct http_req *r, struct http_reply *rep)
 {
     struct http_server *s = r->srv;
-    struct store_group g;
+    struct group_settings g;
     int rc = store_get_settings(s->store, s->group, &g);
     if (rc) {
         http__error(rep, 503, "not ready", "the group settings cannot be read: %s",

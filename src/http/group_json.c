@@ -37,10 +37,10 @@ static json_t *duration_json(int64_t ms)
     return json_string(b);
 }
 
-json_t *http__group_to_json(const struct store_group *g)
+json_t *http__group_to_json(const struct group_settings *g)
 {
     const struct policy_settings *p = &g->policy;
-    const struct store_health *h = &g->health;
+    const struct group_health *h = &g->health;
     json_t *policy = json_pack(
         "{s:s, s:f, s:f, s:f, s:f, s:o, s:o, s:f, s:f, s:o}", "type", policy_type_name(p->type),
         "up_threshold", p->up_threshold, "down_threshold", p->down_threshold, "up_factor",
@@ -170,7 +170,7 @@ static int patch_policy(struct policy_settings *p, const json_t *obj, char *err,
     return 0;
 }
 
-static int patch_health(struct store_health *h, const json_t *obj, char *err, size_t errlen)
+static int patch_health(struct group_health *h, const json_t *obj, char *err, size_t errlen)
 {
     if (!json_is_object(obj)) {
         snprintf(err, errlen, "health: must be an object");
@@ -214,7 +214,7 @@ static int patch_health(struct store_health *h, const json_t *obj, char *err, si
     return 0;
 }
 
-int http__group_patch(struct store_group *g, const json_t *patch, int max_cap, char *err,
+int http__group_patch(struct group_settings *g, const json_t *patch, int max_cap, char *err,
                       size_t errlen)
 {
     if (!json_is_object(patch)) {
@@ -270,7 +270,7 @@ int http__group_patch(struct store_group *g, const json_t *patch, int max_cap, c
     return http__group_validate(g, max_cap, err, errlen);
 }
 
-int http__group_validate(const struct store_group *g, int max_cap, char *err, size_t errlen)
+int http__group_validate(const struct group_settings *g, int max_cap, char *err, size_t errlen)
 {
     if (g->min_size < 0) {
         snprintf(err, errlen, "min_size: %d must not be negative", g->min_size);
@@ -333,7 +333,7 @@ static void diff_add(char *out, size_t outlen, const char *fmt, ...)
     va_end(ap);
 }
 
-void http__group_diff(const struct store_group *a, const struct store_group *b, char *out,
+void http__group_diff(const struct group_settings *a, const struct group_settings *b, char *out,
                       size_t outlen)
 {
     if (outlen == 0)

@@ -98,7 +98,7 @@ void http__get_readyz(struct http_req *r, struct http_reply *rep);
 /* ---- group settings <-> JSON (group_json.c, pure) ----------------------------------------- */
 
 /* New JSON object with g's settings (name, sizes, policy, health, revision). NULL on ENOMEM. */
-json_t *http__group_to_json(const struct store_group *g);
+json_t *http__group_to_json(const struct group_settings *g);
 /*
  * Applies the JSON object patch to *g (partial update: keys absent keep their
  * value) and validates the result with http__group_validate(). Unknown keys,
@@ -107,20 +107,20 @@ json_t *http__group_to_json(const struct store_group *g);
  * the new range (AWS UpdateAutoScalingGroup semantics). On failure *g may be
  * partly changed and err holds the reason; returns -1. max_cap bounds max_size.
  */
-int http__group_patch(struct store_group *g, const json_t *patch, int max_cap, char *err,
+int http__group_patch(struct group_settings *g, const json_t *patch, int max_cap, char *err,
                       size_t errlen);
 /* Checks the settings as strictly as the config file does. 0 or -1 + message. */
-int http__group_validate(const struct store_group *g, int max_cap, char *err, size_t errlen);
+int http__group_validate(const struct group_settings *g, int max_cap, char *err, size_t errlen);
 /* Appends "min_size 1 -> 2, ..." for every setting that differs (for the activity log). */
-void http__group_diff(const struct store_group *a, const struct store_group *b, char *out,
+void http__group_diff(const struct group_settings *a, const struct group_settings *b, char *out,
                       size_t outlen);
 
 /* ---- Prometheus text (prom.c, pure) ------------------------------------------------------- */
 
 struct http_prom_input {
     const char *group;
-    const struct store_group *settings; /* NULL: not known (store error) */
-    const struct fleet_slot *slots;     /* live instances */
+    const struct group_settings *settings; /* NULL: not known (store error) */
+    const struct fleet_slot *slots;        /* live instances */
     size_t n_slots;
     const struct ctl_status *ctl; /* NULL: no controller in this process */
     const struct stats *stats;

@@ -613,7 +613,7 @@ static json_t *policy_to_json(const struct policy_settings *p)
                      "evaluation_period_ms", (json_int_t)p->evaluation_period_ms);
 }
 
-static json_t *health_to_json(const struct store_health *h)
+static json_t *health_to_json(const struct group_health *h)
 {
     return json_pack("{s:s, s:I, s:I, s:i, s:i, s:I}", "type", h->type, "interval_ms",
                      (json_int_t)h->interval_ms, "timeout_ms", (json_int_t)h->timeout_ms,
@@ -674,7 +674,7 @@ static int policy_from_json(const char *text, struct policy_settings *p)
     return 0;
 }
 
-static int health_from_json(const char *text, struct store_health *h)
+static int health_from_json(const char *text, struct group_health *h)
 {
     json_error_t je;
     json_t *o = text ? json_loads(text, 0, &je) : NULL;
@@ -693,7 +693,7 @@ static int health_from_json(const char *text, struct store_health *h)
     return 0;
 }
 
-static int get_settings_locked(struct store *st, const char *name, struct store_group *out)
+static int get_settings_locked(struct store *st, const char *name, struct group_settings *out)
 {
     int rc = 0;
     sqlite3_stmt *s = stmt(st, S_GROUP_GET, &rc);
@@ -709,7 +709,7 @@ static int get_settings_locked(struct store *st, const char *name, struct store_
         rc = db_err(st, r, "cannot read group settings");
         goto out;
     }
-    struct store_group g;
+    struct group_settings g;
     memset(&g, 0, sizeof(g)); /* callers memcmp the policy: padding must be zero */
     col_text(s, 0, g.name, sizeof(g.name));
     g.min_size = sqlite3_column_int(s, 1);
@@ -730,7 +730,7 @@ out:
     return rc;
 }
 
-int store_get_settings(struct store *st, const char *name, struct store_group *out)
+int store_get_settings(struct store *st, const char *name, struct group_settings *out)
 {
     if (!st || !out || !str_ok(name, STORE_NAME_MAX, 1))
         return STORE_EINVAL;
@@ -762,7 +762,7 @@ static int group_rev(struct store *st, const char *name, int64_t *rev, int *min,
     return rc;
 }
 
-static int settings_valid(struct store *st, const struct store_group *g)
+static int settings_valid(struct store *st, const struct group_settings *g)
 {
     if (!str_ok(g->name, sizeof(g->name), 1))
         return set_err(st, STORE_EINVAL, "group name is empty or too long");
@@ -780,14 +780,14 @@ static int settings_valid(struct store *st, const struct store_group *g)
                        g->policy.type);
     if (!str_ok(g->health.type, sizeof(g->health.type), 0))
         return set_err(st, STORE_EINVAL, "group \"%s\": health type too long", g->name);
-    const struct store_health *h = &g->health;
+    const struct group_health *h = &g->health;
     if (h->interval_ms < 0 || h->timeout_ms < 0 || h->grace_period_ms < 0 ||
         h->healthy_threshold < 0 || h->unhealthy_threshold < 0)
         return set_err(st, STORE_EINVAL, "group \"%s\": negative health setting", g->name);
     return 0;
 }
 
-int store_put_settings(struct store *st, const struct store_group *g, int64_t expect_revision,
+int store_put_settings(struct store *st, const struct group_settings *g, int64_t expect_revision,
                        int64_t *new_revision)
 {
     if (!st || !g)

@@ -35,7 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "controller/policy.h"
+#include "group/group.h"
 
 #define STORE_NAME_MAX   64  /* group name, NUL included */
 #define STORE_ID_MAX     64  /* instance id, launch token, NUL included */
@@ -82,30 +82,12 @@ int store_schema_version(struct store *st);
 
 /* ---- group settings ------------------------------------------------------------------------- */
 
-struct store_health {
-    char type[STORE_SHORT_MAX]; /* "agent" | "ec2" (not interpreted here) */
-    int64_t interval_ms;
-    int64_t timeout_ms;
-    int healthy_threshold;
-    int unhealthy_threshold;
-    int64_t grace_period_ms;
-};
-
-struct store_group {
-    char name[STORE_NAME_MAX];
-    int min_size, max_size, desired_capacity;
-    struct policy_settings policy;
-    struct store_health health;
-    int64_t revision;      /* bumped by every write; 1 after the first put */
-    int64_t updated_at_ms; /* wall clock of the last write */
-};
-
 /*
  * Reads the settings of group name into *out. STORE_ENOENT if the group does
  * not exist yet (first start: seed it from the config file with
  * store_put_settings()).
  */
-int store_get_settings(struct store *st, const char *name, struct store_group *out)
+int store_get_settings(struct store *st, const char *name, struct group_settings *out)
     __attribute__((warn_unused_result));
 /*
  * Creates or replaces the settings of group g->name (g->revision and
@@ -116,7 +98,7 @@ int store_get_settings(struct store *st, const char *name, struct store_group *o
  * max (STORE_EINVAL otherwise). On success the new revision is stored in
  * *new_revision (may be NULL).
  */
-int store_put_settings(struct store *st, const struct store_group *g, int64_t expect_revision,
+int store_put_settings(struct store *st, const struct group_settings *g, int64_t expect_revision,
                        int64_t *new_revision) __attribute__((warn_unused_result));
 /*
  * Sets only desired_capacity of an existing group (the controller's scaling

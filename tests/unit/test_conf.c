@@ -144,7 +144,7 @@ static void every_key_is_read(void **state)
     char err[256];
     if (load_text(every_key, &c, err, sizeof(err)) != 0)
         fail_msg("%s", err);
-    const struct store_group *g = &c.group;
+    const struct group_settings *g = &c.group;
     assert_string_equal(g->name, "web-1.a_b");
     assert_int_equal(g->min_size, 2);
     assert_int_equal(g->max_size, 9);
@@ -305,7 +305,7 @@ static void validate_group_for_the_api(void **state)
     (void)state;
     struct asgd_conf c;
     assert_int_equal(conf_defaults(&c), 0);
-    struct store_group g = c.group;
+    struct group_settings g = c.group;
     const char *sec = NULL, *key = NULL;
     char err[128];
     g.max_size = 5;

@@ -166,7 +166,7 @@ static int setup(void **state)
     x->prov->base.ops = &fake_ops;
     x->prov->now = T0;
 
-    struct store_group g;
+    struct group_settings g;
     memset(&g, 0, sizeof(g));
     snprintf(g.name, sizeof(g.name), "%s", x->name);
     g.min_size = 2;
@@ -466,7 +466,7 @@ static void operator_terminate(void **state)
     assert_non_null(strstr(err, "i-nope"));
     assert_int_equal(ctl_request_terminate(x->ctl, "i-001", 1, err, sizeof(err)), 0);
     ctl_tick(x->ctl, T0 + 1000);
-    struct store_group g;
+    struct group_settings g;
     assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
     assert_int_equal(g.desired_capacity, 2);
     assert_int_equal(x->prov->n_terminated, 1);
@@ -491,7 +491,7 @@ static void scales_on_load(void **state)
     /* inside grace (30 s) the load does not count: no scale-out */
     for (int i = 1; i <= 25; i++)
         ctl_tick(x->ctl, T0 + i * 1000);
-    struct store_group g;
+    struct group_settings g;
     assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
     assert_int_equal(g.desired_capacity, 2);
     int64_t t = T0 + 26000;

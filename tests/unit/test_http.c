@@ -168,7 +168,7 @@ static void seed_group(struct store *st, const char *name)
 {
     struct asgd_conf c = {0};
     assert_int_equal(conf_defaults(&c), 0);
-    struct store_group g = c.group;
+    struct group_settings g = c.group;
     snprintf(g.name, sizeof g.name, "%s", name);
     g.min_size = 1;
     g.max_size = 5;
@@ -347,7 +347,7 @@ static void patch_needs_the_token(void **state)
     assert_error(&r, 401, NULL);
     resp_free(&r);
     /* nothing changed */
-    struct store_group g;
+    struct group_settings g;
     assert_int_equal(store_get_settings(e->store, "web", &g), 0);
     assert_int_equal(g.max_size, 5);
 }
@@ -365,7 +365,7 @@ static void patch_persists_and_records_activity(void **state)
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(r.json, "policy"), "cooldown")), "2m");
     resp_free(&r);
-    struct store_group g;
+    struct group_settings g;
     assert_int_equal(store_get_settings(e->store, "web", &g), 0);
     assert_int_equal(g.max_size, 4);
     assert_float_equal(g.policy.up_threshold, 75, 1e-9);
@@ -444,7 +444,7 @@ static void patch_rejects_bad_input_with_messages(void **state)
         assert_error(&r, 400, cases[i].needle);
         resp_free(&r);
     }
-    struct store_group g;
+    struct group_settings g;
     assert_int_equal(store_get_settings(e->store, "web", &g), 0);
     assert_int_equal(g.min_size, 1);
     assert_int_equal(g.max_size, 5);
@@ -844,7 +844,7 @@ static void group_patch_pure(void **state)
     (void)state;
     struct asgd_conf c = {0};
     assert_int_equal(conf_defaults(&c), 0);
-    struct store_group g = c.group;
+    struct group_settings g = c.group;
     conf_release(&c);
     g.min_size = 1;
     g.max_size = 4;
@@ -864,7 +864,7 @@ static void group_patch_pure(void **state)
     assert_int_equal(http__group_patch(&g, p, 0, err, sizeof err), -1);
     assert_non_null(strstr(err, "health.timeout"));
     json_decref(p);
-    struct store_group a = g, b = g;
+    struct group_settings a = g, b = g;
     b.max_size = 3;
     b.policy.cooldown_ms = 1500;
     char diff[256];

@@ -106,7 +106,7 @@ static void raw_exec(const char *dir, const char *sql)
     sqlite3_close(db);
 }
 
-static void sample_group(struct store_group *g, const char *name)
+static void sample_group(struct group_settings *g, const char *name)
 {
     memset(g, 0, sizeof(*g));
     snprintf(g->name, sizeof(g->name), "%s", name);
@@ -132,7 +132,7 @@ static void settings_roundtrip(void **state)
     struct fixture *fx = *state;
     struct store *st = fx->st;
     assert_int_equal(store_schema_version(st), STORE_SCHEMA_VERSION);
-    struct store_group g, got;
+    struct group_settings g, got;
     assert_int_equal(store_get_settings(st, "web", &got), STORE_ENOENT);
     assert_non_null(strstr(store_errmsg(st), "web"));
 
@@ -180,7 +180,7 @@ static void settings_roundtrip(void **state)
     assert_int_equal(got.revision, 4);
 
     /* invalid settings are refused and change nothing */
-    struct store_group bad = g;
+    struct group_settings bad = g;
     bad.min_size = 6;
     bad.max_size = 5;
     assert_int_equal(store_put_settings(st, &bad, -1, NULL), STORE_EINVAL);
@@ -225,7 +225,7 @@ static void settings_roundtrip(void **state)
 static void settings_json_is_distrusted(void **state)
 {
     struct fixture *fx = *state;
-    struct store_group g, got;
+    struct group_settings g, got;
     sample_group(&g, "web");
     assert_int_equal(store_put_settings(fx->st, &g, 0, NULL), 0);
     /* missing keys take the policy defaults (a later asgd may add keys, an older one drop them) */
@@ -629,7 +629,7 @@ static void migrations(void **state)
     (void)state;
     char dir[128], err[512];
     struct store *st = NULL;
-    struct store_group g;
+    struct group_settings g;
 
     /* an empty file (version 0) is migrated */
     make_dir(dir, sizeof(dir));
@@ -806,7 +806,7 @@ static void two_handles(void **state)
     struct store *b = NULL;
     char err[256];
     assert_int_equal(store_open(fx->dir, &b, err, sizeof(err)), 0);
-    struct store_group g, got;
+    struct group_settings g, got;
     sample_group(&g, "web");
     assert_int_equal(store_put_settings(fx->st, &g, 0, NULL), 0);
     assert_int_equal(store_get_settings(b, "web", &got), 0);
@@ -901,7 +901,7 @@ static int torture_sequence(const char *dir, long round)
         assert_true(rc_ok(r_));                                                                    \
         fails += r_ != 0;                                                                          \
     } while (0)
-    struct store_group g;
+    struct group_settings g;
     sample_group(&g, "web");
     T(store_put_settings(st, &g, -1, NULL));
     T(store_get_settings(st, "web", &g));
@@ -975,7 +975,7 @@ static void allocation_failures(void **state)
         /* whatever failed, the database still opens and answers */
         struct store *st = NULL;
         assert_int_equal(store_open(dir, &st, err, sizeof(err)), 0);
-        struct store_group g;
+        struct group_settings g;
         assert_int_equal(store_get_settings(st, "web", &g), 0);
         store_close(st);
     }
