@@ -15,16 +15,49 @@
 #include "monitor/mon.h"
 
 struct mon_poller;
+struct mon_target;
+struct fleet_slot;
+
+/*
+ * One watched group: its fleet table and health settings, plus the poller's
+ * state for it. The list of groups (struct mon.groups) and the settings are
+ * changed under mon.mu; the poller thread holds mon.mu while it walks the list
+ * (rescans, starting due polls) but not while it waits for completions, and
+ * it alone unlinks and frees a group (mon_remove_group() marks it and waits),
+ * so a completion callback may use its target's group without the lock.
+ */
+struct mon_group {
+    char name[64];
+    struct fleet *fleet; /* borrowed */
+    int64_t interval_ms, timeout_ms;
+    uint32_t rise, fall;
+    int registered_only; /* poll only agents that called Register ([health] type = ec2) */
+    int removing;        /* mon_remove_group() waits for the poller to drop it */
+
+    /* poller state (poller thread, or the caller of mon_poll_once()) */
+    uint32_t cap;
+    struct mon_target **targets; /* by slot index */
+    struct fleet_slot *snap;     /* rescan buffer, cap entries */
+    uint64_t gen_seen;
+    int have_gen;
+    int64_t last_rescan_ms;
+    int64_t next_heartbeat_ms;
+    atomic_int rescan; /* a slot got its address (registry) or went stale (poller) */
+
+    struct mon_group *next;
+};
 
 struct mon {
     /* settings (strings owned) */
     char *listen;
     char *token;
     int accept_unknown;
-    int64_t interval_ms, timeout_ms;
+    int64_t interval_ms, timeout_ms; /* defaults of the first group (mon_new's fleet) */
     uint32_t rise, fall, max_inflight;
 
-    struct fleet *fleet; /* borrowed */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;        /* signalled when the poller dropped a removed group */
+    struct mon_group *groups; /* under mu; first added first */
     char errmsg[256];
 
     /* server (mon.c) */
@@ -36,7 +69,6 @@ struct mon {
     pthread_t thread;
     int thread_running;
     atomic_int stop;
-    atomic_int rescan; /* set when a slot got its address (registry) or went stale (poller) */
 
     /* refusal log limiter (registry.c), only touched by the server thread */
     int64_t refuse_window_ms;
@@ -53,7 +85,15 @@ void mon__register(struct mon *m, const RegisterRequest *rq, RegisterReply *rp, 
                    size_t msglen);
 void mon__deregister(struct mon *m, const DeregisterRequest *rq, DeregisterReply *rp);
 
-/* Poller (poll.c). */
+/* Groups (mon.c). mon__group_find_instance(): the group whose table holds id
+ * (and its slot index), or NULL; call with mu held. */
+struct mon_group *mon__group_find_instance(struct mon *m, const char *id, uint32_t *index);
+/* Unlinks and frees g (its targets already dropped); mu held. */
+void mon__group_unlink(struct mon *m, struct mon_group *g);
+
+/* Poller (poll.c). mon__poller_drop_group() drops every target of g (calls in
+ * flight finish without touching g); poller thread or mon_poll_once() side. */
+void mon__poller_drop_group(struct mon_poller *p, struct mon_group *g);
 int mon__poller_new(struct mon *m, struct mon_poller **out);
 void mon__poller_free(struct mon_poller *p);
 void *mon__poller_thread(void *arg);

@@ -50,26 +50,183 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-int mon_new(const struct mon_settings *s, struct fleet *f, struct mon **out, char *err,
-            size_t errlen)
+static int check_group(const struct mon_group_settings *gs, char *err, size_t errlen)
 {
-    if (!s || !f || !out) {
-        seterr(err, errlen, "monitor: missing settings or fleet table");
-        return MON_EINVAL;
-    }
-    if (s->interval_ms < 10 || s->interval_ms > 3600 * 1000) {
+    if (gs->interval_ms < 10 || gs->interval_ms > 3600 * 1000) {
         seterr(err, errlen, "monitor: poll interval %lld ms out of range (10 ms .. 1 h)",
-               (long long)s->interval_ms);
+               (long long)gs->interval_ms);
         return MON_EINVAL;
     }
-    if (s->timeout_ms < 1) {
+    if (gs->timeout_ms < 1) {
         seterr(err, errlen, "monitor: poll timeout must be positive");
         return MON_EINVAL;
     }
-    if (s->rise < 1 || s->fall < 1 || s->rise > 1000 || s->fall > 1000) {
+    if (gs->rise < 1 || gs->fall < 1 || gs->rise > 1000 || gs->fall > 1000) {
         seterr(err, errlen, "monitor: healthy/unhealthy thresholds must be 1..1000");
         return MON_EINVAL;
     }
+    return MON_OK;
+}
+
+static void group_apply(struct mon_group *g, const struct mon_group_settings *gs)
+{
+    g->interval_ms = gs->interval_ms;
+    /* a poll must end before the next one is due */
+    g->timeout_ms = gs->timeout_ms < gs->interval_ms ? gs->timeout_ms : gs->interval_ms;
+    g->rise = gs->rise;
+    g->fall = gs->fall;
+    g->registered_only = gs->registered_only != 0;
+}
+
+static struct mon_group *group_by_name(struct mon *m, const char *name)
+{
+    for (struct mon_group *g = m->groups; g; g = g->next)
+        if (!g->removing && strcmp(g->name, name) == 0)
+            return g;
+    return NULL;
+}
+
+static void group_free(struct mon_group *g)
+{
+    if (!g)
+        return;
+    free(g->targets);
+    free(g->snap);
+    free(g);
+}
+
+static int group_add(struct mon *m, const char *name, struct fleet *f,
+                     const struct mon_group_settings *gs, char *err, size_t errlen)
+{
+    int rc = check_group(gs, err, errlen);
+    if (rc)
+        return rc;
+    if (!name || strlen(name) >= sizeof(((struct mon_group *)0)->name) || !f) {
+        seterr(err, errlen, "monitor: bad group name or no fleet table");
+        return MON_EINVAL;
+    }
+    struct mon_group *g = calloc(1, sizeof(*g));
+    if (!g)
+        goto nomem;
+    snprintf(g->name, sizeof(g->name), "%s", name);
+    g->fleet = f;
+    group_apply(g, gs);
+    g->cap = fleet_capacity(f);
+    g->targets = calloc(g->cap ? g->cap : 1, sizeof(*g->targets));
+    g->snap = calloc(g->cap ? g->cap : 1, sizeof(*g->snap));
+    if (!g->targets || !g->snap)
+        goto nomem;
+    atomic_init(&g->rescan, 1);
+    pthread_mutex_lock(&m->mu);
+    if (group_by_name(m, name)) {
+        pthread_mutex_unlock(&m->mu);
+        group_free(g);
+        seterr(err, errlen, "monitor: group \"%s\" is already watched", name);
+        return MON_EINVAL;
+    }
+    struct mon_group **tail = &m->groups;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = g;
+    pthread_mutex_unlock(&m->mu);
+    return MON_OK;
+nomem:
+    group_free(g);
+    seterr(err, errlen, "monitor: out of memory");
+    return MON_ENOMEM;
+}
+
+int mon_add_group(struct mon *m, const char *name, struct fleet *f,
+                  const struct mon_group_settings *gs)
+{
+    if (!m || !gs)
+        return MON_EINVAL;
+    return group_add(m, name, f, gs, m->errmsg, sizeof(m->errmsg));
+}
+
+int mon_set_group(struct mon *m, const char *name, const struct mon_group_settings *gs)
+{
+    if (!m || !name || !gs)
+        return MON_EINVAL;
+    int rc = check_group(gs, m->errmsg, sizeof(m->errmsg));
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&m->mu);
+    struct mon_group *g = group_by_name(m, name);
+    if (g)
+        group_apply(g, gs);
+    pthread_mutex_unlock(&m->mu);
+    return g ? MON_OK : MON_EINVAL;
+}
+
+void mon__group_unlink(struct mon *m, struct mon_group *g)
+{
+    for (struct mon_group **pp = &m->groups; *pp; pp = &(*pp)->next) {
+        if (*pp == g) {
+            *pp = g->next;
+            group_free(g);
+            return;
+        }
+    }
+}
+
+void mon_remove_group(struct mon *m, const char *name)
+{
+    if (!m || !name)
+        return;
+    pthread_mutex_lock(&m->mu);
+    struct mon_group *g = group_by_name(m, name);
+    if (g) {
+        g->removing = 1;
+        if (!m->thread_running) {
+            mon__poller_drop_group(m->poller, g);
+            mon__group_unlink(m, g);
+        } else {
+            /* the poller drops it at the top of its next loop and signals */
+            for (;;) {
+                int still = 0;
+                for (struct mon_group *x = m->groups; x; x = x->next)
+                    still |= x == g;
+                if (!still)
+                    break;
+                if (!m->thread_running) {
+                    /* the poller stopped meanwhile: nobody else will drop it */
+                    mon__poller_drop_group(m->poller, g);
+                    mon__group_unlink(m, g);
+                    break;
+                }
+                pthread_cond_wait(&m->cv, &m->mu);
+            }
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+struct mon_group *mon__group_find_instance(struct mon *m, const char *id, uint32_t *index)
+{
+    for (struct mon_group *g = m->groups; g; g = g->next) {
+        if (g->removing)
+            continue;
+        if (fleet_find(g->fleet, id, index) == FLEET_OK)
+            return g;
+    }
+    return NULL;
+}
+
+int mon_new(const struct mon_settings *s, struct fleet *f, struct mon **out, char *err,
+            size_t errlen)
+{
+    if (!s || !out) {
+        seterr(err, errlen, "monitor: missing settings");
+        return MON_EINVAL;
+    }
+    struct mon_group_settings gs = {.interval_ms = s->interval_ms,
+                                    .timeout_ms = s->timeout_ms,
+                                    .rise = s->rise,
+                                    .fall = s->fall};
+    int rc = check_group(&gs, err, errlen);
+    if (rc)
+        return rc;
     if (s->listen && s->listen[0] && strlen(s->listen) > 255) {
         seterr(err, errlen, "monitor: listen address too long");
         return MON_EINVAL;
@@ -77,28 +234,36 @@ int mon_new(const struct mon_settings *s, struct fleet *f, struct mon **out, cha
     struct mon *m = calloc(1, sizeof(*m));
     if (!m)
         goto nomem;
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, NULL);
     m->listen = strdup(s->listen ? s->listen : "");
     m->token = strdup(s->token ? s->token : "");
     if (!m->listen || !m->token)
         goto nomem;
     m->accept_unknown = s->accept_unknown != 0;
     m->interval_ms = s->interval_ms;
-    /* a poll must end before the next one is due */
     m->timeout_ms = s->timeout_ms < s->interval_ms ? s->timeout_ms : s->interval_ms;
     m->rise = s->rise;
     m->fall = s->fall;
     m->max_inflight = s->max_inflight;
-    m->fleet = f;
     atomic_init(&m->stop, 0);
-    atomic_init(&m->rescan, 1);
     if (mon__poller_new(m, &m->poller))
         goto nomem;
+    if (f) {
+        rc = group_add(m, "", f, &gs, err, errlen);
+        if (rc) {
+            mon_free(m);
+            return rc;
+        }
+    }
     *out = m;
     return MON_OK;
 nomem:
     if (m) {
         free(m->listen);
         free(m->token);
+        pthread_mutex_destroy(&m->mu);
+        pthread_cond_destroy(&m->cv);
         free(m);
     }
     seterr(err, errlen, "monitor: out of memory");
@@ -119,12 +284,19 @@ static void raise_nofile(struct mon *m)
             getrlimit(RLIMIT_NOFILE, &rl);
         }
     }
-    rlim_t need = (rlim_t)fleet_capacity(m->fleet) + FD_HEADROOM;
+    rlim_t cap = 0;
+    pthread_mutex_lock(&m->mu);
+    for (struct mon_group *g = m->groups; g; g = g->next)
+        cap += g->cap;
+    pthread_mutex_unlock(&m->mu);
+    if (cap == 0)
+        cap = FLEET_DEFAULT_CAP;
+    rlim_t need = cap + FD_HEADROOM;
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
-        log_warn("open file limit %llu is below the %llu a full fleet table of %u instances "
-                 "needs: raise it (ulimit -n, LimitNOFILE=)",
+        log_warn("open file limit %llu is below the %llu full fleet tables of %llu instances "
+                 "need: raise it (ulimit -n, LimitNOFILE=)",
                  (unsigned long long)rl.rlim_cur, (unsigned long long)need,
-                 fleet_capacity(m->fleet));
+                 (unsigned long long)cap);
 }
 
 /* --- MonitorS handlers ---------------------------------------------------------------- */
@@ -257,7 +429,10 @@ void mon_stop(struct mon *m)
     if (m->thread_running) {
         atomic_store(&m->stop, 1);
         pthread_join(m->thread, NULL);
+        pthread_mutex_lock(&m->mu);
         m->thread_running = 0;
+        pthread_cond_broadcast(&m->cv); /* a mon_remove_group() waiting finishes itself */
+        pthread_mutex_unlock(&m->mu);
     }
 }
 
@@ -266,9 +441,19 @@ void mon_free(struct mon *m)
     if (!m)
         return;
     mon_stop(m);
+    pthread_mutex_lock(&m->mu);
+    while (m->groups) {
+        struct mon_group *g = m->groups;
+        if (m->poller)
+            mon__poller_drop_group(m->poller, g);
+        mon__group_unlink(m, g);
+    }
+    pthread_mutex_unlock(&m->mu);
     mon__poller_free(m->poller);
     free(m->listen);
     free(m->token);
+    pthread_mutex_destroy(&m->mu);
+    pthread_cond_destroy(&m->cv);
     free(m);
 }
 

@@ -92,10 +92,12 @@ struct mon_settings {
 void mon_settings_init(struct mon_settings *s);
 
 /*
- * Creates a monitor over fleet table f (borrowed: must outlive the monitor).
- * Copies every string in s. Validates s; on failure returns MON_EINVAL (or
- * MON_ENOMEM) with a message in err and *out untouched. Nothing runs yet.
- * Free with mon_free().
+ * Creates a monitor; when f is not NULL it watches fleet table f (borrowed:
+ * must outlive the monitor, or its mon_remove_group()) as a first group named
+ * "" with the interval, timeout, rise and fall of s. f may be NULL: groups
+ * come with mon_add_group(). Copies every string in s. Validates s; on
+ * failure returns MON_EINVAL (or MON_ENOMEM) with a message in err and *out
+ * untouched. Nothing runs yet. Free with mon_free().
  */
 int mon_new(const struct mon_settings *s, struct fleet *f, struct mon **out, char *err,
             size_t errlen) __attribute__((warn_unused_result));
@@ -108,6 +110,39 @@ int mon_new(const struct mon_settings *s, struct fleet *f, struct mon **out, cha
  * nothing is left running.
  */
 int mon_start(struct mon *m) __attribute__((warn_unused_result));
+
+/* --- many groups: one listener and one poller serve every group of the node --- */
+
+/* A group's health-check settings (its [health] section). */
+struct mon_group_settings {
+    int64_t interval_ms; /* poll interval (>= 10) */
+    int64_t timeout_ms;  /* deadline of one poll (>= 1; clamped to interval) */
+    uint32_t rise, fall; /* 1..1000 */
+    int registered_only; /* poll only agents that registered ([health] type = ec2: the
+                            provider decides health; registered agents still give load) */
+};
+
+/*
+ * Starts watching fleet table f (borrowed until mon_remove_group() returns)
+ * as group name (unique). Thread-safe; the poller picks it up on its next
+ * loop. MON_EINVAL for bad settings or a name already watched, MON_ENOMEM.
+ * Register/Deregister find an instance in whichever group's table holds it;
+ * with accept_unknown an unknown instance is added to the FIRST group.
+ */
+int mon_add_group(struct mon *m, const char *name, struct fleet *f,
+                  const struct mon_group_settings *gs) __attribute__((warn_unused_result));
+/*
+ * Changes the health settings of group name; the next poll of each of its
+ * instances uses them (the API changed [health]). MON_EINVAL if not watched.
+ */
+int mon_set_group(struct mon *m, const char *name, const struct mon_group_settings *gs)
+    __attribute__((warn_unused_result));
+/*
+ * Stops watching group name: when it returns the monitor no longer touches
+ * its fleet table (calls in flight complete without it). Thread-safe, never
+ * from a poll callback. A name not watched is a no-op.
+ */
+void mon_remove_group(struct mon *m, const char *name);
 
 /* Stops the server and the poller (cancelling calls in flight) and waits for
  * them. Idempotent; NULL or a monitor never started is a no-op. */

@@ -53,6 +53,7 @@ enum step { STEP_METRICS = 0, STEP_STATUS, STEP_MEMORY };
 
 struct mon_target {
     struct mon_poller *p;
+    struct mon_group *g; /* valid while !dead (the poller drops targets before freeing g) */
     uint32_t index, generation;
     char id[FLEET_ID_MAX];
     char address[FLEET_ADDR_MAX];
@@ -70,22 +71,18 @@ struct mon_target {
     int app_healthy;     /* -1 unknown */
     int got_sample;      /* the agent answered with load figures (each may be -1: unknown) */
     double load, cpu, mem, load1;
+    /* the group's settings when the poll started (read under mon.mu) */
+    int64_t interval_ms;
+    uint32_t rise, fall;
 };
 
 struct mon_poller {
     struct mon *m;
     struct rpc_client *cl;
-    uint32_t cap;
-    struct mon_target **targets; /* by slot index */
-    struct fleet_slot *snap;     /* rescan buffer, cap entries */
-    uint64_t gen_seen;
-    int have_gen;
     int inflight;
     int ntargets;
     int64_t next_scan_ms;
     int64_t last_scan_ms;
-    int64_t last_rescan_ms;
-    int64_t next_heartbeat_ms;
     uint64_t round; /* mon_poll_once rounds */
 };
 
@@ -102,9 +99,6 @@ int mon__poller_new(struct mon *m, struct mon_poller **out)
     if (!p)
         return MON_ENOMEM;
     p->m = m;
-    p->cap = fleet_capacity(m->fleet);
-    p->targets = calloc(p->cap ? p->cap : 1, sizeof(*p->targets));
-    p->snap = calloc(p->cap ? p->cap : 1, sizeof(*p->snap));
     int64_t backoff = m->interval_ms < 1000 ? m->interval_ms : 1000;
     struct rpc_client_opts o = RPC_CLIENT_OPTS_INIT;
     o.reconnect_initial_ms = (int)(backoff < 100 ? backoff : 100);
@@ -115,12 +109,8 @@ int mon__poller_new(struct mon *m, struct mon_poller **out)
     o.reconnect_max_ms = (int)backoff;
     o.max_message = 16 * 1024;
     o.own_connection = 1;
-    if (p->targets && p->snap)
-        p->cl = rpc_client_new(&o);
-    if (!p->targets || !p->snap || !p->cl) {
-        rpc_client_free(p->cl);
-        free(p->targets);
-        free(p->snap);
+    p->cl = rpc_client_new(&o);
+    if (!p->cl) {
         free(p);
         return MON_ENOMEM;
     }
@@ -128,13 +118,13 @@ int mon__poller_new(struct mon *m, struct mon_poller **out)
     return MON_OK;
 }
 
-/* Drops the target at index: freed now, or by its callback if a call is in flight. */
-static void target_drop(struct mon_poller *p, uint32_t index)
+/* Drops the target at index of g: freed now, or by its callback if a call is in flight. */
+static void target_drop(struct mon_poller *p, struct mon_group *g, uint32_t index)
 {
-    struct mon_target *t = p->targets[index];
+    struct mon_target *t = g->targets[index];
     if (!t)
         return;
-    p->targets[index] = NULL;
+    g->targets[index] = NULL;
     p->ntargets--;
     rpc_channel_free(t->ch); /* calls in flight still complete */
     t->ch = NULL;
@@ -144,57 +134,66 @@ static void target_drop(struct mon_poller *p, uint32_t index)
         free(t);
 }
 
+void mon__poller_drop_group(struct mon_poller *p, struct mon_group *g)
+{
+    if (!p || !g)
+        return;
+    for (uint32_t i = 0; i < g->cap; i++)
+        target_drop(p, g, i);
+}
+
 void mon__poller_free(struct mon_poller *p)
 {
     if (!p)
         return;
-    for (uint32_t i = 0; i < p->cap; i++)
-        target_drop(p, i);
+    /* every group's targets were dropped by mon_free() */
     rpc_client_shutdown(p->cl); /* fires the callbacks of dead targets, which free them */
     rpc_client_free(p->cl);
-    free(p->targets);
-    free(p->snap);
     free(p);
 }
 
-/* Brings the targets in line with the table. */
-static void rescan(struct mon_poller *p, int64_t now)
+/* Brings the targets of g in line with its table. */
+static void rescan(struct mon_poller *p, struct mon_group *g, int64_t now)
 {
-    struct fleet *f = p->m->fleet;
-    p->gen_seen = fleet_membership_gen(f);
-    p->have_gen = 1;
-    size_t n = fleet_snapshot(f, p->snap, p->cap);
-    if (n > p->cap)
-        n = p->cap;
+    struct fleet *f = g->fleet;
+    g->gen_seen = fleet_membership_gen(f);
+    g->have_gen = 1;
+    size_t n = fleet_snapshot(f, g->snap, g->cap);
+    if (n > g->cap)
+        n = g->cap;
     /* which slot indexes are live now */
-    char *live = calloc(p->cap ? p->cap : 1, 1);
+    char *live = calloc(g->cap ? g->cap : 1, 1);
     if (!live) {
-        atomic_store(&p->m->rescan, 1); /* try again next loop */
+        atomic_store(&g->rescan, 1); /* try again next loop */
         return;
     }
     int nnew = 0;
     for (size_t i = 0; i < n; i++) {
-        const struct fleet_slot *s = &p->snap[i];
-        if (s->index >= p->cap)
+        const struct fleet_slot *s = &g->snap[i];
+        if (s->index >= g->cap)
+            continue;
+        /* [health] type = ec2: an agent is polled only once it registered */
+        if (g->registered_only && !s->registered)
             continue;
         live[s->index] = 1;
-        struct mon_target *t = p->targets[s->index];
+        struct mon_target *t = g->targets[s->index];
         if (t && (t->generation != s->generation || strcmp(t->address, s->address) != 0))
-            target_drop(p, s->index), t = NULL;
+            target_drop(p, g, s->index), t = NULL;
         if (!t && s->address[0])
             nnew++;
     }
     int k = 0;
     for (size_t i = 0; i < n; i++) {
-        const struct fleet_slot *s = &p->snap[i];
-        if (s->index >= p->cap || p->targets[s->index] || !s->address[0])
+        const struct fleet_slot *s = &g->snap[i];
+        if (s->index >= g->cap || !live[s->index] || g->targets[s->index] || !s->address[0])
             continue;
         struct mon_target *t = calloc(1, sizeof(*t));
         if (!t) {
-            atomic_store(&p->m->rescan, 1);
+            atomic_store(&g->rescan, 1);
             break;
         }
         t->p = p;
+        t->g = g;
         t->index = s->index;
         t->generation = s->generation;
         snprintf(t->id, sizeof(t->id), "%s", s->id);
@@ -207,14 +206,14 @@ static void rescan(struct mon_poller *p, int64_t now)
             continue;
         }
         /* a single newcomer is polled at once; a crowd is spread over one interval */
-        t->next_due_ms = now + (nnew > 1 ? (p->m->interval_ms * k) / nnew : 0);
+        t->next_due_ms = now + (nnew > 1 ? (g->interval_ms * k) / nnew : 0);
         k++;
-        p->targets[s->index] = t;
+        g->targets[s->index] = t;
         p->ntargets++;
     }
-    for (uint32_t i = 0; i < p->cap; i++)
-        if (p->targets[i] && !live[i])
-            target_drop(p, i);
+    for (uint32_t i = 0; i < g->cap; i++)
+        if (g->targets[i] && !live[i])
+            target_drop(p, g, i);
     free(live);
     p->next_scan_ms = now;
 }
@@ -274,7 +273,7 @@ static void apply(struct fleet_slot *s, void *arg)
 static void finish(struct mon_target *t, int ok, const char *reason)
 {
     struct mon_poller *p = t->p;
-    struct mon *m = p->m;
+    struct mon_group *g = t->g;
     int64_t rtt = mono_us() - t->start_us;
     stats_observe_poll(rtt, ok);
 
@@ -282,11 +281,11 @@ static void finish(struct mon_target *t, int ok, const char *reason)
                           .t = t,
                           .rtt_us = rtt,
                           .now_wall = clk_wall_ms(),
-                          .rise = m->rise,
-                          .fall = m->fall};
-    int rc = fleet_update(m->fleet, t->index, t->generation, apply, &a);
+                          .rise = t->rise,
+                          .fall = t->fall};
+    int rc = fleet_update(g->fleet, t->index, t->generation, apply, &a);
     if (rc == FLEET_ESTALE || rc == FLEET_ENOENT) {
-        atomic_store(&m->rescan, 1); /* slot freed or reused: the rescan drops us */
+        atomic_store(&g->rescan, 1); /* slot freed or reused: the rescan drops us */
     } else if (rc) {
         log_warn("cannot record the poll of instance \"%s\": %s", t->id, fleet_strerror(rc));
     } else if (a.changed) {
@@ -303,7 +302,7 @@ static void finish(struct mon_target *t, int ok, const char *reason)
 
     int64_t now = clk_mono_ms();
     int64_t started = t->start_us / 1000;
-    t->next_due_ms = started + m->interval_ms;
+    t->next_due_ms = started + t->interval_ms;
     if (t->next_due_ms < now)
         t->next_due_ms = now;
     /* wake the scan for this target, but never scan more often than every SCAN_TICK_MS */
@@ -361,7 +360,10 @@ static void start_poll(struct mon_target *t, int64_t now)
 {
     t->step = t->seed ? STEP_STATUS : STEP_METRICS;
     t->start_us = mono_us();
-    t->deadline_ms = now + t->p->m->timeout_ms;
+    t->deadline_ms = now + t->g->timeout_ms;
+    t->interval_ms = t->g->interval_ms;
+    t->rise = t->g->rise;
+    t->fall = t->g->fall;
     t->learned_seed = -1;
     t->app_healthy = -1;
     t->got_sample = 0;
@@ -513,22 +515,22 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
     }
 }
 
-/* Starts every due poll, or with force every poll not yet started in round p->round.
-   Returns how many started. */
-static int start_due(struct mon_poller *p, int64_t now, int force)
+/* Starts every due poll of g, or with force every poll not yet started in round p->round;
+   lowers *next to the earliest due time seen and sets *capped when the in-flight cap was
+   hit. Returns how many started. */
+static int start_due_group(struct mon_poller *p, struct mon_group *g, int64_t now, int force,
+                           uint32_t max, int64_t *next, int *capped)
 {
-    struct mon *m = p->m;
-    uint32_t max = m->max_inflight ? m->max_inflight : p->cap;
-    int64_t next = now + m->interval_ms;
     int started = 0;
-    for (uint32_t i = 0; i < p->cap; i++) {
-        struct mon_target *t = p->targets[i];
+    for (uint32_t i = 0; i < g->cap; i++) {
+        struct mon_target *t = g->targets[i];
         if (!t || t->inflight)
             continue;
         if (force ? t->round != p->round : t->next_due_ms <= now) {
             if ((uint32_t)p->inflight >= max) {
-                next = now + SCAN_TICK_MS; /* capped: come back soon */
-                break;
+                *next = now + SCAN_TICK_MS; /* capped: come back soon */
+                *capped = 1;
+                return started;
             }
             t->round = p->round;
             start_poll(t, now);
@@ -536,8 +538,28 @@ static int start_due(struct mon_poller *p, int64_t now, int force)
             if (t->inflight)
                 continue;
         }
-        if (t->next_due_ms < next)
-            next = t->next_due_ms;
+        if (t->next_due_ms < *next)
+            *next = t->next_due_ms;
+    }
+    return started;
+}
+
+/* Starts every due poll of every group (mu held). Returns how many started. */
+static int start_due(struct mon_poller *p, int64_t now, int force)
+{
+    struct mon *m = p->m;
+    uint32_t max = m->max_inflight ? m->max_inflight : UINT32_MAX;
+    int64_t next = now + 3600 * 1000;
+    int started = 0;
+    for (struct mon_group *g = m->groups; g; g = g->next) {
+        if (g->removing)
+            continue;
+        if (now + g->interval_ms < next)
+            next = now + g->interval_ms;
+        int capped = 0;
+        started += start_due_group(p, g, now, force, max, &next, &capped);
+        if (capped)
+            break;
     }
     if (next < now + SCAN_TICK_MS)
         next = now + SCAN_TICK_MS;
@@ -546,26 +568,42 @@ static int start_due(struct mon_poller *p, int64_t now, int force)
     return started;
 }
 
-/* Rescans when the membership or an address changed, at most every RESCAN_MIN_MS (a rescan
-   copies the whole table; a burst of registrations at start must not make it per call). */
+/* Drops removed groups and rescans those whose membership or an address changed, at most
+   every RESCAN_MIN_MS per group (a rescan copies the whole table; a burst of
+   registrations at start must not make it per call). mu held. */
 static void maybe_rescan(struct mon_poller *p, int64_t now, int force)
 {
-    if (p->have_gen && !force && now - p->last_rescan_ms < RESCAN_MIN_MS)
-        return;
-    if (atomic_exchange(&p->m->rescan, 0) || !p->have_gen ||
-        fleet_membership_gen(p->m->fleet) != p->gen_seen) {
-        rescan(p, now);
-        p->last_rescan_ms = now;
+    struct mon *m = p->m;
+    struct mon_group *g = m->groups;
+    while (g) {
+        struct mon_group *next = g->next;
+        if (g->removing) {
+            mon__poller_drop_group(p, g);
+            mon__group_unlink(m, g);
+            pthread_cond_broadcast(&m->cv);
+        } else if (!g->have_gen || force || now - g->last_rescan_ms >= RESCAN_MIN_MS) {
+            if (atomic_exchange(&g->rescan, 0) || !g->have_gen ||
+                fleet_membership_gen(g->fleet) != g->gen_seen) {
+                rescan(p, g, now);
+                g->last_rescan_ms = now;
+            }
+        }
+        g = next;
     }
 }
 
 int mon__poller_round(struct mon_poller *p)
 {
+    struct mon *m = p->m;
+    pthread_mutex_lock(&m->mu);
     maybe_rescan(p, clk_mono_ms(), 1);
+    pthread_mutex_unlock(&m->mu);
     p->round++;
     int n = 0;
     for (;;) {
+        pthread_mutex_lock(&m->mu);
         n += start_due(p, clk_mono_ms(), 1); /* up to max_inflight at a time */
+        pthread_mutex_unlock(&m->mu);
         if (p->inflight == 0)
             break;
         if (rpc_client_poll(p->cl, IDLE_WAIT_MS) < 0)
@@ -580,13 +618,17 @@ void *mon__poller_thread(void *arg)
     struct mon_poller *p = m->poller;
     while (!atomic_load(&m->stop)) {
         int64_t now = clk_mono_ms();
+        pthread_mutex_lock(&m->mu);
         maybe_rescan(p, now, 0);
-        if (now >= p->next_heartbeat_ms) {
-            fleet_heartbeat(m->fleet, 0, clk_wall_ms());
-            p->next_heartbeat_ms = now + HEARTBEAT_MS;
+        for (struct mon_group *g = m->groups; g; g = g->next) {
+            if (now >= g->next_heartbeat_ms) {
+                fleet_heartbeat(g->fleet, 0, clk_wall_ms());
+                g->next_heartbeat_ms = now + HEARTBEAT_MS;
+            }
         }
         if (now >= p->next_scan_ms)
             start_due(p, now, 0);
+        pthread_mutex_unlock(&m->mu);
         int64_t wait = p->next_scan_ms - clk_mono_ms();
         if (wait > IDLE_WAIT_MS)
             wait = IDLE_WAIT_MS;

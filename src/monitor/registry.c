@@ -21,6 +21,11 @@
 
 #define REFUSALS_LOGGED_PER_SEC 5
 
+static void register_locked(struct mon *m, const RegisterRequest *rq, RegisterReply *rp,
+                            const char *id, const char *addr, char *msgbuf, size_t msglen);
+static void deregister_locked(struct mon *m, const DeregisterRequest *rq, DeregisterReply *rp,
+                              const char *id);
+
 int mon_token_equal(const char *a, const char *b)
 {
     if (!a)
@@ -155,8 +160,6 @@ void mon__register(struct mon *m, const RegisterRequest *rq, RegisterReply *rp, 
 {
     const char *id = rq->instance_id ? rq->instance_id : "";
     const char *addr = rq->address ? rq->address : "";
-    uint32_t index = 0;
-    int rc;
 
     rp->accepted = 0;
     rp->poll_interval_ms = 0;
@@ -179,8 +182,21 @@ void mon__register(struct mon *m, const RegisterRequest *rq, RegisterReply *rp, 
         return;
     }
 
+    pthread_mutex_lock(&m->mu);
+    register_locked(m, rq, rp, id, addr, msgbuf, msglen);
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* The body of mon__register() with mon.mu held, so no group goes away meanwhile. */
+static void register_locked(struct mon *m, const RegisterRequest *rq, RegisterReply *rp,
+                            const char *id, const char *addr, char *msgbuf, size_t msglen)
+{
+    uint32_t index = 0;
+    int rc;
     for (int attempt = 0; attempt < 3; attempt++) {
-        rc = fleet_find(m->fleet, id, &index);
+        struct mon_group *g = mon__group_find_instance(m, id, &index);
+        struct fleet *fleet = g ? g->fleet : NULL;
+        rc = g ? FLEET_OK : FLEET_ENOENT;
         if (rc == FLEET_ENOENT) {
             if (!m->accept_unknown) {
                 snprintf(msgbuf, msglen, "unknown instance");
@@ -192,7 +208,16 @@ void mon__register(struct mon *m, const RegisterRequest *rq, RegisterReply *rp, 
                 refuse(m, "registration", id, "unknown instance without address");
                 return;
             }
-            rc = fleet_alloc(m->fleet, id, addr, clk_wall_ms(), &index);
+            g = m->groups;
+            while (g && g->removing)
+                g = g->next;
+            if (!g) {
+                snprintf(msgbuf, msglen, "unknown instance");
+                refuse(m, "registration", id, "unknown instance (no group)");
+                return;
+            }
+            fleet = g->fleet;
+            rc = fleet_alloc(fleet, id, addr, clk_wall_ms(), &index);
             if (rc == FLEET_EEXIST)
                 continue; /* raced with the controller: look it up again */
             if (rc) {
@@ -212,10 +237,10 @@ void mon__register(struct mon *m, const RegisterRequest *rq, RegisterReply *rp, 
         }
 
         struct fleet_slot slot;
-        if (fleet_read(m->fleet, index, &slot))
+        if (fleet_read(fleet, index, &slot))
             continue; /* freed meanwhile */
         struct reg_arg a = {.address = addr};
-        rc = fleet_update(m->fleet, index, slot.generation, reg_apply, &a);
+        rc = fleet_update(fleet, index, slot.generation, reg_apply, &a);
         if (rc == FLEET_ESTALE || rc == FLEET_ENOENT)
             continue;
         if (rc) {
@@ -238,10 +263,12 @@ void mon__register(struct mon *m, const RegisterRequest *rq, RegisterReply *rp, 
                      claimed, saddr, saddr);
         }
         if (a.filled)
-            atomic_store(&m->rescan, 1); /* the poller has an address to poll now */
+            atomic_store(&g->rescan, 1); /* the poller has an address to poll now */
         atomic_fetch_add_explicit(&stats.registrations_accepted, 1, memory_order_relaxed);
         rp->accepted = 1;
-        rp->poll_interval_ms = (int32_t)m->interval_ms;
+        if (!slot.registered && g->registered_only)
+            atomic_store(&g->rescan, 1); /* registered agents are polled for load */
+        rp->poll_interval_ms = (int32_t)g->interval_ms;
         snprintf(msgbuf, msglen, "registered");
         return;
     }
@@ -273,8 +300,6 @@ static void dereg_apply(struct fleet_slot *s, void *arg)
 void mon__deregister(struct mon *m, const DeregisterRequest *rq, DeregisterReply *rp)
 {
     const char *id = rq->instance_id ? rq->instance_id : "";
-    uint32_t index = 0;
-    struct fleet_slot slot;
 
     rp->ok = 0;
     if (!token_ok(m, rq->token)) {
@@ -285,17 +310,26 @@ void mon__deregister(struct mon *m, const DeregisterRequest *rq, DeregisterReply
         refuse(m, "deregistration", id, "invalid instance id");
         return;
     }
+    pthread_mutex_lock(&m->mu);
+    deregister_locked(m, rq, rp, id);
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void deregister_locked(struct mon *m, const DeregisterRequest *rq, DeregisterReply *rp,
+                              const char *id)
+{
+    uint32_t index = 0;
+    struct fleet_slot slot;
     for (int attempt = 0; attempt < 3; attempt++) {
-        int rc = fleet_find(m->fleet, id, &index);
-        if (rc) {
-            refuse(m, "deregistration", id,
-                   rc == FLEET_ENOENT ? "unknown instance" : fleet_strerror(rc));
+        struct mon_group *g = mon__group_find_instance(m, id, &index);
+        if (!g) {
+            refuse(m, "deregistration", id, "unknown instance");
             return;
         }
-        if (fleet_read(m->fleet, index, &slot))
+        if (fleet_read(g->fleet, index, &slot))
             continue;
         struct dereg_arg a = {.now_ms = clk_wall_ms()};
-        rc = fleet_update(m->fleet, index, slot.generation, dereg_apply, &a);
+        int rc = fleet_update(g->fleet, index, slot.generation, dereg_apply, &a);
         if (rc == FLEET_ESTALE || rc == FLEET_ENOENT)
             continue;
         if (rc) {

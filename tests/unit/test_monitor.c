@@ -230,8 +230,11 @@ static void rejects_bad_settings(void **state)
     s = poll_settings();
     s.timeout_ms = 0;
     assert_int_equal(mon_new(&s, f, &m, err, sizeof(err)), MON_EINVAL);
+    /* no table: a monitor of the groups added later */
     s = poll_settings();
-    assert_int_equal(mon_new(&s, NULL, &m, err, sizeof(err)), MON_EINVAL);
+    assert_int_equal(mon_new(&s, NULL, &m, err, sizeof(err)), 0);
+    mon_free(m);
+    m = NULL;
     mon_free(NULL);
     mon_stop(NULL);
     /* an address nobody can bind */
@@ -911,6 +914,67 @@ static void poller_thread_detects_death_and_restart(void **state)
     fx_free(x);
 }
 
+/* Two groups on one monitor: each table polled with its own settings; a group removed while
+   the poller runs is never touched again; registered_only polls registered agents only. */
+static void many_groups_one_poller(void **state)
+{
+    (void)state;
+    struct mon_settings s = poll_settings();
+    s.interval_ms = 100;
+    s.timeout_ms = 50;
+    struct fx *x = fx_new("g1", &s); /* first group "" from mon_new */
+    char name2[64];
+    snprintf(name2, sizeof(name2), "montest-g2-%d", (int)getpid());
+    (void)fleet_unlink(name2);
+    struct fleet *f2 = NULL;
+    assert_int_equal(fleet_open(name2, 32, 1, &f2), 0);
+    struct mon_group_settings gs = {.interval_ms = 100, .timeout_ms = 50, .rise = 1, .fall = 1};
+    assert_int_equal(mon_add_group(x->m, "g2", f2, &gs), 0);
+    assert_int_equal(mon_add_group(x->m, "g2", f2, &gs), MON_EINVAL); /* already watched */
+    struct mon_group_settings bad = gs;
+    bad.interval_ms = 1;
+    assert_int_equal(mon_add_group(x->m, "g3", f2, &bad), MON_EINVAL);
+    assert_int_equal(mon_set_group(x->m, "nope", &gs), MON_EINVAL);
+
+    struct agent *a = agent_new("i-ga", 0, 10);
+    struct agent *b = agent_new("i-gb", 0, 20);
+    uint32_t ia = add_slot(x, "i-ga", a->address);
+    uint32_t ib = 0;
+    assert_int_equal(fleet_alloc(f2, "i-gb", b->address, clk_wall_ms(), &ib), 0);
+    assert_int_equal(mon_poll_once(x->m), 2);
+    struct fleet_slot sb;
+    assert_int_equal(fleet_read(f2, ib, &sb), 0);
+    assert_int_equal(sb.health, FLEET_HEALTH_HEALTHY);             /* rise 1 in group g2 */
+    assert_int_equal(slot_of(x, ia).health, FLEET_HEALTH_UNKNOWN); /* rise 2 in the first */
+
+    /* registered_only: g2's agent is not polled until it registers */
+    gs.registered_only = 1;
+    assert_int_equal(mon_set_group(x->m, "g2", &gs), 0);
+    mon_remove_group(x->m, "g2");
+    assert_int_equal(mon_add_group(x->m, "g2", f2, &gs), 0);
+    assert_int_equal(mon_poll_once(x->m), 1);
+
+    /* removed while the poller thread runs: afterwards its table is never written */
+    assert_int_equal(mon_start(x->m), 0);
+    usleep(300 * 1000);
+    mon_remove_group(x->m, "g2");
+    gs.registered_only = 0;
+    assert_int_equal(fleet_read(f2, ib, &sb), 0);
+    uint64_t polls = sb.polls_ok + sb.polls_failed;
+    usleep(400 * 1000);
+    assert_int_equal(fleet_read(f2, ib, &sb), 0);
+    assert_int_equal(sb.polls_ok + sb.polls_failed, polls);
+    assert_true(slot_of(x, ia).polls_ok >= 2); /* the other group goes on */
+    mon_remove_group(x->m, "g2");              /* not watched: no-op */
+    mon_stop(x->m);
+
+    fleet_close(f2);
+    (void)fleet_unlink(name2);
+    agent_free(a);
+    agent_free(b);
+    fx_free(x);
+}
+
 /* --- real monitorc processes ---------------------------------------------------------------- */
 
 static int free_port(void)
@@ -1081,6 +1145,7 @@ int main(void)
         cmocka_unit_test(accept_unknown_allocates_pending),
         cmocka_unit_test(hostile_clients_do_not_crash_it),
         cmocka_unit_test(poller_thread_detects_death_and_restart),
+        cmocka_unit_test(many_groups_one_poller),
         cmocka_unit_test(real_monitorc_processes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
