@@ -56,8 +56,11 @@ struct ctl {
     struct fleet *fleet;
     struct store *store;
     struct provider *prov;
+    int (*may_act)(void *arg, const char *group);
+    void *may_act_arg;
 
     /* controller-thread state */
+    int fenced; /* last may_act() said no (logged once per change) */
     struct group_settings settings;
     int have_settings;
     struct policy_state pstate;
@@ -67,7 +70,7 @@ struct ctl {
         double avg;
     } window[LOAD_WINDOW];
     size_t win_head, win_n;
-    int64_t last_describe_ms, last_history_ms;
+    int64_t last_describe_ms, last_history_ms, last_prune_ms;
     int64_t launch_backoff_until, terminate_backoff_until;
     int launch_failures;
     char retry_token[48]; /* a launch that failed transiently: re-sent with the same token */
@@ -87,6 +90,20 @@ struct ctl {
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
+
+/* 1 when this node may still act for the group (see ctl_deps.may_act); logs changes. */
+static int may_act(struct ctl *c)
+{
+    int ok = c->may_act == NULL || c->may_act(c->may_act_arg, c->group);
+    if (!ok && !c->fenced)
+        log_warn("group \"%s\": not the owner any more (lease not renewed in time): no "
+                 "provider call and no store write",
+                 c->group);
+    else if (ok && c->fenced)
+        log_info("group \"%s\": owner again, acting", c->group);
+    c->fenced = !ok;
+    return ok;
+}
 
 static void activity(struct ctl *c, const char *kind, const char *status, int from, int to,
                      const char *detail, const char *fmt, ...)
@@ -281,6 +298,8 @@ static void provider_ok(struct ctl *c, int mutating)
 static int launch_with_token(struct ctl *c, const char *token, int count, int64_t now)
 {
     struct prov_list got = PROV_LIST_INIT;
+    if (!may_act(c))
+        return PROV_ERETRY; /* the intent stays open: the next owner re-sends its token */
     int rc = provider_launch(c->prov, count, token, &got);
     stats_count_provider(STATS_OP_LAUNCH, stats_result_of(rc));
     if (rc != 0) {
@@ -360,6 +379,10 @@ static int terminate_slots(struct ctl *c, const struct fleet_slot *const *victim
         ids[i] = victims[i]->id;
         set_lifecycle(c, victims[i], FLEET_TERMINATING, now);
     }
+    if (!may_act(c)) {
+        free(ids);
+        return PROV_ERETRY;
+    }
     int rc = provider_terminate(c->prov, ids, n);
     stats_count_provider(STATS_OP_TERMINATE, stats_result_of(rc));
     free(ids);
@@ -400,6 +423,8 @@ static void adopt_fn(struct fleet_slot *s, void *arg)
 static int sync_with_provider(struct ctl *c, int64_t now, int strict)
 {
     struct prov_list live = PROV_LIST_INIT;
+    if (!may_act(c))
+        return PROV_ERETRY;
     int rc = provider_describe(c->prov, &live);
     stats_count_provider(STATS_OP_DESCRIBE, stats_result_of(rc));
     if (rc != 0) {
@@ -442,7 +467,7 @@ static int sync_with_provider(struct ctl *c, int64_t now, int strict)
             /* a stopped machine of the group found at start: it serves nobody and still
              * costs its volumes; terminate it (an ASG treats stopped as unhealthy) */
             const char *id = pi->id;
-            int trc = provider_terminate(c->prov, &id, 1);
+            int trc = may_act(c) ? provider_terminate(c->prov, &id, 1) : PROV_ERETRY;
             stats_count_provider(STATS_OP_TERMINATE, stats_result_of(trc));
             log_warn("terminating stopped instance \"%s\" of group \"%s\"%s", pi->id, c->group,
                      trc == 0 ? "" : ": failed, will retry at the next start");
@@ -607,6 +632,8 @@ static int victim_cmp(const void *pa, const void *pb)
 
 int ctl_tick(struct ctl *c, int64_t now)
 {
+    if (!may_act(c))
+        return -1;
     if (load_settings(c) != 0)
         return -1;
     const struct group_settings *g = &c->settings;
@@ -771,8 +798,12 @@ int ctl_tick(struct ctl *c, int64_t now)
             log_warn("cannot store metric history: %s", store_errmsg(c->store));
         free(mi);
         c->last_history_ms = now;
-        if (store_metrics_prune(c->store, now - 24 * 3600 * 1000LL, NULL) != 0)
-            log_debug("metric prune failed");
+        /* pruning is a write too (a cluster store counts them): every 10 minutes is plenty */
+        if (now - c->last_prune_ms >= 600 * 1000) {
+            if (store_metrics_prune(c->store, now - 24 * 3600 * 1000LL, NULL) != 0)
+                log_debug("metric prune failed");
+            c->last_prune_ms = now;
+        }
     }
 
     pthread_mutex_lock(&c->mu);
@@ -843,6 +874,8 @@ int ctl_new(const struct ctl_deps *deps, struct ctl **out, char *err, size_t err
     c->fleet = deps->fleet;
     c->store = deps->store;
     c->prov = deps->provider;
+    c->may_act = deps->may_act;
+    c->may_act_arg = deps->may_act_arg;
     c->status.avg_load = -1;
     c->status.provider_ok = 1;
     pthread_mutex_init(&c->mu, NULL);

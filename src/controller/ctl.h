@@ -31,6 +31,15 @@ struct ctl_deps {
     struct fleet *fleet;       /* borrowed */
     struct store *store;       /* borrowed; used only by the controller thread */
     struct provider *provider; /* borrowed */
+    /*
+     * Fencing (a cluster's group owner): when not NULL, called (on the
+     * controller thread) before every tick and every provider call; 0 means
+     * this node may no longer act for the group (its ownership lease may be
+     * lost), and the controller then calls no provider and writes nothing
+     * until it answers 1 again. NULL: always allowed (one node).
+     */
+    int (*may_act)(void *arg, const char *group);
+    void *may_act_arg;
 };
 
 enum ctl_error { CTL_OK = 0, CTL_ENOENT = -1, CTL_EINVAL = -2, CTL_ESTATE = -3, CTL_ENOMEM = -4 };

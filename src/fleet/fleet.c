@@ -50,7 +50,7 @@
 
 #define FLEET_MAGIC    0x5445454c46445341ull /* "ASDFLEET" little-endian */
 #define FLEET_LAYOUT   1u
-#define FLEET_NAME_MAX 48
+#define FLEET_NAME_MAX 200 /* a shm name may have 255; node.group names in a cluster */
 #define FLEET_MAX_CAP  (1u << 20)
 #define SLOT_WORDS     (sizeof(struct fleet_slot) / sizeof(uint64_t))
 #define OPEN_WAIT_MS   2000 /* how long an attacher waits for the creator to finish */

@@ -482,6 +482,46 @@ static void operator_terminate(void **state)
     assert_int_equal(x->prov->launch_calls, 2);
 }
 
+static int fence_ok = 1;
+static int fence_calls;
+static int fence_fn(void *arg, const char *group)
+{
+    (void)arg;
+    (void)group;
+    fence_calls++;
+    return fence_ok;
+}
+
+/* A fenced controller (lease lost) calls no provider and writes nothing; it resumes when
+   it may act again, re-sending the open intent's token. */
+static void fenced_controller_does_nothing(void **state)
+{
+    struct fx *x = *state;
+    ctl_free(x->ctl);
+    struct ctl_deps deps = {
+        .group = x->name,
+        .fleet = x->fleet,
+        .store = x->store,
+        .provider = &x->prov->base,
+        .may_act = fence_fn,
+    };
+    char err[256];
+    assert_int_equal(ctl_new(&deps, &x->ctl, err, sizeof(err)), 0);
+    fence_ok = 0;
+    fence_calls = 0;
+    assert_int_not_equal(ctl_reconcile(x->ctl, T0), 0);
+    int64_t now = T0;
+    for (int i = 0; i < 10; i++, now += 1000)
+        assert_int_equal(ctl_tick(x->ctl, now), -1);
+    assert_true(fence_calls >= 10);
+    assert_int_equal(x->prov->launch_calls + x->prov->terminate_calls + x->prov->describe_calls, 0);
+    assert_int_equal(count_activities(x, "launch"), 0);
+    fence_ok = 1;
+    assert_int_equal(ctl_reconcile(x->ctl, now), 0);
+    assert_int_equal(ctl_tick(x->ctl, now), 0);
+    assert_int_equal(x->prov->launch_calls, 1);
+}
+
 static void scales_on_load(void **state)
 {
     struct fx *x = *state;
@@ -523,6 +563,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(open_intent_resent_with_its_token, setup, teardown),
         cmocka_unit_test_setup_teardown(operator_terminate, setup, teardown),
         cmocka_unit_test_setup_teardown(scales_on_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(fenced_controller_does_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
