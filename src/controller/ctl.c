@@ -58,6 +58,7 @@ struct ctl {
     struct provider *prov;
     int (*may_act)(void *arg, const char *group);
     void *may_act_arg;
+    void (*on_health)(void *arg, const char *group, const struct group_health *h);
 
     /* controller-thread state */
     int fenced; /* last may_act() said no (logged once per change) */
@@ -573,8 +574,12 @@ static int load_settings(struct ctl *c)
         log_info("settings of group \"%s\" changed (revision %" PRId64 "): min %d, max %d, "
                  "desired %d",
                  c->group, g.revision, g.min_size, g.max_size, g.desired_capacity);
+    int health_changed =
+        !c->have_settings || memcmp(&g.health, &c->settings.health, sizeof(g.health)) != 0;
     c->settings = g;
     c->have_settings = 1;
+    if (health_changed && c->on_health)
+        c->on_health(c->may_act_arg, c->group, &c->settings.health);
     return 0;
 }
 
@@ -876,6 +881,7 @@ int ctl_new(const struct ctl_deps *deps, struct ctl **out, char *err, size_t err
     c->prov = deps->provider;
     c->may_act = deps->may_act;
     c->may_act_arg = deps->may_act_arg;
+    c->on_health = deps->on_health;
     c->status.avg_load = -1;
     c->status.provider_ok = 1;
     pthread_mutex_init(&c->mu, NULL);

@@ -19,6 +19,7 @@
 
 struct fleet;
 struct store;
+struct group_health;
 struct provider;
 struct ctl;
 
@@ -40,6 +41,13 @@ struct ctl_deps {
      */
     int (*may_act)(void *arg, const char *group);
     void *may_act_arg;
+    /*
+     * Optional: called on the controller thread when the group's health
+     * settings differ from the last ones seen (first load included), so that
+     * a change made through the API reaches the monitor on its next cycle.
+     * Gets may_act_arg.
+     */
+    void (*on_health)(void *arg, const char *group, const struct group_health *h);
 };
 
 enum ctl_error { CTL_OK = 0, CTL_ENOENT = -1, CTL_EINVAL = -2, CTL_ESTATE = -3, CTL_ENOMEM = -4 };
