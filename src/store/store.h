@@ -1,5 +1,9 @@
 /*
- * store.h - asgd's durable state: one SQLite database per state directory.
+ * store.h - asgd's durable state, behind one API with two backends: an
+ * SQLite database per state directory (store_open(), one node, the default)
+ * or an etcd cluster shared by the nodes of an asgd cluster
+ * (store_open_etcd()). Every function below works on both; where the
+ * backends differ (watch, fencing) the function says so.
  *
  * The store holds what must survive a restart of asgd: the group settings
  * (the source of truth once a group exists; the config file only seeds them),
@@ -44,8 +48,11 @@
 #define STORE_CAUSE_MAX  256 /* activity cause (policy_decision.cause fits) */
 #define STORE_DETAIL_MAX 512 /* activity detail */
 
+#define STORE_SPEC_MAX    (1024 * 1024) /* a group's spec text, bytes without the NUL */
+#define STORE_REQUEST_MAX (64 * 1024)   /* a request's JSON text, bytes without the NUL */
+
 /* Schema version this build writes; store_open() refuses a larger one. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 enum store_error {
     STORE_OK = 0,
@@ -57,6 +64,11 @@ enum store_error {
     STORE_ECORRUPT = -6,  /* not a database, or a malformed one */
     STORE_EIO = -7,       /* cannot create/open/write (permissions, disk full, busy too long) */
     STORE_ENOMEM = -8,
+    STORE_EFENCED = -9,   /* etcd: this handle no longer owns the group (store_set_fence()):
+                             nothing was written; stop acting for the group */
+    STORE_EUNAVAIL = -10, /* etcd: no member reachable or no quorum: nothing is known to be
+                             written; keep instances running and retry later */
+    STORE_ENOTSUP = -11,  /* the backend does not do this (store_watch() on SQLite) */
 };
 /* Static text for a STORE_E* code ("unknown error" for others). */
 const char *store_strerror(int code);
@@ -73,6 +85,25 @@ struct store;
  */
 int store_open(const char *dir, struct store **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
+/* Settings of the etcd backend (store_open_etcd()). Strings are copied. */
+struct store_etcd_settings {
+    const char *endpoints; /* "http://127.0.0.1:2379,http://h2:2379": comma-separated, required */
+    const char *prefix;    /* key prefix, NULL or "": "/asgd" */
+    const char *ca_file, *cert_file, *key_file; /* TLS (https endpoints), each may be NULL */
+    int64_t timeout_ms;                         /* per request, <= 0: 5000 */
+};
+
+/*
+ * Opens a handle on the etcd cluster at s->endpoints under s->prefix and
+ * checks that a member answers (STORE_EUNAVAIL otherwise, with the endpoints
+ * tried in err). The handle keeps a watch on the prefix (a thread) to keep
+ * its settings cache fresh and to call store_watch()'s callback. Key layout
+ * and revisions: docs/internals/store.md. store_schema_version() answers
+ * STORE_SCHEMA_VERSION (etcd has no migrations: JSON values take defaults
+ * for missing keys).
+ */
+int store_open_etcd(const struct store_etcd_settings *s, struct store **out, char *err,
+                    size_t errlen) __attribute__((warn_unused_result));
 /* Closes the database and frees the handle. NULL is a no-op. */
 void store_close(struct store *st);
 /* The last error's detail text for st (owned by st, valid until the next call). Never NULL. */
@@ -111,6 +142,109 @@ int store_set_desired(struct store *st, const char *name, int desired, int64_t *
 int store_list_groups(struct store *st, char ***names, size_t *n)
     __attribute__((warn_unused_result));
 void store_names_free(char **names, size_t n);
+
+/*
+ * Deletes group name and everything the store keeps for it: settings, spec,
+ * instances, launch intents, pending requests, activities and metric
+ * history (DELETE /api/v1/groups/{name}; terminating the instances first is
+ * the caller's business). One transaction. STORE_ENOENT if the group has
+ * neither settings nor spec. Not fenced (an API call), but a fenced owner's
+ * later writes for the group fail with STORE_EFENCED once its owner key is
+ * gone.
+ */
+int store_delete_group(struct store *st, const char *name) __attribute__((warn_unused_result));
+
+/* ---- group spec ----------------------------------------------------------------------------- */
+
+/*
+ * The spec is the group's full definition as opaque text (the group
+ * module's JSON: its [provider], [local], [ec2] keys ...), at most
+ * STORE_SPEC_MAX bytes; the store never parses it. It has its own revision,
+ * independent of the settings revision: expect_revision < 0 writes
+ * unconditionally, 0 requires that no spec exists yet (else STORE_EEXIST),
+ * > 0 requires exactly that revision (else STORE_ECONFLICT). The group's
+ * settings need not exist. *new_revision (may be NULL) gets the new
+ * revision. Not fenced.
+ */
+int store_put_spec(struct store *st, const char *name, const char *text, int64_t expect_revision,
+                   int64_t *new_revision) __attribute__((warn_unused_result));
+/*
+ * Reads the spec of group name: *text is a malloc'd copy (caller frees),
+ * *revision (may be NULL) its revision. STORE_ENOENT if none.
+ */
+int store_get_spec(struct store *st, const char *name, char **text, int64_t *revision)
+    __attribute__((warn_unused_result));
+
+/* ---- pending requests for a group's owner --------------------------------------------------- */
+
+/*
+ * A request is a mutation asked through a node that does not own the group
+ * (kind "terminate" with {"instance_id": ..., "decrement": true}, ...): the
+ * API records it, the owner lists, applies and deletes it. The store keeps
+ * the text opaque.
+ */
+struct store_request {
+    int64_t id; /* grows: newer = larger */
+    char group[STORE_NAME_MAX];
+    char kind[STORE_SHORT_MAX];
+    int64_t created_at_ms;
+    char *json; /* malloc'd, owned by the list */
+};
+
+/*
+ * Appends a request for group (non-empty, need not exist) of kind
+ * (non-empty) with json_text (at most STORE_REQUEST_MAX bytes). *id_out
+ * (may be NULL) gets its id. Not fenced: any node may add.
+ */
+int store_request_add(struct store *st, const char *group, const char *kind, const char *json_text,
+                      int64_t *id_out) __attribute__((warn_unused_result));
+/* Pending requests of group, oldest first. *out: *n items, store_requests_free(*out, *n). */
+int store_request_list(struct store *st, const char *group, struct store_request **out, size_t *n)
+    __attribute__((warn_unused_result));
+void store_requests_free(struct store_request *list, size_t n);
+/* Deletes request id of group once applied. STORE_ENOENT if absent. Fenced. */
+int store_request_delete(struct store *st, const char *group, int64_t id)
+    __attribute__((warn_unused_result));
+
+/* ---- change notification -------------------------------------------------------------------- */
+
+enum store_change {
+    STORE_CHANGE_SETTINGS = 1, /* settings written (also: group created) */
+    STORE_CHANGE_SPEC,         /* spec written */
+    STORE_CHANGE_REQUEST,      /* a request was added */
+    STORE_CHANGE_DELETED,      /* the group's settings are gone (group deleted) */
+};
+typedef void (*store_watch_fn)(void *arg, const char *group, int what);
+
+/*
+ * etcd: from now on cb(arg, group, what) is called, from the handle's watch
+ * thread, after any node (this handle included) changes a group's settings
+ * or spec, adds a request or deletes the group; when the watch had to be
+ * re-established (etcd down, compaction) cb is called with
+ * STORE_CHANGE_SETTINGS for every group, since changes may have been missed.
+ * cb must not block long; it may call store functions on any handle. NULL
+ * cb stops the calls (when store_watch() returns, no call is running).
+ * SQLite: STORE_ENOTSUP (one node: the writer is the caller itself).
+ */
+int store_watch(struct store *st, store_watch_fn cb, void *arg);
+
+/* ---- fencing (etcd) ------------------------------------------------------------------------- */
+
+/*
+ * From now on every write this handle makes for group (instances, launch
+ * intents, activities, desired capacity, metrics, request deletion) is
+ * conditioned on etcd key owner_key (a full key, not under the prefix)
+ * existing with create revision owner_create_revision: when it does not (the
+ * lease expired, another node took the group), nothing is written and the
+ * call returns STORE_EFENCED. Writes of settings, spec and request_add stay
+ * unconditioned (API writes from any node; the settings revision still
+ * guards them). Replaces an earlier fence of the group.
+ * store_clear_fence() removes it. SQLite: recorded nowhere, returns 0 (one
+ * node owns everything).
+ */
+int store_set_fence(struct store *st, const char *group, const char *owner_key,
+                    int64_t owner_create_revision) __attribute__((warn_unused_result));
+int store_clear_fence(struct store *st, const char *group);
 
 /* ---- instances ------------------------------------------------------------------------------ */
 

@@ -635,7 +635,7 @@ static void migrations(void **state)
     make_dir(dir, sizeof(dir));
     write_file(dir, "", 0);
     assert_int_equal(store_open(dir, &st, err, sizeof(err)), 0);
-    assert_int_equal(store_schema_version(st), 1);
+    assert_int_equal(store_schema_version(st), STORE_SCHEMA_VERSION);
     sample_group(&g, "web");
     assert_int_equal(store_put_settings(st, &g, 0, NULL), 0);
     store_close(st);
@@ -653,7 +653,7 @@ static void migrations(void **state)
     raw_exec(dir, "CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at_ms INTEGER "
                   "NOT NULL); INSERT INTO schema_version VALUES (0, 0)");
     assert_int_equal(store_open(dir, &st, err, sizeof(err)), 0);
-    assert_int_equal(store_schema_version(st), 1);
+    assert_int_equal(store_schema_version(st), STORE_SCHEMA_VERSION);
     store_close(st);
     st = NULL;
 

@@ -1,0 +1,133 @@
+/*
+ * store_json.c - group settings as JSON, shared by both store backends
+ * (SQLite keeps the policy and health as JSON columns, etcd the whole
+ * settings as one JSON value).
+ *
+ * Reading is lenient on purpose: a key that is missing takes the policy's
+ * default, so that a new policy parameter needs no migration; a value of the
+ * wrong type is ignored the same way. Only a document that is not an object
+ * (or names an unknown policy type) is refused: the caller reports it as
+ * STORE_ECORRUPT.
+ */
+#include "store/store_impl.h"
+
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/banned.h"
+
+json_t *store_policy_to_json(const struct policy_settings *p)
+{
+    return json_pack("{s:s, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:I, s:I}", "type",
+                     p->type == POLICY_TARGET ? "target" : "threshold", "up_threshold",
+                     p->up_threshold, "down_threshold", p->down_threshold, "up_factor",
+                     p->up_factor, "down_factor", p->down_factor, "cooldown_ms",
+                     (json_int_t)p->cooldown_ms, "target", p->target, "tolerance", p->tolerance,
+                     "scale_down_window_ms", (json_int_t)p->scale_down_window_ms,
+                     "evaluation_period_ms", (json_int_t)p->evaluation_period_ms);
+}
+
+json_t *store_health_to_json(const struct group_health *h)
+{
+    return json_pack("{s:s, s:I, s:I, s:i, s:i, s:I}", "type", h->type, "interval_ms",
+                     (json_int_t)h->interval_ms, "timeout_ms", (json_int_t)h->timeout_ms,
+                     "healthy_threshold", h->healthy_threshold, "unhealthy_threshold",
+                     h->unhealthy_threshold, "grace_period_ms", (json_int_t)h->grace_period_ms);
+}
+
+/* Number member key of obj into *d when present and numeric. */
+static void get_num(const json_t *obj, const char *key, double *d)
+{
+    json_t *v = json_object_get(obj, key);
+    if (json_is_number(v))
+        *d = json_number_value(v);
+}
+
+static void get_i64(const json_t *obj, const char *key, int64_t *i)
+{
+    json_t *v = json_object_get(obj, key);
+    if (json_is_integer(v))
+        *i = (int64_t)json_integer_value(v);
+    else if (json_is_real(v) && json_real_value(v) >= -9e18 && json_real_value(v) <= 9e18)
+        *i = (int64_t)json_real_value(v);
+}
+
+static void get_int(const json_t *obj, const char *key, int *i)
+{
+    int64_t v = *i;
+    get_i64(obj, key, &v);
+    if (v >= -2147483647 && v <= 2147483647)
+        *i = (int)v;
+}
+
+int store_policy_from_json(const json_t *o, struct policy_settings *p)
+{
+    if (!json_is_object(o))
+        return -1;
+    const char *type = json_string_value(json_object_get(o, "type"));
+    int t = type && strcmp(type, "target") == 0 ? POLICY_TARGET : POLICY_THRESHOLD;
+    if (type && t == POLICY_THRESHOLD && strcmp(type, "threshold") != 0)
+        return -1;
+    policy_settings_default(p, t);
+    get_num(o, "up_threshold", &p->up_threshold);
+    get_num(o, "down_threshold", &p->down_threshold);
+    get_num(o, "up_factor", &p->up_factor);
+    get_num(o, "down_factor", &p->down_factor);
+    get_i64(o, "cooldown_ms", &p->cooldown_ms);
+    get_num(o, "target", &p->target);
+    get_num(o, "tolerance", &p->tolerance);
+    get_i64(o, "scale_down_window_ms", &p->scale_down_window_ms);
+    get_i64(o, "evaluation_period_ms", &p->evaluation_period_ms);
+    return 0;
+}
+
+int store_health_from_json(const json_t *o, struct group_health *h)
+{
+    if (!json_is_object(o))
+        return -1;
+    const char *type = json_string_value(json_object_get(o, "type"));
+    snprintf(h->type, sizeof(h->type), "%s", type ? type : "agent");
+    get_i64(o, "interval_ms", &h->interval_ms);
+    get_i64(o, "timeout_ms", &h->timeout_ms);
+    get_int(o, "healthy_threshold", &h->healthy_threshold);
+    get_int(o, "unhealthy_threshold", &h->unhealthy_threshold);
+    get_i64(o, "grace_period_ms", &h->grace_period_ms);
+    return 0;
+}
+
+json_t *store_settings_to_json(const struct group_settings *g)
+{
+    json_t *p = store_policy_to_json(&g->policy), *h = store_health_to_json(&g->health);
+    if (!p || !h) {
+        json_decref(p);
+        json_decref(h);
+        return NULL;
+    }
+    return json_pack("{s:s, s:i, s:i, s:i, s:o, s:o, s:I}", "name", g->name, "min_size",
+                     g->min_size, "max_size", g->max_size, "desired_capacity", g->desired_capacity,
+                     "policy", p, "health", h, "updated_at_ms", (json_int_t)g->updated_at_ms);
+}
+
+int store_settings_from_json(const json_t *o, struct group_settings *g)
+{
+    if (!json_is_object(o))
+        return -1;
+    memset(g, 0, sizeof(*g)); /* callers memcmp the policy: padding must be zero */
+    const char *name = json_string_value(json_object_get(o, "name"));
+    if (!name || !store_str_ok(name, sizeof(g->name), 1))
+        return -1;
+    memcpy(g->name, name, strlen(name) + 1);
+    if (!json_is_integer(json_object_get(o, "min_size")) ||
+        !json_is_integer(json_object_get(o, "max_size")) ||
+        !json_is_integer(json_object_get(o, "desired_capacity")))
+        return -1;
+    get_int(o, "min_size", &g->min_size);
+    get_int(o, "max_size", &g->max_size);
+    get_int(o, "desired_capacity", &g->desired_capacity);
+    get_i64(o, "updated_at_ms", &g->updated_at_ms);
+    if (store_policy_from_json(json_object_get(o, "policy"), &g->policy) != 0 ||
+        store_health_from_json(json_object_get(o, "health"), &g->health) != 0)
+        return -1;
+    return 0;
+}
