@@ -62,6 +62,7 @@ struct cnode {
     char api[CLU_URL_MAX];
     int64_t started_at_ms, lease, rev;
     int present;
+    int64_t seen_ms; /* when this node last appeared (local monotonic clock) */
     unsigned stamp;
     size_t count; /* scratch: groups owned, computed by the worker */
 };
@@ -333,6 +334,8 @@ static void apply(struct clu *c, int kind, const char *name, const struct etcd_k
             return;
         n->rev = rev;
         n->stamp = c->stamp;
+        if (kv && !n->present)
+            n->seen_ms = clk_mono_ms();
         n->present = kv != NULL;
         if (!kv)
             return;
@@ -698,14 +701,6 @@ static int64_t step(struct clu *c)
             return now + 500;
         c->listed = 1;
     }
-    for (int k = 0; k < K_COUNT; k++) {
-        int64_t rev;
-        pthread_mutex_lock(&c->mu);
-        int need = c->relist[k];
-        pthread_mutex_unlock(&c->mu);
-        if (need && list_kind(c, k, &rev))
-            return now + 500;
-    }
 
     /* 1. fencing and losses: the deadline, a new lease, a deleted group or
      * an owner key that changed under us */
@@ -735,6 +730,16 @@ static int64_t step(struct clu *c)
     pthread_mutex_unlock(&c->mu);
     if (!valid)
         return now + 1000;
+
+    /* a watch lost events (compaction): list that prefix again */
+    for (int k = 0; k < K_COUNT; k++) {
+        int64_t rev;
+        pthread_mutex_lock(&c->mu);
+        int need = c->relist[k];
+        pthread_mutex_unlock(&c->mu);
+        if (need && list_kind(c, k, &rev))
+            return now + 500;
+    }
 
     /* 2. this node's key on the current lease; then let the nodes starting
      * with us show up before counting (else the first one takes all) */
@@ -802,9 +807,12 @@ static int64_t step(struct clu *c)
     if (N == 0)
         N = 1;
     size_t hi = (G + N - 1) / N, lo = G / N;
+    /* a node below lo that has had time to settle (it acquires only after
+     * settle; releasing to it earlier would leave groups without owner) */
     int starving = 0;
     for (size_t i = 0; i < c->n_nodes; i++)
-        if (c->nodes[i].present && strcmp(c->nodes[i].name, c->node) != 0 && c->nodes[i].count < lo)
+        if (c->nodes[i].present && strcmp(c->nodes[i].name, c->node) != 0 &&
+            c->nodes[i].count < lo && now >= c->nodes[i].seen_ms + settle)
             starving = 1;
     size_t owned = c->n_owned;
     pthread_mutex_unlock(&c->mu);
