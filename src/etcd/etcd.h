@@ -289,9 +289,10 @@ enum etcd_event_type {
     ETCD_EV_DELETE,
     /* The watch could not resume: the revision it needed was compacted.
      * Events were lost; re-list (etcd_range) and from then on ignore events
-     * whose kv.mod_revision <= your list's revision. kv is empty, revision
-     * of the batch is the compaction revision. The watch goes on from the
-     * current revision. */
+     * whose kv.mod_revision <= your list's revision. kv is empty (key and
+     * value ""), the batch's revision is the compaction revision. The watch
+     * goes on from the compaction revision (the oldest one etcd still has),
+     * so events after your re-list are not lost; some may repeat it. */
     ETCD_EV_RESET,
 };
 
