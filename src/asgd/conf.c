@@ -44,18 +44,7 @@ static char *xstrdup(const char *s)
 
 int conf_name_valid(const char *name)
 {
-    if (name == NULL)
-        return 0;
-    size_t n = strlen(name);
-    if (n == 0 || n > CONF_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = name[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '-' || ch == '_' || ch == '.'))
-            return 0;
-    }
-    return 1;
+    return group_name_valid(name);
 }
 
 char *conf_default_store_dir(const char *name)
@@ -124,98 +113,10 @@ int conf_defaults(struct asgd_conf *c)
     return 0;
 }
 
-/* The reason alone; the caller places it. */
-#define FAIL(s, k, ...)                                                                            \
-    do {                                                                                           \
-        if (sec)                                                                                   \
-            *sec = (s);                                                                            \
-        if (key)                                                                                   \
-            *key = (k);                                                                            \
-        set_err(err, errlen, __VA_ARGS__);                                                         \
-        return -1;                                                                                 \
-    } while (0)
-
-static int dur_in(int64_t v, int64_t lo, int64_t hi)
-{
-    return v >= lo && v <= hi;
-}
-
 int conf_validate_group(const struct group_settings *g, const char **sec, const char **key,
                         char *err, size_t errlen)
 {
-    char a[32], b[32], c[32];
-    if (!conf_name_valid(g->name))
-        FAIL("group", "name", "\"%s\" is not a valid name (1..%d letters, digits, '-', '_', '.')",
-             g->name, CONF_NAME_MAX);
-    if (g->min_size < 0 || g->min_size > CONF_MAX_INSTANCES)
-        FAIL("group", "min_size", "%d is out of range (0..%d)", g->min_size, CONF_MAX_INSTANCES);
-    if (g->max_size < 0 || g->max_size > CONF_MAX_INSTANCES)
-        FAIL("group", "max_size", "%d is out of range (0..%d)", g->max_size, CONF_MAX_INSTANCES);
-    if (g->min_size > g->max_size)
-        FAIL("group", "min_size", "%d is greater than max_size (%d)", g->min_size, g->max_size);
-    if (g->desired_capacity < g->min_size || g->desired_capacity > g->max_size)
-        FAIL("group", "desired_capacity", "%d is outside min_size..max_size (%d..%d)",
-             g->desired_capacity, g->min_size, g->max_size);
-
-    const struct policy_settings *p = &g->policy;
-    if (p->type != POLICY_THRESHOLD && p->type != POLICY_TARGET)
-        FAIL("policy", "type", "unknown policy type %d", p->type);
-    if (!(p->up_threshold >= 0 && p->up_threshold <= 100))
-        FAIL("policy", "scale_up_threshold", "%g is out of range (0..100)", p->up_threshold);
-    if (!(p->down_threshold >= 0 && p->down_threshold <= 100))
-        FAIL("policy", "scale_down_threshold", "%g is out of range (0..100)", p->down_threshold);
-    if (!(p->down_threshold < p->up_threshold))
-        FAIL("policy", "scale_down_threshold", "%g must be below scale_up_threshold (%g)",
-             p->down_threshold, p->up_threshold);
-    if (!(p->up_factor > 1 && p->up_factor <= 100))
-        FAIL("policy", "scale_up_factor", "%g must be greater than 1 (and at most 100)",
-             p->up_factor);
-    if (!(p->down_factor > 0 && p->down_factor < 1))
-        FAIL("policy", "scale_down_factor", "%g must be between 0 and 1 (exclusive)",
-             p->down_factor);
-    if (!(p->target > 0 && p->target <= 100))
-        FAIL("policy", "target", "%g must be above 0 and at most 100", p->target);
-    if (!(p->tolerance >= 0 && p->tolerance < 1))
-        FAIL("policy", "tolerance", "%g must be at least 0 and below 1", p->tolerance);
-    if (!dur_in(p->evaluation_period_ms, 100, DAY_MS)) {
-        clk_format_duration(p->evaluation_period_ms, a, sizeof(a));
-        FAIL("policy", "evaluation_period", "%s is out of range (100ms..24h)", a);
-    }
-    if (!dur_in(p->cooldown_ms, 0, DAY_MS)) {
-        clk_format_duration(p->cooldown_ms, a, sizeof(a));
-        FAIL("policy", "cooldown", "%s is out of range (0s..24h)", a);
-    }
-    if (!dur_in(p->scale_down_window_ms, 0, DAY_MS)) {
-        clk_format_duration(p->scale_down_window_ms, a, sizeof(a));
-        FAIL("policy", "scale_down_window", "%s is out of range (0s..24h)", a);
-    }
-
-    const struct group_health *h = &g->health;
-    if (strcmp(h->type, "agent") != 0 && strcmp(h->type, "ec2") != 0)
-        FAIL("health", "type", "\"%s\" is not one of: agent, ec2", h->type);
-    if (!dur_in(h->interval_ms, 10, HOUR_MS)) {
-        clk_format_duration(h->interval_ms, a, sizeof(a));
-        FAIL("health", "interval", "%s is out of range (10ms..1h)", a);
-    }
-    if (!dur_in(h->timeout_ms, 1, HOUR_MS)) {
-        clk_format_duration(h->timeout_ms, a, sizeof(a));
-        FAIL("health", "timeout", "%s is out of range (1ms..1h)", a);
-    }
-    if (h->timeout_ms >= h->interval_ms) {
-        clk_format_duration(h->timeout_ms, b, sizeof(b));
-        clk_format_duration(h->interval_ms, c, sizeof(c));
-        FAIL("health", "timeout", "%s must be shorter than interval (%s)", b, c);
-    }
-    if (h->healthy_threshold < 1 || h->healthy_threshold > 1000)
-        FAIL("health", "healthy_threshold", "%d is out of range (1..1000)", h->healthy_threshold);
-    if (h->unhealthy_threshold < 1 || h->unhealthy_threshold > 1000)
-        FAIL("health", "unhealthy_threshold", "%d is out of range (1..1000)",
-             h->unhealthy_threshold);
-    if (!dur_in(h->grace_period_ms, 0, DAY_MS)) {
-        clk_format_duration(h->grace_period_ms, a, sizeof(a));
-        FAIL("health", "grace_period", "%s is out of range (0s..24h)", a);
-    }
-    return 0;
+    return group_settings_validate(g, sec, key, err, errlen);
 }
 
 /* "host:port" with a non-empty host and a port 0..65535 ([v6]:port allowed). */
