@@ -38,8 +38,8 @@ static const char *const health_types[] = {"agent", "ec2", NULL};
 const struct group_key group_keys[] = {
     {"group", "name", "name", GROUP_K_STRING, OFF(name), SZ(name), 1, GROUP_NAME_LEN, NULL,
      "default", "the group's name: 1..48 letters, digits, '-', '_', '.'"},
-    {"group", "min_size", "min_size", GROUP_K_INT, OFF(min_size), 0, 0, 1000000000, NULL, "1",
-     "fewest instances"},
+    {"group", "min_size", "min_size", GROUP_K_INT, OFF(min_size), 0, 0, FLEET_DEFAULT_CAP, NULL,
+     "1", "fewest instances"},
     {"group", "max_size", "max_size", GROUP_K_INT, OFF(max_size), 0, 0, 1000000000, NULL,
      "max(min_size, 1)", "most instances (at most the fleet table's capacity, 4096)"},
     {"group", "desired_capacity", "desired_capacity", GROUP_K_INT, OFF(desired_capacity), 0, 0,
@@ -165,11 +165,13 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
     if (g->max_size > FLEET_DEFAULT_CAP)
         FAIL("group", "max_size", "%d exceeds the fleet table's capacity of %d instances",
              g->max_size, FLEET_DEFAULT_CAP);
+    /* these two reasons name their key themselves: the API has always said it so */
     if (g->min_size > g->max_size)
-        FAIL("group", "min_size", "%d is greater than max_size (%d)", g->min_size, g->max_size);
+        FAIL("group", "min_size", "min_size %d > max_size %d", g->min_size, g->max_size);
     if (g->desired_capacity < g->min_size || g->desired_capacity > g->max_size)
-        FAIL("group", "desired_capacity", "%d is outside min_size..max_size (%d..%d)",
-             g->desired_capacity, g->min_size, g->max_size);
+        FAIL("group", "desired_capacity",
+             "desired_capacity %d is outside [min_size %d, max_size %d]", g->desired_capacity,
+             g->min_size, g->max_size);
 
     const struct policy_settings *p = &g->policy;
     if (p->type != POLICY_THRESHOLD && p->type != POLICY_TARGET)
@@ -252,7 +254,8 @@ int group_settings_validate_json(const struct group_settings *g, char *err, size
     if (group_settings_validate(g, &sec, &key, why, sizeof(why)) == 0)
         return 0;
     json_path(sec, key, path, sizeof(path));
-    if (path[0])
+    size_t n = strlen(path);
+    if (path[0] && !(strncmp(why, path, n) == 0 && why[n] == ' '))
         util_set_err(err, errlen, "%s: %s", path, why);
     else
         util_set_err(err, errlen, "%s", why);
