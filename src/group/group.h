@@ -120,7 +120,8 @@ json_t *group_settings_to_json(const struct group_settings *g);
 
 /*
  * Reads a whole object as group_settings_to_json() writes it (the store's
- * copy) into *g: "name" is required, settings keys absent keep their defaults,
+ * copy) into *g: "name" is required, settings keys absent take their defaults
+ * (as in the file: max_size and desired_capacity follow min_size),
  * "revision" and "updated_at" are read when present (else 0), unknown keys
  * and wrong types are refused naming the key; the result is validated. On
  * failure *g is unspecified.

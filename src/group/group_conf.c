@@ -101,9 +101,10 @@ static int read_key(struct cfg *cfg, const struct group_key *k, struct group_set
             def = *(int *)f;
         if (cfg_get_enum(cfg, k->section, k->key, def, k->choices, &idx, err, errlen) != 0)
             return -1;
-        if (k->size)
+        if (k->size) {
+            memset(f, 0, k->size); /* equal settings compare equal byte for byte */
             snprintf((char *)f, k->size, "%s", k->choices[idx]);
-        else
+        } else
             *(int *)f = idx;
         return 0;
     }
@@ -120,6 +121,7 @@ static int read_key(struct cfg *cfg, const struct group_key *k, struct group_set
             free(v);
             return -1;
         }
+        memset(f, 0, k->size);
         snprintf((char *)f, k->size, "%s", v);
         free(v);
         return 0;

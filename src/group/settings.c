@@ -431,9 +431,10 @@ static int read_value(struct group_settings *g, const struct group_key *k, const
                          k->choices[1]);
             return -1;
         }
-        if (k->size)
+        if (k->size) {
+            memset(f, 0, k->size); /* equal settings compare equal byte for byte */
             snprintf((char *)f, k->size, "%s", k->choices[idx]);
-        else
+        } else
             *(int *)f = idx;
         return 0;
     }
@@ -444,6 +445,7 @@ static int read_value(struct group_settings *g, const struct group_key *k, const
                          k->size - 1);
             return -1;
         }
+        memset(f, 0, k->size);
         snprintf((char *)f, k->size, "%s", s);
         return 0;
     }
@@ -571,6 +573,14 @@ int group_settings_from_json(const json_t *j, struct group_settings *g, char *er
         if (read_value(g, k, pt, "policy.type", err, errlen) != 0)
             return -1;
         policy_settings_default(&g->policy, g->policy.type);
+    }
+    /* as in the file: max_size and desired_capacity default to follow min_size */
+    const json_t *mn = json_object_get(j, "min_size");
+    if (json_is_integer(mn) && json_integer_value(mn) >= 0 &&
+        json_integer_value(mn) <= FLEET_DEFAULT_CAP) {
+        int m = (int)json_integer_value(mn);
+        g->max_size = m > 1 ? m : 1;
+        g->desired_capacity = m;
     }
     int bounds = 0, desired = 0;
     if (apply(g, j, MODE_FULL, &bounds, &desired, err, errlen) != 0)
