@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "asgd/conf.h"
@@ -506,10 +507,162 @@ static void files(void **state)
     rmdir(dir);
 }
 
+static char *path_in(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    assert_non_null(p);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* The node file + [groups] dir: three group files, a duplicate, a bad file, etcd without groups. */
+static void node_file_and_groups_dir(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_conf_groups.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *gdir = path_in(dir, "g");
+    assert_int_equal(mkdir(gdir, 0700), 0);
+    char *node = path_in(dir, "node.ini");
+    char *fa = path_in(gdir, "alpha.ini"), *fb = path_in(gdir, "beta.ini");
+    char *fc = path_in(gdir, "gamma.ini"), *fx = path_in(gdir, "x.ini");
+    char *skip = path_in(gdir, "notes.txt");
+    char err[1024], want[1024];
+    struct asgd_conf c;
+
+    write_file(node, "[groups]\ndir = g\n[store]\ndir = /var/tmp/asgd-node\n[api]\n"
+                     "listen = 127.0.0.1:9999\n");
+    write_file(fb, "[group]\nmin_size = 2\nmax_size = 4\n");
+    write_file(fa, "[policy]\ntype = target\n");
+    write_file(fc, "[group]\nname = third\n[local]\naddress_base = 127.9.0.2\ndir = /tmp/g3\n");
+    write_file(skip, "not a group");
+    if (conf_load(node, &c, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(c.n_groups, 3);
+    assert_string_equal(c.groups_dir, gdir);
+    /* sorted by file name; the name defaults to the file's */
+    assert_string_equal(c.groups[0].settings.name, "alpha");
+    assert_int_equal(c.groups[0].settings.policy.type, POLICY_TARGET);
+    assert_string_equal(c.groups[0].path, fa);
+    assert_string_equal(c.groups[1].settings.name, "beta");
+    assert_int_equal(c.groups[1].settings.max_size, 4);
+    assert_string_equal(c.groups[2].settings.name, "third");
+    assert_string_equal(c.groups[2].local.address_base, "127.9.0.2");
+    assert_string_equal(c.groups[2].local.dir, "/tmp/g3");
+    assert_string_equal(c.groups[0].local.dir, "/var/tmp/asgd-node/local/alpha");
+    assert_string_equal(c.groups[1].local.dir, "/var/tmp/asgd-node/local/beta");
+    /* derived address ranges: distinct, never the single-file default */
+    assert_string_not_equal(c.groups[0].local.address_base, c.groups[1].local.address_base);
+    assert_string_not_equal(c.groups[0].local.address_base, "127.0.0.2");
+    assert_non_null(conf_find_group(&c, "beta"));
+    assert_null(conf_find_group(&c, "gamma"));
+    assert_non_null(strstr(c.groups[1].spec, "\"name\":\"beta\""));
+    assert_string_equal(c.store.dir, "/var/tmp/asgd-node");
+    assert_string_equal(c.cluster.api_advertise, "http://127.0.0.1:9999");
+    char *ld = conf_local_dir(&c, "api-made");
+    assert_string_equal(ld, "/var/tmp/asgd-node/local/api-made");
+    free(ld);
+    conf_release(&c);
+
+    /* the node file's own group first, then the folder's */
+    write_file(node, "[group]\nname = main\n[groups]\ndir = g\n");
+    if (conf_load(node, &c, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(c.n_groups, 4);
+    assert_string_equal(c.groups[0].settings.name, "main");
+    assert_null(c.groups[0].path);
+    assert_string_equal(c.groups[0].local.address_base, "127.0.0.2");
+    assert_string_equal(c.groups[0].local.dir, c.store.dir);
+    conf_release(&c);
+
+    /* a duplicate name: both files named */
+    write_file(fx, "[group]\nname = beta\n");
+    assert_int_equal(conf_load(node, &c, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s: group \"beta\" is already defined in %s", fx, fb);
+    assert_string_equal(err, want);
+    conf_release(&c);
+    write_file(fx, "[group]\nname = main\n");
+    assert_int_equal(conf_load(node, &c, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s: group \"main\" is already defined in %s", fx, node);
+    assert_string_equal(err, want);
+    conf_release(&c);
+    unlink(fx);
+
+    /* a bad group file: its path, line and key */
+    write_file(fc, "[group]\nname = third\nmax_size = 5000\n");
+    assert_int_equal(conf_load(node, &c, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want),
+             "%s:3: [group] max_size: 5000 exceeds the fleet table's capacity of 4096 instances",
+             fc);
+    assert_string_equal(err, want);
+    conf_release(&c);
+    write_file(fc, "[group]\n[monitor]\nlisten = 1.2.3.4:5\n");
+    assert_int_equal(conf_load(node, &c, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:2: [monitor]: unknown section", fc);
+    assert_string_equal(err, want);
+    conf_release(&c);
+
+    /* an empty folder is no group at all */
+    unlink(fa);
+    unlink(fb);
+    unlink(fc);
+    write_file(node, "[groups]\ndir = g\n");
+    assert_int_equal(conf_load(node, &c, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:2: [groups] dir: no group file (*.ini) in \"%s\"", node, gdir);
+    assert_string_equal(err, want);
+    conf_release(&c);
+
+    /* etcd: groups may live in the store only; every [store] and [cluster] key */
+    write_file(node, "[store]\ntype = etcd\netcd_endpoints = http://127.0.0.1:2379, "
+                     "https://h2:2379\netcd_prefix = /x\netcd_ca_file = /ca\netcd_cert_file = "
+                     "/c\netcd_key_file = /k\ndir = /var/tmp/n1\n[cluster]\nnode = n-1.a_b\n"
+                     "lease_ttl = 3s\napi_advertise = https://n1:8080\n");
+    if (conf_load(node, &c, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(c.n_groups, 0);
+    assert_int_equal(c.store.type, CONF_STORE_ETCD);
+    assert_int_equal(c.store.n_etcd_endpoints, 2);
+    assert_string_equal(c.store.etcd_endpoints[0], "http://127.0.0.1:2379");
+    assert_string_equal(c.store.etcd_endpoints[1], "https://h2:2379");
+    assert_string_equal(c.store.etcd_prefix, "/x");
+    assert_string_equal(c.store.etcd_ca_file, "/ca");
+    assert_string_equal(c.store.etcd_cert_file, "/c");
+    assert_string_equal(c.store.etcd_key_file, "/k");
+    assert_string_equal(c.store.dir, "/var/tmp/n1");
+    assert_string_equal(c.cluster.node, "n-1.a_b");
+    assert_int_equal(c.cluster.lease_ttl_ms, 3000);
+    assert_string_equal(c.cluster.api_advertise, "https://n1:8080");
+    conf_release(&c);
+    /* defaults of the cluster keys */
+    write_file(node, "[store]\ntype = etcd\netcd_endpoints = http://127.0.0.1:2379\n");
+    assert_int_equal(conf_load(node, &c, err, sizeof(err)), 0);
+    char host[256] = "";
+    gethostname(host, sizeof(host));
+    assert_string_equal(c.cluster.node, host);
+    assert_int_equal(c.cluster.lease_ttl_ms, 5000);
+    assert_string_equal(c.cluster.api_advertise, "http://127.0.0.1:8080");
+    assert_string_equal(c.store.etcd_prefix, "/asgd");
+    assert_null(c.store.etcd_ca_file);
+    conf_release(&c);
+
+    unlink(skip);
+    unlink(node);
+    rmdir(gdir);
+    rmdir(dir);
+    free(gdir);
+    free(node);
+    free(fa);
+    free(fb);
+    free(fc);
+    free(fx);
+    free(skip);
+}
+
 static void example_files(void **state)
 {
     (void)state;
-    static const char *const names[] = {"asgd.ini", "demo.ini"};
+    static const char *const names[] = {"asgd.ini", "demo.ini", "node.ini"};
     const char *src = getenv("ASGD_SOURCE_DIR");
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char path[1024], err[512];
@@ -524,6 +677,12 @@ static void example_files(void **state)
             assert_non_null(c.groups[0].local.agent_args);
             assert_non_null(strstr(c.groups[0].local.agent_args, "--load simulate"));
         }
+        if (i == 2) { /* the many-groups layout: examples/groups/{batch,web,workers}.ini */
+            assert_int_equal(c.n_groups, 3);
+            assert_string_equal(c.groups[0].settings.name, "batch");
+            assert_string_equal(c.groups[1].settings.name, "web");
+            assert_string_equal(c.groups[2].settings.name, "workers");
+        }
         conf_release(&c);
     }
 }
@@ -535,7 +694,7 @@ int main(void)
         cmocka_unit_test(every_key_is_read), cmocka_unit_test(bad_values),
         cmocka_unit_test(good_edge_values),  cmocka_unit_test(validate_group_for_the_api),
         cmocka_unit_test(default_store_dir), cmocka_unit_test(files),
-        cmocka_unit_test(example_files),
+        cmocka_unit_test(example_files),     cmocka_unit_test(node_file_and_groups_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
