@@ -406,7 +406,8 @@ static int read_groups_dir(struct cfg *cfg, struct asgd_conf *out, char *err, si
             goto oom;
         n++;
     }
-    qsort(names, n, sizeof(*names), cmp_str);
+    if (n > 1)
+        qsort(names, n, sizeof(*names), cmp_str);
     for (size_t i = 0; i < n; i++) {
         char *path = join(out->groups_dir, names[i]);
         if (path == NULL)
