@@ -72,6 +72,7 @@ struct daemon {
     struct ctl *ctl;
     struct mon *mon;
     struct http_server *http;
+    struct store *http_store; /* the HTTP thread's own handle */
 };
 
 static void usage(FILE *out)
@@ -209,6 +210,7 @@ static int mkdir_p(const char *path)
 static void daemon_release(struct daemon *d)
 {
     http_free(d->http);
+    store_close(d->http_store);
     ctl_free(d->ctl);
     mon_free(d->mon);
     provider_free(d->prov);
@@ -337,6 +339,24 @@ static int start_monitor(struct daemon *d, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * The HTTP API's view of this node: the one group it runs today.
+ * MINIMAL (helper A, to keep the tree building): the coordinator replaces it
+ * with the many-groups node. Called on the HTTP thread; the fleet and ctl
+ * live as long as the daemon, so nothing is taken or put.
+ */
+static int api_group_get(void *arg, const char *name, struct http_group_ref *out)
+{
+    struct daemon *d = arg;
+    if (strcmp(name, d->conf.group.name) != 0)
+        return -ENOENT;
+    out->fleet = d->fleet;
+    out->ctl = d->ctl;
+    return 0;
+}
+
+static const struct http_node_ops api_ops = {.group_get = api_group_get};
+
 static int start_controller(struct daemon *d, char *err, size_t errlen)
 {
     struct ctl_deps deps = {
@@ -370,13 +390,17 @@ static int start_controller(struct daemon *d, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start the controller thread");
         return -1;
     }
+    char serr[512];
+    if (store_open(d->conf.store_dir, &d->http_store, serr, sizeof serr) != 0) {
+        snprintf(err, errlen, "http: cannot open the store: %s", serr);
+        return -1;
+    }
     struct http_deps hd = {
         .listen = d->conf.api.listen,
         .token = d->api_token,
-        .group = d->conf.group.name,
-        .fleet = d->fleet,
-        .store_dir = d->conf.store_dir,
-        .ctl = d->ctl,
+        .store = d->http_store,
+        .ops = &api_ops,
+        .ops_arg = d,
     };
     if (http_start(&hd, &d->http, err, errlen) != 0)
         return -1;
