@@ -33,15 +33,18 @@ struct owner_answer {
     json_t *groups; /* array, or NULL */
 };
 
+/* The owner's entry for group name, asked once per owner and request; NULL: not known. The
+ * daemon's one thread waits for each owner, so after budget_ms spent on owners the rest are
+ * not asked (their groups come from the store): dead owners cannot stall the API for long. */
 static json_t *owner_entry(struct http_server *s, struct owner_answer *cache, size_t *ncache,
-                           const char *api, const char *name)
+                           const char *api, const char *name, int64_t deadline_ms)
 {
     size_t i = 0;
     for (; i < *ncache; i++)
         if (strcmp(cache[i].api, api) == 0)
             break;
     if (i == *ncache) {
-        if (*ncache == OWNERS_MAX)
+        if (*ncache == OWNERS_MAX || clk_mono_ms() >= deadline_ms)
             return NULL;
         snprintf(cache[i].api, sizeof cache[i].api, "%s", api);
         cache[i].groups = NULL;
@@ -90,6 +93,7 @@ void http__list_groups(struct http_req *r, struct http_reply *rep)
         return;
     }
     struct owner_answer *cache = calloc(OWNERS_MAX, sizeof *cache);
+    int64_t deadline = clk_mono_ms() + 2 * (int64_t)s->proxy_timeout_ms;
     size_t ncache = 0;
     json_t *arr = json_array();
     int ok = arr && cache;
@@ -104,7 +108,7 @@ void http__list_groups(struct http_req *r, struct http_reply *rep)
             memset(&ref, 0, sizeof ref);
         json_t *o = NULL;
         if (have && !ref.fleet && ref.owner_api[0] && may_proxy) {
-            json_t *remote = owner_entry(s, cache, &ncache, ref.owner_api, names[i]);
+            json_t *remote = owner_entry(s, cache, &ncache, ref.owner_api, names[i], deadline);
             if (remote) {
                 o = json_deep_copy(remote);
                 ok = o != NULL;
