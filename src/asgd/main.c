@@ -29,6 +29,7 @@
 #include <jansson.h>
 
 #include "asgd/conf.h"
+#include "asgd/daemon.h"
 #include "common/cfg.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -70,6 +71,7 @@ struct daemon {
     struct ctl *ctl;
     struct mon *mon;
     struct http_server *http;
+    struct store *http_store; /* the HTTP thread's own handle */
 };
 
 static void usage(FILE *out)
@@ -207,6 +209,7 @@ static int mkdir_p(const char *path)
 static void daemon_release(struct daemon *d)
 {
     http_free(d->http);
+    store_close(d->http_store);
     ctl_free(d->ctl);
     mon_free(d->mon);
     provider_free(d->prov);
@@ -332,6 +335,24 @@ static int start_monitor(struct daemon *d, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * The HTTP API's view of this node: the one group it runs today.
+ * MINIMAL (helper A, to keep the tree building): the coordinator replaces it
+ * with the many-groups node. Called on the HTTP thread; the fleet and ctl
+ * live as long as the daemon, so nothing is taken or put.
+ */
+static int api_group_get(void *arg, const char *name, struct http_group_ref *out)
+{
+    struct daemon *d = arg;
+    if (strcmp(name, d->gc->settings.name) != 0)
+        return -ENOENT;
+    out->fleet = d->fleet;
+    out->ctl = d->ctl;
+    return 0;
+}
+
+static const struct http_node_ops api_ops = {.group_get = api_group_get};
+
 static int start_controller(struct daemon *d, char *err, size_t errlen)
 {
     struct ctl_deps deps = {
@@ -365,13 +386,17 @@ static int start_controller(struct daemon *d, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start the controller thread");
         return -1;
     }
+    char serr[512];
+    if (store_open(d->conf.store.dir, &d->http_store, serr, sizeof serr) != 0) {
+        snprintf(err, errlen, "http: cannot open the store: %s", serr);
+        return -1;
+    }
     struct http_deps hd = {
         .listen = d->conf.api.listen,
         .token = d->api_token,
-        .group = d->gc->settings.name,
-        .fleet = d->fleet,
-        .store_dir = d->conf.store.dir,
-        .ctl = d->ctl,
+        .store = d->http_store,
+        .ops = &api_ops,
+        .ops_arg = d,
     };
     if (http_start(&hd, &d->http, err, errlen) != 0)
         return -1;
@@ -452,9 +477,10 @@ out:
     return rc;
 }
 
+/* The node: every group of the files and the store, or in a cluster the groups it owns. */
 static int cmd_run(const struct opts *o)
 {
-    return run_daemon(o, ROLE_MONITOR | ROLE_CONTROLLER);
+    return daemon_run(o->config);
 }
 
 static int cmd_monitor(const struct opts *o)

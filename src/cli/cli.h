@@ -24,7 +24,19 @@ struct cli {
     const char *url;        /* base URL, no trailing slash needed */
     const char *token_file; /* NULL: none */
     int json;               /* --json: print the API's JSON */
+    const char *group;      /* -g NAME / $ASGCTL_GROUP; NULL: the node's only group */
 };
+
+/*
+ * The API path of a group resource: with c->group "/api/v1/groups/NAME" +
+ * sub ("" for the group itself, "/instances", ...), else the single-group
+ * route legacy (which asgd answers while it has exactly one group). -1 (and
+ * a message printed) if the name cannot be a group name or the path does
+ * not fit len.
+ */
+int cli_group_path(const struct cli *c, const char *sub, const char *legacy, char *buf, size_t len);
+/* 1 if s can be a group name: [A-Za-z0-9_.-], 1..63 bytes, not starting with '.'. */
+int cli_name_ok(const char *s);
 
 /*
  * Sends method path (e.g. "/api/v1/group") with an optional JSON body
@@ -59,5 +71,20 @@ int cli_cmd_instances(const struct cli *c, int argc, char **argv);
 int cli_cmd_activities(const struct cli *c, int argc, char **argv);
 int cli_cmd_set(const struct cli *c, int argc, char **argv);
 int cli_cmd_terminate(const struct cli *c, int argc, char **argv);
+int cli_cmd_groups(const struct cli *c, int argc, char **argv);
+int cli_cmd_create_group(const struct cli *c, int argc, char **argv);
+int cli_cmd_delete_group(const struct cli *c, int argc, char **argv);
+int cli_cmd_cluster(const struct cli *c, int argc, char **argv);
+
+/*
+ * Reads an INI group file (the [group], [policy], [health], [provider],
+ * [local], [ec2] sections of asgd's group files) into the JSON object
+ * POST /api/v1/groups takes: {"section": {"key": value}}; values that read
+ * as integers, numbers or true/false become JSON numbers/booleans, the rest
+ * strings (group.name always a string). The node validates the keys. *out
+ * is a new reference. -1 with a message naming the file and line.
+ * (Temporary: the group module's group_spec_from_file() replaces it.)
+ */
+int cli_group_file_json(const char *path, json_t **out, char *err, size_t errlen);
 
 #endif

@@ -4,6 +4,8 @@
  * Each command validates its own arguments first (exit 2 with a usage line,
  * before any network traffic), makes one API call, and prints the answer:
  * an aligned table or key/value block by default, the API's JSON with --json.
+ * Group commands go to /api/v1/groups/NAME/... with -g NAME, else to the
+ * single-group routes, which asgd answers while it has exactly one group.
  */
 #include "cli/cli.h"
 
@@ -12,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/cfg.h"
 
 #include "common/banned.h"
 
@@ -71,6 +75,37 @@ static const char *short_time(const char *iso, char *buf, size_t len)
     return buf;
 }
 
+int cli_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 63 || s[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+int cli_group_path(const struct cli *c, const char *sub, const char *legacy, char *buf, size_t len)
+{
+    int n;
+    if (!c->group)
+        n = snprintf(buf, len, "%s", legacy);
+    else if (!cli_name_ok(c->group)) {
+        fprintf(stderr, "asgctl: \"%s\" is not a group name\n", c->group);
+        return -1;
+    } else
+        n = snprintf(buf, len, "/api/v1/groups/%s%s", c->group, sub);
+    if (n < 0 || (size_t)n >= len) {
+        fprintf(stderr, "asgctl: request path too long\n");
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- status ----------------------------------------------------------------------------- */
 
 int cli_cmd_status(const struct cli *c, int argc, char **argv)
@@ -79,8 +114,11 @@ int cli_cmd_status(const struct cli *c, int argc, char **argv)
         fprintf(stderr, "usage: asgctl status\n");
         return CLI_EUSAGE;
     }
+    char path[256];
+    if (cli_group_path(c, "", "/api/v1/group", path, sizeof path))
+        return CLI_EUSAGE;
     json_t *g = NULL;
-    int rc = cli_call(c, "GET", "/api/v1/group", NULL, &g);
+    int rc = cli_call(c, "GET", path, NULL, &g);
     if (rc)
         return rc;
     if (c->json) {
@@ -92,6 +130,12 @@ int cli_cmd_status(const struct cli *c, int argc, char **argv)
     json_t *h = json_object_get(g, "health");
     char a[64], b[64], d[64], e[64];
     printf("group         %s\n", str_of(g, "name"));
+    json_t *owner = json_object_get(g, "owner_node");
+    if (json_is_string(owner) || json_is_false(json_object_get(g, "live")))
+        printf("owner         %s%s\n", json_is_string(owner) ? json_string_value(owner) : "-",
+               json_is_false(json_object_get(g, "live"))
+                   ? " (not reachable: counts from the store, no health)"
+                   : "");
     printf("size          min %s  desired %s  max %s\n", num_of(g, "min_size", NF_INT, a, sizeof a),
            num_of(g, "desired_capacity", NF_INT, b, sizeof b),
            num_of(g, "max_size", NF_INT, d, sizeof d));
@@ -130,8 +174,11 @@ int cli_cmd_instances(const struct cli *c, int argc, char **argv)
         fprintf(stderr, "usage: asgctl instances\n");
         return CLI_EUSAGE;
     }
+    char path[256];
+    if (cli_group_path(c, "/instances", "/api/v1/instances", path, sizeof path))
+        return CLI_EUSAGE;
     json_t *arr = NULL;
-    int rc = cli_call(c, "GET", "/api/v1/instances", NULL, &arr);
+    int rc = cli_call(c, "GET", path, NULL, &arr);
     if (rc)
         return rc;
     if (c->json) {
@@ -186,8 +233,10 @@ int cli_cmd_activities(const struct cli *c, int argc, char **argv)
             return CLI_EUSAGE;
         }
     }
-    char path[64];
-    snprintf(path, sizeof path, "/api/v1/activities?limit=%ld", limit);
+    char base[256], path[300];
+    if (cli_group_path(c, "/activities", "/api/v1/activities", base, sizeof base))
+        return CLI_EUSAGE;
+    snprintf(path, sizeof path, "%s?limit=%ld", base, limit);
     json_t *arr = NULL;
     int rc = cli_call(c, "GET", path, NULL, &arr);
     if (rc)
@@ -300,7 +349,10 @@ int cli_cmd_set(const struct cli *c, int argc, char **argv)
         fputs(usage, stderr);
         goto out;
     }
-    rc = cli_call(c, "PATCH", "/api/v1/group", body, &res);
+    char path[256];
+    if (cli_group_path(c, "", "/api/v1/group", path, sizeof path))
+        goto out;
+    rc = cli_call(c, "PATCH", path, body, &res);
     if (rc)
         goto out;
     if (c->json) {
@@ -353,8 +405,15 @@ int cli_cmd_terminate(const struct cli *c, int argc, char **argv)
         fprintf(stderr, "usage: asgctl terminate ID [--decrement]\n");
         return CLI_EUSAGE;
     }
-    char path[256];
-    snprintf(path, sizeof path, "/api/v1/instances/%s/terminate", id);
+    char sub[160], legacy[160], path[320];
+    if (strlen(id) > 100) {
+        fprintf(stderr, "asgctl: terminate: instance id too long\n");
+        return CLI_EUSAGE;
+    }
+    snprintf(sub, sizeof sub, "/instances/%s/terminate", id);
+    snprintf(legacy, sizeof legacy, "/api/v1/instances/%s/terminate", id);
+    if (cli_group_path(c, sub, legacy, path, sizeof path))
+        return CLI_EUSAGE;
     json_t *body = json_pack("{s:b}", "decrement_desired", decrement);
     json_t *res = NULL;
     int rc = body ? cli_call(c, "POST", path, body, &res) : CLI_EAPI;
@@ -367,5 +426,257 @@ int cli_cmd_terminate(const struct cli *c, int argc, char **argv)
         printf("terminate of %s requested (%s)\n", id,
                decrement ? "desired capacity decremented" : "it will be replaced");
     json_decref(res);
+    return CLI_OK;
+}
+
+/* ---- groups ----------------------------------------------------------------------------- */
+
+int cli_cmd_groups(const struct cli *c, int argc, char **argv)
+{
+    if (argc != 1) {
+        fprintf(stderr, "usage: asgctl groups\n");
+        return CLI_EUSAGE;
+    }
+    json_t *arr = NULL;
+    int rc = cli_call(c, "GET", "/api/v1/groups", NULL, &arr);
+    if (rc)
+        return rc;
+    if (c->json) {
+        cli_print_json(arr);
+        json_decref(arr);
+        return CLI_OK;
+    }
+    static const char *const hdr[] = {"NAME",    "MIN",       "DESIRED", "MAX",  "IN SERVICE",
+                                      "PENDING", "UNHEALTHY", "LOAD",    "OWNER"};
+    struct cli_table t;
+    if (cli_table_init(&t, 9, hdr)) {
+        json_decref(arr);
+        return CLI_EAPI;
+    }
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o)
+    {
+        char a[32], b[32], d[32], e[32], f[32], g[32], l[32], owner[96];
+        const char *on = json_string_value(json_object_get(o, "owner_node"));
+        snprintf(owner, sizeof owner, "%s%s", on ? on : "-",
+                 json_is_false(json_object_get(o, "live")) ? " (not live)" : "");
+        const char *row[9] = {str_of(o, "name"),
+                              num_of(o, "min_size", NF_INT, a, sizeof a),
+                              num_of(o, "desired_capacity", NF_INT, b, sizeof b),
+                              num_of(o, "max_size", NF_INT, d, sizeof d),
+                              num_of(o, "in_service", NF_INT, e, sizeof e),
+                              num_of(o, "pending", NF_INT, f, sizeof f),
+                              num_of(o, "unhealthy", NF_INT, g, sizeof g),
+                              num_of(o, "average_load", NF_PCT, l, sizeof l),
+                              owner};
+        cli_table_add(&t, row);
+    }
+    cli_table_print(&t);
+    cli_table_release(&t);
+    json_decref(arr);
+    return CLI_OK;
+}
+
+/* ---- create-group, delete-group --------------------------------------------------------- */
+
+/* INI text value -> JSON: integer, number, boolean, else string. */
+static json_t *typed_value(const char *v)
+{
+    char *end = NULL;
+    errno = 0;
+    long long ll = strtoll(v, &end, 10);
+    if (*v && !errno && end && !*end)
+        return json_integer(ll);
+    errno = 0;
+    double d = strtod(v, &end);
+    if (*v && !errno && end && !*end && isfinite(d))
+        return json_real(d);
+    if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
+        return json_boolean(strcmp(v, "true") == 0);
+    return json_string(v);
+}
+
+int cli_group_file_json(const char *path, json_t **out, char *err, size_t errlen)
+{
+    struct cfg cf = CFG_INIT;
+    if (cfg_load(&cf, path, err, errlen))
+        return -1;
+    json_t *root = json_object();
+    int rc = root ? 0 : -1;
+    if (!root)
+        snprintf(err, errlen, "out of memory");
+    for (size_t i = 0; rc == 0 && i < cf.n; i++) {
+        const struct cfg_entry *e = &cf.entries[i];
+        json_t *sec = json_object_get(root, e->section);
+        if (!sec) {
+            sec = json_object();
+            if (!sec || json_object_set_new(root, e->section, sec)) {
+                snprintf(err, errlen, "out of memory");
+                rc = -1;
+                break;
+            }
+        }
+        int as_string = strcmp(e->section, "group") == 0 && strcmp(e->key, "name") == 0;
+        json_t *v = as_string ? json_string(e->value) : typed_value(e->value);
+        if (!v || json_object_set_new(sec, e->key, v)) {
+            snprintf(err, errlen, "%s:%d: [%s] %s: cannot encode the value as JSON (UTF-8?)", path,
+                     e->line, e->section, e->key);
+            rc = -1;
+        }
+    }
+    if (rc == 0 && !json_is_string(json_object_get(json_object_get(root, "group"), "name"))) {
+        snprintf(err, errlen, "%s: no [group] name: a group file names its group", path);
+        rc = -1;
+    }
+    cfg_release(&cf);
+    if (rc) {
+        json_decref(root);
+        return -1;
+    }
+    *out = root;
+    return 0;
+}
+
+int cli_cmd_create_group(const struct cli *c, int argc, char **argv)
+{
+    if (argc != 2 || argv[1][0] == '-') {
+        fprintf(stderr, "usage: asgctl create-group FILE\n");
+        return CLI_EUSAGE;
+    }
+    char err[1024];
+    json_t *spec = NULL;
+    if (cli_group_file_json(argv[1], &spec, err, sizeof err)) {
+        fprintf(stderr, "asgctl: create-group: %s\n", err);
+        return CLI_EUSAGE;
+    }
+    json_t *res = NULL;
+    int rc = cli_call(c, "POST", "/api/v1/groups", spec, &res);
+    if (rc == CLI_OK) {
+        if (c->json)
+            cli_print_json(res);
+        else
+            printf("group %s created: min %lld, desired %lld, max %lld\n",
+                   json_string_value(json_object_get(res, "name")),
+                   (long long)json_integer_value(json_object_get(res, "min_size")),
+                   (long long)json_integer_value(json_object_get(res, "desired_capacity")),
+                   (long long)json_integer_value(json_object_get(res, "max_size")));
+    }
+    json_decref(spec);
+    json_decref(res);
+    return rc;
+}
+
+int cli_cmd_delete_group(const struct cli *c, int argc, char **argv)
+{
+    const char *name = NULL;
+    int force = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--force") == 0)
+            force = 1;
+        else if (argv[i][0] != '-' && !name)
+            name = argv[i];
+        else {
+            name = NULL;
+            break;
+        }
+    }
+    if (!name || !cli_name_ok(name)) {
+        if (name)
+            fprintf(stderr, "asgctl: delete-group: \"%s\" is not a group name\n", name);
+        fprintf(stderr, "usage: asgctl delete-group NAME [--force]\n");
+        return CLI_EUSAGE;
+    }
+    char path[160];
+    snprintf(path, sizeof path, "/api/v1/groups/%s%s", name, force ? "?force=true" : "");
+    json_t *res = NULL;
+    int rc = cli_call(c, "DELETE", path, NULL, &res);
+    if (rc == CLI_OK) {
+        if (c->json)
+            cli_print_json(res);
+        else
+            printf("group %s deleted%s\n", name,
+                   force ? " (its instances are being terminated)" : "");
+    }
+    json_decref(res);
+    return rc;
+}
+
+/* ---- cluster ---------------------------------------------------------------------------- */
+
+int cli_cmd_cluster(const struct cli *c, int argc, char **argv)
+{
+    if (argc != 1) {
+        fprintf(stderr, "usage: asgctl cluster\n");
+        return CLI_EUSAGE;
+    }
+    json_t *cl = NULL;
+    int rc = cli_call(c, "GET", "/api/v1/cluster", NULL, &cl);
+    if (rc)
+        return rc;
+    if (c->json) {
+        cli_print_json(cl);
+        json_decref(cl);
+        return CLI_OK;
+    }
+    json_t *st = json_object_get(cl, "store");
+    printf("mode   %s\n", str_of(cl, "mode"));
+    if (json_is_object(st))
+        printf("store  %s%s%s\n", str_of(st, "type"),
+               json_is_false(json_object_get(st, "ok")) ? ": NOT OK " : "",
+               json_is_false(json_object_get(st, "ok")) ? str_of(st, "detail") : "");
+    printf("\n");
+    static const char *const hdr[] = {"NODE", "API", "ALIVE", "LEASE", "GROUPS"};
+    struct cli_table t;
+    if (cli_table_init(&t, 5, hdr)) {
+        json_decref(cl);
+        return CLI_EAPI;
+    }
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(cl, "nodes"), i, n)
+    {
+        char name[128], lease[160], groups[1024] = "";
+        snprintf(name, sizeof name, "%s%s", str_of(n, "name"),
+                 json_is_true(json_object_get(n, "self")) ? " (this)" : "");
+        json_t *l = json_object_get(n, "lease");
+        if (!json_is_object(l))
+            snprintf(lease, sizeof lease, "-");
+        else {
+            json_t *ago = json_object_get(l, "last_renewal_ms_ago");
+            json_t *ttl = json_object_get(l, "ttl_ms");
+            const char *d = json_string_value(json_object_get(l, "detail"));
+            snprintf(lease, sizeof lease, "%s",
+                     json_is_true(json_object_get(l, "ok")) ? "ok" : "LOST");
+            size_t u = strlen(lease);
+            if (json_is_number(ago) && json_is_number(ttl))
+                snprintf(lease + u, sizeof lease - u, " (renewed %.1fs ago, ttl %.0fs)",
+                         json_number_value(ago) / 1000.0, json_number_value(ttl) / 1000.0);
+            u = strlen(lease);
+            if (d && *d)
+                snprintf(lease + u, sizeof lease - u, " %s", d);
+        }
+        size_t k, used = 0;
+        json_t *g;
+        json_array_foreach(json_object_get(n, "groups"), k, g)
+        {
+            const char *gs = json_string_value(g);
+            int w =
+                snprintf(groups + used, sizeof groups - used, "%s%s", k ? "," : "", gs ? gs : "?");
+            if (w < 0 || (size_t)w >= sizeof groups - used) {
+                snprintf(groups + (sizeof groups - 5), 5, "...");
+                break;
+            }
+            used += (size_t)w;
+        }
+        json_t *alive = json_object_get(n, "alive");
+        const char *row[5] = {name, str_of(n, "api"),
+                              json_is_boolean(alive) ? (json_is_true(alive) ? "yes" : "NO") : "-",
+                              lease, groups[0] ? groups : "-"};
+        cli_table_add(&t, row);
+    }
+    cli_table_print(&t);
+    cli_table_release(&t);
+    json_decref(cl);
     return CLI_OK;
 }

@@ -1,10 +1,10 @@
 /*
  * main.c - asgctl: global options, then one subcommand from the table.
  *
- *   asgctl [--url URL] [--token-file FILE] [--json] COMMAND [ARGS]
+ *   asgctl [--url URL] [--token-file FILE] [-g GROUP] [--json] COMMAND [ARGS]
  *
- * Global options may appear anywhere on the line; ASGCTL_URL and
- * ASGCTL_TOKEN_FILE supply defaults. See cli.h for the exit codes.
+ * Global options may appear anywhere on the line; ASGCTL_URL,
+ * ASGCTL_TOKEN_FILE and ASGCTL_GROUP supply defaults. See cli.h for the exit codes.
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -23,6 +23,7 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"groups", cli_cmd_groups, "groups", "every group: sizes, counts, load, owner node"},
     {"status", cli_cmd_status, "status", "group settings, counts, average load, last decision"},
     {"instances", cli_cmd_instances, "instances", "the group's instances with health and load"},
     {"activities", cli_cmd_activities, "activities [--limit N]",
@@ -31,12 +32,18 @@ static const struct command commands[] = {
      "change the group's settings (needs the token)"},
     {"terminate", cli_cmd_terminate, "terminate ID [--decrement]",
      "terminate an instance; --decrement lowers desired instead of replacing it"},
+    {"create-group", cli_cmd_create_group, "create-group FILE",
+     "create a group from an INI group file (needs the token)"},
+    {"delete-group", cli_cmd_delete_group, "delete-group NAME [--force]",
+     "delete a group; --force terminates its instances first (needs the token)"},
+    {"cluster", cli_cmd_cluster, "cluster", "the nodes, the groups each runs, lease health"},
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: asgctl [--url URL] [--token-file FILE] [--json] COMMAND [ARGS]\n\n"
-               "commands:\n");
+    fprintf(f,
+            "usage: asgctl [--url URL] [--token-file FILE] [-g GROUP] [--json] COMMAND [ARGS]\n\n"
+            "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strlen(commands[i].usage) > 30)
             fprintf(f, "  %s\n  %-30s %s\n", commands[i].usage, "", commands[i].help);
@@ -46,6 +53,8 @@ static void usage(FILE *f)
     fprintf(f, "\noptions:\n"
                "  --url URL          asgd's API (default $ASGCTL_URL or " CLI_DEFAULT_URL ")\n"
                "  --token-file FILE  bearer token for changes (default $ASGCTL_TOKEN_FILE)\n"
+               "  -g, --group NAME   the group status, instances, activities, set and terminate\n"
+               "                     act on (default $ASGCTL_GROUP; none: asgd's only group)\n"
                "  --json             print the API's JSON instead of tables\n"
                "\nexit codes: 0 ok, 1 asgd refused, 2 usage, 3 asgd unreachable, 4 token "
                "missing/rejected\n");
@@ -74,7 +83,10 @@ int main(int argc, char **argv)
         .url = getenv("ASGCTL_URL"),
         .token_file = getenv("ASGCTL_TOKEN_FILE"),
         .json = 0,
+        .group = getenv("ASGCTL_GROUP"),
     };
+    if (c.group && !*c.group)
+        c.group = NULL;
     if (!c.url || !*c.url)
         c.url = CLI_DEFAULT_URL;
     if (c.token_file && !*c.token_file)
@@ -92,6 +104,10 @@ int main(int argc, char **argv)
             c.url = v;
         else if ((v = opt_value(argc, argv, &i, "--token-file", &missing)))
             c.token_file = v;
+        else if (!missing && (v = opt_value(argc, argv, &i, "--group", &missing)))
+            c.group = v;
+        else if (!missing && (v = opt_value(argc, argv, &i, "-g", &missing)))
+            c.group = v;
         else if (missing) {
             fprintf(stderr, "asgctl: %s needs a value\n", argv[i]);
             free(rest);
@@ -112,6 +128,12 @@ int main(int argc, char **argv)
     }
     if (nrest == 0) {
         usage(stderr);
+        free(rest);
+        return CLI_EUSAGE;
+    }
+    if (c.group && !cli_name_ok(c.group)) {
+        fprintf(stderr, "asgctl: -g: \"%s\" is not a group name (letters, digits, '-', '_', '.')\n",
+                c.group);
         free(rest);
         return CLI_EUSAGE;
     }

@@ -1,8 +1,11 @@
 /*
- * api.c - the endpoints of API v1, /metrics and the health probes.
+ * api.c - the endpoints of API v1 about one group (r->group, resolved by
+ * routes.c for both /api/v1/groups/{name}/... and the single-group routes).
  *
- * Live state (instances, health, load) comes from the fleet table, durable
- * state (settings, activities, history) from the server's own store handle.
+ * Live state (instances, health, load) comes from the fleet table when this
+ * node runs the group, else from its owner's API (proxied, falling back to
+ * the store's rows marked "live": false); durable state (settings,
+ * activities, history) from the server's store handle.
  * Settings edits go through the store with optimistic locking (the controller
  * also writes desired_capacity when it scales): on a revision conflict the
  * patch is re-applied to the fresh settings, so an operator's change to min
@@ -21,15 +24,14 @@
 #include "common/banned.h"
 
 #define PATCH_RETRIES      5
-#define READY_TICK_MAX_MS  10000
+#define INSTANCES_PAGE_MAX 1000
 #define HISTORY_DEFAULT_MS (15 * 60 * 1000)
 #define HISTORY_GROUP_ROWS 5000
 #define HISTORY_INST_ROWS  50000
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-/* Snapshot of the fleet table into a malloc'd array (*n items); NULL + *n = 0 when empty. */
-static struct fleet_slot *snapshot(struct fleet *f, size_t *n)
+struct fleet_slot *http__snapshot(struct fleet *f, size_t *n)
 {
     size_t cap = 64;
     for (;;) {
@@ -55,12 +57,13 @@ static void store_fail(struct http_reply *rep, struct http_server *s, int rc, co
                 store_errmsg(s->store));
 }
 
-static int load_settings(struct http_server *s, struct group_settings *g, struct http_reply *rep)
+static int load_settings(struct http_server *s, const char *group, struct group_settings *g,
+                         struct http_reply *rep)
 {
-    int rc = store_get_settings(s->store, s->group, g);
+    int rc = store_get_settings(s->store, group, g);
     if (rc == STORE_ENOENT) {
         http__error(rep, 503, "not ready",
-                    "group \"%s\" has no settings in the store yet (asgd is starting)", s->group);
+                    "group \"%s\" has no settings in the store yet (asgd is starting)", group);
         return -1;
     }
     if (rc) {
@@ -98,58 +101,148 @@ static int parse_ll(const char *s, long long lo, long long hi, long long *out)
     return 0;
 }
 
-/* The group's settings as JSON plus live counts; NULL (and rep set) on failure. */
-static json_t *group_view(struct http_server *s, struct http_reply *rep)
+/* Counts of a fleet snapshot, or of the store's rows (lifecycle text). */
+struct counts {
+    int n, in_service, pending, terminating, unhealthy, with_load;
+    double load_sum;
+};
+
+static void count_slots(const struct fleet_slot *slots, size_t n, struct counts *c)
 {
-    struct group_settings g;
-    if (load_settings(s, &g, rep))
-        return NULL;
-    json_t *j = http__group_to_json(&g);
-    size_t n = 0;
-    struct fleet_slot *slots = snapshot(s->fleet, &n);
-    if (!j || (!slots && n)) {
-        json_decref(j);
-        free(slots);
-        http__error(rep, 500, "internal error", "out of memory");
-        return NULL;
-    }
-    int in_service = 0, pending = 0, terminating = 0, unhealthy = 0, with_load = 0;
-    double load_sum = 0;
+    memset(c, 0, sizeof *c);
+    c->n = (int)n;
     for (size_t i = 0; i < n; i++) {
         if (slots[i].lifecycle == FLEET_IN_SERVICE) {
-            in_service++;
+            c->in_service++;
             if (slots[i].load >= 0) {
-                load_sum += slots[i].load;
-                with_load++;
+                c->load_sum += slots[i].load;
+                c->with_load++;
             }
         } else if (slots[i].lifecycle == FLEET_PENDING)
-            pending++;
+            c->pending++;
         else if (slots[i].lifecycle == FLEET_TERMINATING)
-            terminating++;
+            c->terminating++;
         if (slots[i].health == FLEET_HEALTH_UNHEALTHY)
-            unhealthy++;
+            c->unhealthy++;
     }
-    free(slots);
-    double avg = with_load ? load_sum / with_load : -1;
-    json_object_set_new(j, "instances", json_integer((json_int_t)n));
-    json_object_set_new(j, "in_service", json_integer(in_service));
-    json_object_set_new(j, "pending", json_integer(pending));
-    json_object_set_new(j, "terminating", json_integer(terminating));
-    json_object_set_new(j, "unhealthy", json_integer(unhealthy));
-    if (s->ctl) {
+}
+
+static void count_rows(const struct store_instance *rows, size_t n, struct counts *c)
+{
+    memset(c, 0, sizeof *c);
+    c->n = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rows[i].lifecycle, fleet_lifecycle_name(FLEET_IN_SERVICE)) == 0)
+            c->in_service++;
+        else if (strcmp(rows[i].lifecycle, fleet_lifecycle_name(FLEET_PENDING)) == 0)
+            c->pending++;
+        else if (strcmp(rows[i].lifecycle, fleet_lifecycle_name(FLEET_TERMINATING)) == 0)
+            c->terminating++;
+    }
+}
+
+json_t *http__group_summary(struct http_server *s, const struct group_settings *g,
+                            const struct http_group_ref *ref, int have_ref)
+{
+    json_t *j = http__group_to_json(g);
+    if (!j)
+        return NULL;
+    struct counts c;
+    int live = have_ref && ref->fleet;
+    if (live) {
+        size_t n = 0;
+        struct fleet_slot *slots = http__snapshot(ref->fleet, &n);
+        if (!slots && n) {
+            json_decref(j);
+            return NULL;
+        }
+        count_slots(slots, n, &c);
+        free(slots);
+    } else {
+        struct store_instance *rows = NULL;
+        size_t n = 0;
+        if (store_list_instances(s->store, g->name, 0, &rows, &n) != 0) {
+            rows = NULL;
+            n = 0;
+        }
+        count_rows(rows, n, &c);
+        store_instances_free(rows);
+    }
+    double avg = c.with_load ? c.load_sum / c.with_load : -1;
+    json_object_set_new(j, "instances", json_integer(c.n));
+    json_object_set_new(j, "in_service", json_integer(c.in_service));
+    json_object_set_new(j, "pending", json_integer(c.pending));
+    json_object_set_new(j, "terminating", json_integer(c.terminating));
+    /* health is known only where the group runs */
+    json_object_set_new(j, "unhealthy", live ? json_integer(c.unhealthy) : json_null());
+    if (live && ref->ctl) {
         struct ctl_status cs;
-        ctl_get_status(s->ctl, &cs);
+        ctl_get_status(ref->ctl, &cs);
         json_object_set_new(j, "average_load", load_json(cs.avg_load >= 0 ? cs.avg_load : avg));
         json_object_set_new(j, "last_decision", json_string(cs.last_decision));
         json_object_set_new(j, "last_tick_at", iso_json(cs.last_tick_ms));
         json_object_set_new(j, "provider_ok", json_boolean(cs.provider_ok));
-    } else {
+    } else if (live) {
         json_object_set_new(j, "average_load", load_json(avg));
         json_object_set_new(j, "last_decision", json_null());
-        json_object_set_new(j, "last_tick_at", iso_json(fleet_last_heartbeat(s->fleet, 1)));
+        json_object_set_new(j, "last_tick_at", iso_json(fleet_last_heartbeat(ref->fleet, 1)));
+        json_object_set_new(j, "provider_ok", json_null());
+    } else {
+        json_object_set_new(j, "average_load", json_null());
+        json_object_set_new(j, "last_decision", json_null());
+        json_object_set_new(j, "last_tick_at", json_null());
         json_object_set_new(j, "provider_ok", json_null());
     }
+    const char *owner = have_ref && ref->owner_node[0] ? ref->owner_node
+                        : live && s->node[0]           ? s->node
+                                                       : NULL;
+    json_object_set_new(j, "owner_node", owner ? json_string(owner) : json_null());
+    json_object_set_new(j, "live", json_boolean(live));
     json_object_set_new(j, "read_only", json_boolean(s->token == NULL));
+    return j;
+}
+
+/* May this request be forwarded to the group's owner? Not twice: a proxied request stops here. */
+static const char *proxy_target(const struct http_req *r)
+{
+    if (!r->have_ref || r->ref->fleet || !r->ref->owner_api[0])
+        return NULL;
+    if (http__header(r, HTTP_PROXIED_HEADER))
+        return NULL;
+    return r->ref->owner_api;
+}
+
+/* The group's settings as JSON plus counts (live here, from the owner, or from the store). */
+static json_t *group_view(struct http_req *r, struct http_reply *rep)
+{
+    struct http_server *s = r->srv;
+    struct group_settings g;
+    if (load_settings(s, r->group, &g, rep))
+        return NULL;
+    const char *owner = proxy_target(r);
+    char why[512] = "";
+    if (owner) {
+        struct http_buf path = HTTP_BUF_INIT;
+        http__buf_printf(&path, "/api/v1/groups/");
+        http__buf_escape(&path, r->group);
+        json_t *remote = NULL;
+        int rc = path.oom ? -1 : http__proxy_get(s, owner, path.p, &remote, why, sizeof why);
+        http__buf_release(&path);
+        if (rc == 0 && json_is_object(remote)) {
+            json_object_set_new(remote, "read_only", json_boolean(s->token == NULL));
+            return remote;
+        }
+        json_decref(remote);
+        log_info("http: owner of group \"%s\" unreachable, answering from the store: %s", r->group,
+                 why);
+    }
+    json_t *j = http__group_summary(s, &g, r->ref, r->have_ref);
+    if (!j) {
+        http__error(rep, 500, "internal error", "out of memory");
+        return NULL;
+    }
+    if (why[0])
+        json_object_set_new(j, "owner_error", json_string(why));
     return j;
 }
 
@@ -157,7 +250,7 @@ static json_t *group_view(struct http_server *s, struct http_reply *rep)
 
 void http__get_group(struct http_req *r, struct http_reply *rep)
 {
-    json_t *j = group_view(r->srv, rep);
+    json_t *j = group_view(r, rep);
     if (j)
         http__json(rep, 200, j);
 }
@@ -180,11 +273,12 @@ void http__patch_group(struct http_req *r, struct http_reply *rep)
         http__error(rep, 400, "invalid settings", "revision: must be an integer");
         goto out;
     }
-    int max_cap = (int)fleet_capacity(s->fleet);
+    /* a node that does not run the group checks against the table size every node uses */
+    int max_cap = r->ref->fleet ? (int)fleet_capacity(r->ref->fleet) : FLEET_DEFAULT_CAP;
     struct group_settings old, neu;
     int rc = STORE_ECONFLICT;
     for (int attempt = 0; attempt < PATCH_RETRIES && rc == STORE_ECONFLICT; attempt++) {
-        if (load_settings(s, &old, rep))
+        if (load_settings(s, r->group, &old, rep))
             goto out;
         if (want_rev && json_integer_value(want_rev) != old.revision) {
             http__error(rep, 409, "conflict",
@@ -219,7 +313,7 @@ void http__patch_group(struct http_req *r, struct http_reply *rep)
         }
         if (rc == 0) {
             struct store_activity a = {0};
-            snprintf(a.group, sizeof a.group, "%s", s->group);
+            snprintf(a.group, sizeof a.group, "%s", r->group);
             a.at_ms = clk_wall_ms();
             snprintf(a.kind, sizeof a.kind, "settings");
             snprintf(a.cause, sizeof a.cause, "settings changed through the API: %.200s", diff);
@@ -227,18 +321,19 @@ void http__patch_group(struct http_req *r, struct http_reply *rep)
             a.to_count = neu.desired_capacity;
             snprintf(a.status, sizeof a.status, "ok");
             if (store_activity_add(s->store, &a, NULL))
-                log_warn("http: cannot record the settings change of group \"%s\": %s", s->group,
+                log_warn("http: cannot record the settings change of group \"%s\": %s", r->group,
                          store_errmsg(s->store));
-            log_info("http: group \"%s\" settings changed through the API: %s", s->group, diff);
-            if (s->ctl)
-                ctl_wake(s->ctl);
+            log_info("http: group \"%s\" settings changed through the API: %s", r->group, diff);
+            /* here: wake the controller; elsewhere the owner watches the store */
+            if (r->ref->ctl)
+                ctl_wake(r->ref->ctl);
         }
     }
     if (rc == STORE_ECONFLICT) {
         http__error(rep, 409, "conflict", "the settings kept changing; try again");
         goto out;
     }
-    json_t *j = group_view(s, rep);
+    json_t *j = group_view(r, rep);
     if (j)
         http__json(rep, 200, j);
 out:
@@ -252,11 +347,164 @@ static int cmp_store_inst(const void *a, const void *b)
     return strcmp(((const struct store_instance *)a)->id, ((const struct store_instance *)b)->id);
 }
 
+/* One instance from the fleet table (+ provider and zone from its store row, if any). */
+static json_t *slot_json(const struct fleet_slot *x, const struct store_instance *si)
+{
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:b, s:b, s:b, s:b, "
+        "s:i, s:I, s:I, s:f, s:b}",
+        "id", x->id, "address", x->address, "lifecycle", fleet_lifecycle_name(x->lifecycle),
+        "health", fleet_health_name(x->health), "load", load_json(x->load), "cpu_pct",
+        load_json(x->cpu_pct), "mem_pct", load_json(x->mem_pct), "load1", load_json(x->load1),
+        "launched_at", iso_json(x->launched_at_ms), "launched_at_ms", (json_int_t)x->launched_at_ms,
+        "in_service_at", iso_json(x->in_service_at_ms), "last_seen_at", iso_json(x->last_seen_ms),
+        "registered", x->registered, "app_healthy", x->app_healthy, "adopted", x->adopted,
+        "seed_protocol", x->seed_protocol, "pid", (int)x->pid, "polls_ok", (json_int_t)x->polls_ok,
+        "polls_failed", (json_int_t)x->polls_failed, "rtt_ms", (double)x->last_rtt_us / 1000.0,
+        "live", 1);
+    if (o) {
+        json_object_set_new(o, "provider", si ? json_string(si->provider) : json_null());
+        json_object_set_new(o, "zone", si ? json_string(si->zone) : json_null());
+    }
+    return o;
+}
+
+/* One instance from the store alone (the owner cannot be asked): no health, no load. */
+static json_t *row_json(const struct store_instance *x)
+{
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:i, s:s, s:s, s:b}", "id", x->id,
+                     "address", x->address, "lifecycle", x->lifecycle, "health", json_null(),
+                     "load", json_null(), "launched_at", iso_json(x->launched_at_ms),
+                     "in_service_at", json_null(), "launched_at_ms", (json_int_t)x->launched_at_ms,
+                     "pid", (int)x->pid, "provider", x->provider, "zone", x->zone, "live", 0);
+}
+
+static int cmp_slot_id(const void *a, const void *b)
+{
+    return strcmp(((const struct fleet_slot *)a)->id, ((const struct fleet_slot *)b)->id);
+}
+
+/* Paging arguments: limit (0: all) and after (NULL: from the start). -1 and rep set if bad. */
+static int paging(struct http_req *r, struct http_reply *rep, long long *limit, const char **after)
+{
+    *limit = 0;
+    *after = http__query(r, "after");
+    const char *q = http__query(r, "limit");
+    if (q && parse_ll(q, 1, INSTANCES_PAGE_MAX, limit)) {
+        http__error(rep, 400, "invalid request", "limit: \"%.64s\" is not an integer in [1, %d]", q,
+                    INSTANCES_PAGE_MAX);
+        return -1;
+    }
+    if (*after && (!**after || strlen(*after) >= STORE_ID_MAX)) {
+        http__error(rep, 400, "invalid request", "after: must be an instance id (1 to %d bytes)",
+                    STORE_ID_MAX - 1);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sets the Link header to the next page when the answer was cut at limit. */
+static void link_next(struct http_req *r, struct http_reply *rep, long long limit,
+                      const char *last_id)
+{
+    struct http_buf b = HTTP_BUF_INIT;
+    http__buf_printf(&b, "<%s?limit=%lld&after=", r->path, limit);
+    http__buf_escape(&b, last_id);
+    http__buf_printf(&b, ">; rel=\"next\"");
+    if (b.oom) {
+        http__buf_release(&b);
+        return;
+    }
+    free(rep->link);
+    rep->link = http__buf_take(&b, NULL);
+}
+
+/* Answers from the store's rows (the group runs elsewhere and its owner cannot be asked). */
+static void instances_from_store(struct http_req *r, struct http_reply *rep, long long limit,
+                                 const char *after)
+{
+    struct http_server *s = r->srv;
+    struct store_instance *rows = NULL;
+    size_t n = 0;
+    int rc = store_list_instances(s->store, r->group, 0, &rows, &n);
+    if (rc) {
+        store_fail(rep, s, rc, "listing the instances");
+        return;
+    }
+    if (limit || after)
+        qsort(rows, n, sizeof *rows, cmp_store_inst);
+    json_t *arr = json_array();
+    const char *last = NULL;
+    size_t taken = 0, i = 0;
+    for (; arr && i < n; i++) {
+        if (after && strcmp(rows[i].id, after) <= 0)
+            continue;
+        if (limit && taken == (size_t)limit)
+            break;
+        json_t *o = row_json(&rows[i]);
+        if (!o || json_array_append_new(arr, o)) {
+            json_decref(arr);
+            arr = NULL;
+            break;
+        }
+        last = rows[i].id;
+        taken++;
+    }
+    if (arr && limit && i < n && last)
+        link_next(r, rep, limit, last);
+    store_instances_free(rows);
+    if (!arr) {
+        http__error(rep, 500, "internal error", "out of memory");
+        return;
+    }
+    http__json(rep, 200, arr);
+}
+
 void http__get_instances(struct http_req *r, struct http_reply *rep)
 {
     struct http_server *s = r->srv;
+    long long limit;
+    const char *after;
+    if (paging(r, rep, &limit, &after))
+        return;
+    if (!r->ref->fleet) {
+        const char *owner = proxy_target(r);
+        if (owner) {
+            struct http_buf path = HTTP_BUF_INIT;
+            http__buf_printf(&path, "/api/v1/groups/");
+            http__buf_escape(&path, r->group);
+            http__buf_printf(&path, "/instances");
+            if (limit)
+                http__buf_printf(&path, "?limit=%lld", limit);
+            if (after) {
+                http__buf_printf(&path, "%safter=", limit ? "&" : "?");
+                http__buf_escape(&path, after);
+            }
+            json_t *remote = NULL;
+            char why[512] = "";
+            int rc = path.oom ? -1 : http__proxy_get(s, owner, path.p, &remote, why, sizeof why);
+            http__buf_release(&path);
+            if (rc == 0 && json_is_array(remote)) {
+                /* the owner's page; our Link points to our own route */
+                size_t k = json_array_size(remote);
+                if (limit && k == (size_t)limit) {
+                    const char *last =
+                        json_string_value(json_object_get(json_array_get(remote, k - 1), "id"));
+                    if (last)
+                        link_next(r, rep, limit, last);
+                }
+                http__json(rep, 200, remote);
+                return;
+            }
+            json_decref(remote);
+            log_info("http: owner of group \"%s\" unreachable, listing from the store: %s",
+                     r->group, why);
+        }
+        instances_from_store(r, rep, limit, after);
+        return;
+    }
     size_t n = 0, nstored = 0;
-    struct fleet_slot *slots = snapshot(s->fleet, &n);
+    struct fleet_slot *slots = http__snapshot(r->ref->fleet, &n);
     json_t *arr = json_array();
     if ((!slots && n) || !arr) {
         free(slots);
@@ -264,28 +512,31 @@ void http__get_instances(struct http_req *r, struct http_reply *rep)
         http__error(rep, 500, "internal error", "out of memory");
         return;
     }
+    /* paging needs a stable order: by id (without paging, the table's order as always) */
+    if ((limit || after) && n > 1)
+        qsort(slots, n, sizeof *slots, cmp_slot_id);
     /* provider and zone live in the store: one query, then a binary search per instance */
     struct store_instance *stored = NULL;
-    if (store_list_instances(s->store, s->group, 0, &stored, &nstored) != 0) {
+    if (store_list_instances(s->store, r->group, 0, &stored, &nstored) != 0) {
         stored = NULL;
         nstored = 0;
     }
     if (nstored > 1)
         qsort(stored, nstored, sizeof *stored, cmp_store_inst);
-    for (size_t i = 0; i < n; i++) {
+    size_t taken = 0, i = 0;
+    const char *last = NULL;
+    for (; i < n; i++) {
         const struct fleet_slot *x = &slots[i];
-        json_t *o = json_pack(
-            "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:b, s:b, s:b, s:b, "
-            "s:i, s:I, s:I, s:f}",
-            "id", x->id, "address", x->address, "lifecycle", fleet_lifecycle_name(x->lifecycle),
-            "health", fleet_health_name(x->health), "load", load_json(x->load), "cpu_pct",
-            load_json(x->cpu_pct), "mem_pct", load_json(x->mem_pct), "load1", load_json(x->load1),
-            "launched_at", iso_json(x->launched_at_ms), "launched_at_ms",
-            (json_int_t)x->launched_at_ms, "in_service_at", iso_json(x->in_service_at_ms),
-            "last_seen_at", iso_json(x->last_seen_ms), "registered", x->registered, "app_healthy",
-            x->app_healthy, "adopted", x->adopted, "seed_protocol", x->seed_protocol, "pid",
-            (int)x->pid, "polls_ok", (json_int_t)x->polls_ok, "polls_failed",
-            (json_int_t)x->polls_failed, "rtt_ms", (double)x->last_rtt_us / 1000.0);
+        if (after && strcmp(x->id, after) <= 0)
+            continue;
+        if (limit && taken == (size_t)limit)
+            break;
+        struct store_instance key;
+        memset(&key, 0, sizeof key);
+        snprintf(key.id, sizeof key.id, "%s", x->id);
+        const struct store_instance *si =
+            nstored ? bsearch(&key, stored, nstored, sizeof *stored, cmp_store_inst) : NULL;
+        json_t *o = slot_json(x, si);
         if (!o || json_array_append_new(arr, o)) {
             free(slots);
             store_instances_free(stored);
@@ -293,14 +544,11 @@ void http__get_instances(struct http_req *r, struct http_reply *rep)
             http__error(rep, 500, "internal error", "out of memory");
             return;
         }
-        struct store_instance key;
-        memset(&key, 0, sizeof key);
-        snprintf(key.id, sizeof key.id, "%s", x->id);
-        const struct store_instance *si =
-            nstored ? bsearch(&key, stored, nstored, sizeof *stored, cmp_store_inst) : NULL;
-        json_object_set_new(o, "provider", si ? json_string(si->provider) : json_null());
-        json_object_set_new(o, "zone", si ? json_string(si->zone) : json_null());
+        last = x->id;
+        taken++;
     }
+    if (limit && i < n && last)
+        link_next(r, rep, limit, last);
     free(slots);
     store_instances_free(stored);
     http__json(rep, 200, arr);
@@ -343,42 +591,63 @@ void http__post_terminate(struct http_req *r, struct http_reply *rep)
         }
         json_decref(b);
     }
+    char err[256] = "";
+    if (!r->ref->fleet) {
+        /* another node runs the group: leave the request to it */
+        if (!s->ops->request_terminate) {
+            http__error(rep, 503, "unavailable",
+                        "group \"%s\" is not run by this asgd and it cannot forward a terminate: "
+                        "ask its owner%s%s",
+                        r->group, r->ref->owner_api[0] ? " at " : "", r->ref->owner_api);
+            return;
+        }
+        int rc =
+            s->ops->request_terminate(s->ops_arg, r->group, r->param, decrement, err, sizeof err);
+        if (rc) {
+            int st = rc == -ENOENT   ? 404
+                     : rc == -EINVAL ? 400
+                     : rc == -EBUSY  ? 409
+                     : rc == -EAGAIN ? 503
+                                     : 500;
+            http__error(rep, st,
+                        st == 404   ? "not found"
+                        : st == 400 ? "invalid request"
+                        : st == 409 ? "conflict"
+                        : st == 503 ? "unavailable"
+                                    : "internal error",
+                        "%s", err[0] ? err : "the terminate request was refused");
+            return;
+        }
+        log_info("http: terminate of instance \"%s\" of group \"%s\" forwarded to its owner%s",
+                 r->param, r->group, decrement ? " (decrementing desired)" : "");
+        http__json(rep, 202,
+                   json_pack("{s:s, s:s, s:b, s:s}", "id", r->param, "group", r->group,
+                             "decrement_desired", decrement, "status",
+                             "terminate requested from the owner"));
+        return;
+    }
     uint32_t idx;
-    if (fleet_find(s->fleet, r->param, &idx) != FLEET_OK) {
-        http__error(rep, 404, "not found", "group \"%s\" has no instance \"%s\"", s->group,
+    if (fleet_find(r->ref->fleet, r->param, &idx) != FLEET_OK) {
+        http__error(rep, 404, "not found", "group \"%s\" has no instance \"%s\"", r->group,
                     r->param);
         return;
     }
-    if (!s->ctl) {
+    if (!r->ref->ctl) {
         http__error(rep, 503, "unavailable",
                     "no controller runs in this process: terminate through the controller's asgd");
         return;
     }
-    char err[256] = "";
-    int rc = ctl_request_terminate(s->ctl, r->param, decrement, err, sizeof err);
+    int rc = ctl_request_terminate(r->ref->ctl, r->param, decrement, err, sizeof err);
     if (rc == CTL_ENOENT) {
-        http__error(rep, 404, "not found", "group \"%s\" has no instance \"%s\"", s->group,
+        http__error(rep, 404, "not found", "group \"%s\" has no instance \"%s\"", r->group,
                     r->param);
         return;
     }
-    if (rc == CTL_ESTATE) {
-        http__error(rep, 409, "conflict", "%s",
-                    err[0] ? err : "the instance cannot be terminated now");
-        return;
-    }
-    if (rc == CTL_EINVAL) {
-        http__error(rep, 400, "invalid request", "%s", err[0] ? err : "invalid request");
-        return;
-    }
-    if (rc) {
-        http__error(rep, 500, "internal error", "%s", err[0] ? err : "terminate request failed");
-        return;
-    }
-    log_info("http: terminate of instance \"%s\" requested through the API%s", r->param,
-             decrement ? " (decrementing desired)" : "");
+    log_info("http: terminate of instance \"%s\" of group \"%s\" requested through the API%s",
+             r->param, r->group, decrement ? " (decrementing desired)" : "");
     http__json(rep, 202,
-               json_pack("{s:s, s:b, s:s}", "id", r->param, "decrement_desired", decrement,
-                         "status", "terminate requested"));
+               json_pack("{s:s, s:s, s:b, s:s}", "id", r->param, "group", r->group,
+                         "decrement_desired", decrement, "status", "terminate requested"));
 }
 
 /* ---- /api/v1/activities ----------------------------------------------------------------- */
@@ -399,7 +668,7 @@ void http__get_activities(struct http_req *r, struct http_reply *rep)
     }
     struct store_activity *list = NULL;
     size_t n = 0;
-    int rc = store_activity_list(s->store, s->group, before, (int)limit, &list, &n);
+    int rc = store_activity_list(s->store, r->group, before, (int)limit, &list, &n);
     if (rc) {
         store_fail(rep, s, rc, "reading the activities");
         return;
@@ -449,9 +718,9 @@ void http__get_history(struct http_req *r, struct http_reply *rep)
     struct store_metric_group *gm = NULL;
     struct store_metric_instance *im = NULL;
     size_t ng = 0, ni = 0;
-    int rc = store_metrics_group_since(s->store, s->group, since, HISTORY_GROUP_ROWS, &gm, &ng);
+    int rc = store_metrics_group_since(s->store, r->group, since, HISTORY_GROUP_ROWS, &gm, &ng);
     if (rc == 0)
-        rc = store_metrics_instance_since(s->store, s->group, NULL, since, HISTORY_INST_ROWS, &im,
+        rc = store_metrics_instance_since(s->store, r->group, NULL, since, HISTORY_INST_ROWS, &im,
                                           &ni);
     if (rc) {
         free(gm);
@@ -488,73 +757,4 @@ void http__get_history(struct http_req *r, struct http_reply *rep)
     http__json(rep, 200,
                json_pack("{s:I, s:I, s:o, s:o}", "since_ms", (json_int_t)since, "now_ms",
                          (json_int_t)now, "group", garr, "instances", inst));
-}
-
-/* ---- /metrics, probes ------------------------------------------------------------------- */
-
-void http__get_metrics(struct http_req *r, struct http_reply *rep)
-{
-    struct http_server *s = r->srv;
-    struct group_settings g;
-    int have = store_get_settings(s->store, s->group, &g) == 0;
-    size_t n = 0;
-    struct fleet_slot *slots = snapshot(s->fleet, &n);
-    struct ctl_status cs;
-    if (s->ctl)
-        ctl_get_status(s->ctl, &cs);
-    struct http_prom_input in = {
-        .group = s->group,
-        .settings = have ? &g : NULL,
-        .slots = slots,
-        .n_slots = slots ? n : 0,
-        .ctl = s->ctl ? &cs : NULL,
-        .stats = &stats,
-    };
-    struct http_buf b = HTTP_BUF_INIT;
-    int rc = http__prom_render(&b, &in);
-    free(slots);
-    if (rc) {
-        http__buf_release(&b);
-        http__error(rep, 500, "internal error", "out of memory while rendering metrics");
-        return;
-    }
-    rep->status = 200;
-    rep->ctype = "text/plain; version=0.0.4; charset=utf-8";
-    rep->body = http__buf_take(&b, &rep->len);
-}
-
-void http__get_healthz(struct http_req *r, struct http_reply *rep)
-{
-    http__json(rep, 200, json_pack("{s:s, s:s}", "status", "ok", "version", ASGD_VERSION));
-}
-
-void http__get_readyz(struct http_req *r, struct http_reply *rep)
-{
-    struct http_server *s = r->srv;
-    struct group_settings g;
-    int rc = store_get_settings(s->store, s->group, &g);
-    if (rc) {
-        http__error(rep, 503, "not ready", "the group settings cannot be read: %s",
-                    rc == STORE_ENOENT ? "not seeded yet" : store_errmsg(s->store));
-        return;
-    }
-    int64_t now = clk_wall_ms(), last;
-    if (s->ctl) {
-        struct ctl_status cs;
-        ctl_get_status(s->ctl, &cs);
-        last = cs.last_tick_ms;
-    } else {
-        last = fleet_last_heartbeat(s->fleet, 1);
-    }
-    if (last <= 0) {
-        http__error(rep, 503, "not ready", "the controller has not completed a tick yet");
-        return;
-    }
-    if (now - last > READY_TICK_MAX_MS) {
-        http__error(rep, 503, "not ready", "the controller's last tick was %lld ms ago",
-                    (long long)(now - last));
-        return;
-    }
-    http__json(rep, 200,
-               json_pack("{s:s, s:o}", "status", "ready", "last_tick_at", iso_json(last)));
 }

@@ -1,8 +1,11 @@
 /*
  * http_int.h - internals shared by the files of the http module (http__ prefix).
  *
- * server.c owns the daemon, the request life cycle (body cap, auth, routing)
- * and error answers; api.c the JSON endpoints; group_json.c the mapping of
+ * server.c owns the daemon, the request life cycle (body cap, auth) and error
+ * answers; routes.c the route table and the resolution of the group a request
+ * names; api.c the endpoints of one group; groups.c those of the node (the
+ * list of groups, create, delete, cluster, /metrics, probes); proxy.c the
+ * reads forwarded to a group's owner; group_json.c the mapping of
  * group settings to and from JSON with the PATCH validation (pure); prom.c
  * the Prometheus text (pure); buf.c a capped growable buffer; token.c the
  * token file and comparison. Nothing here is part of asgd's API.
@@ -17,6 +20,7 @@
 #include "common/stats.h"
 #include "controller/ctl.h"
 #include "fleet/fleet.h"
+#include "http/http.h"
 #include "store/store.h"
 
 /* ---- growable buffer ---------------------------------------------------------------------- */
@@ -45,22 +49,33 @@ char *http__buf_take(struct http_buf *b, size_t *len);
 
 struct http_server {
     struct MHD_Daemon *daemon;
-    char *listen, *token, *group, *store_dir;
-    struct fleet *fleet;
-    struct store *store; /* own handle; only the daemon thread uses it */
-    struct ctl *ctl;
+    char *listen, *token, *node;
+    struct store *store; /* borrowed; only the daemon thread uses it */
+    const struct http_node_ops *ops;
+    void *ops_arg;
+    int proxy_timeout_ms;
     size_t max_body;
     uint16_t port;
+    int curl_inited; /* curl_global_init() done: cleanup at free */
 };
+
+#define HTTP_PARAM_MAX 128 /* one path segment captured by a route, NUL included */
 
 struct http_req {
     struct http_server *srv;
-    void *conn; /* struct MHD_Connection * (query arguments) */
+    void *conn; /* struct MHD_Connection * (query arguments, headers) */
     const char *method;
     const char *path;
-    const char *param; /* the {id} of a route, else NULL */
+    const char *param; /* the instance {id} of a route, else NULL */
     const char *body;  /* NUL-terminated; "" when none */
     size_t body_len;
+    /* Group routes only (set by http__dispatch() before the handler runs): the
+     * group's name, and what the node said about it. have_ref: group_get
+     * answered 0 (ref is filled; else ref is zeroed and the group exists only
+     * in the store). */
+    const char *group;
+    struct http_group_ref *ref;
+    int have_ref;
 };
 
 struct http_reply {
@@ -71,7 +86,31 @@ struct http_reply {
     int body_static;   /* body points to data that outlives the request (assets) */
     const char *allow; /* Allow header for 405, static */
     const char *cache; /* Cache-Control, static; NULL: no-store */
+    char *link;        /* Link header (paging), malloc'd or NULL; freed by the server */
 };
+
+/* ---- routing (routes.c) --------------------------------------------------------------------- */
+
+struct http_route;
+
+/*
+ * Resolves method+path. Returns 0 with *route set (and the '*' segments copied
+ * into seg0/seg1, HTTP_PARAM_MAX each), or 0 with *route NULL when the path is
+ * no API route (the caller looks for a dashboard asset), 405 when the path
+ * exists for other methods (*allow set to a static list). HEAD is GET.
+ */
+int http__resolve(const char *method, const char *path, const struct http_route **route, char *seg0,
+                  char *seg1, const char **allow);
+/*
+ * Runs the route's handler for r (r->param and the group resolved from the
+ * captured segments: group routes check the name, call ops->group_get and
+ * answer 404 for a group neither the node nor the store knows; the
+ * single-group routes pick the store's only group or answer 409/503).
+ */
+void http__dispatch(const struct http_route *route, const char *seg0, const char *seg1,
+                    struct http_req *r, struct http_reply *rep);
+/* 1 if name is a valid group name: [A-Za-z0-9_.-], 1..GROUP_NAME_MAX-1, not starting with '.'. */
+int http__name_valid(const char *name);
 
 /* The value of query argument name, or NULL. */
 const char *http__query(const struct http_req *r, const char *name);
@@ -83,7 +122,10 @@ void http__error(struct http_reply *rep, int status, const char *error, const ch
 /* Sets a JSON reply with status; steals j (json_decref'd). */
 void http__json(struct http_reply *rep, int status, json_t *j);
 
-/* ---- endpoints (api.c) -------------------------------------------------------------------- */
+/* The value of request header name, or NULL. */
+const char *http__header(const struct http_req *r, const char *name);
+
+/* ---- endpoints (api.c: one group; groups.c: the node's groups, cluster, probes) ------------- */
 
 void http__get_group(struct http_req *r, struct http_reply *rep);
 void http__patch_group(struct http_req *r, struct http_reply *rep);
@@ -91,9 +133,40 @@ void http__get_instances(struct http_req *r, struct http_reply *rep);
 void http__post_terminate(struct http_req *r, struct http_reply *rep);
 void http__get_activities(struct http_req *r, struct http_reply *rep);
 void http__get_history(struct http_req *r, struct http_reply *rep);
+void http__list_groups(struct http_req *r, struct http_reply *rep);
+void http__create_group(struct http_req *r, struct http_reply *rep);
+void http__delete_group(struct http_req *r, struct http_reply *rep);
+void http__get_cluster(struct http_req *r, struct http_reply *rep);
 void http__get_metrics(struct http_req *r, struct http_reply *rep);
 void http__get_healthz(struct http_req *r, struct http_reply *rep);
 void http__get_readyz(struct http_req *r, struct http_reply *rep);
+
+/*
+ * Summary of one group as GET /api/v1/groups lists it (and GET
+ * /api/v1/groups/{name} extends): settings from g, counts from the fleet
+ * when ref has one, else from the store's instance rows ("live": false).
+ * NULL on ENOMEM.
+ */
+json_t *http__group_summary(struct http_server *s, const struct group_settings *g,
+                            const struct http_group_ref *ref, int have_ref);
+
+/* Snapshot of the fleet table into a malloc'd array (*n items); NULL + *n = 0 when empty
+ * (and NULL with *n > 0: out of memory). */
+struct fleet_slot *http__snapshot(struct fleet *f, size_t *n);
+
+/* ---- proxy to the owner (proxy.c) ----------------------------------------------------------- */
+
+/* Request header that marks a proxied read: the receiver never proxies it again. */
+#define HTTP_PROXIED_HEADER "X-Asgd-Proxied"
+/*
+ * GET base + path_query (already escaped) with the server's proxy timeout;
+ * 0 and *out (a new JSON reference) when the owner answered 200 with JSON,
+ * else -1 and why ("http://10.0.0.2:8080: Connection refused").
+ */
+int http__proxy_get(struct http_server *s, const char *base, const char *path_query, json_t **out,
+                    char *why, size_t whylen);
+/* Appends s percent-encoded (RFC 3986 unreserved kept) to b. */
+int http__buf_escape(struct http_buf *b, const char *s);
 
 /* ---- group settings <-> JSON (group_json.c, pure) ----------------------------------------- */
 
@@ -117,13 +190,17 @@ void http__group_diff(const struct group_settings *a, const struct group_setting
 
 /* ---- Prometheus text (prom.c, pure) ------------------------------------------------------- */
 
-struct http_prom_input {
+struct http_prom_group {
     const char *group;
     const struct group_settings *settings; /* NULL: not known (store error) */
     const struct fleet_slot *slots;        /* live instances */
     size_t n_slots;
     const struct ctl_status *ctl; /* NULL: no controller in this process */
-    const struct stats *stats;
+};
+struct http_prom_input {
+    const struct http_prom_group *groups; /* the groups run here */
+    size_t n_groups;
+    const struct stats *stats; /* process-wide counters (not per group) */
 };
 /* Appends the exposition to b. -1 if the buffer ran out of memory. */
 int http__prom_render(struct http_buf *b, const struct http_prom_input *in);

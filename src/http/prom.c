@@ -4,7 +4,10 @@
  * Every family has HELP and TYPE lines, counters end in _total, durations are
  * in seconds, label values are escaped (\\, \", \n), so `promtool check
  * metrics` accepts the page. Per-instance series carry an instance_id label
- * (not "instance": Prometheus sets that one to the scrape target).
+ * (not "instance": Prometheus sets that one to the scrape target). Every
+ * per-group family has one sample per group this node runs, labelled group;
+ * the process-wide counters (polls, provider calls, scaling actions) are
+ * counted by the stats module for the whole process and carry no group.
  */
 #include "http/http_int.h"
 
@@ -47,79 +50,117 @@ static uint64_t ld(const atomic_uint_fast64_t *a)
     return (uint64_t)atomic_load_explicit((atomic_uint_fast64_t *)a, memory_order_relaxed);
 }
 
+/* Counts of one group's instances by lifecycle and health. */
+struct gcounts {
+    int lc[FLEET_LIFECYCLE_COUNT];
+    int healthy, unhealthy;
+};
+
+static void count(const struct http_prom_group *g, struct gcounts *c)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < g->n_slots; i++) {
+        const struct fleet_slot *s = &g->slots[i];
+        if (s->lifecycle < FLEET_LIFECYCLE_COUNT)
+            c->lc[s->lifecycle]++;
+        if (s->health == FLEET_HEALTH_HEALTHY)
+            c->healthy++;
+        else if (s->health == FLEET_HEALTH_UNHEALTHY)
+            c->unhealthy++;
+    }
+}
+
+/* name{group="g",key="value"} n */
+static void glsample(struct http_buf *b, const char *name, const char *group, const char *key,
+                     const char *value, int n)
+{
+    http__buf_printf(b, "%s{group=\"", name);
+    label(b, group);
+    http__buf_printf(b, "\",%s=\"%s\"} %d\n", key, value, n);
+}
+
+/* One family, one sample per group that has the value (has() false: skipped). */
+#define PER_GROUP(name, type, help, cond, value)                                                   \
+    do {                                                                                           \
+        int any_ = 0;                                                                              \
+        for (size_t i_ = 0; i_ < in->n_groups; i_++) {                                             \
+            const struct http_prom_group *G = &in->groups[i_];                                     \
+            (void)G;                                                                               \
+            if (!(cond))                                                                           \
+                continue;                                                                          \
+            if (!any_++)                                                                           \
+                family(b, name, type, help);                                                       \
+            gsample(b, name, G->group, (double)(value));                                           \
+        }                                                                                          \
+    } while (0)
+
 int http__prom_render(struct http_buf *b, const struct http_prom_input *in)
 {
-    const char *g = in->group;
-    int counts[FLEET_LIFECYCLE_COUNT] = {0};
-    int healthy = 0, unhealthy = 0;
-    for (size_t i = 0; i < in->n_slots; i++) {
-        const struct fleet_slot *s = &in->slots[i];
-        if (s->lifecycle < FLEET_LIFECYCLE_COUNT)
-            counts[s->lifecycle]++;
-        if (s->health == FLEET_HEALTH_HEALTHY)
-            healthy++;
-        else if (s->health == FLEET_HEALTH_UNHEALTHY)
-            unhealthy++;
-    }
-
     family(b, "asgd_up", "gauge", "1 while asgd serves this page.");
-    gsample(b, "asgd_up", g, 1);
+    http__buf_printf(b, "asgd_up 1\n");
+    family(b, "asgd_groups", "gauge", "Groups this asgd runs.");
+    http__buf_printf(b, "asgd_groups %zu\n", in->n_groups);
 
-    if (in->settings) {
-        family(b, "asgd_desired_capacity", "gauge", "Desired number of instances.");
-        gsample(b, "asgd_desired_capacity", g, in->settings->desired_capacity);
-        family(b, "asgd_min_size", "gauge", "Minimum group size.");
-        gsample(b, "asgd_min_size", g, in->settings->min_size);
-        family(b, "asgd_max_size", "gauge", "Maximum group size.");
-        gsample(b, "asgd_max_size", g, in->settings->max_size);
+    PER_GROUP("asgd_desired_capacity", "gauge", "Desired number of instances.", G->settings,
+              G->settings->desired_capacity);
+    PER_GROUP("asgd_min_size", "gauge", "Minimum group size.", G->settings, G->settings->min_size);
+    PER_GROUP("asgd_max_size", "gauge", "Maximum group size.", G->settings, G->settings->max_size);
+
+    if (in->n_groups) {
+        family(b, "asgd_instances", "gauge", "Instances of the group by lifecycle state.");
+        static const int lcv[] = {FLEET_PENDING, FLEET_IN_SERVICE, FLEET_TERMINATING};
+        for (size_t i = 0; i < in->n_groups; i++) {
+            struct gcounts c;
+            count(&in->groups[i], &c);
+            for (int k = 0; k < 3; k++)
+                glsample(b, "asgd_instances", in->groups[i].group, "lifecycle",
+                         fleet_lifecycle_name(lcv[k]), c.lc[lcv[k]]);
+        }
+        family(b, "asgd_instances_by_health", "gauge", "Instances of the group by health.");
+        for (size_t i = 0; i < in->n_groups; i++) {
+            struct gcounts c;
+            count(&in->groups[i], &c);
+            const char *g = in->groups[i].group;
+            glsample(b, "asgd_instances_by_health", g, "health", "healthy", c.healthy);
+            glsample(b, "asgd_instances_by_health", g, "health", "unhealthy", c.unhealthy);
+            glsample(b, "asgd_instances_by_health", g, "health", "unknown",
+                     (int)in->groups[i].n_slots - c.healthy - c.unhealthy);
+        }
     }
 
-    family(b, "asgd_instances", "gauge", "Instances of the group by lifecycle state.");
-    static const int lcv[] = {FLEET_PENDING, FLEET_IN_SERVICE, FLEET_TERMINATING};
-    for (int i = 0; i < 3; i++) {
-        http__buf_printf(b, "asgd_instances{group=\"");
-        label(b, g);
-        http__buf_printf(b, "\",lifecycle=\"%s\"} %d\n", fleet_lifecycle_name(lcv[i]),
-                         counts[lcv[i]]);
-    }
-    family(b, "asgd_instances_by_health", "gauge", "Instances of the group by health.");
-    http__buf_printf(b, "asgd_instances_by_health{group=\"");
-    label(b, g);
-    http__buf_printf(b, "\",health=\"healthy\"} %d\n", healthy);
-    http__buf_printf(b, "asgd_instances_by_health{group=\"");
-    label(b, g);
-    http__buf_printf(b, "\",health=\"unhealthy\"} %d\n", unhealthy);
-    http__buf_printf(b, "asgd_instances_by_health{group=\"");
-    label(b, g);
-    http__buf_printf(b, "\",health=\"unknown\"} %d\n", (int)in->n_slots - healthy - unhealthy);
+    PER_GROUP("asgd_average_load", "gauge",
+              "Average load (0-100) of in-service instances as the policy last saw it.",
+              G->ctl && G->ctl->avg_load >= 0, G->ctl->avg_load);
 
-    if (in->ctl && in->ctl->avg_load >= 0) {
-        family(b, "asgd_average_load", "gauge",
-               "Average load (0-100) of in-service instances as the policy last saw it.");
-        gsample(b, "asgd_average_load", g, in->ctl->avg_load);
-    }
-
-    family(b, "asgd_instance_load", "gauge", "Load (0-100) each instance last reported.");
-    for (size_t i = 0; i < in->n_slots; i++) {
-        const struct fleet_slot *s = &in->slots[i];
-        if (s->load < 0 || !isfinite(s->load))
-            continue;
-        http__buf_printf(b, "asgd_instance_load{group=\"");
-        label(b, g);
-        http__buf_printf(b, "\",instance_id=\"");
-        label(b, s->id);
-        http__buf_printf(b, "\"} %.17g\n", s->load);
-    }
-    family(b, "asgd_instance_healthy", "gauge",
-           "1 if the instance is healthy, 0 if unhealthy or not yet decided.");
-    for (size_t i = 0; i < in->n_slots; i++) {
-        const struct fleet_slot *s = &in->slots[i];
-        http__buf_printf(b, "asgd_instance_healthy{group=\"");
-        label(b, g);
-        http__buf_printf(b, "\",instance_id=\"");
-        label(b, s->id);
-        http__buf_printf(b, "\",lifecycle=\"%s\"} %d\n", fleet_lifecycle_name(s->lifecycle),
-                         s->health == FLEET_HEALTH_HEALTHY ? 1 : 0);
+    if (in->n_groups) {
+        family(b, "asgd_instance_load", "gauge", "Load (0-100) each instance last reported.");
+        for (size_t k = 0; k < in->n_groups; k++) {
+            const struct http_prom_group *G = &in->groups[k];
+            for (size_t i = 0; i < G->n_slots; i++) {
+                const struct fleet_slot *s = &G->slots[i];
+                if (s->load < 0 || !isfinite(s->load))
+                    continue;
+                http__buf_printf(b, "asgd_instance_load{group=\"");
+                label(b, G->group);
+                http__buf_printf(b, "\",instance_id=\"");
+                label(b, s->id);
+                http__buf_printf(b, "\"} %.17g\n", s->load);
+            }
+        }
+        family(b, "asgd_instance_healthy", "gauge",
+               "1 if the instance is healthy, 0 if unhealthy or not yet decided.");
+        for (size_t k = 0; k < in->n_groups; k++) {
+            const struct http_prom_group *G = &in->groups[k];
+            for (size_t i = 0; i < G->n_slots; i++) {
+                const struct fleet_slot *s = &G->slots[i];
+                http__buf_printf(b, "asgd_instance_healthy{group=\"");
+                label(b, G->group);
+                http__buf_printf(b, "\",instance_id=\"");
+                label(b, s->id);
+                http__buf_printf(b, "\",lifecycle=\"%s\"} %d\n", fleet_lifecycle_name(s->lifecycle),
+                                 s->health == FLEET_HEALTH_HEALTHY ? 1 : 0);
+            }
+        }
     }
 
     const struct stats *st = in->stats;
@@ -178,15 +219,12 @@ int http__prom_render(struct http_buf *b, const struct http_prom_input *in)
                          (unsigned long long)ld(&st->terminated_instances));
     }
 
-    if (in->ctl) {
-        family(b, "asgd_controller_last_tick_timestamp_seconds", "gauge",
-               "Wall-clock time of the controller's last iteration.");
-        gsample(b, "asgd_controller_last_tick_timestamp_seconds", g,
-                (double)in->ctl->last_tick_ms / 1000.0);
-        family(b, "asgd_provider_ok", "gauge",
-               "0 after a fatal provider error until a provider call succeeds again.");
-        gsample(b, "asgd_provider_ok", g, in->ctl->provider_ok ? 1 : 0);
-    }
+    PER_GROUP("asgd_controller_last_tick_timestamp_seconds", "gauge",
+              "Wall-clock time of the controller's last iteration.", G->ctl,
+              G->ctl->last_tick_ms / 1000.0);
+    PER_GROUP("asgd_provider_ok", "gauge",
+              "0 after a fatal provider error until a provider call succeeds again.", G->ctl,
+              G->ctl->provider_ok ? 1 : 0);
 
     family(b, "asgd_build_info", "gauge", "Version of this asgd.");
     http__buf_printf(b, "asgd_build_info{version=\"%s\"} 1\n", ASGD_VERSION);

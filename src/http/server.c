@@ -8,10 +8,11 @@
  * beyond it the rest is discarded and the request fails with 413), then a
  * last time with no data, when the handler runs. The daemon has a single
  * polling thread, so handlers run one at a time and may use the server's
- * store handle without further locking.
+ * store handle without further locking. The route table is in routes.c.
  */
 #include "http/http.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -31,35 +32,12 @@
 
 #include "common/banned.h"
 
-typedef void (*handler_fn)(struct http_req *r, struct http_reply *rep);
-
-struct route {
-    const char *method;
-    const char *pattern; /* '*' matches one non-empty path segment (captured as param) */
-    handler_fn fn;
-};
-
-static const struct route routes[] = {
-    {"GET", "/api/v1/group", http__get_group},
-    {"PATCH", "/api/v1/group", http__patch_group},
-    {"GET", "/api/v1/instances", http__get_instances},
-    {"POST", "/api/v1/instances/*/terminate", http__post_terminate},
-    {"GET", "/api/v1/activities", http__get_activities},
-    {"GET", "/api/v1/metrics/history", http__get_history},
-    {"GET", "/metrics", http__get_metrics},
-    {"GET", "/healthz", http__get_healthz},
-    {"GET", "/readyz", http__get_readyz},
-};
-#define N_ROUTES (sizeof routes / sizeof routes[0])
-
-#define PARAM_MAX 128
-
 /* Per-request state kept in MHD's con_cls between calls. */
 struct req_state {
     struct http_buf body;
     int too_big;
-    const struct route *route;
-    char param[PARAM_MAX];
+    const struct http_route *route;
+    char seg0[HTTP_PARAM_MAX], seg1[HTTP_PARAM_MAX]; /* the route's '*' segments */
 };
 
 /* ---- replies ---------------------------------------------------------------------------- */
@@ -112,9 +90,16 @@ const char *http__query(const struct http_req *r, const char *name)
                                        name);
 }
 
+const char *http__header(const struct http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value((struct MHD_Connection *)r->conn, MHD_HEADER_KIND, name);
+}
+
 static enum MHD_Result send_reply(struct MHD_Connection *conn, struct http_reply *rep)
 {
     struct MHD_Response *resp;
+    char *link = rep->link;
+    rep->link = NULL;
     if (rep->body_static)
         resp = MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_PERSISTENT);
     else
@@ -123,6 +108,7 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct http_reply
         if (!rep->body_static)
             free(rep->body);
         rep->body = NULL;
+        free(link);
         return MHD_NO;
     }
     rep->body = NULL; /* the response owns it now */
@@ -141,6 +127,10 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct http_reply
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"asgd\"");
     if (rep->allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rep->allow);
+    if (link) {
+        MHD_add_response_header(resp, "Link", link);
+        free(link);
+    }
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)rep->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -156,28 +146,6 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, int status, const
 }
 
 /* ---- routing ---------------------------------------------------------------------------- */
-
-/* 1 if path matches pattern; the '*' segment is copied into param. */
-static int match(const char *pattern, const char *path, char *param, size_t plen)
-{
-    while (*pattern && *path) {
-        if (*pattern == '*') {
-            size_t n = strcspn(path, "/");
-            if (n == 0 || n >= plen)
-                return 0;
-            memcpy(param, path, n);
-            param[n] = '\0';
-            path += n;
-            pattern++;
-            continue;
-        }
-        if (*pattern != *path)
-            return 0;
-        pattern++;
-        path++;
-    }
-    return *pattern == '\0' && *path == '\0';
-}
 
 static int is_mutation(const char *method)
 {
@@ -195,44 +163,25 @@ static const struct http_asset *find_asset(const char *path)
 }
 
 /*
- * Resolves method+path. Returns 0 with *route set (or *asset for a dashboard
- * file), 404 when nothing has that path, 405 when the path exists for other
- * methods (allow set to a static "GET" / "PATCH" list).
+ * Resolves method+path: an API route (routes.c) or a dashboard file. 0 with
+ * *route or *asset set, 404 when nothing has that path, 405 when the path
+ * exists for other methods (*allow set).
  */
-static int resolve(const char *method, const char *path, const struct route **route,
-                   const struct http_asset **asset, char *param, size_t plen, const char **allow)
+static int resolve(const char *method, const char *path, struct req_state *st,
+                   const struct http_asset **asset, const char **allow)
 {
-    const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
-    int path_known = 0;
-    *allow = NULL;
-    for (size_t i = 0; i < N_ROUTES; i++) {
-        if (!match(routes[i].pattern, path, param, plen))
-            continue;
-        path_known = 1;
-        if (strcmp(routes[i].method, m) == 0) {
-            *route = &routes[i];
-            return 0;
-        }
-    }
-    if (path_known) {
-        if (strcmp(path, "/api/v1/group") == 0)
-            *allow = "GET, HEAD, PATCH";
-        else if (strncmp(path, "/api/v1/instances/", 18) == 0)
-            *allow = "POST";
-        else
-            *allow = "GET, HEAD";
+    int rc = http__resolve(method, path, &st->route, st->seg0, st->seg1, allow);
+    if (rc || st->route)
+        return rc;
+    const struct http_asset *a = find_asset(path);
+    if (!a)
+        return 404;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        *allow = "GET, HEAD";
         return 405;
     }
-    const struct http_asset *a = find_asset(path);
-    if (a) {
-        if (strcmp(m, "GET") != 0) {
-            *allow = "GET, HEAD";
-            return 405;
-        }
-        *asset = a;
-        return 0;
-    }
-    return 404;
+    *asset = a;
+    return 0;
 }
 
 /* 0 if the request carries the right bearer token, else 401 detail in why. */
@@ -276,7 +225,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = st;
         const struct http_asset *asset = NULL;
         const char *allow = NULL;
-        int rc = resolve(method, url, &st->route, &asset, st->param, sizeof st->param, &allow);
+        int rc = resolve(method, url, st, &asset, &allow);
         if (rc == 404)
             return send_error(conn, 404, "not found", "no such resource; the API is under /api/v1/",
                               NULL);
@@ -348,12 +297,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .conn = conn,
         .method = method,
         .path = url,
-        .param = st->param[0] ? st->param : NULL,
         .body = st->body.p ? st->body.p : "",
         .body_len = st->body.len,
     };
     struct http_reply rep = {.status = 500};
-    st->route->fn(&r, &rep);
+    http__dispatch(st->route, st->seg0, st->seg1, &r, &rep);
     if (!rep.body)
         http__error(&rep, 500, "internal error", "the handler produced no answer");
     if (rep.status >= 500 && rep.status != 503)
@@ -425,14 +373,14 @@ static int split_listen(const char *listen, char *host, size_t hlen, char *port,
 
 static void server_free_fields(struct http_server *s)
 {
-    store_close(s->store);
+    if (s->curl_inited)
+        curl_global_cleanup();
     free(s->listen);
     if (s->token) {
         memset(s->token, 0, strlen(s->token));
         free(s->token);
     }
-    free(s->group);
-    free(s->store_dir);
+    free(s->node);
     free(s);
 }
 
@@ -443,8 +391,8 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
     int fd = -1;
     int rc = -1;
 
-    if (!deps || !deps->group || !*deps->group || !deps->fleet || !deps->store_dir) {
-        snprintf(err, errlen, "http: group, fleet and store_dir are required");
+    if (!deps || !deps->store || !deps->ops || !deps->ops->group_get) {
+        snprintf(err, errlen, "http: a store handle and the node's ops (group_get) are required");
         return -1;
     }
     s = calloc(1, sizeof *s);
@@ -454,20 +402,15 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
     }
     s->listen = strdup(deps->listen ? deps->listen : HTTP_DEFAULT_LISTEN);
     s->token = deps->token && *deps->token ? strdup(deps->token) : NULL;
-    s->group = strdup(deps->group);
-    s->store_dir = strdup(deps->store_dir);
-    s->fleet = deps->fleet;
-    s->ctl = deps->ctl;
+    s->node = strdup(deps->node ? deps->node : "");
+    s->store = deps->store;
+    s->ops = deps->ops;
+    s->ops_arg = deps->ops_arg;
+    s->proxy_timeout_ms =
+        deps->proxy_timeout_ms > 0 ? deps->proxy_timeout_ms : HTTP_DEFAULT_PROXY_TIMEOUT_MS;
     s->max_body = deps->max_body ? deps->max_body : HTTP_DEFAULT_MAX_BODY;
-    if (!s->listen || !s->group || !s->store_dir || (deps->token && *deps->token && !s->token)) {
+    if (!s->listen || !s->node || (deps->token && *deps->token && !s->token)) {
         snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-
-    char serr[512];
-    int src = store_open(s->store_dir, &s->store, serr, sizeof serr);
-    if (src) {
-        snprintf(err, errlen, "http: cannot open the store: %s", serr);
         goto out;
     }
 
@@ -526,6 +469,10 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
         goto out;
     }
     fd = -1; /* the daemon closes it */
+    /* the proxy to group owners uses libcurl from this thread: initialise it
+     * here, before any request, not lazily inside a request (not thread-safe) */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    s->curl_inited = 1;
     log_info("http: serving the API and dashboard on %s (port %u)%s", s->listen, (unsigned)s->port,
              s->token ? "" : "; no token: read-only");
     *out = s;

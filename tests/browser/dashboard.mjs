@@ -102,6 +102,47 @@ try {
   check(legend.includes('average'), 'load chart legend: ' + legend);
   await page.screenshot({ path: shot, fullPage: true });
   check(true, 'screenshot saved to ' + shot);
+
+  // one group, one node: the picker names it, the URL can too, no cluster panel
+  check((await page.inputValue('#group-pick')) === group, 'group picker shows ' + group);
+  check(await page.$eval('#cluster', (e) => e.classList.contains('hidden')), 'no cluster panel on a single node');
+  await page.goto(url + '/#group=' + encodeURIComponent(group), { waitUntil: 'load' });
+  await page.waitForFunction((g) => document.querySelector('#group-name').textContent === g, group);
+  check(true, '#group=' + group + ' opens the group');
+
+  // many groups, two nodes (the stand-in API, see test_dashboard.py)
+  const stub = process.env.ASGD_STUB_URL;
+  if (stub) {
+    const page2 = await ctx.newPage();
+    page2.on('pageerror', (e) => errors.push(String(e)));
+    page2.on('request', (req) => {
+      const u = req.url();
+      if (!u.startsWith(stub) && !u.startsWith('data:')) foreign.push(u);
+    });
+    await page2.goto(stub + '/#group=api', { waitUntil: 'load' });
+    await page2.waitForFunction(() => document.querySelector('#group-name').textContent === 'api',
+                                null, { timeout: 15000 });
+    check(true, '#group=api opens group api');
+    const opts = await page2.$$eval('#group-pick option', (os) => os.map((o) => o.value));
+    check(opts.join(',') === 'web,api', 'picker lists the groups: ' + opts.join(','));
+    await page2.waitForFunction(() => document.querySelector('#instances tbody tr td')?.textContent === 'api-0');
+    check(true, 'instances of api shown');
+    check(/not reachable/.test(await page2.textContent('#owner')), 'group api marked not live: ' + await page2.textContent('#owner'));
+    await page2.waitForFunction(() => !document.querySelector('#cluster').classList.contains('hidden'));
+    const rows = await page2.$$eval('#cluster-nodes tbody tr', (trs) => trs.map((t) => t.textContent));
+    check(rows.length === 2 && rows[0].includes('node-a') && rows[1].includes('lost') && rows[1].includes('api'),
+          'cluster panel: ' + rows.join(' | '));
+    await page2.selectOption('#group-pick', 'web');
+    await page2.waitForFunction(() => document.querySelector('#group-name').textContent === 'web');
+    await page2.waitForFunction(() => document.querySelector('#instances tbody tr td')?.textContent === 'web-0');
+    check(page2.url().endsWith('#group=web'), 'the URL keeps the choice: ' + page2.url());
+    check(!/not reachable/.test(await page2.textContent('#owner')), 'group web is live');
+    // a link in the cluster panel switches too
+    await page2.click('#cluster-nodes a[href="#group=api"]');
+    await page2.waitForFunction(() => document.querySelector('#group-name').textContent === 'api');
+    check(true, 'cluster panel link opens group api');
+    await page2.close();
+  }
   check(foreign.length === 0, 'no request left asgd (' + foreign.join(', ') + ')');
   check(errors.length === 0, 'no script errors (' + errors.join('; ') + ')');
 } catch (e) {

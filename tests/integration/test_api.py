@@ -166,12 +166,56 @@ def main():
                    victim not in [i["id"] for i in in_service(api)], 30, what="replacement")
         assert api.json("GET", "/api/v1/group")[1]["desired_capacity"] == 2
         print("terminate: decrement and replacement OK")
+        many_groups_routes(api, g.name)
         print("OK")
     except Exception:
         print(g.log_text()[-4000:], file=sys.stderr)
         raise
     finally:
         g.cleanup()
+
+
+def many_groups_routes(api, name):
+    """The /api/v1/groups routes on a node running one group: the same data as the old routes."""
+    st, groups = api.json("GET", "/api/v1/groups")
+    assert st == 200 and [x["name"] for x in groups] == [name], groups
+    assert groups[0]["live"] is True and groups[0]["in_service"] == 2, groups
+    st, one = api.json("GET", f"/api/v1/groups/{name}")
+    st0, old = api.json("GET", "/api/v1/group")
+    assert st == 200 and st0 == 200 and one["name"] == name == old["name"], (one, old)
+    assert one["revision"] == old["revision"] and one["desired_capacity"] == old["desired_capacity"]
+    st, inst = api.json("GET", f"/api/v1/groups/{name}/instances")
+    assert st == 200 and sorted(i["id"] for i in inst) == \
+        sorted(i["id"] for i in api.json("GET", "/api/v1/instances")[1])
+    # paging: one per page, Link to the next, in id order
+    st, hdr, text = api.call("GET", f"/api/v1/groups/{name}/instances?limit=1")
+    page = json.loads(text)
+    assert st == 200 and len(page) == 1 and 'rel="next"' in hdr.get("Link", ""), (hdr, page)
+    st, hdr, text = api.call("GET", f"/api/v1/groups/{name}/instances?limit=1&after={page[0]['id']}")
+    page2 = json.loads(text)
+    assert st == 200 and len(page2) == 1 and page2[0]["id"] > page[0]["id"], (page, page2)
+    st, acts = api.json("GET", f"/api/v1/groups/{name}/activities?limit=3")
+    assert st == 200 and len(acts) == 3, acts
+    st, hist = api.json("GET", f"/api/v1/groups/{name}/metrics/history?since=10m")
+    assert st == 200 and "group" in hist, hist
+    st, j = api.json("PATCH", f"/api/v1/groups/{name}", {"max_size": 4}, token=TOKEN)
+    assert st == 200 and j["max_size"] == 4, (st, j)
+    st, c = api.json("GET", "/api/v1/cluster")
+    assert st == 200 and c["mode"] == "single" and c["nodes"][0]["groups"] == [name], c
+    expect_error(api, 404, '"nope"', "GET", "/api/v1/groups/nope")
+    expect_error(api, 404, None, "GET", "/api/v1/groups/nope/instances")
+    expect_error(api, 400, "group name", "GET", "/api/v1/groups/..")
+    expect_error(api, 400, "group name", "GET", "/api/v1/groups/a%20b/activities")
+    expect_error(api, 400, "limit", "GET", f"/api/v1/groups/{name}/instances?limit=0")
+    expect_error(api, 401, None, "DELETE", f"/api/v1/groups/{name}")
+    expect_error(api, 401, None, "POST", "/api/v1/groups", {"group": {"name": "x"}})
+    # this asgd's node (src/asgd/main.c) does not create or delete groups yet
+    expect_error(api, 501, None, "POST", "/api/v1/groups", {"group": {"name": "x"}}, token=TOKEN)
+    expect_error(api, 404, None, "POST", f"/api/v1/groups/{name}/instances/i-none/terminate",
+                 {}, token=TOKEN)
+    st, hdr, text = api.call("GET", "/metrics")
+    assert st == 200 and f'asgd_desired_capacity{{group="{name}"}}' in text
+    print("many-groups routes OK")
 
 
 def _up(api):

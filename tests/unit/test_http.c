@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,13 +29,181 @@
 #define TOKEN    "s3cret-token"
 #define MAX_BODY 2048
 
+/* ---- a test node: the http_node_ops the server calls, over real fleet tables ------------- */
+
+#define TN_GROUPS 4
+
+struct tn_group {
+    char name[GROUP_NAME_MAX];
+    struct fleet *fleet; /* NULL: run by another node */
+    char owner_node[HTTP_NODE_MAX], owner_api[HTTP_URL_MAX];
+};
+
+struct test_node {
+    struct store *store; /* the node's own handle (create writes it) */
+    struct tn_group g[TN_GROUPS];
+    int n;
+    int gets, puts; /* every get must be put */
+    /* last request_terminate / group_delete calls */
+    char term_group[GROUP_NAME_MAX], term_id[64];
+    int term_decrement, terms;
+    char deleted[GROUP_NAME_MAX];
+    int delete_force, deletes;
+    json_t *cluster;       /* returned (a new reference) by cluster(); NULL: single node */
+    const char *not_ready; /* ready() answers 0 with this */
+};
+
+static int tn_group_get(void *arg, const char *name, struct http_group_ref *out)
+{
+    struct test_node *t = arg;
+    for (int i = 0; i < t->n; i++)
+        if (strcmp(t->g[i].name, name) == 0) {
+            snprintf(out->name, sizeof out->name, "%s", name);
+            out->fleet = t->g[i].fleet;
+            snprintf(out->owner_node, sizeof out->owner_node, "%s", t->g[i].owner_node);
+            snprintf(out->owner_api, sizeof out->owner_api, "%s", t->g[i].owner_api);
+            out->priv = &t->g[i];
+            t->gets++;
+            return 0;
+        }
+    return -ENOENT;
+}
+
+static void tn_group_put(void *arg, struct http_group_ref *ref)
+{
+    struct test_node *t = arg;
+    assert_non_null(ref->priv);
+    t->puts++;
+}
+
+/* Creates the group in the store from spec's [group] keys (sizes only): enough to test the API. */
+static int tn_group_create(void *arg, const json_t *spec, char *err, size_t errlen)
+{
+    struct test_node *t = arg;
+    const json_t *grp = json_object_get(spec, "group");
+    const json_t *prov = json_object_get(json_object_get(spec, "provider"), "type");
+    if (prov && (!json_is_string(prov) || strcmp(json_string_value(prov), "local") != 0)) {
+        snprintf(err, errlen, "provider.type: must be \"local\" or \"ec2\"");
+        return -EINVAL;
+    }
+    struct group_settings g;
+    group_settings_default(&g, "default");
+    snprintf(g.name, sizeof g.name, "%s", json_string_value(json_object_get(grp, "name")));
+    const char *keys[] = {"min_size", "max_size", "desired_capacity"};
+    int *fields[] = {&g.min_size, &g.max_size, &g.desired_capacity};
+    for (int i = 0; i < 3; i++) {
+        json_t *v = json_object_get(grp, keys[i]);
+        if (v && !json_is_integer(v)) {
+            snprintf(err, errlen, "group.%s: must be an integer", keys[i]);
+            return -EINVAL;
+        }
+        if (v)
+            *fields[i] = (int)json_integer_value(v);
+    }
+    int rc = store_put_settings(t->store, &g, 0, NULL);
+    if (rc == STORE_ECONFLICT || rc == STORE_EEXIST)
+        return -EEXIST;
+    if (rc == STORE_EINVAL) {
+        snprintf(err, errlen, "%s", store_errmsg(t->store));
+        return -EINVAL;
+    }
+    return rc ? -EIO : 0;
+}
+
+static int tn_group_delete(void *arg, const char *name, int force, char *err, size_t errlen)
+{
+    struct test_node *t = arg;
+    struct store_instance *rows = NULL;
+    size_t n = 0;
+    if (store_list_instances(t->store, name, 0, &rows, &n))
+        return -EIO;
+    store_instances_free(rows);
+    if (n && !force) {
+        snprintf(err, errlen, "group \"%s\" has %zu instances", name, n);
+        return -EBUSY;
+    }
+    snprintf(t->deleted, sizeof t->deleted, "%s", name);
+    t->delete_force = force;
+    t->deletes++;
+    return 0;
+}
+
+static int tn_request_terminate(void *arg, const char *group, const char *id, int decrement,
+                                char *err, size_t errlen)
+{
+    struct test_node *t = arg;
+    struct store_instance si;
+    if (store_get_instance(t->store, id, &si) != 0 || strcmp(si.group, group) != 0) {
+        snprintf(err, errlen, "group \"%s\" has no instance \"%s\"", group, id);
+        return -ENOENT;
+    }
+    snprintf(t->term_group, sizeof t->term_group, "%s", group);
+    snprintf(t->term_id, sizeof t->term_id, "%s", id);
+    t->term_decrement = decrement;
+    t->terms++;
+    return 0;
+}
+
+static json_t *tn_cluster(void *arg)
+{
+    struct test_node *t = arg;
+    return t->cluster ? json_incref(t->cluster) : NULL;
+}
+
+static int tn_ready(void *arg, char *why, size_t len)
+{
+    struct test_node *t = arg;
+    if (t->not_ready) {
+        snprintf(why, len, "%s", t->not_ready);
+        return 0;
+    }
+    return 1;
+}
+
+static const struct http_node_ops tn_ops = {
+    .group_get = tn_group_get,
+    .group_put = tn_group_put,
+    .group_create = tn_group_create,
+    .group_delete = tn_group_delete,
+    .request_terminate = tn_request_terminate,
+    .cluster = tn_cluster,
+};
+
+/* The same node with a ready() probe (the default probe is tested with tn_ops). */
+static const struct http_node_ops tn_ops_ready = {
+    .group_get = tn_group_get,
+    .group_put = tn_group_put,
+    .cluster = tn_cluster,
+    .ready = tn_ready,
+};
+
+static void tn_add(struct test_node *t, const char *name, struct fleet *f, const char *owner,
+                   const char *api)
+{
+    assert_true(t->n < TN_GROUPS);
+    struct tn_group *g = &t->g[t->n++];
+    snprintf(g->name, sizeof g->name, "%s", name);
+    g->fleet = f;
+    snprintf(g->owner_node, sizeof g->owner_node, "%s", owner ? owner : "");
+    snprintf(g->owner_api, sizeof g->owner_api, "%s", api ? api : "");
+}
+
 struct env {
     char dir[64];
     char fleet_name[64];
     struct fleet *fleet;
-    struct store *store; /* the test's own handle */
+    struct store *store;     /* the test's own handle */
+    struct store *srv_store; /* the server's handle */
+    struct test_node node;
     struct http_server *srv;
     char base[64];
+    /* setup_multi: a second node, owner of group "api", with its own server and fleet */
+    char fleet2_name[64];
+    struct fleet *fleet2;
+    struct store *store2;
+    struct test_node node2;
+    struct http_server *srv2;
+    char base2[64];
 };
 
 struct resp {
@@ -112,6 +281,7 @@ static void request(struct env *e, const char *method, const char *path, const c
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L); /* send "/../" as written (traversal tests) */
     if (strcmp(method, "HEAD") == 0)
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     else
@@ -213,13 +383,16 @@ static int setup(void **state)
     add_instance(e, "i-1", "127.0.0.2:50051", FLEET_IN_SERVICE, FLEET_HEALTH_HEALTHY, 40.0);
     add_instance(e, "i-\"2", "127.0.0.3:50051", FLEET_IN_SERVICE, FLEET_HEALTH_UNHEALTHY, 80.0);
     add_instance(e, "i-3", "127.0.0.4:50051", FLEET_PENDING, FLEET_HEALTH_UNKNOWN, -1);
+    assert_int_equal(store_open(e->dir, &e->srv_store, err, sizeof err), 0);
+    e->node.store = e->srv_store;
+    tn_add(&e->node, "web", e->fleet, NULL, NULL);
     struct http_deps d = {
         .listen = "127.0.0.1:0",
         .token = TOKEN,
-        .group = "web",
-        .fleet = e->fleet,
-        .store_dir = e->dir,
-        .ctl = NULL,
+        .store = e->srv_store,
+        .ops = &tn_ops,
+        .ops_arg = &e->node,
+        .node = "node-a",
         .max_body = MAX_BODY,
     };
     if (http_start(&d, &e->srv, err, sizeof err))
@@ -234,6 +407,17 @@ static int teardown(void **state)
 {
     struct env *e = *state;
     http_free(e->srv);
+    http_free(e->srv2);
+    /* every group_get was matched by a group_put */
+    assert_int_equal(e->node.gets, e->node.puts);
+    assert_int_equal(e->node2.gets, e->node2.puts);
+    json_decref(e->node.cluster);
+    store_close(e->srv_store);
+    store_close(e->store2);
+    if (e->fleet2) {
+        fleet_close(e->fleet2);
+        (void)fleet_unlink(e->fleet2_name);
+    }
     store_close(e->store);
     fleet_close(e->fleet);
     (void)fleet_unlink(e->fleet_name);
@@ -698,8 +882,9 @@ static void start_errors_are_explained(void **state)
     struct env *e = *state;
     char err[512];
     struct http_server *s = NULL;
+    /* the test's own handle: the fixture's server uses srv_store on its thread */
     struct http_deps d = {
-        .listen = "nonsense", .group = "web", .fleet = e->fleet, .store_dir = e->dir};
+        .listen = "nonsense", .store = e->store, .ops = &tn_ops, .ops_arg = &e->node};
     assert_int_equal(http_start(&d, &s, err, sizeof err), -1);
     assert_non_null(strstr(err, "nonsense"));
     assert_null(s);
@@ -722,11 +907,14 @@ static void start_errors_are_explained(void **state)
         http_free(s);
     s = NULL;
     d.listen = "127.0.0.1:0";
-    d.store_dir = "/nonexistent/dir/for/asgd";
+    d.store = NULL;
     assert_int_equal(http_start(&d, &s, err, sizeof err), -1);
     assert_non_null(strstr(err, "store"));
-    d.fleet = NULL;
+    d.store = e->store;
+    d.ops = NULL;
     assert_int_equal(http_start(&d, &s, err, sizeof err), -1);
+    assert_non_null(strstr(err, "group_get"));
+    assert_null(s);
     http_free(NULL);
 }
 
@@ -737,9 +925,9 @@ static void without_token_the_api_is_read_only(void **state)
     struct http_server *s = NULL;
     struct http_deps d = {.listen = "127.0.0.1:0",
                           .token = NULL,
-                          .group = "web",
-                          .fleet = e->fleet,
-                          .store_dir = e->dir};
+                          .store = e->store,
+                          .ops = &tn_ops,
+                          .ops_arg = &e->node};
     assert_int_equal(http_start(&d, &s, err, sizeof err), 0);
     struct env e2 = *e;
     snprintf(e2.base, sizeof e2.base, "http://127.0.0.1:%u", (unsigned)http_bound_port(s));
@@ -753,6 +941,654 @@ static void without_token_the_api_is_read_only(void **state)
     resp_free(&r);
     http_stop(s);
     http_stop(s); /* idempotent */
+    http_free(s);
+}
+
+/* ---- many groups: a second node owns "api", "batch" is known only to the store ------------ */
+
+static void put_row(struct store *st, const char *group, const char *id, const char *lifecycle)
+{
+    struct store_instance si;
+    memset(&si, 0, sizeof si);
+    snprintf(si.id, sizeof si.id, "%s", id);
+    snprintf(si.group, sizeof si.group, "%s", group);
+    snprintf(si.address, sizeof si.address, "127.0.0.9:50051");
+    snprintf(si.provider, sizeof si.provider, "local");
+    snprintf(si.lifecycle, sizeof si.lifecycle, "%s", lifecycle);
+    si.launched_at_ms = clk_wall_ms();
+    assert_int_equal(store_put_instance(st, &si), 0);
+}
+
+static int setup_multi(void **state)
+{
+    setup(state);
+    struct env *e = *state;
+    char err[512];
+    seed_group(e->store, "api");
+    seed_group(e->store, "batch");
+    put_row(e->store, "api", "a-1", "in-service");
+    put_row(e->store, "api", "a-2", "pending");
+    put_row(e->store, "api", "a-3", "in-service");
+    /* node-b: runs "api" in its own fleet table, serves the same store through its own handle */
+    snprintf(e->fleet2_name, sizeof e->fleet2_name, "thttp2-%d", (int)getpid());
+    (void)fleet_unlink(e->fleet2_name);
+    assert_int_equal(fleet_open(e->fleet2_name, 64, 1, &e->fleet2), 0);
+    const char *ids[] = {"a-1", "a-2", "a-3"};
+    for (int i = 0; i < 3; i++) {
+        uint32_t idx;
+        assert_int_equal(fleet_alloc(e->fleet2, ids[i], "127.0.0.9:50051", clk_wall_ms(), &idx), 0);
+        struct fleet_slot sl;
+        assert_int_equal(fleet_read(e->fleet2, idx, &sl), 0);
+        struct upd u = {i == 1 ? FLEET_PENDING : FLEET_IN_SERVICE,
+                        i == 2 ? FLEET_HEALTH_UNHEALTHY : FLEET_HEALTH_HEALTHY, 10.0 * (i + 1)};
+        assert_int_equal(fleet_update(e->fleet2, idx, sl.generation, apply_upd, &u), 0);
+    }
+    assert_int_equal(store_open(e->dir, &e->store2, err, sizeof err), 0);
+    e->node2.store = e->store2;
+    tn_add(&e->node2, "api", e->fleet2, "node-b", NULL);
+    struct http_deps d = {.listen = "127.0.0.1:0",
+                          .token = TOKEN,
+                          .store = e->store2,
+                          .ops = &tn_ops,
+                          .ops_arg = &e->node2,
+                          .node = "node-b"};
+    if (http_start(&d, &e->srv2, err, sizeof err))
+        fail_msg("http_start node-b: %s", err);
+    snprintf(e->base2, sizeof e->base2, "http://127.0.0.1:%u", (unsigned)http_bound_port(e->srv2));
+    /* node-a knows node-b runs "api" */
+    tn_add(&e->node, "api", NULL, "node-b", e->base2);
+    return 0;
+}
+
+static json_t *find_named(json_t *arr, const char *name)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o)
+    {
+        const char *n = json_string_value(json_object_get(o, "name"));
+        if (n && strcmp(n, name) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+static json_int_t jint(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    if (!json_is_integer(v))
+        fail_msg("%s is not an integer", k);
+    return json_integer_value(v);
+}
+
+static void groups_list_every_group_with_counts_and_owner(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    request(e, "GET", "/api/v1/groups", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 3);
+    /* run here: live counts from the fleet table */
+    json_t *web = find_named(r.json, "web");
+    assert_non_null(web);
+    assert_int_equal(jint(web, "in_service"), 2);
+    assert_int_equal(jint(web, "pending"), 1);
+    assert_int_equal(jint(web, "unhealthy"), 1);
+    assert_int_equal(jint(web, "min_size"), 1);
+    assert_int_equal(jint(web, "max_size"), 5);
+    assert_int_equal(jint(web, "desired_capacity"), 2);
+    assert_float_equal(json_number_value(json_object_get(web, "average_load")), 60.0, 1e-9);
+    assert_string_equal(json_string_value(json_object_get(web, "owner_node")), "node-a");
+    assert_true(json_is_true(json_object_get(web, "live")));
+    /* run by node-b: its live counts, asked from it */
+    json_t *api = find_named(r.json, "api");
+    assert_non_null(api);
+    assert_true(json_is_true(json_object_get(api, "live")));
+    assert_string_equal(json_string_value(json_object_get(api, "owner_node")), "node-b");
+    assert_int_equal(jint(api, "in_service"), 2);
+    assert_int_equal(jint(api, "unhealthy"), 1);
+    assert_float_equal(json_number_value(json_object_get(api, "average_load")), 20.0, 1e-9);
+    /* known to the store alone: not live, no owner */
+    json_t *batch = find_named(r.json, "batch");
+    assert_non_null(batch);
+    assert_true(json_is_false(json_object_get(batch, "live")));
+    assert_true(json_is_null(json_object_get(batch, "owner_node")));
+    assert_int_equal(jint(batch, "instances"), 0);
+    resp_free(&r);
+    /* scope=local: only what this node runs (what owners are asked) */
+    request(e, "GET", "/api/v1/groups?scope=local", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 1);
+    assert_non_null(find_named(r.json, "web"));
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups?scope=everything", NULL, NULL, 0, &r);
+    assert_error(&r, 400, "scope");
+    resp_free(&r);
+}
+
+static void single_group_routes_refuse_several_groups(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    const char *paths[] = {"/api/v1/group", "/api/v1/instances", "/api/v1/activities",
+                           "/api/v1/metrics/history"};
+    for (size_t i = 0; i < 4; i++) {
+        request(e, "GET", paths[i], NULL, NULL, 0, &r);
+        assert_error(&r, 409, "/api/v1/groups/{name}/");
+        assert_non_null(strstr(r.body, "batch"));
+        resp_free(&r);
+    }
+    request(e, "PATCH", "/api/v1/group", "{\"max_size\": 4}", TOKEN, 0, &r);
+    assert_error(&r, 409, "3 groups");
+    resp_free(&r);
+    request(e, "POST", "/api/v1/instances/i-1/terminate", NULL, TOKEN, 0, &r);
+    assert_error(&r, 409, NULL);
+    resp_free(&r);
+}
+
+static void group_routes_check_names_and_bodies(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    request(e, "GET", "/api/v1/groups/web", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "name")), "web");
+    assert_int_equal(jint(r.json, "in_service"), 2);
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/nope", NULL, NULL, 0, &r);
+    assert_error(&r, 404, "nope");
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/nope/instances", NULL, NULL, 0, &r);
+    assert_error(&r, 404, NULL);
+    resp_free(&r);
+    char longname[128];
+    memset(longname, 'x', 70);
+    longname[70] = '\0';
+    char path[256];
+    snprintf(path, sizeof path, "/api/v1/groups/%s", longname);
+    const char *bad[] = {"/api/v1/groups/..",
+                         "/api/v1/groups/.hidden",
+                         "/api/v1/groups/a%20b",
+                         "/api/v1/groups/%2e%2e",
+                         "/api/v1/groups/a%2fb",
+                         "/api/v1/groups/w*b",
+                         path};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        request(e, "GET", bad[i], NULL, NULL, 0, &r);
+        if (r.status != 400 && r.status != 404)
+            fail_msg("%s: status %ld", bad[i], r.status);
+        assert_error(&r, r.status, NULL);
+        resp_free(&r);
+    }
+    request(e, "GET", "/api/v1/groups/..", NULL, NULL, 0, &r);
+    assert_error(&r, 400, "group name");
+    resp_free(&r);
+    /* traversal never reaches another route or a file */
+    request(e, "GET", "/api/v1/groups/web/../../../etc/passwd", NULL, NULL, 0, &r);
+    assert_error(&r, 404, NULL);
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/web/instances/extra", NULL, NULL, 0, &r);
+    assert_error(&r, 404, NULL);
+    resp_free(&r);
+    request(e, "PUT", "/api/v1/groups/web", "{}", TOKEN, 0, &r);
+    assert_error(&r, 405, NULL);
+    assert_non_null(strstr(r.headers, "DELETE"));
+    resp_free(&r);
+    /* wrong JSON types on the group routes, too */
+    request(e, "PATCH", "/api/v1/groups/web", "{\"min_size\": \"2\"}", TOKEN, 0, &r);
+    assert_error(&r, 400, "min_size: must be an integer");
+    resp_free(&r);
+    request(e, "PATCH", "/api/v1/groups/web", "[]", TOKEN, 0, &r);
+    assert_error(&r, 400, NULL);
+    resp_free(&r);
+    request(e, "PATCH", "/api/v1/groups/web", "{\"max_size\": 4}", NULL, 0, &r);
+    assert_error(&r, 401, NULL);
+    resp_free(&r);
+    size_t n = MAX_BODY * 4;
+    char *big = malloc(n + 1);
+    assert_non_null(big);
+    memset(big, ' ', n);
+    big[0] = '{';
+    big[n - 1] = '}';
+    big[n] = '\0';
+    request(e, "PATCH", "/api/v1/groups/web", big, TOKEN, 0, &r);
+    assert_error(&r, 413, NULL);
+    resp_free(&r);
+    request(e, "POST", "/api/v1/groups", big, TOKEN, 1, &r);
+    assert_error(&r, 413, NULL);
+    resp_free(&r);
+    free(big);
+}
+
+static void patch_of_a_group_run_elsewhere_writes_the_store(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    request(e, "PATCH", "/api/v1/groups/batch", "{\"max_size\": 4, \"revision\": 1}", TOKEN, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(jint(r.json, "max_size"), 4);
+    assert_true(json_is_false(json_object_get(r.json, "live")));
+    resp_free(&r);
+    struct group_settings g;
+    assert_int_equal(store_get_settings(e->store, "batch", &g), 0);
+    assert_int_equal(g.max_size, 4);
+    assert_int_equal(g.revision, 2);
+    request(e, "PATCH", "/api/v1/groups/batch", "{\"max_size\": 3, \"revision\": 1}", TOKEN, 0, &r);
+    assert_error(&r, 409, "revision 1");
+    resp_free(&r);
+    /* run by node-b: written here, node-b sees it through the store */
+    request(e, "PATCH", "/api/v1/groups/api", "{\"desired_capacity\": 3}", TOKEN, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(jint(r.json, "desired_capacity"), 3);
+    resp_free(&r);
+    struct env e2 = *e;
+    snprintf(e2.base, sizeof e2.base, "%s", e->base2);
+    request(&e2, "GET", "/api/v1/groups/api", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(jint(r.json, "desired_capacity"), 3);
+    resp_free(&r);
+    /* the activity names the group */
+    struct store_activity *acts = NULL;
+    size_t n = 0;
+    assert_int_equal(store_activity_list(e->store, "api", 0, 10, &acts, &n), 0);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(acts[0].cause, "desired_capacity 2 -> 3"));
+    store_activities_free(acts);
+}
+
+static void instances_of_a_group_run_elsewhere_are_proxied_then_from_the_store(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    request(e, "GET", "/api/v1/groups/api/instances", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 3);
+    json_t *a3 = find_named(r.json, "a-3"); /* no: instances have "id" */
+    assert_null(a3);
+    size_t i;
+    json_t *o;
+    int unhealthy = 0;
+    json_array_foreach(r.json, i, o)
+    {
+        assert_true(json_is_true(json_object_get(o, "live")));
+        const char *h = json_string_value(json_object_get(o, "health"));
+        assert_non_null(h);
+        unhealthy += strcmp(h, fleet_health_name(FLEET_HEALTH_UNHEALTHY)) == 0;
+    }
+    assert_int_equal(unhealthy, 1); /* the owner's view: health is known there */
+    resp_free(&r);
+    /* paging through the proxy: the Link header points to this node's route */
+    request(e, "GET", "/api/v1/groups/api/instances?limit=2", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 2);
+    assert_non_null(strstr(r.headers, "Link: </api/v1/groups/api/instances?limit=2&after=a-2>"));
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/api/instances?limit=2&after=a-2", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r.json, 0), "id")), "a-3");
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/api", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_true(json_object_get(r.json, "live")));
+    assert_int_equal(jint(r.json, "unhealthy"), 1);
+    resp_free(&r);
+
+    /* the owner goes down: the store's rows, marked not live */
+    http_free(e->srv2);
+    e->srv2 = NULL;
+    request(e, "GET", "/api/v1/groups/api/instances", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 3);
+    json_array_foreach(r.json, i, o)
+    {
+        assert_true(json_is_false(json_object_get(o, "live")));
+        assert_true(json_is_null(json_object_get(o, "health")));
+        assert_string_equal(json_string_value(json_object_get(o, "provider")), "local");
+    }
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/api/instances?limit=1&after=a-1", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r.json, 0), "id")), "a-2");
+    assert_non_null(strstr(r.headers, "after=a-2>"));
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/api", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_false(json_object_get(r.json, "live")));
+    assert_int_equal(jint(r.json, "in_service"), 2); /* counted from the store's rows */
+    assert_true(json_is_null(json_object_get(r.json, "unhealthy")));
+    assert_non_null(json_string_value(json_object_get(r.json, "owner_error")));
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    json_t *api = find_named(r.json, "api");
+    assert_non_null(api);
+    assert_true(json_is_false(json_object_get(api, "live")));
+    assert_string_equal(json_string_value(json_object_get(api, "owner_node")), "node-b");
+    resp_free(&r);
+}
+
+static void proxied_requests_are_never_forwarded_again(void **state)
+{
+    struct env *e = *state;
+    /* node-b believes node-a runs "batch" (stale view): a proxied read must stop at node-b */
+    tn_add(&e->node2, "batch", NULL, "node-a", e->base);
+    tn_add(&e->node, "batch", NULL, "node-b", e->base2);
+    struct resp r;
+    request(e, "GET", "/api/v1/groups/batch/instances", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 0);
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/batch", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_false(json_object_get(r.json, "live")));
+    resp_free(&r);
+}
+
+static void terminate_of_a_group_run_elsewhere_goes_to_the_node(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    request(e, "POST", "/api/v1/groups/api/instances/a-1/terminate",
+            "{\"decrement_desired\": true}", TOKEN, 0, &r);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(json_string_value(json_object_get(r.json, "group")), "api");
+    resp_free(&r);
+    assert_int_equal(e->node.terms, 1);
+    assert_string_equal(e->node.term_group, "api");
+    assert_string_equal(e->node.term_id, "a-1");
+    assert_int_equal(e->node.term_decrement, 1);
+    request(e, "POST", "/api/v1/groups/api/instances/i-1/terminate", NULL, TOKEN, 0, &r);
+    assert_error(&r, 404, "i-1");
+    resp_free(&r);
+    request(e, "POST", "/api/v1/groups/api/instances/a-1/terminate", "{\"x\": 1}", TOKEN, 0, &r);
+    assert_error(&r, 400, "unknown key");
+    resp_free(&r);
+    assert_int_equal(e->node.terms, 1);
+    /* run here without a controller: 503 as before; unknown here: 404 */
+    request(e, "POST", "/api/v1/groups/web/instances/i-1/terminate", NULL, TOKEN, 0, &r);
+    assert_error(&r, 503, "controller");
+    resp_free(&r);
+    request(e, "POST", "/api/v1/groups/web/instances/a-1/terminate", NULL, TOKEN, 0, &r);
+    assert_error(&r, 404, "a-1");
+    resp_free(&r);
+}
+
+static void create_and_delete_groups(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    static const struct {
+        const char *body;
+        int status;
+        const char *needle;
+    } cases[] = {
+        {"", 400, "no body"},
+        {"{oops", 400, "line 1"},
+        {"[]", 400, "JSON object"},
+        {"{\"group\": 3}", 400, "group: must be an object"},
+        {"{\"group\": {}}", 400, "group.name"},
+        {"{\"group\": {\"name\": 7}}", 400, "group.name: must be a string"},
+        {"{\"group\": {\"name\": \"../etc\"}}", 400, "group.name"},
+        {"{\"group\": {\"name\": \"\"}}", 400, "group.name"},
+        {"{\"group\": {\"name\": \"web\"}}", 409, "exists"},
+        {"{\"group\": {\"name\": \"new\", \"min_size\": \"x\"}}", 400, "group.min_size"},
+        {"{\"group\": {\"name\": \"new\"}, \"provider\": {\"type\": \"gce\"}}", 400,
+         "provider.type"},
+        {"{\"group\": {\"name\": \"new\", \"min_size\": 3, \"max_size\": 1}}", 400, NULL},
+        {"{\"group\": {\"name\": \"a\"}, \"group\": {\"name\": \"b\"}}", 400, "duplicate"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        request(e, "POST", "/api/v1/groups", cases[i].body, TOKEN, 0, &r);
+        if (r.status != cases[i].status)
+            fail_msg("case %zu (%s): status %ld body %s", i, cases[i].body, r.status,
+                     r.body ? r.body : "");
+        assert_error(&r, cases[i].status, cases[i].needle);
+        resp_free(&r);
+    }
+    request(e, "POST", "/api/v1/groups", "{\"group\": {\"name\": \"new\"}}", NULL, 0, &r);
+    assert_error(&r, 401, NULL);
+    resp_free(&r);
+    request(e, "POST", "/api/v1/groups",
+            "{\"group\": {\"name\": \"new\", \"min_size\": 0, \"max_size\": 3, "
+            "\"desired_capacity\": 1}, \"provider\": {\"type\": \"local\"}}",
+            TOKEN, 0, &r);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(json_string_value(json_object_get(r.json, "name")), "new");
+    assert_int_equal(jint(r.json, "max_size"), 3);
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/new", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    request(e, "POST", "/api/v1/groups", "{\"group\": {\"name\": \"new\"}}", TOKEN, 0, &r);
+    assert_error(&r, 409, "new");
+    resp_free(&r);
+
+    /* delete: refused while instances exist, forced terminates them; the node decides */
+    request(e, "DELETE", "/api/v1/groups/api", NULL, NULL, 0, &r);
+    assert_error(&r, 401, NULL);
+    resp_free(&r);
+    request(e, "DELETE", "/api/v1/groups/api", NULL, TOKEN, 0, &r);
+    assert_error(&r, 409, "3 instances");
+    resp_free(&r);
+    assert_int_equal(e->node.deletes, 0);
+    request(e, "DELETE", "/api/v1/groups/api?force=maybe", NULL, TOKEN, 0, &r);
+    assert_error(&r, 400, "force");
+    resp_free(&r);
+    request(e, "DELETE", "/api/v1/groups/api?force=true", NULL, TOKEN, 0, &r);
+    assert_int_equal(r.status, 202);
+    assert_true(json_is_true(json_object_get(r.json, "force")));
+    resp_free(&r);
+    assert_string_equal(e->node.deleted, "api");
+    assert_int_equal(e->node.delete_force, 1);
+    request(e, "DELETE", "/api/v1/groups/new", NULL, TOKEN, 0, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    request(e, "DELETE", "/api/v1/groups/ghost", NULL, TOKEN, 0, &r);
+    assert_error(&r, 404, "ghost");
+    resp_free(&r);
+    assert_int_equal(e->node.deletes, 2);
+}
+
+static void local_instances_page_by_id(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    /* ids: i-1, i-"2, i-3: by id '"' (0x22) sorts first */
+    request(e, "GET", "/api/v1/groups/web/instances?limit=2", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r.json, 0), "id")),
+                        "i-\"2");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r.json, 1), "id")), "i-1");
+    assert_non_null(strstr(r.headers, "after=i-1>; rel=\"next\""));
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/web/instances?limit=2&after=i-1", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 1);
+    assert_null(strstr(r.headers, "Link:")); /* the last page */
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/web/instances?after=%22", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 3);
+    resp_free(&r);
+    const char *bad[] = {"limit=0", "limit=abc", "limit=1001", "limit=-1", "after="};
+    for (size_t i = 0; i < 5; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "/api/v1/groups/web/instances?%s", bad[i]);
+        request(e, "GET", path, NULL, NULL, 0, &r);
+        assert_error(&r, 400, NULL);
+        resp_free(&r);
+    }
+}
+
+static void activities_and_history_are_per_group(void **state)
+{
+    struct env *e = *state;
+    const char *groups[] = {"web", "api", "api"};
+    for (int i = 0; i < 3; i++) {
+        struct store_activity a = {0};
+        snprintf(a.group, sizeof a.group, "%s", groups[i]);
+        a.at_ms = clk_wall_ms();
+        snprintf(a.kind, sizeof a.kind, "scale");
+        snprintf(a.cause, sizeof a.cause, "%s %d", groups[i], i);
+        snprintf(a.status, sizeof a.status, "ok");
+        assert_int_equal(store_activity_add(e->store, &a, NULL), 0);
+    }
+    struct store_metric_group m = {.at_ms = clk_wall_ms() - 1000, .avg_load = 33, .desired = 2};
+    snprintf(m.group, sizeof m.group, "api");
+    assert_int_equal(store_metrics_add(e->store, &m, 1, NULL, 0), 0);
+    struct resp r;
+    request(e, "GET", "/api/v1/groups/api/activities", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r.json, 0), "cause")),
+                        "api 2");
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/web/activities?limit=1000", NULL, NULL, 0, &r);
+    assert_int_equal(json_array_size(r.json), 1);
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/api/metrics/history?since=5m", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "group")), 1);
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/web/metrics/history?since=5m", NULL, NULL, 0, &r);
+    assert_int_equal(json_array_size(json_object_get(r.json, "group")), 0);
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/batch/activities?before=x", NULL, NULL, 0, &r);
+    assert_error(&r, 400, "before");
+    resp_free(&r);
+}
+
+static void cluster_view(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    request(e, "GET", "/api/v1/cluster", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "mode")), "single");
+    json_t *nodes = json_object_get(r.json, "nodes");
+    assert_int_equal(json_array_size(nodes), 1);
+    json_t *n0 = json_array_get(nodes, 0);
+    assert_string_equal(json_string_value(json_object_get(n0, "name")), "node-a");
+    assert_int_equal(json_array_size(json_object_get(n0, "groups")), 3);
+    resp_free(&r);
+    e->node.cluster = json_pack(
+        "{s:s, s:[{s:s, s:s, s:b, s:[s], s:{s:b, s:i}}, {s:s, s:s, s:b, s:[s], s:{s:b, s:i}}]}",
+        "self", "node-a", "nodes", "name", "node-a", "api", e->base, "alive", 1, "groups", "web",
+        "lease", "ok", 1, "ttl_ms", 5000, "name", "node-b", "api", e->base2, "alive", 1, "groups",
+        "api", "lease", "ok", 0, "ttl_ms", 5000);
+    assert_non_null(e->node.cluster);
+    request(e, "GET", "/api/v1/cluster", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "mode")), "cluster");
+    nodes = json_object_get(r.json, "nodes");
+    assert_int_equal(json_array_size(nodes), 2);
+    assert_true(
+        json_is_false(json_object_get(json_object_get(json_array_get(nodes, 1), "lease"), "ok")));
+    resp_free(&r);
+    /* a node that describes the cluster without nodes is a 500, not a crash */
+    json_decref(e->node.cluster);
+    e->node.cluster = json_pack("{s:s}", "self", "node-a");
+    request(e, "GET", "/api/v1/cluster", NULL, NULL, 0, &r);
+    assert_error(&r, 500, "nodes");
+    resp_free(&r);
+}
+
+static void metrics_are_labelled_by_the_groups_run_here(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    request(e, "GET", "/metrics", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "asgd_desired_capacity{group=\"web\"} 2\n"));
+    assert_null(strstr(r.body, "group=\"api\""));   /* run by node-b */
+    assert_null(strstr(r.body, "group=\"batch\"")); /* run by nobody known */
+    assert_non_null(strstr(r.body, "asgd_groups 1\n"));
+    resp_free(&r);
+    struct env e2 = *e;
+    snprintf(e2.base, sizeof e2.base, "%s", e->base2);
+    request(&e2, "GET", "/metrics", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "asgd_instances{group=\"api\",lifecycle=\"in-service\"} 2\n"));
+    assert_non_null(strstr(r.body, "asgd_instance_load{group=\"api\",instance_id=\"a-3\"} 30\n"));
+    assert_null(strstr(r.body, "group=\"web\""));
+    resp_free(&r);
+    /* two groups in one page: each family announced once */
+    tn_add(&e->node, "batch", e->fleet2, NULL, NULL);
+    request(e, "GET", "/metrics", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    const char *p = strstr(r.body, "# TYPE asgd_instances gauge");
+    assert_non_null(p);
+    assert_null(strstr(p + 1, "# TYPE asgd_instances gauge"));
+    assert_non_null(strstr(r.body, "asgd_min_size{group=\"batch\"} 1\n"));
+    assert_non_null(strstr(r.body, "asgd_min_size{group=\"web\"} 1\n"));
+    resp_free(&r);
+}
+
+static void readyz_reports_the_node_reason(void **state)
+{
+    struct env *e = *state;
+    char err[512];
+    struct http_server *s = NULL;
+    struct test_node tn = {.store = e->store};
+    tn_add(&tn, "web", e->fleet, NULL, NULL);
+    tn.not_ready = "etcd quorum lost: no provider action until it is back";
+    struct http_deps d = {
+        .listen = "127.0.0.1:0", .store = e->store, .ops = &tn_ops_ready, .ops_arg = &tn};
+    assert_int_equal(http_start(&d, &s, err, sizeof err), 0);
+    struct env e2 = *e;
+    snprintf(e2.base, sizeof e2.base, "http://127.0.0.1:%u", (unsigned)http_bound_port(s));
+    struct resp r;
+    request(&e2, "GET", "/readyz", NULL, NULL, 0, &r);
+    assert_error(&r, 503, "quorum lost");
+    resp_free(&r);
+    tn.not_ready = NULL;
+    request(&e2, "GET", "/readyz", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    /* no create/delete ops: 501, not a crash */
+    request(&e2, "POST", "/api/v1/groups", "{\"group\": {\"name\": \"x\"}}", NULL, 0, &r);
+    assert_error(&r, 401, NULL); /* no token configured: read-only first */
+    resp_free(&r);
+    http_free(s);
+    assert_int_equal(tn.gets, tn.puts);
+}
+
+static void node_without_optional_ops_answers_501_and_503(void **state)
+{
+    struct env *e = *state;
+    char err[512];
+    struct http_server *s = NULL;
+    struct test_node tn = {.store = e->store};
+    tn_add(&tn, "web", e->fleet, NULL, NULL);
+    tn_add(&tn, "api", NULL, "node-b", "http://127.0.0.1:1");
+    static const struct http_node_ops minimal = {.group_get = tn_group_get};
+    struct http_deps d = {.listen = "127.0.0.1:0",
+                          .token = TOKEN,
+                          .store = e->store,
+                          .ops = &minimal,
+                          .ops_arg = &tn,
+                          .proxy_timeout_ms = 500};
+    assert_int_equal(http_start(&d, &s, err, sizeof err), 0);
+    struct env e2 = *e;
+    snprintf(e2.base, sizeof e2.base, "http://127.0.0.1:%u", (unsigned)http_bound_port(s));
+    struct resp r;
+    request(&e2, "POST", "/api/v1/groups", "{\"group\": {\"name\": \"x\"}}", TOKEN, 0, &r);
+    assert_error(&r, 501, NULL);
+    resp_free(&r);
+    request(&e2, "DELETE", "/api/v1/groups/web", NULL, TOKEN, 0, &r);
+    assert_error(&r, 501, NULL);
+    resp_free(&r);
+    request(&e2, "POST", "/api/v1/groups/api/instances/a-1/terminate", NULL, TOKEN, 0, &r);
+    assert_error(&r, 503, "owner");
+    resp_free(&r);
+    /* owner_api that refuses connections: the store's rows, quickly */
+    request(&e2, "GET", "/api/v1/groups/api/instances", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 3);
+    resp_free(&r);
     http_free(s);
 }
 
@@ -801,8 +1637,8 @@ static void prom_render_escapes_and_sums(void **state)
     struct stats st;
     memset(&st, 0, sizeof st);
     struct ctl_status cs = {.avg_load = 12.5, .last_tick_ms = 1000, .provider_ok = 1};
-    struct http_prom_input in = {
-        .group = "g\"1", .slots = s, .n_slots = 2, .ctl = &cs, .stats = &st};
+    struct http_prom_group pg = {.group = "g\"1", .slots = s, .n_slots = 2, .ctl = &cs};
+    struct http_prom_input in = {.groups = &pg, .n_groups = 1, .stats = &st};
     struct http_buf b = HTTP_BUF_INIT;
     assert_int_equal(http__prom_render(&b, &in), 0);
     assert_non_null(strstr(b.p, "instance_id=\"a\\\\b\\nc\"} 12.5\n"));
@@ -893,6 +1729,30 @@ int main(void)
         cmocka_unit_test_setup_teardown(start_errors_are_explained, setup, teardown),
         cmocka_unit_test_setup_teardown(without_token_the_api_is_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(token_compare_and_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(groups_list_every_group_with_counts_and_owner, setup_multi,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(single_group_routes_refuse_several_groups, setup_multi,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(group_routes_check_names_and_bodies, setup_multi, teardown),
+        cmocka_unit_test_setup_teardown(patch_of_a_group_run_elsewhere_writes_the_store,
+                                        setup_multi, teardown),
+        cmocka_unit_test_setup_teardown(
+            instances_of_a_group_run_elsewhere_are_proxied_then_from_the_store, setup_multi,
+            teardown),
+        cmocka_unit_test_setup_teardown(proxied_requests_are_never_forwarded_again, setup_multi,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(terminate_of_a_group_run_elsewhere_goes_to_the_node,
+                                        setup_multi, teardown),
+        cmocka_unit_test_setup_teardown(create_and_delete_groups, setup_multi, teardown),
+        cmocka_unit_test_setup_teardown(local_instances_page_by_id, setup_multi, teardown),
+        cmocka_unit_test_setup_teardown(activities_and_history_are_per_group, setup_multi,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(cluster_view, setup_multi, teardown),
+        cmocka_unit_test_setup_teardown(metrics_are_labelled_by_the_groups_run_here, setup_multi,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(readyz_reports_the_node_reason, setup, teardown),
+        cmocka_unit_test_setup_teardown(node_without_optional_ops_answers_501_and_503, setup_multi,
+                                        teardown),
         cmocka_unit_test(prom_render_escapes_and_sums),
         cmocka_unit_test(group_patch_pure),
     };

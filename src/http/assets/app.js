@@ -1,6 +1,8 @@
 // asgd dashboard: polls the API every 2 s and draws everything itself (no libraries, no network
-// beyond asgd). Charts keep the last 10 minutes: history from /api/v1/metrics/history at start,
-// then one sample per poll, so they move even between the store's downsampled rows.
+// beyond asgd). A group picker (from /api/v1/groups; the URL keeps the choice as #group=NAME)
+// points every panel at /api/v1/groups/NAME/...; a cluster panel appears when /api/v1/cluster
+// reports more than one node. Charts keep the last 10 minutes: history from
+// .../metrics/history at start (and when the group changes), then one sample per poll.
 'use strict';
 
 const POLL_MS = 2000;
@@ -9,7 +11,9 @@ const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2
                  '#65a30d', '#ea580c', '#4f46e5', '#0d9488', '#9333ea'];
 
 const state = {
-  group: null,        // last GET /api/v1/group
+  name: null,         // the group shown (from #group=NAME, else the first of /api/v1/groups)
+  groups: [],         // last GET /api/v1/groups
+  group: null,        // last GET /api/v1/groups/NAME
   token: sessionStorage.getItem('asgd-token') || '',
   cap: [],            // [{t, desired, in_service}]
   avg: [],            // [[t, avg]]
@@ -51,6 +55,84 @@ async function api(method, path, body) {
     throw err;
   }
   return data;
+}
+
+// The API path of the shown group's resource sub ('' for the group itself).
+function gp(sub) {
+  return '/api/v1/groups/' + encodeURIComponent(state.name) + (sub || '');
+}
+
+function hashGroup() {
+  const m = /(?:^#|&)group=([^&]*)/.exec(location.hash);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+function resetCharts() {
+  state.cap = [];
+  state.avg = [];
+  state.loads = new Map();
+  state.colors = new Map();
+}
+
+// Fills the picker; picks the group from the URL, else keeps the current one, else the first.
+function renderPicker() {
+  const sel = $('#group-pick');
+  const names = state.groups.map((g) => g.name);
+  const want = hashGroup();
+  if (want && names.includes(want)) state.name = want;
+  else if (!state.name || !names.includes(state.name)) state.name = names.length ? names[0] : null;
+  const have = Array.from(sel.options).map((o) => o.value);
+  if (have.join('\n') !== names.join('\n')) {
+    sel.replaceChildren(...state.groups.map((g) => el('option', { value: g.name, text: g.name })));
+  }
+  if (state.name) sel.value = state.name;
+  $('#picker').classList.toggle('hidden', names.length === 0);
+}
+
+async function switchGroup(name) {
+  if (name === state.name) return;
+  state.name = name;
+  history.replaceState(null, '', '#group=' + encodeURIComponent(name));
+  state.group = null;
+  resetCharts();
+  $('#instances tbody').replaceChildren();
+  $('#activities tbody').replaceChildren();
+  $('#settings').querySelectorAll('.dirty').forEach((e) => e.classList.remove('dirty'));
+  formMsg('', '');
+  await loadHistory();
+  await poll();
+}
+
+function renderCluster(c) {
+  const nodes = c && Array.isArray(c.nodes) ? c.nodes : [];
+  $('#cluster').classList.toggle('hidden', nodes.length < 2);
+  if (nodes.length < 2) return;
+  const tb = $('#cluster-nodes tbody');
+  tb.replaceChildren();
+  for (const n of nodes) {
+    const l = n.lease && typeof n.lease === 'object' ? n.lease : null;
+    const lease = el('td', {});
+    if (l) {
+      lease.append(tag(l.ok ? 'ok' : 'lost'));
+      let txt = '';
+      if (typeof l.last_renewal_ms_ago === 'number') txt += ' renewed ' + (l.last_renewal_ms_ago / 1000).toFixed(1) + ' s ago';
+      if (l.detail) txt += ' · ' + l.detail;
+      lease.append(txt);
+    } else {
+      lease.append('–');
+    }
+    const groups = el('td', { class: 'groups' });
+    for (const g of n.groups || []) {
+      const a = el('a', { href: '#group=' + encodeURIComponent(g), text: g });
+      if (g === state.name) a.className = 'current';
+      groups.append(a, ' ');
+    }
+    tb.append(el('tr', { 'data-node': n.name },
+      el('td', { text: n.name + (n.self ? ' (this node)' : '') }), el('td', { text: n.api || '–' }),
+      el('td', {}, tag(n.alive === false ? 'down' : 'alive')), lease, groups));
+  }
+  const st = c.store;
+  $('#cluster-store').textContent = st ? (st.type || 'store') + (st.ok === false ? ': NOT OK ' + (st.detail || '') : ': ok') : '';
 }
 
 function fmtTime(iso) {
@@ -219,7 +301,8 @@ function trim() {
 
 async function loadHistory() {
   try {
-    const h = await api('GET', '/api/v1/metrics/history?since=10m');
+    if (!state.name) return;
+    const h = await api('GET', gp('/metrics/history?since=10m'));
     for (const r of h.group) {
       state.cap.push({ t: r.t, desired: r.desired, in_service: r.in_service });
       state.avg.push([r.t, r.avg_load]);
@@ -300,7 +383,7 @@ async function submitSettings(ev) {
   if (!Object.keys(patch).length) { formMsg('Nothing changed.', ''); return; }
   $('#apply').disabled = true;
   try {
-    const g = await api('PATCH', '/api/v1/group', patch);
+    const g = await api('PATCH', gp(''), patch);
     state.group = g;
     fillForm(g, true);
     renderGroup(g);
@@ -330,6 +413,14 @@ function renderGroup(g) {
     ? `target tracking at ${p.target}% ± ${p.tolerance}, every ${p.evaluation_period}, scale-down window ${p.scale_down_window}`
     : `threshold: above ${p.up_threshold}% ×${p.up_factor}, below ${p.down_threshold}% ×${p.down_factor}, every ${p.evaluation_period}, cooldown ${p.cooldown}`;
   drawGauge(g.average_load);
+  const owner = $('#owner');
+  if (g.live === false) {
+    owner.textContent = 'owner ' + (g.owner_node || 'unknown') + ' not reachable: counts from the store, no health or load';
+    owner.className = 'pill bad';
+  } else {
+    owner.textContent = g.owner_node ? 'run by ' + g.owner_node : '';
+    owner.className = g.owner_node ? 'pill' : 'hidden';
+  }
 }
 
 function tag(text) {
@@ -371,7 +462,7 @@ function renderActivities(list) {
 async function terminate(id) {
   const dec = confirm('Terminate ' + id + '?\n\nOK: lower desired capacity by one.\nCancel: keep desired (the instance is replaced).');
   try {
-    await api('POST', '/api/v1/instances/' + encodeURIComponent(id) + '/terminate', { decrement_desired: dec });
+    await api('POST', gp('/instances/' + encodeURIComponent(id) + '/terminate'), { decrement_desired: dec });
     formMsg('Terminate of ' + id + ' requested.', 'ok');
   } catch (e) {
     formMsg(e.message, 'error');
@@ -380,9 +471,24 @@ async function terminate(id) {
 
 async function poll() {
   try {
-    const [g, inst, acts] = await Promise.all([
-      api('GET', '/api/v1/group'), api('GET', '/api/v1/instances'), api('GET', '/api/v1/activities?limit=30'),
+    const [groups, cluster] = await Promise.all([
+      api('GET', '/api/v1/groups'), api('GET', '/api/v1/cluster').catch(() => null),
     ]);
+    state.groups = Array.isArray(groups) ? groups : [];
+    renderPicker();
+    renderCluster(cluster);
+    if (!state.name) {
+      $('#group-name').textContent = '(no group yet)';
+      const conn = $('#conn');
+      conn.textContent = 'no group';
+      conn.className = 'pill';
+      return;
+    }
+    const name = state.name;
+    const [g, inst, acts] = await Promise.all([
+      api('GET', gp('')), api('GET', gp('/instances')), api('GET', gp('/activities?limit=30')),
+    ]);
+    if (name !== state.name) return; // switched meanwhile: the next poll draws the new group
     const now = Date.now();
     state.group = g;
     renderGroup(g);
@@ -399,8 +505,8 @@ async function poll() {
     trim();
     drawCharts();
     const conn = $('#conn');
-    conn.textContent = g.provider_ok === false ? 'provider error' : 'live';
-    conn.className = 'pill ' + (g.provider_ok === false ? 'bad' : 'ok');
+    conn.textContent = g.provider_ok === false ? 'provider error' : (g.live === false ? 'not live' : 'live');
+    conn.className = 'pill ' + (g.provider_ok === false || g.live === false ? 'bad' : 'ok');
     $('#updated').textContent = 'updated ' + new Date(now).toLocaleTimeString([], { hour12: false });
   } catch (e) {
     const conn = $('#conn');
@@ -432,8 +538,17 @@ function init() {
     if (id && ev.target.tagName === 'BUTTON') terminate(id);
   });
   window.addEventListener('resize', drawCharts);
+  $('#group-pick').addEventListener('change', (ev) => switchGroup(ev.target.value));
+  window.addEventListener('hashchange', () => {
+    const want = hashGroup();
+    if (want && want !== state.name) switchGroup(want);
+  });
   drawGauge(null);
-  loadHistory().then(poll);
+  // the group list first: history is per group
+  api('GET', '/api/v1/groups').then((groups) => {
+    state.groups = Array.isArray(groups) ? groups : [];
+    renderPicker();
+  }).catch(() => {}).then(loadHistory).then(poll);
   setInterval(poll, POLL_MS);
 }
 
