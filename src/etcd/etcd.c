@@ -957,6 +957,25 @@ int etcd_delete(struct etcd *h, const void *key, size_t key_len, int prefix, int
     return 0;
 }
 
+int etcd_compact(struct etcd *h, int64_t revision)
+{
+    if (!h || revision < 1) {
+        if (h)
+            set_err(h, "etcd compact: revision must be >= 1");
+        return ETCD_EINVAL;
+    }
+    json_t *req = json_object(), *reply = NULL;
+    int rc = req ? j_set(req, "revision", j_i64str(revision)) : ETCD_ENOMEM;
+    if (rc) {
+        json_decref(req);
+        set_err(h, "etcd compact: out of memory");
+        return rc;
+    }
+    rc = call(h, "compact", "/v3/kv/compaction", req, &reply);
+    json_decref(reply);
+    return rc;
+}
+
 /* ---- txn ---------------------------------------------------------------- */
 
 static const char *const cmp_targets[] = {"VALUE", "CREATE", "MOD", "VERSION", "LEASE"};
@@ -1611,13 +1630,15 @@ static void *watch_main(void *arg)
     CURL *c = curl_easy_init();
     size_t e = 0, failed_in_row = 0;
     while (c && !atomic_load(&w->stop)) {
+        int64_t t0 = now_ms();
         watch_stream(w, c, e);
         if (atomic_load(&w->stop))
             break;
-        /* A stream that was created and then broke is normal (member died,
-         * idle, compaction): try at once. A run of failures over every
-         * endpoint waits a little, growing to 1 s. */
-        if (w->got_data)
+        /* A stream that was created, lived a while and then broke is normal
+         * (member died, idle, compaction): try at once. A run of failures
+         * (or of streams that break at once) over every endpoint waits a
+         * little, growing to 1 s, so a broken member is not hammered. */
+        if (w->got_data && now_ms() - t0 >= 1000)
             failed_in_row = 0;
         else
             failed_in_row++;
