@@ -952,6 +952,22 @@ static int torture_sequence(const char *dir, long round)
     free(ir);
     T(store_metrics_prune(st, 0, NULL));
     T(store_delete_instance(st, id));
+    /* v2 calls; the group "tmp" comes and goes each round */
+    T(store_put_spec(st, "web", "{\"provider\":{}}", -1, NULL));
+    char *spec = NULL;
+    T(store_get_spec(st, "web", &spec, NULL));
+    free(spec);
+    int64_t rq = 0;
+    int r1 = store_request_add(st, "web", "terminate", "{}", &rq);
+    T(r1);
+    struct store_request *reqs = NULL;
+    T(store_request_list(st, "web", &reqs, &n));
+    store_requests_free(reqs, n);
+    if (r1 == 0)
+        T(store_request_delete(st, "web", rq));
+    sample_group(&g, "tmp");
+    if (store_put_settings(st, &g, -1, NULL) == 0)
+        T(store_delete_group(st, "tmp"));
 #undef T
     store_close(st);
     return fails;
