@@ -559,7 +559,14 @@ enum attempt {
 static enum attempt classify_error(struct etcd *h, struct ep *ep, long status, json_t *j,
                                    int *final)
 {
+    /* Unary errors are {"error": text, "message": text, "code": n}; stream
+     * errors (lease keepalive) nest {"grpc_code": n, "message": text}. */
+    json_t *nested = json_object_get(j, "error");
+    if (nested && json_is_object(nested))
+        j = nested;
     json_t *jc = json_object_get(j, "code");
+    if (!jc)
+        jc = json_object_get(j, "grpc_code");
     json_t *jm = json_object_get(j, "message");
     if (!jm || !json_is_string(jm))
         jm = json_object_get(j, "error");
