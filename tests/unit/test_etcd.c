@@ -499,6 +499,30 @@ static void watch_resumes_after_member_restart(void **state)
     etcd_free(h);
 }
 
+static void watch_notices_stalled_member(void **state)
+{
+    (void)state;
+    struct etcd *h = new_handle(500, 5000);
+    struct collector c;
+    struct etcd_watch *w = watch("ws/", 0, &c);
+    wait_connected(w);
+    int64_t revs[10];
+    assert_ok(h, etcd_put(h, "ws/k", ETCD_NUL, "v", 1, 0, &revs[0]));
+    assert_int_equal(wait_events(&c, 1, 15000), 1);
+    /* Member 1 (the watch's) freezes with its sockets open: nothing says the
+     * stream is dead but its silence (no progress notifications). */
+    assert_int_equal(cluster("pause %s 1", cluster_dir), 0);
+    for (int i = 1; i < 10; i++)
+        assert_ok(h, etcd_put(h, "ws/k", ETCD_NUL, "v", 1, 0, &revs[i]));
+    size_t got = wait_events(&c, 10, 30000);
+    assert_int_equal(cluster("resume %s 1", cluster_dir), 0);
+    assert_int_equal(got, 10);
+    etcd_watch_stop(w);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(c.ev[i].mod_revision, revs[i]);
+    etcd_free(h);
+}
+
 static void watch_reports_compaction(void **state)
 {
     (void)state;
@@ -791,6 +815,7 @@ int main(void)
         cmocka_unit_test(watch_sees_puts_and_deletes_in_order),
         cmocka_unit_test(watch_reports_compaction),
         cmocka_unit_test(watch_resumes_after_member_restart),
+        cmocka_unit_test(watch_notices_stalled_member),
         cmocka_unit_test(failover_when_member_in_use_dies),
         cmocka_unit_test(unavailable_without_quorum_then_recovers),
     };
