@@ -94,14 +94,8 @@ static int run(int instances)
         fprintf(stderr, "bench_http: setup failed: %s\n", err);
         goto out;
     }
-    struct asgd_conf c = {0};
-    if (conf_defaults(&c)) {
-        conf_release(&c);
-        goto out;
-    }
-    struct group_settings g = c.group;
-    conf_release(&c);
-    snprintf(g.name, sizeof g.name, "bench");
+    struct group_settings g;
+    group_settings_default(&g, "bench");
     g.min_size = 0;
     g.max_size = 4096;
     g.desired_capacity = instances;

@@ -1,33 +1,26 @@
 /*
- * conf.c - reads asgd's config file into struct asgd_conf (conf.h).
+ * conf.c - reads asgd's node file into struct asgd_conf (conf.h).
  *
- * Reading is two steps: the typed cfg getters check each value on its own
- * (type and a generous range, reported at the value's line), then
- * conf_validate_group() and check_rest() check how the values fit together
- * (min <= desired <= max, down < up, timeout < interval, ...) and the error
- * is placed at the offending key's line with cfg_error_at(). The HTTP API's
- * PATCH uses the same conf_validate_group(), so a setting the file would
- * refuse is refused there too.
+ * The node sections are read here; every group, whether it sits in the node
+ * file (the single-file layout) or in a file of [groups] dir, is read by
+ * group_conf_read_cfg() (src/group/), the same reader the API's and the
+ * store's specs go through. Errors are placed at the offending key's line.
  */
 #include "asgd/conf.h"
 
-#include <arpa/inet.h>
-#include <stdarg.h>
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/clock.h"
 #include "common/util.h"
 
 #include "common/banned.h"
 
-#define SEC_MS  1000LL
-#define HOUR_MS (3600LL * 1000)
-#define DAY_MS  (24 * HOUR_MS)
-/* Sizes beyond this are typos, not fleets. */
-#define CONF_MAX_INSTANCES 100000
+#define SEC_MS 1000LL
 
 #define set_err util_set_err
 
@@ -42,20 +35,28 @@ static char *xstrdup(const char *s)
     return p;
 }
 
+/* "a" + "/" + "b", malloc'd. */
+static char *join(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    char *p = malloc(na + nb + 2);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, a, na);
+    p[na] = '/';
+    memcpy(p + na + 1, b, nb + 1);
+    return p;
+}
+
 int conf_name_valid(const char *name)
 {
-    if (name == NULL)
-        return 0;
-    size_t n = strlen(name);
-    if (n == 0 || n > CONF_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = name[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '-' || ch == '_' || ch == '.'))
-            return 0;
-    }
-    return 1;
+    return group_name_valid(name);
+}
+
+int conf_validate_group(const struct group_settings *g, const char **sec, const char **key,
+                        char *err, size_t errlen)
+{
+    return group_settings_validate(g, sec, key, err, errlen);
 }
 
 char *conf_default_store_dir(const char *name)
@@ -63,21 +64,40 @@ char *conf_default_store_dir(const char *name)
     const char *sd = getenv("STATE_DIRECTORY");
     const char *xdg = getenv("XDG_STATE_HOME");
     const char *home = getenv("HOME");
+    const char *sl = name ? "/" : "";
     char buf[4096];
     int n;
+    if (name == NULL)
+        name = "";
     if (sd != NULL && sd[0] == '/')
-        n = snprintf(buf, sizeof(buf), "%s/%s", sd, name);
+        n = snprintf(buf, sizeof(buf), "%s%s%s", sd, sl, name);
     else if (geteuid() == 0)
-        n = snprintf(buf, sizeof(buf), "/var/lib/asgd/%s", name);
+        n = snprintf(buf, sizeof(buf), "/var/lib/asgd%s%s", sl, name);
     else if (xdg != NULL && xdg[0] == '/')
-        n = snprintf(buf, sizeof(buf), "%s/asgd/%s", xdg, name);
+        n = snprintf(buf, sizeof(buf), "%s/asgd%s%s", xdg, sl, name);
     else if (home != NULL && home[0] == '/')
-        n = snprintf(buf, sizeof(buf), "%s/.local/state/asgd/%s", home, name);
+        n = snprintf(buf, sizeof(buf), "%s/.local/state/asgd%s%s", home, sl, name);
     else
-        n = snprintf(buf, sizeof(buf), "/tmp/asgd-%u/%s", (unsigned)geteuid(), name);
+        n = snprintf(buf, sizeof(buf), "/tmp/asgd-%u%s%s", (unsigned)geteuid(), sl, name);
     if (n < 0 || (size_t)n >= sizeof(buf))
-        n = snprintf(buf, sizeof(buf), "/tmp/asgd-%u/%s", (unsigned)geteuid(), name);
+        n = snprintf(buf, sizeof(buf), "/tmp/asgd-%u%s%s", (unsigned)geteuid(), sl, name);
     return xstrdup(buf);
+}
+
+char *conf_local_dir(const struct asgd_conf *c, const char *name)
+{
+    char *local = join(c->store.dir, "local");
+    char *dir = local ? join(local, name) : NULL;
+    free(local);
+    return dir;
+}
+
+struct group_conf *conf_find_group(struct asgd_conf *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_groups; i++)
+        if (strcmp(c->groups[i].settings.name, name) == 0)
+            return &c->groups[i];
+    return NULL;
 }
 
 void conf_release(struct asgd_conf *c)
@@ -88,135 +108,95 @@ void conf_release(struct asgd_conf *c)
     free(c->monitor.listen);
     free(c->monitor.token_file);
     free(c->monitor.advertise);
-    free(c->local.agent);
-    free(c->local.agent_args);
-    free(c->local.address_base);
-    free(c->store_dir);
     free(c->api.listen);
     free(c->api.token_file);
+    free(c->store.dir);
+    for (size_t i = 0; i < c->store.n_etcd_endpoints; i++)
+        free(c->store.etcd_endpoints[i]);
+    free(c->store.etcd_endpoints);
+    free(c->store.etcd_prefix);
+    free(c->store.etcd_ca_file);
+    free(c->store.etcd_cert_file);
+    free(c->store.etcd_key_file);
+    free(c->cluster.node);
+    free(c->cluster.api_advertise);
+    free(c->groups_dir);
+    for (size_t i = 0; i < c->n_groups; i++)
+        group_conf_release(&c->groups[i]);
+    free(c->groups);
     memset(c, 0, sizeof(*c));
 }
 
-int conf_defaults(struct asgd_conf *c)
+/* The node-level defaults (no group, no store dir: they depend on the groups). */
+static int node_defaults(struct asgd_conf *c)
 {
     memset(c, 0, sizeof(*c));
-    struct group_settings *g = &c->group;
-    snprintf(g->name, sizeof(g->name), "%s", "default");
-    g->min_size = 1;
-    g->max_size = 1;
-    g->desired_capacity = 1;
-    policy_settings_default(&g->policy, POLICY_THRESHOLD);
-    snprintf(g->health.type, sizeof(g->health.type), "%s", "agent");
-    g->health.interval_ms = 2 * SEC_MS;
-    g->health.timeout_ms = 1 * SEC_MS;
-    g->health.healthy_threshold = 2;
-    g->health.unhealthy_threshold = 3;
-    g->health.grace_period_ms = 30 * SEC_MS;
-    c->provider = CONF_PROVIDER_LOCAL;
+    char host[256];
+    if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+        snprintf(host, sizeof(host), "%s", "localhost");
+    host[sizeof(host) - 1] = '\0';
     c->monitor.listen = xstrdup("127.0.0.1:50052");
     c->monitor.agent_port = 50051;
-    c->local.address_base = xstrdup("127.0.0.2");
-    c->store_dir = conf_default_store_dir(g->name);
     c->api.listen = xstrdup("127.0.0.1:8080");
-    if (c->monitor.listen == NULL || c->local.address_base == NULL || c->store_dir == NULL ||
-        c->api.listen == NULL)
+    c->store.type = CONF_STORE_SQLITE;
+    c->store.etcd_prefix = xstrdup("/asgd");
+    c->cluster.node = xstrdup(host);
+    c->cluster.lease_ttl_ms = 5 * SEC_MS;
+    if (c->monitor.listen == NULL || c->api.listen == NULL || c->store.etcd_prefix == NULL ||
+        c->cluster.node == NULL)
         return -1;
     return 0;
 }
 
-/* The reason alone; the caller places it. */
-#define FAIL(s, k, ...)                                                                            \
-    do {                                                                                           \
-        if (sec)                                                                                   \
-            *sec = (s);                                                                            \
-        if (key)                                                                                   \
-            *key = (k);                                                                            \
-        set_err(err, errlen, __VA_ARGS__);                                                         \
-        return -1;                                                                                 \
-    } while (0)
-
-static int dur_in(int64_t v, int64_t lo, int64_t hi)
+/* Appends *g (moved: *g is zeroed) to c->groups. */
+static int add_group(struct asgd_conf *c, struct group_conf *g)
 {
-    return v >= lo && v <= hi;
-}
-
-int conf_validate_group(const struct group_settings *g, const char **sec, const char **key,
-                        char *err, size_t errlen)
-{
-    char a[32], b[32], c[32];
-    if (!conf_name_valid(g->name))
-        FAIL("group", "name", "\"%s\" is not a valid name (1..%d letters, digits, '-', '_', '.')",
-             g->name, CONF_NAME_MAX);
-    if (g->min_size < 0 || g->min_size > CONF_MAX_INSTANCES)
-        FAIL("group", "min_size", "%d is out of range (0..%d)", g->min_size, CONF_MAX_INSTANCES);
-    if (g->max_size < 0 || g->max_size > CONF_MAX_INSTANCES)
-        FAIL("group", "max_size", "%d is out of range (0..%d)", g->max_size, CONF_MAX_INSTANCES);
-    if (g->min_size > g->max_size)
-        FAIL("group", "min_size", "%d is greater than max_size (%d)", g->min_size, g->max_size);
-    if (g->desired_capacity < g->min_size || g->desired_capacity > g->max_size)
-        FAIL("group", "desired_capacity", "%d is outside min_size..max_size (%d..%d)",
-             g->desired_capacity, g->min_size, g->max_size);
-
-    const struct policy_settings *p = &g->policy;
-    if (p->type != POLICY_THRESHOLD && p->type != POLICY_TARGET)
-        FAIL("policy", "type", "unknown policy type %d", p->type);
-    if (!(p->up_threshold >= 0 && p->up_threshold <= 100))
-        FAIL("policy", "scale_up_threshold", "%g is out of range (0..100)", p->up_threshold);
-    if (!(p->down_threshold >= 0 && p->down_threshold <= 100))
-        FAIL("policy", "scale_down_threshold", "%g is out of range (0..100)", p->down_threshold);
-    if (!(p->down_threshold < p->up_threshold))
-        FAIL("policy", "scale_down_threshold", "%g must be below scale_up_threshold (%g)",
-             p->down_threshold, p->up_threshold);
-    if (!(p->up_factor > 1 && p->up_factor <= 100))
-        FAIL("policy", "scale_up_factor", "%g must be greater than 1 (and at most 100)",
-             p->up_factor);
-    if (!(p->down_factor > 0 && p->down_factor < 1))
-        FAIL("policy", "scale_down_factor", "%g must be between 0 and 1 (exclusive)",
-             p->down_factor);
-    if (!(p->target > 0 && p->target <= 100))
-        FAIL("policy", "target", "%g must be above 0 and at most 100", p->target);
-    if (!(p->tolerance >= 0 && p->tolerance < 1))
-        FAIL("policy", "tolerance", "%g must be at least 0 and below 1", p->tolerance);
-    if (!dur_in(p->evaluation_period_ms, 100, DAY_MS)) {
-        clk_format_duration(p->evaluation_period_ms, a, sizeof(a));
-        FAIL("policy", "evaluation_period", "%s is out of range (100ms..24h)", a);
-    }
-    if (!dur_in(p->cooldown_ms, 0, DAY_MS)) {
-        clk_format_duration(p->cooldown_ms, a, sizeof(a));
-        FAIL("policy", "cooldown", "%s is out of range (0s..24h)", a);
-    }
-    if (!dur_in(p->scale_down_window_ms, 0, DAY_MS)) {
-        clk_format_duration(p->scale_down_window_ms, a, sizeof(a));
-        FAIL("policy", "scale_down_window", "%s is out of range (0s..24h)", a);
-    }
-
-    const struct group_health *h = &g->health;
-    if (strcmp(h->type, "agent") != 0 && strcmp(h->type, "ec2") != 0)
-        FAIL("health", "type", "\"%s\" is not one of: agent, ec2", h->type);
-    if (!dur_in(h->interval_ms, 10, HOUR_MS)) {
-        clk_format_duration(h->interval_ms, a, sizeof(a));
-        FAIL("health", "interval", "%s is out of range (10ms..1h)", a);
-    }
-    if (!dur_in(h->timeout_ms, 1, HOUR_MS)) {
-        clk_format_duration(h->timeout_ms, a, sizeof(a));
-        FAIL("health", "timeout", "%s is out of range (1ms..1h)", a);
-    }
-    if (h->timeout_ms >= h->interval_ms) {
-        clk_format_duration(h->timeout_ms, b, sizeof(b));
-        clk_format_duration(h->interval_ms, c, sizeof(c));
-        FAIL("health", "timeout", "%s must be shorter than interval (%s)", b, c);
-    }
-    if (h->healthy_threshold < 1 || h->healthy_threshold > 1000)
-        FAIL("health", "healthy_threshold", "%d is out of range (1..1000)", h->healthy_threshold);
-    if (h->unhealthy_threshold < 1 || h->unhealthy_threshold > 1000)
-        FAIL("health", "unhealthy_threshold", "%d is out of range (1..1000)",
-             h->unhealthy_threshold);
-    if (!dur_in(h->grace_period_ms, 0, DAY_MS)) {
-        clk_format_duration(h->grace_period_ms, a, sizeof(a));
-        FAIL("health", "grace_period", "%s is out of range (0s..24h)", a);
-    }
+    struct group_conf *ng = realloc(c->groups, (c->n_groups + 1) * sizeof(*ng));
+    if (ng == NULL)
+        return -1;
+    c->groups = ng;
+    c->groups[c->n_groups++] = *g;
+    memset(g, 0, sizeof(*g));
     return 0;
 }
+
+/* http://<api listen> */
+static int default_advertise(struct asgd_conf *c)
+{
+    size_t n = strlen(c->api.listen) + sizeof("http://");
+    char *p = malloc(n);
+    if (p == NULL)
+        return -1;
+    snprintf(p, n, "http://%s", c->api.listen);
+    free(c->cluster.api_advertise);
+    c->cluster.api_advertise = p;
+    return 0;
+}
+
+int conf_defaults(struct asgd_conf *c)
+{
+    if (node_defaults(c) != 0)
+        return -1;
+    struct cfg empty = CFG_INIT;
+    struct group_conf g;
+    char err[256];
+    int rc = -1;
+    if (cfg_init_named(&empty, "defaults", err, sizeof(err)) != 0)
+        return -1;
+    if (group_conf_read_cfg(&empty, "default", 0, &g, err, sizeof(err)) != 0)
+        goto out;
+    if ((c->store.dir = conf_default_store_dir(g.settings.name)) == NULL ||
+        (g.local.dir = xstrdup(c->store.dir)) == NULL || add_group(c, &g) != 0 ||
+        default_advertise(c) != 0)
+        goto out;
+    rc = 0;
+out:
+    group_conf_release(&g);
+    cfg_release(&empty);
+    return rc;
+}
+
+/* ---- node sections ------------------------------------------------------------------------ */
 
 /* "host:port" with a non-empty host and a port 0..65535 ([v6]:port allowed). */
 static int valid_listen(const char *s)
@@ -258,123 +238,21 @@ static int get_listen(struct cfg *cfg, const char *sec, char **out, char *err, s
         return -1;
     if (!valid_listen(*out)) {
         cfg_error_at(cfg, sec, "listen", err, errlen,
-                     "\"%s\" is not an address \"host:port\" (port 0..65535)", *out);
+                     "\"%.64s\" is not an address \"host:port\" (port 0..65535)", *out);
         return -1;
     }
     return 0;
 }
 
-/* address_base must be IPv4 loopback with room for max_size consecutive addresses. */
-static int check_address_base(struct cfg *cfg, const struct asgd_conf *c, char *err, size_t errlen)
+/* "http://x" or "https://x" with something after the scheme. */
+static int is_http_url(const char *s)
 {
-    struct in_addr a;
-    if (inet_pton(AF_INET, c->local.address_base, &a) != 1) {
-        cfg_error_at(cfg, "local", "address_base", err, errlen, "\"%s\" is not an IPv4 address",
-                     c->local.address_base);
-        return -1;
-    }
-    uint32_t h = ntohl(a.s_addr);
-    if ((h >> 24) != 127) {
-        cfg_error_at(cfg, "local", "address_base", err, errlen,
-                     "\"%s\" is not a loopback address (127.x.x.x)", c->local.address_base);
-        return -1;
-    }
-    if ((uint64_t)(h & 0xffffff) + (uint64_t)c->group.max_size > 0xffffffu) {
-        cfg_error_at(cfg, "local", "address_base", err, errlen,
-                     "\"%s\" leaves no room for max_size (%d) consecutive addresses in 127/8",
-                     c->local.address_base, c->group.max_size);
-        return -1;
-    }
-    return 0;
+    return (strncmp(s, "http://", 7) == 0 && s[7] != '\0') ||
+           (strncmp(s, "https://", 8) == 0 && s[8] != '\0');
 }
 
-static int read_group(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
+static int read_monitor_api(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
 {
-    struct group_settings *g = &out->group;
-    char *name = NULL;
-    long min, max, desired;
-    if (cfg_get_str(cfg, "group", "name", "default", &name, err, errlen) != 0)
-        return -1;
-    if (!conf_name_valid(name)) {
-        cfg_error_at(cfg, "group", "name", err, errlen,
-                     "\"%s\" is not a valid name (1..%d letters, digits, '-', '_', '.')", name,
-                     CONF_NAME_MAX);
-        free(name);
-        return -1;
-    }
-    snprintf(g->name, sizeof(g->name), "%s", name);
-    free(name);
-    if (cfg_get_int(cfg, "group", "min_size", 1, 0, CONF_MAX_INSTANCES, &min, err, errlen) != 0)
-        return -1;
-    if (cfg_get_int(cfg, "group", "max_size", min > 1 ? min : 1, 0, CONF_MAX_INSTANCES, &max, err,
-                    errlen) != 0)
-        return -1;
-    if (cfg_get_int(cfg, "group", "desired_capacity", min, 0, CONF_MAX_INSTANCES, &desired, err,
-                    errlen) != 0)
-        return -1;
-    g->min_size = (int)min;
-    g->max_size = (int)max;
-    g->desired_capacity = (int)desired;
-    return 0;
-}
-
-static int read_policy(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
-{
-    static const char *const types[] = {"threshold", "target", NULL};
-    struct policy_settings *p = &out->group.policy;
-    int type;
-    if (cfg_get_enum(cfg, "policy", "type", POLICY_THRESHOLD, types, &type, err, errlen) != 0)
-        return -1;
-    policy_settings_default(p, type);
-    if (cfg_get_double(cfg, "policy", "scale_up_threshold", p->up_threshold, 0, 100,
-                       &p->up_threshold, err, errlen) != 0 ||
-        cfg_get_double(cfg, "policy", "scale_down_threshold", p->down_threshold, 0, 100,
-                       &p->down_threshold, err, errlen) != 0 ||
-        cfg_get_double(cfg, "policy", "scale_up_factor", p->up_factor, 0, 100, &p->up_factor, err,
-                       errlen) != 0 ||
-        cfg_get_double(cfg, "policy", "scale_down_factor", p->down_factor, 0, 1, &p->down_factor,
-                       err, errlen) != 0 ||
-        cfg_get_duration(cfg, "policy", "evaluation_period", p->evaluation_period_ms, 100, DAY_MS,
-                         &p->evaluation_period_ms, err, errlen) != 0 ||
-        cfg_get_duration(cfg, "policy", "cooldown", p->cooldown_ms, 0, DAY_MS, &p->cooldown_ms, err,
-                         errlen) != 0 ||
-        cfg_get_double(cfg, "policy", "target", p->target, 0, 100, &p->target, err, errlen) != 0 ||
-        cfg_get_double(cfg, "policy", "tolerance", p->tolerance, 0, 1, &p->tolerance, err,
-                       errlen) != 0 ||
-        cfg_get_duration(cfg, "policy", "scale_down_window", p->scale_down_window_ms, 0, DAY_MS,
-                         &p->scale_down_window_ms, err, errlen) != 0)
-        return -1;
-    return 0;
-}
-
-static int read_health(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
-{
-    static const char *const types[] = {"agent", "ec2", NULL};
-    struct group_health *h = &out->group.health;
-    int type;
-    long rise, fall;
-    if (cfg_get_enum(cfg, "health", "type", 0, types, &type, err, errlen) != 0)
-        return -1;
-    snprintf(h->type, sizeof(h->type), "%s", types[type]);
-    if (cfg_get_duration(cfg, "health", "interval", h->interval_ms, 10, HOUR_MS, &h->interval_ms,
-                         err, errlen) != 0 ||
-        cfg_get_duration(cfg, "health", "timeout", h->timeout_ms, 1, HOUR_MS, &h->timeout_ms, err,
-                         errlen) != 0 ||
-        cfg_get_int(cfg, "health", "healthy_threshold", h->healthy_threshold, 1, 1000, &rise, err,
-                    errlen) != 0 ||
-        cfg_get_int(cfg, "health", "unhealthy_threshold", h->unhealthy_threshold, 1, 1000, &fall,
-                    err, errlen) != 0 ||
-        cfg_get_duration(cfg, "health", "grace_period", h->grace_period_ms, 0, DAY_MS,
-                         &h->grace_period_ms, err, errlen) != 0)
-        return -1;
-    h->healthy_threshold = (int)rise;
-    h->unhealthy_threshold = (int)fall;
-    return 0;
-}
-
-static int read_rest(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
-{
-    static const char *const providers[] = {"local", "ec2", NULL};
     long port;
     if (get_listen(cfg, "monitor", &out->monitor.listen, err, errlen) != 0)
         return -1;
@@ -387,98 +265,297 @@ static int read_rest(struct cfg *cfg, struct asgd_conf *out, char *err, size_t e
         cfg_get_bool(cfg, "monitor", "accept_unknown", out->monitor.accept_unknown,
                      &out->monitor.accept_unknown, err, errlen) != 0)
         return -1;
-
-    if (cfg_get_enum(cfg, "provider", "type", CONF_PROVIDER_LOCAL, providers, &out->provider, err,
-                     errlen) != 0)
-        return -1;
-
-    if (get_nonempty(cfg, "local", "agent", &out->local.agent, err, errlen) != 0)
-        return -1;
-    char *args = NULL;
-    if (cfg_get_str(cfg, "local", "agent_args", NULL, &args, err, errlen) != 0)
-        return -1;
-    free(out->local.agent_args);
-    out->local.agent_args = NULL;
-    if (args != NULL && args[0] != '\0')
-        out->local.agent_args = args;
-    else
-        free(args);
-    if (cfg_get_duration(cfg, "local", "boot_delay", 0, 0, HOUR_MS, &out->local.boot_delay_ms, err,
-                         errlen) != 0 ||
-        get_nonempty(cfg, "local", "address_base", &out->local.address_base, err, errlen) != 0)
-        return -1;
-
-    const struct cfg_entry *dir = cfg_find(cfg, "store", "dir");
-    if (dir != NULL) {
-        if (get_nonempty(cfg, "store", "dir", &out->store_dir, err, errlen) != 0)
-            return -1;
-    } else {
-        free(out->store_dir);
-        out->store_dir = conf_default_store_dir(out->group.name);
-        if (out->store_dir == NULL) {
-            set_err(err, errlen, "%s: out of memory", cfg->path ? cfg->path : "config");
-            return -1;
-        }
-    }
-
     if (get_listen(cfg, "api", &out->api.listen, err, errlen) != 0 ||
         get_nonempty(cfg, "api", "token_file", &out->api.token_file, err, errlen) != 0)
         return -1;
     return 0;
 }
 
-int conf_load_cfg(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
+/* Splits the comma-separated URL list of [store] etcd_endpoints. */
+static int read_endpoints(struct cfg *cfg, struct conf_store *s, char *err, size_t errlen)
 {
-    set_err(err, errlen, "%s", "");
-    if (conf_defaults(out) != 0)
-        goto oom;
-    if (cfg->path != NULL && (out->path = xstrdup(cfg->path)) == NULL)
-        goto oom;
-    if (read_group(cfg, out, err, errlen) != 0 || read_policy(cfg, out, err, errlen) != 0 ||
-        read_health(cfg, out, err, errlen) != 0 || read_rest(cfg, out, err, errlen) != 0)
-        return -1;
-
-    /* how the values fit together, reported at the offending key */
-    const char *sec = NULL, *key = NULL;
-    char why[256];
-    if (conf_validate_group(&out->group, &sec, &key, why, sizeof(why)) != 0) {
-        cfg_error_at(cfg, sec, key, err, errlen, "%s", why);
-        return -1;
+    const struct cfg_entry *e = cfg_find(cfg, "store", "etcd_endpoints");
+    if (e == NULL)
+        return 0;
+    const char *p = e->value;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        const char *end = comma ? comma : p + strlen(p);
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        const char *q = end;
+        while (q > p && (q[-1] == ' ' || q[-1] == '\t'))
+            q--;
+        size_t n = (size_t)(q - p);
+        char *url = malloc(n + 1);
+        if (url == NULL)
+            goto oom;
+        memcpy(url, p, n);
+        url[n] = '\0';
+        if (!is_http_url(url) || strpbrk(url, " \t") != NULL) {
+            cfg_error_at(cfg, "store", "etcd_endpoints", err, errlen,
+                         "\"%.128s\" is not an http:// or https:// URL", url);
+            free(url);
+            return -1;
+        }
+        char **ne = realloc(s->etcd_endpoints, (s->n_etcd_endpoints + 1) * sizeof(*ne));
+        if (ne == NULL) {
+            free(url);
+            goto oom;
+        }
+        s->etcd_endpoints = ne;
+        s->etcd_endpoints[s->n_etcd_endpoints++] = url;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
     }
-    if (strcmp(out->group.health.type, "ec2") == 0 && out->provider != CONF_PROVIDER_EC2) {
-        cfg_error_at(cfg, "health", "type", err, errlen,
-                     "ec2 health checks need [provider] type = ec2");
-        return -1;
-    }
-    if (out->provider == CONF_PROVIDER_LOCAL && check_address_base(cfg, out, err, errlen) != 0)
-        return -1;
     return 0;
 oom:
     set_err(err, errlen, "%s: out of memory", cfg->path ? cfg->path : "config");
     return -1;
 }
 
-int conf_load(const char *path, struct asgd_conf *out, struct cfg *keep, char *err, size_t errlen)
+static int read_store_cluster(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
+{
+    static const char *const types[] = {"sqlite", "etcd", NULL};
+    struct conf_store *s = &out->store;
+    if (cfg_get_enum(cfg, "store", "type", CONF_STORE_SQLITE, types, &s->type, err, errlen) != 0 ||
+        get_nonempty(cfg, "store", "dir", &s->dir, err, errlen) != 0 ||
+        read_endpoints(cfg, s, err, errlen) != 0 ||
+        get_nonempty(cfg, "store", "etcd_prefix", &s->etcd_prefix, err, errlen) != 0 ||
+        get_nonempty(cfg, "store", "etcd_ca_file", &s->etcd_ca_file, err, errlen) != 0 ||
+        get_nonempty(cfg, "store", "etcd_cert_file", &s->etcd_cert_file, err, errlen) != 0 ||
+        get_nonempty(cfg, "store", "etcd_key_file", &s->etcd_key_file, err, errlen) != 0)
+        return -1;
+    if (s->type == CONF_STORE_ETCD && s->n_etcd_endpoints == 0) {
+        cfg_error_at(cfg, "store", "type", err, errlen,
+                     "etcd needs etcd_endpoints (e.g. http://127.0.0.1:2379)");
+        return -1;
+    }
+    if (s->etcd_prefix[0] != '/') {
+        cfg_error_at(cfg, "store", "etcd_prefix", err, errlen, "\"%.64s\" must start with '/'",
+                     s->etcd_prefix);
+        return -1;
+    }
+    if ((s->etcd_cert_file == NULL) != (s->etcd_key_file == NULL)) {
+        cfg_error_at(cfg, "store", s->etcd_cert_file ? "etcd_cert_file" : "etcd_key_file", err,
+                     errlen, "etcd_cert_file and etcd_key_file go together");
+        return -1;
+    }
+
+    struct conf_cluster *c = &out->cluster;
+    if (get_nonempty(cfg, "cluster", "node", &c->node, err, errlen) != 0 ||
+        cfg_get_duration(cfg, "cluster", "lease_ttl", c->lease_ttl_ms, 2 * SEC_MS, 60 * SEC_MS,
+                         &c->lease_ttl_ms, err, errlen) != 0 ||
+        get_nonempty(cfg, "cluster", "api_advertise", &c->api_advertise, err, errlen) != 0)
+        return -1;
+    if (strlen(c->node) > 253 || strspn(c->node, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRST"
+                                                 "UVWXYZ0123456789-_.") != strlen(c->node)) {
+        cfg_error_at(cfg, "cluster", "node", err, errlen,
+                     "\"%.64s\" is not a node name (1..253 letters, digits, '-', '_', '.')",
+                     c->node);
+        return -1;
+    }
+    if (c->api_advertise != NULL && !is_http_url(c->api_advertise)) {
+        cfg_error_at(cfg, "cluster", "api_advertise", err, errlen,
+                     "\"%.128s\" is not an http:// or https:// URL", c->api_advertise);
+        return -1;
+    }
+    if (c->api_advertise == NULL && default_advertise(out) != 0) {
+        set_err(err, errlen, "%s: out of memory", cfg->path ? cfg->path : "config");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- groups ------------------------------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Where group g was defined, for messages. */
+static const char *origin(const struct group_conf *g, const struct cfg *cfg)
+{
+    return g->path ? g->path : (cfg->path ? cfg->path : "the node file");
+}
+
+/* The *.ini files of dir, sorted; each loaded as a group file. */
+static int read_groups_dir(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
+{
+    DIR *d = opendir(out->groups_dir);
+    if (d == NULL) {
+        cfg_error_at(cfg, "groups", "dir", err, errlen, "cannot open \"%s\": %s", out->groups_dir,
+                     strerror(errno));
+        return -1;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    int rc = -1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (e->d_name[0] == '.' || len <= 4 || strcmp(e->d_name + len - 4, ".ini") != 0)
+            continue;
+        char **nn = realloc(names, (n + 1) * sizeof(*nn));
+        if (nn == NULL)
+            goto oom;
+        names = nn;
+        if ((names[n] = xstrdup(e->d_name)) == NULL)
+            goto oom;
+        n++;
+    }
+    if (n > 1)
+        qsort(names, n, sizeof(*names), cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        char *path = join(out->groups_dir, names[i]);
+        if (path == NULL)
+            goto oom;
+        struct group_conf g;
+        int lrc = group_conf_load_file(path, GROUP_CONF_DERIVE_ADDRESS, &g, err, errlen);
+        free(path);
+        if (lrc != 0) {
+            group_conf_release(&g);
+            goto out;
+        }
+        const struct group_conf *dup = conf_find_group(out, g.settings.name);
+        if (dup != NULL) {
+            set_err(err, errlen, "%s: group \"%s\" is already defined in %s", g.path,
+                    g.settings.name, origin(dup, cfg));
+            group_conf_release(&g);
+            goto out;
+        }
+        if (g.local.dir == NULL && (g.local.dir = conf_local_dir(out, g.settings.name)) == NULL) {
+            group_conf_release(&g);
+            goto oom;
+        }
+        if (add_group(out, &g) != 0) {
+            group_conf_release(&g);
+            goto oom;
+        }
+    }
+    rc = 0;
+    goto out;
+oom:
+    set_err(err, errlen, "%s: out of memory", out->groups_dir);
+out:
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    closedir(d);
+    return rc;
+}
+
+/* [groups] dir, relative to the node file's directory. */
+static int read_groups_key(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
+{
+    char *dir = NULL;
+    if (get_nonempty(cfg, "groups", "dir", &dir, err, errlen) != 0)
+        return -1;
+    if (dir == NULL)
+        return 0;
+    const char *slash = cfg->path ? strrchr(cfg->path, '/') : NULL;
+    if (dir[0] != '/' && slash != NULL) {
+        size_t n = (size_t)(slash - cfg->path);
+        char *base = malloc(n + 1);
+        if (base == NULL) {
+            free(dir);
+            goto oom;
+        }
+        memcpy(base, cfg->path, n);
+        base[n] = '\0';
+        out->groups_dir = join(base, dir);
+        free(base);
+        free(dir);
+        if (out->groups_dir == NULL)
+            goto oom;
+    } else {
+        out->groups_dir = dir;
+    }
+    return 0;
+oom:
+    set_err(err, errlen, "%s: out of memory", cfg->path ? cfg->path : "config");
+    return -1;
+}
+
+int conf_load_cfg(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
+{
+    static const char *const group_secs[] = {"group",    "policy", "health",
+                                             "provider", "local",  "ec2"};
+    set_err(err, errlen, "%s", "");
+    const char *name = cfg->path ? cfg->path : "config";
+    if (node_defaults(out) != 0)
+        goto oom;
+    if (cfg->path != NULL && (out->path = xstrdup(cfg->path)) == NULL)
+        goto oom;
+    if (read_monitor_api(cfg, out, err, errlen) != 0 ||
+        read_store_cluster(cfg, out, err, errlen) != 0 ||
+        read_groups_key(cfg, out, err, errlen) != 0)
+        return -1;
+
+    /* the node file's own group (the single-file layout) */
+    const char *first_sec = NULL;
+    for (size_t i = 0; i < sizeof(group_secs) / sizeof(group_secs[0]) && !first_sec; i++)
+        if (cfg_has_section(cfg, group_secs[i]))
+            first_sec = group_secs[i];
+    if (first_sec != NULL) {
+        struct group_conf g;
+        /* its keys are checked first, so a bad value is reported at its line */
+        if (group_conf_read_cfg(cfg, "default", 0, &g, err, errlen) != 0) {
+            group_conf_release(&g);
+            return -1;
+        }
+        if (!cfg_has_section(cfg, "group")) {
+            group_conf_release(&g);
+            cfg_error_at(cfg, first_sec, NULL, err, errlen,
+                         "group settings without a [group] section (add [group] name = ...)");
+            return -1;
+        }
+        if (add_group(out, &g) != 0) {
+            group_conf_release(&g);
+            goto oom;
+        }
+    }
+    if (out->store.dir == NULL && (out->store.dir = conf_default_store_dir(
+                                       first_sec ? out->groups[0].settings.name : NULL)) == NULL)
+        goto oom;
+    if (first_sec != NULL && out->groups[0].local.dir == NULL &&
+        (out->groups[0].local.dir = xstrdup(out->store.dir)) == NULL)
+        goto oom;
+
+    if (out->groups_dir != NULL && read_groups_dir(cfg, out, err, errlen) != 0)
+        return -1;
+    if (out->n_groups == 0 && out->store.type != CONF_STORE_ETCD) {
+        if (out->groups_dir != NULL)
+            cfg_error_at(cfg, "groups", "dir", err, errlen, "no group file (*.ini) in \"%s\"",
+                         out->groups_dir);
+        else
+            set_err(err, errlen,
+                    "%s: no group defined: add a [group] section, a [groups] dir, or [store] "
+                    "type = etcd",
+                    name);
+        return -1;
+    }
+    return 0;
+oom:
+    set_err(err, errlen, "%s: out of memory", name);
+    return -1;
+}
+
+int conf_load(const char *path, struct asgd_conf *out, char *err, size_t errlen)
 {
     struct cfg cfg = CFG_INIT;
     int rc = -1;
     memset(out, 0, sizeof(*out));
-    if (keep != NULL)
-        memset(keep, 0, sizeof(*keep));
     if (cfg_load(&cfg, path, err, errlen) != 0)
         goto out;
     if (conf_load_cfg(&cfg, out, err, errlen) != 0)
         goto out;
-    if (keep == NULL) {
-        /* no [ec2] reader on this path: asgd's load_config() uses keep and reads it */
-        if (cfg_check_unused(&cfg, err, errlen) != 0)
-            goto out;
-    }
+    if (cfg_check_unused(&cfg, err, errlen) != 0)
+        goto out;
     rc = 0;
 out:
-    if (keep != NULL)
-        *keep = cfg; /* moved: the caller releases it */
-    else
-        cfg_release(&cfg);
+    cfg_release(&cfg);
     return rc;
 }

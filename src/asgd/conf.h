@@ -1,42 +1,47 @@
 /*
- * conf.h - asgd's settings: the config file (asgd -c FILE) as one struct.
+ * conf.h - asgd's node file (asgd -c FILE) as one struct: the node-level
+ * sections, and the groups the node runs.
  *
- * Sections and keys (defaults in parentheses; durations as "500ms", "5s", "2m"):
+ * Node sections (defaults in parentheses; durations as "500ms", "5s", "2m"):
  *
- *   [group]    name ("default"), min_size (1), max_size (min_size, at least 1),
- *              desired_capacity (min_size)
- *   [policy]   type (threshold | target)
- *              threshold: scale_up_threshold (70), scale_down_threshold (20),
- *                scale_up_factor (2), scale_down_factor (0.5),
- *                evaluation_period (60s), cooldown (0 = evaluation_period)
- *              target: target (60), tolerance (0.1), evaluation_period (15s),
- *                scale_down_window (300s)
- *              Keys of both types are accepted whatever the type (the store
- *              keeps all of them, so switching type later keeps the others).
- *   [health]   type (agent | ec2), interval (2s), timeout (1s),
- *              healthy_threshold (2), unhealthy_threshold (3), grace_period (30s)
  *   [monitor]  listen (127.0.0.1:50052), agent_port (50051), token_file (none),
  *              accept_unknown (false), advertise (listen: the address instances
  *              are told to register with, e.g. the host's private IP for EC2)
- *   [provider] type (local | ec2)
- *   [local]    agent (monitorc next to the asgd binary), agent_args (none),
- *              boot_delay (0), address_base (127.0.0.2)
- *   [store]    dir (see conf_default_store_dir())
  *   [api]      listen (127.0.0.1:8080), token_file (none)
- *   [ec2]      not read here: see conf_load().
+ *   [store]    type (sqlite | etcd), dir (see below),
+ *              etcd_endpoints (comma-separated http(s)://host:port URLs;
+ *              required with type = etcd), etcd_prefix (/asgd),
+ *              etcd_ca_file, etcd_cert_file, etcd_key_file (TLS; cert and
+ *              key go together)
+ *   [cluster]  node (the host name), lease_ttl (5s, 2s..60s),
+ *              api_advertise (this node's API URL shown to the others;
+ *              default http://<[api] listen>)
+ *   [groups]   dir: every *.ini in it (sorted by name) is one group file
+ *              (group_conf.h); a group's name defaults to its file name
+ *              without .ini; two files naming the same group are an error
+ *              naming both files.
  *
- * Two ways in:
- *   conf_load(path, ...)         the whole file, including the unknown-key check;
- *   conf_load_cfg(cfg, ...)      everything but [ec2] from a cfg the caller
- *                                loaded; the caller then reads [ec2] (the ec2
- *                                provider's ec2_settings_load(cfg, ...)) and
- *                                calls cfg_check_unused(cfg, ...) itself.
+ * Groups come from (any mix of):
+ *   - the node file itself: a [group] section with its [policy], [health],
+ *     [provider], [local], [ec2] (today's single-file layout, unchanged:
+ *     address_base 127.0.0.2 by default, local.dir = the store dir);
+ *   - [groups] dir (address_base derived from the name by default, local.dir
+ *     <store dir>/local/<name> by default);
+ *   - with [store] type = etcd, the store (the daemon's business, not read
+ *     here), so groups may be absent from the files.
+ * A file with no group ([group], [groups] dir) and not type = etcd, an empty
+ * file included, is an error.
+ *
+ * [store] dir default: with a [group] in the node file, the state dir of that
+ * group's name (conf_default_store_dir(name), as before); otherwise
+ * conf_default_store_dir(NULL).
  *
  * Errors name the file, the line and the key: "asgd.ini:7: [group] min_size:
  * 5 is greater than max_size (3)". Every function returns 0 or -1 with the
- * message in err (NUL-terminated, truncated to errlen).
+ * message in err (NUL-terminated, truncated to errlen). String values longer
+ * than CFG_VALUE_MAX (4096) bytes are refused at their line.
  *
- * Ownership: every char * in struct asgd_conf is malloc'd and owned by the
+ * Ownership: every pointer in struct asgd_conf is malloc'd and owned by the
  * struct; conf_release() frees them (also after a failed load).
  */
 #ifndef ASGD_CONF_H
@@ -47,11 +52,14 @@
 
 #include "common/cfg.h"
 #include "group/group.h"
+#include "group/group_conf.h"
 
-enum conf_provider { CONF_PROVIDER_LOCAL = 0, CONF_PROVIDER_EC2 = 1 };
+/* The old names, kept for the callers of a single group. */
+#define CONF_PROVIDER_LOCAL GROUP_PROVIDER_LOCAL
+#define CONF_PROVIDER_EC2   GROUP_PROVIDER_EC2
+#define CONF_NAME_MAX       GROUP_NAME_LEN
 
-/* Longest group name (the fleet table's limit); letters, digits, '-', '_', '.'. */
-#define CONF_NAME_MAX 48
+enum conf_store_type { CONF_STORE_SQLITE = 0, CONF_STORE_ETCD = 1 };
 
 struct conf_monitor {
     char *listen;       /* MonitorS gRPC "host:port" */
@@ -61,81 +69,87 @@ struct conf_monitor {
     int accept_unknown; /* Register from an unknown instance id is accepted */
 };
 
-struct conf_local {
-    char *agent;      /* monitorc path; NULL means "next to the asgd binary" (caller resolves) */
-    char *agent_args; /* appended to every monitorc command line; NULL: none */
-    int64_t boot_delay_ms; /* simulated boot time */
-    char *address_base;    /* first loopback address; instances get consecutive ones */
-};
-
 struct conf_api {
     char *listen;     /* HTTP API "host:port" */
     char *token_file; /* bearer token for writes; NULL: none */
 };
 
+struct conf_store {
+    int type;                /* enum conf_store_type */
+    char *dir;               /* local state: SQLite database, tokens, local groups' files */
+    char **etcd_endpoints;   /* etcd: the URLs, each "http(s)://host:port"; NULL for sqlite */
+    size_t n_etcd_endpoints; /* >= 1 with etcd */
+    char *etcd_prefix;       /* key prefix, "/asgd" by default; starts with '/' */
+    char *etcd_ca_file;      /* NULL: system CAs */
+    char *etcd_cert_file;    /* client certificate; NULL: none (then key NULL too) */
+    char *etcd_key_file;
+};
+
+struct conf_cluster {
+    char *node;           /* this node's name: the host name by default */
+    int64_t lease_ttl_ms; /* group ownership lease */
+    char *api_advertise;  /* "http(s)://..." of this node's API, shown to the others */
+};
+
 struct asgd_conf {
-    char *path;                  /* the file read; NULL when only defaults */
-    struct group_settings group; /* [group] + [policy] + [health]; revision/updated_at unused (0) */
-    int provider;                /* enum conf_provider */
+    char *path; /* the file read; NULL when only defaults */
     struct conf_monitor monitor;
-    struct conf_local local;
-    char *store_dir; /* [store] dir */
     struct conf_api api;
+    struct conf_store store;
+    struct conf_cluster cluster;
+    char *groups_dir;          /* [groups] dir; NULL: none */
+    struct group_conf *groups; /* the node file's group first, then the folder's, sorted */
+    size_t n_groups;           /* 0 only with [store] type = etcd */
 };
 
 /*
- * Fills *c with every default (group "default", threshold policy, agent
- * health, local provider, ...). Any previous content is NOT freed. Returns 0,
- * or -1 when out of memory (then *c is safe to conf_release()).
+ * Fills *c with every default and one group "default" (the single-file
+ * layout's defaults), as asgd without a file. Any previous content is NOT
+ * freed. Returns 0, or -1 when out of memory (then *c is safe to
+ * conf_release()).
  */
 int conf_defaults(struct asgd_conf *c);
 
-/* Frees the strings of *c and zeroes it. NULL is a no-op; calling twice is safe. */
+/* Frees everything *c owns and zeroes it. NULL is a no-op; calling twice is safe. */
 void conf_release(struct asgd_conf *c);
 
 /*
- * Reads every section except [ec2] from cfg (loaded by the caller) into
- * *out, which it first fills with conf_defaults() (overwritten, not
- * released: pass an empty or released struct); validates ranges and the
- * consistency of the settings (min <= desired <= max, down threshold below
- * up, timeout below interval, health type ec2 only with provider ec2, ...).
- * Does NOT call cfg_check_unused(). out->path is set from cfg->path. On
- * failure returns -1 with "FILE:LINE: [section] key: why" in err; *out then
- * holds partial settings and must still be conf_release()d.
+ * Reads the node file cfg (loaded by the caller) into *out, which it first
+ * zeroes (pass an empty or released struct): node sections, the node file's
+ * group if it has a [group] section, the group files of [groups] dir (each
+ * loaded and checked for unknown keys on its own). Does NOT call
+ * cfg_check_unused() on cfg. On failure returns -1 with "FILE:LINE: [section]
+ * key: why" in err; *out must still be conf_release()d.
  */
 int conf_load_cfg(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen);
 
-/*
- * The convenience path: cfg_load(path) ("FILE: cannot open: ..." if it
- * cannot), conf_load_cfg(), then, when keep is NULL, cfg_check_unused() (so
- * [ec2] keys are reported as unknown on this path), and
- * the cfg is released. When keep is not NULL the loaded cfg is moved to *keep
- * (the caller's to cfg_release(), also on failure) WITHOUT the unused check:
- * the caller reads [ec2] from it (ec2_settings_load()) and then calls
- * cfg_check_unused(), as asgd's load_config() in src/asgd/main.c does.
- */
-int conf_load(const char *path, struct asgd_conf *out, struct cfg *keep, char *err, size_t errlen);
+/* cfg_load(path), conf_load_cfg(), cfg_check_unused(): the whole node file. */
+int conf_load(const char *path, struct asgd_conf *out, char *err, size_t errlen);
+
+/* The group named name in c, or NULL. */
+struct group_conf *conf_find_group(struct asgd_conf *c, const char *name);
 
 /*
- * Validates the group subset (name, sizes, policy, health) exactly as the
- * config file is validated, for the HTTP API's PATCH. On failure returns -1,
- * sets *sec and *key (each may be NULL) to the config file's section and key
- * names of the offending setting (e.g. "policy", "scale_down_threshold"; static
- * strings) and writes the reason alone to err ("80 must be below
- * scale_up_threshold (70)").
+ * The local provider's directory of a group defined outside the files (a
+ * spec from the store or the API) with no [local] dir: <store dir>/local/<name>,
+ * malloc'd (NULL when out of memory). conf_load() already sets it for the
+ * file groups.
  */
+char *conf_local_dir(const struct asgd_conf *c, const char *name);
+
+/* Compatibility: group_settings_validate(). */
 int conf_validate_group(const struct group_settings *g, const char **sec, const char **key,
                         char *err, size_t errlen);
 
-/* Whether name is a valid group name (1..CONF_NAME_MAX of letters, digits, '-', '_', '.'). */
+/* Compatibility: group_name_valid(). */
 int conf_name_valid(const char *name);
 
 /*
- * The default state directory of group name, malloc'd (caller frees; NULL
- * when out of memory): $STATE_DIRECTORY/<name> when set (systemd's
- * StateDirectory=), else /var/lib/asgd/<name> for root, else
- * $XDG_STATE_HOME/asgd/<name>, else $HOME/.local/state/asgd/<name>, else
- * /tmp/asgd-<uid>/<name>. Never relative to the working directory.
+ * The default state directory, malloc'd (caller frees; NULL when out of
+ * memory): $STATE_DIRECTORY when set (systemd's StateDirectory=), else
+ * /var/lib/asgd for root, else $XDG_STATE_HOME/asgd, else
+ * $HOME/.local/state/asgd, else /tmp/asgd-<uid>; followed by "/<name>" when
+ * name is not NULL. Never relative to the working directory.
  */
 char *conf_default_store_dir(const char *name);
 

@@ -60,9 +60,7 @@ struct opts {
 /* Everything a running asgd owns, released in reverse order by daemon_release(). */
 struct daemon {
     struct asgd_conf conf;
-    struct cfg cfg;
-    struct ec2_settings ec2;
-    int have_ec2;
+    struct group_conf *gc; /* the group this process runs: the first of conf.groups */
     char *agent_token, *api_token;
     char *agent_token_file; /* the file agents read (configured or generated) */
     char *agent_path;
@@ -95,18 +93,18 @@ static void usage(FILE *out)
             "  -V, --version         print the version\n");
 }
 
-/* Reads the whole config: conf + [ec2] + unknown-key check. */
+/* Reads the node file and every group file; this process runs the first group. */
 static int load_config(struct daemon *d, const char *path, char *err, size_t errlen)
 {
-    int rc = conf_load(path, &d->conf, &d->cfg, err, errlen);
+    int rc = conf_load(path, &d->conf, err, errlen);
     if (rc != 0)
         return rc;
-    if (d->conf.provider == CONF_PROVIDER_EC2 || cfg_has_section(&d->cfg, "ec2")) {
-        if (ec2_settings_load(&d->cfg, &d->ec2, err, errlen) != 0)
-            return -1;
-        d->have_ec2 = 1;
+    if (d->conf.n_groups == 0) {
+        snprintf(err, errlen, "%s: no group in the files (groups from etcd are not run yet)", path);
+        return -1;
     }
-    return cfg_check_unused(&d->cfg, err, errlen);
+    d->gc = &d->conf.groups[0];
+    return 0;
 }
 
 /* Reads a token file (first line, trimmed); or creates one with a random token. */
@@ -171,7 +169,7 @@ static char *path_join(const char *dir, const char *name)
 }
 
 /* monitorc next to our own binary unless [local] agent says otherwise. */
-static char *resolve_agent(const struct asgd_conf *conf)
+static char *resolve_agent(const struct group_conf *conf)
 {
     if (conf->local.agent)
         return strdup(conf->local.agent);
@@ -214,10 +212,7 @@ static void daemon_release(struct daemon *d)
     provider_free(d->prov);
     fleet_close(d->fleet);
     store_close(d->store);
-    if (d->have_ec2)
-        ec2_settings_release(&d->ec2);
     conf_release(&d->conf);
-    cfg_release(&d->cfg);
     free(d->agent_token);
     free(d->api_token);
     free(d->agent_token_file);
@@ -228,35 +223,35 @@ static void daemon_release(struct daemon *d)
 /* Opens the store and seeds the group's settings from the file on first start. */
 static int open_store(struct daemon *d, char *err, size_t errlen)
 {
-    if (mkdir_p(d->conf.store_dir) != 0) {
-        snprintf(err, errlen, "cannot create state directory \"%s\": %s", d->conf.store_dir,
+    if (mkdir_p(d->conf.store.dir) != 0) {
+        snprintf(err, errlen, "cannot create state directory \"%s\": %s", d->conf.store.dir,
                  strerror(errno));
         return -1;
     }
-    if (store_open(d->conf.store_dir, &d->store, err, errlen) != 0)
+    if (store_open(d->conf.store.dir, &d->store, err, errlen) != 0)
         return -1;
     struct group_settings g;
-    int rc = store_get_settings(d->store, d->conf.group.name, &g);
+    int rc = store_get_settings(d->store, d->gc->settings.name, &g);
     if (rc == STORE_ENOENT) {
-        rc = store_put_settings(d->store, &d->conf.group, 0, NULL);
+        rc = store_put_settings(d->store, &d->gc->settings, 0, NULL);
         if (rc == STORE_ECONFLICT) {
             /* the other role of a two-process start seeded it first */
-            rc = store_get_settings(d->store, d->conf.group.name, &g);
+            rc = store_get_settings(d->store, d->gc->settings.name, &g);
             if (rc == 0) {
-                d->conf.group = g;
+                d->gc->settings = g;
                 return 0;
             }
         }
         if (rc != 0) {
             snprintf(err, errlen, "cannot store the settings of group \"%s\": %s",
-                     d->conf.group.name, store_errmsg(d->store));
+                     d->gc->settings.name, store_errmsg(d->store));
             return -1;
         }
-        log_info("group \"%s\" created from %s: min %d, max %d, desired %d", d->conf.group.name,
-                 d->conf.path ? d->conf.path : "defaults", d->conf.group.min_size,
-                 d->conf.group.max_size, d->conf.group.desired_capacity);
+        log_info("group \"%s\" created from %s: min %d, max %d, desired %d", d->gc->settings.name,
+                 d->conf.path ? d->conf.path : "defaults", d->gc->settings.min_size,
+                 d->gc->settings.max_size, d->gc->settings.desired_capacity);
     } else if (rc != 0) {
-        snprintf(err, errlen, "cannot read the settings of group \"%s\": %s", d->conf.group.name,
+        snprintf(err, errlen, "cannot read the settings of group \"%s\": %s", d->gc->settings.name,
                  store_errmsg(d->store));
         return -1;
     } else {
@@ -264,7 +259,7 @@ static int open_store(struct daemon *d, char *err, size_t errlen)
                  "): min %d, max %d, desired %d; the file's [group]/[policy]/[health] seed a new "
                  "group only",
                  g.name, g.revision, g.min_size, g.max_size, g.desired_capacity);
-        d->conf.group = g; /* the store is the source of truth */
+        d->gc->settings = g; /* the store is the source of truth */
     }
     return 0;
 }
@@ -274,13 +269,13 @@ static int load_tokens(struct daemon *d, char *err, size_t errlen)
     if (d->conf.monitor.token_file)
         d->agent_token_file = strdup(d->conf.monitor.token_file);
     else
-        d->agent_token_file = path_join(d->conf.store_dir, "agent.token");
+        d->agent_token_file = path_join(d->conf.store.dir, "agent.token");
     if (d->agent_token_file == NULL ||
         token_from_file(d->agent_token_file, d->conf.monitor.token_file == NULL, &d->agent_token,
                         err, errlen) != 0)
         return -1;
     char *api_file = d->conf.api.token_file ? strdup(d->conf.api.token_file)
-                                            : path_join(d->conf.store_dir, "api.token");
+                                            : path_join(d->conf.store.dir, "api.token");
     if (api_file == NULL)
         return -1;
     int rc = token_from_file(api_file, d->conf.api.token_file == NULL, &d->api_token, err, errlen);
@@ -290,26 +285,26 @@ static int load_tokens(struct daemon *d, char *err, size_t errlen)
 
 static int make_provider(struct daemon *d, char *err, size_t errlen)
 {
-    if (d->conf.provider == CONF_PROVIDER_EC2) {
-        return provider_ec2_new(&d->ec2, d->conf.group.name, d->conf.monitor.agent_port,
+    if (d->gc->provider == CONF_PROVIDER_EC2) {
+        return provider_ec2_new(&d->gc->ec2, d->gc->settings.name, d->conf.monitor.agent_port,
                                 d->conf.monitor.advertise ? d->conf.monitor.advertise
                                                           : d->conf.monitor.listen,
                                 d->agent_token, &d->prov, err, errlen);
     }
-    d->agent_path = resolve_agent(&d->conf);
+    d->agent_path = resolve_agent(d->gc);
     if (d->agent_path == NULL)
         return -1;
     struct local_settings ls = {
-        .group = d->conf.group.name,
-        .state_dir = d->conf.store_dir,
+        .group = d->gc->settings.name,
+        .state_dir = d->gc->local.dir,
         .agent_path = d->agent_path,
-        .agent_args = d->conf.local.agent_args,
-        .address_base = d->conf.local.address_base,
+        .agent_args = d->gc->local.agent_args,
+        .address_base = d->gc->local.address_base,
         .agent_port = d->conf.monitor.agent_port,
         .monitor_address =
             d->conf.monitor.advertise ? d->conf.monitor.advertise : d->conf.monitor.listen,
         .token_file = d->agent_token_file,
-        .boot_delay_ms = d->conf.local.boot_delay_ms,
+        .boot_delay_ms = d->gc->local.boot_delay_ms,
     };
     return provider_local_new(&ls, &d->prov, err, errlen);
 }
@@ -321,10 +316,10 @@ static int start_monitor(struct daemon *d, char *err, size_t errlen)
     ms.listen = d->conf.monitor.listen;
     ms.token = d->agent_token;
     ms.accept_unknown = d->conf.monitor.accept_unknown;
-    ms.interval_ms = d->conf.group.health.interval_ms;
-    ms.timeout_ms = d->conf.group.health.timeout_ms;
-    ms.rise = (uint32_t)d->conf.group.health.healthy_threshold;
-    ms.fall = (uint32_t)d->conf.group.health.unhealthy_threshold;
+    ms.interval_ms = d->gc->settings.health.interval_ms;
+    ms.timeout_ms = d->gc->settings.health.timeout_ms;
+    ms.rise = (uint32_t)d->gc->settings.health.healthy_threshold;
+    ms.fall = (uint32_t)d->gc->settings.health.unhealthy_threshold;
     if (mon_new(&ms, d->fleet, &d->mon, err, errlen) != 0)
         return -1;
     if (mon_start(d->mon) != 0) {
@@ -333,16 +328,16 @@ static int start_monitor(struct daemon *d, char *err, size_t errlen)
         return -1;
     }
     log_info("MonitorS listening on %s, polling every %" PRId64 " ms", d->conf.monitor.listen,
-             d->conf.group.health.interval_ms);
+             d->gc->settings.health.interval_ms);
     return 0;
 }
 
 static int start_controller(struct daemon *d, char *err, size_t errlen)
 {
     struct ctl_deps deps = {
-        .group = d->conf.group.name,
-        .health_from_provider = strcmp(d->conf.group.health.type, "ec2") == 0,
-        .describe_every_ms = d->conf.provider == CONF_PROVIDER_EC2 ? 15000 : 2000,
+        .group = d->gc->settings.name,
+        .health_from_provider = strcmp(d->gc->settings.health.type, "ec2") == 0,
+        .describe_every_ms = d->gc->provider == CONF_PROVIDER_EC2 ? 15000 : 2000,
         .fleet = d->fleet,
         .store = d->store,
         .provider = d->prov,
@@ -360,7 +355,7 @@ static int start_controller(struct daemon *d, char *err, size_t errlen)
             /* start anyway: the loop retries with backoff and never forgets instances */
             log_error("start-up reconciliation of group \"%s\" failed: %s; continuing, will "
                       "retry",
-                      d->conf.group.name, provider_errmsg(d->prov));
+                      d->gc->settings.name, provider_errmsg(d->prov));
             break;
         }
         struct timespec ts = {0, 200 * 1000000L};
@@ -373,9 +368,9 @@ static int start_controller(struct daemon *d, char *err, size_t errlen)
     struct http_deps hd = {
         .listen = d->conf.api.listen,
         .token = d->api_token,
-        .group = d->conf.group.name,
+        .group = d->gc->settings.name,
         .fleet = d->fleet,
-        .store_dir = d->conf.store_dir,
+        .store_dir = d->conf.store.dir,
         .ctl = d->ctl,
     };
     if (http_start(&hd, &d->http, err, errlen) != 0)
@@ -405,8 +400,13 @@ static int run_daemon(const struct opts *o, int roles)
     log_set_tag(roles == ROLE_MONITOR      ? "monitor"
                 : roles == ROLE_CONTROLLER ? "controller"
                                            : "asgd");
-    if (mkdir_p(d.conf.store_dir) != 0) {
-        snprintf(err, sizeof(err), "cannot create state directory \"%s\": %s", d.conf.store_dir,
+    if (mkdir_p(d.conf.store.dir) != 0) {
+        snprintf(err, sizeof(err), "cannot create state directory \"%s\": %s", d.conf.store.dir,
+                 strerror(errno));
+        goto fail;
+    }
+    if (mkdir_p(d.gc->local.dir) != 0) {
+        snprintf(err, sizeof(err), "cannot create directory \"%s\": %s", d.gc->local.dir,
                  strerror(errno));
         goto fail;
     }
@@ -414,16 +414,17 @@ static int run_daemon(const struct opts *o, int roles)
         goto fail;
     if (open_store(&d, err, sizeof(err)) != 0)
         goto fail;
-    int frc = fleet_open(d.conf.group.name, FLEET_DEFAULT_CAP, 1, &d.fleet);
+    int frc = fleet_open(d.gc->settings.name, FLEET_DEFAULT_CAP, 1, &d.fleet);
     if (frc == FLEET_EVERSION) {
         /* a table left by an older asgd: the controller rebuilds it from the provider */
-        log_warn("fleet table of group \"%s\" has an old layout; recreating it", d.conf.group.name);
-        fleet_unlink(d.conf.group.name);
-        frc = fleet_open(d.conf.group.name, FLEET_DEFAULT_CAP, 1, &d.fleet);
+        log_warn("fleet table of group \"%s\" has an old layout; recreating it",
+                 d.gc->settings.name);
+        fleet_unlink(d.gc->settings.name);
+        frc = fleet_open(d.gc->settings.name, FLEET_DEFAULT_CAP, 1, &d.fleet);
     }
     if (frc != 0) {
         snprintf(err, sizeof(err), "cannot open the fleet table of group \"%s\": %s",
-                 d.conf.group.name, fleet_strerror(frc));
+                 d.gc->settings.name, fleet_strerror(frc));
         goto fail;
     }
     if (roles & ROLE_CONTROLLER) {
@@ -435,8 +436,8 @@ static int run_daemon(const struct opts *o, int roles)
     if ((roles & ROLE_CONTROLLER) && start_controller(&d, err, sizeof(err)) != 0)
         goto fail;
     log_info("asgd %s running group \"%s\" (provider %s, min %d, max %d)", ASGD_VERSION,
-             d.conf.group.name, d.conf.provider == CONF_PROVIDER_EC2 ? "ec2" : "local",
-             d.conf.group.min_size, d.conf.group.max_size);
+             d.gc->settings.name, d.gc->provider == CONF_PROVIDER_EC2 ? "ec2" : "local",
+             d.gc->settings.min_size, d.gc->settings.max_size);
 
     int sig = 0;
     while (sigwait(&stop, &sig) != 0) {
@@ -468,17 +469,26 @@ static int cmd_controller(const struct opts *o)
 
 static int cmd_check_config(const struct opts *o)
 {
-    struct daemon d;
+    struct asgd_conf c;
     char err[1024];
-    memset(&d, 0, sizeof(d));
-    int rc = load_config(&d, o->config, err, sizeof(err));
-    if (rc != 0)
+    int rc = conf_load(o->config, &c, err, sizeof(err));
+    if (rc != 0) {
         fprintf(stderr, "asgd: %s\n", err);
-    else
-        printf("%s: ok (group \"%s\", min %d, max %d, provider %s)\n", o->config, d.conf.group.name,
-               d.conf.group.min_size, d.conf.group.max_size,
-               d.conf.provider == CONF_PROVIDER_EC2 ? "ec2" : "local");
-    daemon_release(&d);
+    } else {
+        printf("%s: ok (node \"%s\", store %s, %zu group%s)\n", o->config, c.cluster.node,
+               c.store.type == CONF_STORE_ETCD ? "etcd" : "sqlite", c.n_groups,
+               c.n_groups == 1 ? "" : "s");
+        for (size_t i = 0; i < c.n_groups; i++) {
+            const struct group_conf *g = &c.groups[i];
+            printf("  group \"%s\": min %d, max %d, desired %d, provider %s%s%s (%s)\n",
+                   g->settings.name, g->settings.min_size, g->settings.max_size,
+                   g->settings.desired_capacity, g->provider == CONF_PROVIDER_EC2 ? "ec2" : "local",
+                   g->provider == CONF_PROVIDER_EC2 ? "" : ", addresses from ",
+                   g->provider == CONF_PROVIDER_EC2 ? "" : g->local.address_base,
+                   g->path ? g->path : o->config);
+        }
+    }
+    conf_release(&c);
     return rc == 0 ? 0 : 1;
 }
 
@@ -503,20 +513,20 @@ static int cmd_status(const struct opts *o)
     if (load_config(&d, o->config, err, sizeof(err)) != 0)
         goto fail;
     /* status only reads: never create the state of a group that was not started */
-    char *db = path_join(d.conf.store_dir, "asgd.db");
+    char *db = path_join(d.conf.store.dir, "asgd.db");
     int exists = db != NULL && access(db, F_OK) == 0;
     free(db);
     if (!exists) {
         snprintf(err, sizeof(err), "group \"%s\" has no state in \"%s\" (never started?)",
-                 d.conf.group.name, d.conf.store_dir);
+                 d.gc->settings.name, d.conf.store.dir);
         goto fail;
     }
-    if (store_open(d.conf.store_dir, &d.store, err, sizeof(err)) != 0)
+    if (store_open(d.conf.store.dir, &d.store, err, sizeof(err)) != 0)
         goto fail;
     struct group_settings g;
-    if (store_get_settings(d.store, d.conf.group.name, &g) != 0) {
+    if (store_get_settings(d.store, d.gc->settings.name, &g) != 0) {
         snprintf(err, sizeof(err), "group \"%s\" has no state in \"%s\" (never started?)",
-                 d.conf.group.name, d.conf.store_dir);
+                 d.gc->settings.name, d.conf.store.dir);
         goto fail;
     }
     int frc = fleet_open(g.name, FLEET_DEFAULT_CAP, 0, &d.fleet);
@@ -542,7 +552,7 @@ static int cmd_status(const struct opts *o)
         json_object_set_new(root, "desired_capacity", json_integer(g.desired_capacity));
         json_object_set_new(root, "policy", json_string(policy_type_name(g.policy.type)));
         json_object_set_new(root, "provider",
-                            json_string(d.conf.provider == CONF_PROVIDER_EC2 ? "ec2" : "local"));
+                            json_string(d.gc->provider == CONF_PROVIDER_EC2 ? "ec2" : "local"));
         json_object_set_new(root, "monitor_alive",
                             json_boolean(hb_mon > 0 && now - hb_mon < 10000));
         json_object_set_new(root, "controller_alive",
@@ -576,7 +586,7 @@ static int cmd_status(const struct opts *o)
         printf("size         min %d, max %d, desired %d\n", g.min_size, g.max_size,
                g.desired_capacity);
         printf("policy       %s\n", policy_type_name(g.policy.type));
-        printf("provider     %s\n", d.conf.provider == CONF_PROVIDER_EC2 ? "ec2" : "local");
+        printf("provider     %s\n", d.gc->provider == CONF_PROVIDER_EC2 ? "ec2" : "local");
         printf("monitor      %s\n", hb_mon > 0 && now - hb_mon < 10000 ? "alive" : "not running");
         printf("controller   %s\n", hb_ctl > 0 && now - hb_ctl < 10000 ? "alive" : "not running");
         printf("\n%-28s %-22s %-12s %-10s %6s  %-20s %s\n", "ID", "ADDRESS", "LIFECYCLE", "HEALTH",
@@ -635,11 +645,12 @@ static int cmd_simulate(const struct opts *o)
     }
     if (o->config ? load_config(&d, o->config, err, sizeof(err)) != 0 : conf_defaults(&d.conf) != 0)
         goto fail;
+    d.gc = &d.conf.groups[0];
     struct sim_params p;
     sim_params_default(&p);
-    p.min_size = d.conf.group.min_size;
-    p.max_size = d.conf.group.max_size;
-    p.policy = d.conf.group.policy;
+    p.min_size = d.gc->settings.min_size;
+    p.max_size = d.gc->settings.max_size;
+    p.policy = d.gc->settings.policy;
     if (o->boot_s && parse_seconds(o->boot_s, &p.boot_s) != 0) {
         snprintf(err, sizeof(err), "bad --boot \"%s\" (whole seconds)", o->boot_s);
         goto fail;

@@ -325,6 +325,14 @@ static int parse_line(struct parser *p, const char *s, const char *e)
     char *value = parse_value(p, vs, e, s, keylen);
     if (value == NULL)
         return -1;
+    size_t vlen = strlen(value);
+    if (vlen > CFG_VALUE_MAX) {
+        set_err(p->err, p->errlen, "%s:%d: [%s] %.*s: value too long (%zu bytes, at most %d)",
+                p->name, p->line, p->c->sections[p->cur_section], (int)keylen, s, vlen,
+                CFG_VALUE_MAX);
+        free(value);
+        return -1;
+    }
     return add_entry(p, s, keylen, value);
 }
 
@@ -434,7 +442,11 @@ static void entry_err(const struct cfg *c, const struct cfg_entry *e, char *err,
 {
     if (err == NULL || errlen == 0)
         return;
-    int n = snprintf(err, errlen, "%s:%d: [%s] %s: ", cfg_name(c), e->line, e->section, e->key);
+    int n;
+    if (c->no_lines)
+        n = snprintf(err, errlen, "%s: %s.%s: ", cfg_name(c), e->section, e->key);
+    else
+        n = snprintf(err, errlen, "%s:%d: [%s] %s: ", cfg_name(c), e->line, e->section, e->key);
     if (n < 0 || (size_t)n >= errlen)
         return;
     va_list ap;
@@ -460,7 +472,10 @@ void cfg_error_at(const struct cfg *c, const char *sec, const char *key, char *e
             line = c->section_lines[i];
     const char *name = c ? cfg_name(c) : "<config>";
     int n;
-    if (line > 0)
+    if (c != NULL && c->no_lines)
+        n = snprintf(err, errlen, "%s: %s%s%s: ", name, sec ? sec : "", key ? "." : "",
+                     key ? key : "");
+    else if (line > 0)
         n = snprintf(err, errlen, "%s:%d: [%s]%s%s: ", name, line, sec ? sec : "", key ? " " : "",
                      key ? key : "");
     else
@@ -628,13 +643,15 @@ int cfg_get_enum(struct cfg *c, const char *sec, const char *key, int def,
 
 int cfg_check_unused(const struct cfg *c, char *err, size_t errlen)
 {
-    int best_line = 0;
+    /* the earliest by line; without lines (a spec) the first in order */
+    int found = 0, best_line = 0;
     const struct cfg_entry *best_entry = NULL;
     size_t best_section = 0;
     int is_section = 0;
 
     for (size_t i = 0; i < c->n_sections; i++) {
-        if (!section_queried(c, i) && (best_line == 0 || c->section_lines[i] < best_line)) {
+        if (!section_queried(c, i) && (!found || c->section_lines[i] < best_line)) {
+            found = 1;
             best_line = c->section_lines[i];
             best_section = i;
             is_section = 1;
@@ -651,19 +668,103 @@ int cfg_check_unused(const struct cfg *c, char *err, size_t errlen)
                 sec_known = section_queried(c, j);
         if (!sec_known)
             continue;
-        if (best_line == 0 || e->line < best_line) {
+        if (!found || e->line < best_line) {
+            found = 1;
             best_line = e->line;
             best_entry = e;
             is_section = 0;
         }
     }
-    if (best_line == 0)
+    if (!found)
         return 0;
-    if (is_section)
+    if (c->no_lines && is_section)
+        set_err(err, errlen, "%s: %s: unknown section", cfg_name(c), c->sections[best_section]);
+    else if (c->no_lines)
+        set_err(err, errlen, "%s: %s.%s: unknown key", cfg_name(c), best_entry->section,
+                best_entry->key);
+    else if (is_section)
         set_err(err, errlen, "%s:%d: [%s]: unknown section", cfg_name(c), best_line,
                 c->sections[best_section]);
     else
         set_err(err, errlen, "%s:%d: [%s] %s: unknown key", cfg_name(c), best_line,
                 best_entry->section, best_entry->key);
+    return -1;
+}
+
+int cfg_init_named(struct cfg *c, const char *name, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    if (name == NULL)
+        name = "<string>";
+    c->path = dup_range(name, strlen(name));
+    if (c->path == NULL) {
+        set_err(err, errlen, "%s: out of memory", name);
+        return -1;
+    }
+    c->no_lines = 1;
+    return 0;
+}
+
+int cfg_add(struct cfg *c, const char *section, const char *key, const char *value, char *err,
+            size_t errlen)
+{
+    const char *name = cfg_name(c);
+    if (!valid_name(section, strlen(section))) {
+        set_err(err, errlen, "%s: \"%.64s\": invalid section name (letters, digits, '_', '-', '.')",
+                name, section);
+        return -1;
+    }
+    if (!valid_name(key, strlen(key))) {
+        set_err(err, errlen, "%s: %s.%.64s: invalid key name (letters, digits, '_', '-', '.')",
+                name, section, key);
+        return -1;
+    }
+    size_t vlen = strlen(value);
+    if (vlen > CFG_VALUE_MAX) {
+        set_err(err, errlen, "%s: %s.%s: value too long (%zu bytes, at most %d)", name, section,
+                key, vlen, CFG_VALUE_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        if (strcmp(c->entries[i].section, section) == 0 && strcmp(c->entries[i].key, key) == 0) {
+            set_err(err, errlen, "%s: %s.%s: duplicate key", name, section, key);
+            return -1;
+        }
+    }
+    if (!cfg_has_section(c, section)) {
+        char **ns = realloc(c->sections, (c->n_sections + 1) * sizeof(*ns));
+        if (ns == NULL)
+            goto oom;
+        c->sections = ns;
+        int *nl = realloc(c->section_lines, (c->n_sections + 1) * sizeof(*nl));
+        if (nl == NULL)
+            goto oom;
+        c->section_lines = nl;
+        char *sname = dup_section(section, strlen(section));
+        if (sname == NULL)
+            goto oom;
+        c->sections[c->n_sections] = sname;
+        c->section_lines[c->n_sections] = 0;
+        c->n_sections++;
+    }
+    struct cfg_entry *ne = realloc(c->entries, (c->n + 1) * sizeof(*ne));
+    if (ne == NULL)
+        goto oom;
+    c->entries = ne;
+    struct cfg_entry *e = &c->entries[c->n];
+    memset(e, 0, sizeof(*e));
+    e->section = dup_range(section, strlen(section));
+    e->key = dup_range(key, strlen(key));
+    e->value = dup_range(value, vlen);
+    if (e->section == NULL || e->key == NULL || e->value == NULL) {
+        free(e->section);
+        free(e->key);
+        free(e->value);
+        goto oom;
+    }
+    c->n++;
+    return 0;
+oom:
+    set_err(err, errlen, "%s: out of memory", name);
     return -1;
 }

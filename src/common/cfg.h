@@ -32,7 +32,11 @@ struct cfg {
     char **sections;    /* every section header seen, in order */
     int *section_lines; /* line of each header */
     size_t n_sections;
+    int no_lines; /* built by cfg_add() (a JSON spec): messages name "sec.key", not a line */
 };
+
+/* Longest value accepted (paths: PATH_MAX is 4096 on Linux); longer is an error at its line. */
+#define CFG_VALUE_MAX 4096
 
 #define CFG_INIT                                                                                   \
     {                                                                                              \
@@ -45,6 +49,17 @@ int cfg_load(struct cfg *c, const char *path, char *err, size_t errlen);
 int cfg_load_string(struct cfg *c, const char *name, const char *text, char *err, size_t errlen);
 /* Frees the contents; *c becomes empty. */
 void cfg_release(struct cfg *c);
+
+/*
+ * Builds a cfg without a file (a JSON spec): cfg_init_named() makes *c empty
+ * with name for messages and no_lines set; cfg_add() appends section.key =
+ * value (the section is created on first use; a repeated key, a value over
+ * CFG_VALUE_MAX bytes or an invalid name is an error "NAME: sec.key: why").
+ * Messages about such entries read "NAME: sec.key: why".
+ */
+int cfg_init_named(struct cfg *c, const char *name, char *err, size_t errlen);
+int cfg_add(struct cfg *c, const char *section, const char *key, const char *value, char *err,
+            size_t errlen);
 
 /* The entry, or NULL; marks it used. */
 const struct cfg_entry *cfg_find(struct cfg *c, const char *section, const char *key);

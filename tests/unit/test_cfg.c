@@ -128,7 +128,7 @@ static void same_key_in_two_sections_is_fine(void **state)
 static void long_lines(void **state)
 {
     (void)state;
-    size_t n = 200000;
+    size_t n = CFG_VALUE_MAX; /* the longest value accepted */
     char *text = malloc(n + 64);
     assert_non_null(text);
     int off = snprintf(text, 64, "[s]\nlong = ");
@@ -150,6 +150,22 @@ static void long_lines(void **state)
     assert_int_equal(cfg_get_int(&c, "s", "long", 0, 0, 10, &v, err, sizeof(err)), -1);
     assert_int_equal(strlen(err), sizeof(err) - 1);
     assert_memory_equal(err, "t.ini:2: [s] long: \"xxx", 23);
+    cfg_release(&c);
+    free(text);
+
+    /* one byte more is refused at its line; a long comment line is fine */
+    n = 200000;
+    text = malloc(n + 64);
+    assert_non_null(text);
+    off = snprintf(text, 64, "[s]\nlong = ");
+    memset(text + off, 'x', CFG_VALUE_MAX + 1);
+    memcpy(text + off + CFG_VALUE_MAX + 1, "\n", 2);
+    load_fails(text, "t.ini:2: [s] long: value too long (4097 bytes, at most 4096)");
+    off = snprintf(text, 64, "[s]\n; ");
+    memset(text + off, 'x', n);
+    memcpy(text + off + n, "\na = 1\n", 8);
+    load_ok(&c, text);
+    assert_int_equal(cfg_find(&c, "s", "a")->line, 3);
     cfg_release(&c);
     free(text);
 }

@@ -166,14 +166,11 @@ static void assert_error(struct resp *r, long status, const char *needle)
 
 static void seed_group(struct store *st, const char *name)
 {
-    struct asgd_conf c = {0};
-    assert_int_equal(conf_defaults(&c), 0);
-    struct group_settings g = c.group;
-    snprintf(g.name, sizeof g.name, "%s", name);
+    struct group_settings g;
+    group_settings_default(&g, name);
     g.min_size = 1;
     g.max_size = 5;
     g.desired_capacity = 2;
-    conf_release(&c);
     assert_int_equal(store_put_settings(st, &g, -1, NULL), 0);
 }
 
@@ -842,10 +839,8 @@ static void prom_render_escapes_and_sums(void **state)
 static void group_patch_pure(void **state)
 {
     (void)state;
-    struct asgd_conf c = {0};
-    assert_int_equal(conf_defaults(&c), 0);
-    struct group_settings g = c.group;
-    conf_release(&c);
+    struct group_settings g;
+    group_settings_default(&g, "default");
     g.min_size = 1;
     g.max_size = 4;
     g.desired_capacity = 3;
