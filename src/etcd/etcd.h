@@ -189,6 +189,14 @@ int etcd_put(struct etcd *h, const void *key, size_t key_len, const void *value,
 int etcd_delete(struct etcd *h, const void *key, size_t key_len, int prefix, int64_t *deleted,
                 int64_t *revision) __attribute__((warn_unused_result));
 
+/*
+ * Compacts the history: revisions before revision are forgotten (watches and
+ * reads at them get ETCD_ECOMPACTED). For maintenance and tests; etcd can
+ * also compact by itself (--auto-compaction-*). An already compacted
+ * revision gives ETCD_ECOMPACTED.
+ */
+int etcd_compact(struct etcd *h, int64_t revision) __attribute__((warn_unused_result));
+
 /* ---- transactions ------------------------------------------------------- */
 
 enum etcd_cmp_target {

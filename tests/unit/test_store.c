@@ -31,6 +31,8 @@
 
 #include "store/store.h"
 
+#include "test_store_cases.h"
+
 #include "common/banned.h"
 
 struct fixture {
@@ -950,6 +952,22 @@ static int torture_sequence(const char *dir, long round)
     free(ir);
     T(store_metrics_prune(st, 0, NULL));
     T(store_delete_instance(st, id));
+    /* v2 calls; the group "tmp" comes and goes each round */
+    T(store_put_spec(st, "web", "{\"provider\":{}}", -1, NULL));
+    char *spec = NULL;
+    T(store_get_spec(st, "web", &spec, NULL));
+    free(spec);
+    int64_t rq = 0;
+    int r1 = store_request_add(st, "web", "terminate", "{}", &rq);
+    T(r1);
+    struct store_request *reqs = NULL;
+    T(store_request_list(st, "web", &reqs, &n));
+    store_requests_free(reqs, n);
+    if (r1 == 0)
+        T(store_request_delete(st, "web", rq));
+    sample_group(&g, "tmp");
+    if (store_put_settings(st, &g, -1, NULL) == 0)
+        T(store_delete_group(st, "tmp"));
 #undef T
     store_close(st);
     return fails;
@@ -1032,6 +1050,187 @@ static void concurrent_first_open(void **state)
     }
 }
 
+/* ---- the cases shared with the etcd backend (test_store_cases.h) on SQLite ------------------ */
+
+struct sq_fx {
+    struct store *st; /* first: struct gc_fx */
+    char dir[128];
+};
+
+static int gc_setup(void **state)
+{
+    struct sq_fx *fx = calloc(1, sizeof(*fx));
+    if (!fx)
+        return -1;
+    snprintf(fx->dir, sizeof(fx->dir), "/tmp/asgd-store-test-XXXXXX");
+    char err[256];
+    if (!mkdtemp(fx->dir) || store_open(fx->dir, &fx->st, err, sizeof(err)) != 0) {
+        free(fx);
+        return -1;
+    }
+    *state = fx;
+    return 0;
+}
+
+static int gc_teardown(void **state)
+{
+    struct sq_fx *fx = *state;
+    store_close(fx->st);
+    rm_rf(fx->dir);
+    free(fx);
+    return 0;
+}
+
+static struct store *gc_open(void **state)
+{
+    struct sq_fx *fx = *state;
+    struct store *st = NULL;
+    char err[256];
+    if (store_open(fx->dir, &st, err, sizeof(err)) != 0)
+        fail_msg("store_open: %s", err);
+    return st;
+}
+
+/* ---- SQLite only: schema v2, file modes, watch and fences ----------------------------------- */
+
+/* The v1 layout as asgd 0.x wrote it, with a row in each table. */
+static const char v1_schema[] =
+    "CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at_ms INTEGER NOT NULL);"
+    "INSERT INTO schema_version VALUES (1, 1);"
+    "CREATE TABLE groups (name TEXT PRIMARY KEY, min_size INTEGER NOT NULL, max_size INTEGER "
+    "NOT NULL, desired_capacity INTEGER NOT NULL, policy TEXT NOT NULL, health TEXT NOT NULL, "
+    "revision INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL);"
+    "CREATE TABLE instances (id TEXT PRIMARY KEY, group_name TEXT NOT NULL, address TEXT NOT NULL "
+    "DEFAULT '', provider TEXT NOT NULL DEFAULT '', lifecycle TEXT NOT NULL DEFAULT '', "
+    "launched_at_ms INTEGER NOT NULL DEFAULT 0, launch_token TEXT NOT NULL DEFAULT '', pid "
+    "INTEGER NOT NULL DEFAULT 0, zone TEXT NOT NULL DEFAULT '', created_at_ms INTEGER NOT NULL, "
+    "updated_at_ms INTEGER NOT NULL, terminated_at_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX instances_by_group ON instances (group_name, launched_at_ms);"
+    "CREATE TABLE launch_intents (token TEXT PRIMARY KEY, group_name TEXT NOT NULL, count "
+    "INTEGER NOT NULL, created_at_ms INTEGER NOT NULL, state TEXT NOT NULL CHECK (state IN "
+    "('open', 'done', 'failed')), instance_ids TEXT NOT NULL DEFAULT '[]', updated_at_ms INTEGER "
+    "NOT NULL);"
+    "CREATE INDEX intents_by_state ON launch_intents (state, group_name, created_at_ms);"
+    "CREATE TABLE activities (id INTEGER PRIMARY KEY AUTOINCREMENT, group_name TEXT NOT NULL, "
+    "at_ms INTEGER NOT NULL, kind TEXT NOT NULL, cause TEXT NOT NULL DEFAULT '', from_count "
+    "INTEGER NOT NULL DEFAULT 0, to_count INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL "
+    "DEFAULT '', detail TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX activities_by_group ON activities (group_name, id);"
+    "CREATE TABLE metrics_group (group_name TEXT NOT NULL, at_ms INTEGER NOT NULL, avg_load REAL "
+    "NOT NULL, in_service INTEGER NOT NULL, desired INTEGER NOT NULL);"
+    "CREATE TABLE metrics_instance (group_name TEXT NOT NULL, at_ms INTEGER NOT NULL, "
+    "instance_id TEXT NOT NULL, load REAL NOT NULL);"
+    "INSERT INTO groups VALUES ('web', 1, 4, 2, '{\"type\":\"target\",\"target\":60}', "
+    "'{\"type\":\"agent\"}', 7, 1);"
+    "INSERT INTO instances (id, group_name, created_at_ms, updated_at_ms) VALUES ('i-1', 'web', "
+    "1, 1);"
+    "INSERT INTO launch_intents (token, group_name, count, created_at_ms, state, updated_at_ms) "
+    "VALUES ('tok', 'web', 1, 1, 'open', 1);"
+    "INSERT INTO activities (group_name, at_ms, kind) VALUES ('web', 1, 'launch');"
+    "INSERT INTO metrics_group VALUES ('web', 1, 0.5, 1, 2);";
+
+static void migrate_v1_file(void **state)
+{
+    (void)state;
+    char dir[128], err[512];
+    make_dir(dir, sizeof(dir));
+    write_file(dir, "", 0);
+    raw_exec(dir, v1_schema);
+    struct store *st = NULL;
+    assert_int_equal(store_open(dir, &st, err, sizeof(err)), 0);
+    assert_int_equal(store_schema_version(st), 2);
+    /* v1 data is intact */
+    struct group_settings g;
+    gc_ok(st, store_get_settings(st, "web", &g));
+    assert_int_equal(g.revision, 7);
+    assert_true(g.policy.target == 60);
+    struct store_instance in;
+    gc_ok(st, store_get_instance(st, "i-1", &in));
+    struct store_intent *it = NULL;
+    size_t n = 0;
+    gc_ok(st, store_intent_list_open(st, "web", &it, &n));
+    assert_int_equal(n, 1);
+    store_intents_free(it, n);
+    /* and v2's tables work */
+    gc_ok(st, store_put_spec(st, "web", "{}", 0, NULL));
+    int64_t id = 0;
+    gc_ok(st, store_request_add(st, "web", "terminate", "{}", &id));
+    gc_ok(st, store_delete_group(st, "web"));
+    assert_int_equal(store_get_instance(st, "i-1", &in), STORE_ENOENT);
+    store_close(st);
+    /* reopening does not migrate again */
+    assert_int_equal(store_open(dir, &st, err, sizeof(err)), 0);
+    assert_int_equal(store_schema_version(st), 2);
+    store_close(st);
+    rm_rf(dir);
+}
+
+static void file_modes(void **state)
+{
+    (void)state;
+    char dir[128], path[256], err[512];
+    mode_t old = umask(022);
+    snprintf(dir, sizeof(dir), "/tmp/asgd-store-mode-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    struct store *st = NULL;
+    assert_int_equal(store_open(path, &st, err, sizeof(err)), 0);
+    struct group_settings g;
+    gc_group(&g, "web");
+    gc_ok(st, store_put_settings(st, &g, 0, NULL)); /* the -wal and -shm files exist now */
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    const char *files[] = {"asgd.db", "asgd.db-wal", "asgd.db-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char f[300];
+        snprintf(f, sizeof(f), "%s/%s", path, files[i]);
+        assert_int_equal(stat(f, &sb), 0);
+        if ((sb.st_mode & 0777) != 0600)
+            fail_msg("%s has mode %o, want 600", f, (unsigned)(sb.st_mode & 0777));
+    }
+    store_close(st);
+    /* a database left readable by others is narrowed at open */
+    char f[300];
+    snprintf(f, sizeof(f), "%s/asgd.db", path);
+    assert_int_equal(chmod(f, 0644), 0);
+    assert_int_equal(store_open(path, &st, err, sizeof(err)), 0);
+    assert_int_equal(stat(f, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    store_close(st);
+    umask(old);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(f, sizeof(f), "%s/%s", path, files[i]);
+        unlink(f);
+    }
+    rmdir(path);
+    rmdir(dir);
+}
+
+static void noop_cb(void *arg, const char *group, int what)
+{
+    (void)arg;
+    (void)group;
+    (void)what;
+}
+
+static void sqlite_watch_and_fence(void **state)
+{
+    struct store *st = ((struct gc_fx *)*state)->st;
+    assert_int_equal(store_watch(st, noop_cb, NULL), STORE_ENOTSUP);
+    assert_int_equal(store_watch(st, NULL, NULL), STORE_ENOTSUP);
+    /* one node: a fence is accepted and writes go on whatever the owner key says */
+    gc_ok(st, store_set_fence(st, "web", "/asgd/owners/web", 42));
+    assert_int_equal(store_set_fence(st, "web", "", 42), STORE_EINVAL);
+    assert_int_equal(store_set_fence(st, "web", "/k", 0), STORE_EINVAL);
+    struct store_instance in;
+    gc_instance(&in, "i-1", "web", 1);
+    gc_ok(st, store_put_instance(st, &in));
+    gc_ok(st, store_clear_fence(st, "web"));
+    assert_string_equal(store_strerror(STORE_EFENCED), "not the owner of the group any more");
+    assert_non_null(strstr(store_strerror(STORE_EUNAVAIL), "etcd"));
+}
+
 int main(void)
 {
     install_failing_allocators();
@@ -1048,6 +1247,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(two_handles, setup, teardown),
         cmocka_unit_test(allocation_failures),
         cmocka_unit_test(concurrent_first_open),
+        GC_CASES(gc_setup, gc_teardown),
+        cmocka_unit_test(migrate_v1_file),
+        cmocka_unit_test(file_modes),
+        cmocka_unit_test_setup_teardown(sqlite_watch_and_fence, gc_setup, gc_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

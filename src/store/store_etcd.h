@@ -1,0 +1,121 @@
+/*
+ * store_etcd.h - private to the etcd backend (store_etcd.c: open, watch and
+ * settings cache, settings, spec, groups, requests, fencing;
+ * store_etcd_rows.c: instances, intents, activities, metrics). Called with
+ * the handle's mutex held (store.c), arguments already checked. Key layout
+ * and revisions: docs/internals/store.md.
+ */
+#ifndef ASGD_STORE_ETCD_H
+#define ASGD_STORE_ETCD_H
+
+#include <pthread.h>
+
+#include "etcd/etcd.h"
+#include "store/store_impl.h"
+
+struct es_fence {
+    char group[STORE_NAME_MAX];
+    char *owner_key; /* full key, malloc'd */
+    int64_t create_revision;
+};
+
+struct es_cached {
+    struct group_settings g; /* g.revision = the settings key's version */
+    int64_t mod_revision;
+};
+
+/* What this handle knows of a group's oldest metric row (store_metrics_prune()). */
+struct es_oldest {
+    char group[STORE_NAME_MAX];
+    int64_t at_ms; /* INT64_MAX: no row */
+};
+
+/* The backend's state behind st->be. */
+struct es {
+    struct etcd_settings cfg; /* strings below are owned copies */
+    char *endpoints, *ca_file, *cert_file, *key_file;
+    char *prefix;   /* no trailing '/' */
+    struct etcd *h; /* used under the handle's mutex only */
+    struct es_fence *fences;
+    size_t n_fences;
+    struct es_oldest *oldest; /* groups whose metrics this handle prunes */
+    size_t n_oldest, cap_oldest;
+    int pruned_once; /* the first prune scans every group */
+
+    /* settings cache, fed by the watch thread and by this handle's own writes */
+    pthread_mutex_t cmu;
+    struct es_cached *cache;
+    size_t n_cache, cap_cache;
+    int64_t last_delete_rev; /* newest settings deletion seen: older reads are not cached */
+    struct etcd_watch *watch;
+
+    /* store_watch()'s callback; cbmu is held while it runs */
+    pthread_mutex_t cbmu;
+    store_watch_fn cb;
+    void *cb_arg;
+};
+#define ES(st) ((struct es *)(st)->be)
+
+/* Maps an etcd client failure to a STORE_E* code with operator text naming what. */
+int es_err(struct store *st, int rc, const char *what);
+/* prefix + formatted suffix, malloc'd; NULL when out of memory (st->err set). */
+char *es_key(struct store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * Appends the fence compare of group (if this handle has one) to cmps[*n]
+ * and the range of its owner key to fail[*nf]: returns 1 if added.
+ */
+int es_fence_add(struct store *st, const char *group, struct etcd_cmp *cmps, size_t *n,
+                 struct etcd_op *fail, size_t *nf);
+/*
+ * After a txn that did not succeed: STORE_EFENCED (with text) if the fence
+ * range in r->ops[fence_op] shows another owner key revision, else 0.
+ */
+int es_fence_check(struct store *st, const char *group, const struct etcd_txn_result *r,
+                   size_t fence_op);
+/* 64 random bits (getrandom), for key names that only have to be unique. */
+uint64_t es_rand(void);
+/* Parses JSON text of kv; NULL if malformed. */
+json_t *es_json(const struct etcd_kv *kv);
+/* JSON text of o (compact), or NULL (ENOMEM, st->err set). Does not steal o. */
+char *es_dump(struct store *st, const json_t *o);
+/* Copies string member key of o into dst[size] (truncated, terminated; "" when absent). */
+void es_str(const json_t *o, const char *key, char *dst, size_t size);
+int64_t es_i64(const json_t *o, const char *key);
+/*
+ * Every kv under the prefix key (paged by create revision, page keys at a
+ * time, so a 10k-instance group is read in pieces). *out owns the kvs
+ * (es_kvs_free). 0 or STORE_E*.
+ */
+int es_range_all(struct store *st, const char *key, struct etcd_kv **out, size_t *n);
+void es_kvs_free(struct etcd_kv *kvs, size_t n);
+/* Names of the groups with settings (sorted), as store_list_groups(). */
+int es_group_names(struct store *st, char ***names, size_t *n);
+
+/* store_etcd_rows.c */
+int es_put_instance(struct store *st, const struct store_instance *inst);
+int es_set_instance_lifecycle(struct store *st, const char *id, const char *lifecycle,
+                              int64_t terminated_at_ms);
+int es_get_instance(struct store *st, const char *id, struct store_instance *out);
+int es_delete_instance(struct store *st, const char *id);
+int es_list_instances(struct store *st, const char *group, int include_terminated,
+                      struct store_instance **out, size_t *n);
+int es_intent_create(struct store *st, const char *token, const char *group, int count,
+                     int64_t created_at_ms);
+int es_intent_complete(struct store *st, const char *token, int state, const char *const *ids,
+                       size_t n);
+int es_intent_list_open(struct store *st, const char *group, struct store_intent **out, size_t *n);
+int es_activity_add(struct store *st, const struct store_activity *a, int64_t *id_out);
+int es_activity_list(struct store *st, const char *group, int64_t before_id, int limit,
+                     struct store_activity **out, size_t *n);
+int es_metrics_add(struct store *st, const struct store_metric_group *g, size_t ng,
+                   const struct store_metric_instance *inst, size_t ni);
+int es_metrics_group_since(struct store *st, const char *group, int64_t since_ms, size_t max_rows,
+                           struct store_metric_group **out, size_t *n);
+int es_metrics_instance_since(struct store *st, const char *group, const char *instance_id,
+                              int64_t since_ms, size_t max_rows, struct store_metric_instance **out,
+                              size_t *n);
+int es_metrics_prune(struct store *st, int64_t older_than_ms, int64_t *deleted);
+/* Deletes the index keys of group's instances and intents (before the group's keys go). */
+int es_delete_group_index(struct store *st, const char *group);
+
+#endif
