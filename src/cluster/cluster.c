@@ -95,7 +95,8 @@ struct clu {
     int reachable;
     int64_t unreachable_since;
     char last_err[256];
-    struct cgroup **groups; /* sorted by name */
+    int64_t n_keepalive, n_other; /* requests sent to etcd (keepalive + grant, the rest) */
+    struct cgroup **groups;       /* sorted by name */
     size_t n_groups, cap_groups;
     struct cnode *nodes;
     size_t n_nodes, cap_nodes;
@@ -453,6 +454,7 @@ static void *ka_main(void *arg)
             rc = etcd_lease_keepalive(c->h_ka, lease, &left);
 
         pthread_mutex_lock(&c->mu);
+        c->n_keepalive++;
         int64_t retry = c->ttl_ms / 6 < 250 ? 250 : c->ttl_ms / 6;
         if (rc == 0) {
             int was_valid = lease_valid(c, clk_mono_ms());
@@ -465,6 +467,9 @@ static void *ka_main(void *arg)
                 c->deadline = t + c->ttl_ms - c->margin_ms;
             c->last_sent = t;
             c->last_ok = clk_mono_ms();
+            log_debug("cluster: lease %" PRIx64 " renewed (sent at %" PRId64
+                      ", answered in %" PRId64 " ms, deadline in %" PRId64 " ms)",
+                      (uint64_t)c->lease, t, c->last_ok - t, c->deadline - c->last_ok);
             note_ok(c);
             if (!was_valid) {
                 c->dirty = 1;
@@ -506,6 +511,7 @@ static int list_kind(struct clu *c, int kind, int64_t *revision)
     struct etcd_range_result *r = NULL;
     int rc = etcd_range(c->h_w, pre, ETCD_NUL, &o, &r);
     pthread_mutex_lock(&c->mu);
+    c->n_other++;
     if (rc) {
         char what[32];
         snprintf(what, sizeof(what), "listing %s", kind_name[kind]);
@@ -614,6 +620,7 @@ static void try_acquire(struct clu *c, struct cgroup *g, int64_t lease)
     int64_t create = 0, rev = 0;
     int mine = 0;
     pthread_mutex_lock(&c->mu);
+    c->n_other++;
     if (rc) {
         note_err(c, "acquire", rc, etcd_errmsg(c->h_w));
         if (rc == ETCD_ELEASE) {
@@ -666,6 +673,7 @@ static void delete_owner(struct clu *c, struct cgroup *g, int64_t lease)
     struct etcd_txn_result *r = NULL;
     int rc = etcd_txn(c->h_w, &cmp, 1, &del, 1, NULL, 0, &r);
     pthread_mutex_lock(&c->mu);
+    c->n_other++;
     if (rc)
         note_err(c, "release", rc, etcd_errmsg(c->h_w));
     else if (r->succeeded)
@@ -751,6 +759,7 @@ static int64_t step(struct clu *c)
         int64_t rev = 0;
         int rc = v ? etcd_put(c->h_w, c->k_me, ETCD_NUL, v, ETCD_NUL, lease, &rev) : ETCD_ENOMEM;
         pthread_mutex_lock(&c->mu);
+        c->n_other++;
         if (rc) {
             note_err(c, "node registration", rc, etcd_errmsg(c->h_w));
         } else {
@@ -1051,7 +1060,6 @@ int clu_new(const struct clu_settings *s, struct clu **out, char *err, size_t er
     c->rng = order_of(c->node, "rng") ^ (uint64_t)c->started_ms ^ ((uint64_t)getpid() << 32);
     if (!c->rng)
         c->rng = 1;
-    snprintf(c->last_err, sizeof(c->last_err), "not connected yet");
     for (int k = 0; k < K_COUNT; k++)
         c->wctx[k] = (struct wctx){c, k};
 
@@ -1194,16 +1202,17 @@ int clu_ready(struct clu *c, char *why, size_t len)
     int64_t now = clk_mono_ms();
     int ok = lease_valid(c, now);
     if (!ok) {
+        const char *last = c->last_err[0] ? c->last_err : "none";
         if (!c->reachable)
             util_set_err(why, len, "etcd unreachable since %" PRId64 " s: %s",
-                         (now - c->unreachable_since) / 1000, c->last_err);
+                         (now - c->unreachable_since) / 1000, last);
         else if (c->lease == 0)
-            util_set_err(why, len, "no etcd lease yet: %s", c->last_err);
+            util_set_err(why, len, "joining: no etcd lease yet (last error: %s)", last);
         else
             util_set_err(why, len,
                          "lease not renewed in time (fencing deadline passed %" PRId64
                          " ms ago; last error: %s)",
-                         now - c->deadline, c->last_err);
+                         now - c->deadline, last);
     }
     pthread_mutex_unlock(&c->mu);
     return ok;
@@ -1261,6 +1270,9 @@ json_t *clu_status(struct clu *c)
     json_object_set_new(o, "deadline_left_ms", json_integer(c->lease ? c->deadline - now : 0));
     json_object_set_new(o, "etcd", etcd ? etcd : json_null());
     json_object_set_new(o, "owned", json_integer((json_int_t)c->n_owned));
+    json_object_set_new(o, "etcd_requests",
+                        json_pack("{s:I, s:I}", "keepalive", (json_int_t)c->n_keepalive, "other",
+                                  (json_int_t)c->n_other));
     json_object_set_new(o, "groups_total", json_integer((json_int_t)G));
     json_object_set_new(o, "nodes_alive", json_integer((json_int_t)N));
     pthread_mutex_unlock(&c->mu);

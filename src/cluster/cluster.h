@@ -86,7 +86,7 @@ struct clu_settings {
     const char *ca_file;       /* TLS files passed to the etcd client; NULL = none */
     const char *cert_file;
     const char *key_file;
-    int64_t lease_ttl_ms; /* 0 = 5000; at least 2000 (etcd's minimum TTL) */
+    int64_t lease_ttl_ms;      /* 0 = 5000; at least 2000 (etcd's minimum TTL) */
     clu_acquire_fn on_acquire; /* required */
     clu_lose_fn on_lose;       /* required */
     void *arg;                 /* passed to both callbacks */
@@ -130,8 +130,7 @@ int clu_may_act(struct clu *c, const char *group);
  * CLU_ETOOLONG (key does not fit keylen) or CLU_EINVAL. Outputs written only
  * on success.
  */
-int clu_fence(struct clu *c, const char *group, char *key, size_t keylen,
-              int64_t *create_revision);
+int clu_fence(struct clu *c, const char *group, char *key, size_t keylen, int64_t *create_revision);
 
 /*
  * The owner of any group, from the watch cache: its node name into node and
