@@ -340,14 +340,29 @@ int sq_collect_rows(struct store *st, sqlite3_stmt *s, size_t esz, row_fill_fn f
  */
 static int secure_file(struct store *st)
 {
+    /*
+     * Never open() and close() an existing database file here: closing ANY
+     * descriptor of a file drops every POSIX lock this process holds on it,
+     * so another handle of this process would lose its SQLite locks and the
+     * next close would delete the -wal and -shm files under the others (seen:
+     * activities written and lost to every other reader). An existing file is
+     * narrowed by path; only a missing one is created, exclusively.
+     */
     const char *path = SQ(st)->path;
-    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd == -1)
-        return store_set_err(st, STORE_EIO, "cannot create or open \"%s\": %s", path,
-                             strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) == 0 && (sb.st_mode & 077) != 0 && fchmod(fd, sb.st_mode & 0700) != 0)
-        log_warn("store \"%s\": cannot restrict the file to its owner: %s", path, strerror(errno));
+    if (stat(path, &sb) == 0) {
+        if ((sb.st_mode & 077) != 0 && chmod(path, sb.st_mode & 0700) != 0)
+            log_warn("store \"%s\": cannot restrict the file to its owner: %s", path,
+                     strerror(errno));
+        return 0;
+    }
+    if (errno != ENOENT)
+        return store_set_err(st, STORE_EIO, "cannot open \"%s\": %s", path, strerror(errno));
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd == -1 && errno == EEXIST)
+        return 0; /* created meanwhile by another handle, with the same mode */
+    if (fd == -1)
+        return store_set_err(st, STORE_EIO, "cannot create \"%s\": %s", path, strerror(errno));
     close(fd);
     return 0;
 }

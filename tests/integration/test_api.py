@@ -177,6 +177,9 @@ def main():
 
 def many_groups_routes(api, name):
     """The /api/v1/groups routes on a node running one group: the same data as the old routes."""
+    # the counts are the controller's, one tick behind the fleet table
+    wait_until(lambda: api.json("GET", "/api/v1/groups")[1][0].get("in_service") == 2, 10,
+               what="group counts settle")
     st, groups = api.json("GET", "/api/v1/groups")
     assert st == 200 and [x["name"] for x in groups] == [name], groups
     assert groups[0]["live"] is True and groups[0]["in_service"] == 2, groups
@@ -209,8 +212,11 @@ def many_groups_routes(api, name):
     expect_error(api, 400, "limit", "GET", f"/api/v1/groups/{name}/instances?limit=0")
     expect_error(api, 401, None, "DELETE", f"/api/v1/groups/{name}")
     expect_error(api, 401, None, "POST", "/api/v1/groups", {"group": {"name": "x"}})
-    # this asgd's node (src/asgd/main.c) does not create or delete groups yet
-    expect_error(api, 501, None, "POST", "/api/v1/groups", {"group": {"name": "x"}}, token=TOKEN)
+    # creation validates every key as the config file does (the group is not created)
+    expect_error(api, 400, "min_size", "POST", "/api/v1/groups",
+                 {"group": {"name": "x", "min_size": 3, "max_size": 2}}, token=TOKEN)
+    expect_error(api, 400, None, "POST", "/api/v1/groups",
+                 {"group": {"name": "x"}, "provider": {"type": "cloud9"}}, token=TOKEN)
     expect_error(api, 404, None, "POST", f"/api/v1/groups/{name}/instances/i-none/terminate",
                  {}, token=TOKEN)
     st, hdr, text = api.call("GET", "/metrics")

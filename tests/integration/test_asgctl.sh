@@ -204,9 +204,16 @@ contains "$err" "broken.ini:1" "create-group names the file and line"
 expect 2 "create-group missing file" -- ctl --token-file "$dir/token" create-group "$dir/none.ini"
 expect 2 "create-group without FILE" -- ctl --token-file "$dir/token" create-group
 expect 4 "create-group without token" -- ctl create-group "$dir/new.ini"
-# asgd's node (src/asgd/main.c) cannot create or delete groups yet: 501, exit 1 with the reason
-expect 1 "create-group (not supported by this asgd yet)" -- ctl --token-file "$dir/token" create-group "$dir/new.ini"
-contains "$err" "cannot create groups" "create-group shows asgd's reason"
+# a group created from a file runs next to the first one; a second create is refused
+expect 0 "create-group" -- ctl --token-file "$dir/token" create-group "$dir/new.ini"
+expect 1 "create-group twice" -- ctl --token-file "$dir/token" create-group "$dir/new.ini"
+contains "$err" "web2" "create-group twice names the group"
+expect 0 "groups lists both" -- ctl groups
+contains "$out" "web2" "groups shows the new group"
+expect 1 "status without -g is ambiguous with two groups" -- ctl status
+expect 0 "status -g web2" -- ctl -g web2 status
+expect 0 "delete-group web2" -- ctl --token-file "$dir/token" delete-group web2
+expect 0 "status is the one group again" -- ctl status
 expect 2 "delete-group without NAME" -- ctl --token-file "$dir/token" delete-group
 expect 2 "delete-group bad name" -- ctl --token-file "$dir/token" delete-group "a/b"
 expect 4 "delete-group without token" -- ctl delete-group "$name" --force
