@@ -61,7 +61,8 @@ struct ctl {
     void (*on_health)(void *arg, const char *group, const struct group_health *h);
 
     /* controller-thread state */
-    int fenced; /* last may_act() said no (logged once per change) */
+    int fenced;            /* last may_act() said no (logged once per change) */
+    int64_t reconciled_ms; /* first ctl_reconcile(): adopted instances' grace starts there */
     struct group_settings settings;
     int have_settings;
     struct policy_state pstate;
@@ -510,6 +511,8 @@ static int sync_with_provider(struct ctl *c, int64_t now, int strict)
 
 int ctl_reconcile(struct ctl *c, int64_t now)
 {
+    if (c->reconciled_ms == 0)
+        c->reconciled_ms = now;
     int rc = sync_with_provider(c, now, 1);
     if (rc != 0)
         return rc;
@@ -664,7 +667,12 @@ int ctl_tick(struct ctl *c, int64_t now)
     for (size_t i = 0; i < n; i++) {
         struct fleet_slot *s = &c->snap[i];
         int healthy = c->health_from_provider ? 1 : s->health == FLEET_HEALTH_HEALTHY;
-        int past_grace = now - s->launched_at_ms >= g->health.grace_period_ms;
+        /* an instance adopted at start (a restart, or a failover to this node with a fresh
+           fleet table) has its health decided anew: the grace period counts from then */
+        int64_t since = s->launched_at_ms;
+        if (s->adopted && c->reconciled_ms > since)
+            since = c->reconciled_ms;
+        int past_grace = now - since >= g->health.grace_period_ms;
         if (s->lifecycle == FLEET_TERMINATING) {
             terminating++;
             retry_term[n_retry++] = s;

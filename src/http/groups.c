@@ -437,6 +437,15 @@ void http__get_readyz(struct http_req *r, struct http_reply *rep)
     struct http_server *s = r->srv;
     char **names = NULL;
     size_t ng = 0;
+    /* the node's own verdict first: it is cheap, and when the store has lost its quorum a
+       store read would block the probe for the store's whole timeout */
+    if (s->ops->ready) {
+        char why[512] = "";
+        if (s->ops->ready(s->ops_arg, why, sizeof why) != 1) {
+            http__error(rep, 503, "not ready", "%s", why[0] ? why : "the node is not ready");
+            return;
+        }
+    }
     int rc = store_list_groups(s->store, &names, &ng);
     if (rc) {
         http__error(rep, 503, "not ready", "the store cannot be read: %s", store_errmsg(s->store));

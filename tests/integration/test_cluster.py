@@ -28,7 +28,7 @@ def owners(node):
     gs = node.groups()
     if gs is None:
         return None
-    return {g["name"]: g.get("owner") or None for g in gs}
+    return {g["name"]: g.get("owner_node") or None for g in gs}
 
 
 def spread_ok(own, nodes, total):
