@@ -338,6 +338,17 @@ static int header_revision(const json_t *reply, int64_t *rev)
     return j_int64(hdr, "revision", rev);
 }
 
+/* Every unary reply of etcd carries header.revision (>= 1: the store starts at
+ * 1). A 200 without it is not etcd's answer (e.g. "{}" from something else). */
+static int need_header(const json_t *reply)
+{
+    int64_t rev = 0;
+    if (!json_is_object(json_object_get(reply, "header")) || header_revision(reply, &rev) ||
+        rev < 1)
+        return ETCD_EPROTO;
+    return 0;
+}
+
 static void range_release(struct etcd_range_result *r)
 {
     for (size_t i = 0; i < r->n_kvs; i++)
@@ -848,7 +859,9 @@ int etcd_range(struct etcd *h, const void *key, size_t key_len, const struct etc
     if (rc)
         return rc;
     struct etcd_range_result *r = calloc(1, sizeof *r);
-    rc = r ? range_decode(reply, r) : ETCD_ENOMEM;
+    rc = r ? need_header(reply) : ETCD_ENOMEM;
+    if (!rc)
+        rc = range_decode(reply, r);
     json_decref(reply);
     if (rc) {
         free(r);
@@ -909,7 +922,9 @@ int etcd_put(struct etcd *h, const void *key, size_t key_len, const void *value,
     if (rc)
         return rc;
     int64_t rev = 0;
-    rc = header_revision(reply, &rev);
+    rc = need_header(reply);
+    if (!rc)
+        rc = header_revision(reply, &rev);
     json_decref(reply);
     if (rc)
         return bad_reply(h, "put", rc);
@@ -951,7 +966,9 @@ int etcd_delete(struct etcd *h, const void *key, size_t key_len, int prefix, int
     if (rc)
         return rc;
     int64_t rev = 0, n = 0;
-    rc = header_revision(reply, &rev);
+    rc = need_header(reply);
+    if (!rc)
+        rc = header_revision(reply, &rev);
     if (!rc)
         rc = j_int64(reply, "deleted", &n);
     json_decref(reply);
@@ -1203,7 +1220,9 @@ int etcd_txn(struct etcd *h, const struct etcd_cmp *cmps, size_t n_cmps,
         return bad_reply(h, "txn", ETCD_ENOMEM);
     }
     int succeeded = 0;
-    rc = j_bool(reply, "succeeded", &succeeded);
+    rc = need_header(reply);
+    if (!rc)
+        rc = j_bool(reply, "succeeded", &succeeded);
     if (!rc)
         rc = succeeded ? txn_decode(reply, success, n_success, r)
                        : txn_decode(reply, failure, n_failure, r);
@@ -1250,7 +1269,9 @@ int etcd_lease_grant(struct etcd *h, int64_t ttl_s, int64_t *id, int64_t *grante
         json_decref(reply);
         return ETCD_EINVAL;
     }
-    rc = j_int64(reply, "ID", &lid);
+    rc = need_header(reply);
+    if (!rc)
+        rc = j_int64(reply, "ID", &lid);
     if (!rc)
         rc = j_int64(reply, "TTL", &ttl);
     json_decref(reply);
@@ -1288,7 +1309,9 @@ int etcd_lease_keepalive(struct etcd *h, int64_t id, int64_t *ttl)
         json_decref(reply);
         return bad_reply(h, "lease keepalive", ETCD_EPROTO);
     }
-    rc = j_int64(res, "TTL", &t);
+    rc = need_header(res);
+    if (!rc)
+        rc = j_int64(res, "TTL", &t);
     json_decref(reply);
     if (rc)
         return bad_reply(h, "lease keepalive", rc);
@@ -1324,7 +1347,9 @@ int etcd_lease_timetolive(struct etcd *h, int64_t id, int64_t *ttl, int64_t *gra
     if (rc)
         return rc;
     int64_t t = 0, g = 0;
-    rc = j_int64(reply, "TTL", &t);
+    rc = need_header(reply);
+    if (!rc)
+        rc = j_int64(reply, "TTL", &t);
     if (!rc)
         rc = j_int64(reply, "grantedTTL", &g);
     json_decref(reply);

@@ -723,6 +723,8 @@ static void junk_replies_are_eproto(void **state)
         HTTP200("{\"kvs\":{\"key\":\"YQ==\"}}"),                    /* kvs not an array */
         HTTP200("{\"kvs\":[{\"key\":\"YQ==\",\"version\":true}]}"), /* wrong type */
         HTTP200("{\"header\":\"x\"}"),
+        HTTP200("{}"),                                                 /* JSON, but not etcd's */
+        HTTP200("{\"header\":{},\"kvs\":[]}"),                         /* no revision */
         "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999\r\n\r\n{}", /* huge length */
         "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n<html>proxy</html>",
         HTTP200("{\"header\":{\"revision\":\"1\"},\"kvs\":[{\"key\":\"YQ==\"}],"
@@ -740,15 +742,16 @@ static void junk_replies_are_eproto(void **state)
         assert_non_null(strstr(etcd_errmsg(h), ep));
     }
     /* txn: a reply whose responses do not match the ops sent */
-    junk_set(&j, HTTP200("{\"succeeded\":true,\"responses\":[{\"response_range\":{}}]}"));
+    junk_set(&j, HTTP200("{\"header\":{\"revision\":\"3\"},\"succeeded\":true,"
+                         "\"responses\":[{\"response_range\":{}}]}"));
     struct etcd_op put = {
         .type = ETCD_OP_PUT, .key = "a", .key_len = 1, .value = "b", .value_len = 1};
     struct etcd_txn_result *tr = NULL;
     assert_int_equal(etcd_txn(h, NULL, 0, &put, 1, NULL, 0, &tr), ETCD_EPROTO);
-    junk_set(&j, HTTP200("{\"result\":{\"TTL\":\"x\"}}"));
+    junk_set(&j, HTTP200("{\"result\":{\"header\":{\"revision\":\"3\"},\"TTL\":\"x\"}}"));
     int64_t ttl = 0;
     assert_int_equal(etcd_lease_keepalive(h, 1, &ttl), ETCD_EPROTO);
-    junk_set(&j, HTTP200("{\"ID\":\"0\",\"TTL\":\"5\"}"));
+    junk_set(&j, HTTP200("{\"header\":{\"revision\":\"3\"},\"ID\":\"0\",\"TTL\":\"5\"}"));
     int64_t id = 0;
     assert_int_equal(etcd_lease_grant(h, 5, &id, NULL), ETCD_EPROTO);
     /* A 503 with etcd's JSON: the member cannot serve. */
