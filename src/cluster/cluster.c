@@ -463,8 +463,13 @@ static void *ka_main(void *arg)
                 log_info("cluster: node \"%s\" holds lease %" PRIx64 " (ttl %" PRId64 " s)",
                          c->node, (uint64_t)id, granted);
             }
-            if (t + c->ttl_ms - c->margin_ms > c->deadline)
-                c->deadline = t + c->ttl_ms - c->margin_ms;
+            /* etcd grants at least what we asked; should it ever answer
+             * less, count from what it said */
+            int64_t ttl_ms = c->ttl_ms, said = lease == 0 ? granted : left;
+            if (said > 0 && said * 1000 < ttl_ms)
+                ttl_ms = said * 1000;
+            if (t + ttl_ms - c->margin_ms > c->deadline)
+                c->deadline = t + ttl_ms - c->margin_ms;
             c->last_sent = t;
             c->last_ok = clk_mono_ms();
             log_debug("cluster: lease %" PRIx64 " renewed (sent at %" PRId64
@@ -788,18 +793,25 @@ static int64_t step(struct clu *c)
     struct cgroup **freel = malloc((c->n_groups + 1) * sizeof(*freel));
     struct cgroup **left = malloc((c->n_groups + 1) * sizeof(*left));
     struct cgroup **ownl = malloc((c->n_groups + 1) * sizeof(*ownl));
-    size_t nown = 0;
-    if (!freel || !left || !ownl) {
+    struct cgroup **gone = malloc((c->n_groups + 1) * sizeof(*gone));
+    size_t nown = 0, ngone = 0;
+    if (!freel || !left || !ownl || !gone) {
         pthread_mutex_unlock(&c->mu);
         free(freel);
         free(left);
         free(ownl);
+        free(gone);
         return now + 1000;
     }
     for (size_t i = 0; i < c->n_groups; i++) {
         struct cgroup *g = c->groups[i];
-        if (!g->settings)
+        int ours = g->owner_present && !g->owned && g->owner_lease == lease &&
+                   strcmp(g->owner_node, c->node) == 0;
+        if (!g->settings) {
+            if (ours)
+                gone[ngone++] = g; /* group deleted: our owner key goes too */
             continue;
+        }
         G++;
         if (g->owned)
             ownl[nown++] = g;
@@ -810,7 +822,7 @@ static int64_t step(struct clu *c)
         struct cnode *n = node_find(c, g->owner_node);
         if (n && n->present)
             n->count++;
-        if (!g->owned && g->owner_lease == lease && strcmp(g->owner_node, c->node) == 0)
+        if (ours)
             left[nleft++] = g; /* our key, left from before a fencing */
     }
     if (N == 0)
@@ -830,7 +842,10 @@ static int64_t step(struct clu *c)
     if (deadline < wake)
         wake = deadline;
 
-    /* 4. our leftover keys: take them back while under target, else free them */
+    /* 4. our leftover keys: take them back while under target, else free
+     * them; the keys of deleted groups go */
+    for (size_t i = 0; i < ngone && !c->stop; i++)
+        delete_owner(c, gone[i], lease);
     for (size_t i = 0; i < nleft && !c->stop; i++) {
         if (owned < hi) {
             try_acquire(c, left[i], lease);
@@ -904,6 +919,7 @@ static int64_t step(struct clu *c)
     free(freel);
     free(left);
     free(ownl);
+    free(gone);
     return wake;
 }
 
