@@ -338,6 +338,17 @@ static int header_revision(const json_t *reply, int64_t *rev)
     return j_int64(hdr, "revision", rev);
 }
 
+/* Every unary reply of etcd carries header.revision (>= 1: the store starts at
+ * 1). A 200 without it is not etcd's answer (e.g. "{}" from something else). */
+static int need_header(const json_t *reply)
+{
+    int64_t rev = 0;
+    if (!json_is_object(json_object_get(reply, "header")) || header_revision(reply, &rev) ||
+        rev < 1)
+        return ETCD_EPROTO;
+    return 0;
+}
+
 static void range_release(struct etcd_range_result *r)
 {
     for (size_t i = 0; i < r->n_kvs; i++)
@@ -559,7 +570,14 @@ enum attempt {
 static enum attempt classify_error(struct etcd *h, struct ep *ep, long status, json_t *j,
                                    int *final)
 {
+    /* Unary errors are {"error": text, "message": text, "code": n}; stream
+     * errors (lease keepalive) nest {"grpc_code": n, "message": text}. */
+    json_t *nested = json_object_get(j, "error");
+    if (nested && json_is_object(nested))
+        j = nested;
     json_t *jc = json_object_get(j, "code");
+    if (!jc)
+        jc = json_object_get(j, "grpc_code");
     json_t *jm = json_object_get(j, "message");
     if (!jm || !json_is_string(jm))
         jm = json_object_get(j, "error");
@@ -841,7 +859,9 @@ int etcd_range(struct etcd *h, const void *key, size_t key_len, const struct etc
     if (rc)
         return rc;
     struct etcd_range_result *r = calloc(1, sizeof *r);
-    rc = r ? range_decode(reply, r) : ETCD_ENOMEM;
+    rc = r ? need_header(reply) : ETCD_ENOMEM;
+    if (!rc)
+        rc = range_decode(reply, r);
     json_decref(reply);
     if (rc) {
         free(r);
@@ -902,7 +922,9 @@ int etcd_put(struct etcd *h, const void *key, size_t key_len, const void *value,
     if (rc)
         return rc;
     int64_t rev = 0;
-    rc = header_revision(reply, &rev);
+    rc = need_header(reply);
+    if (!rc)
+        rc = header_revision(reply, &rev);
     json_decref(reply);
     if (rc)
         return bad_reply(h, "put", rc);
@@ -944,7 +966,9 @@ int etcd_delete(struct etcd *h, const void *key, size_t key_len, int prefix, int
     if (rc)
         return rc;
     int64_t rev = 0, n = 0;
-    rc = header_revision(reply, &rev);
+    rc = need_header(reply);
+    if (!rc)
+        rc = header_revision(reply, &rev);
     if (!rc)
         rc = j_int64(reply, "deleted", &n);
     json_decref(reply);
@@ -955,6 +979,25 @@ int etcd_delete(struct etcd *h, const void *key, size_t key_len, int prefix, int
     if (revision)
         *revision = rev;
     return 0;
+}
+
+int etcd_compact(struct etcd *h, int64_t revision)
+{
+    if (!h || revision < 1) {
+        if (h)
+            set_err(h, "etcd compact: revision must be >= 1");
+        return ETCD_EINVAL;
+    }
+    json_t *req = json_object(), *reply = NULL;
+    int rc = req ? j_set(req, "revision", j_i64str(revision)) : ETCD_ENOMEM;
+    if (rc) {
+        json_decref(req);
+        set_err(h, "etcd compact: out of memory");
+        return rc;
+    }
+    rc = call(h, "compact", "/v3/kv/compaction", req, &reply);
+    json_decref(reply);
+    return rc;
 }
 
 /* ---- txn ---------------------------------------------------------------- */
@@ -1177,7 +1220,9 @@ int etcd_txn(struct etcd *h, const struct etcd_cmp *cmps, size_t n_cmps,
         return bad_reply(h, "txn", ETCD_ENOMEM);
     }
     int succeeded = 0;
-    rc = j_bool(reply, "succeeded", &succeeded);
+    rc = need_header(reply);
+    if (!rc)
+        rc = j_bool(reply, "succeeded", &succeeded);
     if (!rc)
         rc = succeeded ? txn_decode(reply, success, n_success, r)
                        : txn_decode(reply, failure, n_failure, r);
@@ -1224,7 +1269,9 @@ int etcd_lease_grant(struct etcd *h, int64_t ttl_s, int64_t *id, int64_t *grante
         json_decref(reply);
         return ETCD_EINVAL;
     }
-    rc = j_int64(reply, "ID", &lid);
+    rc = need_header(reply);
+    if (!rc)
+        rc = j_int64(reply, "ID", &lid);
     if (!rc)
         rc = j_int64(reply, "TTL", &ttl);
     json_decref(reply);
@@ -1262,7 +1309,9 @@ int etcd_lease_keepalive(struct etcd *h, int64_t id, int64_t *ttl)
         json_decref(reply);
         return bad_reply(h, "lease keepalive", ETCD_EPROTO);
     }
-    rc = j_int64(res, "TTL", &t);
+    rc = need_header(res);
+    if (!rc)
+        rc = j_int64(res, "TTL", &t);
     json_decref(reply);
     if (rc)
         return bad_reply(h, "lease keepalive", rc);
@@ -1298,7 +1347,9 @@ int etcd_lease_timetolive(struct etcd *h, int64_t id, int64_t *ttl, int64_t *gra
     if (rc)
         return rc;
     int64_t t = 0, g = 0;
-    rc = j_int64(reply, "TTL", &t);
+    rc = need_header(reply);
+    if (!rc)
+        rc = j_int64(reply, "TTL", &t);
     if (!rc)
         rc = j_int64(reply, "grantedTTL", &g);
     json_decref(reply);
@@ -1344,6 +1395,7 @@ struct etcd_watch {
     size_t line_len, line_cap;
     int abort_stream; /* set by the line parser: drop this stream */
     int got_data;     /* the stream was created */
+    int64_t last_rx;  /* now_ms() of the stream's last byte (or its start) */
     char why[EP_ERR_MAX];
 };
 
@@ -1501,6 +1553,7 @@ static size_t watch_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     size_t n = size * nmemb;
     if (atomic_load(&w->stop) || w->abort_stream)
         return 0;
+    w->last_rx = now_ms();
     if (n > REPLY_MAX - w->line_len) {
         snprintf(w->why, sizeof w->why, "stream line longer than %zu bytes", REPLY_MAX);
         return 0;
@@ -1539,7 +1592,16 @@ static int watch_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, c
 {
     (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
     struct etcd_watch *w = clientp;
-    return atomic_load(&w->stop) ? 1 : 0;
+    if (atomic_load(&w->stop))
+        return 1;
+    /* Our own idle check: curl's low-speed limit averages over a window of
+     * about 5 s on top of its own time, which made a stalled member take
+     * idle + 5 s to notice. curl calls this at least once a second. */
+    if (now_ms() - w->last_rx > w->h->idle_ms) {
+        snprintf(w->why, sizeof w->why, "stream silent for %d ms", w->h->idle_ms);
+        return 1;
+    }
+    return 0;
 }
 
 /* One stream on endpoint e; returns when it ends (never normally). */
@@ -1577,9 +1639,6 @@ static void watch_stream(struct etcd_watch *w, CURL *c, size_t e)
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)h->attempt_ms);
-    long idle_s = (h->idle_ms + 999) / 1000;
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, idle_s);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, watch_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, w);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
@@ -1589,14 +1648,13 @@ static void watch_stream(struct etcd_watch *w, CURL *c, size_t e)
     w->abort_stream = 0;
     w->got_data = 0;
     w->why[0] = '\0';
+    w->last_rx = now_ms();
     CURLcode cc = curl_easy_perform(c);
     atomic_store(&w->connected, 0);
     if (!w->why[0]) {
         long status = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        if (cc == CURLE_OPERATION_TIMEDOUT)
-            snprintf(w->why, sizeof w->why, "stream idle for %ld s", idle_s);
-        else if (cc != CURLE_OK)
+        if (cc != CURLE_OK)
             snprintf(w->why, sizeof w->why, "%s", curl_easy_strerror(cc));
         else
             snprintf(w->why, sizeof w->why, "stream ended (HTTP %ld)", status);
@@ -1611,13 +1669,15 @@ static void *watch_main(void *arg)
     CURL *c = curl_easy_init();
     size_t e = 0, failed_in_row = 0;
     while (c && !atomic_load(&w->stop)) {
+        int64_t t0 = now_ms();
         watch_stream(w, c, e);
         if (atomic_load(&w->stop))
             break;
-        /* A stream that was created and then broke is normal (member died,
-         * idle, compaction): try at once. A run of failures over every
-         * endpoint waits a little, growing to 1 s. */
-        if (w->got_data)
+        /* A stream that was created, lived a while and then broke is normal
+         * (member died, idle, compaction): try at once. A run of failures
+         * (or of streams that break at once) over every endpoint waits a
+         * little, growing to 1 s, so a broken member is not hammered. */
+        if (w->got_data && now_ms() - t0 >= 1000)
             failed_in_row = 0;
         else
             failed_in_row++;
