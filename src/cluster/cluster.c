@@ -1103,7 +1103,10 @@ int clu_new(const struct clu_settings *s, struct clu **out, char *err, size_t er
     c->es_w = es;
     c->es_w.attempt_timeout_ms = (int)(ttl / 3 < 1000 ? 1000 : ttl / 3);
     c->es_w.call_timeout_ms = (int)(ttl / 2 < 1000 ? 1000 : ttl / 2);
-    c->es_w.watch_idle_timeout_ms = 3000;
+    /* a watch on a stalled member must be dropped well before failover is
+     * due; etcd should send progress notifications more often than this
+     * (scripts/etcd-cluster: every 1 s), else idle watches are reopened */
+    c->es_w.watch_idle_timeout_ms = (int)ttl;
     char e[256];
     int rc = etcd_new(&c->es_ka, &c->h_ka, e, sizeof(e));
     if (rc == 0)

@@ -406,9 +406,10 @@ static int64_t status_requests(struct clu *c, const char *which)
 static void steady_state_requests(void)
 {
     int64_t ka[3], other[3];
-    static const char *const methods[] = {"LeaseKeepAlive", "Range", "Txn", "Put", "DeleteRange"};
-    double before[5], after[5];
-    for (int m = 0; m < 5; m++)
+    static const char *const methods[] = {"LeaseKeepAlive", "Range", "Txn", "Put",
+                                          "DeleteRange",    "Watch"};
+    double before[6], after[6];
+    for (int m = 0; m < 6; m++)
         before[m] = etcd_msgs(methods[m]);
     for (int k = 0; k < 3; k++) {
         ka[k] = status_requests(W.nodes[k].c, "keepalive");
@@ -417,7 +418,7 @@ static void steady_state_requests(void)
     int64_t t0 = clk_mono_ms();
     usleep(2 * TTL_MS * 1000);
     double secs = (double)(clk_mono_ms() - t0) / 1000.0;
-    for (int m = 0; m < 5; m++)
+    for (int m = 0; m < 6; m++)
         after[m] = etcd_msgs(methods[m]);
     for (int k = 0; k < 3; k++) {
         int64_t dk = status_requests(W.nodes[k].c, "keepalive") - ka[k];
@@ -429,7 +430,7 @@ static void steady_state_requests(void)
         assert_int_equal(dother, 0);
     }
     fprintf(stderr, "etcd's count over %.1f s, per node per s:", secs);
-    for (int m = 0; m < 5; m++)
+    for (int m = 0; m < 6; m++)
         fprintf(stderr, " %s %.2f", methods[m], (after[m] - before[m]) / secs / 3);
     fprintf(stderr, "\n");
 }
