@@ -766,6 +766,21 @@ static void groups_come_and_go(void **state)
     }
     fprintf(stderr, "new group owned after %" PRId64 " ms\n", clk_mono_ms() - t0);
 
+    /* a second process under the name "b": it waits, owns nothing, says why */
+    struct tnode *dup = node_start("b");
+    char why[256] = "";
+    t0 = clk_mono_ms();
+    while (!strstr(why, "in use")) {
+        assert_int_equal(clu_ready(dup->c, why, sizeof(why)), 0);
+        assert_true(clk_mono_ms() - t0 < 10000);
+        usleep(20000);
+    }
+    usleep(1500 * 1000);
+    assert_int_equal(dup->n_owned, 0);
+    assert_int_equal(clu_ready(b->c, NULL, 0), 1);
+    fprintf(stderr, "duplicate node name: %s\n", why);
+    node_free(dup);
+
     /* g0's settings deleted: its owner stops it and removes the owner key */
     struct etcd *h = etcd_handle();
     int64_t deleted = 0;
@@ -793,12 +808,24 @@ static void groups_come_and_go(void **state)
     /* a leaves (clu_free revokes its lease): b owns g1 and g2 at once */
     t0 = clk_mono_ms();
     node_free(a);
+    int64_t t_freed = clk_mono_ms();
     while (claims_of(1) != 1 || claims_of(2) != 1 || b->n_owned != 2) {
         assert_true(clk_mono_ms() - t0 < 10000);
         usleep(10000);
     }
-    fprintf(stderr, "graceful leave: the other node owns everything after %" PRId64 " ms\n",
-            clk_mono_ms() - t0);
+    int64_t last_lose = 0, last_acq = 0;
+    pthread_mutex_lock(&W.mu);
+    for (int i = 1; i < 3; i++) {
+        if (a->lose_ms[i] > last_lose)
+            last_lose = a->lose_ms[i];
+        if (b->acq_ms[i] > last_acq)
+            last_acq = b->acq_ms[i];
+    }
+    pthread_mutex_unlock(&W.mu);
+    fprintf(stderr,
+            "graceful leave: clu_free took %" PRId64 " ms; the other node owned everything %" PRId64
+            " ms after the leaving one stopped its last group\n",
+            t_freed - t0, last_acq - last_lose);
     etcd_free(h);
     world_free();
 }
