@@ -95,6 +95,7 @@ struct clu {
     int reachable;
     int64_t unreachable_since;
     char last_err[256];
+    int64_t name_taken;           /* lease of another holder of P/nodes/<node>, 0 = none */
     int64_t n_keepalive, n_other; /* requests sent to etcd (keepalive + grant, the rest) */
     struct cgroup **groups;       /* sorted by name */
     size_t n_groups, cap_groups;
@@ -107,7 +108,8 @@ struct clu {
     /* worker-only state */
     int listed;
     struct etcd_watch *watch[K_COUNT];
-    int64_t reg_lease, reg_at, acquire_after, next_release;
+    int64_t reg_lease; /* lease our node key is on; written under mu (clu_ready reads it) */
+    int64_t reg_at, acquire_after, next_release;
     uint64_t rng;
 };
 
@@ -463,8 +465,13 @@ static void *ka_main(void *arg)
                 log_info("cluster: node \"%s\" holds lease %" PRIx64 " (ttl %" PRId64 " s)",
                          c->node, (uint64_t)id, granted);
             }
-            if (t + c->ttl_ms - c->margin_ms > c->deadline)
-                c->deadline = t + c->ttl_ms - c->margin_ms;
+            /* etcd grants at least what we asked; should it ever answer
+             * less, count from what it said */
+            int64_t ttl_ms = c->ttl_ms, said = lease == 0 ? granted : left;
+            if (said > 0 && said * 1000 < ttl_ms)
+                ttl_ms = said * 1000;
+            if (t + ttl_ms - c->margin_ms > c->deadline)
+                c->deadline = t + ttl_ms - c->margin_ms;
             c->last_sent = t;
             c->last_ok = clk_mono_ms();
             log_debug("cluster: lease %" PRIx64 " renewed (sent at %" PRId64
@@ -756,21 +763,50 @@ static int64_t step(struct clu *c)
                               (json_int_t)c->started_wall_ms);
         char *v = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
-        int64_t rev = 0;
-        int rc = v ? etcd_put(c->h_w, c->k_me, ETCD_NUL, v, ETCD_NUL, lease, &rev) : ETCD_ENOMEM;
+        /* created if absent: a node key on another live lease means another
+         * process runs under this name (or our previous incarnation, whose
+         * key goes with its lease within a ttl): wait, do not share it */
+        struct etcd_cmp cmp = {.key = c->k_me,
+                               .key_len = ETCD_NUL,
+                               .target = ETCD_CMP_CREATE,
+                               .result = ETCD_CMP_EQUAL,
+                               .number = 0};
+        struct etcd_op put = {.type = ETCD_OP_PUT,
+                              .key = c->k_me,
+                              .key_len = ETCD_NUL,
+                              .value = v,
+                              .value_len = ETCD_NUL,
+                              .lease = lease};
+        struct etcd_op get = {.type = ETCD_OP_RANGE, .key = c->k_me, .key_len = ETCD_NUL};
+        struct etcd_txn_result *r = NULL;
+        int rc = v ? etcd_txn(c->h_w, &cmp, 1, &put, 1, &get, 1, &r) : ETCD_ENOMEM;
+        int64_t other = 0;
         pthread_mutex_lock(&c->mu);
         c->n_other++;
         if (rc) {
             note_err(c, "node registration", rc, etcd_errmsg(c->h_w));
-        } else {
+        } else if (r->succeeded) {
             struct etcd_kv kv = {.value = v, .value_len = strlen(v), .lease = lease};
-            apply(c, K_NODES, c->node, &kv, rev);
+            apply(c, K_NODES, c->node, &kv, r->revision);
+        } else if (r->n_ops != 1 || r->ops[0].range.n_kvs != 1) {
+            rc = -1; /* gone meanwhile: try again */
+        } else if (r->ops[0].range.kvs[0].lease != lease) {
+            other = r->ops[0].range.kvs[0].lease;
+            if (c->name_taken != other)
+                log_warn("cluster: node name \"%s\" is in use (lease %" PRIx64
+                         "): waiting for that key to go",
+                         c->node, (uint64_t)other);
+            rc = -1;
         }
+        c->name_taken = other;
         pthread_mutex_unlock(&c->mu);
+        etcd_txn_result_free(r);
         free(v);
         if (rc)
-            return now + 500;
-        c->reg_lease = lease;
+            return now + (other ? c->ttl_ms / 3 : 500);
+        pthread_mutex_lock(&c->mu);
+        c->reg_lease = lease; /* written under mu: clu_ready() reads it */
+        pthread_mutex_unlock(&c->mu);
         c->reg_at = now;
         c->next_release = now + c->ttl_ms;
     }
@@ -788,18 +824,25 @@ static int64_t step(struct clu *c)
     struct cgroup **freel = malloc((c->n_groups + 1) * sizeof(*freel));
     struct cgroup **left = malloc((c->n_groups + 1) * sizeof(*left));
     struct cgroup **ownl = malloc((c->n_groups + 1) * sizeof(*ownl));
-    size_t nown = 0;
-    if (!freel || !left || !ownl) {
+    struct cgroup **gone = malloc((c->n_groups + 1) * sizeof(*gone));
+    size_t nown = 0, ngone = 0;
+    if (!freel || !left || !ownl || !gone) {
         pthread_mutex_unlock(&c->mu);
         free(freel);
         free(left);
         free(ownl);
+        free(gone);
         return now + 1000;
     }
     for (size_t i = 0; i < c->n_groups; i++) {
         struct cgroup *g = c->groups[i];
-        if (!g->settings)
+        int ours = g->owner_present && !g->owned && g->owner_lease == lease &&
+                   strcmp(g->owner_node, c->node) == 0;
+        if (!g->settings) {
+            if (ours)
+                gone[ngone++] = g; /* group deleted: our owner key goes too */
             continue;
+        }
         G++;
         if (g->owned)
             ownl[nown++] = g;
@@ -810,7 +853,7 @@ static int64_t step(struct clu *c)
         struct cnode *n = node_find(c, g->owner_node);
         if (n && n->present)
             n->count++;
-        if (!g->owned && g->owner_lease == lease && strcmp(g->owner_node, c->node) == 0)
+        if (ours)
             left[nleft++] = g; /* our key, left from before a fencing */
     }
     if (N == 0)
@@ -830,7 +873,10 @@ static int64_t step(struct clu *c)
     if (deadline < wake)
         wake = deadline;
 
-    /* 4. our leftover keys: take them back while under target, else free them */
+    /* 4. our leftover keys: take them back while under target, else free
+     * them; the keys of deleted groups go */
+    for (size_t i = 0; i < ngone && !c->stop; i++)
+        delete_owner(c, gone[i], lease);
     for (size_t i = 0; i < nleft && !c->stop; i++) {
         if (owned < hi) {
             try_acquire(c, left[i], lease);
@@ -904,6 +950,7 @@ static int64_t step(struct clu *c)
     free(freel);
     free(left);
     free(ownl);
+    free(gone);
     return wake;
 }
 
@@ -1087,7 +1134,10 @@ int clu_new(const struct clu_settings *s, struct clu **out, char *err, size_t er
     c->es_w = es;
     c->es_w.attempt_timeout_ms = (int)(ttl / 3 < 1000 ? 1000 : ttl / 3);
     c->es_w.call_timeout_ms = (int)(ttl / 2 < 1000 ? 1000 : ttl / 2);
-    c->es_w.watch_idle_timeout_ms = 3000;
+    /* a watch on a stalled member must be dropped well before failover is
+     * due; etcd should send progress notifications more often than this
+     * (scripts/etcd-cluster: every 1 s), else idle watches are reopened */
+    c->es_w.watch_idle_timeout_ms = (int)ttl;
     char e[256];
     int rc = etcd_new(&c->es_ka, &c->h_ka, e, sizeof(e));
     if (rc == 0)
@@ -1200,8 +1250,14 @@ int clu_ready(struct clu *c, char *why, size_t len)
         return 0;
     pthread_mutex_lock(&c->mu);
     int64_t now = clk_mono_ms();
-    int ok = lease_valid(c, now);
-    if (!ok) {
+    int ok = lease_valid(c, now) && c->reg_lease == c->lease;
+    if (lease_valid(c, now) && c->name_taken) {
+        util_set_err(why, len, "node name \"%s\" is in use by another process (lease %" PRIx64 ")",
+                     c->node, (uint64_t)c->name_taken);
+    } else if (lease_valid(c, now) && !ok) {
+        util_set_err(why, len, "joining: registering node \"%s\" (last error: %s)", c->node,
+                     c->last_err[0] ? c->last_err : "none");
+    } else if (!ok) {
         const char *last = c->last_err[0] ? c->last_err : "none";
         if (!c->reachable)
             util_set_err(why, len, "etcd unreachable since %" PRId64 " s: %s",

@@ -282,6 +282,21 @@ static void node_free(struct tnode *tn)
     pthread_mutex_unlock(&W.mu);
 }
 
+/* After a failed test: stop what is still running, so that the next test's
+ * world is not written to by this one's callbacks. */
+static int world_teardown(void **state)
+{
+    (void)state;
+    for (int k = 0; k < W.n_nodes; k++) {
+        pthread_mutex_lock(&W.mu);
+        struct clu *c = W.nodes[k].dead ? NULL : W.nodes[k].c;
+        W.nodes[k].dead = 1;
+        pthread_mutex_unlock(&W.mu);
+        clu_free(c);
+    }
+    return 0;
+}
+
 static void world_free(void)
 {
     for (int k = 0; k < W.n_nodes; k++)
@@ -391,9 +406,10 @@ static int64_t status_requests(struct clu *c, const char *which)
 static void steady_state_requests(void)
 {
     int64_t ka[3], other[3];
-    static const char *const methods[] = {"LeaseKeepAlive", "Range", "Txn", "Put", "DeleteRange"};
-    double before[5], after[5];
-    for (int m = 0; m < 5; m++)
+    static const char *const methods[] = {"LeaseKeepAlive", "Range", "Txn", "Put",
+                                          "DeleteRange",    "Watch"};
+    double before[6], after[6];
+    for (int m = 0; m < 6; m++)
         before[m] = etcd_msgs(methods[m]);
     for (int k = 0; k < 3; k++) {
         ka[k] = status_requests(W.nodes[k].c, "keepalive");
@@ -402,7 +418,7 @@ static void steady_state_requests(void)
     int64_t t0 = clk_mono_ms();
     usleep(2 * TTL_MS * 1000);
     double secs = (double)(clk_mono_ms() - t0) / 1000.0;
-    for (int m = 0; m < 5; m++)
+    for (int m = 0; m < 6; m++)
         after[m] = etcd_msgs(methods[m]);
     for (int k = 0; k < 3; k++) {
         int64_t dk = status_requests(W.nodes[k].c, "keepalive") - ka[k];
@@ -414,7 +430,7 @@ static void steady_state_requests(void)
         assert_int_equal(dother, 0);
     }
     fprintf(stderr, "etcd's count over %.1f s, per node per s:", secs);
-    for (int m = 0; m < 5; m++)
+    for (int m = 0; m < 6; m++)
         fprintf(stderr, " %s %.2f", methods[m], (after[m] - before[m]) / secs / 3);
     fprintf(stderr, "\n");
 }
@@ -720,6 +736,100 @@ static void thousand_groups(void **state)
     world_free();
 }
 
+static int claims_of(int i)
+{
+    pthread_mutex_lock(&W.mu);
+    int n = W.claims[i];
+    pthread_mutex_unlock(&W.mu);
+    return n;
+}
+
+/* Groups created and deleted while running; a node leaving hands over at once. */
+static void groups_come_and_go(void **state)
+{
+    (void)state;
+    world_reset("/t-churn", 3);
+    create_groups(W.prefix, 2);
+    struct tnode *a = node_start("a");
+    struct tnode *b = node_start("b");
+    int64_t t0 = clk_mono_ms();
+    while (claims_of(0) != 1 || claims_of(1) != 1) {
+        assert_true(clk_mono_ms() - t0 < 20000);
+        usleep(20000);
+    }
+    /* a third group appears: someone takes it */
+    create_groups(W.prefix, 3);
+    t0 = clk_mono_ms();
+    while (claims_of(2) != 1) {
+        assert_true(clk_mono_ms() - t0 < 10000);
+        usleep(10000);
+    }
+    fprintf(stderr, "new group owned after %" PRId64 " ms\n", clk_mono_ms() - t0);
+
+    /* a second process under the name "b": it waits, owns nothing, says why */
+    struct tnode *dup = node_start("b");
+    char why[256] = "";
+    t0 = clk_mono_ms();
+    while (!strstr(why, "in use")) {
+        assert_int_equal(clu_ready(dup->c, why, sizeof(why)), 0);
+        assert_true(clk_mono_ms() - t0 < 10000);
+        usleep(20000);
+    }
+    usleep(1500 * 1000);
+    assert_int_equal(dup->n_owned, 0);
+    assert_int_equal(clu_ready(b->c, NULL, 0), 1);
+    fprintf(stderr, "duplicate node name: %s\n", why);
+    node_free(dup);
+
+    /* g0's settings deleted: its owner stops it and removes the owner key */
+    struct etcd *h = etcd_handle();
+    int64_t deleted = 0;
+    assert_int_equal(etcd_delete(h, "/t-churn/groups/g0/settings", ETCD_NUL, 0, &deleted, NULL), 0);
+    assert_int_equal(deleted, 1);
+    t0 = clk_mono_ms();
+    for (;;) {
+        struct etcd_range_result *r = NULL;
+        assert_int_equal(etcd_range(h, "/t-churn/owners/g0", ETCD_NUL, NULL, &r), 0);
+        size_t n = r->n_kvs;
+        etcd_range_result_free(r);
+        if (claims_of(0) == 0 && n == 0)
+            break;
+        assert_true(clk_mono_ms() - t0 < 10000);
+        usleep(10000);
+    }
+    assert_int_equal(clu_may_act(a->c, "g0") + clu_may_act(b->c, "g0"), 0);
+    char node[CLU_NODE_MAX];
+    t0 = clk_mono_ms();
+    while (clu_owner_of(a->c, "g0", node, sizeof(node), NULL, 0) != CLU_ENOENT) {
+        assert_true(clk_mono_ms() - t0 < 10000);
+        usleep(10000);
+    }
+
+    /* a leaves (clu_free revokes its lease): b owns g1 and g2 at once */
+    t0 = clk_mono_ms();
+    node_free(a);
+    int64_t t_freed = clk_mono_ms();
+    while (claims_of(1) != 1 || claims_of(2) != 1 || b->n_owned != 2) {
+        assert_true(clk_mono_ms() - t0 < 10000);
+        usleep(10000);
+    }
+    int64_t last_lose = 0, last_acq = 0;
+    pthread_mutex_lock(&W.mu);
+    for (int i = 1; i < 3; i++) {
+        if (a->lose_ms[i] > last_lose)
+            last_lose = a->lose_ms[i];
+        if (b->acq_ms[i] > last_acq)
+            last_acq = b->acq_ms[i];
+    }
+    pthread_mutex_unlock(&W.mu);
+    fprintf(stderr,
+            "graceful leave: clu_free took %" PRId64 " ms; the other node owned everything %" PRId64
+            " ms after the leaving one stopped its last group\n",
+            t_freed - t0, last_acq - last_lose);
+    etcd_free(h);
+    world_free();
+}
+
 static void bad_settings(void **state)
 {
     (void)state;
@@ -749,9 +859,12 @@ int main(void)
     if (getenv("CLU_TEST_DEBUG"))
         log_set_level(LOG_LVL_DEBUG);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(bad_settings),          cmocka_unit_test(spread_crash_join),
-        cmocka_unit_test(paused_node_is_fenced), cmocka_unit_test(quorum_loss_and_back),
-        cmocka_unit_test(thousand_groups),
+        cmocka_unit_test(bad_settings),
+        cmocka_unit_test_teardown(spread_crash_join, world_teardown),
+        cmocka_unit_test_teardown(groups_come_and_go, world_teardown),
+        cmocka_unit_test_teardown(paused_node_is_fenced, world_teardown),
+        cmocka_unit_test_teardown(quorum_loss_and_back, world_teardown),
+        cmocka_unit_test_teardown(thousand_groups, world_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
