@@ -473,7 +473,7 @@ static void es_close(struct store *st)
     for (size_t i = 0; i < e->n_fences; i++)
         free(e->fences[i].owner_key);
     free(e->fences);
-    free(e->oldest);
+    free(e->memo);
     free(e->cache);
     free(e->endpoints);
     free(e->ca_file);
@@ -518,7 +518,8 @@ static int open_etcd(struct store *st, const struct store_etcd_settings *s)
     e->cfg.cert_file = e->cert_file;
     e->cfg.key_file = e->key_file;
     e->cfg.call_timeout_ms = (int)(t > 600000 ? 600000 : t);
-    e->cfg.attempt_timeout_ms = e->cfg.call_timeout_ms / 2 > 0 ? e->cfg.call_timeout_ms / 2 : 1;
+    /* several attempts per call: a dead member costs one attempt, then the next is tried */
+    e->cfg.attempt_timeout_ms = e->cfg.call_timeout_ms / 3 > 0 ? e->cfg.call_timeout_ms / 3 : 1;
     char err[256];
     int rc = etcd_new(&e->cfg, &e->h, err, sizeof(err));
     if (rc)

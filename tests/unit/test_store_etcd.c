@@ -388,7 +388,8 @@ static void watch_other_handle(void **state)
 static void quorum_loss_and_recovery(void **state)
 {
     struct et_fx *fx = *state;
-    struct store *st = open_prefix(fx->prefix, 1500);
+    /* 5 s per call: one member down may be the leader, and an election takes a second or two */
+    struct store *st = open_prefix(fx->prefix, 5000);
     struct group_settings g;
     gc_group(&g, "web");
     gc_ok(st, store_put_settings(st, &g, 0, NULL));
