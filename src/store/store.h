@@ -27,6 +27,8 @@
  * Strings: every fixed-size char field below is NUL-terminated; text longer
  * than the field is truncated when read back, never overflowed. Input strings
  * must be shorter than their field (else STORE_EINVAL) unless said otherwise.
+ * On etcd, group names, instance ids and launch tokens are parts of keys and
+ * must not contain '/' (STORE_EINVAL).
  *
  * Errors: 0 on success, a negative STORE_E* code on failure
  * (store_strerror()), with text for the operator in store_errmsg(st). Output

@@ -1046,6 +1046,7 @@ static int es_set_fence(struct store *st, const char *group, const char *owner_k
 
 const struct store_ops store_etcd_ops = {
     .name = "etcd",
+    .slash_free = 1,
     .close = es_close,
     .get_settings = es_get_settings,
     .put_settings = es_put_settings,

@@ -22,6 +22,7 @@
 
 struct store_ops {
     const char *name; /* "sqlite" | "etcd" */
+    int slash_free;   /* group names and ids must not contain '/' (they are key parts) */
     void (*close)(struct store *st);
     int (*get_settings)(struct store *st, const char *name, struct group_settings *out);
     int (*put_settings)(struct store *st, const struct group_settings *g, int64_t expect_revision,

@@ -465,6 +465,13 @@ static void prefixes_are_separate(void **state)
     assert_int_equal(n, 0);
     store_names_free(names, n);
     assert_int_equal(store_schema_version(b), STORE_SCHEMA_VERSION);
+    /* names and ids are key parts: a '/' would put a group inside another's prefix */
+    gc_group(&g, "web/x");
+    assert_int_equal(store_put_settings(b, &g, -1, NULL), STORE_EINVAL);
+    struct store_instance in;
+    gc_instance(&in, "i/1", "web", 1);
+    assert_int_equal(store_put_instance(b, &in), STORE_EINVAL);
+    assert_int_equal(store_delete_group(b, "web/"), STORE_EINVAL);
     store_close(b);
 }
 
