@@ -115,6 +115,16 @@ const char *store_errmsg(struct store *st)
     return st->err[0] ? st->err : "no error";
 }
 
+/*
+ * store_str_ok() for a group name or an id: the etcd backend builds keys
+ * from them ("P/groups/<g>/instances/<id>"), where a '/' would put one
+ * group inside another's prefix.
+ */
+static int key_ok(const struct store *st, const char *s, size_t size, int nonempty)
+{
+    return store_str_ok(s, size, nonempty) && (!st->ops->slash_free || !strchr(s, '/'));
+}
+
 static void lock(struct store *st)
 {
     pthread_mutex_lock(&st->mu);
@@ -171,7 +181,7 @@ int store_schema_version(struct store *st)
 
 int store_get_settings(struct store *st, const char *name, struct group_settings *out)
 {
-    if (!st || !out || !store_str_ok(name, STORE_NAME_MAX, 1))
+    if (!st || !out || !key_ok(st, name, STORE_NAME_MAX, 1))
         return STORE_EINVAL;
     lock(st);
     int rc = st->ops->get_settings(st, name, out);
@@ -181,7 +191,7 @@ int store_get_settings(struct store *st, const char *name, struct group_settings
 
 static int settings_valid(struct store *st, const struct group_settings *g)
 {
-    if (!store_str_ok(g->name, sizeof(g->name), 1))
+    if (!key_ok(st, g->name, sizeof(g->name), 1))
         return store_set_err(st, STORE_EINVAL, "group name is empty or too long");
     if (g->min_size < 0 || g->min_size > g->max_size || g->desired_capacity < g->min_size ||
         g->desired_capacity > g->max_size)
@@ -220,7 +230,7 @@ int store_put_settings(struct store *st, const struct group_settings *g, int64_t
 
 int store_set_desired(struct store *st, const char *name, int desired, int64_t *new_revision)
 {
-    if (!st || !store_str_ok(name, STORE_NAME_MAX, 1))
+    if (!st || !key_ok(st, name, STORE_NAME_MAX, 1))
         return STORE_EINVAL;
     lock(st);
     int rc = st->ops->set_desired(st, name, desired, new_revision);
@@ -249,7 +259,7 @@ void store_names_free(char **names, size_t n)
 
 int store_delete_group(struct store *st, const char *name)
 {
-    if (!st || !store_str_ok(name, STORE_NAME_MAX, 1))
+    if (!st || !key_ok(st, name, STORE_NAME_MAX, 1))
         return STORE_EINVAL;
     lock(st);
     int rc = st->ops->delete_group(st, name);
@@ -262,7 +272,7 @@ int store_delete_group(struct store *st, const char *name)
 int store_put_spec(struct store *st, const char *name, const char *text, int64_t expect_revision,
                    int64_t *new_revision)
 {
-    if (!st || !store_str_ok(name, STORE_NAME_MAX, 1) || !text)
+    if (!st || !key_ok(st, name, STORE_NAME_MAX, 1) || !text)
         return STORE_EINVAL;
     lock(st);
     int rc;
@@ -277,7 +287,7 @@ int store_put_spec(struct store *st, const char *name, const char *text, int64_t
 
 int store_get_spec(struct store *st, const char *name, char **text, int64_t *revision)
 {
-    if (!st || !store_str_ok(name, STORE_NAME_MAX, 1) || !text)
+    if (!st || !key_ok(st, name, STORE_NAME_MAX, 1) || !text)
         return STORE_EINVAL;
     lock(st);
     int rc = st->ops->get_spec(st, name, text, revision);
@@ -289,7 +299,7 @@ int store_get_spec(struct store *st, const char *name, char **text, int64_t *rev
 
 static int instance_valid(struct store *st, const struct store_instance *in)
 {
-    if (!store_str_ok(in->id, sizeof(in->id), 1) || !store_str_ok(in->group, sizeof(in->group), 1))
+    if (!key_ok(st, in->id, sizeof(in->id), 1) || !key_ok(st, in->group, sizeof(in->group), 1))
         return store_set_err(st, STORE_EINVAL, "instance id and group must be non-empty and fit");
     if (!store_str_ok(in->address, sizeof(in->address), 0) ||
         !store_str_ok(in->provider, sizeof(in->provider), 0) ||
@@ -316,7 +326,7 @@ int store_put_instance(struct store *st, const struct store_instance *in)
 int store_set_instance_lifecycle(struct store *st, const char *id, const char *lifecycle,
                                  int64_t terminated_at_ms)
 {
-    if (!st || !store_str_ok(id, STORE_ID_MAX, 1) || !store_str_ok(lifecycle, STORE_SHORT_MAX, 0))
+    if (!st || !key_ok(st, id, STORE_ID_MAX, 1) || !store_str_ok(lifecycle, STORE_SHORT_MAX, 0))
         return STORE_EINVAL;
     lock(st);
     int rc = st->ops->set_instance_lifecycle(st, id, lifecycle, terminated_at_ms);
@@ -326,7 +336,7 @@ int store_set_instance_lifecycle(struct store *st, const char *id, const char *l
 
 int store_get_instance(struct store *st, const char *id, struct store_instance *out)
 {
-    if (!st || !out || !store_str_ok(id, STORE_ID_MAX, 1))
+    if (!st || !out || !key_ok(st, id, STORE_ID_MAX, 1))
         return STORE_EINVAL;
     lock(st);
     int rc = st->ops->get_instance(st, id, out);
@@ -336,7 +346,7 @@ int store_get_instance(struct store *st, const char *id, struct store_instance *
 
 int store_delete_instance(struct store *st, const char *id)
 {
-    if (!st || !store_str_ok(id, STORE_ID_MAX, 1))
+    if (!st || !key_ok(st, id, STORE_ID_MAX, 1))
         return STORE_EINVAL;
     lock(st);
     int rc = st->ops->delete_instance(st, id);
@@ -347,7 +357,7 @@ int store_delete_instance(struct store *st, const char *id)
 int store_list_instances(struct store *st, const char *group, int include_terminated,
                          struct store_instance **out, size_t *n)
 {
-    if (!st || !out || !n || (group && !store_str_ok(group, STORE_NAME_MAX, 0)))
+    if (!st || !out || !n || (group && !key_ok(st, group, STORE_NAME_MAX, 0)))
         return STORE_EINVAL;
     lock(st);
     int rc = st->ops->list_instances(st, group, include_terminated, out, n);
@@ -365,7 +375,7 @@ void store_instances_free(struct store_instance *list)
 int store_intent_create(struct store *st, const char *token, const char *group, int count,
                         int64_t created_at_ms)
 {
-    if (!st || !store_str_ok(token, STORE_ID_MAX, 1) || !store_str_ok(group, STORE_NAME_MAX, 1) ||
+    if (!st || !key_ok(st, token, STORE_ID_MAX, 1) || !key_ok(st, group, STORE_NAME_MAX, 1) ||
         count < 0)
         return STORE_EINVAL;
     lock(st);
@@ -377,7 +387,7 @@ int store_intent_create(struct store *st, const char *token, const char *group, 
 int store_intent_complete(struct store *st, const char *token, int state, const char *const *ids,
                           size_t n)
 {
-    if (!st || !store_str_ok(token, STORE_ID_MAX, 1) ||
+    if (!st || !key_ok(st, token, STORE_ID_MAX, 1) ||
         (state != STORE_INTENT_DONE && state != STORE_INTENT_FAILED) || (n && !ids))
         return STORE_EINVAL;
     lock(st);
@@ -396,7 +406,7 @@ int store_intent_complete(struct store *st, const char *token, int state, const 
 int store_intent_list_open(struct store *st, const char *group, struct store_intent **out,
                            size_t *n)
 {
-    if (!st || !out || !n || (group && !store_str_ok(group, STORE_NAME_MAX, 0)))
+    if (!st || !out || !n || (group && !key_ok(st, group, STORE_NAME_MAX, 0)))
         return STORE_EINVAL;
     lock(st);
     int rc = st->ops->intent_list_open(st, group, out, n);
@@ -424,8 +434,7 @@ int store_activity_add(struct store *st, const struct store_activity *a, int64_t
         return STORE_EINVAL;
     lock(st);
     int rc;
-    if (!store_str_ok(a->group, sizeof(a->group), 1) ||
-        !store_str_ok(a->kind, sizeof(a->kind), 1) ||
+    if (!key_ok(st, a->group, sizeof(a->group), 1) || !store_str_ok(a->kind, sizeof(a->kind), 1) ||
         !store_str_ok(a->cause, sizeof(a->cause), 0) ||
         !store_str_ok(a->status, sizeof(a->status), 0) ||
         !store_str_ok(a->detail, sizeof(a->detail), 0))
@@ -442,7 +451,7 @@ int store_activity_list(struct store *st, const char *group, int64_t before_id, 
                         struct store_activity **out, size_t *n)
 {
     if (!st || !out || !n || limit < 1 || limit > ACTIVITY_LIMIT ||
-        (group && !store_str_ok(group, STORE_NAME_MAX, 0)))
+        (group && !key_ok(st, group, STORE_NAME_MAX, 0)))
         return STORE_EINVAL;
     lock(st);
     int rc = st->ops->activity_list(st, group, before_id, limit, out, n);
@@ -465,12 +474,12 @@ int store_metrics_add(struct store *st, const struct store_metric_group *g, size
     lock(st);
     int rc = 0;
     for (size_t i = 0; !rc && i < ng; i++)
-        if (!store_str_ok(g[i].group, sizeof(g[i].group), 1))
+        if (!key_ok(st, g[i].group, sizeof(g[i].group), 1))
             rc =
                 store_set_err(st, STORE_EINVAL, "metric row %zu: group empty or not terminated", i);
     for (size_t i = 0; !rc && i < ni; i++)
-        if (!store_str_ok(inst[i].group, sizeof(inst[i].group), 1) ||
-            !store_str_ok(inst[i].instance_id, sizeof(inst[i].instance_id), 1))
+        if (!key_ok(st, inst[i].group, sizeof(inst[i].group), 1) ||
+            !key_ok(st, inst[i].instance_id, sizeof(inst[i].instance_id), 1))
             rc = store_set_err(st, STORE_EINVAL,
                                "instance metric row %zu: group or id empty or not terminated", i);
     if (!rc && (ng || ni))
@@ -482,7 +491,7 @@ int store_metrics_add(struct store *st, const struct store_metric_group *g, size
 int store_metrics_group_since(struct store *st, const char *group, int64_t since_ms,
                               size_t max_rows, struct store_metric_group **out, size_t *n)
 {
-    if (!st || !out || !n || !store_str_ok(group, STORE_NAME_MAX, 1) || max_rows < 1 ||
+    if (!st || !out || !n || !key_ok(st, group, STORE_NAME_MAX, 1) || max_rows < 1 ||
         max_rows > METRIC_ROWS_MAX)
         return STORE_EINVAL;
     lock(st);
@@ -495,8 +504,8 @@ int store_metrics_instance_since(struct store *st, const char *group, const char
                                  int64_t since_ms, size_t max_rows,
                                  struct store_metric_instance **out, size_t *n)
 {
-    if (!st || !out || !n || !store_str_ok(group, STORE_NAME_MAX, 1) ||
-        (instance_id && !store_str_ok(instance_id, STORE_ID_MAX, 1)) || max_rows < 1 ||
+    if (!st || !out || !n || !key_ok(st, group, STORE_NAME_MAX, 1) ||
+        (instance_id && !key_ok(st, instance_id, STORE_ID_MAX, 1)) || max_rows < 1 ||
         max_rows > METRIC_ROWS_MAX)
         return STORE_EINVAL;
     lock(st);
@@ -520,7 +529,7 @@ int store_metrics_prune(struct store *st, int64_t older_than_ms, int64_t *delete
 int store_request_add(struct store *st, const char *group, const char *kind, const char *json_text,
                       int64_t *id_out)
 {
-    if (!st || !store_str_ok(group, STORE_NAME_MAX, 1) || !store_str_ok(kind, STORE_SHORT_MAX, 1) ||
+    if (!st || !key_ok(st, group, STORE_NAME_MAX, 1) || !store_str_ok(kind, STORE_SHORT_MAX, 1) ||
         !json_text)
         return STORE_EINVAL;
     lock(st);
@@ -536,7 +545,7 @@ int store_request_add(struct store *st, const char *group, const char *kind, con
 
 int store_request_list(struct store *st, const char *group, struct store_request **out, size_t *n)
 {
-    if (!st || !store_str_ok(group, STORE_NAME_MAX, 1) || !out || !n)
+    if (!st || !key_ok(st, group, STORE_NAME_MAX, 1) || !out || !n)
         return STORE_EINVAL;
     lock(st);
     int rc = st->ops->request_list(st, group, out, n);
@@ -555,7 +564,7 @@ void store_requests_free(struct store_request *list, size_t n)
 
 int store_request_delete(struct store *st, const char *group, int64_t id)
 {
-    if (!st || !store_str_ok(group, STORE_NAME_MAX, 1) || id <= 0)
+    if (!st || !key_ok(st, group, STORE_NAME_MAX, 1) || id <= 0)
         return STORE_EINVAL;
     lock(st);
     int rc = st->ops->request_delete(st, group, id);
@@ -578,7 +587,7 @@ int store_watch(struct store *st, store_watch_fn cb, void *arg)
 int store_set_fence(struct store *st, const char *group, const char *owner_key,
                     int64_t owner_create_revision)
 {
-    if (!st || !store_str_ok(group, STORE_NAME_MAX, 1) || !owner_key || !*owner_key ||
+    if (!st || !key_ok(st, group, STORE_NAME_MAX, 1) || !owner_key || !*owner_key ||
         owner_create_revision <= 0)
         return STORE_EINVAL;
     lock(st);
@@ -590,7 +599,7 @@ int store_set_fence(struct store *st, const char *group, const char *owner_key,
 
 int store_clear_fence(struct store *st, const char *group)
 {
-    if (!st || !store_str_ok(group, STORE_NAME_MAX, 1))
+    if (!st || !key_ok(st, group, STORE_NAME_MAX, 1))
         return STORE_EINVAL;
     lock(st);
     int rc = st->ops->set_fence ? st->ops->set_fence(st, group, NULL, 0) : 0;

@@ -11,12 +11,20 @@
  * idempotent across crashes, the activity history shown to operators and a
  * downsampled metric history for the dashboard's charts.
  *
- * The database is DIR/asgd.db in WAL mode (readers never block the writer, a
- * second handle or process can read while the controller writes), with
- * foreign keys on and a busy timeout, so two handles on the same file wait
- * for each other instead of failing. A schema_version table records the
+ * SQLite: the database is DIR/asgd.db (0600, DIR 0700) in WAL mode (readers
+ * never block the writer, a second handle or process can read while the
+ * controller writes), with a busy timeout, so two handles on the same file
+ * wait for each other instead of failing. A schema_version table records the
  * layout; store_open() applies the ordered migrations a database still lacks
  * and refuses a database written by a newer asgd (STORE_EVERSION).
+ *
+ * etcd: every write is one etcd transaction; writes for a group this handle
+ * is fenced for (store_set_fence()) are conditioned on the group's owner key,
+ * so a node that lost a group cannot write for it (STORE_EFENCED). Settings
+ * reads come from a cache the handle's watch keeps fresh: another node's
+ * write is seen within the watch's delay (milliseconds), and the settings
+ * revision check catches a decision taken on a stale read. Keys and
+ * revisions: docs/internals/store.md.
  *
  * Threads: calls on one handle are serialised by a mutex inside the handle,
  * but store_errmsg() then tells the last error of any thread; a thread that
@@ -27,11 +35,16 @@
  * Strings: every fixed-size char field below is NUL-terminated; text longer
  * than the field is truncated when read back, never overflowed. Input strings
  * must be shorter than their field (else STORE_EINVAL) unless said otherwise.
+ * On etcd, group names, instance ids and launch tokens are parts of keys and
+ * must not contain '/' (STORE_EINVAL).
  *
  * Errors: 0 on success, a negative STORE_E* code on failure
  * (store_strerror()), with text for the operator in store_errmsg(st). Output
- * arguments are written only on success. Lists are arrays the caller frees
- * with the matching store_*_free() (NULL is a no-op).
+ * arguments are written only on success. Any call on etcd may also return
+ * STORE_EUNAVAIL (no quorum or no member reachable within the timeout: the
+ * write may or may not have happened; keep instances running and retry) and
+ * every write for a fenced group STORE_EFENCED (stop acting for the group). Lists are arrays the
+ * caller frees with the matching store_*_free() (NULL is a no-op).
  */
 #ifndef ASGD_STORE_H
 #define ASGD_STORE_H
@@ -66,8 +79,8 @@ enum store_error {
     STORE_ENOMEM = -8,
     STORE_EFENCED = -9,   /* etcd: this handle no longer owns the group (store_set_fence()):
                              nothing was written; stop acting for the group */
-    STORE_EUNAVAIL = -10, /* etcd: no member reachable or no quorum: nothing is known to be
-                             written; keep instances running and retry later */
+    STORE_EUNAVAIL = -10, /* etcd: no member reachable or no quorum: a write may or may not
+                             have been applied; keep instances running and retry later */
     STORE_ENOTSUP = -11,  /* the backend does not do this (store_watch() on SQLite) */
 };
 /* Static text for a STORE_E* code ("unknown error" for others). */

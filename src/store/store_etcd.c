@@ -307,11 +307,17 @@ static void notify(struct es *e, const char *group, int what)
     pthread_mutex_unlock(&e->cbmu);
 }
 
-/* Parses settings JSON of kv into *g (revision = the key's version); -1 if malformed. */
-static int settings_of(const struct etcd_kv *kv, struct group_settings *g)
+/*
+ * Parses settings JSON of kv (the group module's form, group_settings_to_json())
+ * into *g, revision = the key's version (authoritative over the copy in the
+ * JSON); -1 if malformed or invalid, with the reason in err.
+ */
+static int settings_of(const struct etcd_kv *kv, struct group_settings *g, char *err, size_t errlen)
 {
     json_t *o = es_json(kv);
-    int rc = store_settings_from_json(o, g);
+    int rc = o ? group_settings_from_json(o, g, err, errlen) : -1;
+    if (!o)
+        snprintf(err, errlen, "not JSON");
     json_decref(o);
     if (rc == 0)
         g->revision = kv->version;
@@ -382,7 +388,7 @@ static void watch_cb(void *arg, const struct etcd_event *ev, size_t n, int64_t r
             free(names);
             continue;
         }
-        char group[STORE_NAME_MAX];
+        char group[STORE_NAME_MAX], why[256] = "";
         int what = classify(e, &ev[i].kv, group, sizeof(group));
         if (!what)
             continue;
@@ -393,12 +399,14 @@ static void watch_cb(void *arg, const struct etcd_event *ev, size_t n, int64_t r
                 cache_drop(e, group, ev[i].kv.mod_revision);
                 pthread_mutex_unlock(&e->cmu);
                 what = STORE_CHANGE_DELETED;
-            } else if (settings_of(&ev[i].kv, &g) == 0 && strcmp(g.name, group) == 0) {
+            } else if (settings_of(&ev[i].kv, &g, why, sizeof(why)) == 0 &&
+                       strcmp(g.name, group) == 0) {
                 pthread_mutex_lock(&e->cmu);
                 cache_put(e, &g, ev[i].kv.mod_revision);
                 pthread_mutex_unlock(&e->cmu);
             } else {
-                log_warn("store etcd: unreadable settings for group \"%s\" ignored", group);
+                log_warn("store etcd: unreadable settings for group \"%s\" ignored: %s", group,
+                         why);
                 continue;
             }
         } else if (ev[i].type == ETCD_EV_DELETE) {
@@ -465,7 +473,7 @@ static void es_close(struct store *st)
     for (size_t i = 0; i < e->n_fences; i++)
         free(e->fences[i].owner_key);
     free(e->fences);
-    free(e->oldest);
+    free(e->memo);
     free(e->cache);
     free(e->endpoints);
     free(e->ca_file);
@@ -510,7 +518,8 @@ static int open_etcd(struct store *st, const struct store_etcd_settings *s)
     e->cfg.cert_file = e->cert_file;
     e->cfg.key_file = e->key_file;
     e->cfg.call_timeout_ms = (int)(t > 600000 ? 600000 : t);
-    e->cfg.attempt_timeout_ms = e->cfg.call_timeout_ms / 2 > 0 ? e->cfg.call_timeout_ms / 2 : 1;
+    /* several attempts per call: a dead member costs one attempt, then the next is tried */
+    e->cfg.attempt_timeout_ms = e->cfg.call_timeout_ms / 3 > 0 ? e->cfg.call_timeout_ms / 3 : 1;
     char err[256];
     int rc = etcd_new(&e->cfg, &e->h, err, sizeof(err));
     if (rc)
@@ -574,11 +583,12 @@ static int read_settings(struct store *st, const char *name, struct group_settin
     free(k);
     if (rc)
         return es_err(st, rc, "cannot read group settings");
+    char why[256] = "";
     if (r->n_kvs == 0)
         rc = store_set_err(st, STORE_ENOENT, "group \"%s\" has no settings in etcd", name);
-    else if (settings_of(&r->kvs[0], g) != 0)
+    else if (settings_of(&r->kvs[0], g, why, sizeof(why)) != 0)
         rc = store_set_err(st, STORE_ECORRUPT,
-                           "group \"%s\": stored settings in etcd are not valid JSON", name);
+                           "group \"%s\": stored settings in etcd are not valid: %s", name, why);
     if (!rc) {
         snprintf(g->name, sizeof(g->name), "%s", name);
         if (mod)
@@ -625,7 +635,8 @@ static int cas_settings(struct store *st, const struct group_settings *g, int64_
     char *ik = es_key(st, "/index/groups/%s", g->name);
     struct group_settings w = *g;
     w.updated_at_ms = clk_wall_ms();
-    json_t *o = store_settings_to_json(&w);
+    w.revision = version + 1; /* the copy in the JSON, for people reading etcd */
+    json_t *o = group_settings_to_json(&w);
     char *val = o ? es_dump(st, o) : NULL;
     json_decref(o);
     int rc = 0;
@@ -653,7 +664,6 @@ static int cas_settings(struct store *st, const struct group_settings *g, int64_
     }
     if (r->succeeded) {
         *done = 1;
-        w.revision = version + 1;
         pthread_mutex_lock(&e->cmu);
         if (e->watch)
             cache_put(e, &w, r->revision);
@@ -1036,6 +1046,7 @@ static int es_set_fence(struct store *st, const char *group, const char *owner_k
 
 const struct store_ops store_etcd_ops = {
     .name = "etcd",
+    .slash_free = 1,
     .close = es_close,
     .get_settings = es_get_settings,
     .put_settings = es_put_settings,

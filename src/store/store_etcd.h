@@ -24,10 +24,12 @@ struct es_cached {
     int64_t mod_revision;
 };
 
-/* What this handle knows of a group's oldest metric row (store_metrics_prune()). */
-struct es_oldest {
+/* What this handle knows of a group's metric buckets (store_etcd_metrics.c). */
+struct es_memo {
     char group[STORE_NAME_MAX];
-    int64_t at_ms; /* INT64_MAX: no row */
+    int64_t oldest_bucket; /* INT64_MIN: unknown (look at the next prune), INT64_MAX: none */
+    int adds;              /* this handle writes the group's metrics: deletes ride along */
+    int64_t pending_below; /* buckets below this wait for the next batch's txn; 0: none */
 };
 
 /* The backend's state behind st->be. */
@@ -38,8 +40,8 @@ struct es {
     struct etcd *h; /* used under the handle's mutex only */
     struct es_fence *fences;
     size_t n_fences;
-    struct es_oldest *oldest; /* groups whose metrics this handle prunes */
-    size_t n_oldest, cap_oldest;
+    struct es_memo *memo; /* groups whose metrics this handle prunes */
+    size_t n_memo, cap_memo;
     int pruned_once; /* the first prune scans every group */
 
     /* settings cache, fed by the watch thread and by this handle's own writes */
@@ -91,7 +93,7 @@ void es_kvs_free(struct etcd_kv *kvs, size_t n);
 /* Names of the groups with settings (sorted), as store_list_groups(). */
 int es_group_names(struct store *st, char ***names, size_t *n);
 
-/* store_etcd_rows.c */
+/* store_etcd_rows.c and store_etcd_metrics.c */
 int es_put_instance(struct store *st, const struct store_instance *inst);
 int es_set_instance_lifecycle(struct store *st, const char *id, const char *lifecycle,
                               int64_t terminated_at_ms);
@@ -115,6 +117,11 @@ int es_metrics_instance_since(struct store *st, const char *group, const char *i
                               int64_t since_ms, size_t max_rows, struct store_metric_instance **out,
                               size_t *n);
 int es_metrics_prune(struct store *st, int64_t older_than_ms, int64_t *deleted);
+/* Forgets what the handle knew of group's metrics (the group was deleted). */
+void es_metrics_forget(struct store *st, const char *group);
+/* Ops of a txn on group's keys under its fence (store_etcd_rows.c); *out may be NULL. */
+int es_fenced_ops(struct store *st, const char *group, const struct etcd_op *ops, size_t n,
+                  struct etcd_txn_result **out, const char *what);
 /* Deletes the index keys of group's instances and intents (before the group's keys go). */
 int es_delete_group_index(struct store *st, const char *group);
 

@@ -30,8 +30,7 @@
 #include "common/banned.h"
 
 #define CAS_RETRIES 8
-#define TXN_OPS     100        /* etcd refuses more than 128 ops in a txn by default */
-#define PRUNE_STEP  (600000LL) /* ms: metric rows are pruned in 10-minute steps */
+#define TXN_OPS     100 /* etcd refuses more than 128 ops in a txn by default */
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
@@ -109,9 +108,8 @@ static int cas_ops(struct store *st, const char *group, const char *key, int64_t
     return rc;
 }
 
-/* Runs ops under group's fence only (no other compare). */
-static int fenced_ops(struct store *st, const char *group, const struct etcd_op *ops, size_t n,
-                      struct etcd_txn_result **out, const char *what)
+int es_fenced_ops(struct store *st, const char *group, const struct etcd_op *ops, size_t n,
+                  struct etcd_txn_result **out, const char *what)
 {
     struct etcd_cmp cmps[1];
     size_t nc = 0, nf = 0;
@@ -336,7 +334,7 @@ int es_delete_instance(struct store *st, const char *id)
     struct etcd_op ops[2] = {{.type = ETCD_OP_DELETE, .key = k, .key_len = ETCD_NUL},
                              {.type = ETCD_OP_DELETE, .key = ik, .key_len = ETCD_NUL}};
     struct etcd_txn_result *r = NULL;
-    rc = fenced_ops(st, group, ops, 2, &r, "cannot delete instance");
+    rc = es_fenced_ops(st, group, ops, 2, &r, "cannot delete instance");
     if (!rc) {
         if (r->n_ops < 1 || r->ops[0].deleted == 0)
             rc = store_set_err(st, STORE_ENOENT, "no instance \"%s\" in the store", id);
@@ -632,7 +630,7 @@ int es_activity_add(struct store *st, const struct store_activity *a, int64_t *i
                               .value = val,
                               .value_len = ETCD_NUL};
         struct etcd_txn_result *r = NULL;
-        rc = fenced_ops(st, a->group, &put, 1, &r, "cannot record activity");
+        rc = es_fenced_ops(st, a->group, &put, 1, &r, "cannot record activity");
         if (!rc) {
             if (id_out)
                 *id_out = r->revision; /* the put's revision: the key's create revision */
@@ -732,378 +730,6 @@ int es_activity_list(struct store *st, const char *group, int64_t before_id, int
     return 0;
 }
 
-/* ---- metric history ------------------------------------------------------------------------- */
-
-/*
- * One key per group per batch: PREFIX/groups/<g>/metrics/<20-digit newest at_ms>-<random>,
- * value {"g": [[at_ms, avg_load, in_service, desired]...], "i": [[at_ms, id, load]...]}.
- */
-
-static struct es_oldest *oldest_of(struct es *e, const char *group, int add)
-{
-    for (size_t i = 0; i < e->n_oldest; i++)
-        if (strcmp(e->oldest[i].group, group) == 0)
-            return &e->oldest[i];
-    if (!add ||
-        store_grow((void **)&e->oldest, &e->cap_oldest, e->n_oldest + 1, sizeof(*e->oldest)))
-        return NULL;
-    struct es_oldest *o = &e->oldest[e->n_oldest++];
-    snprintf(o->group, sizeof(o->group), "%s", group);
-    o->at_ms = INT64_MIN; /* unknown: the next prune looks */
-    return o;
-}
-
-static double finite_or(double v)
-{
-    return isfinite(v) ? v : -1;
-}
-
-int es_metrics_add(struct store *st, const struct store_metric_group *g, size_t ng,
-                   const struct store_metric_instance *inst, size_t ni)
-{
-    struct es *e = ES(st);
-    /* distinct groups of the batch, in order of appearance */
-    const char **groups = calloc(ng + ni, sizeof(*groups));
-    json_t **vals = calloc(ng + ni, sizeof(*vals));
-    int64_t *newest = calloc(ng + ni, sizeof(*newest));
-    char **keys = calloc(ng + ni, sizeof(*keys));
-    char **texts = calloc(ng + ni, sizeof(*texts));
-    size_t nd = 0;
-    int rc = 0;
-    if (!groups || !vals || !newest || !keys || !texts) {
-        rc = store_set_err(st, STORE_ENOMEM, "out of memory adding metrics");
-        goto out;
-    }
-    for (size_t i = 0; !rc && i < ng + ni; i++) {
-        const char *grp = i < ng ? g[i].group : inst[i - ng].group;
-        int64_t at = i < ng ? g[i].at_ms : inst[i - ng].at_ms;
-        size_t d = 0;
-        while (d < nd && strcmp(groups[d], grp) != 0)
-            d++;
-        if (d == nd) {
-            groups[nd] = grp;
-            vals[nd] = json_pack("{s:[], s:[]}", "g", "i");
-            newest[nd] = at;
-            if (!vals[nd++]) {
-                rc = store_set_err(st, STORE_ENOMEM, "out of memory adding metrics");
-                break;
-            }
-        }
-        if (at > newest[d])
-            newest[d] = at;
-        json_t *row = i < ng ? json_pack("[I, f, i, i]", (json_int_t)at, finite_or(g[i].avg_load),
-                                         g[i].in_service, g[i].desired)
-                             : json_pack("[I, s, f]", (json_int_t)at, inst[i - ng].instance_id,
-                                         finite_or(inst[i - ng].load));
-        if (!row || json_array_append_new(json_object_get(vals[d], i < ng ? "g" : "i"), row))
-            rc = store_set_err(st, STORE_EINVAL, "metric row %zu cannot be encoded (UTF-8?)", i);
-    }
-    if (rc)
-        goto out;
-    if (nd > TXN_OPS / 2) {
-        rc = store_set_err(st, STORE_EINVAL, "a metric batch may hold at most %d groups",
-                           TXN_OPS / 2);
-        goto out;
-    }
-    struct etcd_op ops[TXN_OPS / 2];
-    struct etcd_cmp cmps[TXN_OPS / 2];
-    struct etcd_op fail[TXN_OPS / 2];
-    size_t nc = 0, nf = 0;
-    for (size_t d = 0; d < nd; d++) {
-        keys[d] = es_key(st, "/groups/%s/metrics/%020lld-%016llx", groups[d], (long long)newest[d],
-                         (unsigned long long)es_rand());
-        texts[d] = es_dump(st, vals[d]);
-        if (!keys[d] || !texts[d]) {
-            rc = STORE_ENOMEM;
-            goto out;
-        }
-        ops[d] = (struct etcd_op){.type = ETCD_OP_PUT,
-                                  .key = keys[d],
-                                  .key_len = ETCD_NUL,
-                                  .value = texts[d],
-                                  .value_len = ETCD_NUL};
-        es_fence_add(st, groups[d], cmps, &nc, fail, &nf);
-    }
-    struct etcd_txn_result *r = NULL;
-    rc = etcd_txn(e->h, cmps, nc, ops, nd, fail, nf, &r);
-    if (rc) {
-        rc = es_err(st, rc, "cannot add metrics");
-        goto out;
-    }
-    if (!r->succeeded) {
-        /* fences were added in group order: the i-th fenced group has failure op i */
-        size_t fi = 0;
-        for (size_t d = 0; !rc && d < nd; d++) {
-            struct etcd_cmp c1[1];
-            struct etcd_op f1[1];
-            size_t a = 0, b = 0;
-            if (es_fence_add(st, groups[d], c1, &a, f1, &b))
-                rc = es_fence_check(st, groups[d], r, fi++);
-        }
-        if (!rc)
-            rc = store_set_err(st, STORE_EIO, "metric batch refused by etcd");
-    } else {
-        for (size_t d = 0; d < nd; d++) {
-            struct es_oldest *o = oldest_of(e, groups[d], 1);
-            if (o && o->at_ms != INT64_MIN && newest[d] < o->at_ms)
-                o->at_ms = newest[d];
-        }
-    }
-    etcd_txn_result_free(r);
-out:
-    for (size_t d = 0; d < nd; d++) {
-        json_decref(vals ? vals[d] : NULL);
-        free(keys ? keys[d] : NULL);
-        free(texts ? texts[d] : NULL);
-    }
-    free(groups);
-    free(vals);
-    free(newest);
-    free(keys);
-    free(texts);
-    return rc;
-}
-
-/*
- * The narrowest key prefix holding every batch of group from since_ms on:
- * the digits that the 20-digit forms of since_ms and of a day from now have
- * in common (keys after now do not exist).
- */
-static char *metrics_prefix(struct store *st, const char *group, int64_t since_ms)
-{
-    char a[32], b[32];
-    snprintf(a, sizeof(a), "%020lld", (long long)(since_ms < 0 ? 0 : since_ms));
-    snprintf(b, sizeof(b), "%020lld", (long long)(clk_wall_ms() + 86400000LL));
-    size_t n = 0;
-    while (a[n] && a[n] == b[n])
-        n++;
-    a[n] = '\0';
-    return es_key(st, "/groups/%s/metrics/%s", group, a);
-}
-
-/* Every batch of group that may hold rows >= since_ms, each handed to fn. */
-typedef int (*batch_fn)(struct store *st, const json_t *val, void *ctx);
-static int each_batch(struct store *st, const char *group, int64_t since_ms, batch_fn fn, void *ctx)
-{
-    char *k = metrics_prefix(st, group, since_ms);
-    if (!k)
-        return STORE_ENOMEM;
-    struct etcd_kv *kvs = NULL;
-    size_t nk = 0;
-    int rc = es_range_all(st, k, &kvs, &nk);
-    size_t dir = strlen(k);
-    while (dir > 0 && k[dir - 1] != '/')
-        dir--;
-    free(k);
-    for (size_t i = 0; !rc && i < nk; i++) {
-        /* the key names the batch's newest row: older batches hold nothing we want */
-        if (kvs[i].key_len > dir && strtoll(kvs[i].key + dir, NULL, 10) < since_ms)
-            continue;
-        json_t *v = es_json(&kvs[i]);
-        if (json_is_object(v))
-            rc = fn(st, v, ctx);
-        json_decref(v);
-    }
-    es_kvs_free(kvs, nk);
-    return rc;
-}
-
-struct mg_ctx {
-    const char *group;
-    int64_t since;
-    struct store_metric_group *arr;
-    size_t n, cap;
-};
-
-static int mg_batch(struct store *st, const json_t *val, void *p)
-{
-    struct mg_ctx *c = p;
-    json_t *rows = json_object_get(val, "g");
-    for (size_t i = 0; i < json_array_size(rows); i++) {
-        json_t *r = json_array_get(rows, i);
-        int64_t at = (int64_t)json_integer_value(json_array_get(r, 0));
-        if (at < c->since)
-            continue;
-        if (store_grow((void **)&c->arr, &c->cap, c->n + 1, sizeof(*c->arr)))
-            return store_set_err(st, STORE_ENOMEM, "out of memory reading metrics");
-        struct store_metric_group *m = &c->arr[c->n++];
-        memset(m, 0, sizeof(*m));
-        snprintf(m->group, sizeof(m->group), "%s", c->group);
-        m->at_ms = at;
-        m->avg_load = json_number_value(json_array_get(r, 1));
-        m->in_service = (int)json_integer_value(json_array_get(r, 2));
-        m->desired = (int)json_integer_value(json_array_get(r, 3));
-    }
-    return 0;
-}
-
-static int cmp_mg(const void *a, const void *b)
-{
-    const struct store_metric_group *x = a, *y = b;
-    return x->at_ms == y->at_ms ? 0 : x->at_ms < y->at_ms ? -1 : 1;
-}
-
-int es_metrics_group_since(struct store *st, const char *group, int64_t since_ms, size_t max_rows,
-                           struct store_metric_group **out, size_t *n)
-{
-    struct mg_ctx c = {.group = group, .since = since_ms};
-    int rc = each_batch(st, group, since_ms, mg_batch, &c);
-    if (rc) {
-        free(c.arr);
-        return rc;
-    }
-    if (c.n)
-        qsort(c.arr, c.n, sizeof(*c.arr), cmp_mg);
-    if (c.n > max_rows) { /* keep the newest */
-        memmove(c.arr, c.arr + (c.n - max_rows), max_rows * sizeof(*c.arr));
-        c.n = max_rows;
-    }
-    if (!c.n) {
-        free(c.arr);
-        c.arr = NULL;
-    }
-    *out = c.arr;
-    *n = c.n;
-    return 0;
-}
-
-struct mi_ctx {
-    const char *group, *id;
-    int64_t since;
-    struct store_metric_instance *arr;
-    size_t n, cap;
-};
-
-static int mi_batch(struct store *st, const json_t *val, void *p)
-{
-    struct mi_ctx *c = p;
-    json_t *rows = json_object_get(val, "i");
-    for (size_t i = 0; i < json_array_size(rows); i++) {
-        json_t *r = json_array_get(rows, i);
-        int64_t at = (int64_t)json_integer_value(json_array_get(r, 0));
-        const char *id = json_string_value(json_array_get(r, 1));
-        if (at < c->since || !id || (c->id && strcmp(c->id, id) != 0))
-            continue;
-        if (store_grow((void **)&c->arr, &c->cap, c->n + 1, sizeof(*c->arr)))
-            return store_set_err(st, STORE_ENOMEM, "out of memory reading metrics");
-        struct store_metric_instance *m = &c->arr[c->n++];
-        memset(m, 0, sizeof(*m));
-        snprintf(m->group, sizeof(m->group), "%s", c->group);
-        m->at_ms = at;
-        snprintf(m->instance_id, sizeof(m->instance_id), "%s", id);
-        m->load = json_number_value(json_array_get(r, 2));
-    }
-    return 0;
-}
-
-static int cmp_mi(const void *a, const void *b)
-{
-    const struct store_metric_instance *x = a, *y = b;
-    if (x->at_ms != y->at_ms)
-        return x->at_ms < y->at_ms ? -1 : 1;
-    return strcmp(x->instance_id, y->instance_id);
-}
-
-int es_metrics_instance_since(struct store *st, const char *group, const char *instance_id,
-                              int64_t since_ms, size_t max_rows, struct store_metric_instance **out,
-                              size_t *n)
-{
-    struct mi_ctx c = {.group = group, .id = instance_id, .since = since_ms};
-    int rc = each_batch(st, group, since_ms, mi_batch, &c);
-    if (rc) {
-        free(c.arr);
-        return rc;
-    }
-    if (c.n)
-        qsort(c.arr, c.n, sizeof(*c.arr), cmp_mi);
-    if (c.n > max_rows) {
-        memmove(c.arr, c.arr + (c.n - max_rows), max_rows * sizeof(*c.arr));
-        c.n = max_rows;
-    }
-    if (!c.n) {
-        free(c.arr);
-        c.arr = NULL;
-    }
-    *out = c.arr;
-    *n = c.n;
-    return 0;
-}
-
-/* Deletes group's batches whose newest row is older than bound; counts rows in *rows. */
-static int prune_group(struct store *st, struct es_oldest *og, int64_t bound, int64_t *rows)
-{
-    char *k = es_key(st, "/groups/%s/metrics/", og->group);
-    if (!k)
-        return STORE_ENOMEM;
-    struct etcd_kv *kvs = NULL;
-    size_t nk = 0;
-    int rc = es_range_all(st, k, &kvs, &nk);
-    size_t dir = strlen(k);
-    free(k);
-    int64_t oldest = INT64_MAX;
-    struct etcd_op ops[TXN_OPS];
-    size_t nops = 0;
-    for (size_t i = 0; !rc && i <= nk; i++) {
-        if (i < nk) {
-            int64_t at = kvs[i].key_len > dir ? strtoll(kvs[i].key + dir, NULL, 10) : 0;
-            if (at >= bound) {
-                if (at < oldest)
-                    oldest = at;
-                continue;
-            }
-            json_t *v = es_json(&kvs[i]);
-            *rows += (int64_t)(json_array_size(json_object_get(v, "g")) +
-                               json_array_size(json_object_get(v, "i")));
-            json_decref(v);
-            ops[nops++] = (struct etcd_op){
-                .type = ETCD_OP_DELETE, .key = kvs[i].key, .key_len = kvs[i].key_len};
-        }
-        if (nops == TXN_OPS || (i == nk && nops > 0)) {
-            rc = fenced_ops(st, og->group, ops, nops, NULL, "cannot prune metrics");
-            nops = 0;
-        }
-    }
-    es_kvs_free(kvs, nk);
-    if (!rc)
-        og->at_ms = oldest;
-    return rc;
-}
-
-/*
- * etcd: the groups pruned are those this handle has seen (every group at
- * its first prune, then the groups it adds metrics for: an owner prunes
- * what it writes), and a group is looked at only when the bound has passed
- * its oldest known batch by PRUNE_STEP: a steady group costs one delete txn
- * per 10 minutes instead of one per metric batch (the write budget), rows
- * outliving the bound by up to that much.
- */
-int es_metrics_prune(struct store *st, int64_t older_than_ms, int64_t *deleted)
-{
-    struct es *e = ES(st);
-    int rc = 0;
-    if (!e->pruned_once) {
-        char **names = NULL;
-        size_t nn = 0;
-        if ((rc = es_group_names(st, &names, &nn)) != 0)
-            return rc;
-        for (size_t i = 0; i < nn; i++)
-            oldest_of(e, names[i], 1);
-        store_names_free(names, nn);
-        e->pruned_once = 1;
-    }
-    int64_t rows = 0;
-    for (size_t i = 0; !rc && i < e->n_oldest; i++) {
-        struct es_oldest *og = &e->oldest[i];
-        if (og->at_ms != INT64_MIN &&
-            (og->at_ms == INT64_MAX || older_than_ms - og->at_ms < PRUNE_STEP))
-            continue;
-        rc = prune_group(st, og, older_than_ms, &rows);
-    }
-    if (!rc && deleted)
-        *deleted = rows;
-    return rc;
-}
-
 /* ---- group deletion ------------------------------------------------------------------------- */
 
 /* Deletes PREFIX/index/<kind>/<id> for every row under group's <dir>/ in txns of TXN_OPS. */
@@ -1153,8 +779,7 @@ int es_delete_group_index(struct store *st, const char *group)
     int rc = drop_index(st, group, "instances", "instances");
     if (!rc)
         rc = drop_index(st, group, "intents", "intents");
-    struct es_oldest *o = oldest_of(ES(st), group, 0);
-    if (!rc && o)
-        *o = ES(st)->oldest[--ES(st)->n_oldest];
+    if (!rc)
+        es_metrics_forget(st, group);
     return rc;
 }

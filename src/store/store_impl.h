@@ -22,6 +22,7 @@
 
 struct store_ops {
     const char *name; /* "sqlite" | "etcd" */
+    int slash_free;   /* group names and ids must not contain '/' (they are key parts) */
     void (*close)(struct store *st);
     int (*get_settings)(struct store *st, const char *name, struct group_settings *out);
     int (*put_settings)(struct store *st, const struct group_settings *g, int64_t expect_revision,
@@ -87,13 +88,12 @@ void store_free(struct store *st);
 /* Grows *arr (element size esz) to hold at least need elements; 0 or STORE_ENOMEM. */
 int store_grow(void **arr, size_t *cap, size_t need, size_t esz);
 
-/* Settings as JSON (store_json.c): NULL when out of memory; from_json: 0 or -1 (malformed). */
+/* Policy and health as JSON (store_json.c, SQLite columns): NULL when out of memory; from_json: 0
+ * or -1 (malformed). */
 json_t *store_policy_to_json(const struct policy_settings *p);
 json_t *store_health_to_json(const struct group_health *h);
-json_t *store_settings_to_json(const struct group_settings *g); /* no revision: the store's */
 int store_policy_from_json(const json_t *o, struct policy_settings *p);
 int store_health_from_json(const json_t *o, struct group_health *h);
-int store_settings_from_json(const json_t *o, struct group_settings *g);
 
 /* The SQLite backend (store_sqlite.c): opens dir/asgd.db into st. */
 int store_sqlite_open(struct store *st, const char *dir);

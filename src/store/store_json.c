@@ -1,7 +1,7 @@
 /*
- * store_json.c - group settings as JSON, shared by both store backends
- * (SQLite keeps the policy and health as JSON columns, etcd the whole
- * settings as one JSON value).
+ * store_json.c - a group's policy and health settings as the JSON text of
+ * the SQLite backend's policy and health columns (the etcd backend stores
+ * the group module's whole-settings JSON, group_settings_to_json()).
  *
  * Reading is lenient on purpose: a key that is missing takes the policy's
  * default, so that a new policy parameter needs no migration; a value of the
@@ -93,41 +93,5 @@ int store_health_from_json(const json_t *o, struct group_health *h)
     get_int(o, "healthy_threshold", &h->healthy_threshold);
     get_int(o, "unhealthy_threshold", &h->unhealthy_threshold);
     get_i64(o, "grace_period_ms", &h->grace_period_ms);
-    return 0;
-}
-
-json_t *store_settings_to_json(const struct group_settings *g)
-{
-    json_t *p = store_policy_to_json(&g->policy), *h = store_health_to_json(&g->health);
-    if (!p || !h) {
-        json_decref(p);
-        json_decref(h);
-        return NULL;
-    }
-    return json_pack("{s:s, s:i, s:i, s:i, s:o, s:o, s:I}", "name", g->name, "min_size",
-                     g->min_size, "max_size", g->max_size, "desired_capacity", g->desired_capacity,
-                     "policy", p, "health", h, "updated_at_ms", (json_int_t)g->updated_at_ms);
-}
-
-int store_settings_from_json(const json_t *o, struct group_settings *g)
-{
-    if (!json_is_object(o))
-        return -1;
-    memset(g, 0, sizeof(*g)); /* callers memcmp the policy: padding must be zero */
-    const char *name = json_string_value(json_object_get(o, "name"));
-    if (!name || !store_str_ok(name, sizeof(g->name), 1))
-        return -1;
-    memcpy(g->name, name, strlen(name) + 1);
-    if (!json_is_integer(json_object_get(o, "min_size")) ||
-        !json_is_integer(json_object_get(o, "max_size")) ||
-        !json_is_integer(json_object_get(o, "desired_capacity")))
-        return -1;
-    get_int(o, "min_size", &g->min_size);
-    get_int(o, "max_size", &g->max_size);
-    get_int(o, "desired_capacity", &g->desired_capacity);
-    get_i64(o, "updated_at_ms", &g->updated_at_ms);
-    if (store_policy_from_json(json_object_get(o, "policy"), &g->policy) != 0 ||
-        store_health_from_json(json_object_get(o, "health"), &g->health) != 0)
-        return -1;
     return 0;
 }

@@ -388,7 +388,8 @@ static void watch_other_handle(void **state)
 static void quorum_loss_and_recovery(void **state)
 {
     struct et_fx *fx = *state;
-    struct store *st = open_prefix(fx->prefix, 1500);
+    /* 5 s per call: one member down may be the leader, and an election takes a second or two */
+    struct store *st = open_prefix(fx->prefix, 5000);
     struct group_settings g;
     gc_group(&g, "web");
     gc_ok(st, store_put_settings(st, &g, 0, NULL));
@@ -464,7 +465,121 @@ static void prefixes_are_separate(void **state)
     assert_int_equal(n, 0);
     store_names_free(names, n);
     assert_int_equal(store_schema_version(b), STORE_SCHEMA_VERSION);
+    /* names and ids are key parts: a '/' would put a group inside another's prefix */
+    gc_group(&g, "web/x");
+    assert_int_equal(store_put_settings(b, &g, -1, NULL), STORE_EINVAL);
+    struct store_instance in;
+    gc_instance(&in, "i/1", "web", 1);
+    assert_int_equal(store_put_instance(b, &in), STORE_EINVAL);
+    assert_int_equal(store_delete_group(b, "web/"), STORE_EINVAL);
     store_close(b);
+}
+
+/* ---- steady-state cost ---------------------------------------------------------------------- */
+
+/* The store's revision now (every write adds exactly one). */
+static int64_t etcd_revision(struct etcd *h)
+{
+    struct etcd_range_opts o = ETCD_RANGE_OPTS_INIT;
+    o.count_only = 1;
+    struct etcd_range_result *r = NULL;
+    assert_int_equal(etcd_range(h, "x", ETCD_NUL, &o, &r), 0);
+    int64_t rev = r->revision;
+    etcd_range_result_free(r);
+    return rev;
+}
+
+/* Ranges served by the three members (etcd_debugging_mvcc_range_total, summed). */
+static long ranges_served(void)
+{
+    long total = 0;
+    char eps[256];
+    snprintf(eps, sizeof(eps), "%s", endpoints);
+    for (char *save = NULL, *u = strtok_r(eps, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+        char cmd[512], line[256];
+        snprintf(cmd, sizeof(cmd), "curl -s %s/metrics", u);
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        while (fgets(line, sizeof(line), p))
+            if (strncmp(line, "etcd_debugging_mvcc_range_total ", 32) == 0)
+                total += strtol(line + 32, NULL, 10);
+        pclose(p);
+    }
+    return total;
+}
+
+/*
+ * A group that does not scale, as the controller drives it every 5 s: read
+ * the settings, add a metric batch, prune. Simulated time (360 ticks = 30
+ * minutes of history with a 1-minute retention, so pruning happens), real
+ * etcd: exactly one write per tick, and settings reads served by the cache.
+ */
+static void steady_state_budget(void **state)
+{
+    struct et_fx *fx = *state;
+    struct store *st = fx->st;
+    struct etcd *h = raw_handle();
+    char owner[128], dir[128];
+    snprintf(owner, sizeof(owner), "%s-owners/web", fx->prefix);
+    snprintf(dir, sizeof(dir), "%s/groups/web/metrics/", fx->prefix);
+    struct group_settings g;
+    gc_group(&g, "web");
+    gc_ok(st, store_put_settings(st, &g, 0, NULL));
+    gc_ok(st, store_set_fence(st, "web", owner, make_owner_key(h, owner)));
+
+    const int ticks = 360;
+    const int64_t t0 = 1800000000000LL, period = 5000, keep = 60000;
+    struct store_metric_group mg = {.avg_load = 42, .in_service = 3, .desired = 3};
+    snprintf(mg.group, sizeof(mg.group), "web");
+    struct store_metric_instance mi[3];
+    memset(mi, 0, sizeof(mi));
+    for (int i = 0; i < 3; i++) {
+        snprintf(mi[i].group, sizeof(mi[i].group), "web");
+        snprintf(mi[i].instance_id, sizeof(mi[i].instance_id), "i-%d", i);
+        mi[i].load = 40 + i;
+    }
+    /* tick 0 outside the count: the first read starts the watch, the first prune looks around */
+    for (int i = 0; i < 50; i++) {
+        gc_ok(st, store_get_settings(st, "web", &g));
+        sleep_ms(20);
+    }
+    int64_t rev0 = 0;
+    for (int i = 0; i <= ticks; i++) {
+        if (i == 1)
+            rev0 = etcd_revision(h);
+        int64_t at = t0 + i * period;
+        gc_ok(st, store_get_settings(st, "web", &g));
+        mg.at_ms = at;
+        for (int k = 0; k < 3; k++)
+            mi[k].at_ms = at;
+        gc_ok(st, store_metrics_add(st, &mg, 1, mi, 3));
+        gc_ok(st, store_metrics_prune(st, at - keep, NULL));
+    }
+    int64_t writes = etcd_revision(h) - rev0;
+    print_message("  %d ticks of 5 s: %lld etcd writes (%.3f writes/s for the group)\n", ticks,
+                  (long long)writes, (double)writes / (ticks * period / 1000.0));
+    assert_int_equal(writes, ticks);
+
+    /* and the pruning did happen: what is left is the last bucket or two, not 30 minutes */
+    int64_t left = count_keys(h, dir);
+    print_message("  metric keys left: %lld of %d batches\n", (long long)left, ticks + 1);
+    assert_true(left >= keep / period);
+    assert_true(left <= (keep + 2 * 600000) / period + 1);
+    struct store_metric_group *rows = NULL;
+    size_t n = 0;
+    gc_ok(st, store_metrics_group_since(st, "web", 0, 100000, &rows, &n));
+    assert_true(n > 0);
+    assert_true(rows[0].at_ms >= t0 + ticks * period - keep - 600000);
+    free(rows);
+
+    /* settings reads between ticks cost no request: the watch keeps the cache */
+    long r0 = ranges_served();
+    for (int i = 0; i < 1000; i++)
+        gc_ok(st, store_get_settings(st, "web", &g));
+    long r1 = ranges_served();
+    print_message("  1000 store_get_settings(): %ld ranges served by etcd\n", r1 - r0);
+    assert_true(r1 - r0 < 10);
+    etcd_free(h);
 }
 
 int main(void)
@@ -474,6 +589,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(fencing, setup, teardown),
         cmocka_unit_test_setup_teardown(watch_other_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(prefixes_are_separate, setup, teardown),
+        cmocka_unit_test_setup_teardown(steady_state_budget, setup, teardown),
         cmocka_unit_test(open_errors),
         /* last: it stops members */
         cmocka_unit_test_setup_teardown(quorum_loss_and_recovery, setup, teardown),
