@@ -26,6 +26,7 @@
 #include "agent/agent.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "rpc/rpc.h"
 #include "common/banned.h"
 
@@ -111,6 +112,7 @@ static int id_valid(const char *s)
 /* Reads the token (first line, trimmed, at most 1 KiB). Returns 0 or -1 with err. */
 static int read_token(const char *path, char *out, size_t size, char *err, size_t errlen)
 {
+    util_warn_exposed_secret(path, "registration token");
     FILE *f = fopen(path, "re");
     if (!f) {
         snprintf(err, errlen, "cannot read token file \"%s\": %s", path, strerror(errno));

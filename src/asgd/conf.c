@@ -116,6 +116,7 @@ int conf_defaults(struct asgd_conf *c)
     c->monitor.listen = xstrdup("127.0.0.1:50052");
     c->monitor.agent_port = 50051;
     c->local.address_base = xstrdup("127.0.0.2");
+    c->local.keep_logs = 20;
     c->store_dir = conf_default_store_dir(g->name);
     c->api.listen = xstrdup("127.0.0.1:8080");
     if (c->monitor.listen == NULL || c->local.address_base == NULL || c->store_dir == NULL ||
@@ -407,6 +408,10 @@ static int read_rest(struct cfg *cfg, struct asgd_conf *out, char *err, size_t e
                          errlen) != 0 ||
         get_nonempty(cfg, "local", "address_base", &out->local.address_base, err, errlen) != 0)
         return -1;
+    long keep_logs = 20;
+    if (cfg_get_int(cfg, "local", "keep_logs", 20, 1, 100000, &keep_logs, err, errlen) != 0)
+        return -1;
+    out->local.keep_logs = (int)keep_logs;
 
     const struct cfg_entry *dir = cfg_find(cfg, "store", "dir");
     if (dir != NULL) {

@@ -20,7 +20,7 @@
  *              are told to register with, e.g. the host's private IP for EC2)
  *   [provider] type (local | ec2)
  *   [local]    agent (monitorc next to the asgd binary), agent_args (none),
- *              boot_delay (0), address_base (127.0.0.2)
+ *              boot_delay (0), address_base (127.0.0.2), keep_logs (20)
  *   [store]    dir (see conf_default_store_dir())
  *   [api]      listen (127.0.0.1:8080), token_file (none)
  *   [ec2]      not read here: see conf_load().
@@ -66,6 +66,7 @@ struct conf_local {
     char *agent_args; /* appended to every monitorc command line; NULL: none */
     int64_t boot_delay_ms; /* simulated boot time */
     char *address_base;    /* first loopback address; instances get consecutive ones */
+    int keep_logs;         /* log files of terminated instances kept (newest first) */
 };
 
 struct conf_api {

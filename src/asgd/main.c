@@ -32,6 +32,7 @@
 #include "common/cfg.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "controller/ctl.h"
 #include "fleet/fleet.h"
 #include "http/http.h"
@@ -186,24 +187,10 @@ static char *resolve_agent(const struct asgd_conf *conf)
     return path_join(self, "monitorc");
 }
 
+/* The state directory holds tokens and the database: private (0700). */
 static int mkdir_p(const char *path)
 {
-    char *tmp = strdup(path);
-    if (tmp == NULL)
-        return -1;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-                free(tmp);
-                return -1;
-            }
-            *p = '/';
-        }
-    }
-    int rc = mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
-    free(tmp);
-    return rc;
+    return util_mkdir_p(path, 0700, NULL, 0);
 }
 
 static void daemon_release(struct daemon *d)
@@ -271,14 +258,17 @@ static int open_store(struct daemon *d, char *err, size_t errlen)
 
 static int load_tokens(struct daemon *d, char *err, size_t errlen)
 {
-    if (d->conf.monitor.token_file)
+    if (d->conf.monitor.token_file) {
+        util_warn_exposed_secret(d->conf.monitor.token_file, "[monitor] token");
         d->agent_token_file = strdup(d->conf.monitor.token_file);
-    else
+    } else
         d->agent_token_file = path_join(d->conf.store_dir, "agent.token");
     if (d->agent_token_file == NULL ||
         token_from_file(d->agent_token_file, d->conf.monitor.token_file == NULL, &d->agent_token,
                         err, errlen) != 0)
         return -1;
+    if (d->conf.api.token_file)
+        util_warn_exposed_secret(d->conf.api.token_file, "[api] token");
     char *api_file = d->conf.api.token_file ? strdup(d->conf.api.token_file)
                                             : path_join(d->conf.store_dir, "api.token");
     if (api_file == NULL)
@@ -310,6 +300,7 @@ static int make_provider(struct daemon *d, char *err, size_t errlen)
             d->conf.monitor.advertise ? d->conf.monitor.advertise : d->conf.monitor.listen,
         .token_file = d->agent_token_file,
         .boot_delay_ms = d->conf.local.boot_delay_ms,
+        .keep_logs = d->conf.local.keep_logs,
     };
     return provider_local_new(&ls, &d->prov, err, errlen);
 }
@@ -399,6 +390,9 @@ static int run_daemon(const struct opts *o, int roles)
     sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* everything asgd creates (database, pid files, agent logs, tokens) is the
+     * operator's alone: the database holds idempotency tokens */
+    umask(077);
 
     if (load_config(&d, o->config, err, sizeof(err)) != 0)
         goto fail;

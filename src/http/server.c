@@ -242,13 +242,28 @@ static int check_auth(struct http_server *s, struct MHD_Connection *conn, const 
         *why = "this asgd has no API token configured ([api] token_file): the API is read-only";
         return -1;
     }
-    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    const char *h = NULL;
+    size_t hlen = 0;
+    if (MHD_lookup_connection_value_n(conn, MHD_HEADER_KIND, "Authorization",
+                                      sizeof "Authorization" - 1, &h, &hlen) != MHD_YES)
+        h = NULL;
     if (!h) {
         *why = "send \"Authorization: Bearer <token>\" (the token from [api] token_file)";
         return -1;
     }
     if (strncasecmp(h, "Bearer ", 7) != 0) {
         *why = "the Authorization header must be \"Bearer <token>\"";
+        return -1;
+    }
+    /* MHD (0.9.75) hands out C strings cut at the first NUL, so "Bearer TOKEN\0junk"
+     * looks like "Bearer TOKEN" and value_n reports the cut length too. MHD parses
+     * the header block in place in its read buffer and ends each line by writing
+     * NULs over its CR and LF: after a clean value come two NULs (the next line
+     * follows at once only for a bare-LF line end, which we refuse as well). A
+     * byte other than NUL right after the terminator means the value went on
+     * past an embedded NUL: refuse it, the comparison must cover all of it. */
+    if (strlen(h) != hlen || h[hlen + 1] != '\0') {
+        *why = "token rejected";
         return -1;
     }
     h += 7;
@@ -516,11 +531,11 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     if (use->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    s->daemon =
-        MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
-                         (unsigned)128, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)128, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "cannot start the HTTP server on %s", s->listen);
         goto out;

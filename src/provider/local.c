@@ -45,6 +45,7 @@ struct local_provider {
     uint32_t base_addr; /* host order */
     int agent_port;
     int64_t boot_delay_ms, kill_timeout_ms;
+    int keep_logs;
 };
 
 /* One pid file. */
@@ -178,9 +179,14 @@ static int rec_write(const struct local_provider *lp, const struct local_rec *r)
     char path[4096], tmp[4096];
     snprintf(path, sizeof(path), "%s/%s.pid", lp->dir, r->id);
     snprintf(tmp, sizeof(tmp), "%s/.%s.pid.tmp", lp->dir, r->id);
-    FILE *fp = fopen(tmp, "we");
-    if (fp == NULL)
+    /* 0600: the launch token is an idempotency key, not for other users */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *fp = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (fp == NULL) {
+        if (fd >= 0)
+            close(fd);
         return -1;
+    }
     fprintf(fp, "id=%s\npid=%d\nstarttime=%llu\naddress=%s\nlaunched_at_ms=%" PRId64 "\ntoken=%s\n",
             r->id, r->pid, r->starttime, r->address, r->launched_at_ms, r->token);
     int rc = fflush(fp) == 0 && fsync(fileno(fp)) == 0 ? 0 : -1;
@@ -273,7 +279,7 @@ static int spawn_agent(struct local_provider *lp, char *const argv[], const char
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) != 0)
         return -1;
-    int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (logfd < 0 || nullfd < 0) {
         if (logfd >= 0)
@@ -461,6 +467,72 @@ out:
     return rc;
 }
 
+struct old_log {
+    char name[PROV_ID_MAX + 8];
+    struct timespec mtime;
+};
+
+static int old_log_newer_first(const void *a, const void *b)
+{
+    const struct old_log *x = a, *y = b;
+    if (x->mtime.tv_sec != y->mtime.tv_sec)
+        return x->mtime.tv_sec < y->mtime.tv_sec ? 1 : -1;
+    if (x->mtime.tv_nsec != y->mtime.tv_nsec)
+        return x->mtime.tv_nsec < y->mtime.tv_nsec ? 1 : -1;
+    return strcmp(x->name, y->name);
+}
+
+/*
+ * Removes the logs of gone instances (no pid file) beyond the keep_logs
+ * newest. Best effort: a failure only leaves files behind.
+ */
+static void prune_logs(struct local_provider *lp)
+{
+    DIR *d = opendir(lp->dir);
+    if (d == NULL)
+        return;
+    struct old_log *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (de->d_name[0] == '.' || len < 5 || len >= PROV_ID_MAX + 4 ||
+            strcmp(de->d_name + len - 4, ".log") != 0)
+            continue;
+        char id[PROV_ID_MAX], path[4096];
+        snprintf(id, sizeof(id), "%.*s", (int)(len - 4), de->d_name);
+        snprintf(path, sizeof(path), "%s/%s.pid", lp->dir, id);
+        if (access(path, F_OK) == 0)
+            continue; /* its instance is still ours */
+        struct stat sb;
+        snprintf(path, sizeof(path), "%s/%s", lp->dir, de->d_name);
+        if (stat(path, &sb) != 0)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 32;
+            struct old_log *nv = realloc(v, ncap * sizeof(*nv));
+            if (nv == NULL)
+                break;
+            v = nv;
+            cap = ncap;
+        }
+        snprintf(v[n].name, sizeof(v[n].name), "%s", de->d_name);
+        v[n].mtime = sb.st_mtim;
+        n++;
+    }
+    closedir(d);
+    if (n > (size_t)lp->keep_logs) {
+        qsort(v, n, sizeof(*v), old_log_newer_first);
+        for (size_t i = (size_t)lp->keep_logs; i < n; i++) {
+            char path[4096];
+            snprintf(path, sizeof(path), "%s/%s", lp->dir, v[i].name);
+            if (unlink(path) == 0)
+                log_debug("local: removed old agent log \"%s\"", path);
+        }
+    }
+    free(v);
+}
+
 static int local_terminate(struct provider *p, const char *const *ids, size_t n)
 {
     struct local_provider *lp = (struct local_provider *)p;
@@ -504,6 +576,7 @@ static int local_terminate(struct provider *p, const char *const *ids, size_t n)
     for (size_t i = 0; i < n; i++)
         if (valid_id(ids[i]))
             rec_remove(lp, ids[i]);
+    prune_logs(lp);
 out:
     free(recs);
     free(live);
@@ -519,10 +592,12 @@ static int local_describe(struct provider *p, struct prov_list *out)
     int rc = rec_list(lp, &recs, &n);
     if (rc != 0)
         return rc;
+    int removed = 0;
     for (size_t i = 0; i < n; i++) {
         if (!rec_alive(&recs[i])) {
             /* the machine is gone: nothing left to terminate, forget it */
             rec_remove(lp, recs[i].id);
+            removed = 1;
             continue;
         }
         struct prov_instance inst;
@@ -533,6 +608,8 @@ static int local_describe(struct provider *p, struct prov_list *out)
         }
     }
     free(recs);
+    if (removed)
+        prune_logs(lp);
     return rc;
 }
 
@@ -594,6 +671,7 @@ int provider_local_new(const struct local_settings *s, struct provider **out, ch
     lp->agent_port = s->agent_port;
     lp->boot_delay_ms = s->boot_delay_ms;
     lp->kill_timeout_ms = s->kill_timeout_ms;
+    lp->keep_logs = s->keep_logs > 0 ? s->keep_logs : 20;
     size_t dlen = strlen(s->state_dir) + sizeof("/local");
     lp->dir = malloc(dlen);
     lp->group = xstrdup(s->group);
@@ -605,13 +683,13 @@ int provider_local_new(const struct local_settings *s, struct provider **out, ch
         split_args(lp, s->agent_args) != 0)
         goto oom;
     snprintf(lp->dir, dlen, "%s/local", s->state_dir);
-    if (mkdir(s->state_dir, 0755) != 0 && errno != EEXIST) {
+    if (mkdir(s->state_dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "local provider: cannot create \"%s\": %s", s->state_dir,
                  strerror(errno));
         local_destroy(&lp->base);
         return PROV_EFATAL;
     }
-    if (mkdir(lp->dir, 0755) != 0 && errno != EEXIST) {
+    if (mkdir(lp->dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "local provider: cannot create \"%s\": %s", lp->dir, strerror(errno));
         local_destroy(&lp->base);
         return PROV_EFATAL;

@@ -8,6 +8,11 @@
  * the pid, the process start time (so a recycled pid is never mistaken for
  * ours), the address, the launch time and the launch token. Terminate =
  * SIGTERM, then SIGKILL after kill_timeout.
+ *
+ * Files are private (directory 0700, pid files and logs 0600): pid files hold
+ * launch tokens. An instance's log, <id>.log, outlives it for diagnosis; only
+ * the keep_logs newest logs of instances that no longer have a pid file are
+ * kept, older ones are removed whenever an instance goes away.
  */
 #ifndef ASGD_PROVIDER_LOCAL_H
 #define ASGD_PROVIDER_LOCAL_H
@@ -28,6 +33,7 @@ struct local_settings {
     const char *token_file;      /* passed as --token-file; may be NULL */
     int64_t boot_delay_ms;       /* simulated boot: the agent starts this long after launch */
     int64_t kill_timeout_ms;     /* SIGTERM -> SIGKILL; 0 means 3 s */
+    int keep_logs; /* log files of terminated instances kept, newest first; 0 means 20 */
 };
 
 /* Creates the provider (copies the settings). Creates <state_dir>/local. */
