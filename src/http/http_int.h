@@ -51,6 +51,7 @@ struct http_server {
     struct ctl *ctl;
     size_t max_body;
     uint16_t port;
+    struct http_guard *guard; /* slow-client reaper (server.c) */
 };
 
 struct http_req {
