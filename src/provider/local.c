@@ -22,13 +22,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -36,6 +39,10 @@
 #include "common/banned.h"
 
 #define LOCAL_MAX_ADDRS 60000
+/* how long a launch waits for the agent's "ok" (or its startup error) after its boot delay */
+#define LOCAL_READY_TIMEOUT_MS 5000
+/* with a longer simulated boot the launch does not wait (it would block the controller) */
+#define LOCAL_READY_MAX_BOOT_MS 2000
 
 struct local_provider {
     struct provider base;
@@ -46,6 +53,8 @@ struct local_provider {
     int agent_port;
     int64_t boot_delay_ms, kill_timeout_ms;
     int keep_logs;
+    uint32_t *taken; /* address offsets found taken by another process (logged once each) */
+    size_t n_taken, cap_taken;
 };
 
 /* One pid file. */
@@ -74,6 +83,7 @@ static void local_destroy(struct provider *p)
     for (size_t i = 0; i < lp->n_extra; i++)
         free(lp->extra_args[i]);
     free(lp->extra_args);
+    free(lp->taken);
     free(lp);
 }
 
@@ -271,23 +281,37 @@ static int random_hex(char *buf, size_t nbytes)
 }
 
 /*
- * Starts the agent detached. Returns its pid, or -1 with errno-ish detail in
- * the provider's errmsg. Only async-signal-safe calls after fork().
+ * Starts the agent detached. Returns its pid, or -1 with errno set. Only
+ * async-signal-safe calls after fork(). With ready_rd, the agent gets the
+ * write end of a pipe as fd 3 (its argv carries --ready-fd 3) and *ready_rd
+ * is the read end (the caller closes it).
  */
-static int spawn_agent(struct local_provider *lp, char *const argv[], const char *log_path)
+static int spawn_agent(struct local_provider *lp, char *const argv[], const char *log_path,
+                       int *ready_rd)
 {
-    int pfd[2];
+    int pfd[2], rfd[2] = {-1, -1};
     if (pipe2(pfd, O_CLOEXEC) != 0)
         return -1;
+    if (ready_rd && pipe2(rfd, O_CLOEXEC) != 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
     int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (logfd < 0 || nullfd < 0) {
+        int e = errno;
         if (logfd >= 0)
             close(logfd);
         if (nullfd >= 0)
             close(nullfd);
         close(pfd[0]);
         close(pfd[1]);
+        if (rfd[0] >= 0) {
+            close(rfd[0]);
+            close(rfd[1]);
+        }
+        errno = e;
         return -1;
     }
     struct timespec delay = {(time_t)(lp->boot_delay_ms / 1000),
@@ -295,10 +319,16 @@ static int spawn_agent(struct local_provider *lp, char *const argv[], const char
 
     pid_t mid = fork();
     if (mid < 0) {
+        int e = errno;
         close(logfd);
         close(nullfd);
         close(pfd[0]);
         close(pfd[1]);
+        if (rfd[0] >= 0) {
+            close(rfd[0]);
+            close(rfd[1]);
+        }
+        errno = e;
         return -1;
     }
     if (mid == 0) {
@@ -313,7 +343,15 @@ static int spawn_agent(struct local_provider *lp, char *const argv[], const char
             dup2(nullfd, 0);
             dup2(logfd, 1);
             dup2(logfd, 2);
-            close_range(3, ~0U, 0);
+            if (rfd[1] >= 0) {
+                if (rfd[1] == 3)
+                    fcntl(3, F_SETFD, 0); /* dup2 onto itself would keep O_CLOEXEC */
+                else
+                    dup2(rfd[1], 3);
+                close_range(4, ~0U, 0);
+            } else {
+                close_range(3, ~0U, 0);
+            }
             while (delay.tv_sec > 0 || delay.tv_nsec > 0) {
                 if (nanosleep(&delay, &delay) == 0)
                     break;
@@ -329,6 +367,8 @@ static int spawn_agent(struct local_provider *lp, char *const argv[], const char
     close(pfd[1]);
     close(logfd);
     close(nullfd);
+    if (rfd[1] >= 0)
+        close(rfd[1]);
     int agent_pid = -1;
     ssize_t r;
     do {
@@ -338,9 +378,109 @@ static int spawn_agent(struct local_provider *lp, char *const argv[], const char
     int status;
     while (waitpid(mid, &status, 0) < 0 && errno == EINTR) {
     }
-    if (r != (ssize_t)sizeof(agent_pid) || agent_pid <= 0)
+    if (r != (ssize_t)sizeof(agent_pid) || agent_pid <= 0) {
+        if (rfd[0] >= 0)
+            close(rfd[0]);
+        errno = ECHILD;
         return -1;
+    }
+    if (ready_rd)
+        *ready_rd = rfd[0];
     return agent_pid;
+}
+
+/*
+ * Waits up to timeout_ms for the agent's one line on fd (closed here).
+ * Returns 1 for "ok", 0 when it reported a failure or exited without a word
+ * (msg says which), -1 when it said nothing in time (still booting: the
+ * launch stands).
+ */
+static int wait_ready(int fd, int64_t timeout_ms, char *msg, size_t msglen)
+{
+    char line[600];
+    size_t len = 0;
+    int64_t deadline = clk_mono_ms() + timeout_ms;
+    int rc = -1;
+    for (;;) {
+        int64_t left = deadline - clk_mono_ms();
+        if (left <= 0)
+            break;
+        struct pollfd pf = {fd, POLLIN, 0};
+        int n = poll(&pf, 1, (int)(left > 1000 ? 1000 : left));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            continue;
+        ssize_t r = read(fd, line + len, sizeof(line) - 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r > 0)
+            len += (size_t)r;
+        line[len] = '\0';
+        char *nl = strchr(line, '\n');
+        if (nl != NULL || r <= 0 || len == sizeof(line) - 1) {
+            if (nl)
+                *nl = '\0';
+            if (strcmp(line, "ok") == 0) {
+                rc = 1;
+            } else {
+                snprintf(msg, msglen, "%s",
+                         line[0] ? line : "the agent exited before serving (see its log)");
+                rc = 0;
+            }
+            break;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+/*
+ * 0 when host:port is already taken by some other process (what the agent
+ * will do fails: SO_REUSEADDR, bind, listen gives EADDRINUSE), else 1. Other
+ * errors say 1: the agent tries, and its failure is reported.
+ */
+static int port_free(uint32_t host, int port)
+{
+    if (port <= 0)
+        return 1; /* each agent picks its own port */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(host);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 1) == 0 ? 0 : errno;
+    close(fd);
+    return rc != EADDRINUSE;
+}
+
+/* Remembers (1) or forgets (0) that offset is taken; returns 1 when that changed. */
+static int mark_taken(struct local_provider *lp, uint32_t off, int taken)
+{
+    for (size_t i = 0; i < lp->n_taken; i++) {
+        if (lp->taken[i] != off)
+            continue;
+        if (!taken)
+            lp->taken[i] = lp->taken[--lp->n_taken];
+        return !taken;
+    }
+    if (!taken)
+        return 0;
+    if (lp->n_taken == lp->cap_taken) {
+        size_t ncap = lp->cap_taken ? lp->cap_taken * 2 : 8;
+        uint32_t *nv = realloc(lp->taken, ncap * sizeof(*nv));
+        if (nv == NULL)
+            return 1; /* cannot remember: log again next time */
+        lp->taken = nv;
+        lp->cap_taken = ncap;
+    }
+    lp->taken[lp->n_taken++] = off;
+    return 1;
 }
 
 static int addr_in_use(const struct local_rec *recs, size_t n, const char *addr)
@@ -360,8 +500,19 @@ static int launch_one(struct local_provider *lp, const char *token, struct local
         struct in_addr ia = {htonl(lp->base_addr + off)};
         inet_ntop(AF_INET, &ia, host, sizeof(host));
         snprintf(addr, sizeof(addr), "%s:%d", host, lp->agent_port);
-        if (!addr_in_use(recs, n_recs, addr))
-            break;
+        if (addr_in_use(recs, n_recs, addr))
+            continue;
+        /* another process squatting there would make every agent fail: skip it */
+        if (!port_free(lp->base_addr + off, lp->agent_port)) {
+            if (mark_taken(lp, off, 1))
+                log_warn("local: %s is already taken by another process: skipping it for the "
+                         "instances of group \"%s\"",
+                         addr, lp->group);
+            continue;
+        }
+        if (mark_taken(lp, off, 0))
+            log_info("local: %s is free again", addr);
+        break;
     }
     if (off == LOCAL_MAX_ADDRS)
         return provider__fail(&lp->base, PROV_ECAPACITY, "no free loopback address");
@@ -376,7 +527,7 @@ static int launch_one(struct local_provider *lp, const char *token, struct local
     snprintf(r.token, sizeof(r.token), "%s", token);
 
     /* argv: agent --listen A --advertise A --instance-id ID [--monitor M] [--token-file F] extra */
-    size_t argc = 0, cap = 12 + lp->n_extra;
+    size_t argc = 0, cap = 14 + lp->n_extra;
     char **argv = calloc(cap, sizeof(*argv));
     if (argv == NULL)
         return provider__fail(&lp->base, PROV_ENOMEM, "out of memory");
@@ -397,12 +548,19 @@ static int launch_one(struct local_provider *lp, const char *token, struct local
     }
     for (size_t i = 0; i < lp->n_extra; i++)
         argv[argc++] = lp->extra_args[i];
+    int wait = lp->boot_delay_ms <= LOCAL_READY_MAX_BOOT_MS;
+    if (wait) {
+        /* after agent_args: a --ready-fd there must not take the pipe's place */
+        argv[argc++] = "--ready-fd";
+        argv[argc++] = "3";
+    }
     argv[argc] = NULL;
 
     char log_path[4096];
     snprintf(log_path, sizeof(log_path), "%s/%s.log", lp->dir, r.id);
     r.launched_at_ms = clk_wall_ms();
-    int pid = spawn_agent(lp, argv, log_path);
+    int ready_fd = -1;
+    int pid = spawn_agent(lp, argv, log_path, wait ? &ready_fd : NULL);
     free(argv);
     if (pid < 0)
         return provider__fail(&lp->base, PROV_ERETRY, "cannot start \"%s\": %s", lp->agent_path,
@@ -412,9 +570,28 @@ static int launch_one(struct local_provider *lp, const char *token, struct local
     if (proc_stat(pid, &state, &r.starttime) != 0)
         return provider__fail(&lp->base, PROV_ERETRY, "agent \"%s\" exited at once", r.id);
     if (rec_write(lp, &r) != 0) {
+        if (ready_fd >= 0)
+            close(ready_fd);
         kill(pid, SIGKILL);
         return provider__fail(&lp->base, PROV_ERETRY, "cannot write pid file for \"%s\": %s", r.id,
                               strerror(errno));
+    }
+    if (ready_fd >= 0) {
+        char why[600];
+        int ready =
+            wait_ready(ready_fd, lp->boot_delay_ms + LOCAL_READY_TIMEOUT_MS, why, sizeof(why));
+        if (ready == 0) {
+            /* it will not serve: make sure it is gone, forget it, say why */
+            if (rec_alive(&r))
+                kill(pid, SIGKILL);
+            rec_remove(lp, r.id);
+            return provider__fail(&lp->base, PROV_ERETRY, "instance \"%s\" at %s did not start: %s",
+                                  r.id, r.address, why);
+        }
+        if (ready < 0)
+            log_warn("local: instance \"%s\" has not reported ready within %" PRId64
+                     " ms; keeping it",
+                     r.id, lp->boot_delay_ms + LOCAL_READY_TIMEOUT_MS);
     }
     *out = r;
     return 0;

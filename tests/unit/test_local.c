@@ -15,7 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,8 +49,9 @@ static int setup(void **state)
     assert_non_null(mkdtemp(x->dir));
     snprintf(x->agent, sizeof(x->agent), "%s/agent.sh", x->dir);
     snprintf(x->stubborn, sizeof(x->stubborn), "%s/stubborn.sh", x->dir);
-    write_script(x->agent, "exec sleep 300");
-    write_script(x->stubborn, "trap '' TERM; while :; do sleep 1; done");
+    /* like monitorc: "ok" on --ready-fd 3 once serving */
+    write_script(x->agent, "echo ok >&3; exec 3>&-; exec sleep 300");
+    write_script(x->stubborn, "echo ok >&3; exec 3>&-; trap '' TERM; while :; do sleep 1; done");
     struct local_settings s = {
         .group = "web",
         .state_dir = x->dir,
@@ -229,6 +233,81 @@ static void constructor_errors(void **state)
     provider_free(NULL);
 }
 
+/* A listener of another process on the next address: skipped, the next free one is used. */
+static void taken_address_is_skipped(void **state)
+{
+    struct fx *x = *state;
+    int sq = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(sq >= 0);
+    int one = 1;
+    setsockopt(sq, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(50051)};
+    inet_pton(AF_INET, "127.3.4.2", &sa.sin_addr);
+    assert_int_equal(bind(sq, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(sq, 1), 0);
+    struct prov_list a = PROV_LIST_INIT;
+    assert_int_equal(provider_launch(x->p, 2, "tok-sq", &a), 0);
+    assert_int_equal(a.n, 2);
+    assert_string_equal(a.items[0].address, "127.3.4.3:50051");
+    assert_string_equal(a.items[1].address, "127.3.4.4:50051");
+    prov_list_release(&a);
+    /* once the squatter leaves, its address is used again */
+    close(sq);
+    assert_int_equal(provider_launch(x->p, 1, "tok-sq2", &a), 0);
+    assert_string_equal(a.items[0].address, "127.3.4.2:50051");
+    prov_list_release(&a);
+}
+
+/* An agent that says why it cannot serve fails the launch with that reason; nothing is left. */
+static void agent_startup_failure_is_the_launch_error(void **state)
+{
+    struct fx *x = *state;
+    char bad[160];
+    snprintf(bad, sizeof(bad), "%s/bad.sh", x->dir);
+    write_script(bad, "echo 'cannot listen on \"127.3.4.2:50051\" (in use)' >&3; exit 3");
+    struct local_settings s = {
+        .group = "web",
+        .state_dir = x->dir,
+        .agent_path = bad,
+        .address_base = "127.3.4.2",
+        .agent_port = 50051,
+    };
+    struct provider *p = NULL;
+    char err[256];
+    assert_int_equal(provider_local_new(&s, &p, err, sizeof(err)), 0);
+    struct prov_list a = PROV_LIST_INIT, d = PROV_LIST_INIT;
+    assert_int_equal(provider_launch(p, 1, "tok-bad", &a), PROV_ERETRY);
+    assert_int_equal(a.n, 0);
+    assert_non_null(strstr(provider_errmsg(p), "did not start: cannot listen on"));
+    assert_int_equal(provider_describe(p, &d), 0);
+    assert_int_equal(d.n, 0);
+    /* silent death (exit before a word) is a failure too */
+    write_script(bad, "exit 1");
+    assert_int_equal(provider_launch(p, 1, "tok-bad2", &a), PROV_ERETRY);
+    assert_non_null(strstr(provider_errmsg(p), "exited before serving"));
+    provider_free(p);
+}
+
+/* Pid files and logs are the operator's alone; the directory too. */
+static void files_are_private(void **state)
+{
+    struct fx *x = *state;
+    struct prov_list a = PROV_LIST_INIT;
+    assert_int_equal(provider_launch(x->p, 1, "tok-mode", &a), 0);
+    char path[256];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s/local", x->dir);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0700);
+    snprintf(path, sizeof(path), "%s/local/%s.pid", x->dir, a.items[0].id);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    snprintf(path, sizeof(path), "%s/local/%s.log", x->dir, a.items[0].id);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    prov_list_release(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +316,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(terminate_escalates_to_sigkill, setup, teardown),
         cmocka_unit_test_setup_teardown(recycled_pid_is_not_ours, setup, teardown),
         cmocka_unit_test_setup_teardown(constructor_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(taken_address_is_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(agent_startup_failure_is_the_launch_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(files_are_private, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
