@@ -43,6 +43,8 @@
 #define LOCAL_READY_TIMEOUT_MS 5000
 /* with a longer simulated boot the launch does not wait (it would block the controller) */
 #define LOCAL_READY_MAX_BOOT_MS 2000
+/* a reservation (pid file without a pid) older than this is a spawn that never happened */
+#define LOCAL_RESERVE_TTL_MS 10000
 
 struct local_provider {
     struct provider base;
@@ -131,6 +133,25 @@ static int rec_alive(const struct local_rec *r)
     return st == r->starttime && state != 'Z' && state != 'X';
 }
 
+/* A reservation: the pid file was written before the spawn, the pid not yet. */
+static int rec_reserved(const struct local_rec *r)
+{
+    return r->pid == 0;
+}
+
+/* A reservation young enough that its spawn may still be under way. */
+static int rec_reserved_fresh(const struct local_rec *r, int64_t now)
+{
+    return rec_reserved(r) && now - r->launched_at_ms < LOCAL_RESERVE_TTL_MS &&
+           r->launched_at_ms - now < LOCAL_RESERVE_TTL_MS;
+}
+
+/* Counts as an instance of the group: a live agent, or a spawn that may be under way. */
+static int rec_counts(const struct local_rec *r, int64_t now)
+{
+    return rec_reserved(r) ? rec_reserved_fresh(r, now) : rec_alive(r);
+}
+
 static int valid_id(const char *id)
 {
     size_t n = strlen(id);
@@ -164,7 +185,8 @@ static int rec_read(const char *path, struct local_rec *r)
             got |= 1;
         } else if (strcmp(line, "pid") == 0) {
             long pid = strtol(v, &end, 10);
-            if (errno == 0 && *end == '\0' && pid > 1 && pid < 1L << 30) {
+            /* 0: a reservation, written before the spawn (see local.h) */
+            if (errno == 0 && *end == '\0' && (pid == 0 || pid > 1) && pid < 1L << 30) {
                 r->pid = (int)pid;
                 got |= 2;
             }
@@ -265,7 +287,8 @@ static void fill_instance(const struct local_provider *lp, const struct local_re
     snprintf(inst->launch_token, sizeof(inst->launch_token), "%s", r->token);
     inst->pid = r->pid;
     inst->launched_at_ms = r->launched_at_ms;
-    inst->state = now < r->launched_at_ms + lp->boot_delay_ms ? PROV_PENDING : PROV_RUNNING;
+    inst->state = rec_reserved(r) || now < r->launched_at_ms + lp->boot_delay_ms ? PROV_PENDING
+                                                                                 : PROV_RUNNING;
 }
 
 static int random_hex(char *buf, size_t nbytes)
@@ -281,14 +304,121 @@ static int random_hex(char *buf, size_t nbytes)
 }
 
 /*
+ * What the intermediate process needs to write the agent's pid file, prepared
+ * before fork(): after fork() only async-signal-safe calls are allowed, so no
+ * stdio, no malloc; numbers are formatted by hand below.
+ */
+struct pidfile_plan {
+    char path[4096], tmp[4096];
+    char head[PROV_ID_MAX + 8];                  /* "id=ID\n" */
+    char tail[PROV_ADDR_MAX + PROV_ID_MAX + 64]; /* "address=..\nlaunched_at_ms=..\ntoken=..\n" */
+};
+
+static size_t as_strlen(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+/* Appends s at buf+*len if it fits in cap (NUL not needed). Returns -1 if not. */
+static int as_put(char *buf, size_t cap, size_t *len, const char *s, size_t n)
+{
+    if (*len + n > cap)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        buf[*len + i] = s[i];
+    *len += n;
+    return 0;
+}
+
+static int as_put_u64(char *buf, size_t cap, size_t *len, unsigned long long v)
+{
+    char t[24];
+    size_t n = 0;
+    do {
+        t[sizeof(t) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0 && n < sizeof(t));
+    return as_put(buf, cap, len, t + sizeof(t) - n, n);
+}
+
+/* proc_stat()'s starttime, async-signal-safe. */
+static int as_starttime(int pid, unsigned long long *out)
+{
+    char path[48], buf[1024];
+    size_t len = 0;
+    if (as_put(path, sizeof(path) - 1, &len, "/proc/", 6) != 0 ||
+        as_put_u64(path, sizeof(path) - 1, &len, (unsigned long long)pid) != 0 ||
+        as_put(path, sizeof(path) - 1, &len, "/stat", 5) != 0)
+        return -1;
+    path[len] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    /* fields resume after the LAST ')' (comm may hold anything) */
+    ssize_t i = n - 1;
+    while (i >= 0 && buf[i] != ')')
+        i--;
+    if (i < 0)
+        return -1;
+    /* ") S f4 f5 ...": field 3 starts at i+2; field 22 is 19 separators later */
+    int field = 3;
+    for (i += 2; i < n && field < 22; i++)
+        if (buf[i] == ' ')
+            field++;
+    if (field != 22 || i >= n || buf[i] < '0' || buf[i] > '9')
+        return -1;
+    unsigned long long v = 0;
+    for (; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+        v = v * 10 + (unsigned long long)(buf[i] - '0');
+    *out = v;
+    return 0;
+}
+
+/* Writes the full pid file for pid (temp + fsync + rename), async-signal-safe. */
+static int as_write_pidfile(const struct pidfile_plan *pl, int pid)
+{
+    unsigned long long st;
+    if (as_starttime(pid, &st) != 0)
+        return -1;
+    char buf[512];
+    size_t len = 0;
+    if (as_put(buf, sizeof(buf), &len, pl->head, as_strlen(pl->head)) != 0 ||
+        as_put(buf, sizeof(buf), &len, "pid=", 4) != 0 ||
+        as_put_u64(buf, sizeof(buf), &len, (unsigned long long)pid) != 0 ||
+        as_put(buf, sizeof(buf), &len, "\nstarttime=", 11) != 0 ||
+        as_put_u64(buf, sizeof(buf), &len, st) != 0 || as_put(buf, sizeof(buf), &len, "\n", 1) ||
+        as_put(buf, sizeof(buf), &len, pl->tail, as_strlen(pl->tail)) != 0)
+        return -1;
+    int fd = open(pl->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    int ok = write(fd, buf, len) == (ssize_t)len && fsync(fd) == 0;
+    if (close(fd) != 0)
+        ok = 0;
+    if (!ok || rename(pl->tmp, pl->path) != 0) {
+        unlink(pl->tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/*
  * Starts the agent detached. Returns its pid, or -1 with errno set. Only
  * async-signal-safe calls after fork(). With ready_rd, the agent gets the
  * write end of a pipe as fd 3 (its argv carries --ready-fd 3) and *ready_rd
  * is the read end (the caller closes it).
  */
 static int spawn_agent(struct local_provider *lp, char *const argv[], const char *log_path,
-                       int *ready_rd)
+                       const struct pidfile_plan *plan, int *ready_rd, int *pidfile_written)
 {
+    *pidfile_written = 0;
     int pfd[2], rfd[2] = {-1, -1};
     if (pipe2(pfd, O_CLOEXEC) != 0)
         return -1;
@@ -359,10 +489,13 @@ static int spawn_agent(struct local_provider *lp, char *const argv[], const char
             execv(argv[0], argv);
             _exit(127);
         }
+        /* The pid file, before anything else: from here on the agent lives on its
+         * own, and if asgd was killed meanwhile its restart must find it. */
+        int written = agent > 0 && as_write_pidfile(plan, (int)agent) == 0;
         int v = (int)agent;
         ssize_t w = write(pfd[1], &v, sizeof(v));
         (void)w;
-        _exit(agent > 0 ? 0 : 1);
+        _exit(agent <= 0 ? 1 : written ? 0 : 2);
     }
     close(pfd[1]);
     close(logfd);
@@ -375,9 +508,10 @@ static int spawn_agent(struct local_provider *lp, char *const argv[], const char
         r = read(pfd[0], &agent_pid, sizeof(agent_pid));
     } while (r < 0 && errno == EINTR);
     close(pfd[0]);
-    int status;
+    int status = -1;
     while (waitpid(mid, &status, 0) < 0 && errno == EINTR) {
     }
+    *pidfile_written = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (r != (ssize_t)sizeof(agent_pid) || agent_pid <= 0) {
         if (rfd[0] >= 0)
             close(rfd[0]);
@@ -483,10 +617,10 @@ static int mark_taken(struct local_provider *lp, uint32_t off, int taken)
     return 1;
 }
 
-static int addr_in_use(const struct local_rec *recs, size_t n, const char *addr)
+static int addr_in_use(const struct local_rec *recs, size_t n, const char *addr, int64_t now)
 {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(recs[i].address, addr) == 0 && rec_alive(&recs[i]))
+        if (strcmp(recs[i].address, addr) == 0 && rec_counts(&recs[i], now))
             return 1;
     return 0;
 }
@@ -500,7 +634,7 @@ static int launch_one(struct local_provider *lp, const char *token, struct local
         struct in_addr ia = {htonl(lp->base_addr + off)};
         inet_ntop(AF_INET, &ia, host, sizeof(host));
         snprintf(addr, sizeof(addr), "%s:%d", host, lp->agent_port);
-        if (addr_in_use(recs, n_recs, addr))
+        if (addr_in_use(recs, n_recs, addr, clk_wall_ms()))
             continue;
         /* another process squatting there would make every agent fail: skip it */
         if (!port_free(lp->base_addr + off, lp->agent_port)) {
@@ -559,22 +693,54 @@ static int launch_one(struct local_provider *lp, const char *token, struct local
     char log_path[4096];
     snprintf(log_path, sizeof(log_path), "%s/%s.log", lp->dir, r.id);
     r.launched_at_ms = clk_wall_ms();
-    int ready_fd = -1;
-    int pid = spawn_agent(lp, argv, log_path, wait ? &ready_fd : NULL);
+
+    /* The reservation: durable before the spawn, so a restart after a crash
+     * anywhere from here on counts this instance (and its address, and its
+     * token) instead of launching another; see local.h. */
+    r.pid = 0;
+    r.starttime = 0;
+    if (rec_write(lp, &r) != 0) {
+        int e = errno;
+        free(argv);
+        return provider__fail(&lp->base, PROV_ERETRY, "cannot write pid file for \"%s\": %s", r.id,
+                              strerror(e));
+    }
+    struct pidfile_plan plan;
+    snprintf(plan.path, sizeof(plan.path), "%s/%s.pid", lp->dir, r.id);
+    snprintf(plan.tmp, sizeof(plan.tmp), "%s/.%s.pid.spawn", lp->dir, r.id);
+    snprintf(plan.head, sizeof(plan.head), "id=%s\n", r.id);
+    snprintf(plan.tail, sizeof(plan.tail), "address=%s\nlaunched_at_ms=%" PRId64 "\ntoken=%s\n",
+             r.address, r.launched_at_ms, r.token);
+
+    int ready_fd = -1, written = 0;
+    int pid = spawn_agent(lp, argv, log_path, &plan, wait ? &ready_fd : NULL, &written);
+    int spawn_errno = errno;
     free(argv);
-    if (pid < 0)
+    if (pid < 0) {
+        rec_remove(lp, r.id);
         return provider__fail(&lp->base, PROV_ERETRY, "cannot start \"%s\": %s", lp->agent_path,
-                              strerror(errno));
+                              strerror(spawn_errno));
+    }
     r.pid = pid;
     char state;
-    if (proc_stat(pid, &state, &r.starttime) != 0)
-        return provider__fail(&lp->base, PROV_ERETRY, "agent \"%s\" exited at once", r.id);
-    if (rec_write(lp, &r) != 0) {
+    if (proc_stat(pid, &state, &r.starttime) != 0) {
+        /* gone already: say why if it told us */
+        char why[600] = "the agent exited at once (see its log)";
+        if (ready_fd >= 0)
+            wait_ready(ready_fd, 1000, why, sizeof(why));
+        rec_remove(lp, r.id);
+        return provider__fail(&lp->base, PROV_ERETRY, "instance \"%s\" at %s did not start: %s",
+                              r.id, r.address, why);
+    }
+    /* the intermediate process normally wrote it; if it could not, we do */
+    if (!written && rec_write(lp, &r) != 0) {
+        int e = errno;
         if (ready_fd >= 0)
             close(ready_fd);
         kill(pid, SIGKILL);
+        rec_remove(lp, r.id);
         return provider__fail(&lp->base, PROV_ERETRY, "cannot write pid file for \"%s\": %s", r.id,
-                              strerror(errno));
+                              strerror(e));
     }
     if (ready_fd >= 0) {
         char why[600];
@@ -610,7 +776,7 @@ static int local_launch(struct provider *p, int count, const char *token, struct
     /* Idempotency: instances already made by this token count toward count. */
     int have = 0;
     for (size_t i = 0; i < n && have < count; i++) {
-        if (strcmp(recs[i].token, token) == 0 && rec_alive(&recs[i])) {
+        if (strcmp(recs[i].token, token) == 0 && rec_counts(&recs[i], now)) {
             struct prov_instance inst;
             fill_instance(lp, &recs[i], now, &inst);
             if ((rc = prov_list_push(out, &inst)) != 0)
@@ -710,6 +876,23 @@ static void prune_logs(struct local_provider *lp)
     free(v);
 }
 
+/*
+ * rec_read(), but a fresh reservation is waited for (its spawn is under way,
+ * normally a few ms) until it holds a pid or goes stale: removing its pid file
+ * now would let the spawn put it back afterwards, an instance nobody asked for.
+ */
+static int rec_read_settled(const char *path, struct local_rec *r)
+{
+    for (;;) {
+        if (rec_read(path, r) != 0)
+            return -1;
+        if (!rec_reserved_fresh(r, clk_wall_ms()))
+            return 0;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static int local_terminate(struct provider *p, const char *const *ids, size_t n)
 {
     struct local_provider *lp = (struct local_provider *)p;
@@ -725,7 +908,7 @@ static int local_terminate(struct provider *p, const char *const *ids, size_t n)
         if (!valid_id(ids[i]))
             continue;
         snprintf(path, sizeof(path), "%s/%s.pid", lp->dir, ids[i]);
-        if (rec_read(path, &recs[i]) == 0 && rec_alive(&recs[i])) {
+        if (rec_read_settled(path, &recs[i]) == 0 && rec_alive(&recs[i])) {
             live[i] = 1;
             kill(recs[i].pid, SIGTERM);
         }
@@ -771,8 +954,11 @@ static int local_describe(struct provider *p, struct prov_list *out)
         return rc;
     int removed = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!rec_alive(&recs[i])) {
-            /* the machine is gone: nothing left to terminate, forget it */
+        if (rec_reserved_fresh(&recs[i], now)) {
+            /* a spawn under way (or cut short by a crash: it goes stale) */
+        } else if (!rec_alive(&recs[i])) {
+            /* the machine is gone (or its spawn never happened): nothing left to
+             * terminate, forget it */
             rec_remove(lp, recs[i].id);
             removed = 1;
             continue;
