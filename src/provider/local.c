@@ -859,7 +859,7 @@ static void prune_logs(struct local_provider *lp)
             v = nv;
             cap = ncap;
         }
-        snprintf(v[n].name, sizeof(v[n].name), "%s", de->d_name);
+        memcpy(v[n].name, de->d_name, len + 1); /* len < PROV_ID_MAX + 4 checked above */
         v[n].mtime = sb.st_mtim;
         n++;
     }
