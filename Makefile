@@ -6,7 +6,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all deps build build-asan test test-unit demo bench fuzz format lint clean
+.PHONY: all deps build build-asan test test-unit demo bench fuzz fuzz-long format lint clean
 
 all: build
 
@@ -41,6 +41,10 @@ bench: build
 
 fuzz:
 	@scripts/fuzz-smoke build-fuzz
+
+# Every fuzz target for 10 M executions (long: not part of make test).
+fuzz-long:
+	@FUZZ_RUNS=10000000 scripts/fuzz-smoke build-fuzz
 
 format:
 	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'bench/*.c')

@@ -8,8 +8,12 @@
  * starts the workers and waits for SIGTERM/SIGINT; then it deregisters (with
  * a bounded wait), stops serving and exits 0.
  *
- * Exit codes: 0 after a signal, 1 when it cannot start (port taken, ...),
- * 2 on a usage error.
+ * Exit codes: 0 after a signal, 1 when it cannot start (no memory, threads),
+ * 2 on a usage error, 3 when it cannot listen on --listen (address in use,
+ * not assignable, ...). With --ready-fd N it writes one line to fd N once it
+ * serves ("ok") or the reason it cannot ("cannot listen on ...: ..."), then
+ * closes it: the local provider waits for that line to tell a failed launch
+ * (and why) from a started one.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,6 +30,7 @@
 #include "agent/agent.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "rpc/rpc.h"
 #include "common/banned.h"
 
@@ -51,6 +56,7 @@ static const char usage_text[] =
     "  --load SOURCE           proc (default) | simulate[:min=10,max=90,period=10m,rate=2]\n"
     "                          | file:PATH (a number 0..100, re-read twice a second)\n"
     "  --log-level LEVEL       error | warn | info (default) | debug\n"
+    "  --ready-fd N            write \"ok\" or the startup error to fd N, then close it\n"
     "  --help                  this text\n"
     "  --version               the version\n";
 
@@ -63,6 +69,7 @@ struct opts {
     const char *app_url;
     int64_t app_timeout_ms;
     const char *load;
+    int ready_fd; /* -1: none */
 };
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -111,6 +118,7 @@ static int id_valid(const char *s)
 /* Reads the token (first line, trimmed, at most 1 KiB). Returns 0 or -1 with err. */
 static int read_token(const char *path, char *out, size_t size, char *err, size_t errlen)
 {
+    util_warn_exposed_secret(path, "registration token");
     FILE *f = fopen(path, "re");
     if (!f) {
         snprintf(err, errlen, "cannot read token file \"%s\": %s", path, strerror(errno));
@@ -139,7 +147,19 @@ static int read_token(const char *path, char *out, size_t size, char *err, size_
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-    enum { O_LISTEN = 256, O_ID, O_ADV, O_MON, O_TOKEN, O_APP, O_APPTO, O_LOAD, O_LOG, O_VER };
+    enum {
+        O_LISTEN = 256,
+        O_ID,
+        O_ADV,
+        O_MON,
+        O_TOKEN,
+        O_APP,
+        O_APPTO,
+        O_LOAD,
+        O_LOG,
+        O_VER,
+        O_READY
+    };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"instance-id", required_argument, NULL, O_ID},
@@ -150,6 +170,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"app-timeout", required_argument, NULL, O_APPTO},
         {"load", required_argument, NULL, O_LOAD},
         {"log-level", required_argument, NULL, O_LOG},
+        {"ready-fd", required_argument, NULL, O_READY},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VER},
         {NULL, 0, NULL, 0},
@@ -157,6 +178,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     o->listen = "0.0.0.0:50051";
     o->app_timeout_ms = 2000;
     o->load = "proc";
+    o->ready_fd = -1;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -197,6 +219,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case O_LOAD:
             o->load = optarg;
             break;
+        case O_READY: {
+            char *end;
+            errno = 0;
+            long fd = strtol(optarg, &end, 10);
+            if (errno || *end || end == optarg || fd < 3 || fd > 1023)
+                return usage_error("--ready-fd \"%s\" must be a descriptor number 3..1023", optarg);
+            o->ready_fd = (int)fd;
+            break;
+        }
         case O_LOG: {
             enum log_level lv;
             if (log_level_parse(optarg, &lv))
@@ -219,6 +250,27 @@ static int parse_args(int argc, char **argv, struct opts *o)
     if (optind < argc)
         return usage_error("unexpected argument \"%s\"", argv[optind]);
     return -1; /* go on */
+}
+
+/* One line to the --ready-fd descriptor (if any), which is then closed. */
+__attribute__((format(printf, 2, 3))) static void ready_report(int *fd, const char *fmt, ...)
+{
+    if (*fd < 0)
+        return;
+    char line[600];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n > sizeof(line) - 2)
+        n = (int)sizeof(line) - 2;
+    line[n++] = '\n';
+    ssize_t w = write(*fd, line, (size_t)n);
+    (void)w; /* nobody listening any more: nothing to do */
+    close(*fd);
+    *fd = -1;
 }
 
 int main(int argc, char **argv)
@@ -300,15 +352,20 @@ int main(int argc, char **argv)
 
     int port = 0;
     if (rpc_server_bind(srv, o.listen, &port)) {
-        log_error("cannot listen on \"%s\": %s", o.listen, rpc_server_errmsg(srv));
+        /* the message names the address and says why */
+        log_error("%s (exit code 3)", rpc_server_errmsg(srv));
+        ready_report(&o.ready_fd, "%s", rpc_server_errmsg(srv));
+        exit_code = 3;
         goto out;
     }
     if (rpc_server_start(srv)) {
         log_error("cannot start the gRPC server: %s", rpc_server_errmsg(srv));
+        ready_report(&o.ready_fd, "cannot start the gRPC server: %s", rpc_server_errmsg(srv));
         goto out;
     }
     log_info("monitorc %s serving MonitorC on %s (port %d) as \"%s\", load %s", ASGD_VERSION,
              o.listen, port, id, o.load);
+    ready_report(&o.ready_fd, "ok");
 
     char advertise[300];
     if (o.advertise) {
@@ -360,6 +417,7 @@ int main(int argc, char **argv)
     exit_code = 0;
 
 out:
+    ready_report(&o.ready_fd, "cannot start (see the agent's log)");
     if (reg)
         agent_reg_stop(reg, "agent failed", 1000);
     if (srv) {

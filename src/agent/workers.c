@@ -8,6 +8,7 @@
  * transitions are logged (HAProxy's habit), never every probe.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,8 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/banned.h"
+
+#define AGENT_TRIM_INTERVAL_MS 5000
 
 /* ------------------------------------------------------------------------ */
 /* sleeper                                                                  */
@@ -104,9 +107,19 @@ static void *sampler_main(void *arg)
     struct agent_sampler *s = arg;
     int was_valid = 1;
     int interval = agent_load_interval_ms(s->load);
-    do
+    int64_t last_trim = clk_mono_ms();
+    do {
         sample_once(s, &was_valid);
-    while (!agent__sleeper_wait(&s->sl, interval));
+        /* A hostile client can make gRPC buffer a huge request before it is
+         * refused (RESOURCE_EXHAUSTED); glibc keeps the freed pages in its
+         * arenas. Give them back every few seconds so the agent's RSS returns
+         * to idle after abuse (cheap when there is nothing to trim). */
+        int64_t now = clk_mono_ms();
+        if (now - last_trim >= AGENT_TRIM_INTERVAL_MS) {
+            malloc_trim(0);
+            last_trim = now;
+        }
+    } while (!agent__sleeper_wait(&s->sl, interval));
     return NULL;
 }
 

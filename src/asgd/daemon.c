@@ -37,6 +37,7 @@
 #include "cluster/cluster.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "controller/ctl.h"
 #include "fleet/fleet.h"
 #include "group/group_conf.h"
@@ -156,6 +157,10 @@ static int mkdir_p(const char *path)
 static int load_tokens(struct daemon *d, char *err, size_t errlen)
 {
     const struct asgd_conf *c = &d->conf;
+    if (c->monitor.token_file)
+        util_warn_exposed_secret(c->monitor.token_file, "[monitor] token");
+    if (c->api.token_file)
+        util_warn_exposed_secret(c->api.token_file, "[api] token");
     d->agent_token_file = c->monitor.token_file ? strdup(c->monitor.token_file)
                                                 : path_join(c->store.dir, "agent.token");
     if (d->agent_token_file == NULL ||
@@ -311,6 +316,7 @@ static int start_group(struct daemon *d, struct store *st, const char *name, con
         .boot_delay_ms = gc.local.boot_delay_ms,
         .address_base = gc.local.address_base,
         .local_dir = gc.local.dir,
+        .keep_logs = gc.local.keep_logs,
         .ec2 = gc.has_ec2 ? &gc.ec2 : NULL,
     };
     rc = node_group_start(d->node, &def, owner_key, owner_rev, err, sizeof(err));
@@ -768,6 +774,9 @@ int daemon_run(const char *path)
     sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* everything asgd creates (database, pid files, agent logs, tokens) is the operator's
+       alone: the database holds idempotency tokens */
+    umask(077);
 
     if (conf_load(path, &d.conf, err, sizeof(err)) != 0)
         goto fail;

@@ -308,6 +308,7 @@ static int make_provider(struct daemon *d, char *err, size_t errlen)
             d->conf.monitor.advertise ? d->conf.monitor.advertise : d->conf.monitor.listen,
         .token_file = d->agent_token_file,
         .boot_delay_ms = d->gc->local.boot_delay_ms,
+        .keep_logs = d->gc->local.keep_logs,
     };
     return provider_local_new(&ls, &d->prov, err, errlen);
 }
@@ -419,6 +420,7 @@ static int run_daemon(const struct opts *o, int roles)
     sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    umask(077); /* database, pid files, agent logs, tokens: the operator's alone */
 
     if (load_config(&d, o->config, err, sizeof(err)) != 0)
         goto fail;

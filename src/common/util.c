@@ -8,6 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
 
 #include "common/banned.h"
 
@@ -75,4 +79,59 @@ out:
     free(buf);
     fclose(f);
     return rc;
+}
+
+int util_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
+{
+    if (path == NULL || *path == '\0') {
+        util_set_err(err, errlen, "(empty): cannot create: no path");
+        return -1;
+    }
+    char *tmp = strdup(path);
+    if (tmp == NULL) {
+        util_set_err(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    int rc = 0;
+    for (char *p = tmp + 1; *p && rc == 0; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+            util_set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+            rc = -1;
+        }
+        *p = '/';
+    }
+    if (rc == 0 && mkdir(tmp, mode) != 0) {
+        struct stat sb;
+        if (errno != EEXIST) {
+            util_set_err(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+            rc = -1;
+        } else if (stat(tmp, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            util_set_err(err, errlen, "%s: cannot create: exists and is not a directory", path);
+            rc = -1;
+        } else if ((sb.st_mode & 07777 & ~mode) != 0 && sb.st_uid == geteuid() &&
+                   chmod(tmp, mode) != 0) {
+            /* narrowing is best effort: say so, the directory is still usable */
+            log_warn("%s: cannot restrict the mode to %04o: %s", path, (unsigned)mode,
+                     strerror(errno));
+        }
+    }
+    free(tmp);
+    return rc;
+}
+
+int util_warn_exposed_secret(const char *path, const char *what)
+{
+    struct stat sb;
+    if (path == NULL || stat(path, &sb) != 0)
+        return 0;
+    if ((sb.st_mode & (S_IRGRP | S_IROTH)) == 0)
+        return 0;
+    log_warn("%s file \"%s\" is readable by %s (mode %04o): anyone who can read it can use it; "
+             "chmod 600 it",
+             what ? what : "secret", path, (sb.st_mode & S_IROTH) ? "every user" : "its group",
+             (unsigned)(sb.st_mode & 07777));
+    return 1;
 }

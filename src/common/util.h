@@ -5,6 +5,7 @@
 #define ASGD_UTIL_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /*
  * Formats into err (when err is not NULL and errlen > 0); always
@@ -22,5 +23,24 @@ void util_set_err(char *err, size_t errlen, const char *fmt, ...)
  * or "PATH: out of memory" in err, and *out is untouched.
  */
 int util_read_file(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen);
+
+/*
+ * Creates path and its missing parents (like mkdir -p). Parents are made
+ * 0755 (they may be shared, e.g. /var/lib); the last component gets `mode`,
+ * and when it already exists with more permission bits than `mode` (and we
+ * own it) it is narrowed to `mode`: a state directory created 0755 by an
+ * older version becomes private. Returns 0, or -1 with "PATH: cannot create:
+ * ..." in err.
+ */
+int util_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen);
+
+/*
+ * 1 when the file at path can be read by its group or by others (a secret
+ * there is exposed to other users), after logging a warning that names the
+ * file and its mode; 0 otherwise (also when it cannot be stat'ed: the caller
+ * reports the open error). `what` names the secret in the warning ("API
+ * token", ...).
+ */
+int util_warn_exposed_secret(const char *path, const char *what);
 
 #endif

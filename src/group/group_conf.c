@@ -186,6 +186,10 @@ static int read_local(struct cfg *cfg, struct group_conf *out, char *err, size_t
         get_nonempty(cfg, "local", "address_base", &l->address_base, err, errlen) != 0 ||
         get_nonempty(cfg, "local", "dir", &l->dir, err, errlen) != 0)
         return -1;
+    long keep = 20;
+    if (cfg_get_int(cfg, "local", "keep_logs", 20, 1, 100000, &keep, err, errlen) != 0)
+        return -1;
+    l->keep_logs = (int)keep;
     return 0;
 }
 

@@ -17,7 +17,8 @@
  *   [group] [policy] [health]  the settings: group.h's key table
  *   [provider] type            local (default) | ec2
  *   [local]    agent (monitorc next to the asgd binary), agent_args (none),
- *              boot_delay (0s, 0..1h), address_base (see below),
+ *              boot_delay (0s, 0..1h), keep_logs (20, 1..100000),
+ *              address_base (see below),
  *              dir (where the local provider keeps pid files and agent logs;
  *              default: chosen by asgd, see conf.h)
  *   [ec2]      provider/ec2.h (ec2_settings_load); read when provider = ec2 or
@@ -61,6 +62,7 @@ struct group_local {
     char *agent;           /* monitorc path; NULL: next to the asgd binary (caller resolves) */
     char *agent_args;      /* appended to every monitorc command line; NULL: none */
     int64_t boot_delay_ms; /* simulated boot time */
+    int keep_logs;         /* logs of terminated agents kept (20) */
     char *address_base;    /* first loopback address; never NULL after a load */
     char *dir;             /* pid files and agent logs; NULL: the caller decides */
 };

@@ -56,7 +56,8 @@ struct http_server {
     int proxy_timeout_ms;
     size_t max_body;
     uint16_t port;
-    int curl_inited; /* curl_global_init() done: cleanup at free */
+    int curl_inited;          /* curl_global_init() done: cleanup at free */
+    struct http_guard *guard; /* slow-client reaper (server.c) */
 };
 
 #define HTTP_PARAM_MAX 128 /* one path segment captured by a route, NUL included */

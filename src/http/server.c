@@ -9,12 +9,32 @@
  * last time with no data, when the handler runs. The daemon has a single
  * polling thread, so handlers run one at a time and may use the server's
  * store handle without further locking. The route table is in routes.c.
+ *
+ * Hostile clients (slowloris): MHD's own idle timeout resets on every byte,
+ * so a client trickling one header byte every few seconds would hold its
+ * connection forever, and enough of them fill the connection table. Limits:
+ *   - at most HTTP_MAX_CONNS connections, HTTP_MAX_PER_IP per client address
+ *     (one address cannot take the table: others keep being served);
+ *   - idle timeout HTTP_IDLE_TIMEOUT_S (MHD);
+ *   - a deadline per phase enforced by a reaper thread: the request headers
+ *     must be complete HTTP_HEADER_TIMEOUT_MS after the connection opened (or
+ *     after the previous request on a kept-alive connection), the body and
+ *     the answer HTTP_REQUEST_TIMEOUT_MS after the headers. The reaper only
+ *     shutdown()s the socket (it never closes an fd MHD owns): MHD sees the
+ *     end of the stream and releases the connection in its own thread.
+ *   - a declared body over max_body is answered 413 before it is read; a
+ *     chunked one is answered 413 at its end if it stops within a slack past
+ *     the cap, else the connection is closed as soon as it passes the slack
+ *     (MHD 0.9.75 cannot send an answer while it is still receiving a body).
+ * Threads: the reaper's list is shared with the MHD thread under guard->mu.
  */
 #include "http/http.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <pthread.h>
+#include <time.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -32,12 +52,39 @@
 
 #include "common/banned.h"
 
+#define HTTP_MAX_CONNS          1000
+#define HTTP_MAX_PER_IP         64
+#define HTTP_IDLE_TIMEOUT_S     10
+#define HTTP_HEADER_TIMEOUT_MS  10000
+#define HTTP_REQUEST_TIMEOUT_MS 30000
+#define HTTP_REAP_PERIOD_MS     250
+#define HTTP_LISTEN_BACKLOG     511
+#define HTTP_BODY_SLACK         (256 * 1024) /* read past the cap before cutting a body off */
+
+/* One open connection, as the reaper sees it. */
+struct conn_slot {
+    int fd;
+    int64_t deadline_ms; /* monotonic: shut it down after this */
+    int reaped;
+    struct conn_slot *prev, *next;
+};
+
+struct http_guard {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;     /* on CLOCK_MONOTONIC; signals stop */
+    struct conn_slot head; /* circular list sentinel */
+    int stop, started;
+    pthread_t thread;
+    unsigned long reaped_total;
+};
+
 /* Per-request state kept in MHD's con_cls between calls. */
 struct req_state {
     struct http_buf body;
     int too_big;
     const struct http_route *route;
     char seg0[HTTP_PARAM_MAX], seg1[HTTP_PARAM_MAX]; /* the route's '*' segments */
+    size_t discarded; /* body bytes dropped since too_big */
 };
 
 /* ---- replies ---------------------------------------------------------------------------- */
@@ -191,13 +238,28 @@ static int check_auth(struct http_server *s, struct MHD_Connection *conn, const 
         *why = "this asgd has no API token configured ([api] token_file): the API is read-only";
         return -1;
     }
-    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    const char *h = NULL;
+    size_t hlen = 0;
+    if (MHD_lookup_connection_value_n(conn, MHD_HEADER_KIND, "Authorization",
+                                      sizeof "Authorization" - 1, &h, &hlen) != MHD_YES)
+        h = NULL;
     if (!h) {
         *why = "send \"Authorization: Bearer <token>\" (the token from [api] token_file)";
         return -1;
     }
     if (strncasecmp(h, "Bearer ", 7) != 0) {
         *why = "the Authorization header must be \"Bearer <token>\"";
+        return -1;
+    }
+    /* MHD (0.9.75) hands out C strings cut at the first NUL, so "Bearer TOKEN\0junk"
+     * looks like "Bearer TOKEN" and value_n reports the cut length too. MHD parses
+     * the header block in place in its read buffer and ends each line by writing
+     * NULs over its CR and LF: after a clean value come two NULs (the next line
+     * follows at once only for a bare-LF line end, which we refuse as well). A
+     * byte other than NUL right after the terminator means the value went on
+     * past an embedded NUL: refuse it, the comparison must cover all of it. */
+    if (strlen(h) != hlen || h[hlen + 1] != '\0') {
+        *why = "token rejected";
         return -1;
     }
     h += 7;
@@ -208,6 +270,140 @@ static int check_auth(struct http_server *s, struct MHD_Connection *conn, const 
         return -1;
     }
     return 0;
+}
+
+/* ---- slow-client guard ------------------------------------------------------------------ */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct conn_slot *slot_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Moves the connection's deadline (headers done, request done). */
+static void slot_deadline(struct http_server *s, struct MHD_Connection *conn, int64_t ms)
+{
+    struct conn_slot *slot = slot_of(conn);
+    if (!slot || !s->guard)
+        return;
+    pthread_mutex_lock(&s->guard->mu);
+    slot->deadline_ms = mono_ms() + ms;
+    pthread_mutex_unlock(&s->guard->mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *s = cls;
+    struct http_guard *g = s->guard;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct conn_slot *slot = calloc(1, sizeof *slot);
+        if (!slot || !ci) {
+            free(slot); /* unguarded: MHD's idle timeout still applies */
+            *socket_context = NULL;
+            return;
+        }
+        slot->fd = ci->connect_fd;
+        slot->deadline_ms = mono_ms() + HTTP_HEADER_TIMEOUT_MS;
+        pthread_mutex_lock(&g->mu);
+        slot->next = g->head.next;
+        slot->prev = &g->head;
+        g->head.next->prev = slot;
+        g->head.next = slot;
+        pthread_mutex_unlock(&g->mu);
+        *socket_context = slot;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        /* MHD closes the fd after this returns: from here on the reaper must not touch it */
+        struct conn_slot *slot = *socket_context;
+        if (!slot)
+            return;
+        pthread_mutex_lock(&g->mu);
+        slot->prev->next = slot->next;
+        slot->next->prev = slot->prev;
+        pthread_mutex_unlock(&g->mu);
+        free(slot);
+        *socket_context = NULL;
+    }
+}
+
+static void *reaper_main(void *arg)
+{
+    struct http_guard *g = arg;
+    pthread_mutex_lock(&g->mu);
+    while (!g->stop) {
+        int64_t now = mono_ms();
+        unsigned n = 0;
+        for (struct conn_slot *c = g->head.next; c != &g->head; c = c->next) {
+            if (!c->reaped && now >= c->deadline_ms) {
+                shutdown(c->fd, SHUT_RDWR);
+                c->reaped = 1;
+                n++;
+            }
+        }
+        if (n) {
+            g->reaped_total += n;
+            log_debug("http: closed %u connection%s too slow to send a request (%lu so far)", n,
+                      n == 1 ? "" : "s", g->reaped_total);
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += HTTP_REAP_PERIOD_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return NULL;
+}
+
+static struct http_guard *guard_new(void)
+{
+    struct http_guard *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    g->head.next = g->head.prev = &g->head;
+    if (pthread_create(&g->thread, NULL, reaper_main, g) != 0) {
+        pthread_cond_destroy(&g->cv);
+        pthread_mutex_destroy(&g->mu);
+        free(g);
+        return NULL;
+    }
+    g->started = 1;
+    return g;
+}
+
+/* Stops the reaper. Call after MHD_stop_daemon (every slot has been freed by then). */
+static void guard_free(struct http_guard *g)
+{
+    if (!g)
+        return;
+    pthread_mutex_lock(&g->mu);
+    g->stop = 1;
+    pthread_cond_signal(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    if (g->started)
+        pthread_join(g->thread, NULL);
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+    free(g);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -223,6 +419,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!st)
             return MHD_NO;
         *con_cls = st;
+        slot_deadline(s, conn, HTTP_REQUEST_TIMEOUT_MS);
         const struct http_asset *asset = NULL;
         const char *allow = NULL;
         int rc = resolve(method, url, st, &asset, &allow);
@@ -272,16 +469,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_data_size) {
-        if (!st->too_big) {
-            if (st->body.len + *upload_data_size > s->max_body) {
-                st->too_big = 1;
-                http__buf_release(&st->body);
-            } else if (http__buf_append(&st->body, upload_data, *upload_data_size)) {
-                st->too_big = 1;
-                http__buf_release(&st->body);
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (!st->too_big &&
+            (st->body.len + n > s->max_body || http__buf_append(&st->body, upload_data, n))) {
+            st->too_big = 1;
+            st->discarded = st->body.len;
+            http__buf_release(&st->body);
+        }
+        if (st->too_big) {
+            /* MHD 0.9.75 takes no answer while a body is being received: the 413 can
+             * only go out once the body ended. A client that overshoots the cap a
+             * little gets it; one that keeps sending (a chunked body declares no
+             * length up front) is cut off as soon as it passes the slack, instead
+             * of making us read, or wait for, the rest. */
+            st->discarded += n;
+            size_t slack = s->max_body > HTTP_BODY_SLACK ? s->max_body : HTTP_BODY_SLACK;
+            if (st->discarded > s->max_body + slack) {
+                log_info("http: closed %s %s: body over %zu bytes and still coming", method, url,
+                         s->max_body);
+                return MHD_NO;
             }
         }
-        *upload_data_size = 0;
         return MHD_YES;
     }
 
@@ -315,12 +524,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    struct http_server *s = cls;
     struct req_state *st = *con_cls;
     if (st) {
         http__buf_release(&st->body);
         free(st);
         *con_cls = NULL;
     }
+    /* a kept-alive connection must send its next request's headers in time too */
+    slot_deadline(s, conn, HTTP_HEADER_TIMEOUT_MS);
+    (void)toe;
 }
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
@@ -373,6 +586,12 @@ static int split_listen(const char *listen, char *host, size_t hlen, char *port,
 
 static void server_free_fields(struct http_server *s)
 {
+    if (s->daemon) {
+        MHD_stop_daemon(s->daemon);
+        s->daemon = NULL;
+    }
+    guard_free(s->guard);
+    s->guard = NULL;
     if (s->curl_inited)
         curl_global_cleanup();
     free(s->listen);
@@ -444,7 +663,7 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, use->ai_addr, use->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+    if (bind(fd, use->ai_addr, use->ai_addrlen) != 0 || listen(fd, HTTP_LISTEN_BACKLOG) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", s->listen, strerror(errno));
         goto out;
     }
@@ -459,11 +678,18 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     if (use->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    s->daemon =
-        MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT,
-                         (unsigned)128, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_END);
+    s->guard = guard_new();
+    if (!s->guard) {
+        snprintf(err, errlen, "cannot start the HTTP connection reaper thread");
+        goto out;
+    }
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)HTTP_MAX_PER_IP, MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_logger, s, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "cannot start the HTTP server on %s", s->listen);
         goto out;

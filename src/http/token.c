@@ -3,7 +3,8 @@
  *
  * The comparison walks the longer of the two strings whatever their contents,
  * so the time a wrong guess takes says nothing about how many leading bytes
- * were right. The token is never logged.
+ * were right. The token is never logged; a token file other users can read is
+ * used, with a warning naming it.
  */
 #include "http/http.h"
 
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/util.h"
 
 #include "common/banned.h"
 
@@ -28,6 +31,7 @@ int http_token_load(const char *path, char **out, char *err, size_t errlen)
         snprintf(err, errlen, "cannot read token file \"%s\": %s", path, strerror(errno));
         return -1;
     }
+    util_warn_exposed_secret(path, "token");
     char buf[TOKEN_FILE_MAX];
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     int rd_err = ferror(f);

@@ -290,6 +290,7 @@ static int make_provider(struct node *n, struct grp *g, const struct node_group_
         .monitor_address = n->monitor_address,
         .token_file = n->agent_token_file,
         .boot_delay_ms = def->boot_delay_ms,
+        .keep_logs = def->keep_logs,
     };
     return provider_local_new(&ls, &g->prov, err, errlen);
 }

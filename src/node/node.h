@@ -48,6 +48,7 @@ struct node_group_def {
     int64_t boot_delay_ms;          /* local: simulated boot */
     const char *address_base;       /* local: first loopback address */
     const char *local_dir;          /* local: pid files and logs; NULL: the node decides */
+    int keep_logs;                  /* local: logs of terminated agents kept; 0: 20 */
     const struct ec2_settings *ec2; /* ec2: required */
 };
 

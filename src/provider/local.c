@@ -22,13 +22,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -36,6 +39,12 @@
 #include "common/banned.h"
 
 #define LOCAL_MAX_ADDRS 60000
+/* how long a launch waits for the agent's "ok" (or its startup error) after its boot delay */
+#define LOCAL_READY_TIMEOUT_MS 5000
+/* with a longer simulated boot the launch does not wait (it would block the controller) */
+#define LOCAL_READY_MAX_BOOT_MS 2000
+/* a reservation (pid file without a pid) older than this is a spawn that never happened */
+#define LOCAL_RESERVE_TTL_MS 10000
 
 struct local_provider {
     struct provider base;
@@ -45,6 +54,9 @@ struct local_provider {
     uint32_t base_addr; /* host order */
     int agent_port;
     int64_t boot_delay_ms, kill_timeout_ms;
+    int keep_logs;
+    uint32_t *taken; /* address offsets found taken by another process (logged once each) */
+    size_t n_taken, cap_taken;
 };
 
 /* One pid file. */
@@ -73,6 +85,7 @@ static void local_destroy(struct provider *p)
     for (size_t i = 0; i < lp->n_extra; i++)
         free(lp->extra_args[i]);
     free(lp->extra_args);
+    free(lp->taken);
     free(lp);
 }
 
@@ -120,6 +133,25 @@ static int rec_alive(const struct local_rec *r)
     return st == r->starttime && state != 'Z' && state != 'X';
 }
 
+/* A reservation: the pid file was written before the spawn, the pid not yet. */
+static int rec_reserved(const struct local_rec *r)
+{
+    return r->pid == 0;
+}
+
+/* A reservation young enough that its spawn may still be under way. */
+static int rec_reserved_fresh(const struct local_rec *r, int64_t now)
+{
+    return rec_reserved(r) && now - r->launched_at_ms < LOCAL_RESERVE_TTL_MS &&
+           r->launched_at_ms - now < LOCAL_RESERVE_TTL_MS;
+}
+
+/* Counts as an instance of the group: a live agent, or a spawn that may be under way. */
+static int rec_counts(const struct local_rec *r, int64_t now)
+{
+    return rec_reserved(r) ? rec_reserved_fresh(r, now) : rec_alive(r);
+}
+
 static int valid_id(const char *id)
 {
     size_t n = strlen(id);
@@ -153,7 +185,8 @@ static int rec_read(const char *path, struct local_rec *r)
             got |= 1;
         } else if (strcmp(line, "pid") == 0) {
             long pid = strtol(v, &end, 10);
-            if (errno == 0 && *end == '\0' && pid > 1 && pid < 1L << 30) {
+            /* 0: a reservation, written before the spawn (see local.h) */
+            if (errno == 0 && *end == '\0' && (pid == 0 || pid > 1) && pid < 1L << 30) {
                 r->pid = (int)pid;
                 got |= 2;
             }
@@ -178,9 +211,14 @@ static int rec_write(const struct local_provider *lp, const struct local_rec *r)
     char path[4096], tmp[4096];
     snprintf(path, sizeof(path), "%s/%s.pid", lp->dir, r->id);
     snprintf(tmp, sizeof(tmp), "%s/.%s.pid.tmp", lp->dir, r->id);
-    FILE *fp = fopen(tmp, "we");
-    if (fp == NULL)
+    /* 0600: the launch token is an idempotency key, not for other users */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *fp = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (fp == NULL) {
+        if (fd >= 0)
+            close(fd);
         return -1;
+    }
     fprintf(fp, "id=%s\npid=%d\nstarttime=%llu\naddress=%s\nlaunched_at_ms=%" PRId64 "\ntoken=%s\n",
             r->id, r->pid, r->starttime, r->address, r->launched_at_ms, r->token);
     int rc = fflush(fp) == 0 && fsync(fileno(fp)) == 0 ? 0 : -1;
@@ -249,7 +287,8 @@ static void fill_instance(const struct local_provider *lp, const struct local_re
     snprintf(inst->launch_token, sizeof(inst->launch_token), "%s", r->token);
     inst->pid = r->pid;
     inst->launched_at_ms = r->launched_at_ms;
-    inst->state = now < r->launched_at_ms + lp->boot_delay_ms ? PROV_PENDING : PROV_RUNNING;
+    inst->state = rec_reserved(r) || now < r->launched_at_ms + lp->boot_delay_ms ? PROV_PENDING
+                                                                                 : PROV_RUNNING;
 }
 
 static int random_hex(char *buf, size_t nbytes)
@@ -265,23 +304,144 @@ static int random_hex(char *buf, size_t nbytes)
 }
 
 /*
- * Starts the agent detached. Returns its pid, or -1 with errno-ish detail in
- * the provider's errmsg. Only async-signal-safe calls after fork().
+ * What the intermediate process needs to write the agent's pid file, prepared
+ * before fork(): after fork() only async-signal-safe calls are allowed, so no
+ * stdio, no malloc; numbers are formatted by hand below.
  */
-static int spawn_agent(struct local_provider *lp, char *const argv[], const char *log_path)
+struct pidfile_plan {
+    char path[4096], tmp[4096];
+    char head[PROV_ID_MAX + 8];                  /* "id=ID\n" */
+    char tail[PROV_ADDR_MAX + PROV_ID_MAX + 64]; /* "address=..\nlaunched_at_ms=..\ntoken=..\n" */
+};
+
+static size_t as_strlen(const char *s)
 {
-    int pfd[2];
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+/* Appends s at buf+*len if it fits in cap (NUL not needed). Returns -1 if not. */
+static int as_put(char *buf, size_t cap, size_t *len, const char *s, size_t n)
+{
+    if (*len + n > cap)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        buf[*len + i] = s[i];
+    *len += n;
+    return 0;
+}
+
+static int as_put_u64(char *buf, size_t cap, size_t *len, unsigned long long v)
+{
+    char t[24];
+    size_t n = 0;
+    do {
+        t[sizeof(t) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0 && n < sizeof(t));
+    return as_put(buf, cap, len, t + sizeof(t) - n, n);
+}
+
+/* proc_stat()'s starttime, async-signal-safe. */
+static int as_starttime(int pid, unsigned long long *out)
+{
+    char path[48], buf[1024];
+    size_t len = 0;
+    if (as_put(path, sizeof(path) - 1, &len, "/proc/", 6) != 0 ||
+        as_put_u64(path, sizeof(path) - 1, &len, (unsigned long long)pid) != 0 ||
+        as_put(path, sizeof(path) - 1, &len, "/stat", 5) != 0)
+        return -1;
+    path[len] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    /* fields resume after the LAST ')' (comm may hold anything) */
+    ssize_t i = n - 1;
+    while (i >= 0 && buf[i] != ')')
+        i--;
+    if (i < 0)
+        return -1;
+    /* ") S f4 f5 ...": field 3 starts at i+2; field 22 is 19 separators later */
+    int field = 3;
+    for (i += 2; i < n && field < 22; i++)
+        if (buf[i] == ' ')
+            field++;
+    if (field != 22 || i >= n || buf[i] < '0' || buf[i] > '9')
+        return -1;
+    unsigned long long v = 0;
+    for (; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+        v = v * 10 + (unsigned long long)(buf[i] - '0');
+    *out = v;
+    return 0;
+}
+
+/* Writes the full pid file for pid (temp + fsync + rename), async-signal-safe. */
+static int as_write_pidfile(const struct pidfile_plan *pl, int pid)
+{
+    unsigned long long st;
+    if (as_starttime(pid, &st) != 0)
+        return -1;
+    char buf[512];
+    size_t len = 0;
+    if (as_put(buf, sizeof(buf), &len, pl->head, as_strlen(pl->head)) != 0 ||
+        as_put(buf, sizeof(buf), &len, "pid=", 4) != 0 ||
+        as_put_u64(buf, sizeof(buf), &len, (unsigned long long)pid) != 0 ||
+        as_put(buf, sizeof(buf), &len, "\nstarttime=", 11) != 0 ||
+        as_put_u64(buf, sizeof(buf), &len, st) != 0 || as_put(buf, sizeof(buf), &len, "\n", 1) ||
+        as_put(buf, sizeof(buf), &len, pl->tail, as_strlen(pl->tail)) != 0)
+        return -1;
+    int fd = open(pl->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    int ok = write(fd, buf, len) == (ssize_t)len && fsync(fd) == 0;
+    if (close(fd) != 0)
+        ok = 0;
+    if (!ok || rename(pl->tmp, pl->path) != 0) {
+        unlink(pl->tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Starts the agent detached. Returns its pid, or -1 with errno set. Only
+ * async-signal-safe calls after fork(). With ready_rd, the agent gets the
+ * write end of a pipe as fd 3 (its argv carries --ready-fd 3) and *ready_rd
+ * is the read end (the caller closes it).
+ */
+static int spawn_agent(struct local_provider *lp, char *const argv[], const char *log_path,
+                       const struct pidfile_plan *plan, int *ready_rd, int *pidfile_written)
+{
+    *pidfile_written = 0;
+    int pfd[2], rfd[2] = {-1, -1};
     if (pipe2(pfd, O_CLOEXEC) != 0)
         return -1;
-    int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (ready_rd && pipe2(rfd, O_CLOEXEC) != 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
+    int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (logfd < 0 || nullfd < 0) {
+        int e = errno;
         if (logfd >= 0)
             close(logfd);
         if (nullfd >= 0)
             close(nullfd);
         close(pfd[0]);
         close(pfd[1]);
+        if (rfd[0] >= 0) {
+            close(rfd[0]);
+            close(rfd[1]);
+        }
+        errno = e;
         return -1;
     }
     struct timespec delay = {(time_t)(lp->boot_delay_ms / 1000),
@@ -289,10 +449,16 @@ static int spawn_agent(struct local_provider *lp, char *const argv[], const char
 
     pid_t mid = fork();
     if (mid < 0) {
+        int e = errno;
         close(logfd);
         close(nullfd);
         close(pfd[0]);
         close(pfd[1]);
+        if (rfd[0] >= 0) {
+            close(rfd[0]);
+            close(rfd[1]);
+        }
+        errno = e;
         return -1;
     }
     if (mid == 0) {
@@ -307,7 +473,15 @@ static int spawn_agent(struct local_provider *lp, char *const argv[], const char
             dup2(nullfd, 0);
             dup2(logfd, 1);
             dup2(logfd, 2);
-            close_range(3, ~0U, 0);
+            if (rfd[1] >= 0) {
+                if (rfd[1] == 3)
+                    fcntl(3, F_SETFD, 0); /* dup2 onto itself would keep O_CLOEXEC */
+                else
+                    dup2(rfd[1], 3);
+                close_range(4, ~0U, 0);
+            } else {
+                close_range(3, ~0U, 0);
+            }
             while (delay.tv_sec > 0 || delay.tv_nsec > 0) {
                 if (nanosleep(&delay, &delay) == 0)
                     break;
@@ -315,32 +489,138 @@ static int spawn_agent(struct local_provider *lp, char *const argv[], const char
             execv(argv[0], argv);
             _exit(127);
         }
+        /* The pid file, before anything else: from here on the agent lives on its
+         * own, and if asgd was killed meanwhile its restart must find it. */
+        int written = agent > 0 && as_write_pidfile(plan, (int)agent) == 0;
         int v = (int)agent;
         ssize_t w = write(pfd[1], &v, sizeof(v));
         (void)w;
-        _exit(agent > 0 ? 0 : 1);
+        _exit(agent <= 0 ? 1 : written ? 0 : 2);
     }
     close(pfd[1]);
     close(logfd);
     close(nullfd);
+    if (rfd[1] >= 0)
+        close(rfd[1]);
     int agent_pid = -1;
     ssize_t r;
     do {
         r = read(pfd[0], &agent_pid, sizeof(agent_pid));
     } while (r < 0 && errno == EINTR);
     close(pfd[0]);
-    int status;
+    int status = -1;
     while (waitpid(mid, &status, 0) < 0 && errno == EINTR) {
     }
-    if (r != (ssize_t)sizeof(agent_pid) || agent_pid <= 0)
+    *pidfile_written = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (r != (ssize_t)sizeof(agent_pid) || agent_pid <= 0) {
+        if (rfd[0] >= 0)
+            close(rfd[0]);
+        errno = ECHILD;
         return -1;
+    }
+    if (ready_rd)
+        *ready_rd = rfd[0];
     return agent_pid;
 }
 
-static int addr_in_use(const struct local_rec *recs, size_t n, const char *addr)
+/*
+ * Waits up to timeout_ms for the agent's one line on fd (closed here).
+ * Returns 1 for "ok", 0 when it reported a failure or exited without a word
+ * (msg says which), -1 when it said nothing in time (still booting: the
+ * launch stands).
+ */
+static int wait_ready(int fd, int64_t timeout_ms, char *msg, size_t msglen)
+{
+    char line[600];
+    size_t len = 0;
+    int64_t deadline = clk_mono_ms() + timeout_ms;
+    int rc = -1;
+    for (;;) {
+        int64_t left = deadline - clk_mono_ms();
+        if (left <= 0)
+            break;
+        struct pollfd pf = {fd, POLLIN, 0};
+        int n = poll(&pf, 1, (int)(left > 1000 ? 1000 : left));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            continue;
+        ssize_t r = read(fd, line + len, sizeof(line) - 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r > 0)
+            len += (size_t)r;
+        line[len] = '\0';
+        char *nl = strchr(line, '\n');
+        if (nl != NULL || r <= 0 || len == sizeof(line) - 1) {
+            if (nl)
+                *nl = '\0';
+            if (strcmp(line, "ok") == 0) {
+                rc = 1;
+            } else {
+                snprintf(msg, msglen, "%s",
+                         line[0] ? line : "the agent exited before serving (see its log)");
+                rc = 0;
+            }
+            break;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+/*
+ * 0 when host:port is already taken by some other process (what the agent
+ * will do fails: SO_REUSEADDR, bind, listen gives EADDRINUSE), else 1. Other
+ * errors say 1: the agent tries, and its failure is reported.
+ */
+static int port_free(uint32_t host, int port)
+{
+    if (port <= 0)
+        return 1; /* each agent picks its own port */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(host);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 1) == 0 ? 0 : errno;
+    close(fd);
+    return rc != EADDRINUSE;
+}
+
+/* Remembers (1) or forgets (0) that offset is taken; returns 1 when that changed. */
+static int mark_taken(struct local_provider *lp, uint32_t off, int taken)
+{
+    for (size_t i = 0; i < lp->n_taken; i++) {
+        if (lp->taken[i] != off)
+            continue;
+        if (!taken)
+            lp->taken[i] = lp->taken[--lp->n_taken];
+        return !taken;
+    }
+    if (!taken)
+        return 0;
+    if (lp->n_taken == lp->cap_taken) {
+        size_t ncap = lp->cap_taken ? lp->cap_taken * 2 : 8;
+        uint32_t *nv = realloc(lp->taken, ncap * sizeof(*nv));
+        if (nv == NULL)
+            return 1; /* cannot remember: log again next time */
+        lp->taken = nv;
+        lp->cap_taken = ncap;
+    }
+    lp->taken[lp->n_taken++] = off;
+    return 1;
+}
+
+static int addr_in_use(const struct local_rec *recs, size_t n, const char *addr, int64_t now)
 {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(recs[i].address, addr) == 0 && rec_alive(&recs[i]))
+        if (strcmp(recs[i].address, addr) == 0 && rec_counts(&recs[i], now))
             return 1;
     return 0;
 }
@@ -354,8 +634,19 @@ static int launch_one(struct local_provider *lp, const char *token, struct local
         struct in_addr ia = {htonl(lp->base_addr + off)};
         inet_ntop(AF_INET, &ia, host, sizeof(host));
         snprintf(addr, sizeof(addr), "%s:%d", host, lp->agent_port);
-        if (!addr_in_use(recs, n_recs, addr))
-            break;
+        if (addr_in_use(recs, n_recs, addr, clk_wall_ms()))
+            continue;
+        /* another process squatting there would make every agent fail: skip it */
+        if (!port_free(lp->base_addr + off, lp->agent_port)) {
+            if (mark_taken(lp, off, 1))
+                log_warn("local: %s is already taken by another process: skipping it for the "
+                         "instances of group \"%s\"",
+                         addr, lp->group);
+            continue;
+        }
+        if (mark_taken(lp, off, 0))
+            log_info("local: %s is free again", addr);
+        break;
     }
     if (off == LOCAL_MAX_ADDRS)
         return provider__fail(&lp->base, PROV_ECAPACITY, "no free loopback address");
@@ -370,7 +661,7 @@ static int launch_one(struct local_provider *lp, const char *token, struct local
     snprintf(r.token, sizeof(r.token), "%s", token);
 
     /* argv: agent --listen A --advertise A --instance-id ID [--monitor M] [--token-file F] extra */
-    size_t argc = 0, cap = 12 + lp->n_extra;
+    size_t argc = 0, cap = 14 + lp->n_extra;
     char **argv = calloc(cap, sizeof(*argv));
     if (argv == NULL)
         return provider__fail(&lp->base, PROV_ENOMEM, "out of memory");
@@ -391,24 +682,82 @@ static int launch_one(struct local_provider *lp, const char *token, struct local
     }
     for (size_t i = 0; i < lp->n_extra; i++)
         argv[argc++] = lp->extra_args[i];
+    int wait = lp->boot_delay_ms <= LOCAL_READY_MAX_BOOT_MS;
+    if (wait) {
+        /* after agent_args: a --ready-fd there must not take the pipe's place */
+        argv[argc++] = "--ready-fd";
+        argv[argc++] = "3";
+    }
     argv[argc] = NULL;
 
     char log_path[4096];
     snprintf(log_path, sizeof(log_path), "%s/%s.log", lp->dir, r.id);
     r.launched_at_ms = clk_wall_ms();
-    int pid = spawn_agent(lp, argv, log_path);
+
+    /* The reservation: durable before the spawn, so a restart after a crash
+     * anywhere from here on counts this instance (and its address, and its
+     * token) instead of launching another; see local.h. */
+    r.pid = 0;
+    r.starttime = 0;
+    if (rec_write(lp, &r) != 0) {
+        int e = errno;
+        free(argv);
+        return provider__fail(&lp->base, PROV_ERETRY, "cannot write pid file for \"%s\": %s", r.id,
+                              strerror(e));
+    }
+    struct pidfile_plan plan;
+    snprintf(plan.path, sizeof(plan.path), "%s/%s.pid", lp->dir, r.id);
+    snprintf(plan.tmp, sizeof(plan.tmp), "%s/.%s.pid.spawn", lp->dir, r.id);
+    snprintf(plan.head, sizeof(plan.head), "id=%s\n", r.id);
+    snprintf(plan.tail, sizeof(plan.tail), "address=%s\nlaunched_at_ms=%" PRId64 "\ntoken=%s\n",
+             r.address, r.launched_at_ms, r.token);
+
+    int ready_fd = -1, written = 0;
+    int pid = spawn_agent(lp, argv, log_path, &plan, wait ? &ready_fd : NULL, &written);
+    int spawn_errno = errno;
     free(argv);
-    if (pid < 0)
+    if (pid < 0) {
+        rec_remove(lp, r.id);
         return provider__fail(&lp->base, PROV_ERETRY, "cannot start \"%s\": %s", lp->agent_path,
-                              strerror(errno));
+                              strerror(spawn_errno));
+    }
     r.pid = pid;
     char state;
-    if (proc_stat(pid, &state, &r.starttime) != 0)
-        return provider__fail(&lp->base, PROV_ERETRY, "agent \"%s\" exited at once", r.id);
-    if (rec_write(lp, &r) != 0) {
+    if (proc_stat(pid, &state, &r.starttime) != 0) {
+        /* gone already: say why if it told us */
+        char why[600] = "the agent exited at once (see its log)";
+        if (ready_fd >= 0)
+            wait_ready(ready_fd, 1000, why, sizeof(why));
+        rec_remove(lp, r.id);
+        return provider__fail(&lp->base, PROV_ERETRY, "instance \"%s\" at %s did not start: %s",
+                              r.id, r.address, why);
+    }
+    /* the intermediate process normally wrote it; if it could not, we do */
+    if (!written && rec_write(lp, &r) != 0) {
+        int e = errno;
+        if (ready_fd >= 0)
+            close(ready_fd);
         kill(pid, SIGKILL);
+        rec_remove(lp, r.id);
         return provider__fail(&lp->base, PROV_ERETRY, "cannot write pid file for \"%s\": %s", r.id,
-                              strerror(errno));
+                              strerror(e));
+    }
+    if (ready_fd >= 0) {
+        char why[600];
+        int ready =
+            wait_ready(ready_fd, lp->boot_delay_ms + LOCAL_READY_TIMEOUT_MS, why, sizeof(why));
+        if (ready == 0) {
+            /* it will not serve: make sure it is gone, forget it, say why */
+            if (rec_alive(&r))
+                kill(pid, SIGKILL);
+            rec_remove(lp, r.id);
+            return provider__fail(&lp->base, PROV_ERETRY, "instance \"%s\" at %s did not start: %s",
+                                  r.id, r.address, why);
+        }
+        if (ready < 0)
+            log_warn("local: instance \"%s\" has not reported ready within %" PRId64
+                     " ms; keeping it",
+                     r.id, lp->boot_delay_ms + LOCAL_READY_TIMEOUT_MS);
     }
     *out = r;
     return 0;
@@ -427,7 +776,7 @@ static int local_launch(struct provider *p, int count, const char *token, struct
     /* Idempotency: instances already made by this token count toward count. */
     int have = 0;
     for (size_t i = 0; i < n && have < count; i++) {
-        if (strcmp(recs[i].token, token) == 0 && rec_alive(&recs[i])) {
+        if (strcmp(recs[i].token, token) == 0 && rec_counts(&recs[i], now)) {
             struct prov_instance inst;
             fill_instance(lp, &recs[i], now, &inst);
             if ((rc = prov_list_push(out, &inst)) != 0)
@@ -461,6 +810,89 @@ out:
     return rc;
 }
 
+struct old_log {
+    char name[PROV_ID_MAX + 8];
+    struct timespec mtime;
+};
+
+static int old_log_newer_first(const void *a, const void *b)
+{
+    const struct old_log *x = a, *y = b;
+    if (x->mtime.tv_sec != y->mtime.tv_sec)
+        return x->mtime.tv_sec < y->mtime.tv_sec ? 1 : -1;
+    if (x->mtime.tv_nsec != y->mtime.tv_nsec)
+        return x->mtime.tv_nsec < y->mtime.tv_nsec ? 1 : -1;
+    return strcmp(x->name, y->name);
+}
+
+/*
+ * Removes the logs of gone instances (no pid file) beyond the keep_logs
+ * newest. Best effort: a failure only leaves files behind.
+ */
+static void prune_logs(struct local_provider *lp)
+{
+    DIR *d = opendir(lp->dir);
+    if (d == NULL)
+        return;
+    struct old_log *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (de->d_name[0] == '.' || len < 5 || len >= PROV_ID_MAX + 4 ||
+            strcmp(de->d_name + len - 4, ".log") != 0)
+            continue;
+        char id[PROV_ID_MAX], path[4096];
+        snprintf(id, sizeof(id), "%.*s", (int)(len - 4), de->d_name);
+        snprintf(path, sizeof(path), "%s/%s.pid", lp->dir, id);
+        if (access(path, F_OK) == 0)
+            continue; /* its instance is still ours */
+        struct stat sb;
+        snprintf(path, sizeof(path), "%s/%s", lp->dir, de->d_name);
+        if (stat(path, &sb) != 0)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 32;
+            struct old_log *nv = realloc(v, ncap * sizeof(*nv));
+            if (nv == NULL)
+                break;
+            v = nv;
+            cap = ncap;
+        }
+        memcpy(v[n].name, de->d_name, len + 1); /* len < PROV_ID_MAX + 4 checked above */
+        v[n].mtime = sb.st_mtim;
+        n++;
+    }
+    closedir(d);
+    if (n > (size_t)lp->keep_logs) {
+        qsort(v, n, sizeof(*v), old_log_newer_first);
+        for (size_t i = (size_t)lp->keep_logs; i < n; i++) {
+            char path[4096];
+            snprintf(path, sizeof(path), "%s/%s", lp->dir, v[i].name);
+            if (unlink(path) == 0)
+                log_debug("local: removed old agent log \"%s\"", path);
+        }
+    }
+    free(v);
+}
+
+/*
+ * rec_read(), but a fresh reservation is waited for (its spawn is under way,
+ * normally a few ms) until it holds a pid or goes stale: removing its pid file
+ * now would let the spawn put it back afterwards, an instance nobody asked for.
+ */
+static int rec_read_settled(const char *path, struct local_rec *r)
+{
+    for (;;) {
+        if (rec_read(path, r) != 0)
+            return -1;
+        if (!rec_reserved_fresh(r, clk_wall_ms()))
+            return 0;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static int local_terminate(struct provider *p, const char *const *ids, size_t n)
 {
     struct local_provider *lp = (struct local_provider *)p;
@@ -476,7 +908,7 @@ static int local_terminate(struct provider *p, const char *const *ids, size_t n)
         if (!valid_id(ids[i]))
             continue;
         snprintf(path, sizeof(path), "%s/%s.pid", lp->dir, ids[i]);
-        if (rec_read(path, &recs[i]) == 0 && rec_alive(&recs[i])) {
+        if (rec_read_settled(path, &recs[i]) == 0 && rec_alive(&recs[i])) {
             live[i] = 1;
             kill(recs[i].pid, SIGTERM);
         }
@@ -504,6 +936,7 @@ static int local_terminate(struct provider *p, const char *const *ids, size_t n)
     for (size_t i = 0; i < n; i++)
         if (valid_id(ids[i]))
             rec_remove(lp, ids[i]);
+    prune_logs(lp);
 out:
     free(recs);
     free(live);
@@ -519,10 +952,15 @@ static int local_describe(struct provider *p, struct prov_list *out)
     int rc = rec_list(lp, &recs, &n);
     if (rc != 0)
         return rc;
+    int removed = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!rec_alive(&recs[i])) {
-            /* the machine is gone: nothing left to terminate, forget it */
+        if (rec_reserved_fresh(&recs[i], now)) {
+            /* a spawn under way (or cut short by a crash: it goes stale) */
+        } else if (!rec_alive(&recs[i])) {
+            /* the machine is gone (or its spawn never happened): nothing left to
+             * terminate, forget it */
             rec_remove(lp, recs[i].id);
+            removed = 1;
             continue;
         }
         struct prov_instance inst;
@@ -533,6 +971,8 @@ static int local_describe(struct provider *p, struct prov_list *out)
         }
     }
     free(recs);
+    if (removed)
+        prune_logs(lp);
     return rc;
 }
 
@@ -594,6 +1034,7 @@ int provider_local_new(const struct local_settings *s, struct provider **out, ch
     lp->agent_port = s->agent_port;
     lp->boot_delay_ms = s->boot_delay_ms;
     lp->kill_timeout_ms = s->kill_timeout_ms;
+    lp->keep_logs = s->keep_logs > 0 ? s->keep_logs : 20;
     size_t dlen = strlen(s->state_dir) + sizeof("/local");
     lp->dir = malloc(dlen);
     lp->group = xstrdup(s->group);
@@ -605,13 +1046,13 @@ int provider_local_new(const struct local_settings *s, struct provider **out, ch
         split_args(lp, s->agent_args) != 0)
         goto oom;
     snprintf(lp->dir, dlen, "%s/local", s->state_dir);
-    if (mkdir(s->state_dir, 0755) != 0 && errno != EEXIST) {
+    if (mkdir(s->state_dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "local provider: cannot create \"%s\": %s", s->state_dir,
                  strerror(errno));
         local_destroy(&lp->base);
         return PROV_EFATAL;
     }
-    if (mkdir(lp->dir, 0755) != 0 && errno != EEXIST) {
+    if (mkdir(lp->dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "local provider: cannot create \"%s\": %s", lp->dir, strerror(errno));
         local_destroy(&lp->base);
         return PROV_EFATAL;

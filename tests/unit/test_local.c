@@ -15,7 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,8 +49,9 @@ static int setup(void **state)
     assert_non_null(mkdtemp(x->dir));
     snprintf(x->agent, sizeof(x->agent), "%s/agent.sh", x->dir);
     snprintf(x->stubborn, sizeof(x->stubborn), "%s/stubborn.sh", x->dir);
-    write_script(x->agent, "exec sleep 300");
-    write_script(x->stubborn, "trap '' TERM; while :; do sleep 1; done");
+    /* like monitorc: "ok" on --ready-fd 3 once serving */
+    write_script(x->agent, "echo ok >&3; exec 3>&-; exec sleep 300");
+    write_script(x->stubborn, "echo ok >&3; exec 3>&-; trap '' TERM; while :; do sleep 1; done");
     struct local_settings s = {
         .group = "web",
         .state_dir = x->dir,
@@ -69,7 +73,8 @@ static int teardown(void **state)
     struct prov_list l = PROV_LIST_INIT;
     if (provider_describe(x->p, &l) == 0) {
         for (size_t i = 0; i < l.n; i++)
-            kill(l.items[i].pid, SIGKILL);
+            if (l.items[i].pid > 0) /* 0: a reservation (kill(0) would hit us) */
+                kill(l.items[i].pid, SIGKILL);
     }
     prov_list_release(&l);
     provider_free(x->p);
@@ -229,6 +234,149 @@ static void constructor_errors(void **state)
     provider_free(NULL);
 }
 
+/* A listener of another process on the next address: skipped, the next free one is used. */
+static void taken_address_is_skipped(void **state)
+{
+    struct fx *x = *state;
+    int sq = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(sq >= 0);
+    int one = 1;
+    setsockopt(sq, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(50051)};
+    inet_pton(AF_INET, "127.3.4.2", &sa.sin_addr);
+    assert_int_equal(bind(sq, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(sq, 1), 0);
+    struct prov_list a = PROV_LIST_INIT;
+    assert_int_equal(provider_launch(x->p, 2, "tok-sq", &a), 0);
+    assert_int_equal(a.n, 2);
+    assert_string_equal(a.items[0].address, "127.3.4.3:50051");
+    assert_string_equal(a.items[1].address, "127.3.4.4:50051");
+    prov_list_release(&a);
+    /* once the squatter leaves, its address is used again */
+    close(sq);
+    assert_int_equal(provider_launch(x->p, 1, "tok-sq2", &a), 0);
+    assert_string_equal(a.items[0].address, "127.3.4.2:50051");
+    prov_list_release(&a);
+}
+
+/* An agent that says why it cannot serve fails the launch with that reason; nothing is left. */
+static void agent_startup_failure_is_the_launch_error(void **state)
+{
+    struct fx *x = *state;
+    char bad[160];
+    snprintf(bad, sizeof(bad), "%s/bad.sh", x->dir);
+    write_script(bad, "echo 'cannot listen on \"127.3.4.2:50051\" (in use)' >&3; exit 3");
+    struct local_settings s = {
+        .group = "web",
+        .state_dir = x->dir,
+        .agent_path = bad,
+        .address_base = "127.3.4.2",
+        .agent_port = 50051,
+    };
+    struct provider *p = NULL;
+    char err[256];
+    assert_int_equal(provider_local_new(&s, &p, err, sizeof(err)), 0);
+    struct prov_list a = PROV_LIST_INIT, d = PROV_LIST_INIT;
+    assert_int_equal(provider_launch(p, 1, "tok-bad", &a), PROV_ERETRY);
+    assert_int_equal(a.n, 0);
+    assert_non_null(strstr(provider_errmsg(p), "did not start: cannot listen on"));
+    assert_int_equal(provider_describe(p, &d), 0);
+    assert_int_equal(d.n, 0);
+    /* silent death (exit before a word) is a failure too */
+    write_script(bad, "exit 1");
+    assert_int_equal(provider_launch(p, 1, "tok-bad2", &a), PROV_ERETRY);
+    assert_non_null(strstr(provider_errmsg(p), "exited before serving"));
+    provider_free(p);
+}
+
+/* Pid files and logs are the operator's alone; the directory too. */
+static void files_are_private(void **state)
+{
+    struct fx *x = *state;
+    struct prov_list a = PROV_LIST_INIT;
+    assert_int_equal(provider_launch(x->p, 1, "tok-mode", &a), 0);
+    char path[256];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s/local", x->dir);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0700);
+    snprintf(path, sizeof(path), "%s/local/%s.pid", x->dir, a.items[0].id);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    snprintf(path, sizeof(path), "%s/local/%s.log", x->dir, a.items[0].id);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    prov_list_release(&a);
+}
+
+static void write_reservation(const struct fx *x, const char *id, const char *token,
+                              long long launched_at_ms)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/local/%s.pid", x->dir, id);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fprintf(fp,
+            "id=%s\npid=0\nstarttime=0\naddress=127.3.4.2:50051\nlaunched_at_ms=%lld\n"
+            "token=%s\n",
+            id, launched_at_ms, token);
+    fclose(fp);
+}
+
+/* A pid file written before a spawn that a crash interrupted: counted while it may still
+ * come true (the re-sent launch returns it), dropped once stale. */
+static void reservation_counts_then_expires(void **state)
+{
+    struct fx *x = *state;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    write_reservation(x, "web-0000aaaa", "tok-crash", now);
+    write_reservation(x, "web-0000bbbb", "tok-old", now - 60000);
+    struct prov_list d = PROV_LIST_INIT, a = PROV_LIST_INIT;
+    assert_int_equal(provider_describe(x->p, &d), 0);
+    assert_int_equal(d.n, 1);
+    assert_string_equal(d.items[0].id, "web-0000aaaa");
+    assert_int_equal(d.items[0].state, PROV_PENDING);
+    assert_int_equal(d.items[0].pid, 0);
+    prov_list_release(&d);
+    /* the re-sent launch: nothing spawned, the reservation returned */
+    assert_int_equal(provider_launch(x->p, 1, "tok-crash", &a), 0);
+    assert_int_equal(a.n, 1);
+    assert_string_equal(a.items[0].id, "web-0000aaaa");
+    prov_list_release(&a);
+    /* its address is in use: another launch goes to the next one */
+    assert_int_equal(provider_launch(x->p, 1, "tok-next", &a), 0);
+    assert_string_equal(a.items[0].address, "127.3.4.3:50051");
+    assert_true(alive(a.items[0].pid));
+    prov_list_release(&a);
+    /* the stale one is gone for good */
+    char path[256];
+    snprintf(path, sizeof(path), "%s/local/web-0000bbbb.pid", x->dir);
+    assert_int_not_equal(access(path, F_OK), 0);
+}
+
+/* The pid file exists as soon as the agent does, written by the spawn itself. */
+static void pid_file_names_the_agent(void **state)
+{
+    struct fx *x = *state;
+    struct prov_list a = PROV_LIST_INIT;
+    assert_int_equal(provider_launch(x->p, 1, "tok-pf", &a), 0);
+    char path[256], buf[512];
+    snprintf(path, sizeof(path), "%s/local/%s.pid", x->dir, a.items[0].id);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    char want[64];
+    snprintf(want, sizeof(want), "pid=%d\n", a.items[0].pid);
+    assert_non_null(strstr(buf, want));
+    assert_non_null(strstr(buf, "token=tok-pf\n"));
+    assert_null(strstr(buf, "starttime=0\n"));
+    prov_list_release(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +385,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(terminate_escalates_to_sigkill, setup, teardown),
         cmocka_unit_test_setup_teardown(recycled_pid_is_not_ours, setup, teardown),
         cmocka_unit_test_setup_teardown(constructor_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(taken_address_is_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(agent_startup_failure_is_the_launch_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(files_are_private, setup, teardown),
+        cmocka_unit_test_setup_teardown(reservation_counts_then_expires, setup, teardown),
+        cmocka_unit_test_setup_teardown(pid_file_names_the_agent, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
