@@ -38,6 +38,7 @@ demo: build
 
 bench: build
 	@for b in build/bench/*; do [ -x "$$b" ] && "$$b"; done
+	@/usr/bin/python3 bench/cluster.py
 
 fuzz:
 	@scripts/fuzz-smoke build-fuzz

@@ -74,9 +74,9 @@ struct fleet;
 
 /*
  * Opens (create != 0: creates if absent) the segment of group `name`
- * (letters, digits, '-', '_', '.'; <= 48 chars). capacity is used only when
- * creating. An existing segment with another layout version fails with
- * FLEET_EVERSION. *out is set only on success; release with fleet_close().
+ * (letters, digits, '-', '_', '.'; <= 200 chars: "<node>.<group>" in a cluster). capacity is used
+ * only when creating. An existing segment with another layout version fails with FLEET_EVERSION.
+ * *out is set only on success; release with fleet_close().
  */
 int fleet_open(const char *name, uint32_t capacity, int create, struct fleet **out)
     __attribute__((warn_unused_result));

@@ -84,7 +84,7 @@ struct req_state {
     int too_big;
     const struct http_route *route;
     char seg0[HTTP_PARAM_MAX], seg1[HTTP_PARAM_MAX]; /* the route's '*' segments */
-    size_t discarded; /* body bytes dropped since too_big */
+    size_t discarded;                                /* body bytes dropped since too_big */
 };
 
 /* ---- replies ---------------------------------------------------------------------------- */

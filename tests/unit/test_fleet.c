@@ -215,9 +215,10 @@ static void bad_arguments(void **state)
 {
     (void)state;
     struct fleet *f = NULL;
-    const char *bad[] = {"",          "a/b",
-                         "a b",       "..\n",
-                         "x\xc3\xa9", "a-name-that-is-much-too-long-for-a-segment-0123456789"};
+    char too_long[202];
+    memset(too_long, 'n', sizeof(too_long) - 1); /* 201 characters: over the 200 allowed */
+    too_long[sizeof(too_long) - 1] = '\0';
+    const char *bad[] = {"", "a/b", "a b", "..\n", "x\xc3\xa9", too_long};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(fleet_open(bad[i], 4, 1, &f), FLEET_EINVAL);
         assert_null(f);
