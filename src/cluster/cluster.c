@@ -382,20 +382,26 @@ static void watch_cb(void *arg, const struct etcd_event *ev, size_t n, int64_t r
     struct wctx *w = arg;
     struct clu *c = w->c;
     char name[CLU_KEY_MAX];
+    int relevant = 0;
     (void)revision;
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < n; i++) {
         if (ev[i].type == ETCD_EV_RESET) {
             c->relist[w->kind] = 1;
+            relevant = 1;
             continue;
         }
+        /* most of P/groups/ is the store's traffic: not worth a wake-up */
         if (!key_name(c, w->kind, ev[i].kv.key, ev[i].kv.key_len, name, sizeof(name)))
             continue;
+        relevant = 1;
         apply(c, w->kind, name, ev[i].type == ETCD_EV_PUT ? &ev[i].kv : NULL,
               ev[i].kv.mod_revision);
     }
-    c->dirty = 1;
-    pthread_cond_signal(&c->w_cond);
+    if (relevant) {
+        c->dirty = 1;
+        pthread_cond_signal(&c->w_cond);
+    }
     pthread_mutex_unlock(&c->mu);
 }
 

@@ -766,6 +766,21 @@ static void groups_come_and_go(void **state)
     }
     fprintf(stderr, "new group owned after %" PRId64 " ms\n", clk_mono_ms() - t0);
 
+    /* the store's other keys under P/groups/ do not make a group */
+    {
+        struct etcd *h0 = etcd_handle();
+        assert_int_equal(
+            etcd_put(h0, "/t-churn/groups/g9/instances/i-1", ETCD_NUL, "{}", ETCD_NUL, 0, NULL), 0);
+        assert_int_equal(
+            etcd_put(h0, "/t-churn/groups/g8/settingsx", ETCD_NUL, "{}", ETCD_NUL, 0, NULL), 0);
+        etcd_free(h0);
+        usleep(500 * 1000);
+        assert_int_equal(claims_of(9) + claims_of(8), 0);
+        json_t *st = clu_status(a->c);
+        assert_int_equal(json_integer_value(json_object_get(st, "groups_total")), 3);
+        json_decref(st);
+    }
+
     /* a second process under the name "b": it waits, owns nothing, says why */
     struct tnode *dup = node_start("b");
     char why[256] = "";
