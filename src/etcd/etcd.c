@@ -24,6 +24,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "common/log.h"
+
 #include "common/banned.h"
 
 /* A reply (or one watch line) larger than this is refused (ETCD_EPROTO): etcd's
@@ -629,6 +631,12 @@ static enum attempt attempt_once(struct etcd *h, struct ep *ep, const char *path
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, h);
+    if (h->body_cap > ((size_t)1 << 20)) {
+        /* Do not keep a huge range's buffer for the small calls that follow. */
+        free(h->body);
+        h->body = NULL;
+        h->body_cap = 0;
+    }
     h->body_len = 0;
     if (h->body)
         h->body[0] = '\0';
@@ -1396,6 +1404,7 @@ struct etcd_watch {
     int abort_stream; /* set by the line parser: drop this stream */
     int got_data;     /* the stream was created */
     int64_t last_rx;  /* now_ms() of the stream's last byte (or its start) */
+    char name[72];    /* the key, printable, for log lines */
     char why[EP_ERR_MAX];
 };
 
@@ -1677,10 +1686,18 @@ static void *watch_main(void *arg)
          * (member died, idle, compaction): try at once. A run of failures
          * (or of streams that break at once) over every endpoint waits a
          * little, growing to 1 s, so a broken member is not hammered. */
+        /* Log transitions only: a stream that was up broke, or every
+         * endpoint failed once in a row (not each retry after that). */
+        if (w->got_data)
+            log_warn("etcd watch \"%s\": stream on %s ended: %s; resuming at revision %" PRId64,
+                     w->name, w->h->eps[e].url, w->why, w->next_rev);
         if (w->got_data && now_ms() - t0 >= 1000)
             failed_in_row = 0;
         else
             failed_in_row++;
+        if (failed_in_row == w->h->n_eps)
+            log_warn("etcd watch \"%s\": no endpoint serves it (last: %s: %s); retrying", w->name,
+                     w->h->eps[e].url, w->why);
         e = (e + 1) % w->h->n_eps;
         if (failed_in_row >= w->h->n_eps) {
             int64_t wait = 100 * (int64_t)(failed_in_row / w->h->n_eps);
@@ -1725,6 +1742,10 @@ int etcd_watch_start(const struct etcd_settings *s, const void *key, size_t key_
         memcpy(w->key, key, key_len);
     w->key[key_len] = '\0';
     w->key_len = key_len;
+    size_t nl = key_len < sizeof w->name - 4 ? key_len : sizeof w->name - 4;
+    for (size_t i = 0; i < nl; i++)
+        w->name[i] = (w->key[i] >= 0x20 && w->key[i] < 0x7f) ? w->key[i] : '?';
+    memcpy(w->name + nl, prefix ? "*" : "", prefix ? 2 : 1);
     w->prefix = prefix;
     w->cb = cb;
     w->arg = arg;

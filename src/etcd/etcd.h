@@ -336,7 +336,9 @@ struct etcd_watch;
  * reconnects to the next endpoint (short backoff once a round failed) and
  * resumes at the last delivered revision + 1, so no event is lost nor
  * repeated; only a compaction loses events, reported as ETCD_EV_RESET.
- * It keeps trying until stopped; etcd_watch_revision() tells how far it got.
+ * It keeps trying until stopped, logging (warn) when a stream that was up
+ * ends and when every endpoint failed in a row; etcd_watch_revision() tells
+ * how far it got, etcd_watch_connected() whether a stream is up.
  * On success *out owns the watch (etcd_watch_stop()). On failure (bad
  * settings or key: ETCD_EINVAL, ETCD_ENOMEM, thread creation failure:
  * ETCD_ENOMEM) no thread runs and cb is never called; err says why.
