@@ -40,6 +40,7 @@
 #include "common/banned.h"
 
 enum { K_GROUPS = 0, K_OWNERS, K_NODES, K_COUNT };
+enum { ACQUIRE_BATCH = 16 }; /* owner keys created per txn (etcd allows 128 ops) */
 static const char *const kind_name[K_COUNT] = {"groups", "owners", "nodes"};
 
 /* One group seen anywhere (settings key or owner key). Never freed before
@@ -381,20 +382,26 @@ static void watch_cb(void *arg, const struct etcd_event *ev, size_t n, int64_t r
     struct wctx *w = arg;
     struct clu *c = w->c;
     char name[CLU_KEY_MAX];
+    int relevant = 0;
     (void)revision;
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < n; i++) {
         if (ev[i].type == ETCD_EV_RESET) {
             c->relist[w->kind] = 1;
+            relevant = 1;
             continue;
         }
+        /* most of P/groups/ is the store's traffic: not worth a wake-up */
         if (!key_name(c, w->kind, ev[i].kv.key, ev[i].kv.key_len, name, sizeof(name)))
             continue;
+        relevant = 1;
         apply(c, w->kind, name, ev[i].type == ETCD_EV_PUT ? &ev[i].kv : NULL,
               ev[i].kv.mod_revision);
     }
-    c->dirty = 1;
-    pthread_cond_signal(&c->w_cond);
+    if (relevant) {
+        c->dirty = 1;
+        pthread_cond_signal(&c->w_cond);
+    }
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -665,6 +672,80 @@ out:
     free(val);
 }
 
+/*
+ * Takes n free groups in one txn (all or none: every owner key must still be
+ * absent). When another node took one of them first, tries each alone.
+ */
+static void acquire_batch(struct clu *c, struct cgroup **gs, size_t n, int64_t lease)
+{
+    if (n == 1) {
+        try_acquire(c, gs[0], lease);
+        return;
+    }
+    char *keys[ACQUIRE_BATCH] = {0};
+    struct etcd_cmp cmps[ACQUIRE_BATCH];
+    struct etcd_op puts[ACQUIRE_BATCH];
+    int mine[ACQUIRE_BATCH] = {0};
+    struct etcd_txn_result *r = NULL;
+    char *val = owner_value(c, lease);
+    int ok = val != NULL;
+    for (size_t i = 0; i < n && ok; i++) {
+        keys[i] = join2(c->k_owners, gs[i]->name);
+        ok = keys[i] != NULL;
+        cmps[i] = (struct etcd_cmp){.key = keys[i],
+                                    .key_len = ETCD_NUL,
+                                    .target = ETCD_CMP_CREATE,
+                                    .result = ETCD_CMP_EQUAL};
+        puts[i] = (struct etcd_op){.type = ETCD_OP_PUT,
+                                   .key = keys[i],
+                                   .key_len = ETCD_NUL,
+                                   .value = val,
+                                   .value_len = ETCD_NUL,
+                                   .lease = lease};
+    }
+    int rc = ok ? etcd_txn(c->h_w, cmps, n, puts, n, NULL, 0, &r) : ETCD_ENOMEM;
+    int lost_race = 0;
+    pthread_mutex_lock(&c->mu);
+    c->n_other++;
+    if (rc) {
+        note_err(c, "acquire", rc, etcd_errmsg(c->h_w));
+        if (rc == ETCD_ELEASE) {
+            c->ka_now = 1;
+            pthread_cond_signal(&c->ka_cond);
+        }
+    } else if (r->succeeded) {
+        for (size_t i = 0; i < n; i++) {
+            struct etcd_kv kv = {.value = val,
+                                 .value_len = strlen(val),
+                                 .lease = lease,
+                                 .create_revision = r->revision,
+                                 .mod_revision = r->revision};
+            apply(c, K_OWNERS, gs[i]->name, &kv, r->revision);
+            mine[i] = mark_owned(c, gs[i], lease, r->revision, r->revision);
+        }
+    } else {
+        lost_race = 1;
+    }
+    pthread_mutex_unlock(&c->mu);
+    for (size_t i = 0; i < n; i++) {
+        if (mine[i]) {
+            log_info("cluster: node \"%s\" owns group \"%s\" (revision %" PRId64 ")", c->node,
+                     gs[i]->name, r->revision);
+            c->on_acquire(c->arg, gs[i]->name, keys[i], r->revision);
+        } else if (lost_race) {
+            pthread_mutex_lock(&c->mu);
+            int still_free = !gs[i]->owner_present;
+            pthread_mutex_unlock(&c->mu);
+            if (still_free)
+                try_acquire(c, gs[i], lease);
+        }
+    }
+    etcd_txn_result_free(r);
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    free(val);
+}
+
 /* Deletes g's owner key if it is still on lease (a release, or a leftover). */
 static void delete_owner(struct clu *c, struct cgroup *g, int64_t lease)
 {
@@ -902,14 +983,22 @@ static int64_t step(struct clu *c)
         } else {
             c->acquire_after = 0;
             qsort(freel, nfree, sizeof(*freel), cmp_order_asc);
-            for (size_t i = 0; i < nfree && owned < hi; i++) {
+            size_t i = 0;
+            while (i < nfree && owned < hi) {
+                /* the next few still free (the watch keeps the cache
+                 * current), in one txn: after a failover hundreds of
+                 * groups are taken in tens of commits, not hundreds */
+                struct cgroup *batch[ACQUIRE_BATCH];
+                size_t nb = 0;
                 pthread_mutex_lock(&c->mu);
-                int go = !c->stop && lease_valid(c, clk_mono_ms()) && c->lease == lease &&
-                         !freel[i]->owner_present && freel[i]->settings;
+                int go = !c->stop && lease_valid(c, clk_mono_ms()) && c->lease == lease;
+                for (; go && i < nfree && nb < ACQUIRE_BATCH && owned + nb < hi; i++)
+                    if (!freel[i]->owner_present && freel[i]->settings)
+                        batch[nb++] = freel[i];
                 pthread_mutex_unlock(&c->mu);
-                if (!go)
-                    continue;
-                try_acquire(c, freel[i], lease);
+                if (!go || nb == 0)
+                    break;
+                acquire_batch(c, batch, nb, lease);
                 pthread_mutex_lock(&c->mu);
                 owned = c->n_owned;
                 pthread_mutex_unlock(&c->mu);
@@ -996,6 +1085,30 @@ static void *w_main(void *arg)
 
 /* ---- public API ----------------------------------------------------------- */
 
+static void *watch_stopper(void *arg)
+{
+    etcd_watch_stop(arg);
+    return NULL;
+}
+
+/* A watch thread notices its stop flag only at curl's next progress call
+ * (up to ~1 s when the stream is idle): stop the three side by side. */
+static void stop_watches(struct clu *c)
+{
+    pthread_t t[K_COUNT];
+    int started[K_COUNT] = {0};
+    for (int k = 0; k < K_COUNT; k++)
+        if (c->watch[k])
+            started[k] = pthread_create(&t[k], NULL, watch_stopper, c->watch[k]) == 0;
+    for (int k = 0; k < K_COUNT; k++) {
+        if (started[k])
+            pthread_join(t[k], NULL);
+        else
+            etcd_watch_stop(c->watch[k]);
+        c->watch[k] = NULL;
+    }
+}
+
 static void destroy(struct clu *c)
 {
     if (!c)
@@ -1010,8 +1123,7 @@ static void destroy(struct clu *c)
         pthread_join(c->ka_thread, NULL);
     if (c->w_started)
         pthread_join(c->w_thread, NULL);
-    for (int k = 0; k < K_COUNT; k++)
-        etcd_watch_stop(c->watch[k]);
+    stop_watches(c);
     etcd_free(c->h_ka);
     etcd_free(c->h_w);
     for (size_t i = 0; i < c->n_groups; i++) {

@@ -22,11 +22,12 @@
  * lease) or, when the lease is gone, grants a new one and acquires afresh.
  *
  * Balance: with G groups and N live nodes a node acquires free groups while
- * it owns fewer than ceil(G/N), and gives up one group per balance period
- * (one ttl) while it owns more than ceil(G/N), or more than floor(G/N) while
- * another live node owns fewer than floor(G/N) (so a joining node gets its
- * share). A release calls on_lose() first, then deletes the owner key
- * conditioned on this node's lease. See docs/internals/cluster.md.
+ * it owns fewer than ceil(G/N), and gives up one group (or a quarter of its
+ * excess, when larger) per balance period (one ttl) while it owns more than
+ * ceil(G/N), or more than floor(G/N) while another live node owns fewer
+ * than floor(G/N) (so a joining node gets its share). A release calls
+ * on_lose() first, then deletes the owner key conditioned on this node's
+ * lease. See docs/internals/cluster.md.
  *
  * Threads: clu_new() starts three kinds of threads: the keepalive thread,
  * the worker thread (acquire, release, fencing; the ONLY thread that calls
@@ -148,6 +149,7 @@ int clu_owner_of(struct clu *c, const char *group, char *node, size_t nodelen, c
  *  "last_renewal_age_ms" (-1 never), "deadline_left_ms" (<= 0 = fenced),
  *  "etcd": {"reachable": bool, "last_error": str, "unreachable_for_ms"},
  *  "owned": n, "groups_total": G, "nodes_alive": N,
+ *  "etcd_requests": {"keepalive": n, "other": n} (sent since clu_new),
  *  "nodes": [{"name", "api", "started_at_ms", "alive": bool, "groups": n}],
  *  "groups": [{"name", "owner": str|null, "owner_api": str|null}]}
  */
