@@ -22,9 +22,10 @@
  * refused metric batch for an instance the store has not heard of yet would
  * lose data for nothing.
  *
- * The database and its -wal/-shm files are created 0600 (SQLite gives the
- * -wal and -shm files the mode of the database file): they hold the whole
- * fleet's state, nobody else on the host needs to read them.
+ * The database and its -wal/-shm files are narrowed to 0600 right after
+ * SQLite creates the database (SQLite gives the -wal and -shm files the mode
+ * of the database file): they hold the whole fleet's state, nobody else on
+ * the host needs to read them.
  *
  * One node: fencing is a no-op and store_watch() is not supported (the only
  * writer is this process).
@@ -36,7 +37,6 @@
 #include "store/store_sqlite.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,22 +334,28 @@ int sq_collect_rows(struct store *st, sqlite3_stmt *s, size_t esz, row_fill_fn f
 }
 
 /*
- * Creates the database file 0600 before SQLite does (SQLite would use
- * 0644 & ~umask) and narrows an existing file that others can read: the
- * -wal and -shm files inherit the database file's mode.
+ * Narrows the database and its -wal/-shm files to their owner (0600 when
+ * created with the usual umask). By path, with chmod(): opening and closing
+ * an fd of the database here would drop every POSIX lock this process holds
+ * on it (another handle's: SQLite's own fds are shielded, ours would not be),
+ * and a reader elsewhere could then take the WAL for abandoned and delete it.
+ * SQLite creates -wal and -shm with the database file's mode, so narrowing
+ * the database before the switch to WAL covers them; existing ones (from an
+ * older asgd) are narrowed too.
  */
-static int secure_file(struct store *st)
+static void restrict_modes(struct store *st)
 {
-    const char *path = SQ(st)->path;
-    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd == -1)
-        return store_set_err(st, STORE_EIO, "cannot create or open \"%s\": %s", path,
-                             strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) == 0 && (sb.st_mode & 077) != 0 && fchmod(fd, sb.st_mode & 0700) != 0)
-        log_warn("store \"%s\": cannot restrict the file to its owner: %s", path, strerror(errno));
-    close(fd);
-    return 0;
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        char path[4096];
+        struct stat sb;
+        int n = snprintf(path, sizeof(path), "%s%s", SQ(st)->path, suffixes[i]);
+        if (n < 0 || (size_t)n >= sizeof(path) || lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+            (sb.st_mode & 077) == 0)
+            continue;
+        if (chmod(path, sb.st_mode & 0700) != 0)
+            log_warn("store \"%s\": cannot restrict it to its owner: %s", path, strerror(errno));
+    }
 }
 
 /* ---- open / close / migrations -------------------------------------------------------------- */
@@ -430,17 +436,16 @@ static int open_db(struct store *st, const char *dir)
                              strerror(errno));
     if (!S_ISDIR(sb.st_mode))
         return store_set_err(st, STORE_EIO, "state directory \"%s\" is not a directory", dir);
-    int rc = secure_file(st);
-    if (rc)
-        return rc;
-    rc = sqlite3_open_v2(SQ(st)->path, &SQ(st)->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc =
+        sqlite3_open_v2(SQ(st)->path, &SQ(st)->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         if (!SQ(st)->db)
             return store_set_err(st, STORE_ENOMEM, "cannot open \"%s\": out of memory",
                                  SQ(st)->path);
         return sq_db_err(st, rc, "cannot open the database");
     }
+    restrict_modes(st);
     sqlite3_extended_result_codes(SQ(st)->db, 1);
     sqlite3_busy_timeout(SQ(st)->db, BUSY_TIMEOUT_MS);
     /*
