@@ -1,7 +1,8 @@
 /*
- * store_etcd.h - private to the etcd backend (store_etcd.c: open, watch and
- * settings cache, settings, spec, groups, requests, fencing;
- * store_etcd_rows.c: instances, intents, activities, metrics). Called with
+ * store_etcd.h - private to the etcd backend (store_etcd.c: open, helpers,
+ * watch and settings cache, fencing; store_etcd_groups.c: settings, spec,
+ * groups, requests; store_etcd_rows.c: instances, intents, activities;
+ * store_etcd_metrics.c: metric history). Called with
  * the handle's mutex held (store.c), arguments already checked. Key layout
  * and revisions: docs/internals/store.md.
  */
@@ -92,6 +93,33 @@ int es_range_all(struct store *st, const char *key, struct etcd_kv **out, size_t
 void es_kvs_free(struct etcd_kv *kvs, size_t n);
 /* Names of the groups with settings (sorted), as store_list_groups(). */
 int es_group_names(struct store *st, char ***names, size_t *n);
+
+/* The watch (started once, lazily) and the settings cache, under es->cmu (store_etcd.c). */
+int es_ensure_watch(struct store *st);
+/* 1 and *out when name is cached. */
+int es_cache_get(struct es *e, const char *name, struct group_settings *out);
+/* Caches g unless a newer value is cached; read_revision: the read's header revision, 0 for
+ * this handle's own write. Only while the watch runs. */
+void es_cache_put(struct es *e, const struct group_settings *g, int64_t mod_revision,
+                  int64_t read_revision);
+void es_cache_drop(struct es *e, const char *name, int64_t revision);
+/* Parses settings kv (group module JSON) into *g, revision = the key's version; -1 + err. */
+int es_settings_of(const struct etcd_kv *kv, struct group_settings *g, char *err, size_t errlen);
+
+/* store_etcd_groups.c */
+int es_get_settings(struct store *st, const char *name, struct group_settings *out);
+int es_put_settings(struct store *st, const struct group_settings *g, int64_t expect_revision,
+                    int64_t *new_revision);
+int es_set_desired(struct store *st, const char *name, int desired, int64_t *new_revision);
+int es_list_groups(struct store *st, char ***names, size_t *n);
+int es_delete_group(struct store *st, const char *name);
+int es_put_spec(struct store *st, const char *name, const char *text, int64_t expect_revision,
+                int64_t *new_revision);
+int es_get_spec(struct store *st, const char *name, char **text, int64_t *revision);
+int es_request_add(struct store *st, const char *group, const char *kind, const char *json_text,
+                   int64_t *id_out);
+int es_request_list(struct store *st, const char *group, struct store_request **out, size_t *n);
+int es_request_delete(struct store *st, const char *group, int64_t id);
 
 /* store_etcd_rows.c and store_etcd_metrics.c */
 int es_put_instance(struct store *st, const struct store_instance *inst);

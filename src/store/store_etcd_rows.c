@@ -424,9 +424,17 @@ int es_intent_create(struct store *st, const char *token, const char *group, int
 {
     char *k = es_key(st, "/groups/%s/intents/%s", group, token);
     char *ik = es_key(st, "/index/intents/%s", token);
-    json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:s, s:[], s:I}", "token", token, "group", group,
-                          "count", count, "created_at_ms", (json_int_t)created_at_ms, "state",
-                          "open", "ids", "updated_at_ms", (json_int_t)clk_wall_ms());
+    /*
+     * The client retries a txn that timed out, and the first attempt may have
+     * been applied: the nonce tells our own write (success) from another
+     * caller's (EEXIST).
+     */
+    char nonce[24];
+    snprintf(nonce, sizeof(nonce), "%016llx", (unsigned long long)es_rand());
+    json_t *o =
+        json_pack("{s:s, s:s, s:i, s:I, s:s, s:[], s:I, s:s}", "token", token, "group", group,
+                  "count", count, "created_at_ms", (json_int_t)created_at_ms, "state", "open",
+                  "ids", "updated_at_ms", (json_int_t)clk_wall_ms(), "nonce", nonce);
     char *val = o ? es_dump(st, o) : NULL;
     json_decref(o);
     int rc = 0;
@@ -448,8 +456,10 @@ int es_intent_create(struct store *st, const char *token, const char *group, int
          .value = group,
          .value_len = ETCD_NUL}};
     size_t nc = 1, nf = 0;
-    struct etcd_op fail[1];
+    struct etcd_op fail[2];
     es_fence_add(st, group, cmps, &nc, fail, &nf);
+    size_t mine = nf;
+    fail[nf++] = (struct etcd_op){.type = ETCD_OP_RANGE, .key = k, .key_len = ETCD_NUL};
     struct etcd_txn_result *r = NULL;
     rc = etcd_txn(ES(st)->h, cmps, nc, ops, 2, fail, nf, &r);
     if (rc) {
@@ -458,7 +468,14 @@ int es_intent_create(struct store *st, const char *token, const char *group, int
     }
     if (!r->succeeded) {
         rc = es_fence_check(st, group, r, 0);
-        if (!rc)
+        int ours = 0;
+        if (!rc && mine < r->n_ops && r->ops[mine].range.n_kvs == 1) {
+            json_t *cur = es_json(&r->ops[mine].range.kvs[0]);
+            const char *n = json_string_value(json_object_get(cur, "nonce"));
+            ours = n && strcmp(n, nonce) == 0;
+            json_decref(cur);
+        }
+        if (!rc && !ours)
             rc = store_set_err(st, STORE_EEXIST, "launch intent \"%s\" already recorded", token);
     }
     etcd_txn_result_free(r);

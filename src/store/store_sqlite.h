@@ -1,8 +1,9 @@
 /*
  * store_sqlite.h - private to the SQLite backend (store_sqlite.c: schema,
- * open, settings, spec, requests, group deletion; store_sqlite_rows.c:
- * instances, intents, activities, metrics). Called with the handle's mutex
- * held (store.c), arguments already checked.
+ * statements, helpers, open; store_sqlite_groups.c: settings, spec,
+ * requests, group deletion; store_sqlite_rows.c: instances, intents,
+ * activities, metrics). Called with the handle's mutex held (store.c),
+ * arguments already checked.
  */
 #ifndef ASGD_STORE_SQLITE_H
 #define ASGD_STORE_SQLITE_H
@@ -74,6 +75,21 @@ int sq_step_done(struct store *st, sqlite3_stmt *s, const char *what);
 typedef int (*row_fill_fn)(struct store *st, sqlite3_stmt *s, void *elem);
 int sq_collect_rows(struct store *st, sqlite3_stmt *s, size_t esz, row_fill_fn fill, void **arr,
                     size_t *cnt, const char *what);
+
+/* store_sqlite_groups.c */
+int sq_get_settings(struct store *st, const char *name, struct group_settings *out);
+int sq_put_settings(struct store *st, const struct group_settings *g, int64_t expect_revision,
+                    int64_t *new_revision);
+int sq_set_desired(struct store *st, const char *name, int desired, int64_t *new_revision);
+int sq_list_groups(struct store *st, char ***names, size_t *n);
+int sq_delete_group(struct store *st, const char *name);
+int sq_put_spec(struct store *st, const char *name, const char *text, int64_t expect_revision,
+                int64_t *new_revision);
+int sq_get_spec(struct store *st, const char *name, char **text, int64_t *revision);
+int sq_request_add(struct store *st, const char *group, const char *kind, const char *json_text,
+                   int64_t *id_out);
+int sq_request_list(struct store *st, const char *group, struct store_request **out, size_t *n);
+int sq_request_delete(struct store *st, const char *group, int64_t id);
 
 /* store_sqlite_rows.c */
 int sq_put_instance(struct store *st, const struct store_instance *inst);

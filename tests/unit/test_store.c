@@ -1207,6 +1207,48 @@ static void file_modes(void **state)
     rmdir(dir);
 }
 
+/*
+ * Two handles in one process, then a reader in another process: opening the
+ * second handle must not drop the first one's locks (a close() of any fd on
+ * the file drops all of the process's POSIX locks), else the reader, closing
+ * last as it believes, deletes the WAL and the first handle's later writes go
+ * to a deleted file (found as lost activities in test_asgd_scaling).
+ */
+static void second_handle_keeps_locks(void **state)
+{
+    (void)state;
+    char dir[128], err[256];
+    make_dir(dir, sizeof(dir));
+    struct store *a = NULL, *b = NULL, *c = NULL;
+    assert_int_equal(store_open(dir, &a, err, sizeof(err)), 0);
+    struct store_activity act;
+    memset(&act, 0, sizeof(act));
+    snprintf(act.group, sizeof(act.group), "web");
+    snprintf(act.kind, sizeof(act.kind), "scale");
+    gc_ok(a, store_activity_add(a, &act, NULL));
+    assert_int_equal(store_open(dir, &b, err, sizeof(err)), 0);
+    /* a separate program (a forked child would share SQLite's view of this process's locks) */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "/usr/bin/python3 -c 'import sqlite3; db = sqlite3.connect(\"%s/asgd.db\"); "
+             "db.execute(\"SELECT count(*) FROM activities\").fetchall(); db.close()'",
+             dir);
+    int status = system(cmd);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* written after the reader left: into a WAL file that must still be the real one */
+    gc_ok(a, store_activity_add(a, &act, NULL));
+    assert_int_equal(store_open(dir, &c, err, sizeof(err)), 0);
+    struct store_activity *list = NULL;
+    size_t n = 0;
+    gc_ok(c, store_activity_list(c, NULL, 0, 10, &list, &n));
+    assert_int_equal(n, 2);
+    store_activities_free(list);
+    store_close(c);
+    store_close(b);
+    store_close(a);
+    rm_rf(dir);
+}
+
 static void noop_cb(void *arg, const char *group, int what)
 {
     (void)arg;
@@ -1250,6 +1292,7 @@ int main(void)
         GC_CASES(gc_setup, gc_teardown),
         cmocka_unit_test(migrate_v1_file),
         cmocka_unit_test(file_modes),
+        cmocka_unit_test(second_handle_keeps_locks),
         cmocka_unit_test_setup_teardown(sqlite_watch_and_fence, gc_setup, gc_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -459,7 +459,7 @@ static void gc_spec(void **state)
     assert_int_equal(rev, 3);
     free(text);
     /* a large spec survives whole */
-    size_t big = 300 * 1024;
+    size_t big = STORE_SPEC_MAX; /* the largest allowed */
     char *large = malloc(big + 1);
     assert_non_null(large);
     memset(large, 'x', big);
@@ -470,6 +470,12 @@ static void gc_spec(void **state)
     gc_ok(st, store_get_spec(st, "big", &text, NULL));
     assert_int_equal(strlen(text), big);
     free(text);
+    free(large);
+    large = malloc(big + 2);
+    assert_non_null(large);
+    memset(large, 'x', big + 1);
+    large[big + 1] = '\0';
+    assert_int_equal(store_put_spec(st, "big", large, -1, NULL), STORE_EINVAL);
     free(large);
     assert_int_equal(store_put_spec(st, "web", NULL, -1, NULL), STORE_EINVAL);
 }
