@@ -428,7 +428,7 @@ class AgentInterop(unittest.TestCase):
         r = run("--token-file", empty)
         self.assertEqual(r.returncode, 2)
         self.assertIn("empty", r.stderr)
-        # a port someone else holds: exit 1, with the reason
+        # a port someone else holds: exit 3 (cannot listen), with the reason
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         s.listen(1)
@@ -437,7 +437,7 @@ class AgentInterop(unittest.TestCase):
                     "--load", "simulate")
         finally:
             s.close()
-        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.returncode, 3, r.stderr)
         self.assertIn("cannot listen", r.stderr)
 
 

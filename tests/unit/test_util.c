@@ -1,0 +1,77 @@
+/* Unit tests for common/util: mkdir -p with a private leaf, exposed secret files. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+#include "common/banned.h"
+
+static int mode_of(const char *path)
+{
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    return (int)(sb.st_mode & 07777);
+}
+
+static void mkdir_p_makes_a_private_leaf(void **state)
+{
+    (void)state;
+    char base[] = "/tmp/test-util-XXXXXX", path[128], err[256];
+    assert_non_null(mkdtemp(base));
+    snprintf(path, sizeof(path), "%s/a/b/state", base);
+    assert_int_equal(util_mkdir_p(path, 0700, err, sizeof(err)), 0);
+    assert_int_equal(mode_of(path), 0700);
+    /* an existing, wider leaf (an older version made it 0755) is narrowed */
+    assert_int_equal(chmod(path, 0755), 0);
+    assert_int_equal(util_mkdir_p(path, 0700, err, sizeof(err)), 0);
+    assert_int_equal(mode_of(path), 0700);
+    /* a file in the way is an error that names the path */
+    char file[160];
+    snprintf(file, sizeof(file), "%s/file", base);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(util_mkdir_p(file, 0700, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, file));
+    assert_non_null(strstr(err, "not a directory"));
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void exposed_secret_is_reported(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/test-util-secret-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(util_warn_exposed_secret(path, "test token"), 0);
+    assert_int_equal(chmod(path, 0640), 0);
+    assert_int_equal(util_warn_exposed_secret(path, "test token"), 1);
+    assert_int_equal(chmod(path, 0604), 0);
+    assert_int_equal(util_warn_exposed_secret(path, "test token"), 1);
+    /* write-only for others is no exposure of the secret */
+    assert_int_equal(chmod(path, 0622), 0);
+    assert_int_equal(util_warn_exposed_secret(path, "test token"), 0);
+    unlink(path);
+    assert_int_equal(util_warn_exposed_secret(path, "test token"), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(mkdir_p_makes_a_private_leaf),
+        cmocka_unit_test(exposed_secret_is_reported),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
