@@ -72,7 +72,8 @@ struct ctl {
         double avg;
     } window[LOAD_WINDOW];
     size_t win_head, win_n;
-    int64_t last_describe_ms, last_history_ms, last_prune_ms;
+    int64_t last_describe_ms, last_history_ms, last_prune_ms, last_sweep_ms;
+    int history_empty; /* the last history sample had no instance: the next empty one is skipped */
     int64_t launch_backoff_until, terminate_backoff_until;
     int launch_failures;
     char retry_token[48]; /* a launch that failed transiently: re-sent with the same token */
@@ -491,10 +492,14 @@ static int sync_with_provider(struct ctl *c, int64_t now, int strict)
             activity(c, "adopt", "ok", 0, 0, "", "adopted running instance %s", pi->id);
         }
     }
-    /* store rows of instances that exist nowhere any more */
+    /* store rows of instances that exist nowhere any more: at start, then a slow sweep (a
+       list of the group's rows is a store read; a cluster store serves every group) */
     struct store_instance *rows = NULL;
     size_t nrows = 0;
-    if (store_list_instances(c->store, c->group, 0, &rows, &nrows) == 0) {
+    int sweep = strict || now - c->last_sweep_ms >= 60000;
+    if (sweep)
+        c->last_sweep_ms = now;
+    if (sweep && store_list_instances(c->store, c->group, 0, &rows, &nrows) == 0) {
         for (size_t i = 0; i < nrows; i++) {
             uint32_t idx;
             if (find_in(&live, rows[i].id) < 0 && fleet_find(c->fleet, rows[i].id, &idx) != 0)
@@ -787,8 +792,13 @@ int ctl_tick(struct ctl *c, int64_t now)
         }
     }
 
-    /* metric history for the charts */
+    /* metric history for the charts; an empty group writes one empty sample, not one per
+       period (an estate of idle groups costs the store nothing) */
+    if (now - c->last_history_ms >= c->history_every_ms && n == 0 && c->history_empty &&
+        c->settings.desired_capacity == 0)
+        c->last_history_ms = now;
     if (now - c->last_history_ms >= c->history_every_ms) {
+        c->history_empty = n == 0;
         struct store_metric_group mg;
         memset(&mg, 0, sizeof(mg));
         snprintf(mg.group, sizeof(mg.group), "%s", c->group);
