@@ -364,6 +364,34 @@ static void on_store_change(void *arg, const char *group, int what)
     pthread_mutex_unlock(&d->mu);
 }
 
+/* A Register that reached this node for an instance of a group another node runs (agents
+   are given every node's MonitorS address): recorded for the owner, which applies it. */
+static int on_foreign_register(void *arg, const char *id, const char *address)
+{
+    struct daemon *d = arg;
+    struct store_instance inst;
+    if (store_get_instance(d->work_store, id, &inst) != 0 || inst.terminated_at_ms != 0)
+        return 0;
+    json_t *j = json_pack("{s:s, s:s}", "instance_id", id, "address", address);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    int rc = text ? store_request_add(d->work_store, inst.group, "register", text, NULL) : -1;
+    free(text);
+    return rc == 0;
+}
+
+struct reg_fill {
+    const char *address;
+};
+
+static void reg_fill_fn(struct fleet_slot *s, void *arg)
+{
+    const struct reg_fill *r = arg;
+    s->registered = 1;
+    if (!s->address[0] && r->address)
+        snprintf(s->address, sizeof(s->address), "%s", r->address);
+}
+
 /* Applies the pending requests of a group this node runs. */
 static void apply_requests(struct daemon *d, const char *group)
 {
@@ -387,6 +415,22 @@ static void apply_requests(struct daemon *d, const char *group)
             if (id && node_group_ref(d->node, group, &f, &c, &h) == 0) {
                 if (ctl_request_terminate(c, id, dec, err, sizeof(err)) != 0)
                     log_warn("terminate request for \"%s\" in group \"%s\": %s", id, group, err);
+                node_group_unref(d->node, h);
+            }
+        } else if (strcmp(rq[i].kind, "register") == 0) {
+            const char *id = json_string_value(json_object_get(j, "instance_id"));
+            struct reg_fill rf = {json_string_value(json_object_get(j, "address"))};
+            struct fleet *f;
+            struct ctl *c;
+            void *h;
+            uint32_t idx;
+            struct fleet_slot slot;
+            if (id && node_group_ref(d->node, group, &f, &c, &h) == 0) {
+                if (fleet_find(f, id, &idx) == 0 && fleet_read(f, idx, &slot) == 0 &&
+                    fleet_update(f, idx, slot.generation, reg_fill_fn, &rf) == 0 &&
+                    !slot.registered)
+                    log_info("instance \"%s\" of group \"%s\" registered through another node", id,
+                             group);
                 node_group_unref(d->node, h);
             }
         } else if (strcmp(rq[i].kind, "delete") == 0) {
@@ -423,6 +467,13 @@ static void *worker_main(void *arg)
         if (node_group_running(d->node, group)) {
             node_group_wake(d->node, group); /* settings: the controller reloads them now */
             apply_requests(d, group);
+        } else if (d->clu) {
+            /* owned but not running (its start failed, e.g. the spec was not there yet):
+               a change of the group is the moment to try again */
+            char key[CLU_KEY_MAX];
+            int64_t rev = 0;
+            if (clu_fence(d->clu, group, key, sizeof(key), &rev) == 0)
+                start_group(d, d->work_store, group, key, rev);
         }
         free(group);
         pthread_mutex_lock(&d->mu);
@@ -472,14 +523,23 @@ static int op_group_create(void *arg, const json_t *spec, char *err, size_t errl
         return -EINVAL;
     }
     const char *name = gc.settings.name;
-    int rc = store_put_settings(d->http_store, &gc.settings, 0, NULL);
+    /* the spec goes first: in a cluster the settings key is what makes the group exist
+       for the other nodes, and its owner-to-be reads the spec as soon as it sees it */
+    struct group_settings existing;
+    int rc = store_get_settings(d->http_store, name, &existing);
+    if (rc == 0) {
+        snprintf(err, errlen, "group \"%s\" already exists", name);
+        group_conf_release(&gc);
+        return -EEXIST;
+    }
+    rc = rc == STORE_ENOENT ? store_put_spec(d->http_store, name, gc.spec, -1, NULL) : rc;
+    if (rc == 0)
+        rc = store_put_settings(d->http_store, &gc.settings, 0, NULL);
     if (rc == STORE_ECONFLICT || rc == STORE_EEXIST) {
         snprintf(err, errlen, "group \"%s\" already exists", name);
         group_conf_release(&gc);
         return -EEXIST;
     }
-    if (rc == 0)
-        rc = store_put_spec(d->http_store, name, gc.spec, -1, NULL);
     if (rc != 0) {
         snprintf(err, errlen, "cannot store group \"%s\": %s", name, store_errmsg(d->http_store));
         group_conf_release(&gc);
@@ -698,6 +758,10 @@ static int start_monitor(struct daemon *d, char *err, size_t errlen)
     ms.listen = d->conf.monitor.listen;
     ms.token = d->agent_token;
     ms.accept_unknown = d->conf.monitor.accept_unknown;
+    if (d->cluster) {
+        ms.on_foreign = on_foreign_register;
+        ms.foreign_arg = d;
+    }
     if (d->conf.n_groups > 0) {
         /* the client's backoff follows the fastest interval of the node */
         const struct group_health *h = &d->conf.groups[0].settings.health;

@@ -928,6 +928,8 @@ int ctl_start(struct ctl *c)
 
 void ctl_stop(struct ctl *c)
 {
+    if (c == NULL)
+        return;
     pthread_mutex_lock(&c->mu);
     if (!c->running) {
         pthread_mutex_unlock(&c->mu);

@@ -67,6 +67,7 @@ int ctl_reconcile(struct ctl *c, int64_t now_ms);
 int ctl_tick(struct ctl *c, int64_t now_ms);
 
 int ctl_start(struct ctl *c);
+/* Stops the loop thread and waits for it. NULL or a stopped controller: no-op. */
 void ctl_stop(struct ctl *c);
 
 /* Thread-safe: asks for instance id to be terminated on the next tick; with

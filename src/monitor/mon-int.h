@@ -52,6 +52,8 @@ struct mon {
     char *listen;
     char *token;
     int accept_unknown;
+    int (*on_foreign)(void *arg, const char *id, const char *address);
+    void *foreign_arg;
     int64_t interval_ms, timeout_ms; /* defaults of the first group (mon_new's fleet) */
     uint32_t rise, fall, max_inflight;
 

@@ -241,6 +241,8 @@ int mon_new(const struct mon_settings *s, struct fleet *f, struct mon **out, cha
     if (!m->listen || !m->token)
         goto nomem;
     m->accept_unknown = s->accept_unknown != 0;
+    m->on_foreign = s->on_foreign;
+    m->foreign_arg = s->foreign_arg;
     m->interval_ms = s->interval_ms;
     m->timeout_ms = s->timeout_ms < s->interval_ms ? s->timeout_ms : s->interval_ms;
     m->rise = s->rise;

@@ -85,6 +85,15 @@ struct mon_settings {
     uint32_t rise;         /* consecutive successes to become healthy (>= 1) */
     uint32_t fall;         /* consecutive failures to become unhealthy (>= 1) */
     uint32_t max_inflight; /* cap on concurrent poll calls; 0 = no cap beyond capacity */
+    /*
+     * A cluster: a Register (token checked) from an instance no group of this
+     * node holds is passed here, on the server thread; answer 1 when the
+     * instance belongs to a group another node runs (the callee records the
+     * registration for that group's owner) and the agent is told it is
+     * registered; 0 refuses it as unknown. NULL: refused (one node).
+     */
+    int (*on_foreign)(void *arg, const char *id, const char *address);
+    void *foreign_arg;
 };
 
 /* Fills s with the defaults of issue 3: 2 s / 1 s / rise 2 / fall 3, listen

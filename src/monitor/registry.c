@@ -21,8 +21,8 @@
 
 #define REFUSALS_LOGGED_PER_SEC 5
 
-static void register_locked(struct mon *m, const RegisterRequest *rq, RegisterReply *rp,
-                            const char *id, const char *addr, char *msgbuf, size_t msglen);
+static int register_locked(struct mon *m, const RegisterRequest *rq, RegisterReply *rp,
+                           const char *id, const char *addr, char *msgbuf, size_t msglen);
 static void deregister_locked(struct mon *m, const DeregisterRequest *rq, DeregisterReply *rp,
                               const char *id);
 
@@ -183,13 +183,32 @@ void mon__register(struct mon *m, const RegisterRequest *rq, RegisterReply *rp, 
     }
 
     pthread_mutex_lock(&m->mu);
-    register_locked(m, rq, rp, id, addr, msgbuf, msglen);
+    int foreign = register_locked(m, rq, rp, id, addr, msgbuf, msglen);
     pthread_mutex_unlock(&m->mu);
+    if (!foreign)
+        return;
+    /* a group another node runs (the callee may ask the store: never under mon.mu, which
+       the poller takes) */
+    if (m->on_foreign(m->foreign_arg, id, addr)) {
+        char sid[FLEET_ID_MAX];
+        mon__printable(id, sid, sizeof(sid));
+        log_debug("instance \"%s\" of a group run by another node registered here: recorded "
+                  "for its owner",
+                  sid);
+        atomic_fetch_add_explicit(&stats.registrations_accepted, 1, memory_order_relaxed);
+        rp->accepted = 1;
+        rp->poll_interval_ms = (int32_t)m->interval_ms;
+        snprintf(msgbuf, msglen, "registered (recorded for the group's owner)");
+        return;
+    }
+    snprintf(msgbuf, msglen, "unknown instance");
+    refuse(m, "registration", id, "unknown instance");
 }
 
-/* The body of mon__register() with mon.mu held, so no group goes away meanwhile. */
-static void register_locked(struct mon *m, const RegisterRequest *rq, RegisterReply *rp,
-                            const char *id, const char *addr, char *msgbuf, size_t msglen)
+/* The body of mon__register() with mon.mu held, so no group goes away meanwhile. Returns 1
+   when the instance is in no group here and the cluster must be asked (on_foreign). */
+static int register_locked(struct mon *m, const RegisterRequest *rq, RegisterReply *rp,
+                           const char *id, const char *addr, char *msgbuf, size_t msglen)
 {
     uint32_t index = 0;
     int rc;
@@ -198,15 +217,17 @@ static void register_locked(struct mon *m, const RegisterRequest *rq, RegisterRe
         struct fleet *fleet = g ? g->fleet : NULL;
         rc = g ? FLEET_OK : FLEET_ENOENT;
         if (rc == FLEET_ENOENT) {
+            if (!m->accept_unknown && m->on_foreign && addr[0])
+                return 1; /* the caller asks the cluster, without mon.mu */
             if (!m->accept_unknown) {
                 snprintf(msgbuf, msglen, "unknown instance");
                 refuse(m, "registration", id, "unknown instance");
-                return;
+                return 0;
             }
             if (!addr[0]) {
                 snprintf(msgbuf, msglen, "unknown instance needs an address");
                 refuse(m, "registration", id, "unknown instance without address");
-                return;
+                return 0;
             }
             g = m->groups;
             while (g && g->removing)
@@ -214,7 +235,7 @@ static void register_locked(struct mon *m, const RegisterRequest *rq, RegisterRe
             if (!g) {
                 snprintf(msgbuf, msglen, "unknown instance");
                 refuse(m, "registration", id, "unknown instance (no group)");
-                return;
+                return 0;
             }
             fleet = g->fleet;
             rc = fleet_alloc(fleet, id, addr, clk_wall_ms(), &index);
@@ -223,7 +244,7 @@ static void register_locked(struct mon *m, const RegisterRequest *rq, RegisterRe
             if (rc) {
                 snprintf(msgbuf, msglen, "cannot add instance: %s", fleet_strerror(rc));
                 refuse(m, "registration", id, fleet_strerror(rc));
-                return;
+                return 0;
             }
             char sid[FLEET_ID_MAX], saddr[FLEET_ADDR_MAX];
             mon__printable(id, sid, sizeof(sid));
@@ -233,7 +254,7 @@ static void register_locked(struct mon *m, const RegisterRequest *rq, RegisterRe
         } else if (rc) {
             snprintf(msgbuf, msglen, "fleet table error: %s", fleet_strerror(rc));
             refuse(m, "registration", id, fleet_strerror(rc));
-            return;
+            return 0;
         }
 
         struct fleet_slot slot;
@@ -246,7 +267,7 @@ static void register_locked(struct mon *m, const RegisterRequest *rq, RegisterRe
         if (rc) {
             snprintf(msgbuf, msglen, "fleet table error: %s", fleet_strerror(rc));
             refuse(m, "registration", id, fleet_strerror(rc));
-            return;
+            return 0;
         }
 
         char sid[FLEET_ID_MAX], saddr[FLEET_ADDR_MAX], sver[32];
@@ -270,10 +291,11 @@ static void register_locked(struct mon *m, const RegisterRequest *rq, RegisterRe
             atomic_store(&g->rescan, 1); /* registered agents are polled for load */
         rp->poll_interval_ms = (int32_t)g->interval_ms;
         snprintf(msgbuf, msglen, "registered");
-        return;
+        return 0;
     }
     snprintf(msgbuf, msglen, "instance is being removed");
     refuse(m, "registration", id, "slot changed during registration");
+    return 0;
 }
 
 struct dereg_arg {
