@@ -19,6 +19,9 @@
 #ifndef ASGD_AGENT_H
 #define ASGD_AGENT_H
 
+/* The most MonitorS addresses --monitor takes (the nodes of a cluster). */
+#define AGENT_REG_MAX_MONITORS 16
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -195,7 +198,8 @@ int64_t agent_backoff_next(struct agent_backoff *b, uint64_t rnd);
 void agent_backoff_reset(struct agent_backoff *b);
 
 struct agent_reg_opts {
-    const char *monitor;     /* MonitorS "host:port" (copied) */
+    const char *monitor;     /* MonitorS "host:port", or several comma-separated (every node
+                                of a cluster, at most AGENT_REG_MAX_MONITORS); copied */
     const char *address;     /* what MonitorS should poll, "host:port" (copied) */
     const char *token;       /* shared secret, may be NULL (copied; never logged) */
     int64_t backoff_base_ms; /* first retry delay; 0 = 500 */

@@ -49,7 +49,8 @@ static const char usage_text[] =
     "                          else the host name)\n"
     "  --advertise ADDR:PORT   address MonitorS should poll (default: the listen\n"
     "                          address, with the host name for a wildcard address)\n"
-    "  --monitor HOST:PORT     MonitorS to register with (optional)\n"
+    "  --monitor HOST:PORT[,HOST:PORT...]  MonitorS to register with (every node of an\n"
+    "                          asgd cluster; the next one is tried when one fails)\n"
     "  --token-file PATH       file holding the registration token\n"
     "  --app-url URL           GetStatus is \"OK\" only while this answers 2xx\n"
     "  --app-timeout DURATION  timeout of one application check (default 2s)\n"
@@ -198,11 +199,28 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 return usage_error("--advertise \"%s\" is not ADDR:PORT", optarg);
             o->advertise = optarg;
             break;
-        case O_MON:
-            if (!hostport_valid(optarg, 0))
-                return usage_error("--monitor \"%s\" is not HOST:PORT", optarg);
+        case O_MON: {
+            /* HOST:PORT[,HOST:PORT...]: every MonitorS of an asgd cluster */
+            size_t n = 0;
+            for (const char *p = optarg;; n++) {
+                const char *comma = strchr(p, ',');
+                size_t len = comma ? (size_t)(comma - p) : strlen(p);
+                char one[256];
+                if (len == 0 || len >= sizeof(one))
+                    return usage_error("--monitor \"%s\": an empty or too long address", optarg);
+                memcpy(one, p, len);
+                one[len] = '\0';
+                if (!hostport_valid(one, 0))
+                    return usage_error("--monitor \"%s\" is not HOST:PORT", one);
+                if (!comma)
+                    break;
+                p = comma + 1;
+            }
+            if (n + 1 > AGENT_REG_MAX_MONITORS)
+                return usage_error("--monitor: at most %d addresses", AGENT_REG_MAX_MONITORS);
             o->monitor = optarg;
             break;
+        }
         case O_TOKEN:
             o->token_file = optarg;
             break;

@@ -9,6 +9,10 @@
  * interval anyway (Register is an idempotent upsert on the MonitorS side).
  * On shutdown, Deregister with a bounded wait. The gRPC server keeps serving
  * whatever happens here.
+ *
+ * --monitor may list several MonitorS addresses (every node of an asgd
+ * cluster): a Register goes to the last one that accepted, and on failure to
+ * the next ones in turn, so an agent keeps registering when a node dies.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -58,7 +62,11 @@ struct agent_reg {
     struct agent__sleeper sl;
     pthread_t thread;
     struct agent_reg_opts o;
-    char *monitor, *address, *token;
+    char *monitor;      /* the current MonitorS: one of mons[] (not owned) */
+    char *monitors_buf; /* the --monitor list, split in place: mons[] point into it */
+    char *mons[AGENT_REG_MAX_MONITORS];
+    size_t n_mons, cur;
+    char *address, *token;
     struct agent_state *st;
     pthread_mutex_t mu;
     int registered;      /* under mu */
@@ -76,7 +84,7 @@ static uint64_t next_rand(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-/* One Register call. Returns 1 when accepted, else 0 with the reason in why. */
+/* One Register call to r->monitor. Returns 1 when accepted, else 0 with the reason in why. */
 static int register_once(struct agent_reg *r, char *why, size_t whylen)
 {
     RegisterRequest rq = REGISTER_REQUEST__INIT;
@@ -121,6 +129,21 @@ static int register_once(struct agent_reg *r, char *why, size_t whylen)
 out:
     rpc_result_release(&res);
     return ok;
+}
+
+/* Register with the current MonitorS, else the others in turn (a cluster node died). */
+static int register_any(struct agent_reg *r, char *why, size_t whylen)
+{
+    for (size_t k = 0; k < r->n_mons; k++) {
+        size_t i = (r->cur + k) % r->n_mons;
+        r->monitor = r->mons[i];
+        if (register_once(r, why, whylen)) {
+            r->cur = i;
+            return 1;
+        }
+    }
+    r->monitor = r->mons[r->cur];
+    return 0;
 }
 
 static void set_registered(struct agent_reg *r, int v)
@@ -168,7 +191,7 @@ static void *reg_main(void *arg)
             }
         }
         char why[256];
-        if (register_once(r, why, sizeof(why))) {
+        if (register_any(r, why, sizeof(why))) {
             if (!registered || failing)
                 log_info("registered with MonitorS at \"%s\" as \"%s\" (%s)", r->monitor,
                          agent_state_instance_id(r->st), r->address);
@@ -211,7 +234,12 @@ struct agent_reg *agent_reg_start(const struct agent_reg_opts *o, struct agent_s
         r->o.refresh_ms = 60000;
     if (r->o.call_timeout_ms <= 0)
         r->o.call_timeout_ms = 2000;
-    r->monitor = strdup(o->monitor);
+    r->monitors_buf = strdup(o->monitor);
+    char *save = NULL;
+    for (char *tok = r->monitors_buf ? strtok_r(r->monitors_buf, ",", &save) : NULL;
+         tok && r->n_mons < AGENT_REG_MAX_MONITORS; tok = strtok_r(NULL, ",", &save))
+        r->mons[r->n_mons++] = tok;
+    r->monitor = r->n_mons ? r->mons[0] : NULL;
     r->address = strdup(o->address);
     r->token = o->token ? strdup(o->token) : NULL;
     r->st = st;
@@ -222,7 +250,7 @@ struct agent_reg *agent_reg_start(const struct agent_reg_opts *o, struct agent_s
         pthread_create(&r->thread, NULL, reg_main, r) != 0) {
         agent__sleeper_release(&r->sl);
         pthread_mutex_destroy(&r->mu);
-        free(r->monitor);
+        free(r->monitors_buf);
         free(r->address);
         free(r->token);
         free(r);
@@ -293,7 +321,7 @@ int agent_reg_stop(struct agent_reg *r, const char *reason, int timeout_ms)
         rc = deregister(r, reason, timeout_ms);
     agent__sleeper_release(&r->sl);
     pthread_mutex_destroy(&r->mu);
-    free(r->monitor);
+    free(r->monitors_buf);
     free(r->address);
     free(r->token);
     free(r);

@@ -68,8 +68,18 @@ struct daemon {
     pthread_cond_t cv;
     char **queue;
     size_t n_queue;
+    /* groups acquired and not started yet: the cluster's callback only queues them, so that
+       ownership of a dead node's groups is taken in a few transactions, not one start each */
+    struct pending_start *starts;
+    size_t n_starts, cap_starts;
     int stop, worker_running;
     pthread_t worker;
+};
+
+struct pending_start {
+    char group[GROUP_NAME_MAX];
+    char key[CLU_KEY_MAX];
+    int64_t rev;
 };
 
 /* ---- tokens ---------------------------------------------------------------------------------- */
@@ -333,8 +343,24 @@ static void on_acquire(void *arg, const char *group, const char *owner_key, int6
 {
     struct daemon *d = arg;
     log_info("node \"%s\" owns group \"%s\" now", d->conf.cluster.node, group);
-    if (start_group(d, d->work_store, group, owner_key, rev) != 0)
-        log_warn("group \"%s\" is owned here but does not run; retried when it changes", group);
+    pthread_mutex_lock(&d->mu);
+    if (d->n_starts == d->cap_starts) {
+        size_t cap = d->cap_starts ? 2 * d->cap_starts : 64;
+        struct pending_start *p = realloc(d->starts, cap * sizeof(*p));
+        if (!p) {
+            pthread_mutex_unlock(&d->mu);
+            log_error("group \"%s\": out of memory queueing its start", group);
+            return;
+        }
+        d->starts = p;
+        d->cap_starts = cap;
+    }
+    struct pending_start *ps = &d->starts[d->n_starts++];
+    snprintf(ps->group, sizeof(ps->group), "%s", group);
+    snprintf(ps->key, sizeof(ps->key), "%s", owner_key);
+    ps->rev = rev;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
 }
 
 static void on_lose(void *arg, const char *group)
@@ -342,7 +368,29 @@ static void on_lose(void *arg, const char *group)
     struct daemon *d = arg;
     log_info("node \"%s\" no longer owns group \"%s\": stopping it here", d->conf.cluster.node,
              group);
+    pthread_mutex_lock(&d->mu);
+    for (size_t i = 0; i < d->n_starts; i++)
+        if (strcmp(d->starts[i].group, group) == 0)
+            d->starts[i--] = d->starts[--d->n_starts];
+    pthread_mutex_unlock(&d->mu);
     node_group_stop(d->node, group);
+}
+
+/* Starts a group the cluster gave this node, unless it was taken back meanwhile. */
+static void start_acquired(struct daemon *d, const struct pending_start *ps)
+{
+    char key[CLU_KEY_MAX];
+    int64_t rev = 0;
+    if (clu_fence(d->clu, ps->group, key, sizeof(key), &rev) != 0 || rev != ps->rev)
+        return; /* lost again before it started */
+    if (start_group(d, d->work_store, ps->group, ps->key, ps->rev) != 0) {
+        log_warn("group \"%s\" is owned here but does not run; retried when it changes", ps->group);
+        return;
+    }
+    /* lost while it was starting (on_lose found nothing to stop yet): stop it now; its
+       controller checked the fence before any provider call meanwhile */
+    if (clu_fence(d->clu, ps->group, key, sizeof(key), &rev) != 0 || rev != ps->rev)
+        node_group_stop(d->node, ps->group);
 }
 
 /* ---- the worker: changes made through other nodes ------------------------------------------- */
@@ -458,6 +506,15 @@ static void *worker_main(void *arg)
     struct daemon *d = arg;
     pthread_mutex_lock(&d->mu);
     while (!d->stop) {
+        if (d->n_starts > 0) {
+            struct pending_start ps = d->starts[0];
+            memmove(d->starts, d->starts + 1, (d->n_starts - 1) * sizeof(*d->starts));
+            d->n_starts--;
+            pthread_mutex_unlock(&d->mu);
+            start_acquired(d, &ps);
+            pthread_mutex_lock(&d->mu);
+            continue;
+        }
         if (d->n_queue == 0) {
             pthread_cond_wait(&d->cv, &d->mu);
             continue;
@@ -719,14 +776,13 @@ static int join_endpoints(struct daemon *d)
 
 static void daemon_release(struct daemon *d)
 {
-    /* API first (it borrows groups), then ownership (its callbacks stop groups), then the
-       worker, the groups, the monitor and the stores */
+    /* API first (it borrows groups), then the worker, ownership (its callbacks stop
+       groups), the groups, the monitor and the stores */
     http_free(d->http);
     d->http = NULL;
-    clu_free(d->clu);
-    d->clu = NULL;
     if (d->ctl_store)
         store_watch(d->ctl_store, NULL, NULL);
+    /* the worker uses the cluster handle: it stops first */
     if (d->worker_running) {
         pthread_mutex_lock(&d->mu);
         d->stop = 1;
@@ -734,6 +790,8 @@ static void daemon_release(struct daemon *d)
         pthread_mutex_unlock(&d->mu);
         pthread_join(d->worker, NULL);
     }
+    clu_free(d->clu);
+    d->clu = NULL;
     node_free(d->node);
     mon_free(d->mon);
     store_close(d->ctl_store);
@@ -742,6 +800,7 @@ static void daemon_release(struct daemon *d)
     for (size_t i = 0; i < d->n_queue; i++)
         free(d->queue[i]);
     free(d->queue);
+    free(d->starts);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cv);
     conf_release(&d->conf);

@@ -19,7 +19,7 @@ import sys
 import time
 
 from asgd_harness import wait_until
-from cluster_harness import Estate, Etcd, Node, healthy_in_service
+from cluster_harness import Estate, Etcd, Node, advertise_all, healthy_in_service
 
 TTL = 3.0
 
@@ -50,6 +50,7 @@ def main():
         names = [est.add_group(f"g{i}", min_size=1, max_size=3, load=50) for i in range(6)]
         nodes = [Node(est, f"n{i}", store="etcd", endpoints=etcd.endpoints, lease_ttl="3s")
                  for i in range(1, 4)]
+        advertise_all(nodes)
         for n in nodes:
             n.start()
         for n in nodes:
@@ -84,6 +85,29 @@ def main():
         time.sleep(3)
         assert est.agent_pids() == pids, ("failover launched or terminated", pids,
                                           est.agent_pids())
+        # a new agent is told every node's MonitorS: whichever answers first accepts its
+        # Register, the group's owner included or not, and the owner records it
+        g = lost[0]
+        st, j = survivor.api("PATCH", f"/api/v1/groups/{g}", {"desired_capacity": 2}, auth=True)
+        assert st == 200, (st, j)
+
+        def registered_pair():
+            st, inst = survivor.api("GET", f"/api/v1/groups/{g}/instances")
+            items = inst["instances"] if isinstance(inst, dict) else (inst or [])
+            new = [i for i in items if i.get("adopted") is False]
+            ok = st == 200 and len(items) == 2 and new and all(i.get("registered") for i in new)
+            if not ok:
+                registered_pair.last = [(i.get("id"), i.get("adopted"), i.get("registered"))
+                                        for i in items]
+            return ok
+        registered_pair.last = None
+        try:
+            wait_until(registered_pair, 40, what="the new agent registered (list of MonitorS)")
+        except AssertionError:
+            print("instances:", registered_pair.last)
+            raise
+        pids = est.agent_pids()
+        print("a new agent registered through its list of MonitorS addresses")
         # the node comes back and takes a share back without disturbing instances
         victim.start()
         wait_until(victim.up, 20, what="victim back")

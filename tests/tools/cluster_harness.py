@@ -142,6 +142,14 @@ class Estate:
         subprocess.run("rm -f /dev/shm/asgd-*" + self.tag + "*", shell=True)
 
 
+def advertise_all(nodes):
+    """Agents are told every node's MonitorS (monitorc --monitor A,B,C)."""
+    addrs = ",".join(f"127.0.0.1:{n.mon_port}" for n in nodes)
+    for n in nodes:
+        n.advertise = addrs
+        n.write_config()
+
+
 class Node:
     def __init__(self, estate, name, store="sqlite", endpoints=None, lease_ttl="3s", extra=""):
         self.estate = estate
@@ -160,11 +168,19 @@ class Node:
                       f"api_advertise = {self.url}"]
         lines += ["", "[groups]", f"dir = {estate.groups_dir}", ""]
         self.config = os.path.join(estate.dir, f"node-{name}.ini")
-        with open(self.config, "w") as f:
-            f.write("\n".join(lines) + extra)
+        self.lines, self.extra = lines, extra
+        self.advertise = None
+        self.write_config()
         self.proc = None
         self.logs = []
         estate.nodes.append(self)
+
+    def write_config(self):
+        lines = list(self.lines)
+        if self.advertise:
+            lines.insert(lines.index("[monitor]") + 1, f"advertise = {self.advertise}")
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + self.extra)
 
     def start(self):
         log = open(os.path.join(self.estate.dir, f"{self.name}-{len(self.logs)}.log"), "w")
