@@ -24,6 +24,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "common/log.h"
+
 #include "common/banned.h"
 
 /* A reply (or one watch line) larger than this is refused (ETCD_EPROTO): etcd's
@@ -338,6 +340,17 @@ static int header_revision(const json_t *reply, int64_t *rev)
     return j_int64(hdr, "revision", rev);
 }
 
+/* Every unary reply of etcd carries header.revision (>= 1: the store starts at
+ * 1). A 200 without it is not etcd's answer (e.g. "{}" from something else). */
+static int need_header(const json_t *reply)
+{
+    int64_t rev = 0;
+    if (!json_is_object(json_object_get(reply, "header")) || header_revision(reply, &rev) ||
+        rev < 1)
+        return ETCD_EPROTO;
+    return 0;
+}
+
 static void range_release(struct etcd_range_result *r)
 {
     for (size_t i = 0; i < r->n_kvs; i++)
@@ -618,6 +631,12 @@ static enum attempt attempt_once(struct etcd *h, struct ep *ep, const char *path
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, h);
+    if (h->body_cap > ((size_t)1 << 20)) {
+        /* Do not keep a huge range's buffer for the small calls that follow. */
+        free(h->body);
+        h->body = NULL;
+        h->body_cap = 0;
+    }
     h->body_len = 0;
     if (h->body)
         h->body[0] = '\0';
@@ -848,7 +867,9 @@ int etcd_range(struct etcd *h, const void *key, size_t key_len, const struct etc
     if (rc)
         return rc;
     struct etcd_range_result *r = calloc(1, sizeof *r);
-    rc = r ? range_decode(reply, r) : ETCD_ENOMEM;
+    rc = r ? need_header(reply) : ETCD_ENOMEM;
+    if (!rc)
+        rc = range_decode(reply, r);
     json_decref(reply);
     if (rc) {
         free(r);
@@ -909,7 +930,9 @@ int etcd_put(struct etcd *h, const void *key, size_t key_len, const void *value,
     if (rc)
         return rc;
     int64_t rev = 0;
-    rc = header_revision(reply, &rev);
+    rc = need_header(reply);
+    if (!rc)
+        rc = header_revision(reply, &rev);
     json_decref(reply);
     if (rc)
         return bad_reply(h, "put", rc);
@@ -951,7 +974,9 @@ int etcd_delete(struct etcd *h, const void *key, size_t key_len, int prefix, int
     if (rc)
         return rc;
     int64_t rev = 0, n = 0;
-    rc = header_revision(reply, &rev);
+    rc = need_header(reply);
+    if (!rc)
+        rc = header_revision(reply, &rev);
     if (!rc)
         rc = j_int64(reply, "deleted", &n);
     json_decref(reply);
@@ -1203,7 +1228,9 @@ int etcd_txn(struct etcd *h, const struct etcd_cmp *cmps, size_t n_cmps,
         return bad_reply(h, "txn", ETCD_ENOMEM);
     }
     int succeeded = 0;
-    rc = j_bool(reply, "succeeded", &succeeded);
+    rc = need_header(reply);
+    if (!rc)
+        rc = j_bool(reply, "succeeded", &succeeded);
     if (!rc)
         rc = succeeded ? txn_decode(reply, success, n_success, r)
                        : txn_decode(reply, failure, n_failure, r);
@@ -1250,7 +1277,9 @@ int etcd_lease_grant(struct etcd *h, int64_t ttl_s, int64_t *id, int64_t *grante
         json_decref(reply);
         return ETCD_EINVAL;
     }
-    rc = j_int64(reply, "ID", &lid);
+    rc = need_header(reply);
+    if (!rc)
+        rc = j_int64(reply, "ID", &lid);
     if (!rc)
         rc = j_int64(reply, "TTL", &ttl);
     json_decref(reply);
@@ -1288,7 +1317,9 @@ int etcd_lease_keepalive(struct etcd *h, int64_t id, int64_t *ttl)
         json_decref(reply);
         return bad_reply(h, "lease keepalive", ETCD_EPROTO);
     }
-    rc = j_int64(res, "TTL", &t);
+    rc = need_header(res);
+    if (!rc)
+        rc = j_int64(res, "TTL", &t);
     json_decref(reply);
     if (rc)
         return bad_reply(h, "lease keepalive", rc);
@@ -1324,7 +1355,9 @@ int etcd_lease_timetolive(struct etcd *h, int64_t id, int64_t *ttl, int64_t *gra
     if (rc)
         return rc;
     int64_t t = 0, g = 0;
-    rc = j_int64(reply, "TTL", &t);
+    rc = need_header(reply);
+    if (!rc)
+        rc = j_int64(reply, "TTL", &t);
     if (!rc)
         rc = j_int64(reply, "grantedTTL", &g);
     json_decref(reply);
@@ -1371,6 +1404,7 @@ struct etcd_watch {
     int abort_stream; /* set by the line parser: drop this stream */
     int got_data;     /* the stream was created */
     int64_t last_rx;  /* now_ms() of the stream's last byte (or its start) */
+    char name[72];    /* the key, printable, for log lines */
     char why[EP_ERR_MAX];
 };
 
@@ -1652,10 +1686,18 @@ static void *watch_main(void *arg)
          * (member died, idle, compaction): try at once. A run of failures
          * (or of streams that break at once) over every endpoint waits a
          * little, growing to 1 s, so a broken member is not hammered. */
+        /* Log transitions only: a stream that was up broke, or every
+         * endpoint failed once in a row (not each retry after that). */
+        if (w->got_data)
+            log_warn("etcd watch \"%s\": stream on %s ended: %s; resuming at revision %" PRId64,
+                     w->name, w->h->eps[e].url, w->why, w->next_rev);
         if (w->got_data && now_ms() - t0 >= 1000)
             failed_in_row = 0;
         else
             failed_in_row++;
+        if (failed_in_row == w->h->n_eps)
+            log_warn("etcd watch \"%s\": no endpoint serves it (last: %s: %s); retrying", w->name,
+                     w->h->eps[e].url, w->why);
         e = (e + 1) % w->h->n_eps;
         if (failed_in_row >= w->h->n_eps) {
             int64_t wait = 100 * (int64_t)(failed_in_row / w->h->n_eps);
@@ -1700,6 +1742,10 @@ int etcd_watch_start(const struct etcd_settings *s, const void *key, size_t key_
         memcpy(w->key, key, key_len);
     w->key[key_len] = '\0';
     w->key_len = key_len;
+    size_t nl = key_len < sizeof w->name - 4 ? key_len : sizeof w->name - 4;
+    for (size_t i = 0; i < nl; i++)
+        w->name[i] = (w->key[i] >= 0x20 && w->key[i] < 0x7f) ? w->key[i] : '?';
+    memcpy(w->name + nl, prefix ? "*" : "", prefix ? 2 : 1);
     w->prefix = prefix;
     w->cb = cb;
     w->arg = arg;

@@ -6,7 +6,7 @@
  * over libcurl with jansson, not gRPC. Every unary call is one HTTP request on
  * the libcurl we already link (keep-alive reuses the connection), there is no
  * generated code nor .proto to ship, and curl gives TLS, timeouts and
- * low-speed limits for free. The gateway's costs, handled here: keys and
+ * connection reuse for free. The gateway's costs, handled here: keys and
  * values are base64 in JSON, 64-bit integers travel as JSON strings, fields
  * at their zero value are omitted, and the bidirectional streams (lease
  * keep-alive, watch) become one request per renewal and one long streaming
@@ -63,9 +63,11 @@ enum etcd_error {
     /* The lease does not exist (never granted, expired, or revoked): put with
      * that lease, keepalive, revoke, timetolive. */
     ETCD_ELEASE = -4,
-    /* A reply we cannot parse (not JSON, missing fields, bad base64, absurd
-     * numbers, truncated, too large). Never trusted, never a crash. Returned
-     * when an endpoint answered so during the call and none served it. */
+    /* A reply we cannot parse (not HTTP, not JSON, no header revision, bad
+     * base64, absurd numbers, wrong types, truncated, too large). Never
+     * trusted, never a crash. A reply that is not JSON moves the call to the
+     * next endpoint (the code is returned if none served it); a JSON reply
+     * with bad fields is returned at once. */
     ETCD_EPROTO = -5,
     /* A bad argument from the caller (NULL, empty key, bad settings), or a
      * request etcd rejected as invalid (future revision, key too large...). */
@@ -281,7 +283,9 @@ int etcd_lease_grant(struct etcd *h, int64_t ttl_s, int64_t *id, int64_t *grante
  */
 int etcd_lease_keepalive(struct etcd *h, int64_t id, int64_t *ttl)
     __attribute__((warn_unused_result));
-/* Revokes the lease, deleting its keys. Unknown lease: ETCD_ELEASE. */
+/* Revokes the lease, deleting its keys. Unknown lease: ETCD_ELEASE (also
+ * when a retry follows a revoke that timed out but was applied: for a caller
+ * that wants the lease gone, ETCD_ELEASE is success). */
 int etcd_lease_revoke(struct etcd *h, int64_t id) __attribute__((warn_unused_result));
 /*
  * Remaining ttl (seconds, may be 0 just before expiry) and granted_ttl of a
@@ -332,7 +336,9 @@ struct etcd_watch;
  * reconnects to the next endpoint (short backoff once a round failed) and
  * resumes at the last delivered revision + 1, so no event is lost nor
  * repeated; only a compaction loses events, reported as ETCD_EV_RESET.
- * It keeps trying until stopped; etcd_watch_revision() tells how far it got.
+ * It keeps trying until stopped, logging (warn) when a stream that was up
+ * ends and when every endpoint failed in a row; etcd_watch_revision() tells
+ * how far it got, etcd_watch_connected() whether a stream is up.
  * On success *out owns the watch (etcd_watch_stop()). On failure (bad
  * settings or key: ETCD_EINVAL, ETCD_ENOMEM, thread creation failure:
  * ETCD_ENOMEM) no thread runs and cb is never called; err says why.

@@ -79,9 +79,10 @@ static void start_watchdog(void)
         char c;
         while (read(fds[0], &c, 1) != 0 && errno == EINTR)
             ;
-        char cmd[2048];
-        snprintf(cmd, sizeof cmd, "%s stop %s >/dev/null 2>&1; rm -rf %s", script, cluster_dir,
-                 cluster_dir);
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd,
+                 "%s stop %s/tls >/dev/null 2>&1; %s stop %s >/dev/null 2>&1; rm -rf %s", script,
+                 cluster_dir, script, cluster_dir, cluster_dir);
         int rc = system(cmd);
         _exit(rc == 0 ? 0 : 1);
     }
@@ -118,6 +119,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
+    cluster("stop %s/tls", cluster_dir);
     cluster("stop %s", cluster_dir);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", cluster_dir);
@@ -606,6 +608,61 @@ static void unavailable_without_quorum_then_recovers(void **state)
     etcd_free(h);
 }
 
+/* ---- TLS ------------------------------------------------------------------ */
+
+static void tls_with_client_certificate(void **state)
+{
+    (void)state;
+    /* A second cluster, on https with client certificates required, at
+     * base + 5 (clients) / base + 15 (peers), inside the first one's dir. */
+    char cmd[2048], eps[256] = "";
+    snprintf(cmd, sizeof cmd, "%s start %s/tls %d --tls", script, cluster_dir, base_port + 5);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    if (!fgets(eps, sizeof eps, p))
+        eps[0] = '\0';
+    assert_int_equal(pclose(p), 0);
+    eps[strcspn(eps, "\n")] = '\0';
+    assert_non_null(strstr(eps, "https://"));
+    char ca[512], cert[512], key[512];
+    snprintf(ca, sizeof ca, "%s/tls/tls/ca.pem", cluster_dir);
+    snprintf(cert, sizeof cert, "%s/tls/tls/client.pem", cluster_dir);
+    snprintf(key, sizeof key, "%s/tls/tls/client-key.pem", cluster_dir);
+    struct etcd_settings s = {.endpoints = eps,
+                              .ca_file = ca,
+                              .cert_file = cert,
+                              .key_file = key,
+                              .watch_idle_timeout_ms = 3000};
+    struct etcd *h = NULL;
+    char err[256];
+    assert_int_equal(etcd_new(&s, &h, err, sizeof err), 0);
+    struct collector c;
+    memset(&c, 0, sizeof c);
+    pthread_mutex_init(&c.mu, NULL);
+    struct etcd_watch *w = NULL;
+    assert_int_equal(etcd_watch_start(&s, "t/", ETCD_NUL, 1, 0, collect, &c, &w, err, sizeof err),
+                     0);
+    wait_connected(w);
+    int64_t rev = 0;
+    assert_ok(h, etcd_put(h, "t/k", ETCD_NUL, "secret", ETCD_NUL, 0, &rev));
+    struct etcd_range_result *r = NULL;
+    assert_ok(h, etcd_range(h, "t/k", ETCD_NUL, NULL, &r));
+    assert_string_equal(r->kvs[0].value, "secret");
+    etcd_range_result_free(r);
+    assert_int_equal(wait_events(&c, 1, 15000), 1);
+    etcd_watch_stop(w);
+    assert_int_equal(c.ev[0].mod_revision, rev);
+    etcd_free(h);
+
+    /* Without the client certificate the members refuse us. */
+    s.cert_file = s.key_file = NULL;
+    s.attempt_timeout_ms = s.call_timeout_ms = 500;
+    assert_int_equal(etcd_new(&s, &h, err, sizeof err), 0);
+    assert_int_equal(etcd_put(h, "t/k", ETCD_NUL, "x", 1, 0, NULL), ETCD_EUNAVAIL);
+    etcd_free(h);
+    assert_int_equal(cluster("stop %s/tls", cluster_dir), 0);
+}
+
 /* ---- junk server ---------------------------------------------------------- */
 
 struct junk {
@@ -723,6 +780,8 @@ static void junk_replies_are_eproto(void **state)
         HTTP200("{\"kvs\":{\"key\":\"YQ==\"}}"),                    /* kvs not an array */
         HTTP200("{\"kvs\":[{\"key\":\"YQ==\",\"version\":true}]}"), /* wrong type */
         HTTP200("{\"header\":\"x\"}"),
+        HTTP200("{}"),                                                 /* JSON, but not etcd's */
+        HTTP200("{\"header\":{},\"kvs\":[]}"),                         /* no revision */
         "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999\r\n\r\n{}", /* huge length */
         "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n<html>proxy</html>",
         HTTP200("{\"header\":{\"revision\":\"1\"},\"kvs\":[{\"key\":\"YQ==\"}],"
@@ -740,15 +799,16 @@ static void junk_replies_are_eproto(void **state)
         assert_non_null(strstr(etcd_errmsg(h), ep));
     }
     /* txn: a reply whose responses do not match the ops sent */
-    junk_set(&j, HTTP200("{\"succeeded\":true,\"responses\":[{\"response_range\":{}}]}"));
+    junk_set(&j, HTTP200("{\"header\":{\"revision\":\"3\"},\"succeeded\":true,"
+                         "\"responses\":[{\"response_range\":{}}]}"));
     struct etcd_op put = {
         .type = ETCD_OP_PUT, .key = "a", .key_len = 1, .value = "b", .value_len = 1};
     struct etcd_txn_result *tr = NULL;
     assert_int_equal(etcd_txn(h, NULL, 0, &put, 1, NULL, 0, &tr), ETCD_EPROTO);
-    junk_set(&j, HTTP200("{\"result\":{\"TTL\":\"x\"}}"));
+    junk_set(&j, HTTP200("{\"result\":{\"header\":{\"revision\":\"3\"},\"TTL\":\"x\"}}"));
     int64_t ttl = 0;
     assert_int_equal(etcd_lease_keepalive(h, 1, &ttl), ETCD_EPROTO);
-    junk_set(&j, HTTP200("{\"ID\":\"0\",\"TTL\":\"5\"}"));
+    junk_set(&j, HTTP200("{\"header\":{\"revision\":\"3\"},\"ID\":\"0\",\"TTL\":\"5\"}"));
     int64_t id = 0;
     assert_int_equal(etcd_lease_grant(h, 5, &id, NULL), ETCD_EPROTO);
     /* A 503 with etcd's JSON: the member cannot serve. */
@@ -816,6 +876,7 @@ int main(void)
         cmocka_unit_test(watch_reports_compaction),
         cmocka_unit_test(watch_resumes_after_member_restart),
         cmocka_unit_test(watch_notices_stalled_member),
+        cmocka_unit_test(tls_with_client_certificate),
         cmocka_unit_test(failover_when_member_in_use_dies),
         cmocka_unit_test(unavailable_without_quorum_then_recovers),
     };
