@@ -90,7 +90,9 @@ struct store;
 
 /*
  * Opens (creating if needed) dir/asgd.db; dir itself is created (mode 0700)
- * if it does not exist, but not its parents. Migrates the schema to
+ * if it does not exist, but not its parents, and an existing dir of ours
+ * that group or others can use is narrowed to 0700; the database and its
+ * -wal/-shm files are 0600. Migrates the schema to
  * STORE_SCHEMA_VERSION. On success *out owns the handle (store_close()). On
  * failure *out is untouched and err (if errlen > 0) holds a message naming
  * the file and the reason: unwritable dir -> STORE_EIO, not a database ->

@@ -38,8 +38,7 @@
 
 #include "common/banned.h"
 
-#define PAGE        500 /* kvs per range request when listing */
-#define CAS_RETRIES 8   /* read-modify-write attempts before giving up with ECONFLICT */
+#define CAS_RETRIES 8 /* read-modify-write attempts before giving up with ECONFLICT */
 
 /* ---- helpers shared with store_etcd_rows.c -------------------------------------------------- */
 
@@ -175,46 +174,66 @@ void es_kvs_free(struct etcd_kv *kvs, size_t n)
     free(kvs);
 }
 
-int es_range_all(struct store *st, const char *key, struct etcd_kv **out, size_t *n)
+int es_range_each(struct store *st, const char *key, int64_t page, int keys_only, es_kv_fn fn,
+                  void *ctx)
 {
-    struct etcd_kv *all = NULL;
-    size_t cnt = 0, cap = 0;
     struct etcd_range_opts o = ETCD_RANGE_OPTS_INIT;
     o.prefix = 1;
-    o.limit = PAGE;
+    o.limit = page;
+    o.keys_only = keys_only;
     o.sort_order = ETCD_SORT_ASCEND;
     o.sort_target = ETCD_SORT_CREATE;
     for (;;) {
         struct etcd_range_result *r = NULL;
         int rc = etcd_range(ES(st)->h, key, ETCD_NUL, &o, &r);
-        if (rc) {
-            es_kvs_free(all, cnt);
+        if (rc)
             return es_err(st, rc, "cannot list keys");
-        }
-        if (store_grow((void **)&all, &cap, cnt + r->n_kvs + 1, sizeof(*all))) {
-            etcd_range_result_free(r);
-            es_kvs_free(all, cnt);
-            return store_set_err(st, STORE_ENOMEM, "out of memory listing \"%s\"", key);
-        }
-        for (size_t i = 0; i < r->n_kvs; i++) {
-            all[cnt++] = r->kvs[i];
-            r->kvs[i].key = r->kvs[i].value = NULL; /* moved */
-        }
-        int more = r->more && r->n_kvs > 0;
+        for (size_t i = 0; !rc && i < r->n_kvs; i++)
+            rc = fn(st, &r->kvs[i], ctx);
+        int more = !rc && r->more && r->n_kvs > 0;
         if (more) {
-            o.min_create_revision = all[cnt - 1].create_revision + 1;
+            o.min_create_revision = r->kvs[r->n_kvs - 1].create_revision + 1;
             o.revision = r->revision; /* every page from the same snapshot */
         }
         etcd_range_result_free(r);
+        if (rc)
+            return rc;
         if (!more)
-            break;
+            return 0;
     }
-    if (cnt == 0) {
-        free(all);
-        all = NULL;
+}
+
+struct all_ctx {
+    struct etcd_kv *kvs;
+    size_t n, cap;
+};
+
+/* Moves kv into the list (the page's result no longer owns its strings). */
+static int collect_kv(struct store *st, struct etcd_kv *kv, void *p)
+{
+    struct all_ctx *c = p;
+    if (store_grow((void **)&c->kvs, &c->cap, c->n + 1, sizeof(*c->kvs)))
+        return store_set_err(st, STORE_ENOMEM, "out of memory listing keys");
+    c->kvs[c->n++] = *kv;
+    kv->key = kv->value = NULL;
+    return 0;
+}
+
+int es_range_all(struct store *st, const char *key, int64_t page, int keys_only,
+                 struct etcd_kv **out, size_t *n)
+{
+    struct all_ctx c = {0};
+    int rc = es_range_each(st, key, page, keys_only, collect_kv, &c);
+    if (rc) {
+        es_kvs_free(c.kvs, c.n);
+        return rc;
     }
-    *out = all;
-    *n = cnt;
+    if (c.n == 0) {
+        free(c.kvs);
+        c.kvs = NULL;
+    }
+    *out = c.kvs;
+    *n = c.n;
     return 0;
 }
 
@@ -230,7 +249,7 @@ int es_group_names(struct store *st, char ***names, size_t *n)
         return STORE_ENOMEM;
     struct etcd_kv *kvs = NULL;
     size_t nk = 0;
-    int rc = es_range_all(st, k, &kvs, &nk);
+    int rc = es_range_all(st, k, ES_PAGE, 1, &kvs, &nk);
     size_t klen = strlen(k);
     free(k);
     if (rc)

@@ -85,11 +85,22 @@ char *es_dump(struct store *st, const json_t *o);
 void es_str(const json_t *o, const char *key, char *dst, size_t size);
 int64_t es_i64(const json_t *o, const char *key);
 /*
- * Every kv under the prefix key (paged by create revision, page keys at a
- * time, so a 10k-instance group is read in pieces). *out owns the kvs
- * (es_kvs_free). 0 or STORE_E*.
+ * Every kv under the prefix key, page keys per request (paged by create
+ * revision, every page at the first page's revision), values unless
+ * keys_only. *out owns the kvs (es_kvs_free). 0 or STORE_E*.
  */
-int es_range_all(struct store *st, const char *key, struct etcd_kv **out, size_t *n);
+#define ES_PAGE         500 /* instances, intents, requests, index entries: < 1 KiB each */
+#define ES_METRICS_PAGE 32  /* metric batches: up to ~200 KiB each (4096 instances) */
+int es_range_all(struct store *st, const char *key, int64_t page, int keys_only,
+                 struct etcd_kv **out, size_t *n);
+/*
+ * The same, handing each kv to fn as the pages arrive (memory: one page);
+ * fn may take kv->key/value (set them NULL). A nonzero return stops and is
+ * returned.
+ */
+typedef int (*es_kv_fn)(struct store *st, struct etcd_kv *kv, void *ctx);
+int es_range_each(struct store *st, const char *key, int64_t page, int keys_only, es_kv_fn fn,
+                  void *ctx);
 void es_kvs_free(struct etcd_kv *kvs, size_t n);
 /* Names of the groups with settings (sorted), as store_list_groups(). */
 int es_group_names(struct store *st, char ***names, size_t *n);

@@ -353,7 +353,7 @@ int es_request_list(struct store *st, const char *group, struct store_request **
         return STORE_ENOMEM;
     struct etcd_kv *kvs = NULL;
     size_t nk = 0;
-    int rc = es_range_all(st, k, &kvs, &nk);
+    int rc = es_range_all(st, k, ES_PAGE, 0, &kvs, &nk);
     free(k);
     if (rc)
         return rc;

@@ -243,33 +243,57 @@ static char *metrics_prefix(struct store *st, const char *group, int64_t since_m
 
 /* Every batch of group that may hold rows >= since_ms, handed to fn with the visible floor. */
 typedef int (*batch_fn)(struct store *st, const json_t *val, int64_t floor, void *ctx);
-static int each_batch(struct store *st, const char *group, int64_t since_ms, batch_fn fn, void *ctx)
+
+struct each_ctx {
+    int64_t floor;
+    batch_fn fn;
+    void *ctx;
+};
+
+static int batch_kv(struct store *st, struct etcd_kv *kv, void *p)
 {
-    int64_t hidden = hidden_below(ES(st), group);
-    int64_t floor = since_ms > hidden ? since_ms : hidden;
-    char *k = metrics_prefix(st, group, floor);
-    if (!k)
-        return STORE_ENOMEM;
-    struct etcd_kv *kvs = NULL;
-    size_t nk = 0;
-    int rc = es_range_all(st, k, &kvs, &nk);
-    free(k);
-    for (size_t i = 0; !rc && i < nk; i++) {
-        /* the key names the batch's newest row: older batches hold nothing we want */
-        const char *slash = memrchr(kvs[i].key, '/', kvs[i].key_len);
-        if (slash && strtoll(slash + 1, NULL, 10) < floor)
-            continue;
-        json_t *v = es_json(&kvs[i]);
-        if (json_is_object(v))
-            rc = fn(st, v, floor, ctx);
-        json_decref(v);
-    }
-    es_kvs_free(kvs, nk);
+    struct each_ctx *c = p;
+    /* the key names the batch's newest row: older batches hold nothing we want */
+    const char *slash = memrchr(kv->key, '/', kv->key_len);
+    if (slash && strtoll(slash + 1, NULL, 10) < c->floor)
+        return 0;
+    json_t *v = es_json(kv);
+    int rc = json_is_object(v) ? c->fn(st, v, c->floor, c->ctx) : 0;
+    json_decref(v);
     return rc;
 }
 
+static int each_batch(struct store *st, const char *group, int64_t since_ms, batch_fn fn, void *ctx)
+{
+    int64_t hidden = hidden_below(ES(st), group);
+    struct each_ctx c = {.floor = since_ms > hidden ? since_ms : hidden, .fn = fn, .ctx = ctx};
+    char *k = metrics_prefix(st, group, c.floor);
+    if (!k)
+        return STORE_ENOMEM;
+    /* page by page: a day of batches of a large group does not fit in memory at once */
+    int rc = es_range_each(st, k, ES_METRICS_PAGE, 0, batch_kv, &c);
+    free(k);
+    return rc;
+}
+
+/* Sorted, the newest max of the *n elements (size esz) kept at the front. */
+static void keep_newest(void *arr, size_t *n, size_t max, size_t esz,
+                        int (*cmp)(const void *, const void *))
+{
+    if (*n)
+        qsort(arr, *n, esz, cmp);
+    if (*n > max) {
+        memmove(arr, (char *)arr + (*n - max) * esz, max * esz);
+        *n = max;
+    }
+}
+
+static int cmp_mg(const void *a, const void *b);
+static int cmp_mi(const void *a, const void *b);
+
 struct mg_ctx {
     const char *group;
+    size_t max_rows;
     struct store_metric_group *arr;
     size_t n, cap;
 };
@@ -293,6 +317,8 @@ static int mg_batch(struct store *st, const json_t *val, int64_t floor, void *p)
         m->in_service = (int)json_integer_value(json_array_get(r, 2));
         m->desired = (int)json_integer_value(json_array_get(r, 3));
     }
+    if (c->n > 2 * c->max_rows) /* older rows cannot make the cut any more */
+        keep_newest(c->arr, &c->n, c->max_rows, sizeof(*c->arr), cmp_mg);
     return 0;
 }
 
@@ -305,18 +331,13 @@ static int cmp_mg(const void *a, const void *b)
 int es_metrics_group_since(struct store *st, const char *group, int64_t since_ms, size_t max_rows,
                            struct store_metric_group **out, size_t *n)
 {
-    struct mg_ctx c = {.group = group};
+    struct mg_ctx c = {.group = group, .max_rows = max_rows};
     int rc = each_batch(st, group, since_ms, mg_batch, &c);
     if (rc) {
         free(c.arr);
         return rc;
     }
-    if (c.n)
-        qsort(c.arr, c.n, sizeof(*c.arr), cmp_mg);
-    if (c.n > max_rows) { /* keep the newest */
-        memmove(c.arr, c.arr + (c.n - max_rows), max_rows * sizeof(*c.arr));
-        c.n = max_rows;
-    }
+    keep_newest(c.arr, &c.n, max_rows, sizeof(*c.arr), cmp_mg);
     if (!c.n) {
         free(c.arr);
         c.arr = NULL;
@@ -328,6 +349,7 @@ int es_metrics_group_since(struct store *st, const char *group, int64_t since_ms
 
 struct mi_ctx {
     const char *group, *id;
+    size_t max_rows;
     struct store_metric_instance *arr;
     size_t n, cap;
 };
@@ -351,6 +373,8 @@ static int mi_batch(struct store *st, const json_t *val, int64_t floor, void *p)
         snprintf(m->instance_id, sizeof(m->instance_id), "%s", id);
         m->load = json_number_value(json_array_get(r, 2));
     }
+    if (c->n > 2 * c->max_rows)
+        keep_newest(c->arr, &c->n, c->max_rows, sizeof(*c->arr), cmp_mi);
     return 0;
 }
 
@@ -366,18 +390,13 @@ int es_metrics_instance_since(struct store *st, const char *group, const char *i
                               int64_t since_ms, size_t max_rows, struct store_metric_instance **out,
                               size_t *n)
 {
-    struct mi_ctx c = {.group = group, .id = instance_id};
+    struct mi_ctx c = {.group = group, .id = instance_id, .max_rows = max_rows};
     int rc = each_batch(st, group, since_ms, mi_batch, &c);
     if (rc) {
         free(c.arr);
         return rc;
     }
-    if (c.n)
-        qsort(c.arr, c.n, sizeof(*c.arr), cmp_mi);
-    if (c.n > max_rows) {
-        memmove(c.arr, c.arr + (c.n - max_rows), max_rows * sizeof(*c.arr));
-        c.n = max_rows;
-    }
+    keep_newest(c.arr, &c.n, max_rows, sizeof(*c.arr), cmp_mi);
     if (!c.n) {
         free(c.arr);
         c.arr = NULL;
@@ -389,38 +408,50 @@ int es_metrics_instance_since(struct store *st, const char *group, const char *i
 
 /* ---- prune ---------------------------------------------------------------------------------- */
 
+struct survey_ctx {
+    size_t dir;    /* length of the group's metrics prefix */
+    int64_t bound; /* buckets below it are counted */
+    int64_t floor; /* buckets below it were counted by an earlier prune */
+    int64_t oldest;
+    int64_t *rows; /* NULL: not counted (keys only) */
+};
+
+static int survey_kv(struct store *st, struct etcd_kv *kv, void *p)
+{
+    (void)st;
+    struct survey_ctx *c = p;
+    int64_t bk = kv->key_len > c->dir ? strtoll(kv->key + c->dir, NULL, 10) : 0;
+    if (bk < c->oldest)
+        c->oldest = bk;
+    if (!c->rows || bk >= c->bound || bk < c->floor)
+        return 0;
+    json_t *v = es_json(kv);
+    *c->rows += (int64_t)(json_array_size(json_object_get(v, "g")) +
+                          json_array_size(json_object_get(v, "i")));
+    json_decref(v);
+    return 0;
+}
+
 /*
- * Looks at group's buckets below bound_bucket: counts their rows into *rows
- * and learns the oldest bucket. One range of the group's metric keys.
+ * Looks at group's metric keys: learns the oldest bucket and, when rows is
+ * not NULL, adds the rows of the buckets below bound_bucket (values are
+ * read only then; page by page either way).
  */
 static int survey(struct store *st, struct es_memo *m, int64_t bound_bucket, int64_t *rows)
 {
     char *k = es_key(st, "/groups/%s/metrics/", m->group);
     if (!k)
         return STORE_ENOMEM;
-    struct etcd_kv *kvs = NULL;
-    size_t nk = 0;
-    int rc = es_range_all(st, k, &kvs, &nk);
-    size_t dir = strlen(k);
+    struct survey_ctx c = {.dir = strlen(k),
+                           .bound = bound_bucket,
+                           .floor = m->pending_below,
+                           .oldest = INT64_MAX,
+                           .rows = rows};
+    int rc = es_range_each(st, k, rows ? ES_METRICS_PAGE : ES_PAGE, rows == NULL, survey_kv, &c);
     free(k);
-    if (rc)
-        return rc;
-    int64_t oldest = INT64_MAX;
-    int64_t floor = m->pending_below; /* already counted by an earlier prune */
-    for (size_t i = 0; i < nk; i++) {
-        int64_t bk = kvs[i].key_len > dir ? strtoll(kvs[i].key + dir, NULL, 10) : 0;
-        if (bk < oldest)
-            oldest = bk;
-        if (bk >= bound_bucket || bk < floor)
-            continue;
-        json_t *v = es_json(&kvs[i]);
-        *rows += (int64_t)(json_array_size(json_object_get(v, "g")) +
-                           json_array_size(json_object_get(v, "i")));
-        json_decref(v);
-    }
-    es_kvs_free(kvs, nk);
-    m->oldest_bucket = oldest;
-    return 0;
+    if (!rc)
+        m->oldest_bucket = c.oldest;
+    return rc;
 }
 
 /* Deletes buckets [oldest, below) of group now, in txns of at most MAX_DELETES ops. */
@@ -474,7 +505,7 @@ int es_metrics_prune(struct store *st, int64_t older_than_ms, int64_t *deleted)
         if (bound <= m->pending_below)
             continue; /* already pruned that far, the deletes wait for the next batch */
         if (deleted || m->oldest_bucket == INT64_MIN)
-            rc = survey(st, m, bound, &rows);
+            rc = survey(st, m, bound, deleted ? &rows : NULL);
         if (rc || m->oldest_bucket >= bound)
             continue;
         if (m->adds)

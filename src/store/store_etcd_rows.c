@@ -141,7 +141,7 @@ static int index_groups(struct store *st, const char *kind, char ***names, size_
         return STORE_ENOMEM;
     struct etcd_kv *kvs = NULL;
     size_t nk = 0;
-    int rc = es_range_all(st, k, &kvs, &nk);
+    int rc = es_range_all(st, k, ES_PAGE, 0, &kvs, &nk);
     free(k);
     if (rc)
         return rc;
@@ -362,7 +362,7 @@ static int group_instances(struct store *st, const char *group, int include_term
         return STORE_ENOMEM;
     struct etcd_kv *kvs = NULL;
     size_t nk = 0;
-    int rc = es_range_all(st, k, &kvs, &nk);
+    int rc = es_range_all(st, k, ES_PAGE, 0, &kvs, &nk);
     free(k);
     for (size_t i = 0; !rc && i < nk; i++) {
         json_t *o = es_json(&kvs[i]);
@@ -555,7 +555,7 @@ static int group_intents(struct store *st, const char *group, struct store_inten
         return STORE_ENOMEM;
     struct etcd_kv *kvs = NULL;
     size_t nk = 0;
-    int rc = es_range_all(st, k, &kvs, &nk);
+    int rc = es_range_all(st, k, ES_PAGE, 0, &kvs, &nk);
     free(k);
     for (size_t i = 0; !rc && i < nk; i++) {
         json_t *o = es_json(&kvs[i]);
@@ -757,7 +757,7 @@ static int drop_index(struct store *st, const char *group, const char *dir, cons
         return STORE_ENOMEM;
     struct etcd_kv *kvs = NULL;
     size_t nk = 0;
-    int rc = es_range_all(st, k, &kvs, &nk);
+    int rc = es_range_all(st, k, ES_PAGE, 1, &kvs, &nk);
     size_t klen = strlen(k);
     free(k);
     char *keys[TXN_OPS];

@@ -436,6 +436,19 @@ static int open_db(struct store *st, const char *dir)
                              strerror(errno));
     if (!S_ISDIR(sb.st_mode))
         return store_set_err(st, STORE_EIO, "state directory \"%s\" is not a directory", dir);
+    /*
+     * The state directory holds the fleet's state and its tokens: ours only
+     * (a parent-creating caller may have made it 0755). Someone else's
+     * directory is left as it is.
+     */
+    if ((sb.st_mode & 077) != 0 && sb.st_uid == geteuid()) {
+        if (chmod(dir, sb.st_mode & 0700) == 0)
+            log_info("store: state directory \"%s\" restricted to its owner (was %03o)", dir,
+                     (unsigned)(sb.st_mode & 0777));
+        else
+            log_warn("store: cannot restrict state directory \"%s\" to its owner: %s", dir,
+                     strerror(errno));
+    }
     int rc =
         sqlite3_open_v2(SQ(st)->path, &SQ(st)->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);

@@ -1190,6 +1190,12 @@ static void file_modes(void **state)
             fail_msg("%s has mode %o, want 600", f, (unsigned)(sb.st_mode & 0777));
     }
     store_close(st);
+    /* a directory made 0755 by a caller is narrowed at open */
+    assert_int_equal(chmod(path, 0755), 0);
+    assert_int_equal(store_open(path, &st, err, sizeof(err)), 0);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    store_close(st);
     /* a database left readable by others is narrowed at open */
     char f[300];
     snprintf(f, sizeof(f), "%s/asgd.db", path);

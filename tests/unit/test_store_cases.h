@@ -339,6 +339,16 @@ static void gc_metrics(void **state)
     assert_int_equal(n, 2); /* the newest two */
     assert_int_equal(gr[0].at_ms, 3 * H);
     free(gr);
+    gc_ok(st, store_metrics_group_since(st, "web", 0, 1, &gr, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(gr[0].at_ms, 4 * H);
+    free(gr);
+    struct store_metric_instance *one = NULL;
+    gc_ok(st, store_metrics_instance_since(st, "web", NULL, 0, 1, &one, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(one[0].at_ms, 4 * H);
+    assert_string_equal(one[0].instance_id, "i-1");
+    free(one);
     struct store_metric_instance *ir = NULL;
     gc_ok(st, store_metrics_instance_since(st, "web", "i-1", 0, 100, &ir, &n));
     assert_int_equal(n, 4);

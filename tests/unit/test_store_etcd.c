@@ -37,6 +37,7 @@ static char script[1024];
 static char cluster_dir[64];
 static char endpoints[256];
 static int prefix_seq;
+static int base_port;
 
 struct et_fx {
     struct store *st; /* first: struct gc_fx */
@@ -74,9 +75,10 @@ static void start_watchdog(void)
         char c;
         while (read(fds[0], &c, 1) != 0 && errno == EINTR)
             ;
-        char cmd[2048];
-        snprintf(cmd, sizeof(cmd), "%s stop %s >/dev/null 2>&1; rm -rf %s", script, cluster_dir,
-                 cluster_dir);
+        char cmd[4096];
+        snprintf(cmd, sizeof(cmd),
+                 "%s stop %s/tls >/dev/null 2>&1; %s stop %s >/dev/null 2>&1; rm -rf %s", script,
+                 cluster_dir, script, cluster_dir, cluster_dir);
         _exit(system(cmd) == 0 ? 0 : 1);
     }
     close(fds[0]);
@@ -91,7 +93,7 @@ static int group_setup(void **state)
     if (!mkdtemp(cluster_dir))
         return -1;
     /* ports apart from test_etcd's (23790 + k*20) */
-    int base = 26010 + (int)(getpid() % 90) * 20;
+    int base = base_port = 26010 + (int)(getpid() % 90) * 20;
     start_watchdog();
     char cmd[2048];
     snprintf(cmd, sizeof(cmd), "%s start %s %d", script, cluster_dir, base);
@@ -112,6 +114,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
+    cluster("stop %s/tls >/dev/null 2>&1", cluster_dir);
     cluster("stop %s", cluster_dir);
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", cluster_dir);
@@ -475,6 +478,51 @@ static void prefixes_are_separate(void **state)
     store_close(b);
 }
 
+/* ---- TLS ------------------------------------------------------------------------------------ */
+
+/* The TLS settings reach the calls and the watch: a cluster that requires client certificates. */
+static void tls_endpoints(void **state)
+{
+    (void)state;
+    char cmd[2048], eps[256] = "";
+    snprintf(cmd, sizeof(cmd), "%s start %s/tls %d --tls", script, cluster_dir, base_port + 5);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    if (!fgets(eps, sizeof(eps), p))
+        eps[0] = '\0';
+    assert_int_equal(pclose(p), 0);
+    eps[strcspn(eps, "\n")] = '\0';
+    assert_non_null(strstr(eps, "https://"));
+    char ca[512], cert[512], key[512];
+    snprintf(ca, sizeof(ca), "%s/tls/tls/ca.pem", cluster_dir);
+    snprintf(cert, sizeof(cert), "%s/tls/tls/client.pem", cluster_dir);
+    snprintf(key, sizeof(key), "%s/tls/tls/client-key.pem", cluster_dir);
+    struct store_etcd_settings s = {
+        .endpoints = eps, .prefix = "/tls", .ca_file = ca, .cert_file = cert, .key_file = key};
+    struct store *a = NULL, *b = NULL;
+    char err[512];
+    int rc = store_open_etcd(&s, &a, err, sizeof(err));
+    if (rc)
+        fail_msg("store_open_etcd over TLS: %s", err);
+    assert_int_equal(store_open_etcd(&s, &b, err, sizeof(err)), 0);
+    struct seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    gc_ok(a, store_watch(a, record, &seen));
+    struct group_settings g;
+    gc_group(&g, "web");
+    gc_ok(b, store_put_settings(b, &g, 0, NULL));
+    char want[64];
+    snprintf(want, sizeof(want), "web:%d;", STORE_CHANGE_SETTINGS);
+    wait_for(&seen, want);
+    gc_ok(a, store_get_settings(a, "web", &g));
+    store_close(a);
+    store_close(b);
+    /* without the client certificate: refused, reported as unavailable */
+    s.cert_file = s.key_file = NULL;
+    s.timeout_ms = 1000;
+    assert_int_equal(store_open_etcd(&s, &a, err, sizeof(err)), STORE_EUNAVAIL);
+    assert_int_equal(cluster("stop %s/tls", cluster_dir), 0);
+}
+
 /* ---- steady-state cost ---------------------------------------------------------------------- */
 
 /* The store's revision now (every write adds exactly one). */
@@ -591,6 +639,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(prefixes_are_separate, setup, teardown),
         cmocka_unit_test_setup_teardown(steady_state_budget, setup, teardown),
         cmocka_unit_test(open_errors),
+        cmocka_unit_test(tls_endpoints),
         /* last: it stops members */
         cmocka_unit_test_setup_teardown(quorum_loss_and_recovery, setup, teardown),
     };
