@@ -84,86 +84,6 @@ struct pending_start {
 
 /* ---- tokens ---------------------------------------------------------------------------------- */
 
-/* Reads a token file (first line, trimmed); or creates one with a random token. */
-static int token_from_file(const char *path, int create, char **out, char *err, size_t errlen)
-{
-    FILE *fp = fopen(path, "re");
-    if (fp == NULL && errno == ENOENT && create) {
-        unsigned char raw[24];
-        char hex[2 * sizeof(raw) + 2];
-        if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
-            snprintf(err, errlen, "cannot generate a token: %s", strerror(errno));
-            return -1;
-        }
-        for (size_t i = 0; i < sizeof(raw); i++)
-            snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
-            return -1;
-        }
-        size_t len = strlen(hex);
-        hex[len] = '\n';
-        ssize_t w = write(fd, hex, len + 1);
-        close(fd);
-        if (w != (ssize_t)(len + 1)) {
-            snprintf(err, errlen, "%s: cannot write", path);
-            return -1;
-        }
-        fp = fopen(path, "re");
-    }
-    if (fp == NULL) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat sb;
-    if (fstat(fileno(fp), &sb) == 0 && (sb.st_mode & 077))
-        log_warn("token file \"%s\" is readable by group or others (mode %03o): chmod 600 it", path,
-                 (unsigned)(sb.st_mode & 0777));
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n = getline(&line, &cap, fp);
-    fclose(fp);
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
-        line[--n] = '\0';
-    if (n <= 0) {
-        free(line);
-        snprintf(err, errlen, "%s: empty token file", path);
-        return -1;
-    }
-    *out = line;
-    return 0;
-}
-
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-static int mkdir_p(const char *path)
-{
-    char *tmp = strdup(path);
-    if (tmp == NULL)
-        return -1;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-                free(tmp);
-                return -1;
-            }
-            *p = '/';
-        }
-    }
-    int rc = mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
-    free(tmp);
-    return rc;
-}
-
 static int load_tokens(struct daemon *d, char *err, size_t errlen)
 {
     const struct asgd_conf *c = &d->conf;
@@ -172,16 +92,16 @@ static int load_tokens(struct daemon *d, char *err, size_t errlen)
     if (c->api.token_file)
         util_warn_exposed_secret(c->api.token_file, "[api] token");
     d->agent_token_file = c->monitor.token_file ? strdup(c->monitor.token_file)
-                                                : path_join(c->store.dir, "agent.token");
+                                                : util_path_join(c->store.dir, "agent.token");
     if (d->agent_token_file == NULL ||
-        token_from_file(d->agent_token_file, c->monitor.token_file == NULL, &d->agent_token, err,
+        util_token_file(d->agent_token_file, c->monitor.token_file == NULL, &d->agent_token, err,
                         errlen) != 0)
         return -1;
     char *api_file =
-        c->api.token_file ? strdup(c->api.token_file) : path_join(c->store.dir, "api.token");
+        c->api.token_file ? strdup(c->api.token_file) : util_path_join(c->store.dir, "api.token");
     if (api_file == NULL)
         return -1;
-    int rc = token_from_file(api_file, c->api.token_file == NULL, &d->api_token, err, errlen);
+    int rc = util_token_file(api_file, c->api.token_file == NULL, &d->api_token, err, errlen);
     free(api_file);
     return rc;
 }
@@ -909,7 +829,7 @@ int daemon_run(const char *path)
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
-    if (mkdir_p(d.conf.store.dir) != 0) {
+    if (util_mkdir_p(d.conf.store.dir, 0700, NULL, 0) != 0) {
         snprintf(err, sizeof(err), "cannot create state directory \"%s\": %s", d.conf.store.dir,
                  strerror(errno));
         goto fail;

@@ -33,6 +33,7 @@
 #include "common/cfg.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "controller/ctl.h"
 #include "fleet/fleet.h"
 #include "http/http.h"
@@ -109,67 +110,6 @@ static int load_config(struct daemon *d, const char *path, char *err, size_t err
     return 0;
 }
 
-/* Reads a token file (first line, trimmed); or creates one with a random token. */
-static int token_from_file(const char *path, int create, char **out, char *err, size_t errlen)
-{
-    FILE *fp = fopen(path, "re");
-    if (fp == NULL && errno == ENOENT && create) {
-        unsigned char raw[24];
-        char hex[2 * sizeof(raw) + 2];
-        if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
-            snprintf(err, errlen, "cannot generate a token: %s", strerror(errno));
-            return -1;
-        }
-        for (size_t i = 0; i < sizeof(raw); i++)
-            snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
-            return -1;
-        }
-        size_t len = strlen(hex);
-        hex[len] = '\n';
-        ssize_t w = write(fd, hex, len + 1);
-        close(fd);
-        if (w != (ssize_t)(len + 1)) {
-            snprintf(err, errlen, "%s: cannot write", path);
-            return -1;
-        }
-        fp = fopen(path, "re");
-    }
-    if (fp == NULL) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n = getline(&line, &cap, fp);
-    fclose(fp);
-    if (n <= 0) {
-        free(line);
-        snprintf(err, errlen, "%s: empty token file", path);
-        return -1;
-    }
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
-        line[--n] = '\0';
-    if (n == 0) {
-        free(line);
-        snprintf(err, errlen, "%s: empty token file", path);
-        return -1;
-    }
-    *out = line;
-    return 0;
-}
-
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 /* monitorc next to our own binary unless [local] agent says otherwise. */
 static char *resolve_agent(const struct group_conf *conf)
 {
@@ -183,7 +123,7 @@ static char *resolve_agent(const struct group_conf *conf)
     char *slash = strrchr(self, '/');
     if (slash)
         *slash = '\0';
-    return path_join(self, "monitorc");
+    return util_path_join(self, "monitorc");
 }
 
 static int mkdir_p(const char *path)
@@ -272,16 +212,16 @@ static int load_tokens(struct daemon *d, char *err, size_t errlen)
     if (d->conf.monitor.token_file)
         d->agent_token_file = strdup(d->conf.monitor.token_file);
     else
-        d->agent_token_file = path_join(d->conf.store.dir, "agent.token");
+        d->agent_token_file = util_path_join(d->conf.store.dir, "agent.token");
     if (d->agent_token_file == NULL ||
-        token_from_file(d->agent_token_file, d->conf.monitor.token_file == NULL, &d->agent_token,
+        util_token_file(d->agent_token_file, d->conf.monitor.token_file == NULL, &d->agent_token,
                         err, errlen) != 0)
         return -1;
     char *api_file = d->conf.api.token_file ? strdup(d->conf.api.token_file)
-                                            : path_join(d->conf.store.dir, "api.token");
+                                            : util_path_join(d->conf.store.dir, "api.token");
     if (api_file == NULL)
         return -1;
-    int rc = token_from_file(api_file, d->conf.api.token_file == NULL, &d->api_token, err, errlen);
+    int rc = util_token_file(api_file, d->conf.api.token_file == NULL, &d->api_token, err, errlen);
     free(api_file);
     return rc;
 }
@@ -541,7 +481,7 @@ static int cmd_status(const struct opts *o)
     if (load_config(&d, o->config, err, sizeof(err)) != 0)
         goto fail;
     /* status only reads: never create the state of a group that was not started */
-    char *db = path_join(d.conf.store.dir, "asgd.db");
+    char *db = util_path_join(d.conf.store.dir, "asgd.db");
     int exists = db != NULL && access(db, F_OK) == 0;
     free(db);
     if (!exists) {

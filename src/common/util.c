@@ -4,10 +4,12 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -134,4 +136,59 @@ int util_warn_exposed_secret(const char *path, const char *what)
              what ? what : "secret", path, (sb.st_mode & S_IROTH) ? "every user" : "its group",
              (unsigned)(sb.st_mode & 07777));
     return 1;
+}
+
+int util_token_file(const char *path, int create, char **out, char *err, size_t errlen)
+{
+    FILE *fp = fopen(path, "re");
+    if (fp == NULL && errno == ENOENT && create) {
+        unsigned char raw[24];
+        char hex[2 * sizeof(raw) + 2];
+        if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+            util_set_err(err, errlen, "cannot generate a token: %s", strerror(errno));
+            return -1;
+        }
+        for (size_t i = 0; i < sizeof(raw); i++)
+            snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            util_set_err(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+            return -1;
+        }
+        size_t len = strlen(hex);
+        hex[len] = '\n';
+        ssize_t w = write(fd, hex, len + 1);
+        close(fd);
+        if (w != (ssize_t)(len + 1)) {
+            util_set_err(err, errlen, "%s: cannot write", path);
+            return -1;
+        }
+        fp = fopen(path, "re");
+    }
+    if (fp == NULL) {
+        util_set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, fp);
+    fclose(fp);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
+        line[--n] = '\0';
+    if (n <= 0) {
+        free(line);
+        util_set_err(err, errlen, "%s: empty token file", path);
+        return -1;
+    }
+    *out = line;
+    return 0;
+}
+
+char *util_path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
 }

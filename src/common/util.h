@@ -43,4 +43,15 @@ int util_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen);
  */
 int util_warn_exposed_secret(const char *path, const char *what);
 
+/*
+ * A secret from a token file: its first line, surrounding white space
+ * removed, into *out (malloc'd, caller frees). When the file does not exist
+ * and create is set, a random 192-bit hex token is written there first
+ * (created 0600, O_EXCL). Returns 0, or -1 with "PATH: ..." in err.
+ */
+int util_token_file(const char *path, int create, char **out, char *err, size_t errlen);
+
+/* "dir/name", malloc'd (caller frees); NULL when out of memory. */
+char *util_path_join(const char *dir, const char *name);
+
 #endif

@@ -27,6 +27,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "controller/ctl.h"
 #include "fleet/fleet.h"
 #include "monitor/mon.h"
@@ -176,15 +177,6 @@ void node_free(struct node *n)
     free(n);
 }
 
-static char *path_join(const char *dir, const char *name)
-{
-    size_t len = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(len);
-    if (p)
-        snprintf(p, len, "%s/%s", dir, name);
-    return p;
-}
-
 /* monitorc next to our own binary unless the group says otherwise. */
 static char *resolve_agent(const char *configured)
 {
@@ -198,27 +190,7 @@ static char *resolve_agent(const char *configured)
     char *slash = strrchr(self, '/');
     if (slash)
         *slash = '\0';
-    return path_join(self, "monitorc");
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-    char *tmp = strdup(path);
-    if (tmp == NULL)
-        return -1;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, mode) != 0 && errno != EEXIST) {
-                free(tmp);
-                return -1;
-            }
-            *p = '/';
-        }
-    }
-    int rc = mkdir(tmp, mode) != 0 && errno != EEXIST ? -1 : 0;
-    free(tmp);
-    return rc;
+    return util_path_join(self, "monitorc");
 }
 
 static int grp_may_act(void *arg, const char *group)
@@ -276,7 +248,7 @@ static int make_provider(struct node *n, struct grp *g, const struct node_group_
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (mkdir_p(g->local_dir, 0700) != 0) {
+    if (util_mkdir_p(g->local_dir, 0700, NULL, 0) != 0) {
         snprintf(err, errlen, "cannot create \"%s\": %s", g->local_dir, strerror(errno));
         return -1;
     }

@@ -67,11 +67,51 @@ static void exposed_secret_is_reported(void **state)
     assert_int_equal(util_warn_exposed_secret(path, "test token"), 0);
 }
 
+/* A token file: created 0600 with a fresh token when asked, read back trimmed; an empty or
+   missing one is an error naming the file. */
+static void token_file_created_and_read(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test-util-tok-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = util_path_join(dir, "t.token");
+    assert_non_null(path);
+    char err[256] = "";
+    char *a = NULL, *b = NULL;
+    assert_int_equal(util_token_file(path, 0, &a, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "t.token"));
+    assert_int_equal(util_token_file(path, 1, &a, err, sizeof(err)), 0);
+    assert_int_equal(strlen(a), 48);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(util_token_file(path, 1, &b, err, sizeof(err)), 0); /* not re-created */
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("  \r\n", fp);
+    fclose(fp);
+    assert_int_equal(util_token_file(path, 1, &a, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "empty token file"));
+    fp = fopen(path, "w");
+    fputs("secret \r\nignored\n", fp);
+    fclose(fp);
+    assert_int_equal(util_token_file(path, 0, &a, err, sizeof(err)), 0);
+    assert_string_equal(a, "secret");
+    free(a);
+    unlink(path);
+    rmdir(dir);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mkdir_p_makes_a_private_leaf),
         cmocka_unit_test(exposed_secret_is_reported),
+        cmocka_unit_test(token_file_created_and_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
