@@ -213,28 +213,9 @@ static int valid_listen(const char *s)
     return 1;
 }
 
-/* Reads a string key; an empty value is refused (absent keys keep *out). */
-static int get_nonempty(struct cfg *cfg, const char *sec, const char *key, char **out, char *err,
-                        size_t errlen)
-{
-    char *v = NULL;
-    if (cfg_get_str(cfg, sec, key, NULL, &v, err, errlen) != 0)
-        return -1;
-    if (v == NULL)
-        return 0;
-    if (v[0] == '\0') {
-        free(v);
-        cfg_error_at(cfg, sec, key, err, errlen, "must not be empty");
-        return -1;
-    }
-    free(*out);
-    *out = v;
-    return 0;
-}
-
 static int get_listen(struct cfg *cfg, const char *sec, char **out, char *err, size_t errlen)
 {
-    if (get_nonempty(cfg, sec, "listen", out, err, errlen) != 0)
+    if (cfg_get_nonempty(cfg, sec, "listen", out, err, errlen) != 0)
         return -1;
     if (!valid_listen(*out)) {
         cfg_error_at(cfg, sec, "listen", err, errlen,
@@ -260,13 +241,14 @@ static int read_monitor_api(struct cfg *cfg, struct asgd_conf *out, char *err, s
                     errlen) != 0)
         return -1;
     out->monitor.agent_port = (int)port;
-    if (get_nonempty(cfg, "monitor", "token_file", &out->monitor.token_file, err, errlen) != 0 ||
-        get_nonempty(cfg, "monitor", "advertise", &out->monitor.advertise, err, errlen) != 0 ||
+    if (cfg_get_nonempty(cfg, "monitor", "token_file", &out->monitor.token_file, err, errlen) !=
+            0 ||
+        cfg_get_nonempty(cfg, "monitor", "advertise", &out->monitor.advertise, err, errlen) != 0 ||
         cfg_get_bool(cfg, "monitor", "accept_unknown", out->monitor.accept_unknown,
                      &out->monitor.accept_unknown, err, errlen) != 0)
         return -1;
     if (get_listen(cfg, "api", &out->api.listen, err, errlen) != 0 ||
-        get_nonempty(cfg, "api", "token_file", &out->api.token_file, err, errlen) != 0)
+        cfg_get_nonempty(cfg, "api", "token_file", &out->api.token_file, err, errlen) != 0)
         return -1;
     return 0;
 }
@@ -320,12 +302,12 @@ static int read_store_cluster(struct cfg *cfg, struct asgd_conf *out, char *err,
     static const char *const types[] = {"sqlite", "etcd", NULL};
     struct conf_store *s = &out->store;
     if (cfg_get_enum(cfg, "store", "type", CONF_STORE_SQLITE, types, &s->type, err, errlen) != 0 ||
-        get_nonempty(cfg, "store", "dir", &s->dir, err, errlen) != 0 ||
+        cfg_get_nonempty(cfg, "store", "dir", &s->dir, err, errlen) != 0 ||
         read_endpoints(cfg, s, err, errlen) != 0 ||
-        get_nonempty(cfg, "store", "etcd_prefix", &s->etcd_prefix, err, errlen) != 0 ||
-        get_nonempty(cfg, "store", "etcd_ca_file", &s->etcd_ca_file, err, errlen) != 0 ||
-        get_nonempty(cfg, "store", "etcd_cert_file", &s->etcd_cert_file, err, errlen) != 0 ||
-        get_nonempty(cfg, "store", "etcd_key_file", &s->etcd_key_file, err, errlen) != 0)
+        cfg_get_nonempty(cfg, "store", "etcd_prefix", &s->etcd_prefix, err, errlen) != 0 ||
+        cfg_get_nonempty(cfg, "store", "etcd_ca_file", &s->etcd_ca_file, err, errlen) != 0 ||
+        cfg_get_nonempty(cfg, "store", "etcd_cert_file", &s->etcd_cert_file, err, errlen) != 0 ||
+        cfg_get_nonempty(cfg, "store", "etcd_key_file", &s->etcd_key_file, err, errlen) != 0)
         return -1;
     if (s->type == CONF_STORE_ETCD && s->n_etcd_endpoints == 0) {
         cfg_error_at(cfg, "store", "type", err, errlen,
@@ -344,10 +326,10 @@ static int read_store_cluster(struct cfg *cfg, struct asgd_conf *out, char *err,
     }
 
     struct conf_cluster *c = &out->cluster;
-    if (get_nonempty(cfg, "cluster", "node", &c->node, err, errlen) != 0 ||
+    if (cfg_get_nonempty(cfg, "cluster", "node", &c->node, err, errlen) != 0 ||
         cfg_get_duration(cfg, "cluster", "lease_ttl", c->lease_ttl_ms, 2 * SEC_MS, 60 * SEC_MS,
                          &c->lease_ttl_ms, err, errlen) != 0 ||
-        get_nonempty(cfg, "cluster", "api_advertise", &c->api_advertise, err, errlen) != 0)
+        cfg_get_nonempty(cfg, "cluster", "api_advertise", &c->api_advertise, err, errlen) != 0)
         return -1;
     if (strlen(c->node) > 253 || strspn(c->node, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRST"
                                                  "UVWXYZ0123456789-_.") != strlen(c->node)) {
@@ -451,7 +433,7 @@ out:
 static int read_groups_key(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
 {
     char *dir = NULL;
-    if (get_nonempty(cfg, "groups", "dir", &dir, err, errlen) != 0)
+    if (cfg_get_nonempty(cfg, "groups", "dir", &dir, err, errlen) != 0)
         return -1;
     if (dir == NULL)
         return 0;

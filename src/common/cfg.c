@@ -768,3 +768,21 @@ oom:
     set_err(err, errlen, "%s: out of memory", name);
     return -1;
 }
+
+int cfg_get_nonempty(struct cfg *cfg, const char *sec, const char *key, char **out, char *err,
+                     size_t errlen)
+{
+    char *v = NULL;
+    if (cfg_get_str(cfg, sec, key, NULL, &v, err, errlen) != 0)
+        return -1;
+    if (v == NULL)
+        return 0;
+    if (v[0] == '\0') {
+        free(v);
+        cfg_error_at(cfg, sec, key, err, errlen, "must not be empty");
+        return -1;
+    }
+    free(*out);
+    *out = v;
+    return 0;
+}

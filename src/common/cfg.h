@@ -90,4 +90,12 @@ void cfg_error_at(const struct cfg *c, const char *sec, const char *key, char *e
 /* First unused key or unknown section -> -1 with "FILE:LINE: unknown key ..." */
 int cfg_check_unused(const struct cfg *c, char *err, size_t errlen);
 
+/*
+ * A string key that must not be empty when present: *out is replaced by a
+ * malloc'd copy (the old value freed); an absent key leaves *out as it is.
+ * An empty value is an error at its line ("must not be empty"). 0 or -1.
+ */
+int cfg_get_nonempty(struct cfg *cfg, const char *sec, const char *key, char **out, char *err,
+                     size_t errlen);
+
 #endif

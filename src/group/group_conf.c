@@ -150,29 +150,10 @@ static int read_settings(struct cfg *cfg, const char *default_name, struct group
 
 /* ---- provider, [local], [ec2] ------------------------------------------------------------- */
 
-/* A string key; an empty value is refused (absent keys keep *out). */
-static int get_nonempty(struct cfg *cfg, const char *sec, const char *key, char **out, char *err,
-                        size_t errlen)
-{
-    char *v = NULL;
-    if (cfg_get_str(cfg, sec, key, NULL, &v, err, errlen) != 0)
-        return -1;
-    if (v == NULL)
-        return 0;
-    if (v[0] == '\0') {
-        free(v);
-        cfg_error_at(cfg, sec, key, err, errlen, "must not be empty");
-        return -1;
-    }
-    free(*out);
-    *out = v;
-    return 0;
-}
-
 static int read_local(struct cfg *cfg, struct group_conf *out, char *err, size_t errlen)
 {
     struct group_local *l = &out->local;
-    if (get_nonempty(cfg, "local", "agent", &l->agent, err, errlen) != 0)
+    if (cfg_get_nonempty(cfg, "local", "agent", &l->agent, err, errlen) != 0)
         return -1;
     char *args = NULL;
     if (cfg_get_str(cfg, "local", "agent_args", NULL, &args, err, errlen) != 0)
@@ -183,8 +164,8 @@ static int read_local(struct cfg *cfg, struct group_conf *out, char *err, size_t
         free(args);
     if (cfg_get_duration(cfg, "local", "boot_delay", 0, 0, HOUR_MS, &l->boot_delay_ms, err,
                          errlen) != 0 ||
-        get_nonempty(cfg, "local", "address_base", &l->address_base, err, errlen) != 0 ||
-        get_nonempty(cfg, "local", "dir", &l->dir, err, errlen) != 0)
+        cfg_get_nonempty(cfg, "local", "address_base", &l->address_base, err, errlen) != 0 ||
+        cfg_get_nonempty(cfg, "local", "dir", &l->dir, err, errlen) != 0)
         return -1;
     long keep = 20;
     if (cfg_get_int(cfg, "local", "keep_logs", 20, 1, 100000, &keep, err, errlen) != 0)
