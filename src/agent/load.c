@@ -110,7 +110,10 @@ int agent_proc_parse_meminfo(const char *text, double *used_pct)
         return -1;
     if (total == 0 || avail > total)
         return -1;
-    *used_pct = 100.0 * (double)(total - avail) / (double)total;
+    /* the ratio first: x <= y stays <= 1 after rounding, while 100 * x / y can
+     * land just above 100 for huge totals (found by fuzz_proc) */
+    double pct = 100.0 * ((double)(total - avail) / (double)total);
+    *used_pct = pct > 100.0 ? 100.0 : pct;
     return 0;
 }
 

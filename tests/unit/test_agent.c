@@ -133,6 +133,11 @@ static void rejects_hostile_proc_text(void **state)
     for (size_t i = 0; i < sizeof(bad_mem) / sizeof(bad_mem[0]); i++)
         assert_int_equal(agent_proc_parse_meminfo(bad_mem[i], &v), -1);
     assert_true(v == 42);
+    /* a huge total with almost everything used: at most 100 (fuzz_proc found 100 + 1 ulp) */
+    assert_int_equal(agent_proc_parse_meminfo("MemTotal:777777777777777777\nMemAvailable:4\n", &v),
+                     0);
+    assert_true(v <= 100.0 && v > 99.9);
+    v = 42;
 
     const char *bad_load[] = {"", "abc", "-1 2 3", "nan 1 1", "inf 1 1", "1x 2 3", " "};
     for (size_t i = 0; i < sizeof(bad_load) / sizeof(bad_load[0]); i++)
