@@ -4,7 +4,7 @@
  * cfg_check_unused().
  *
  * Invariants: error texts are NUL-terminated; a config that loads also
- * passes conf_validate_group() (what conf_load_cfg() accepted is valid);
+ * passes group_settings_validate() (what conf_load_cfg() accepted is valid);
  * release leaves nothing behind (ASan's leak check). Seeds:
  * tests/fuzz/corpus/cfg/.
  */
@@ -42,8 +42,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc == 0) {
             char verr[512];
             const char *sec = NULL, *key = NULL;
-            if (conf_validate_group(&conf.group, &sec, &key, verr, sizeof(verr)) != 0)
-                abort(); /* accepted from the file but invalid */
+            for (size_t i = 0; i < conf.n_groups; i++)
+                if (group_settings_validate(&conf.groups[i].settings, &sec, &key, verr,
+                                            sizeof(verr)) != 0)
+                    abort(); /* accepted from the file but invalid */
             (void)cfg_check_unused(&c, err, sizeof(err));
         }
         conf_release(&conf);

@@ -23,18 +23,17 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static struct asgd_conf defaults;
+    static struct group_settings defaults;
     static int ready;
     if (!ready) {
-        if (conf_defaults(&defaults) != 0)
-            abort();
+        group_settings_default(&defaults, "default");
         ready = 1;
     }
     json_error_t jerr;
     json_t *patch = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &jerr);
     if (patch == NULL)
         return 0;
-    struct group_settings g = defaults.group;
+    struct group_settings g = defaults;
     char err[512];
     err[sizeof(err) - 1] = 'x';
     if (json_is_object(patch) &&
