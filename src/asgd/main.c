@@ -345,6 +345,28 @@ static int start_controller(struct daemon *d, char *err, size_t errlen)
     return 0;
 }
 
+/* The monitor process: applies the health settings of the store when they changed. */
+static void monitor_follow_settings(struct daemon *d)
+{
+    struct group_settings g;
+    if (store_get_settings(d->store, d->gc->settings.name, &g) != 0)
+        return;
+    if (memcmp(&g.health, &d->gc->settings.health, sizeof(g.health)) == 0)
+        return;
+    struct mon_group_settings gs = {
+        .interval_ms = g.health.interval_ms,
+        .timeout_ms = g.health.timeout_ms,
+        .rise = (uint32_t)g.health.healthy_threshold,
+        .fall = (uint32_t)g.health.unhealthy_threshold,
+        .registered_only = strcmp(g.health.type, "ec2") == 0,
+    };
+    if (mon_set_group(d->mon, "", &gs) == 0) {
+        log_info("group \"%s\": health settings changed: polling every %" PRId64 " ms", g.name,
+                 g.health.interval_ms);
+        d->gc->settings.health = g.health;
+    }
+}
+
 static int run_daemon(const struct opts *o, int roles)
 {
     struct daemon d;
@@ -407,7 +429,15 @@ static int run_daemon(const struct opts *o, int roles)
              d.gc->settings.min_size, d.gc->settings.max_size);
 
     int sig = 0;
-    while (sigwait(&stop, &sig) != 0) {
+    for (;;) {
+        /* a monitor alone follows the group's health settings in the store (the API of the
+           controller process changes them) once a second */
+        struct timespec tick = {1, 0};
+        sig = sigtimedwait(&stop, NULL, &tick);
+        if (sig > 0)
+            break;
+        if (roles == ROLE_MONITOR && d.mon)
+            monitor_follow_settings(&d);
     }
     log_info("received signal %d, stopping (instances keep running)", sig);
     rc = 0;
