@@ -497,8 +497,8 @@ static void hostile_specs(void **state)
         {"{\"group\": {\"name\": \"a\"}, \"health\": {\"type\": \"ec2\"}}",
          "spec: health.type: ec2 health checks need [provider] type = ec2"},
         {"{\"group\": {\"name\": \"a\"}, \"provider\": {\"type\": \"ec2\"}}", "spec: ec2"},
-        {"{\"group\": {\"name\": \"a\"}, \"local\": {\"address_base\": \"10.0.0.1\"}}",
-         "spec: local.address_base: \"10.0.0.1\" is not a loopback address"},
+        {"{\"group\": {\"name\": \"a\"}, \"local\": {\"address_base\": \"8.8.8.8\"}}",
+         "spec: local.address_base: \"8.8.8.8\" is not a loopback (127.x.x.x) or private"},
         {"{\"group\": {\"name\": \"a\"}, \"policy\": {\"cooldown\": true}}",
          "spec: policy.cooldown: \"true\" is not a duration"},
     };
