@@ -84,6 +84,7 @@ struct ctl {
     /* partitions (issue 11): a panic stops replacements; a token bucket caps their rate */
     int panic; /* in panic since the last transition (logged once each way) */
     int panic_failing, panic_total;
+    int64_t panic_ended_ms; /* grace periods count from here: the link heals unevenly */
     double repl_tokens;     /* replacements allowed now; refills max_replacements_per_minute */
     int64_t repl_refill_ms; /* when the bucket was last refilled; 0 = never (full) */
     int rate_limited;       /* the last tick held replacements back (logged once) */
@@ -674,6 +675,7 @@ static int update_panic(struct ctl *c, int failing, int total, int64_t now)
                  "%d%%): replacements stopped",
                  failing, total, failing * 100 / total, th);
     } else if (!panic && c->panic) {
+        c->panic_ended_ms = now;
         log_info("group \"%s\": panic over: %d of %d instances fail their checks now; "
                  "replacing again",
                  c->group, failing, total);
@@ -683,7 +685,6 @@ static int update_panic(struct ctl *c, int failing, int total, int64_t now)
     c->panic = panic;
     c->panic_failing = failing;
     c->panic_total = total;
-    (void)now;
     return panic;
 }
 
@@ -740,6 +741,10 @@ int ctl_tick(struct ctl *c, int64_t now)
         int64_t since = s->launched_at_ms;
         if (s->adopted && c->reconciled_ms > since)
             since = c->reconciled_ms;
+        /* after a panic (a partition) the agents come back one by one as their connections
+           are re-made: the ones still failing get a fresh grace period, as adopted ones do */
+        if (c->panic_ended_ms > since)
+            since = c->panic_ended_ms;
         int past_grace = now - since >= g->health.grace_period_ms;
         if (s->lifecycle == FLEET_TERMINATING) {
             terminating++;
@@ -786,8 +791,8 @@ int ctl_tick(struct ctl *c, int64_t now)
     /* a partition is not a fleet death: in panic, replace nothing (the unhealthy stay live,
        so nothing is launched for them either); else at most the rate limit's share */
     int panic = update_panic(c, failing, (int)n - terminating, now);
-    if (panic) {
-        n_replace = 0;
+    if (panic || (c->panic_ended_ms && now - c->panic_ended_ms < g->health.grace_period_ms)) {
+        n_replace = 0; /* (the loop above saw the panic's end only from the next tick on) */
     } else if (n_replace > 0) {
         size_t allowed = repl_allowed(c, now);
         if (n_replace > allowed) {

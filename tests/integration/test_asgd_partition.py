@@ -94,7 +94,7 @@ def main():
         g = Group("part", min_size=SIZE, max_size=SIZE + 2, load=40, mon_host=ns.host_ip,
                   base=f"{ns.net}.2",
                   health={"interval": "500ms", "timeout": "300ms", "healthy_threshold": 2,
-                          "unhealthy_threshold": 3, "grace_period": "2s",
+                          "unhealthy_threshold": 3, "grace_period": "12s",
                           "panic_threshold": 50, "max_replacements_per_minute": 20,
                           "deregister_grace": "30s"})
         wrapper_dir = g.dir
@@ -117,6 +117,9 @@ def main():
         pids = g.agent_pids()
         assert len(pids) == SIZE, pids
 
+        # past the grace period (12 s from launch), a failing instance would be replaced at once
+        time.sleep(max(0.0, t0 + 13 - time.monotonic()))
+
         # --- cut -----------------------------------------------------------------------
         ns.link(False)
         t_cut = time.monotonic()
@@ -132,6 +135,10 @@ def main():
         panics = [a for a in acts if a.get("kind") == "panic"]
         assert len(panics) == 1, panics
         print(f"panic activity: {panics[0]}")
+        st, body = http_get(g.api_port, f"/api/v1/groups/{g.name}")
+        assert st == 200, (st, body)
+        gj = json.loads(body)
+        assert gj["panic"] == {"failing": SIZE, "total": SIZE, "threshold": 50}, gj
         kinds = [a.get("kind") for a in acts]
         assert kinds.count("replace") == 0, acts
         assert kinds.count("launch") == 1, acts  # the first one, at start
@@ -155,6 +162,7 @@ def main():
         assert kinds.count("panic") == 2, acts
         assert kinds.count("replace") == 0 and kinds.count("launch") == 1, acts
         assert "panic over" in g.log_text()
+        assert json.loads(http_get(g.api_port, f"/api/v1/groups/{g.name}")[1])["panic"] is None
         print("ok")
         return 0
     finally:
