@@ -658,13 +658,16 @@ static int victim_cmp(const void *pa, const void *pb)
  * failing when it is in service and UNHEALTHY or has failed its latest checks
  * (consecutive_fail > 0: counting the ones not yet at the unhealthy threshold
  * keeps the first instance to cross it from being replaced before the others
- * follow). At least 2 must fail: a group of one cannot tell a partition from a
- * death. Returns 1 in panic; logs and records transitions.
+ * follow). At least 2 must fail and 1 be UNHEALTHY: a group of one cannot tell
+ * a partition from a death. Returns 1 in panic; logs and records transitions.
  */
-static int update_panic(struct ctl *c, int failing, int total, int64_t now)
+static int update_panic(struct ctl *c, int failing, int down, int total, int64_t now)
 {
     int th = c->settings.health.panic_threshold;
-    int panic = th > 0 && failing >= 2 && total > 0 && (int64_t)failing * 100 > (int64_t)th * total;
+    /* down: how many of them are UNHEALTHY already; none means nothing would be replaced, and a
+       blip (every check late once: asgd itself stalled) is no panic worth a log line */
+    int panic = th > 0 && down > 0 && failing >= 2 && total > 0 &&
+                (int64_t)failing * 100 > (int64_t)th * total;
     if (panic && !c->panic) {
         log_warn("group \"%s\": PANIC: %d of %d instances (%d%%) fail their health checks at "
                  "once, above panic_threshold %d%%: asgd's own network may be cut; not replacing "
@@ -722,7 +725,7 @@ int ctl_tick(struct ctl *c, int64_t now)
 
     size_t n = take_snapshot(c);
     int in_service = 0, pending = 0, unhealthy = 0, terminating = 0, counted = 0;
-    int deregistered = 0, failing = 0;
+    int deregistered = 0, failing = 0, down = 0;
     double load_sum = 0;
     const struct fleet_slot **replace = calloc(n ? n : 1, sizeof(*replace));
     const struct fleet_slot **retry_term = calloc(n ? n : 1, sizeof(*retry_term));
@@ -761,8 +764,10 @@ int ctl_tick(struct ctl *c, int64_t now)
         int dereg = !c->health_from_provider && s->health == FLEET_HEALTH_DEREGISTERED;
         int dereg_over = dereg && now - s->health_changed_ms >= g->health.deregister_grace_ms;
         if (!c->health_from_provider && s->lifecycle == FLEET_IN_SERVICE &&
-            (s->health == FLEET_HEALTH_UNHEALTHY || s->consecutive_fail > 0))
+            (s->health == FLEET_HEALTH_UNHEALTHY || s->consecutive_fail > 0)) {
             failing++;
+            down += s->health == FLEET_HEALTH_UNHEALTHY;
+        }
         if (!c->health_from_provider && past_grace &&
             (s->health == FLEET_HEALTH_UNHEALTHY || dereg_over ||
              (s->lifecycle == FLEET_PENDING && s->health != FLEET_HEALTH_HEALTHY && !dereg))) {
@@ -790,7 +795,7 @@ int ctl_tick(struct ctl *c, int64_t now)
 
     /* a partition is not a fleet death: in panic, replace nothing (the unhealthy stay live,
        so nothing is launched for them either); else at most the rate limit's share */
-    int panic = update_panic(c, failing, (int)n - terminating, now);
+    int panic = update_panic(c, failing, down, (int)n - terminating, now);
     if (panic || (c->panic_ended_ms && now - c->panic_ended_ms < g->health.grace_period_ms)) {
         n_replace = 0; /* (the loop above saw the panic's end only from the next tick on) */
     } else if (n_replace > 0) {

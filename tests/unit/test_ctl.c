@@ -622,6 +622,31 @@ static void partition_panics_instead_of_replacing(void **state)
     assert_int_equal(x->prov->terminate_calls, 1);
 }
 
+static void late_once_fn(struct fleet_slot *s, void *arg)
+{
+    (void)arg;
+    s->consecutive_fail = 1; /* one check late, still healthy */
+}
+
+static void blip_is_no_panic(void **state)
+{
+    struct fx *x = *state;
+    set_group(x, 4, 50, 0, 30000);
+    healthy_group(x, 4);
+    struct fleet_slot s[64];
+    size_t n = slots(x, s);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(fleet_update(x->fleet, s[i].index, s[i].generation, late_once_fn, NULL),
+                         0);
+    x->prov->now = T0 + 40000;
+    ctl_tick(x->ctl, T0 + 40000);
+    struct ctl_status st;
+    ctl_get_status(x->ctl, &st);
+    assert_int_equal(st.panic, 0);
+    assert_int_equal(count_activities(x, "panic"), 0);
+    assert_int_equal(x->prov->terminate_calls, 0);
+}
+
 static void replacements_are_rate_limited(void **state)
 {
     struct fx *x = *state;
@@ -728,6 +753,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(scales_on_load, setup, teardown),
         cmocka_unit_test_setup_teardown(fenced_controller_does_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(partition_panics_instead_of_replacing, setup, teardown),
+        cmocka_unit_test_setup_teardown(blip_is_no_panic, setup, teardown),
         cmocka_unit_test_setup_teardown(replacements_are_rate_limited, setup, teardown),
         cmocka_unit_test_setup_teardown(deregistered_waits_its_window, setup, teardown),
         cmocka_unit_test_setup_teardown(deregistered_back_in_time_is_kept, setup, teardown),
