@@ -664,6 +664,9 @@ static int op_ready(void *arg, char *why, size_t len)
     struct daemon *d = arg;
     if (d->clu && !clu_ready(d->clu, why, len))
         return 0;
+    /* a group in panic is not ready: its agents do not answer (asgd's network may be cut) */
+    if (node_panicking(d->node, why, len))
+        return 0;
     return node_ticking(d->node, clk_wall_ms(), 10000, why, len);
 }
 

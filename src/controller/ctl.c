@@ -81,6 +81,13 @@ struct ctl {
     char fatal_msg[512]; /* last fatal provider error, logged once */
     struct fleet_slot *snap;
     size_t snap_cap;
+    /* partitions (issue 11): a panic stops replacements; a token bucket caps their rate */
+    int panic; /* in panic since the last transition (logged once each way) */
+    int panic_failing, panic_total;
+    int64_t panic_ended_ms; /* grace periods count from here: the link heals unevenly */
+    double repl_tokens;     /* replacements allowed now; refills max_replacements_per_minute */
+    int64_t repl_refill_ms; /* when the bucket was last refilled; 0 = never (full) */
+    int rate_limited;       /* the last tick held replacements back (logged once) */
 
     /* shared with other threads, under mu */
     pthread_mutex_t mu;
@@ -624,7 +631,7 @@ static void handle_requests(struct ctl *c, int64_t now)
 /* Victim order for scale-in: unhealthy first, then the newest still booting, then the oldest. */
 static int victim_rank(const struct fleet_slot *s)
 {
-    if (s->health == FLEET_HEALTH_UNHEALTHY)
+    if (s->health == FLEET_HEALTH_UNHEALTHY || s->health == FLEET_HEALTH_DEREGISTERED)
         return 0;
     if (s->lifecycle == FLEET_PENDING)
         return 1;
@@ -643,6 +650,65 @@ static int victim_cmp(const void *pa, const void *pb)
     return a->launched_at_ms < b->launched_at_ms ? -1 : a->launched_at_ms > b->launched_at_ms;
 }
 
+/*
+ * The panic rule (like Envoy's panic routing): when more than panic_threshold
+ * percent of the group's instances fail their checks at the same time, the
+ * likely cause is asgd's own network (a partition), not that many instances
+ * died at once; replacing them all would only churn the fleet. An instance is
+ * failing when it is in service and UNHEALTHY or has failed its latest checks
+ * (consecutive_fail > 0: counting the ones not yet at the unhealthy threshold
+ * keeps the first instance to cross it from being replaced before the others
+ * follow). At least 2 must fail and 1 be UNHEALTHY: a group of one cannot tell
+ * a partition from a death. Returns 1 in panic; logs and records transitions.
+ */
+static int update_panic(struct ctl *c, int failing, int down, int total, int64_t now)
+{
+    int th = c->settings.health.panic_threshold;
+    /* down: how many of them are UNHEALTHY already; none means nothing would be replaced, and a
+       blip (every check late once: asgd itself stalled) is no panic worth a log line */
+    int panic = th > 0 && down > 0 && failing >= 2 && total > 0 &&
+                (int64_t)failing * 100 > (int64_t)th * total;
+    if (panic && !c->panic) {
+        log_warn("group \"%s\": PANIC: %d of %d instances (%d%%) fail their health checks at "
+                 "once, above panic_threshold %d%%: asgd's own network may be cut; not replacing "
+                 "any until they answer again",
+                 c->group, failing, total, failing * 100 / total, th);
+        activity(c, "panic", "started", failing, total, "",
+                 "%d of %d instances (%d%%) fail their health checks at once (panic_threshold "
+                 "%d%%): replacements stopped",
+                 failing, total, failing * 100 / total, th);
+    } else if (!panic && c->panic) {
+        c->panic_ended_ms = now;
+        log_info("group \"%s\": panic over: %d of %d instances fail their checks now; "
+                 "replacing again",
+                 c->group, failing, total);
+        activity(c, "panic", "ended", failing, total, "",
+                 "panic over: %d of %d instances fail their health checks", failing, total);
+    }
+    c->panic = panic;
+    c->panic_failing = failing;
+    c->panic_total = total;
+    return panic;
+}
+
+/* How many replacements the rate limit allows now (token bucket of max_replacements_per_minute
+   per minute, burst the same); the caller takes what it uses with repl_take(). */
+static size_t repl_allowed(struct ctl *c, int64_t now)
+{
+    int per_min = c->settings.health.max_replacements_per_minute;
+    if (per_min <= 0)
+        return SIZE_MAX;
+    if (c->repl_refill_ms == 0 || now < c->repl_refill_ms) {
+        c->repl_tokens = per_min;
+    } else {
+        c->repl_tokens += (double)(now - c->repl_refill_ms) * per_min / 60000.0;
+        if (c->repl_tokens > per_min)
+            c->repl_tokens = per_min;
+    }
+    c->repl_refill_ms = now;
+    return c->repl_tokens >= 1 ? (size_t)c->repl_tokens : 0;
+}
+
 int ctl_tick(struct ctl *c, int64_t now)
 {
     if (!may_act(c))
@@ -659,6 +725,7 @@ int ctl_tick(struct ctl *c, int64_t now)
 
     size_t n = take_snapshot(c);
     int in_service = 0, pending = 0, unhealthy = 0, terminating = 0, counted = 0;
+    int deregistered = 0, failing = 0, down = 0;
     double load_sum = 0;
     const struct fleet_slot **replace = calloc(n ? n : 1, sizeof(*replace));
     const struct fleet_slot **retry_term = calloc(n ? n : 1, sizeof(*retry_term));
@@ -677,6 +744,10 @@ int ctl_tick(struct ctl *c, int64_t now)
         int64_t since = s->launched_at_ms;
         if (s->adopted && c->reconciled_ms > since)
             since = c->reconciled_ms;
+        /* after a panic (a partition) the agents come back one by one as their connections
+           are re-made: the ones still failing get a fresh grace period, as adopted ones do */
+        if (c->panic_ended_ms > since)
+            since = c->panic_ended_ms;
         int past_grace = now - since >= g->health.grace_period_ms;
         if (s->lifecycle == FLEET_TERMINATING) {
             terminating++;
@@ -688,16 +759,30 @@ int ctl_tick(struct ctl *c, int64_t now)
             s->lifecycle = FLEET_IN_SERVICE;
             log_info("instance \"%s\" of group \"%s\" is in service", s->id, c->group);
         }
+        /* a deregistered agent (restarting) has its reconnect window; after it, it is
+           unhealthy like any other */
+        int dereg = !c->health_from_provider && s->health == FLEET_HEALTH_DEREGISTERED;
+        int dereg_over = dereg && now - s->health_changed_ms >= g->health.deregister_grace_ms;
+        if (!c->health_from_provider && s->lifecycle == FLEET_IN_SERVICE &&
+            (s->health == FLEET_HEALTH_UNHEALTHY || s->consecutive_fail > 0)) {
+            failing++;
+            down += s->health == FLEET_HEALTH_UNHEALTHY;
+        }
         if (!c->health_from_provider && past_grace &&
-            (s->health == FLEET_HEALTH_UNHEALTHY ||
-             (s->lifecycle == FLEET_PENDING && s->health != FLEET_HEALTH_HEALTHY))) {
+            (s->health == FLEET_HEALTH_UNHEALTHY || dereg_over ||
+             (s->lifecycle == FLEET_PENDING && s->health != FLEET_HEALTH_HEALTHY && !dereg))) {
             unhealthy++;
             replace[n_replace++] = s;
             continue;
         }
+        if (dereg) {
+            deregistered++; /* live (no substitute launched), not in the load */
+            continue;
+        }
         if (s->lifecycle == FLEET_IN_SERVICE) {
             in_service++;
-            if (past_grace && s->load >= 0) {
+            if (past_grace && s->load >= 0 &&
+                (c->health_from_provider || s->health == FLEET_HEALTH_HEALTHY)) {
                 load_sum += s->load;
                 counted++;
             }
@@ -708,12 +793,39 @@ int ctl_tick(struct ctl *c, int64_t now)
     double avg = counted ? load_sum / counted : -1;
     window_push(c, now, avg);
 
+    /* a partition is not a fleet death: in panic, replace nothing (the unhealthy stay live,
+       so nothing is launched for them either); else at most the rate limit's share */
+    int panic = update_panic(c, failing, down, (int)n - terminating, now);
+    if (panic || (c->panic_ended_ms && now - c->panic_ended_ms < g->health.grace_period_ms)) {
+        n_replace = 0; /* (the loop above saw the panic's end only from the next tick on) */
+    } else if (n_replace > 0) {
+        size_t allowed = repl_allowed(c, now);
+        if (n_replace > allowed) {
+            if (!c->rate_limited)
+                log_warn("group \"%s\": %zu unhealthy instances to replace, at most %d a "
+                         "minute (max_replacements_per_minute): replacing %zu now",
+                         c->group, n_replace, g->health.max_replacements_per_minute, allowed);
+            c->rate_limited = 1;
+            n_replace = allowed;
+        } else {
+            c->rate_limited = 0;
+        }
+    } else {
+        c->rate_limited = 0;
+    }
+
     /* replace the unhealthy ones past their grace period */
     if (n_replace > 0 && now >= c->terminate_backoff_until) {
+        if (g->health.max_replacements_per_minute > 0)
+            c->repl_tokens -= (double)n_replace;
         for (size_t i = 0; i < n_replace; i++) {
             const struct fleet_slot *s = replace[i];
             char why[160];
-            if (s->lifecycle == FLEET_PENDING)
+            if (s->health == FLEET_HEALTH_DEREGISTERED)
+                snprintf(why, sizeof(why),
+                         "deregistered and not back within deregister_grace (%" PRId64 " ms)",
+                         g->health.deregister_grace_ms);
+            else if (s->lifecycle == FLEET_PENDING)
                 snprintf(why, sizeof(why), "did not become healthy within the grace period");
             else
                 snprintf(why, sizeof(why), "unhealthy: %u consecutive failed checks",
@@ -738,7 +850,9 @@ int ctl_tick(struct ctl *c, int64_t now)
     };
     struct policy_decision d;
     memset(&d, 0, sizeof(d));
-    policy_evaluate(&g->policy, &c->pstate, &in, &d);
+    /* in panic the load seen is only the reachable part's: hold the size until it is over */
+    if (!panic)
+        policy_evaluate(&g->policy, &c->pstate, &in, &d);
     if (d.changed && d.desired != g->desired_capacity) {
         int from = g->desired_capacity;
         int64_t rev;
@@ -835,6 +949,11 @@ int ctl_tick(struct ctl *c, int64_t now)
     c->status.pending = pending;
     c->status.unhealthy = unhealthy;
     c->status.terminating = terminating;
+    c->status.deregistered = deregistered;
+    c->status.panic = panic;
+    c->status.panic_failing = failing;
+    c->status.panic_total = (int)n - terminating;
+    c->status.panic_threshold = g->health.panic_threshold;
     c->status.avg_load = avg;
     c->status.last_tick_ms = now;
     if (d.evaluated)

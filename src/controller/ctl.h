@@ -8,6 +8,14 @@
  * load window, and launches or terminates through the provider to reach the
  * desired count. Every action is recorded in the store with its cause.
  *
+ * Replacements are held back in two cases ([health] settings): a panic, when
+ * more than panic_threshold % of the group fails its checks at once (a
+ * partition of asgd's own network, not a fleet death: logged once, recorded
+ * as activity kind "panic", shown in ctl_status; ends by itself when they
+ * answer again), and a rate limit of max_replacements_per_minute. An instance
+ * whose agent deregistered (fleet health DEREGISTERED) is neither counted in
+ * the load nor replaced for deregister_grace.
+ *
  * Threads: ctl_start() runs the loop on its own thread. The functions marked
  * "thread-safe" may be called from any thread (the HTTP server's).
  */
@@ -81,6 +89,10 @@ void ctl_wake(struct ctl *c);
 struct ctl_status {
     int desired;
     int in_service, pending, unhealthy, terminating;
+    int deregistered; /* Deregister'ed, within their reconnect window */
+    /* panic (a likely partition): more than panic_threshold % of the panic_total instances
+       (not terminating) fail their checks at once; nothing is replaced meanwhile */
+    int panic, panic_failing, panic_total, panic_threshold;
     double avg_load;         /* last average of in-service instances; < 0 none */
     int64_t last_tick_ms;    /* wall */
     char last_decision[256]; /* the policy's last cause text */

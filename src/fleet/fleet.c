@@ -738,6 +738,7 @@ static const char *const health_names[] = {
     [FLEET_HEALTH_UNKNOWN] = "unknown",
     [FLEET_HEALTH_HEALTHY] = "healthy",
     [FLEET_HEALTH_UNHEALTHY] = "unhealthy",
+    [FLEET_HEALTH_DEREGISTERED] = "deregistered",
 };
 _Static_assert(sizeof(health_names) / sizeof(health_names[0]) == FLEET_HEALTH_COUNT,
                "health names");

@@ -42,6 +42,10 @@ enum fleet_health {
     FLEET_HEALTH_UNKNOWN = 0, /* not yet decided (fewer than rise/fall results) */
     FLEET_HEALTH_HEALTHY,
     FLEET_HEALTH_UNHEALTHY,
+    /* the agent said it is leaving (Deregister: a graceful restart); health_changed_ms is
+       when. Not counted in the load and not replaced for the group's deregister_grace; a
+       Register or rise passing checks end it, failed checks do not make it UNHEALTHY */
+    FLEET_HEALTH_DEREGISTERED,
     FLEET_HEALTH_COUNT,
 };
 

@@ -27,6 +27,9 @@
  *            healthy_threshold     healthy_threshold  int       2
  *            unhealthy_threshold   unhealthy_threshold int      3
  *            grace_period          grace_period       duration  30s
+ *            panic_threshold       panic_threshold    int       50 (%; 0 = off)
+ *            max_replacements_per_minute (same)       int       10 (0 = no limit)
+ *            deregister_grace      deregister_grace   duration  30s
  *
  * The API's JSON (GET/PATCH /api/v1/group, docs/api.md) puts [group] keys at
  * the top level and [policy]/[health] in nested objects, plus the read-only
@@ -61,6 +64,11 @@ struct group_health {
     int healthy_threshold;
     int unhealthy_threshold;
     int64_t grace_period_ms;
+    /* partitions (issue 11): more than this share (%) of the group failing at once stops
+       replacements; 0 disables */
+    int panic_threshold;
+    int max_replacements_per_minute; /* 0: no limit */
+    int64_t deregister_grace_ms;     /* a Deregister's reconnect window */
 };
 
 struct group_settings {

@@ -184,14 +184,22 @@ static int check_address_base(struct cfg *cfg, const struct group_conf *c, char 
         return -1;
     }
     uint32_t h = ntohl(a.s_addr);
-    if ((h >> 24) != 127) {
+    /* a private range too: agents in a network namespace of this host, over a veth link */
+    uint32_t mask = (h >> 24) == 127      ? 0xffffff
+                    : (h >> 24) == 10     ? 0xffffff
+                    : (h >> 20) == 0xac1  ? 0xfffff
+                    : (h >> 16) == 0xc0a8 ? 0xffff
+                                          : 0;
+    if (mask == 0) {
         cfg_error_at(cfg, "local", "address_base", err, errlen,
-                     "\"%s\" is not a loopback address (127.x.x.x)", c->local.address_base);
+                     "\"%s\" is not a loopback (127.x.x.x) or private (10/8, 172.16/12, "
+                     "192.168/16) address",
+                     c->local.address_base);
         return -1;
     }
-    if ((uint64_t)(h & 0xffffff) + (uint64_t)c->settings.max_size > 0xffffffu) {
+    if ((uint64_t)(h & mask) + (uint64_t)c->settings.max_size > mask) {
         cfg_error_at(cfg, "local", "address_base", err, errlen,
-                     "\"%s\" leaves no room for max_size (%d) consecutive addresses in 127/8",
+                     "\"%s\" leaves no room for max_size (%d) consecutive addresses in its range",
                      c->local.address_base, c->settings.max_size);
         return -1;
     }

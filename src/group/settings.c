@@ -80,6 +80,15 @@ const struct group_key group_keys[] = {
      "consecutive failures before an instance is replaced"},
     {"health", "grace_period", "grace_period", GROUP_K_DURATION, OFF(health.grace_period_ms), 0, 0,
      (double)DAY_MS, NULL, "30s", "failed checks are ignored this long after launch"},
+    {"health", "panic_threshold", "panic_threshold", GROUP_K_INT, OFF(health.panic_threshold), 0, 0,
+     100, NULL, "50",
+     "more than this share (%) failing at once is a partition: nothing is replaced (0: off)"},
+    {"health", "max_replacements_per_minute", "max_replacements_per_minute", GROUP_K_INT,
+     OFF(health.max_replacements_per_minute), 0, 0, 100000, NULL, "10",
+     "unhealthy instances replaced per minute at most (0: no limit)"},
+    {"health", "deregister_grace", "deregister_grace", GROUP_K_DURATION,
+     OFF(health.deregister_grace_ms), 0, 0, (double)DAY_MS, NULL, "30s",
+     "a deregistered agent (restarting) is neither counted nor replaced this long"},
 };
 const size_t group_n_keys = sizeof(group_keys) / sizeof(group_keys[0]);
 
@@ -122,6 +131,9 @@ void group_settings_default(struct group_settings *g, const char *name)
     g->health.healthy_threshold = 2;
     g->health.unhealthy_threshold = 3;
     g->health.grace_period_ms = 30 * SEC_MS;
+    g->health.panic_threshold = 50;
+    g->health.max_replacements_per_minute = 10;
+    g->health.deregister_grace_ms = 30 * SEC_MS;
 }
 
 void group_format_duration(int64_t ms, char *buf, size_t len)
@@ -232,6 +244,15 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
     if (!dur_in(h->grace_period_ms, 0, DAY_MS)) {
         clk_format_duration(h->grace_period_ms, a, sizeof(a));
         FAIL("health", "grace_period", "%s is out of range (0s..24h)", a);
+    }
+    if (h->panic_threshold < 0 || h->panic_threshold > 100)
+        FAIL("health", "panic_threshold", "%d is out of range (0..100)", h->panic_threshold);
+    if (h->max_replacements_per_minute < 0 || h->max_replacements_per_minute > 100000)
+        FAIL("health", "max_replacements_per_minute", "%d is out of range (0..100000)",
+             h->max_replacements_per_minute);
+    if (!dur_in(h->deregister_grace_ms, 0, DAY_MS)) {
+        clk_format_duration(h->deregister_grace_ms, a, sizeof(a));
+        FAIL("health", "deregister_grace", "%s is out of range (0s..24h)", a);
     }
     return 0;
 }

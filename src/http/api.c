@@ -182,6 +182,13 @@ json_t *http__group_summary(struct http_server *s, const struct group_settings *
         json_object_set_new(j, "last_decision", json_string(cs.last_decision));
         json_object_set_new(j, "last_tick_at", iso_json(cs.last_tick_ms));
         json_object_set_new(j, "provider_ok", json_boolean(cs.provider_ok));
+        /* a likely partition: replacements stopped (issue 11) */
+        json_object_set_new(j, "panic",
+                            cs.panic
+                                ? json_pack("{s:i, s:i, s:i}", "failing", cs.panic_failing, "total",
+                                            cs.panic_total, "threshold", cs.panic_threshold)
+                                : json_null());
+        json_object_set_new(j, "deregistered", json_integer(cs.deregistered));
     } else if (live) {
         json_object_set_new(j, "average_load", load_json(avg));
         json_object_set_new(j, "last_decision", json_null());

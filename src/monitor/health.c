@@ -32,7 +32,9 @@ int mon_health_observe(uint8_t *health, uint32_t *ok, uint32_t *fail, int succes
         *ok = 0;
         if (*fail < UINT32_MAX)
             (*fail)++;
-        if (*fail >= fall)
+        /* a deregistered agent is expected to be silent while it restarts: the controller
+           ends that state after the group's deregister_grace, not the failed checks */
+        if (*fail >= fall && *health != FLEET_HEALTH_DEREGISTERED)
             *health = FLEET_HEALTH_UNHEALTHY;
     }
     return *health != before;

@@ -42,11 +42,14 @@
  *  - the address must be host:port (IPv4, [IPv6] or a DNS name; port 1..65535).
  *    It fills the slot's address only when the slot has none: the provider's
  *    address wins over what an agent claims.
- *  - Deregister marks the slot registered=0 and health UNHEALTHY at once
- *    (consecutive_ok reset), so the controller sees the instance leaving
- *    without waiting for fall failed polls. It does not free the slot. An
- *    agent that keeps answering afterwards becomes healthy again after rise
- *    successes, like any other instance.
+ *  - Deregister (a graceful agent restart) marks the slot registered=0 and
+ *    health DEREGISTERED at once (consecutive_ok reset; an UNHEALTHY slot
+ *    stays UNHEALTHY). Failed polls do not turn a DEREGISTERED slot
+ *    UNHEALTHY: the controller leaves it out of the load and does not
+ *    replace it for the group's [health] deregister_grace, then treats it as
+ *    unhealthy. A Register within the window makes it UNKNOWN (the checks
+ *    decide again from scratch); rise passing polls make it HEALTHY. It does
+ *    not free the slot.
  *
  * Threads: mon_start() starts the gRPC server and the poller thread. The
  * registry handlers run on the server's thread; both only touch the fleet

@@ -140,7 +140,9 @@ static int token_ok(const struct mon *m, const char *presented)
 
 struct reg_arg {
     const char *address; /* "" when the agent did not say */
-    int filled;          /* out: address written into the slot */
+    int64_t now_ms;
+    int filled;   /* out: address written into the slot */
+    int returned; /* out: it was deregistered (a restart) and is back */
     char slot_address[FLEET_ADDR_MAX];
 };
 
@@ -148,6 +150,14 @@ static void reg_apply(struct fleet_slot *s, void *arg)
 {
     struct reg_arg *a = arg;
     s->registered = 1;
+    if (s->health == FLEET_HEALTH_DEREGISTERED) {
+        /* back within its reconnect window: the checks decide again, from scratch */
+        s->health = FLEET_HEALTH_UNKNOWN;
+        s->consecutive_ok = 0;
+        s->consecutive_fail = 0;
+        s->health_changed_ms = a->now_ms;
+        a->returned = 1;
+    }
     if (!s->address[0] && a->address[0]) {
         snprintf(s->address, sizeof(s->address), "%s", a->address);
         a->filled = 1;
@@ -260,7 +270,7 @@ static int register_locked(struct mon *m, const RegisterRequest *rq, RegisterRep
         struct fleet_slot slot;
         if (fleet_read(fleet, index, &slot))
             continue; /* freed meanwhile */
-        struct reg_arg a = {.address = addr};
+        struct reg_arg a = {.address = addr, .now_ms = clk_wall_ms()};
         rc = fleet_update(fleet, index, slot.generation, reg_apply, &a);
         if (rc == FLEET_ESTALE || rc == FLEET_ENOENT)
             continue;
@@ -274,7 +284,11 @@ static int register_locked(struct mon *m, const RegisterRequest *rq, RegisterRep
         mon__printable(id, sid, sizeof(sid));
         mon__printable(a.slot_address, saddr, sizeof(saddr));
         mon__printable(rq->agent_version, sver, sizeof(sver));
-        if (!slot.registered)
+        if (a.returned)
+            log_info("instance \"%s\" at %s registered again after its deregistration (agent "
+                     "%s)",
+                     sid, saddr, sver[0] ? sver : "?");
+        else if (!slot.registered)
             log_info("instance \"%s\" at %s registered (agent %s)", sid, saddr,
                      sver[0] ? sver : "?");
         if (addr[0] && !a.filled && strcmp(addr, a.slot_address) != 0) {
@@ -311,8 +325,10 @@ static void dereg_apply(struct fleet_slot *s, void *arg)
     a->was_registered = s->registered;
     s->registered = 0;
     s->consecutive_ok = 0;
-    if (s->health != FLEET_HEALTH_UNHEALTHY) {
-        s->health = FLEET_HEALTH_UNHEALTHY;
+    /* a graceful restart: the controller waits the group's deregister_grace before it treats
+       the instance as unhealthy (an UNHEALTHY one stays so) */
+    if (s->health != FLEET_HEALTH_UNHEALTHY && s->health != FLEET_HEALTH_DEREGISTERED) {
+        s->health = FLEET_HEALTH_DEREGISTERED;
         s->health_changed_ms = a->now_ms;
         a->health_changed = 1;
     }
@@ -363,8 +379,9 @@ static void deregister_locked(struct mon *m, const DeregisterRequest *rq, Deregi
         mon__printable(a.slot_address, saddr, sizeof(saddr));
         mon__printable(rq->reason, sreason, sizeof(sreason));
         if (a.health_changed)
-            log_info("instance \"%s\" at %s is now unhealthy: deregistered (%s)", sid, saddr,
-                     sreason[0] ? sreason : "no reason given");
+            log_info("instance \"%s\" at %s deregistered (%s): not counted, replaced unless it "
+                     "comes back within the group's deregister_grace",
+                     sid, saddr, sreason[0] ? sreason : "no reason given");
         else
             log_info("instance \"%s\" at %s deregistered (%s)", sid, saddr,
                      sreason[0] ? sreason : "no reason given");

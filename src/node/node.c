@@ -572,3 +572,25 @@ int node_ticking(struct node *n, int64_t now_ms, int64_t max_age_ms, char *why, 
     pthread_mutex_unlock(&n->mu);
     return ok;
 }
+
+int node_panicking(struct node *n, char *why, size_t len)
+{
+    int panic = 0;
+    pthread_mutex_lock(&n->mu);
+    for (struct grp *g = n->groups; g && !panic; g = g->next) {
+        if (!g->running)
+            continue;
+        struct ctl_status st;
+        ctl_get_status(g->ctl, &st);
+        if (st.panic && st.panic_total > 0) {
+            panic = 1;
+            snprintf(why, len,
+                     "group \"%s\": panic: %d of %d instances (%d%%) fail their health checks "
+                     "(panic_threshold %d%%): replacements stopped",
+                     g->name, st.panic_failing, st.panic_total,
+                     st.panic_failing * 100 / st.panic_total, st.panic_threshold);
+        }
+    }
+    pthread_mutex_unlock(&n->mu);
+    return panic;
+}

@@ -124,5 +124,8 @@ void node_group_unref(struct node *n, void *handle);
 int node_group_names(struct node *n, char ***names, size_t *count);
 /* 1 when every running group had a controller tick within max_age_ms (or none runs). */
 int node_ticking(struct node *n, int64_t now_ms, int64_t max_age_ms, char *why, size_t len);
+/* 1 when a running group's controller is in panic (ctl_status.panic: a likely partition),
+   with "group \"NAME\": panic: F of T instances (P%) ..." in why; else 0. Thread-safe. */
+int node_panicking(struct node *n, char *why, size_t len);
 
 #endif

@@ -1015,9 +1015,16 @@ int provider_local_new(const struct local_settings *s, struct provider **out, ch
         snprintf(err, errlen, "local provider: group, state_dir and agent are required");
         return PROV_EINVAL;
     }
-    if (inet_pton(AF_INET, s->address_base ? s->address_base : "127.0.0.2", &ia) != 1 ||
-        (ntohl(ia.s_addr) >> 24) != 127) {
-        snprintf(err, errlen, "local provider: address_base \"%s\" is not a 127.x.y.z address",
+    /* loopback, or a private range: agents may run in a network namespace of this host (a
+       wrapper as [local] agent), reached over a veth link */
+    uint32_t base = 0;
+    if (inet_pton(AF_INET, s->address_base ? s->address_base : "127.0.0.2", &ia) == 1)
+        base = ntohl(ia.s_addr);
+    if ((base >> 24) != 127 && (base >> 24) != 10 && (base >> 20) != 0xac1 &&
+        (base >> 16) != 0xc0a8) {
+        snprintf(err, errlen,
+                 "local provider: address_base \"%s\" is not a loopback (127.x.y.z) or private "
+                 "(10/8, 172.16/12, 192.168/16) address",
                  s->address_base ? s->address_base : "");
         return PROV_EINVAL;
     }

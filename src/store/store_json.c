@@ -30,10 +30,13 @@ json_t *store_policy_to_json(const struct policy_settings *p)
 
 json_t *store_health_to_json(const struct group_health *h)
 {
-    return json_pack("{s:s, s:I, s:I, s:i, s:i, s:I}", "type", h->type, "interval_ms",
-                     (json_int_t)h->interval_ms, "timeout_ms", (json_int_t)h->timeout_ms,
-                     "healthy_threshold", h->healthy_threshold, "unhealthy_threshold",
-                     h->unhealthy_threshold, "grace_period_ms", (json_int_t)h->grace_period_ms);
+    return json_pack("{s:s, s:I, s:I, s:i, s:i, s:I, s:i, s:i, s:I}", "type", h->type,
+                     "interval_ms", (json_int_t)h->interval_ms, "timeout_ms",
+                     (json_int_t)h->timeout_ms, "healthy_threshold", h->healthy_threshold,
+                     "unhealthy_threshold", h->unhealthy_threshold, "grace_period_ms",
+                     (json_int_t)h->grace_period_ms, "panic_threshold", h->panic_threshold,
+                     "max_replacements_per_minute", h->max_replacements_per_minute,
+                     "deregister_grace_ms", (json_int_t)h->deregister_grace_ms);
 }
 
 /* Number member key of obj into *d when present and numeric. */
@@ -93,5 +96,14 @@ int store_health_from_json(const json_t *o, struct group_health *h)
     get_int(o, "healthy_threshold", &h->healthy_threshold);
     get_int(o, "unhealthy_threshold", &h->unhealthy_threshold);
     get_i64(o, "grace_period_ms", &h->grace_period_ms);
+    /* settings newer than the row: their defaults */
+    struct group_settings d;
+    group_settings_default(&d, NULL);
+    h->panic_threshold = d.health.panic_threshold;
+    h->max_replacements_per_minute = d.health.max_replacements_per_minute;
+    h->deregister_grace_ms = d.health.deregister_grace_ms;
+    get_int(o, "panic_threshold", &h->panic_threshold);
+    get_int(o, "max_replacements_per_minute", &h->max_replacements_per_minute);
+    get_i64(o, "deregister_grace_ms", &h->deregister_grace_ms);
     return 0;
 }

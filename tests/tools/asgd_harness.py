@@ -47,7 +47,7 @@ def pid_alive(pid):
 
 class Group:
     def __init__(self, name_prefix="t", min_size=2, max_size=5, policy=None, health=None,
-                 agent_args="", extra="", load=50):
+                 agent_args="", extra="", load=50, mon_host="127.0.0.1", base=None):
         self.dir = tempfile.mkdtemp(prefix="asgd-it-")
         self.name = f"{name_prefix}{os.getpid()}-{random.randrange(1 << 20):x}"
         self.load_file = os.path.join(self.dir, "load")
@@ -55,7 +55,7 @@ class Group:
         self.mon_port = free_port()
         self.api_port = free_port()
         self.agent_port = free_port()
-        self.base = f"127.{random.randrange(1, 250)}.{random.randrange(1, 250)}.2"
+        self.base = base or f"127.{random.randrange(1, 250)}.{random.randrange(1, 250)}.2"
         self.state = os.path.join(self.dir, "state")
         self.procs = []
         self.logs = []
@@ -67,7 +67,7 @@ class Group:
                  f"max_size = {max_size}", "", "[policy]"]
         lines += [f"{k} = {v}" for k, v in policy.items()]
         lines += ["", "[health]"] + [f"{k} = {v}" for k, v in health.items()]
-        lines += ["", "[monitor]", f"listen = 127.0.0.1:{self.mon_port}",
+        lines += ["", "[monitor]", f"listen = {mon_host}:{self.mon_port}",
                   f"agent_port = {self.agent_port}", "", "[local]", f"agent_args = {args}",
                   f"address_base = {self.base}", "", "[store]", f"dir = {self.state}", "",
                   "[api]", f"listen = 127.0.0.1:{self.api_port}", ""]

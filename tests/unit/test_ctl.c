@@ -549,6 +549,194 @@ static void scales_on_load(void **state)
     assert_int_equal(x->prov->terminate_calls, 0);
 }
 
+/* ---- partitions, rate limit, deregistration (issue 11) ----------------------------------------
+ */
+
+/* Changes the stored settings: desired count and the health keys of issue 11. */
+static void set_group(struct fx *x, int desired, int panic, int per_min, int64_t dereg_ms)
+{
+    struct group_settings g;
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    g.desired_capacity = desired;
+    g.health.panic_threshold = panic;
+    g.health.max_replacements_per_minute = per_min;
+    g.health.deregister_grace_ms = dereg_ms;
+    assert_int_equal(store_put_settings(x->store, &g, g.revision, NULL), 0);
+}
+
+/* Starts a group of n instances, all healthy and in service, at T0 + 1 s. */
+static void healthy_group(struct fx *x, int n)
+{
+    ctl_reconcile(x->ctl, T0);
+    ctl_tick(x->ctl, T0);
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+    ctl_tick(x->ctl, T0 + 1000);
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), (size_t)n);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(s[i].lifecycle, FLEET_IN_SERVICE);
+}
+
+static void partition_panics_instead_of_replacing(void **state)
+{
+    struct fx *x = *state;
+    set_group(x, 4, 50, 0, 30000);
+    healthy_group(x, 4);
+    int launches = x->prov->launch_calls;
+    struct fleet_slot s[64];
+    slots(x, s);
+    /* 3 of 4 (75 % > 50 %) unreachable at once, past their grace period */
+    for (int i = 0; i < 3; i++)
+        monitor_says(x, s[i].id, FLEET_HEALTH_UNHEALTHY, -1);
+    for (int t = 31; t <= 40; t++) {
+        x->prov->now = T0 + t * 1000;
+        ctl_tick(x->ctl, T0 + t * 1000);
+    }
+    assert_int_equal(x->prov->terminate_calls, 0);
+    assert_int_equal(x->prov->launch_calls, launches);
+    assert_int_equal(count_activities(x, "replace"), 0);
+    assert_int_equal(count_activities(x, "panic"), 1); /* once, not once a tick */
+    struct ctl_status st;
+    ctl_get_status(x->ctl, &st);
+    assert_int_equal(st.panic, 1);
+    assert_int_equal(st.panic_failing, 3);
+    assert_int_equal(st.panic_total, 4);
+
+    /* they answer again, one by one: with 1 of 4 still failing the panic ends by itself;
+       nothing was replaced, and the laggard gets a fresh grace period (30 s from the end, at
+       41 s): its connection is still being re-made */
+    monitor_says(x, s[1].id, FLEET_HEALTH_HEALTHY, 40);
+    monitor_says(x, s[2].id, FLEET_HEALTH_HEALTHY, 40);
+    for (int t = 41; t <= 70; t++) {
+        x->prov->now = T0 + t * 1000;
+        ctl_tick(x->ctl, T0 + t * 1000);
+        ctl_get_status(x->ctl, &st);
+        assert_int_equal(st.panic, 0);
+    }
+    assert_int_equal(count_activities(x, "panic"), 2);
+    assert_int_equal(x->prov->terminate_calls, 0);
+    assert_int_equal(slots(x, s), 4);
+    /* still failing after that: replaced as usual */
+    x->prov->now = T0 + 71000;
+    ctl_tick(x->ctl, T0 + 71000);
+    assert_int_equal(x->prov->terminate_calls, 1);
+}
+
+static void late_once_fn(struct fleet_slot *s, void *arg)
+{
+    (void)arg;
+    s->consecutive_fail = 1; /* one check late, still healthy */
+}
+
+static void blip_is_no_panic(void **state)
+{
+    struct fx *x = *state;
+    set_group(x, 4, 50, 0, 30000);
+    healthy_group(x, 4);
+    struct fleet_slot s[64];
+    size_t n = slots(x, s);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(fleet_update(x->fleet, s[i].index, s[i].generation, late_once_fn, NULL),
+                         0);
+    x->prov->now = T0 + 40000;
+    ctl_tick(x->ctl, T0 + 40000);
+    struct ctl_status st;
+    ctl_get_status(x->ctl, &st);
+    assert_int_equal(st.panic, 0);
+    assert_int_equal(count_activities(x, "panic"), 0);
+    assert_int_equal(x->prov->terminate_calls, 0);
+}
+
+static void replacements_are_rate_limited(void **state)
+{
+    struct fx *x = *state;
+    set_group(x, 4, 0, 2, 30000); /* no panic: the rate limit alone */
+    healthy_group(x, 4);
+    monitor_says(x, NULL, FLEET_HEALTH_UNHEALTHY, -1);
+    int64_t t = T0 + 31000;
+    x->prov->now = t;
+    ctl_tick(x->ctl, t);
+    assert_int_equal(count_activities(x, "replace"), 2);
+    for (int i = 1; i <= 20; i++) { /* 20 s: 2/min refills less than one */
+        x->prov->now = t + i * 1000;
+        ctl_tick(x->ctl, t + i * 1000);
+    }
+    assert_int_equal(count_activities(x, "replace"), 2);
+    /* the group never shrank below desired meanwhile: the waiting ones stay live */
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 4);
+    x->prov->now = t + 31000;
+    ctl_tick(x->ctl, t + 31000); /* 30 s: one more token */
+    assert_int_equal(count_activities(x, "replace"), 3);
+    x->prov->now = t + 61000;
+    ctl_tick(x->ctl, t + 61000);
+    assert_int_equal(count_activities(x, "replace"), 4);
+}
+
+struct dereg_fx {
+    int64_t at;
+};
+
+static void dereg_fn(struct fleet_slot *s, void *arg)
+{
+    const struct dereg_fx *d = arg;
+    s->health = FLEET_HEALTH_DEREGISTERED;
+    s->registered = 0;
+    s->health_changed_ms = d->at;
+    s->load = 99;
+}
+
+static void deregistered_waits_its_window(void **state)
+{
+    struct fx *x = *state;
+    set_group(x, 2, 0, 0, 20000);
+    healthy_group(x, 2);
+    struct fleet_slot s[64];
+    slots(x, s);
+    struct dereg_fx d = {T0 + 40000};
+    assert_int_equal(fleet_update(x->fleet, s[0].index, s[0].generation, dereg_fn, &d), 0);
+    /* within the 20 s window: not replaced, not counted in the load, nothing launched */
+    for (int t = 40; t <= 59; t++) {
+        x->prov->now = T0 + t * 1000;
+        ctl_tick(x->ctl, T0 + t * 1000);
+    }
+    assert_int_equal(x->prov->terminate_calls, 0);
+    assert_int_equal(x->prov->launch_calls, 1);
+    struct ctl_status st;
+    ctl_get_status(x->ctl, &st);
+    assert_int_equal(st.deregistered, 1);
+    assert_int_equal(st.in_service, 1);
+    assert_true(st.avg_load > 39 && st.avg_load < 41); /* its 99 is not counted */
+    /* the window is over: replaced */
+    x->prov->now = T0 + 60000;
+    ctl_tick(x->ctl, T0 + 60000);
+    assert_int_equal(x->prov->terminate_calls, 1);
+    assert_string_equal(x->prov->terminated[0], s[0].id);
+    assert_int_equal(count_activities(x, "replace"), 1);
+}
+
+static void deregistered_back_in_time_is_kept(void **state)
+{
+    struct fx *x = *state;
+    set_group(x, 2, 0, 0, 20000);
+    healthy_group(x, 2);
+    struct fleet_slot s[64];
+    slots(x, s);
+    struct dereg_fx d = {T0 + 40000};
+    assert_int_equal(fleet_update(x->fleet, s[0].index, s[0].generation, dereg_fn, &d), 0);
+    ctl_tick(x->ctl, T0 + 45000);
+    monitor_says(x, s[0].id, FLEET_HEALTH_HEALTHY, 40); /* its checks pass again */
+    for (int t = 46; t <= 90; t++) {
+        x->prov->now = T0 + t * 1000;
+        ctl_tick(x->ctl, T0 + t * 1000);
+    }
+    assert_int_equal(x->prov->terminate_calls, 0);
+    struct ctl_status st;
+    ctl_get_status(x->ctl, &st);
+    assert_int_equal(st.deregistered, 0);
+    assert_int_equal(st.in_service, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -564,6 +752,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(operator_terminate, setup, teardown),
         cmocka_unit_test_setup_teardown(scales_on_load, setup, teardown),
         cmocka_unit_test_setup_teardown(fenced_controller_does_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(partition_panics_instead_of_replacing, setup, teardown),
+        cmocka_unit_test_setup_teardown(blip_is_no_panic, setup, teardown),
+        cmocka_unit_test_setup_teardown(replacements_are_rate_limited, setup, teardown),
+        cmocka_unit_test_setup_teardown(deregistered_waits_its_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(deregistered_back_in_time_is_kept, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,7 +72,8 @@ static void json_round_trip(void **state)
               "\"evaluation_period\":\"2m\",\"target\":55.0,\"tolerance\":0.050000000000000003,"
               "\"scale_down_window\":\"2h\"},\"health\":{\"type\":\"ec2\",\"interval\":\"5s\","
               "\"timeout\":\"250ms\",\"healthy_threshold\":4,\"unhealthy_threshold\":6,"
-              "\"grace_period\":\"90s\"},\"revision\":17,\"updated_at\":"
+              "\"grace_period\":\"90s\",\"panic_threshold\":50,\"max_replacements_per_minute\":10,"
+              "\"deregister_grace\":\"30s\"},\"revision\":17,\"updated_at\":"
               "\"2026-11-18T11:06:40.123Z\"}");
     char err[256];
     memset(&back, 0x5a, sizeof back);
@@ -149,6 +150,9 @@ static void every_key_from_ini_and_json(void **state)
         {"health", "healthy_threshold", "5", "5"},
         {"health", "unhealthy_threshold", "6", "6"},
         {"health", "grace_period", "1h", "\"1h\""},
+        {"health", "panic_threshold", "70", "70"},
+        {"health", "max_replacements_per_minute", "4", "4"},
+        {"health", "deregister_grace", "45s", "\"45s\""},
     };
     /* the table and this list agree: every key is tested */
     assert_int_equal(group_n_keys, sizeof vals / sizeof vals[0]);
@@ -493,8 +497,8 @@ static void hostile_specs(void **state)
         {"{\"group\": {\"name\": \"a\"}, \"health\": {\"type\": \"ec2\"}}",
          "spec: health.type: ec2 health checks need [provider] type = ec2"},
         {"{\"group\": {\"name\": \"a\"}, \"provider\": {\"type\": \"ec2\"}}", "spec: ec2"},
-        {"{\"group\": {\"name\": \"a\"}, \"local\": {\"address_base\": \"10.0.0.1\"}}",
-         "spec: local.address_base: \"10.0.0.1\" is not a loopback address"},
+        {"{\"group\": {\"name\": \"a\"}, \"local\": {\"address_base\": \"8.8.8.8\"}}",
+         "spec: local.address_base: \"8.8.8.8\" is not a loopback (127.x.x.x) or private"},
         {"{\"group\": {\"name\": \"a\"}, \"policy\": {\"cooldown\": true}}",
          "spec: policy.cooldown: \"true\" is not a duration"},
     };

@@ -210,10 +210,10 @@ static void constructor_errors(void **state)
     struct local_settings s = {.group = "web",
                                .state_dir = x->dir,
                                .agent_path = x->agent,
-                               .address_base = "10.0.0.1",
+                               .address_base = "8.8.8.8",
                                .agent_port = 1};
     assert_int_equal(provider_local_new(&s, &p, err, sizeof(err)), PROV_EINVAL);
-    assert_non_null(strstr(err, "10.0.0.1"));
+    assert_non_null(strstr(err, "8.8.8.8"));
     s.address_base = "127.0.0.2";
     s.agent_path = "/nonexistent/monitorc";
     assert_int_equal(provider_local_new(&s, &p, err, sizeof(err)), PROV_EINVAL);

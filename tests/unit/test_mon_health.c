@@ -106,6 +106,21 @@ static void forced_unhealthy_needs_rise(void **state)
     assert_int_equal(h.health, FLEET_HEALTH_HEALTHY);
 }
 
+/* a deregistered agent restarting: silence keeps it DEREGISTERED (the controller ends the
+   window), rise passes make it healthy */
+static void deregistered_not_failed_by_silence(void **state)
+{
+    (void)state;
+    uint8_t h = FLEET_HEALTH_DEREGISTERED;
+    uint32_t ok = 0, fail = 0;
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(mon_health_observe(&h, &ok, &fail, 0, 2, 3), 0);
+    assert_int_equal(h, FLEET_HEALTH_DEREGISTERED);
+    assert_int_equal(mon_health_observe(&h, &ok, &fail, 1, 2, 3), 0);
+    assert_int_equal(mon_health_observe(&h, &ok, &fail, 1, 2, 3), 1);
+    assert_int_equal(h, FLEET_HEALTH_HEALTHY);
+}
+
 static void counters_saturate(void **state)
 {
     (void)state;
@@ -171,7 +186,7 @@ int main(void)
         cmocka_unit_test(fall_then_rise),     cmocka_unit_test(flapping_never_flips),
         cmocka_unit_test(rise_fall_one),      cmocka_unit_test(forced_unhealthy_needs_rise),
         cmocka_unit_test(counters_saturate),  cmocka_unit_test(token_compare),
-        cmocka_unit_test(address_validation),
+        cmocka_unit_test(address_validation), cmocka_unit_test(deregistered_not_failed_by_silence),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -726,7 +726,8 @@ static void register_checks_token_and_id(void **state)
     assert_int_equal(atomic_load(&stats.registrations_refused) - refused0, 7);
     assert_int_equal(atomic_load(&stats.registrations_accepted) - accepted0, 2);
 
-    /* Deregister: wrong token refused; right token marks it gone and unhealthy */
+    /* Deregister: wrong token refused; right token marks it deregistered (a restart's
+       reconnect window: the controller neither counts nor replaces it yet) */
     int ok = -1;
     assert_int_equal(call_deregister(port, "i-known", "nope", &ok), 0);
     assert_int_equal(ok, 0);
@@ -737,9 +738,16 @@ static void register_checks_token_and_id(void **state)
     assert_int_equal(ok, 1);
     sl = slot_of(x, idx);
     assert_int_equal(sl.registered, 0);
-    assert_int_equal(sl.health, FLEET_HEALTH_UNHEALTHY);
+    assert_int_equal(sl.health, FLEET_HEALTH_DEREGISTERED);
     assert_int_equal(sl.lifecycle, FLEET_PENDING); /* the controller owns the life cycle */
     assert_true(sl.health_changed_ms > 0);
+    /* registering again within the window: back to normal, the checks decide again */
+    assert_int_equal(call_register(port, "i-known", "127.0.0.9:50051", TOKEN, &r), 0);
+    assert_true(r->accepted);
+    register_reply__free_unpacked(r, NULL);
+    sl = slot_of(x, idx);
+    assert_int_equal(sl.registered, 1);
+    assert_int_equal(sl.health, FLEET_HEALTH_UNKNOWN);
 
     mon_stop(x->m);
     mon_stop(x->m);
@@ -1106,10 +1114,13 @@ static void real_monitorc_processes(void **state)
     assert_true(wait_slot(x, idx, (struct want){-1, FLEET_HEALTH_HEALTHY, -1}, 20000, &took));
     print_message("  restarted: healthy after %lld ms (rise 2)\n", (long long)took);
 
-    /* a clean stop deregisters: not registered and unhealthy without waiting for fall polls */
+    /* a clean stop deregisters: not registered and DEREGISTERED (its reconnect window) without
+       waiting for fall polls; the failed polls that follow do not make it unhealthy */
     kill(pid, SIGTERM);
-    assert_true(wait_slot(x, idx, (struct want){0, FLEET_HEALTH_UNHEALTHY, -1}, 20000, &took));
-    print_message("  SIGTERM: deregistered and unhealthy after %lld ms\n", (long long)took);
+    assert_true(wait_slot(x, idx, (struct want){0, FLEET_HEALTH_DEREGISTERED, -1}, 20000, &took));
+    print_message("  SIGTERM: deregistered after %lld ms\n", (long long)took);
+    usleep(1000 * 1000); /* 5 intervals of failed polls, fall 3 */
+    assert_int_equal(slot_of(x, idx).health, FLEET_HEALTH_DEREGISTERED);
     waitpid(pid, NULL, 0);
 
     /* the agent with the wrong token never got in */
