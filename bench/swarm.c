@@ -46,6 +46,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -90,6 +91,8 @@ struct conn {
     struct agent *a;
     nghttp2_session *s;
     int want_out;
+    uint8_t *out; /* bytes the socket did not take yet (malloc'd) */
+    size_t outlen, outcap;
     int dirty; /* on the slow-answer flush list */
     struct conn *next_dirty;
     struct conn *next_in_agent, **prev_in_agent;
@@ -103,6 +106,10 @@ static long calls, nconns;
 static struct stream *due_list;
 static volatile sig_atomic_t stop_flag;
 static int64_t start_ms;
+/* with more agents than one process has file descriptors for, worker processes share them out:
+   agent i belongs to worker i % nworkers */
+static int worker, nworkers = 1;
+static int cmdfd; /* where this process reads commands: stdin, or the parent's pipe */
 
 static int64_t now_ms(void)
 {
@@ -257,18 +264,6 @@ static void answer(struct stream *st)
 
 /* --- nghttp2 callbacks ------------------------------------------------------------------------ */
 
-static ssize_t cb_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *ud)
-{
-    (void)s;
-    (void)flags;
-    struct conn *c = ud;
-    ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? NGHTTP2_ERR_WOULDBLOCK
-                                                       : NGHTTP2_ERR_CALLBACK_FAILURE;
-    return n;
-}
-
 static int cb_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
@@ -367,16 +362,6 @@ static nghttp2_option *opt;
 
 /* --- connections ------------------------------------------------------------------------------ */
 
-static void conn_update(struct conn *c)
-{
-    int want = nghttp2_session_want_write(c->s);
-    if (want == c->want_out)
-        return;
-    struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c};
-    (void)epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
-    c->want_out = want;
-}
-
 static void conn_close(struct conn *c)
 {
     nghttp2_session_del(c->s); /* frees the streams through cb_stream_close */
@@ -385,19 +370,99 @@ static void conn_close(struct conn *c)
     if (c->next_in_agent)
         c->next_in_agent->prev_in_agent = c->prev_in_agent;
     nconns--;
+    free(c->out);
     free(c);
 }
 
-/* Sends what nghttp2 has queued; closes the connection when it is over. Returns -1 if closed. */
+/* Sends d, keeping what the socket does not take in c->out. -1 on a dead socket or no memory. */
+static int out_write(struct conn *c, const uint8_t *d, size_t len)
+{
+    if (c->outlen == 0) {
+        ssize_t n = send(c->fd, d, len, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -1;
+        if (n > 0) {
+            d += n;
+            len -= (size_t)n;
+        }
+        if (len == 0)
+            return 0;
+    }
+    if (c->outlen + len > c->outcap) {
+        size_t cap = (c->outlen + len) * 2;
+        uint8_t *o = realloc(c->out, cap);
+        if (!o)
+            return -1;
+        c->out = o;
+        c->outcap = cap;
+    }
+    memcpy(c->out + c->outlen, d, len);
+    c->outlen += len;
+    return 0;
+}
+
+/* Sends what nghttp2 has queued in as few send() calls as it fits (one per poll, usually,
+   instead of one per frame); closes the connection when it is over. Returns -1 if closed. */
 static int conn_flush(struct conn *c)
 {
-    if (nghttp2_session_send(c->s) ||
-        (!nghttp2_session_want_read(c->s) && !nghttp2_session_want_write(c->s))) {
-        conn_close(c);
-        return -1;
+    static uint8_t obuf[32768];
+    size_t olen = 0;
+    if (c->outlen) {
+        ssize_t n = send(c->fd, c->out, c->outlen, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            goto dead;
+        if (n > 0) {
+            memmove(c->out, c->out + n, c->outlen - (size_t)n);
+            c->outlen -= (size_t)n;
+        }
     }
-    conn_update(c);
+    while (c->outlen == 0) {
+        const uint8_t *d;
+        ssize_t k = nghttp2_session_mem_send(c->s, &d);
+        if (k < 0)
+            goto dead;
+        if (k == 0)
+            break;
+        if (olen + (size_t)k > sizeof(obuf)) {
+            if (out_write(c, obuf, olen))
+                goto dead;
+            olen = 0;
+        }
+        if ((size_t)k > sizeof(obuf)) {
+            if (out_write(c, d, (size_t)k))
+                goto dead;
+        } else {
+            memcpy(obuf + olen, d, (size_t)k);
+            olen += (size_t)k;
+        }
+    }
+    if (olen && out_write(c, obuf, olen))
+        goto dead;
+    if (!c->outlen && !nghttp2_session_want_read(c->s) && !nghttp2_session_want_write(c->s))
+        goto dead;
+    int want = c->outlen > 0;
+    if (want != c->want_out) {
+        struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c};
+        (void)epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+        c->want_out = want;
+    }
     return 0;
+dead:
+    conn_close(c);
+    return -1;
+}
+
+/* accept failures (EMFILE above all) are said once a second, not once per event */
+static void complain_accept(const struct agent *a, int e)
+{
+    static int64_t last;
+    static long n;
+    n++;
+    int64_t now = now_ms();
+    if (now - last < 1000)
+        return;
+    fprintf(stderr, "bench_swarm: accept on agent %s: %s (%ld failures)\n", a->id, strerror(e), n);
+    last = now;
 }
 
 static void conn_accept(struct agent *a)
@@ -406,7 +471,7 @@ static void conn_accept(struct agent *a)
         int fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                fprintf(stderr, "bench_swarm: accept on agent %s: %s\n", a->id, strerror(errno));
+                complain_accept(a, errno);
             return;
         }
         int one = 1;
@@ -501,7 +566,7 @@ static void command(char *line)
     if (n < 1)
         return;
     if (strcmp(verb, "stats") == 0) {
-        printf("stats calls=%ld conns=%ld\n", calls, nconns);
+        printf("stats worker=%d calls=%ld conns=%ld\n", worker, calls, nconns);
         fflush(stdout);
         return;
     }
@@ -511,18 +576,24 @@ static void command(char *line)
     }
     int lo, hi;
     if (n < 2 || parse_range(range, &lo, &hi)) {
+        if (worker)
+            return; /* worker 0 answers for all */
         printf("error bad range in \"%s\" (agents 0-%d)\n", line, nagents - 1);
         fflush(stdout);
         return;
     }
     int need_v = strcmp(verb, "slow") == 0 || strcmp(verb, "load") == 0;
     if (need_v && n < 3) {
+        if (worker)
+            return;
         printf("error \"%s\" needs a value\n", line);
         fflush(stdout);
         return;
     }
     for (int i = lo; i <= hi; i++) {
         struct agent *a = &agents[i];
+        if (i % nworkers != worker)
+            continue;
         if (strcmp(verb, "kill") == 0) {
             agent_kill(a);
             a->mode = MODE_DEAD;
@@ -545,11 +616,15 @@ static void command(char *line)
                             strerror(-rc));
             }
         } else {
+            if (worker)
+                return;
             printf("error unknown command \"%s\"\n", verb);
             fflush(stdout);
             return;
         }
     }
+    if (worker)
+        return;
     printf("ok %s\n", line);
     fflush(stdout);
 }
@@ -558,9 +633,11 @@ static void stdin_event(void)
 {
     static char buf[4096];
     static size_t have;
-    ssize_t n = read(0, buf + have, sizeof(buf) - 1 - have);
+    ssize_t n = read(cmdfd, buf + have, sizeof(buf) - 1 - have);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
     if (n <= 0) {
-        (void)epoll_ctl(epfd, EPOLL_CTL_DEL, 0, NULL); /* EOF: keep serving */
+        (void)epoll_ctl(epfd, EPOLL_CTL_DEL, cmdfd, NULL); /* EOF: keep serving */
         return;
     }
     have += (size_t)n;
@@ -589,69 +666,15 @@ static void usage(void)
                     "[-l LISTFILE] [--id-prefix P (i-)]\n");
 }
 
-int main(int argc, char **argv)
+/* Serves this process's share of the agents until quit or a signal. readyfd: where to say
+   "listening" (a byte), or -1 to print "ready N". Returns the exit status. */
+static int serve(int readyfd)
 {
-    int n = 1000;
-    const char *base = "127.1.0.1", *list = NULL, *idprefix = "i-";
-    for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) {
-            usage();
-            return 2;
-        }
-        if (strcmp(argv[i], "-n") == 0)
-            n = (int)strtol(v, NULL, 10);
-        else if (strcmp(argv[i], "-b") == 0)
-            base = v;
-        else if (strcmp(argv[i], "-p") == 0)
-            port = (int)strtol(v, NULL, 10);
-        else if (strcmp(argv[i], "-l") == 0)
-            list = v;
-        else if (strcmp(argv[i], "--id-prefix") == 0)
-            idprefix = v;
-        else {
-            usage();
-            return 2;
-        }
-        i++;
-    }
-    struct in_addr ba;
-    if (n < 1 || n > 200000 || port < 1 || port > 65535 || inet_pton(AF_INET, base, &ba) != 1 ||
-        (ntohl(ba.s_addr) >> 24) != 127) {
-        fprintf(stderr, "bench_swarm: need 1..200000 agents, a port and a 127.x.y.z base\n");
-        return 2;
-    }
-    if (strlen(idprefix) > 16) {
-        fprintf(stderr, "bench_swarm: --id-prefix longer than 16 characters\n");
-        return 2;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGTERM, on_signal);
-    signal(SIGINT, on_signal);
-    /* one listening socket and (usually) one connection per agent */
-    struct rlimit rl;
-    rlim_t need = (rlim_t)n * 2 + 64;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
-        rl.rlim_cur = need;
-        if (rl.rlim_max < need)
-            rl.rlim_max = need; /* allowed for root only */
-        if (setrlimit(RLIMIT_NOFILE, &rl)) {
-            (void)getrlimit(RLIMIT_NOFILE, &rl);
-            rl.rlim_cur = rl.rlim_max;
-            (void)setrlimit(RLIMIT_NOFILE, &rl);
-            fprintf(stderr, "bench_swarm: only %llu file descriptors (want %llu)\n",
-                    (unsigned long long)rl.rlim_cur, (unsigned long long)need);
-        }
-    }
-    start_ms = now_ms();
-    nagents = n;
-    agents = calloc((size_t)n, sizeof(*agents));
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (!agents || epfd < 0 || nghttp2_session_callbacks_new(&cbs) || nghttp2_option_new(&opt)) {
         fprintf(stderr, "bench_swarm: out of memory\n");
         return 1;
     }
-    nghttp2_session_callbacks_set_send_callback(cbs, cb_send);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, cb_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cbs, cb_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cb_data);
@@ -660,17 +683,8 @@ int main(int argc, char **argv)
     /* gRPC clients send no HTTP/1 upgrade; skip nothing else */
     nghttp2_option_set_no_http_messaging(opt, 1);
 
-    FILE *lf = list ? fopen(list, "w") : NULL;
-    if (list && !lf) {
-        fprintf(stderr, "bench_swarm: cannot write %s: %s\n", list, strerror(errno));
-        return 1;
-    }
-    uint32_t b = ntohl(ba.s_addr);
-    for (int i = 0; i < n; i++) {
+    for (int i = worker; i < nagents; i += nworkers) {
         struct agent *a = &agents[i];
-        a->addr = addr_of(i ? agents[i - 1].addr : b, i ? 1 : 0);
-        a->load = 42;
-        snprintf(a->id, sizeof(a->id), "%s%06d", idprefix, i);
         int rc = agent_listen(a);
         if (rc) {
             char ip[INET_ADDRSTRLEN];
@@ -680,22 +694,18 @@ int main(int argc, char **argv)
                     strerror(-rc));
             return 1;
         }
-        if (lf) {
-            char ip[INET_ADDRSTRLEN];
-            struct in_addr ia = {.s_addr = htonl(a->addr)};
-            inet_ntop(AF_INET, &ia, ip, sizeof(ip));
-            fprintf(lf, "%s %s:%d\n", a->id, ip, port);
-        }
     }
-    if (lf && fclose(lf)) {
-        fprintf(stderr, "bench_swarm: cannot write %s\n", list);
-        return 1;
-    }
-    (void)fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+    (void)fcntl(cmdfd, F_SETFL, fcntl(cmdfd, F_GETFL) | O_NONBLOCK);
     struct epoll_event sev = {.events = EPOLLIN, .data.u64 = ((uint64_t)1 << 62)};
-    (void)epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &sev); /* fails harmlessly if stdin is /dev/null */
-    printf("ready %d\n", n);
-    fflush(stdout);
+    (void)epoll_ctl(epfd, EPOLL_CTL_ADD, cmdfd, &sev); /* fails harmlessly on /dev/null */
+    if (readyfd < 0) {
+        printf("ready %d\n", nagents);
+        fflush(stdout);
+    } else if (write(readyfd, "r", 1) != 1) {
+        return 1;
+    } else {
+        close(readyfd);
+    }
 
     struct epoll_event evs[256];
     while (!stop_flag) {
@@ -753,11 +763,194 @@ int main(int argc, char **argv)
             (void)conn_flush(c);
         }
     }
-    for (int i = 0; i < n; i++)
+    for (int i = worker; i < nagents; i += nworkers)
         agent_kill(&agents[i]);
-    free(agents);
     nghttp2_session_callbacks_del(cbs);
     nghttp2_option_del(opt);
     close(epfd);
     return 0;
+}
+
+static pid_t *pids;
+static volatile sig_atomic_t child_gone;
+
+static void on_child(int sig)
+{
+    (void)sig;
+    child_gone = 1;
+}
+
+/* The parent of several workers: starts them, says "ready" when all listen, forwards stdin to
+   every one of them, and ends them all when one ends or on SIGTERM/SIGINT. */
+static int run_workers(void)
+{
+    int *cmd = calloc((size_t)nworkers, sizeof(*cmd));
+    pids = calloc((size_t)nworkers, sizeof(*pids));
+    int ready[2];
+    if (!cmd || !pids || pipe(ready)) {
+        fprintf(stderr, "bench_swarm: cannot start workers\n");
+        return 1;
+    }
+    struct sigaction sa = {.sa_handler = on_child}; /* no SA_RESTART: read() must return */
+    sigaction(SIGCHLD, &sa, NULL);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    for (int w = 0; w < nworkers; w++) {
+        int pp[2];
+        if (pipe(pp))
+            return 1;
+        pid_t pid = fork();
+        if (pid < 0)
+            return 1;
+        if (pid == 0) {
+            for (int k = 0; k < w; k++)
+                close(cmd[k]);
+            close(pp[1]);
+            close(ready[0]);
+            signal(SIGCHLD, SIG_DFL);
+            worker = w;
+            cmdfd = pp[0];
+            int rc = serve(ready[1]);
+            free(agents);
+            _exit(rc);
+        }
+        close(pp[0]);
+        cmd[w] = pp[1];
+        pids[w] = pid;
+    }
+    close(ready[1]);
+    int got = 0;
+    char c;
+    while (got < nworkers && !child_gone && !stop_flag) {
+        ssize_t r = read(ready[0], &c, 1);
+        if (r == 1)
+            got++;
+        else if (r == 0 || errno != EINTR)
+            break;
+    }
+    close(ready[0]);
+    int rc = 0;
+    if (got == nworkers) {
+        printf("ready %d\n", nagents);
+        fflush(stdout);
+        char buf[4096];
+        int eof = 0;
+        while (!child_gone && !stop_flag) {
+            if (eof) {
+                pause();
+                continue;
+            }
+            ssize_t r = read(0, buf, sizeof(buf));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                eof = 1; /* keep serving */
+                continue;
+            }
+            for (int w = 0; w < nworkers; w++)
+                if (write(cmd[w], buf, (size_t)r) != r)
+                    fprintf(stderr, "bench_swarm: worker %d does not take commands\n", w);
+        }
+    } else {
+        fprintf(stderr, "bench_swarm: a worker failed to start\n");
+        rc = 1;
+    }
+    for (int w = 0; w < nworkers; w++) {
+        kill(pids[w], SIGTERM);
+        close(cmd[w]);
+    }
+    for (int w = 0; w < nworkers; w++)
+        waitpid(pids[w], NULL, 0);
+    free(cmd);
+    free(pids);
+    free(agents);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    int n = 1000;
+    const char *base = "127.1.0.1", *list = NULL, *idprefix = "i-";
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            usage();
+            return 2;
+        }
+        if (strcmp(argv[i], "-n") == 0)
+            n = (int)strtol(v, NULL, 10);
+        else if (strcmp(argv[i], "-b") == 0)
+            base = v;
+        else if (strcmp(argv[i], "-p") == 0)
+            port = (int)strtol(v, NULL, 10);
+        else if (strcmp(argv[i], "-l") == 0)
+            list = v;
+        else if (strcmp(argv[i], "--id-prefix") == 0)
+            idprefix = v;
+        else {
+            usage();
+            return 2;
+        }
+        i++;
+    }
+    struct in_addr ba;
+    if (n < 1 || n > 200000 || port < 1 || port > 65535 || inet_pton(AF_INET, base, &ba) != 1 ||
+        (ntohl(ba.s_addr) >> 24) != 127) {
+        fprintf(stderr, "bench_swarm: need 1..200000 agents, a port and a 127.x.y.z base\n");
+        return 2;
+    }
+    if (strlen(idprefix) > 16) {
+        fprintf(stderr, "bench_swarm: --id-prefix longer than 16 characters\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    /* one listening socket and (usually) one connection per agent: as many worker processes
+       as the file descriptor limit asks for */
+    struct rlimit rl;
+    rlim_t need = (rlim_t)n * 2 + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        if (rl.rlim_cur < need) {
+            rlim_t per = rl.rlim_cur > 256 ? rl.rlim_cur - 128 : 128;
+            nworkers = (int)((need + per - 1) / per);
+        }
+    }
+    start_ms = now_ms();
+    nagents = n;
+    agents = calloc((size_t)n, sizeof(*agents));
+    FILE *lf = list ? fopen(list, "w") : NULL;
+    if (!agents || (list && !lf)) {
+        fprintf(stderr, "bench_swarm: cannot write %s: %s\n", list ? list : "memory",
+                strerror(errno));
+        return 1;
+    }
+    uint32_t b = ntohl(ba.s_addr);
+    for (int i = 0; i < n; i++) {
+        struct agent *a = &agents[i];
+        a->lfd = -1;
+        a->addr = addr_of(i ? agents[i - 1].addr : b, i ? 1 : 0);
+        a->load = 42;
+        snprintf(a->id, sizeof(a->id), "%s%06d", idprefix, i);
+        if (lf) {
+            char ip[INET_ADDRSTRLEN];
+            struct in_addr ia = {.s_addr = htonl(a->addr)};
+            inet_ntop(AF_INET, &ia, ip, sizeof(ip));
+            fprintf(lf, "%s %s:%d\n", a->id, ip, port);
+        }
+    }
+    if (lf && fclose(lf)) {
+        fprintf(stderr, "bench_swarm: cannot write %s\n", list);
+        return 1;
+    }
+    if (nworkers == 1) {
+        cmdfd = 0;
+        int rc = serve(-1);
+        free(agents);
+        return rc;
+    }
+    return run_workers();
 }
