@@ -31,6 +31,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
 #include <libgen.h>
 #include <limits.h>
 
@@ -121,6 +122,34 @@ static double proc_cpu_s(pid_t pid)
     if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* proc_cpu_s of pid plus its direct children (bench_swarm's workers) */
+static double tree_cpu_s(pid_t pid)
+{
+    double t = proc_cpu_s(pid);
+    DIR *d = opendir("/proc");
+    if (!d)
+        return t;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[300], buf[512];
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *p = strrchr(buf, ')');
+        int ppid = 0;
+        if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == (int)pid)
+            t += proc_cpu_s((pid_t)strtol(e->d_name, NULL, 10));
+    }
+    closedir(d);
+    return t;
 }
 
 /* Starts bench_swarm (next to argv0) serving n agents; fills addrs from its list. Returns its
@@ -425,14 +454,14 @@ int main(int argc, char **argv)
         if (fleet_read(f, (uint32_t)i, &sl) == 0)
             ok0 += sl.polls_ok, bad0 += sl.polls_failed;
     long rss1 = rss_kib(getpid());
-    double sw0 = proc_cpu_s(child);
+    double sw0 = tree_cpu_s(child);
     w0 = wall_s();
     c0 = cpu_s();
     int64_t span = 2 * s.interval_ms < 10000 ? 10000 : 2 * s.interval_ms;
     usleep((useconds_t)span * 1000);
     w = wall_s() - w0;
     c = cpu_s() - c0;
-    double sw = proc_cpu_s(child) - sw0;
+    double sw = tree_cpu_s(child) - sw0;
     for (int i = 0; i < n; i++)
         if (fleet_read(f, (uint32_t)i, &sl) == 0)
             ok1 += sl.polls_ok, bad1 += sl.polls_failed;
