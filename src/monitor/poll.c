@@ -48,6 +48,14 @@
 #define RESCAN_MIN_MS      20
 #define CONNECT_TIMEOUT_MS 5000
 #define REASON_MAX         160
+/* new channels connect on their first poll: at most this many first polls a second (a
+   connection costs gRPC ~10 polls' CPU; 10,000 of them in one interval starved the polls) */
+#define CONNECT_RATE 2000
+/* the poller is behind when it starts a poll this late, or sees a deadline this late */
+#define LAG_MS 100
+/* a target's poll may be inconclusive (deadline while the poller lagged) this many times in a
+   row; the next such result counts as the failure it may be (a hung agent under overload) */
+#define MAX_DEFERRALS 3
 
 enum step { STEP_METRICS = 0, STEP_STATUS, STEP_MEMORY };
 
@@ -74,6 +82,7 @@ struct mon_target {
     /* the group's settings when the poll started (read under mon.mu) */
     int64_t interval_ms;
     uint32_t rise, fall;
+    uint32_t deferrals; /* consecutive inconclusive polls (see on_done) */
 };
 
 struct mon_poller {
@@ -83,7 +92,9 @@ struct mon_poller {
     int ntargets;
     int64_t next_scan_ms;
     int64_t last_scan_ms;
-    uint64_t round; /* mon_poll_once rounds */
+    uint64_t round;      /* mon_poll_once rounds */
+    int64_t last_lag_ms; /* monotonic: when a poll last started more than LAG_MS late */
+    uint64_t deferred;   /* polls deferred (see defer()) or whose cycle was missed */
 };
 
 static int64_t mono_us(void)
@@ -205,8 +216,12 @@ static void rescan(struct mon_poller *p, struct mon_group *g, int64_t now)
             free(t);
             continue;
         }
-        /* a single newcomer is polled at once; a crowd is spread over one interval */
-        t->next_due_ms = now + (nnew > 1 ? (g->interval_ms * k) / nnew : 0);
+        /* a single newcomer is polled at once; a crowd is spread over one interval, or over
+           longer when connecting them all in one interval would pass CONNECT_RATE */
+        int64_t spread = g->interval_ms;
+        if ((int64_t)nnew * 1000 / CONNECT_RATE > spread)
+            spread = (int64_t)nnew * 1000 / CONNECT_RATE;
+        t->next_due_ms = now + (nnew > 1 ? (spread * k) / nnew : 0);
         k++;
         g->targets[s->index] = t;
         p->ntargets++;
@@ -276,6 +291,7 @@ static void finish(struct mon_target *t, int ok, const char *reason)
     struct mon_group *g = t->g;
     int64_t rtt = mono_us() - t->start_us;
     stats_observe_poll(rtt, ok);
+    t->deferrals = 0;
 
     struct apply_arg a = {.ok = ok,
                           .t = t,
@@ -414,6 +430,39 @@ static void status_reason(char *out, size_t n, grpc_status_code st, const char *
         snprintf(out, n, "%s (status %d)", name, (int)st);
 }
 
+/* Whether a deadline that t's call hit may be the poller's fault rather than the agent's:
+   the deadline is being delivered more than LAG_MS late, or some poll started more than
+   LAG_MS late while this one was in flight (the poller or gRPC's threads were behind). */
+static int poller_lagged(const struct mon_target *t)
+{
+    if (t->deferrals >= MAX_DEFERRALS)
+        return 0;
+    int64_t now = clk_mono_ms();
+    return now - t->deadline_ms > LAG_MS || t->p->last_lag_ms >= t->start_us / 1000;
+}
+
+/* Ends an inconclusive poll: nothing written to the slot (neither success nor failure), the
+   deferral counted, the next poll at its usual time. */
+static void defer(struct mon_target *t)
+{
+    struct mon_poller *p = t->p;
+    t->deferrals++;
+    p->deferred++;
+    stats_count_deferred_polls(1);
+    if (t->deferrals == 1)
+        log_debug("poll of instance \"%s\" deferred: its deadline passed while the poller was "
+                  "behind",
+                  t->id);
+    int64_t now = clk_mono_ms();
+    t->next_due_ms = t->start_us / 1000 + t->interval_ms;
+    if (t->next_due_ms < now)
+        t->next_due_ms = now;
+    if (t->next_due_ms < p->next_scan_ms)
+        p->next_scan_ms = t->next_due_ms < p->last_scan_ms + SCAN_TICK_MS
+                              ? p->last_scan_ms + SCAN_TICK_MS
+                              : t->next_due_ms;
+}
+
 static void on_done(void *arg, grpc_status_code status, const char *details, const uint8_t *data,
                     size_t len)
 {
@@ -433,6 +482,10 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
             t->learned_seed = 1;
             t->step = STEP_STATUS;
             issue(t);
+            return;
+        }
+        if (status == GRPC_STATUS_DEADLINE_EXCEEDED && poller_lagged(t)) {
+            defer(t);
             return;
         }
         if (status == GRPC_STATUS_OK)
@@ -533,6 +586,15 @@ static int start_due_group(struct mon_poller *p, struct mon_group *g, int64_t no
                 return started;
             }
             t->round = p->round;
+            if (!force && now - t->next_due_ms > LAG_MS) {
+                p->last_lag_ms = now;
+                /* a whole interval late: that cycle's poll never ran, say so */
+                int64_t missed = (now - t->next_due_ms) / (g->interval_ms ? g->interval_ms : 1);
+                if (missed > 0) {
+                    p->deferred += (uint64_t)missed;
+                    stats_count_deferred_polls((uint64_t)missed);
+                }
+            }
             start_poll(t, now);
             started++;
             if (t->inflight)
