@@ -92,6 +92,8 @@ class Swarm:
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
+        self.p.stdin.close()
+        self.p.stdout.close()
         self.dir.cleanup()
 
 
