@@ -28,6 +28,8 @@
  * worst, never per completion.
  */
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -430,6 +432,35 @@ static void status_reason(char *out, size_t n, grpc_status_code st, const char *
         snprintf(out, n, "%s (status %d)", name, (int)st);
 }
 
+/* protobuf-c's allocator for a response: a small arena on the callback's stack, so that
+   decoding a poll's answer allocates nothing (a Metrics with its instance id takes ~150
+   bytes); a larger one falls back to malloc. */
+struct unpack_arena {
+    _Alignas(max_align_t) unsigned char buf[2048];
+    size_t used;
+};
+
+static void *arena_alloc(void *data, size_t n)
+{
+    struct unpack_arena *a = data;
+    size_t need = (n + 15) & ~(size_t)15;
+    if (need <= sizeof(a->buf) - a->used) {
+        void *p = a->buf + a->used;
+        a->used += need;
+        return p;
+    }
+    return malloc(n);
+}
+
+static void arena_free(void *data, void *p)
+{
+    struct unpack_arena *a = data;
+    uintptr_t u = (uintptr_t)p, lo = (uintptr_t)a->buf;
+    if (u >= lo && u < lo + sizeof(a->buf))
+        return; /* the arena goes with the stack frame */
+    free(p);
+}
+
 /* Whether a deadline that t's call hit may be the poller's fault rather than the agent's:
    the deadline is being delivered more than LAG_MS late, or some poll started more than
    LAG_MS late while this one was in flight (the poller or gRPC's threads were behind). */
@@ -469,6 +500,9 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
     struct mon_target *t = arg;
     struct mon_poller *p = t->p;
     char why[REASON_MAX];
+    struct unpack_arena arena;
+    arena.used = 0;
+    ProtobufCAllocator al = {arena_alloc, arena_free, &arena};
 
     t->inflight = 0;
     p->inflight--;
@@ -501,7 +535,7 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
 
     switch (t->step) {
     case STEP_METRICS: {
-        Metrics *mt = metrics__unpack(NULL, len, data);
+        Metrics *mt = metrics__unpack(&al, len, data);
         if (!mt) {
             finish(t, 0, "malformed GetMetrics response");
             return;
@@ -528,12 +562,12 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
                 ok = 0;
             }
         }
-        metrics__free_unpacked(mt, NULL);
+        metrics__free_unpacked(mt, &al);
         finish(t, ok, ok ? NULL : why);
         return;
     }
     case STEP_STATUS: {
-        StatusResponse *sr = status_response__unpack(NULL, len, data);
+        StatusResponse *sr = status_response__unpack(&al, len, data);
         if (!sr) {
             finish(t, 0, "malformed GetStatus response");
             return;
@@ -541,7 +575,7 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
         int app_ok = sr->status && strcmp(sr->status, "OK") == 0;
         char st[32];
         mon__printable(sr->status, st, sizeof(st));
-        status_response__free_unpacked(sr, NULL);
+        status_response__free_unpacked(sr, &al);
         t->app_healthy = app_ok;
         if (!app_ok) {
             snprintf(why, sizeof(why), "GetStatus said \"%s\"", st);
@@ -553,7 +587,7 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
         return;
     }
     case STEP_MEMORY: {
-        MemoryUsageResponse *mr = memory_usage_response__unpack(NULL, len, data);
+        MemoryUsageResponse *mr = memory_usage_response__unpack(&al, len, data);
         if (!mr) {
             finish(t, 0, "malformed GetMemoryUsage response");
             return;
@@ -561,7 +595,7 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
         t->got_sample = 1;
         t->load = pct((double)mr->usage);
         t->cpu = t->load;
-        memory_usage_response__free_unpacked(mr, NULL);
+        memory_usage_response__free_unpacked(mr, &al);
         finish(t, 1, NULL);
         return;
     }

@@ -629,12 +629,42 @@ struct cl_call {
     grpc_slice details;
 };
 
+/* Methods registered with gRPC per channel: a registered call reuses gRPC's prepared :path
+   instead of building it for every call (a poller calls the same one to three methods). */
+#define RPC_REGISTERED_MAX 4
+
 struct rpc_channel {
     struct rpc_client *cl;
     struct rpc_channel *prev, *next;
     grpc_channel *ch;
     char *target;
+    char *reg_method[RPC_REGISTERED_MAX]; /* under cl->mu; malloc'd */
+    void *reg_handle[RPC_REGISTERED_MAX];
 };
+
+/* gRPC's registered-call handle of method on ch, registering it on first use; NULL when the
+   table is full or out of memory (the caller then makes an unregistered call). cl->mu held. */
+static void *registered(struct rpc_channel *ch, const char *method)
+{
+    for (int i = 0; i < RPC_REGISTERED_MAX; i++) {
+        if (!ch->reg_method[i]) {
+            char *m = strdup(method);
+            if (!m)
+                return NULL;
+            void *h = grpc_channel_register_call(ch->ch, m, NULL, NULL);
+            if (!h) {
+                free(m);
+                return NULL;
+            }
+            ch->reg_method[i] = m;
+            ch->reg_handle[i] = h;
+            return h;
+        }
+        if (strcmp(ch->reg_method[i], method) == 0)
+            return ch->reg_handle[i];
+    }
+    return NULL;
+}
 
 struct rpc_client {
     struct rpc_client_opts opts;
@@ -754,6 +784,8 @@ void rpc_channel_free(struct rpc_channel *ch)
     pthread_mutex_unlock(&cl->mu);
     /* calls hold their own reference on the channel stack: they run on */
     grpc_channel_destroy(ch->ch);
+    for (int i = 0; i < RPC_REGISTERED_MAX; i++)
+        free(ch->reg_method[i]);
     free(ch->target);
     free(ch);
 }
@@ -806,10 +838,16 @@ int rpc_client_call(struct rpc_client *cl, struct rpc_channel *ch, const char *m
         cl_call_free(c);
         return RPC_ESHUTDOWN;
     }
-    grpc_slice msl = grpc_slice_from_copied_string(method);
-    c->call = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cl->cq, msl, NULL,
-                                       ms_from_now(deadline_ms), NULL);
-    grpc_slice_unref(msl);
+    void *reg = registered(ch, method);
+    if (reg) {
+        c->call = grpc_channel_create_registered_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cl->cq,
+                                                      reg, ms_from_now(deadline_ms), NULL);
+    } else {
+        grpc_slice msl = grpc_slice_from_copied_string(method);
+        c->call = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cl->cq, msl, NULL,
+                                           ms_from_now(deadline_ms), NULL);
+        grpc_slice_unref(msl);
+    }
     if (!c->call) {
         pthread_mutex_unlock(&cl->mu);
         cl_call_free(c);
