@@ -14,19 +14,31 @@
  *            one completion queue, persistent channels.
  * Prints polls/s and the polling process's CPU per poll (user + system, all
  * of its threads, gRPC's included) and the ratios monitor/seed, monitor/seq.
+ *
+ * With BENCH_SWARM=1 the agents are one bench_swarm process (next to this
+ * program) serving every instance on its own loopback address, as a real
+ * fleet looks; BENCH_INTERVAL_MS sets the steady-state interval (default:
+ * about 1,000 polls/s), BENCH_TIMEOUT_MS its deadline (500). The steady-state
+ * line then also gives this process's RSS growth per instance and the
+ * swarm's own CPU.
  */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <libgen.h>
+#include <limits.h>
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "fleet/fleet.h"
 #include "monitor.pb-c.h"
 #include "monitor/mon.h"
@@ -78,6 +90,114 @@ static double wall_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* VmRSS of pid in KiB, -1 if unknown */
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmRSS:", 6) == 0 && sscanf(line + 6, "%ld", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* user + system CPU seconds of another process, -1 if unknown */
+static double proc_cpu_s(pid_t pid)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* proc_cpu_s of pid plus its direct children (bench_swarm's workers) */
+static double tree_cpu_s(pid_t pid)
+{
+    double t = proc_cpu_s(pid);
+    DIR *d = opendir("/proc");
+    if (!d)
+        return t;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[300], buf[512];
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *p = strrchr(buf, ')');
+        int ppid = 0;
+        if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == (int)pid)
+            t += proc_cpu_s((pid_t)strtol(e->d_name, NULL, 10));
+    }
+    closedir(d);
+    return t;
+}
+
+/* Starts bench_swarm (next to argv0) serving n agents; fills addrs from its list. Returns its
+   pid, or -1. *cmd gets a pipe to its stdin (commands). */
+static pid_t swarm_start(const char *argv0, int n, char addrs[][64], int *cmd)
+{
+    char self[PATH_MAX], bin[PATH_MAX + 32], list[64], nbuf[16];
+    snprintf(self, sizeof(self), "%s", argv0);
+    snprintf(bin, sizeof(bin), "%s/bench_swarm", dirname(self));
+    snprintf(list, sizeof(list), "/tmp/bench-swarm-%d.list", (int)getpid());
+    snprintf(nbuf, sizeof(nbuf), "%d", n);
+    int in[2], out[2];
+    if (pipe(in) || pipe(out))
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* the swarm ends with this bench, however it ends */
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        execl(bin, bin, "-n", nbuf, "-l", list, (char *)NULL);
+        fprintf(stderr, "bench_monitor: cannot run %s\n", bin);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    char line[64] = "";
+    FILE *o = fdopen(out[0], "r");
+    if (!o || !fgets(line, sizeof(line), o) || strncmp(line, "ready", 5) != 0) {
+        fprintf(stderr, "bench_monitor: bench_swarm did not start\n");
+        return -1;
+    }
+    /* the swarm's later output (command acknowledgements) is not read: keep o open, unread */
+    FILE *l = fopen(list, "r");
+    if (!l)
+        return -1;
+    char id[64], addr[64];
+    for (int i = 0; i < n && fscanf(l, "%63s %63s", id, addr) == 2; i++)
+        snprintf(addrs[i], 64, "%s", addr);
+    fclose(l);
+    unlink(list);
+    *cmd = in[1];
+    return pid;
 }
 
 struct result {
@@ -170,37 +290,23 @@ static void bench_seq(char addrs[][64], int n, int rounds, struct result *r)
     free(ch);
 }
 
-int main(int argc, char **argv)
+/* Starts a child with a few rpc.h agents, each serving many instances; fills addrs. Returns
+   the child's pid or -1; closing down[1] stops it. */
+static pid_t agents_start(int n, char addrs[][64], int *nagents, int down[2])
 {
-    int n = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 1000;
-    int rounds = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 10;
-    int seed_n = n < 300 ? n : 300;
-    if (n < 1 || n > 100000 || rounds < 1) {
-        fprintf(stderr, "usage: bench_monitor [instances (1000)] [rounds (10)]\n");
-        return 2;
-    }
-    log_set_level(getenv("BENCH_LOG") ? LOG_LVL_INFO : LOG_LVL_WARN);
-    /* both processes hold one fd per instance and connection */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &rl);
-    }
-
-    /* the agents live in a child started before this process touches gRPC */
     int ports[AGENTS_MAX];
     ssize_t portbytes;
     int agents = n / PER_AGENT < 4 ? 4 : n / PER_AGENT > AGENTS_MAX ? AGENTS_MAX : n / PER_AGENT;
     portbytes = (ssize_t)(sizeof(int) * (size_t)agents);
-    int up[2], down[2];
+    int up[2];
     if (pipe(up) || pipe(down)) {
         perror("bench_monitor: pipe");
-        return 1;
+        return -1;
     }
     pid_t child = fork();
     if (child < 0) {
         perror("bench_monitor: fork");
-        return 1;
+        return -1;
     }
     if (child == 0) {
         close(up[0]);
@@ -229,13 +335,48 @@ int main(int argc, char **argv)
     close(down[0]);
     if (read(up[0], ports, (size_t)portbytes) != portbytes) {
         fprintf(stderr, "bench_monitor: the agents did not start\n");
-        return 1;
+        return -1;
     }
+    for (int i = 0; i < n; i++)
+        snprintf(addrs[i], sizeof(addrs[i]), "127.0.0.1:%d", ports[i % agents]);
+    *nagents = agents;
+    return child;
+}
+
+int main(int argc, char **argv)
+{
+    int n = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 1000;
+    int rounds = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 10;
+    int seed_n = n < 300 ? n : 300;
+    if (n < 1 || n > 100000 || rounds < 1) {
+        fprintf(stderr, "usage: bench_monitor [instances (1000)] [rounds (10)]\n");
+        return 2;
+    }
+    log_set_level(getenv("BENCH_LOG") ? LOG_LVL_INFO : LOG_LVL_WARN);
+    /* both processes hold one fd per instance and connection */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    int use_swarm = getenv("BENCH_SWARM") && strcmp(getenv("BENCH_SWARM"), "1") == 0;
     char(*addrs)[64] = calloc((size_t)n, sizeof(*addrs));
     if (!addrs)
         return 1;
-    for (int i = 0; i < n; i++)
-        snprintf(addrs[i], sizeof(addrs[i]), "127.0.0.1:%d", ports[i % agents]);
+    int swarm_cmd = -1;
+    pid_t child = -1;
+    int agents = n;
+    int down[2] = {-1, -1};
+    if (use_swarm) {
+        child = swarm_start(argv[0], n, addrs, &swarm_cmd);
+        if (child < 0)
+            return 1;
+    } else {
+        child = agents_start(n, addrs, &agents, down);
+        if (child < 0)
+            return 1;
+    }
 
     char name[64];
     snprintf(name, sizeof(name), "bench-mon-%d", (int)getpid());
@@ -267,8 +408,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    printf("bench_monitor: %d instances on %d agents, %d rounds (seed: %d instances)\n", n, agents,
-           rounds, seed_n);
+    printf("bench_monitor: %d instances on %d agents%s, %d rounds (seed: %d instances)\n", n,
+           agents, use_swarm ? " (bench_swarm)" : "", rounds, seed_n);
     struct result seed = {0}, seq = {0}, async = {0};
     bench_seed(addrs, seed_n, &seed);
     report("seed", &seed);
@@ -301,20 +442,53 @@ int main(int argc, char **argv)
     m = NULL;
     s.interval_ms = n < 1000 ? 1000 : n;
     s.timeout_ms = 500;
+    if (getenv("BENCH_INTERVAL_MS"))
+        s.interval_ms = strtol(getenv("BENCH_INTERVAL_MS"), NULL, 10);
+    if (getenv("BENCH_TIMEOUT_MS"))
+        s.timeout_ms = strtol(getenv("BENCH_TIMEOUT_MS"), NULL, 10);
+    long rss0 = rss_kib(getpid());
     if (mon_new(&s, f, &m, err, sizeof(err)) || mon_start(m)) {
         fprintf(stderr, "bench_monitor: cannot start the poller\n");
         return 1;
     }
-    usleep((useconds_t)(s.interval_ms + 1000) * 1000); /* connect and spread */
+    /* connect and spread: gRPC sets up a channel's connection on its first call, which costs
+       far more than a poll; the window below starts once every instance has answered once
+       (or after 60 s), and how long that took is printed */
+    uint64_t *ok_before = calloc((size_t)n, sizeof(*ok_before));
+    if (!ok_before)
+        return 1;
+    for (int i = 0; i < n; i++)
+        if (fleet_read(f, (uint32_t)i, &sl) == 0)
+            ok_before[i] = sl.polls_ok;
+    double warm0 = wall_s();
+    int answered = 0;
+    while (wall_s() - warm0 < 60) {
+        usleep(200 * 1000);
+        answered = 0;
+        for (int i = 0; i < n; i++)
+            if (fleet_read(f, (uint32_t)i, &sl) == 0 && sl.polls_ok > ok_before[i])
+                answered++;
+        if (answered == n)
+            break;
+    }
+    double warm = wall_s() - warm0;
+    free(ok_before);
+    usleep((useconds_t)s.interval_ms * 1000); /* one more interval: the spread settles */
     uint64_t ok0 = 0, ok1 = 0, bad0 = 0, bad1 = 0;
     for (int i = 0; i < n; i++)
         if (fleet_read(f, (uint32_t)i, &sl) == 0)
             ok0 += sl.polls_ok, bad0 += sl.polls_failed;
+    long rss1 = rss_kib(getpid());
+    uint64_t def0 = atomic_load(&stats.polls_deferred);
+    double sw0 = tree_cpu_s(child);
     w0 = wall_s();
     c0 = cpu_s();
-    usleep((useconds_t)(2 * s.interval_ms) * 1000);
+    int64_t span = 2 * s.interval_ms < 10000 ? 10000 : 2 * s.interval_ms;
+    usleep((useconds_t)span * 1000);
     w = wall_s() - w0;
     c = cpu_s() - c0;
+    double sw = tree_cpu_s(child) - sw0;
+    uint64_t deferred = atomic_load(&stats.polls_deferred) - def0;
     for (int i = 0; i < n; i++)
         if (fleet_read(f, (uint32_t)i, &sl) == 0)
             ok1 += sl.polls_ok, bad1 += sl.polls_failed;
@@ -323,11 +497,25 @@ int main(int argc, char **argv)
            "%.1f us CPU/poll\n",
            n, (long long)s.interval_ms, (double)(ok1 - ok0) / w, (unsigned long long)(bad1 - bad0),
            100.0 * c / w, ok1 > ok0 ? c * 1e6 / (double)(ok1 - ok0) : 0.0);
+    printf("deferred %llu polls in the window (overload: neither ok nor failed)\n",
+           (unsigned long long)deferred);
+    printf("warm-up  %d of %d instances answered within %.1f s of the poller's start\n", answered,
+           n, warm);
+    printf("memory   RSS %ld MiB with the poller connected, %.1f KiB per instance over the process "
+           "before it; agents' CPU %.1f %% of one core\n",
+           rss1 / 1024, (double)(rss1 - rss0) / n, 100.0 * sw / w);
+    printf("ratio thread/monitor: %.2fx CPU per poll (1.0 = the raw unary limit of this run)\n",
+           ok1 > ok0 ? (c * 1e6 / (double)(ok1 - ok0)) / async.cpu_us_per_poll : 0.0);
 
     mon_free(m);
     fleet_close(f);
     (void)fleet_unlink(name);
-    close(down[1]); /* the child's agents stop */
+    if (use_swarm) {
+        kill(child, SIGTERM);
+        close(swarm_cmd);
+    } else {
+        close(down[1]); /* the child's agents stop */
+    }
     waitpid(child, NULL, 0);
     free(addrs);
     return 0;

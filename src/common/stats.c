@@ -27,6 +27,11 @@ void stats_observe_poll(int64_t rtt_us, int ok)
         atomic_fetch_add_explicit(&stats.poll_failures, 1, memory_order_relaxed);
 }
 
+void stats_count_deferred_polls(uint64_t n)
+{
+    atomic_fetch_add_explicit(&stats.polls_deferred, (uint_fast64_t)n, memory_order_relaxed);
+}
+
 void stats_count_provider(enum stats_prov_op op, enum stats_prov_result res)
 {
     if ((unsigned)op < STATS_OP_COUNT && (unsigned)res < STATS_RES_COUNT)

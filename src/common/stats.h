@@ -32,6 +32,7 @@ struct stats {
     atomic_uint_fast64_t poll_count;
     atomic_uint_fast64_t poll_sum_us;
     atomic_uint_fast64_t poll_failures;
+    atomic_uint_fast64_t polls_deferred; /* overload: inconclusive or missed polls (poll.c) */
     atomic_uint_fast64_t registrations_accepted;
     atomic_uint_fast64_t registrations_refused;
     /* provider */
@@ -47,6 +48,8 @@ struct stats {
 extern struct stats stats;
 
 void stats_observe_poll(int64_t rtt_us, int ok);
+/* Counts n polls the poller could not run or conclude in time (neither ok nor failed). */
+void stats_count_deferred_polls(uint64_t n);
 void stats_count_provider(enum stats_prov_op op, enum stats_prov_result res);
 /* Maps a provider error code (provider.h PROV_E*) to a result label. */
 enum stats_prov_result stats_result_of(int prov_rc);

@@ -28,6 +28,8 @@
  * worst, never per completion.
  */
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +50,14 @@
 #define RESCAN_MIN_MS      20
 #define CONNECT_TIMEOUT_MS 5000
 #define REASON_MAX         160
+/* new channels connect on their first poll: at most this many first polls a second (a
+   connection costs gRPC ~10 polls' CPU; 10,000 of them in one interval starved the polls) */
+#define CONNECT_RATE 2000
+/* the poller is behind when it starts a poll this late, or sees a deadline this late */
+#define LAG_MS 100
+/* a target's poll may be inconclusive (deadline while the poller lagged) this many times in a
+   row; the next such result counts as the failure it may be (a hung agent under overload) */
+#define MAX_DEFERRALS 3
 
 enum step { STEP_METRICS = 0, STEP_STATUS, STEP_MEMORY };
 
@@ -74,6 +84,7 @@ struct mon_target {
     /* the group's settings when the poll started (read under mon.mu) */
     int64_t interval_ms;
     uint32_t rise, fall;
+    uint32_t deferrals; /* consecutive inconclusive polls (see on_done) */
 };
 
 struct mon_poller {
@@ -83,7 +94,9 @@ struct mon_poller {
     int ntargets;
     int64_t next_scan_ms;
     int64_t last_scan_ms;
-    uint64_t round; /* mon_poll_once rounds */
+    uint64_t round;      /* mon_poll_once rounds */
+    int64_t last_lag_ms; /* monotonic: when a poll last started more than LAG_MS late */
+    uint64_t deferred;   /* polls deferred (see defer()) or whose cycle was missed */
 };
 
 static int64_t mono_us(void)
@@ -205,8 +218,12 @@ static void rescan(struct mon_poller *p, struct mon_group *g, int64_t now)
             free(t);
             continue;
         }
-        /* a single newcomer is polled at once; a crowd is spread over one interval */
-        t->next_due_ms = now + (nnew > 1 ? (g->interval_ms * k) / nnew : 0);
+        /* a single newcomer is polled at once; a crowd is spread over one interval, or over
+           longer when connecting them all in one interval would pass CONNECT_RATE */
+        int64_t spread = g->interval_ms;
+        if ((int64_t)nnew * 1000 / CONNECT_RATE > spread)
+            spread = (int64_t)nnew * 1000 / CONNECT_RATE;
+        t->next_due_ms = now + (nnew > 1 ? (spread * k) / nnew : 0);
         k++;
         g->targets[s->index] = t;
         p->ntargets++;
@@ -276,6 +293,7 @@ static void finish(struct mon_target *t, int ok, const char *reason)
     struct mon_group *g = t->g;
     int64_t rtt = mono_us() - t->start_us;
     stats_observe_poll(rtt, ok);
+    t->deferrals = 0;
 
     struct apply_arg a = {.ok = ok,
                           .t = t,
@@ -414,12 +432,77 @@ static void status_reason(char *out, size_t n, grpc_status_code st, const char *
         snprintf(out, n, "%s (status %d)", name, (int)st);
 }
 
+/* protobuf-c's allocator for a response: a small arena on the callback's stack, so that
+   decoding a poll's answer allocates nothing (a Metrics with its instance id takes ~150
+   bytes); a larger one falls back to malloc. */
+struct unpack_arena {
+    _Alignas(max_align_t) unsigned char buf[2048];
+    size_t used;
+};
+
+static void *arena_alloc(void *data, size_t n)
+{
+    struct unpack_arena *a = data;
+    size_t need = (n + 15) & ~(size_t)15;
+    if (need <= sizeof(a->buf) - a->used) {
+        void *p = a->buf + a->used;
+        a->used += need;
+        return p;
+    }
+    return malloc(n);
+}
+
+static void arena_free(void *data, void *p)
+{
+    struct unpack_arena *a = data;
+    uintptr_t u = (uintptr_t)p, lo = (uintptr_t)a->buf;
+    if (u >= lo && u < lo + sizeof(a->buf))
+        return; /* the arena goes with the stack frame */
+    free(p);
+}
+
+/* Whether a deadline that t's call hit may be the poller's fault rather than the agent's:
+   the deadline is being delivered more than LAG_MS late, or some poll started more than
+   LAG_MS late while this one was in flight (the poller or gRPC's threads were behind). */
+static int poller_lagged(const struct mon_target *t)
+{
+    if (t->deferrals >= MAX_DEFERRALS)
+        return 0;
+    int64_t now = clk_mono_ms();
+    return now - t->deadline_ms > LAG_MS || t->p->last_lag_ms >= t->start_us / 1000;
+}
+
+/* Ends an inconclusive poll: nothing written to the slot (neither success nor failure), the
+   deferral counted, the next poll at its usual time. */
+static void defer(struct mon_target *t)
+{
+    struct mon_poller *p = t->p;
+    t->deferrals++;
+    p->deferred++;
+    stats_count_deferred_polls(1);
+    if (t->deferrals == 1)
+        log_debug("poll of instance \"%s\" deferred: its deadline passed while the poller was "
+                  "behind",
+                  t->id);
+    int64_t now = clk_mono_ms();
+    t->next_due_ms = t->start_us / 1000 + t->interval_ms;
+    if (t->next_due_ms < now)
+        t->next_due_ms = now;
+    if (t->next_due_ms < p->next_scan_ms)
+        p->next_scan_ms = t->next_due_ms < p->last_scan_ms + SCAN_TICK_MS
+                              ? p->last_scan_ms + SCAN_TICK_MS
+                              : t->next_due_ms;
+}
+
 static void on_done(void *arg, grpc_status_code status, const char *details, const uint8_t *data,
                     size_t len)
 {
     struct mon_target *t = arg;
     struct mon_poller *p = t->p;
     char why[REASON_MAX];
+    struct unpack_arena arena;
+    arena.used = 0;
+    ProtobufCAllocator al = {arena_alloc, arena_free, &arena};
 
     t->inflight = 0;
     p->inflight--;
@@ -435,6 +518,10 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
             issue(t);
             return;
         }
+        if (status == GRPC_STATUS_DEADLINE_EXCEEDED && poller_lagged(t)) {
+            defer(t);
+            return;
+        }
         if (status == GRPC_STATUS_OK)
             snprintf(why, sizeof(why), "empty response to %s", method_of(t->step));
         else
@@ -448,7 +535,7 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
 
     switch (t->step) {
     case STEP_METRICS: {
-        Metrics *mt = metrics__unpack(NULL, len, data);
+        Metrics *mt = metrics__unpack(&al, len, data);
         if (!mt) {
             finish(t, 0, "malformed GetMetrics response");
             return;
@@ -475,12 +562,12 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
                 ok = 0;
             }
         }
-        metrics__free_unpacked(mt, NULL);
+        metrics__free_unpacked(mt, &al);
         finish(t, ok, ok ? NULL : why);
         return;
     }
     case STEP_STATUS: {
-        StatusResponse *sr = status_response__unpack(NULL, len, data);
+        StatusResponse *sr = status_response__unpack(&al, len, data);
         if (!sr) {
             finish(t, 0, "malformed GetStatus response");
             return;
@@ -488,7 +575,7 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
         int app_ok = sr->status && strcmp(sr->status, "OK") == 0;
         char st[32];
         mon__printable(sr->status, st, sizeof(st));
-        status_response__free_unpacked(sr, NULL);
+        status_response__free_unpacked(sr, &al);
         t->app_healthy = app_ok;
         if (!app_ok) {
             snprintf(why, sizeof(why), "GetStatus said \"%s\"", st);
@@ -500,7 +587,7 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
         return;
     }
     case STEP_MEMORY: {
-        MemoryUsageResponse *mr = memory_usage_response__unpack(NULL, len, data);
+        MemoryUsageResponse *mr = memory_usage_response__unpack(&al, len, data);
         if (!mr) {
             finish(t, 0, "malformed GetMemoryUsage response");
             return;
@@ -508,7 +595,7 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
         t->got_sample = 1;
         t->load = pct((double)mr->usage);
         t->cpu = t->load;
-        memory_usage_response__free_unpacked(mr, NULL);
+        memory_usage_response__free_unpacked(mr, &al);
         finish(t, 1, NULL);
         return;
     }
@@ -533,6 +620,15 @@ static int start_due_group(struct mon_poller *p, struct mon_group *g, int64_t no
                 return started;
             }
             t->round = p->round;
+            if (!force && now - t->next_due_ms > LAG_MS) {
+                p->last_lag_ms = now;
+                /* a whole interval late: that cycle's poll never ran, say so */
+                int64_t missed = (now - t->next_due_ms) / (g->interval_ms ? g->interval_ms : 1);
+                if (missed > 0) {
+                    p->deferred += (uint64_t)missed;
+                    stats_count_deferred_polls((uint64_t)missed);
+                }
+            }
             start_poll(t, now);
             started++;
             if (t->inflight)
