@@ -187,6 +187,11 @@ int http__prom_render(struct http_buf *b, const struct http_prom_input *in)
         family(b, "asgd_poll_failures_total", "counter", "Polls that failed or timed out.");
         http__buf_printf(b, "asgd_poll_failures_total %llu\n",
                          (unsigned long long)ld(&st->poll_failures));
+        family(b, "asgd_polls_deferred_total", "counter",
+               "Polls the poller could not run or judge in time (overload): neither a success "
+               "nor a failure.");
+        http__buf_printf(b, "asgd_polls_deferred_total %llu\n",
+                         (unsigned long long)ld(&st->polls_deferred));
         family(b, "asgd_registrations_total", "counter", "Agent registrations by result.");
         http__buf_printf(b, "asgd_registrations_total{result=\"accepted\"} %llu\n",
                          (unsigned long long)ld(&st->registrations_accepted));

@@ -826,6 +826,7 @@ static void metrics_page_has_the_families(void **state)
     stats_observe_poll(700, 1);
     stats_observe_poll(2000000, 0);
     stats_count_provider(STATS_OP_LAUNCH, STATS_RES_OK);
+    stats_count_deferred_polls(3);
     struct resp r;
     request(e, "GET", "/metrics", NULL, NULL, 0, &r);
     assert_int_equal(r.status, 200);
@@ -840,6 +841,8 @@ static void metrics_page_has_the_families(void **state)
         "asgd_poll_duration_seconds_bucket{le=\"+Inf\"} 2\n",
         "asgd_poll_duration_seconds_count 2\n",
         "asgd_poll_failures_total 1\n",
+        "# TYPE asgd_polls_deferred_total counter\n",
+        "asgd_polls_deferred_total 3\n",
         "asgd_provider_calls_total{op=\"launch\",result=\"ok\"} 1\n",
         "# TYPE asgd_scaling_actions_total counter\n",
     };
