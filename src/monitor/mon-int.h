@@ -37,6 +37,7 @@ struct mon_group {
     /* poller state (poller thread, or the caller of mon_poll_once()) */
     uint32_t cap;
     struct mon_target **targets; /* by slot index */
+    uint32_t hi;                 /* targets[] is NULL at every index >= hi (poller side) */
     struct fleet_slot *snap;     /* rescan buffer, cap entries */
     uint64_t gen_seen;
     int have_gen;

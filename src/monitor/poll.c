@@ -228,9 +228,14 @@ static void rescan(struct mon_poller *p, struct mon_group *g, int64_t now)
         g->targets[s->index] = t;
         p->ntargets++;
     }
-    for (uint32_t i = 0; i < g->cap; i++)
+    uint32_t hi = 0;
+    for (uint32_t i = 0; i < g->cap; i++) {
         if (g->targets[i] && !live[i])
             target_drop(p, g, i);
+        if (g->targets[i])
+            hi = i + 1;
+    }
+    g->hi = hi;
     free(live);
     p->next_scan_ms = now;
 }
@@ -609,7 +614,9 @@ static int start_due_group(struct mon_poller *p, struct mon_group *g, int64_t no
                            uint32_t max, int64_t *next, int *capped)
 {
     int started = 0;
-    for (uint32_t i = 0; i < g->cap; i++) {
+    /* only up to the highest slot in use: a node runs many groups whose tables are mostly
+       empty, and this loop runs every few milliseconds */
+    for (uint32_t i = 0; i < g->hi; i++) {
         struct mon_target *t = g->targets[i];
         if (!t || t->inflight)
             continue;

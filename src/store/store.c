@@ -138,6 +138,11 @@ static void unlock(struct store *st)
 
 /* ---- open / close --------------------------------------------------------------------------- */
 
+static int open_sqlite(struct store *st, const void *dir)
+{
+    return store_sqlite_open(st, dir);
+}
+
 int store_open(const char *dir, struct store **out, char *err, size_t errlen)
 {
     if (err && errlen)
@@ -147,13 +152,19 @@ int store_open(const char *dir, struct store **out, char *err, size_t errlen)
             snprintf(err, errlen, "store: no state directory given");
         return STORE_EINVAL;
     }
-    struct store *st = store_new(&store_sqlite_ops);
+    return store__open_backend(&store_sqlite_ops, open_sqlite, dir, out, err, errlen);
+}
+
+int store__open_backend(const struct store_ops *ops, int (*open)(struct store *, const void *),
+                        const void *arg, struct store **out, char *err, size_t errlen)
+{
+    struct store *st = store_new(ops);
     if (!st) {
         if (err && errlen)
             snprintf(err, errlen, "store: out of memory");
         return STORE_ENOMEM;
     }
-    int rc = store_sqlite_open(st, dir);
+    int rc = open(st, arg);
     if (rc) {
         if (err && errlen)
             snprintf(err, errlen, "%s", st->err);

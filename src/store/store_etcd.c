@@ -549,8 +549,9 @@ static int dup_opt(const char *s, char **out)
     return (*out = strdup(s)) ? 0 : -1;
 }
 
-static int open_etcd(struct store *st, const struct store_etcd_settings *s)
+static int open_etcd(struct store *st, const void *arg)
 {
+    const struct store_etcd_settings *s = arg;
     struct es *e = calloc(1, sizeof(*e));
     if (!e)
         return store_set_err(st, STORE_ENOMEM, "store: out of memory");
@@ -605,21 +606,7 @@ int store_open_etcd(const struct store_etcd_settings *s, struct store **out, cha
             snprintf(err, errlen, "store: no etcd endpoints given");
         return STORE_EINVAL;
     }
-    struct store *st = store_new(&store_etcd_ops);
-    if (!st) {
-        if (err && errlen)
-            snprintf(err, errlen, "store: out of memory");
-        return STORE_ENOMEM;
-    }
-    int rc = open_etcd(st, s);
-    if (rc) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s", st->err);
-        store_close(st);
-        return rc;
-    }
-    *out = st;
-    return 0;
+    return store__open_backend(&store_etcd_ops, open_etcd, s, out, err, errlen);
 }
 
 /* ---- fencing -------------------------------------------------------------------------------- */

@@ -83,6 +83,14 @@ int store_set_err(struct store *st, int code, const char *fmt, ...)
 int store_str_ok(const char *s, size_t size, int nonempty);
 /* A new handle for ops (mutex ready, be NULL); NULL when out of memory. */
 struct store *store_new(const struct store_ops *ops);
+/*
+ * The open path both backends share: store_new(ops), then open(st, arg) (the
+ * backend's connect/migrate, writing st->err on failure); on failure the
+ * handle is closed and its message copied to err. Returns 0 with *out set, or
+ * the STORE_E* code of the failure.
+ */
+int store__open_backend(const struct store_ops *ops, int (*open)(struct store *, const void *),
+                        const void *arg, struct store **out, char *err, size_t errlen);
 /* Frees what store_new() made (the backend has released be). */
 void store_free(struct store *st);
 /* Grows *arr (element size esz) to hold at least need elements; 0 or STORE_ENOMEM. */
