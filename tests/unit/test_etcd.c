@@ -33,6 +33,8 @@
 
 #include "etcd/etcd.h"
 
+#include "unit/tool_etcd.h"
+
 #include "common/banned.h"
 
 static char cluster_dir[256];
@@ -53,43 +55,6 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* Runs scripts/etcd-cluster with args; returns its exit status. */
-static int cluster(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int cluster(const char *fmt, ...)
-{
-    char args[512], cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s", script, args);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* A child that stops the cluster when this process is gone (its pipe's EOF). */
-static void start_watchdog(void)
-{
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        return;
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[1]);
-        char c;
-        while (read(fds[0], &c, 1) != 0 && errno == EINTR)
-            ;
-        char cmd[4096];
-        snprintf(cmd, sizeof cmd,
-                 "%s stop %s/tls >/dev/null 2>&1; %s stop %s >/dev/null 2>&1; rm -rf %s", script,
-                 cluster_dir, script, cluster_dir, cluster_dir);
-        int rc = system(cmd);
-        _exit(rc == 0 ? 0 : 1);
-    }
-    close(fds[0]);
-    /* fds[1] stays open (close-on-exec) until this process ends. */
-}
-
 static int group_setup(void **state)
 {
     (void)state;
@@ -99,7 +64,7 @@ static int group_setup(void **state)
     if (!mkdtemp(cluster_dir))
         return -1;
     base_port = 23790 + (int)(getpid() % 100) * 20;
-    start_watchdog();
+    tool_etcd_watchdog(script, cluster_dir);
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "%s start %s %d", script, cluster_dir, base_port);
     FILE *p = popen(cmd, "r");
@@ -119,8 +84,8 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    cluster("stop %s/tls", cluster_dir);
-    cluster("stop %s", cluster_dir);
+    tool_etcd_run(script, "stop %s/tls", cluster_dir);
+    tool_etcd_run(script, "stop %s", cluster_dir);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", cluster_dir);
     return system(cmd) == 0 ? 0 : -1;
@@ -480,17 +445,17 @@ static void watch_resumes_after_member_restart(void **state)
         assert_ok(h, etcd_put(h, "wr/k", ETCD_NUL, "v", 1, 0, &revs[n]));
     /* The watch's first stream is on member 1: kill it, write while it is
      * down (the watch reconnects elsewhere), bring it back, write more. */
-    assert_int_equal(cluster("kill %s 1", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "kill %s 1", cluster_dir), 0);
     for (; n < 15; n++)
         assert_ok(h, etcd_put(h, "wr/k", ETCD_NUL, "v", 1, 0, &revs[n]));
-    assert_int_equal(cluster("start-member %s 1 >/dev/null", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "start-member %s 1 >/dev/null", cluster_dir), 0);
     for (; n < 20; n++)
         assert_ok(h, etcd_put(h, "wr/k", ETCD_NUL, "v", 1, 0, &revs[n]));
     /* Then kill the member it moved to as well (2), once more. */
-    assert_int_equal(cluster("kill %s 2", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "kill %s 2", cluster_dir), 0);
     for (; n < 30; n++)
         assert_ok(h, etcd_put(h, "wr/k", ETCD_NUL, "v", 1, 0, &revs[n]));
-    assert_int_equal(cluster("start-member %s 2 >/dev/null", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "start-member %s 2 >/dev/null", cluster_dir), 0);
     assert_int_equal(wait_events(&c, 30, 30000), 30);
     sleep_ms(300); /* a repeated event would show up here */
     assert_true(etcd_watch_revision(w) >= revs[29]);
@@ -513,11 +478,11 @@ static void watch_notices_stalled_member(void **state)
     assert_int_equal(wait_events(&c, 1, 15000), 1);
     /* Member 1 (the watch's) freezes with its sockets open: nothing says the
      * stream is dead but its silence (no progress notifications). */
-    assert_int_equal(cluster("pause %s 1", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "pause %s 1", cluster_dir), 0);
     for (int i = 1; i < 10; i++)
         assert_ok(h, etcd_put(h, "ws/k", ETCD_NUL, "v", 1, 0, &revs[i]));
     size_t got = wait_events(&c, 10, 30000);
-    assert_int_equal(cluster("resume %s 1", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "resume %s 1", cluster_dir), 0);
     assert_int_equal(got, 10);
     etcd_watch_stop(w);
     for (int i = 0; i < 10; i++)
@@ -559,7 +524,7 @@ static void failover_when_member_in_use_dies(void **state)
     struct etcd *h = new_handle(1000, 5000);
     assert_ok(h, etcd_put(h, "fo/k", ETCD_NUL, "0", 1, 0, NULL));
     int m = member_of(etcd_endpoint(h));
-    assert_int_equal(cluster("kill %s %d", cluster_dir, m), 0);
+    assert_int_equal(tool_etcd_run(script, "kill %s %d", cluster_dir, m), 0);
     for (int i = 0; i < 10; i++) {
         char v[8];
         snprintf(v, sizeof v, "%d", i);
@@ -570,7 +535,7 @@ static void failover_when_member_in_use_dies(void **state)
         etcd_range_result_free(r);
     }
     assert_int_not_equal(member_of(etcd_endpoint(h)), m);
-    assert_int_equal(cluster("start-member %s %d >/dev/null", cluster_dir, m), 0);
+    assert_int_equal(tool_etcd_run(script, "start-member %s %d >/dev/null", cluster_dir, m), 0);
     etcd_free(h);
 }
 
@@ -579,8 +544,8 @@ static void unavailable_without_quorum_then_recovers(void **state)
     (void)state;
     struct etcd *h = new_handle(800, 2500);
     assert_ok(h, etcd_put(h, "q/k", ETCD_NUL, "0", 1, 0, NULL));
-    assert_int_equal(cluster("kill %s 2", cluster_dir), 0);
-    assert_int_equal(cluster("kill %s 3", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "kill %s 2", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "kill %s 3", cluster_dir), 0);
     int64_t t0 = now_ms();
     int rc = etcd_put(h, "q/k", ETCD_NUL, "1", 1, 0, NULL);
     int64_t took = now_ms() - t0;
@@ -596,8 +561,8 @@ static void unavailable_without_quorum_then_recovers(void **state)
     assert_string_equal(r->kvs[0].value, "0");
     etcd_range_result_free(r);
 
-    assert_int_equal(cluster("start-member %s 2 >/dev/null", cluster_dir), 0);
-    assert_int_equal(cluster("start-member %s 3 >/dev/null", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "start-member %s 2 >/dev/null", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "start-member %s 3 >/dev/null", cluster_dir), 0);
     rc = -1;
     for (int64_t end = now_ms() + 20000; rc != 0 && now_ms() < end;)
         rc = etcd_put(h, "q/k", ETCD_NUL, "2", 1, 0, NULL);
@@ -660,7 +625,7 @@ static void tls_with_client_certificate(void **state)
     assert_int_equal(etcd_new(&s, &h, err, sizeof err), 0);
     assert_int_equal(etcd_put(h, "t/k", ETCD_NUL, "x", 1, 0, NULL), ETCD_EUNAVAIL);
     etcd_free(h);
-    assert_int_equal(cluster("stop %s/tls", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "stop %s/tls", cluster_dir), 0);
 }
 
 /* ---- junk server ---------------------------------------------------------- */

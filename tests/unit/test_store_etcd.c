@@ -31,6 +31,8 @@
 
 #include "test_store_cases.h"
 
+#include "unit/tool_etcd.h"
+
 #include "common/banned.h"
 
 static char script[1024];
@@ -50,40 +52,6 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static int cluster(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int cluster(const char *fmt, ...)
-{
-    char args[512], cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof(args), fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof(cmd), "%s %s", script, args);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* A child that stops the cluster when this process is gone (its pipe's EOF), even on a crash. */
-static void start_watchdog(void)
-{
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        return;
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[1]);
-        char c;
-        while (read(fds[0], &c, 1) != 0 && errno == EINTR)
-            ;
-        char cmd[4096];
-        snprintf(cmd, sizeof(cmd),
-                 "%s stop %s/tls >/dev/null 2>&1; %s stop %s >/dev/null 2>&1; rm -rf %s", script,
-                 cluster_dir, script, cluster_dir, cluster_dir);
-        _exit(system(cmd) == 0 ? 0 : 1);
-    }
-    close(fds[0]);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
@@ -94,7 +62,7 @@ static int group_setup(void **state)
         return -1;
     /* ports apart from test_etcd's (23790 + k*20) */
     int base = base_port = 26010 + (int)(getpid() % 90) * 20;
-    start_watchdog();
+    tool_etcd_watchdog(script, cluster_dir);
     char cmd[2048];
     snprintf(cmd, sizeof(cmd), "%s start %s %d", script, cluster_dir, base);
     FILE *p = popen(cmd, "r");
@@ -114,8 +82,8 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    cluster("stop %s/tls >/dev/null 2>&1", cluster_dir);
-    cluster("stop %s", cluster_dir);
+    tool_etcd_run(script, "stop %s/tls >/dev/null 2>&1", cluster_dir);
+    tool_etcd_run(script, "stop %s", cluster_dir);
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", cluster_dir);
     return system(cmd) == 0 ? 0 : -1;
@@ -398,14 +366,14 @@ static void quorum_loss_and_recovery(void **state)
     gc_ok(st, store_put_settings(st, &g, 0, NULL));
 
     /* one member down: nothing visible changes */
-    assert_int_equal(cluster("kill %s 3", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "kill %s 3", cluster_dir), 0);
     struct store_activity a = {.at_ms = 1};
     snprintf(a.group, sizeof(a.group), "web");
     snprintf(a.kind, sizeof(a.kind), "launch");
     gc_ok(st, store_activity_add(st, &a, NULL));
 
     /* two down: no quorum, a clear and distinct error */
-    assert_int_equal(cluster("kill %s 2", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "kill %s 2", cluster_dir), 0);
     int rc = store_activity_add(st, &a, NULL);
     assert_int_equal(rc, STORE_EUNAVAIL);
     assert_non_null(strstr(store_errmsg(st), "etcd unavailable"));
@@ -418,8 +386,8 @@ static void quorum_loss_and_recovery(void **state)
     assert_null(other);
 
     /* members back: the same handle works again, nothing to reopen */
-    assert_int_equal(cluster("start-member %s 2 >/dev/null", cluster_dir), 0);
-    assert_int_equal(cluster("start-member %s 3 >/dev/null", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "start-member %s 2 >/dev/null", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "start-member %s 3 >/dev/null", cluster_dir), 0);
     rc = STORE_EUNAVAIL;
     for (int i = 0; i < 60 && rc == STORE_EUNAVAIL; i++) {
         rc = store_set_desired(st, "web", 4, NULL);
@@ -520,7 +488,7 @@ static void tls_endpoints(void **state)
     s.cert_file = s.key_file = NULL;
     s.timeout_ms = 1000;
     assert_int_equal(store_open_etcd(&s, &a, err, sizeof(err)), STORE_EUNAVAIL);
-    assert_int_equal(cluster("stop %s/tls", cluster_dir), 0);
+    assert_int_equal(tool_etcd_run(script, "stop %s/tls", cluster_dir), 0);
 }
 
 /* ---- steady-state cost ---------------------------------------------------------------------- */
