@@ -122,6 +122,7 @@ int mon__poller_new(struct mon *m, struct mon_poller **out)
     o.reconnect_max_ms = (int)backoff;
     o.max_message = 16 * 1024;
     o.own_connection = 1;
+    o.tls = m->tls;
     p->cl = rpc_client_new(&o);
     if (!p->cl) {
         free(p);
@@ -212,6 +213,7 @@ static void rescan(struct mon_poller *p, struct mon_group *g, int64_t now)
         snprintf(t->id, sizeof(t->id), "%s", s->id);
         snprintf(t->address, sizeof(t->address), "%s", s->address);
         t->seed = s->seed_protocol;
+        mon__warn_cleartext(p->m, g, t->address);
         t->ch = rpc_channel_new(p->cl, t->address);
         if (!t->ch) {
             log_warn("cannot create a channel to instance \"%s\" at %s", t->id, t->address);
