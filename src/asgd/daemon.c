@@ -765,13 +765,11 @@ static int start_monitor(struct daemon *d, char *err, size_t errlen)
     ms.token = d->agent_token;
     ms.accept_unknown = d->conf.monitor.accept_unknown;
     const struct conf_monitor *cm = &d->conf.monitor;
-    if (cm->tls_ca_file || cm->tls_cert_file) {
-        struct tls_files tf = {cm->tls_ca_file, cm->tls_cert_file, cm->tls_key_file,
-                               cm->tls_server_name};
-        if (tls_conf_new(&tf, &d->mon_tls, err, errlen) != 0)
-            return -1;
-        ms.tls = d->mon_tls;
-    }
+    struct tls_files tf = {cm->tls_ca_file, cm->tls_cert_file, cm->tls_key_file,
+                           cm->tls_server_name};
+    if (tls_conf_new_optional(&tf, &d->mon_tls, err, errlen) != 0)
+        return -1;
+    ms.tls = d->mon_tls;
     if (d->cluster) {
         ms.on_foreign = on_foreign_register;
         ms.foreign_arg = d;

@@ -209,6 +209,15 @@ int tls_conf_new(const struct tls_files *f, struct tls_conf **out, char *err, si
     return 0;
 }
 
+int tls_conf_new_optional(const struct tls_files *f, struct tls_conf **out, char *err,
+                          size_t errlen)
+{
+    *out = NULL;
+    if (!f->ca_file && !f->cert_file && !f->key_file && !f->server_name)
+        return 0;
+    return tls_conf_new(f, out, err, errlen);
+}
+
 void tls_conf_free(struct tls_conf *t)
 {
     if (!t)

@@ -61,6 +61,11 @@ struct tls_conf;
 int tls_conf_new(const struct tls_files *f, struct tls_conf **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* tls_conf_new when f names any file or the server name, else 0 with *out = NULL (plain
+ * text: nothing configured). */
+int tls_conf_new_optional(const struct tls_files *f, struct tls_conf **out, char *err,
+                          size_t errlen) __attribute__((warn_unused_result));
+
 /* Frees t (the PEM key text is wiped first). NULL is a no-op. */
 void tls_conf_free(struct tls_conf *t);
 
