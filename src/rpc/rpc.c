@@ -1005,6 +1005,26 @@ int rpc_client_call(struct rpc_client *cl, struct rpc_channel *ch, const char *m
     return 0;
 }
 
+/*
+ * gRPC reports a failed TLS handshake as "failed to connect to all addresses; last error:
+ * UNKNOWN: ipv4:127.0.0.1:5001: Ssl handshake failed: SSL_ERROR_SSL: error:0A000086:SSL
+ * routines::certificate verify failed": too long for a log line's reason, with OpenSSL's
+ * reason (what the operator needs) at the very end. Keep that part.
+ */
+static void shorten_tls_details(char *details, size_t size)
+{
+    const char *hs = strstr(details, "Ssl handshake failed");
+    if (!hs)
+        return;
+    const char *why = strstr(hs, "routines::");
+    why = why ? why + strlen("routines::") : hs + strlen("Ssl handshake failed");
+    while (*why == ':' || *why == ' ')
+        why++;
+    char tmp[256];
+    snprintf(tmp, sizeof(tmp), "TLS handshake failed%s%s", *why ? ": " : "", why);
+    snprintf(details, size, "%s", tmp);
+}
+
 static void cl_complete(struct rpc_client *cl, struct cl_call *c, int ok)
 {
     pthread_mutex_lock(&cl->mu);
@@ -1019,6 +1039,8 @@ static void cl_complete(struct rpc_client *cl, struct cl_call *c, int ok)
         snprintf(details, sizeof(details), "call failed");
     } else {
         slice_to_cstr(c->details, details, sizeof(details));
+        if (cl->opts.tls)
+            shorten_tls_details(details, sizeof(details));
     }
     if (st == GRPC_STATUS_OK && c->recv_buf) {
         grpc_slice s = buffer_to_slice(c->recv_buf);
