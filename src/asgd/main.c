@@ -497,11 +497,31 @@ static int cmd_controller(const struct opts *o)
     return run_daemon(o, ROLE_CONTROLLER);
 }
 
+/* The TLS files of [monitor] and [api] load (what asgd would refuse to start with). */
+static int check_tls_files(const struct asgd_conf *c, char *err, size_t errlen)
+{
+    const struct conf_monitor *cm = &c->monitor;
+    struct tls_files m = {cm->tls_ca_file, cm->tls_cert_file, cm->tls_key_file,
+                          cm->tls_server_name};
+    struct tls_files a = {NULL, c->api.tls_cert_file, c->api.tls_key_file, NULL};
+    struct tls_conf *t = NULL;
+    if (tls_conf_new_optional(&m, &t, err, errlen) != 0)
+        return -1;
+    tls_conf_free(t);
+    t = NULL;
+    if (tls_conf_new_optional(&a, &t, err, errlen) != 0)
+        return -1;
+    tls_conf_free(t);
+    return 0;
+}
+
 static int cmd_check_config(const struct opts *o)
 {
     struct asgd_conf c;
     char err[1024];
     int rc = conf_load(o->config, &c, err, sizeof(err));
+    if (rc == 0)
+        rc = check_tls_files(&c, err, sizeof(err)); /* the message names the file */
     if (rc != 0) {
         fprintf(stderr, "asgd: %s\n", err);
     } else {

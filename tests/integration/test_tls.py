@@ -365,6 +365,17 @@ tls_key_file = %s
 """ % (group, mport, self.tmp, aport, token, api[0], api[1]))
         self.addCleanup(lambda: os.path.exists("/dev/shm/asgd-" + group) and
                         os.unlink("/dev/shm/asgd-" + group))
+        r = subprocess.run([os.path.join(BIN, "asgd"), "check-config", "-c", cfg],
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # check-config loads the TLS files too: a key of another certificate is refused
+        bad = cfg + ".bad"
+        with open(cfg) as f, open(bad, "w") as g:
+            g.write(f.read().replace(api[1], self.client[1]))
+        r = subprocess.run([os.path.join(BIN, "asgd"), "check-config", "-c", bad],
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("does not match certificate", r.stderr)
         asgd = self.spawn("asgd-api", [os.path.join(BIN, "asgd"), "-c", cfg])
         url = "https://127.0.0.1:%d" % aport
 
