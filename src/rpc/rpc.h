@@ -11,6 +11,9 @@
  * rpc_client_poll() from the poller's own thread. monitorc itself uses the
  * blocking helper rpc_call_sync() for Register/Deregister.
  *
+ * Either side may speak TLS with material from tls.h (rpc_server_bind_tls,
+ * rpc_client_opts.tls, rpc_call_sync_tls), re-read without restarting.
+ *
  * Method names are full gRPC paths without a proto package, as the seed's
  * clients send them: "/MonitorC/GetStatus", "/MonitorS/Register".
  *
