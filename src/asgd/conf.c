@@ -116,6 +116,7 @@ void conf_release(struct asgd_conf *c)
     free(c->api.token_file);
     free(c->api.tls_cert_file);
     free(c->api.tls_key_file);
+    free(c->api.tls_ca_file);
     free(c->store.dir);
     for (size_t i = 0; i < c->store.n_etcd_endpoints; i++)
         free(c->store.etcd_endpoints[i]);
@@ -260,7 +261,8 @@ static int read_tls_keys(struct cfg *cfg, struct asgd_conf *out, char *err, size
         cfg_get_nonempty(cfg, "monitor", "tls_server_name", &m->tls_server_name, err, errlen) !=
             0 ||
         cfg_get_nonempty(cfg, "api", "tls_cert_file", &a->tls_cert_file, err, errlen) != 0 ||
-        cfg_get_nonempty(cfg, "api", "tls_key_file", &a->tls_key_file, err, errlen) != 0)
+        cfg_get_nonempty(cfg, "api", "tls_key_file", &a->tls_key_file, err, errlen) != 0 ||
+        cfg_get_nonempty(cfg, "api", "tls_ca_file", &a->tls_ca_file, err, errlen) != 0)
         return -1;
     if (check_pair(cfg, "monitor", m->tls_cert_file, m->tls_key_file, err, errlen) != 0 ||
         check_pair(cfg, "api", a->tls_cert_file, a->tls_key_file, err, errlen) != 0)

@@ -16,7 +16,9 @@
  *              tls_server_name (none: each agent's certificate must name
  *              the host or IP address it is polled at; set: this name)
  *   [api]      listen (127.0.0.1:8080), token_file (none),
- *              tls_cert_file, tls_key_file (none; together: HTTPS only)
+ *              tls_cert_file, tls_key_file (none; together: HTTPS only),
+ *              tls_ca_file (none: the system's CAs; verifies the other nodes'
+ *              https:// APIs when reads are proxied to a group's owner)
  *              TLS files are re-read on SIGHUP (daemon.c).
  *   [store]    type (sqlite | etcd), dir (see below),
  *              etcd_endpoints (comma-separated http(s)://host:port URLs;
@@ -88,6 +90,7 @@ struct conf_api {
     char *token_file;    /* bearer token for writes; NULL: none */
     char *tls_cert_file; /* HTTPS certificate chain; NULL: plain HTTP */
     char *tls_key_file;  /* goes with tls_cert_file */
+    char *tls_ca_file;   /* CA of the other nodes' HTTPS APIs (cluster proxy); NULL: system */
 };
 
 struct conf_store {

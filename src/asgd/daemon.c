@@ -917,6 +917,7 @@ int daemon_run(const char *path)
         .node = d.cluster ? d.conf.cluster.node : NULL,
         .tls_cert_file = d.conf.api.tls_cert_file,
         .tls_key_file = d.conf.api.tls_key_file,
+        .tls_ca_file = d.conf.api.tls_ca_file,
     };
     if (http_start(&hd, &d.http, err, sizeof(err)) != 0)
         goto fail;

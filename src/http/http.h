@@ -193,6 +193,9 @@ struct http_deps {
      * by http_reload_tls()). NULL: plain HTTP, with a warning when listen is not a
      * loopback address and a token is set (it would cross the network in clear). */
     const char *tls_cert_file, *tls_key_file;
+    /* CA bundle verifying the other nodes' https:// APIs for proxied reads (copied);
+     * NULL: the system's CAs. */
+    const char *tls_ca_file;
 };
 
 /*

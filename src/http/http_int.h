@@ -59,6 +59,7 @@ struct http_server {
     int curl_inited;          /* curl_global_init() done: cleanup at free */
     struct http_guard *guard; /* slow-client reaper (server.c) */
     struct http_tls *tls;     /* HTTPS material (tls.c); NULL: plain HTTP */
+    char *tls_ca_file;        /* verifies owners' https:// APIs (proxy.c); NULL: system CAs */
 };
 
 /* ---- HTTPS (tls.c) ------------------------------------------------------------------------- */

@@ -179,7 +179,8 @@ static const char *every_key = "[group]\n"
                                "listen = [::1]:9090\n"
                                "token_file = /etc/asgd/api-token\n"
                                "tls_cert_file = /etc/asgd/api.pem\n"
-                               "tls_key_file = /etc/asgd/api.key\n";
+                               "tls_key_file = /etc/asgd/api.key\n"
+                               "tls_ca_file = /etc/asgd/nodes-ca.pem\n";
 
 static void every_key_is_read(void **state)
 {
@@ -227,6 +228,7 @@ static void every_key_is_read(void **state)
     assert_string_equal(c.monitor.tls_server_name, "agents.asgd");
     assert_string_equal(c.api.tls_cert_file, "/etc/asgd/api.pem");
     assert_string_equal(c.api.tls_key_file, "/etc/asgd/api.key");
+    assert_string_equal(c.api.tls_ca_file, "/etc/asgd/nodes-ca.pem");
     assert_string_equal(c.cluster.api_advertise, "https://[::1]:9090"); /* HTTPS: https:// */
     conf_release(&c);
 }
