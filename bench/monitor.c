@@ -21,6 +21,11 @@
  * about 1,000 polls/s), BENCH_TIMEOUT_MS its deadline (500). The steady-state
  * line then also gives this process's RSS growth per instance and the
  * swarm's own CPU.
+ *
+ * With BENCH_TLS=DIR (not with BENCH_SWARM) the agents serve mutual TLS with
+ * DIR/srv.pem, DIR/srv.key (an IP SAN 127.0.0.1) and DIR/ca.pem, and the
+ * monitor polls over TLS with DIR/cli.pem, DIR/cli.key, DIR/ca.pem; the seed
+ * and seq measurements (plain text clients) are skipped.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -43,11 +48,27 @@
 #include "monitor.pb-c.h"
 #include "monitor/mon.h"
 #include "rpc/rpc.h"
+#include "tls/tls.h"
 
 #include "common/banned.h"
 
 #define AGENTS_MAX 64
 #define PER_AGENT  250 /* instances served by one agent */
+
+static struct tls_conf *tls_agent, *tls_poller; /* BENCH_TLS=DIR; NULL: plain text */
+
+static struct tls_conf *tls_load(const char *dir, const char *who)
+{
+    char ca[512], cert[512], key[512], err[512];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+    snprintf(cert, sizeof(cert), "%s/%s.pem", dir, who);
+    snprintf(key, sizeof(key), "%s/%s.key", dir, who);
+    struct tls_files f = {ca, cert, key, NULL};
+    struct tls_conf *t = NULL;
+    if (tls_conf_new(&f, &t, err, sizeof(err)) != 0)
+        fprintf(stderr, "bench_monitor: BENCH_TLS: %s\n", err);
+    return t;
+}
 
 static grpc_status_code h_metrics(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
 {
@@ -317,7 +338,9 @@ static pid_t agents_start(int n, char addrs[][64], int *nagents, int down[2])
             if (!srv[a] || rpc_server_add_method(srv[a], "/MonitorC/GetMetrics", h_metrics, NULL) ||
                 rpc_server_add_method(srv[a], "/MonitorC/GetStatus", h_status, NULL) ||
                 rpc_server_add_method(srv[a], "/MonitorC/GetMemoryUsage", h_memory, NULL) ||
-                rpc_server_bind(srv[a], "127.0.0.1:0", &ports[a]) || rpc_server_start(srv[a])) {
+                (tls_agent ? rpc_server_bind_tls(srv[a], "127.0.0.1:0", tls_agent, &ports[a])
+                           : rpc_server_bind(srv[a], "127.0.0.1:0", &ports[a])) ||
+                rpc_server_start(srv[a])) {
                 fprintf(stderr, "bench_monitor: cannot start agent %d\n", a);
                 _exit(1);
             }
@@ -361,6 +384,17 @@ int main(int argc, char **argv)
     }
 
     int use_swarm = getenv("BENCH_SWARM") && strcmp(getenv("BENCH_SWARM"), "1") == 0;
+    const char *tls_dir = getenv("BENCH_TLS");
+    if (tls_dir && tls_dir[0]) {
+        if (use_swarm) {
+            fprintf(stderr, "bench_monitor: BENCH_TLS does not work with BENCH_SWARM\n");
+            return 2;
+        }
+        tls_agent = tls_load(tls_dir, "srv");
+        tls_poller = tls_load(tls_dir, "cli");
+        if (!tls_agent || !tls_poller)
+            return 1;
+    }
     char(*addrs)[64] = calloc((size_t)n, sizeof(*addrs));
     if (!addrs)
         return 1;
@@ -401,6 +435,7 @@ int main(int argc, char **argv)
     s.listen = NULL;
     s.interval_ms = 10000;
     s.timeout_ms = 5000;
+    s.tls = tls_poller;
     struct mon *m = NULL;
     char err[256];
     if (mon_new(&s, f, &m, err, sizeof(err))) {
@@ -408,13 +443,16 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    printf("bench_monitor: %d instances on %d agents%s, %d rounds (seed: %d instances)\n", n,
-           agents, use_swarm ? " (bench_swarm)" : "", rounds, seed_n);
+    printf("bench_monitor: %d instances on %d agents%s%s, %d rounds (seed: %d instances)\n", n,
+           agents, use_swarm ? " (bench_swarm)" : "", tls_poller ? " over mutual TLS" : "", rounds,
+           seed_n);
     struct result seed = {0}, seq = {0}, async = {0};
-    bench_seed(addrs, seed_n, &seed);
-    report("seed", &seed);
-    bench_seq(addrs, n, rounds, &seq);
-    report("seq", &seq);
+    if (!tls_poller) { /* plain text clients */
+        bench_seed(addrs, seed_n, &seed);
+        report("seed", &seed);
+        bench_seq(addrs, n, rounds, &seq);
+        report("seq", &seq);
+    }
 
     mon_poll_once(m); /* connects every channel (not timed) */
     uint64_t failed0 = 0;
@@ -431,10 +469,12 @@ int main(int argc, char **argv)
     async.polls_per_s = async.polls / w;
     async.cpu_us_per_poll = c * 1e6 / async.polls;
     report("monitor", &async);
-    printf("ratio monitor/seed: %.1fx polls/s, %.1fx less CPU per poll\n",
-           async.polls_per_s / seed.polls_per_s, seed.cpu_us_per_poll / async.cpu_us_per_poll);
-    printf("ratio monitor/seq:  %.1fx polls/s, %.1fx less CPU per poll\n",
-           async.polls_per_s / seq.polls_per_s, seq.cpu_us_per_poll / async.cpu_us_per_poll);
+    if (!tls_poller) {
+        printf("ratio monitor/seed: %.1fx polls/s, %.1fx less CPU per poll\n",
+               async.polls_per_s / seed.polls_per_s, seed.cpu_us_per_poll / async.cpu_us_per_poll);
+        printf("ratio monitor/seq:  %.1fx polls/s, %.1fx less CPU per poll\n",
+               async.polls_per_s / seq.polls_per_s, seq.cpu_us_per_poll / async.cpu_us_per_poll);
+    }
 
     /* steady state: the real poller thread, every instance once per interval, the interval
        chosen for about 1000 polls/s (what two shared cores serve with the agents on them) */
@@ -518,5 +558,7 @@ int main(int argc, char **argv)
     }
     waitpid(child, NULL, 0);
     free(addrs);
+    tls_conf_free(tls_agent);
+    tls_conf_free(tls_poller);
     return 0;
 }

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 struct rpc_server;
+struct tls_conf;
 
 /* ------------------------------------------------------------------------ */
 /* /proc parsers (pure)                                                     */
@@ -208,6 +209,8 @@ struct agent_reg_opts {
     int64_t silence_ms;      /* re-register after this long without polls; 0 = max(3 x the
                                 poll interval MonitorS announced, 5 s) */
     int call_timeout_ms;     /* deadline of one Register call; 0 = 2 s */
+    struct tls_conf *tls;    /* NULL: plaintext; else Register/Deregister over TLS (rpc.h's
+                                rpc_client_opts.tls); borrowed, outlives the registration */
 };
 
 struct agent_reg;

@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "rpc/rpc.h"
+#include "tls/tls.h"
 #include "common/banned.h"
 
 #ifndef ASGD_VERSION
@@ -56,6 +57,14 @@ static const char usage_text[] =
     "  --app-timeout DURATION  timeout of one application check (default 2s)\n"
     "  --load SOURCE           proc (default) | simulate[:min=10,max=90,period=10m,rate=2]\n"
     "                          | file:PATH (a number 0..100, re-read twice a second)\n"
+    "  --tls-cert FILE         serve over TLS with this certificate chain (PEM), and\n"
+    "                          present it to MonitorS; Register goes over TLS\n"
+    "  --tls-key FILE          the certificate's private key (PEM)\n"
+    "  --tls-ca FILE           CA bundle: MonitorS is verified against it, and pollers\n"
+    "                          must present a certificate it signed (mutual TLS)\n"
+    "  --tls-server-name NAME  the name MonitorS's certificate must carry (default: the\n"
+    "                          --monitor host or IP address)\n"
+    "                          Certificate files are re-read on SIGHUP.\n"
     "  --log-level LEVEL       error | warn | info (default) | debug\n"
     "  --ready-fd N            write \"ok\" or the startup error to fd N, then close it\n"
     "  --help                  this text\n"
@@ -71,6 +80,7 @@ struct opts {
     int64_t app_timeout_ms;
     const char *load;
     int ready_fd; /* -1: none */
+    struct tls_files tls;
 };
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -159,7 +169,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
         O_LOAD,
         O_LOG,
         O_VER,
-        O_READY
+        O_READY,
+        O_TLS_CERT,
+        O_TLS_KEY,
+        O_TLS_CA,
+        O_TLS_NAME
     };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
@@ -172,6 +186,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"load", required_argument, NULL, O_LOAD},
         {"log-level", required_argument, NULL, O_LOG},
         {"ready-fd", required_argument, NULL, O_READY},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"tls-ca", required_argument, NULL, O_TLS_CA},
+        {"tls-server-name", required_argument, NULL, O_TLS_NAME},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VER},
         {NULL, 0, NULL, 0},
@@ -237,6 +255,18 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case O_LOAD:
             o->load = optarg;
             break;
+        case O_TLS_CERT:
+            o->tls.cert_file = optarg;
+            break;
+        case O_TLS_KEY:
+            o->tls.key_file = optarg;
+            break;
+        case O_TLS_CA:
+            o->tls.ca_file = optarg;
+            break;
+        case O_TLS_NAME:
+            o->tls.server_name = optarg;
+            break;
         case O_READY: {
             char *end;
             errno = 0;
@@ -267,7 +297,28 @@ static int parse_args(int argc, char **argv, struct opts *o)
     }
     if (optind < argc)
         return usage_error("unexpected argument \"%s\"", argv[optind]);
+    /* the agent is a TLS server: its certificate is what TLS needs first */
+    if ((o->tls.ca_file || o->tls.key_file || o->tls.server_name) && !o->tls.cert_file)
+        return usage_error("--tls-ca, --tls-key and --tls-server-name need --tls-cert");
+    if (o->tls.cert_file && !o->tls.key_file)
+        return usage_error("--tls-cert needs --tls-key");
     return -1; /* go on */
+}
+
+/* 1 when every address of the --monitor list is a loopback address. */
+static int monitors_loopback(const char *list)
+{
+    for (const char *p = list;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char one[256];
+        snprintf(one, sizeof(one), "%.*s", (int)len, p);
+        if (!tls_address_is_loopback(one))
+            return 0;
+        if (!comma)
+            return 1;
+        p = comma + 1;
+    }
 }
 
 /* One line to the --ready-fd descriptor (if any), which is then closed. */
@@ -304,9 +355,14 @@ int main(int argc, char **argv)
     char token[1024] = "";
     if (o.token_file && read_token(o.token_file, token, sizeof(token), err, sizeof(err)))
         return usage_error("%s", err);
+    struct tls_conf *tls = NULL;
+    if (o.tls.cert_file && tls_conf_new(&o.tls, &tls, err, sizeof(err)) != 0)
+        return usage_error("%s", err);
     struct agent_load *load = agent_load_new(o.load, NULL, err, sizeof(err));
-    if (!load)
+    if (!load) {
+        tls_conf_free(tls);
         return usage_error("--load: %s", err);
+    }
 
     /* Signals go to this thread only: block them before gRPC and the workers
      * start their threads, then wait for them with sigwait. */
@@ -369,7 +425,8 @@ int main(int argc, char **argv)
     }
 
     int port = 0;
-    if (rpc_server_bind(srv, o.listen, &port)) {
+    if (tls ? rpc_server_bind_tls(srv, o.listen, tls, &port)
+            : rpc_server_bind(srv, o.listen, &port)) {
         /* the message names the address and says why */
         log_error("%s (exit code 3)", rpc_server_errmsg(srv));
         ready_report(&o.ready_fd, "%s", rpc_server_errmsg(srv));
@@ -381,8 +438,16 @@ int main(int argc, char **argv)
         ready_report(&o.ready_fd, "cannot start the gRPC server: %s", rpc_server_errmsg(srv));
         goto out;
     }
-    log_info("monitorc %s serving MonitorC on %s (port %d) as \"%s\", load %s", ASGD_VERSION,
-             o.listen, port, id, o.load);
+    log_info("monitorc %s serving MonitorC on %s (port %d%s) as \"%s\", load %s", ASGD_VERSION,
+             o.listen, port,
+             !tls                   ? ""
+             : tls_conf_has_ca(tls) ? ", TLS, client certificates required"
+                                    : ", TLS",
+             id, o.load);
+    if (!tls && o.token_file && o.monitor && !monitors_loopback(o.monitor))
+        log_warn("the registration token goes to MonitorS at \"%s\" in clear text: use "
+                 "--tls-cert/--tls-key/--tls-ca",
+                 o.monitor);
     ready_report(&o.ready_fd, "ok");
 
     char advertise[300];
@@ -409,6 +474,7 @@ int main(int argc, char **argv)
         ro.monitor = o.monitor;
         ro.address = advertise;
         ro.token = token[0] ? token : NULL;
+        ro.tls = tls;
         reg = agent_reg_start(&ro, st);
         if (!reg) {
             log_error("cannot start registration with \"%s\"", o.monitor);
@@ -421,7 +487,12 @@ int main(int argc, char **argv)
         if (sigwait(&sigs, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            log_info("SIGHUP ignored (nothing to reload)");
+            if (!tls)
+                log_info("SIGHUP ignored (nothing to reload)");
+            else if (tls_conf_reload(tls, err, sizeof(err)) != 0)
+                log_error("SIGHUP: TLS files not reloaded, the previous ones stay in use: %s", err);
+            else
+                log_info("SIGHUP: TLS certificate files reloaded");
             continue;
         }
         log_info("received %s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -446,6 +517,7 @@ out:
     agent_sampler_stop(sampler);
     agent_state_free(st);
     agent_load_free(load);
+    tls_conf_free(tls);
     if (use_curl)
         curl_global_cleanup();
     explicit_bzero(token, sizeof(token));

@@ -99,7 +99,8 @@ static int register_once(struct agent_reg *r, char *why, size_t whylen)
         return 0;
     }
     struct rpc_result res = RPC_RESULT_INIT;
-    int rc = rpc_call_sync(r->monitor, "/MonitorS/Register", buf, len, r->o.call_timeout_ms, &res);
+    int rc = rpc_call_sync_tls(r->monitor, r->o.tls, "/MonitorS/Register", buf, len,
+                               r->o.call_timeout_ms, &res);
     free(buf);
     pthread_mutex_lock(&r->mu);
     r->attempts++;
@@ -286,8 +287,8 @@ static int deregister(struct agent_reg *r, const char *reason, int timeout_ms)
     if (rpc_pack(&rq.base, &buf, &len))
         return -1;
     struct rpc_result res = RPC_RESULT_INIT;
-    int rc = rpc_call_sync(r->monitor, "/MonitorS/Deregister", buf, len,
-                           timeout_ms > 0 ? timeout_ms : 1, &res);
+    int rc = rpc_call_sync_tls(r->monitor, r->o.tls, "/MonitorS/Deregister", buf, len,
+                               timeout_ms > 0 ? timeout_ms : 1, &res);
     free(buf);
     int ok = -1;
     if (rc) {

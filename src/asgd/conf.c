@@ -108,8 +108,15 @@ void conf_release(struct asgd_conf *c)
     free(c->monitor.listen);
     free(c->monitor.token_file);
     free(c->monitor.advertise);
+    free(c->monitor.tls_ca_file);
+    free(c->monitor.tls_cert_file);
+    free(c->monitor.tls_key_file);
+    free(c->monitor.tls_server_name);
     free(c->api.listen);
     free(c->api.token_file);
+    free(c->api.tls_cert_file);
+    free(c->api.tls_key_file);
+    free(c->api.tls_ca_file);
     free(c->store.dir);
     for (size_t i = 0; i < c->store.n_etcd_endpoints; i++)
         free(c->store.etcd_endpoints[i]);
@@ -160,14 +167,14 @@ static int add_group(struct asgd_conf *c, struct group_conf *g)
     return 0;
 }
 
-/* http://<api listen> */
+/* http(s)://<api listen> */
 static int default_advertise(struct asgd_conf *c)
 {
-    size_t n = strlen(c->api.listen) + sizeof("http://");
+    size_t n = strlen(c->api.listen) + sizeof("https://");
     char *p = malloc(n);
     if (p == NULL)
         return -1;
-    snprintf(p, n, "http://%s", c->api.listen);
+    snprintf(p, n, "%s://%s", c->api.tls_cert_file ? "https" : "http", c->api.listen);
     free(c->cluster.api_advertise);
     c->cluster.api_advertise = p;
     return 0;
@@ -232,6 +239,42 @@ static int is_http_url(const char *s)
            (strncmp(s, "https://", 8) == 0 && s[8] != '\0');
 }
 
+/* The keys of one section that go in pairs: both or neither. */
+static int check_pair(struct cfg *cfg, const char *sec, const char *cert, const char *key,
+                      char *err, size_t errlen)
+{
+    if ((cert == NULL) == (key == NULL))
+        return 0;
+    cfg_error_at(cfg, sec, cert ? "tls_cert_file" : "tls_key_file", err, errlen,
+                 "tls_cert_file and tls_key_file go together");
+    return -1;
+}
+
+/* [monitor] and [api] tls_* keys (the files are read by the daemon: tls.h). */
+static int read_tls_keys(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
+{
+    struct conf_monitor *m = &out->monitor;
+    struct conf_api *a = &out->api;
+    if (cfg_get_nonempty(cfg, "monitor", "tls_ca_file", &m->tls_ca_file, err, errlen) != 0 ||
+        cfg_get_nonempty(cfg, "monitor", "tls_cert_file", &m->tls_cert_file, err, errlen) != 0 ||
+        cfg_get_nonempty(cfg, "monitor", "tls_key_file", &m->tls_key_file, err, errlen) != 0 ||
+        cfg_get_nonempty(cfg, "monitor", "tls_server_name", &m->tls_server_name, err, errlen) !=
+            0 ||
+        cfg_get_nonempty(cfg, "api", "tls_cert_file", &a->tls_cert_file, err, errlen) != 0 ||
+        cfg_get_nonempty(cfg, "api", "tls_key_file", &a->tls_key_file, err, errlen) != 0 ||
+        cfg_get_nonempty(cfg, "api", "tls_ca_file", &a->tls_ca_file, err, errlen) != 0)
+        return -1;
+    if (check_pair(cfg, "monitor", m->tls_cert_file, m->tls_key_file, err, errlen) != 0 ||
+        check_pair(cfg, "api", a->tls_cert_file, a->tls_key_file, err, errlen) != 0)
+        return -1;
+    if (m->tls_server_name != NULL && m->tls_ca_file == NULL && m->tls_cert_file == NULL) {
+        cfg_error_at(cfg, "monitor", "tls_server_name", err, errlen,
+                     "needs tls_ca_file (TLS to the agents)");
+        return -1;
+    }
+    return 0;
+}
+
 static int read_monitor_api(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
 {
     long port;
@@ -250,7 +293,7 @@ static int read_monitor_api(struct cfg *cfg, struct asgd_conf *out, char *err, s
     if (get_listen(cfg, "api", &out->api.listen, err, errlen) != 0 ||
         cfg_get_nonempty(cfg, "api", "token_file", &out->api.token_file, err, errlen) != 0)
         return -1;
-    return 0;
+    return read_tls_keys(cfg, out, err, errlen);
 }
 
 /* Splits the comma-separated URL list of [store] etcd_endpoints. */

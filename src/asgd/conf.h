@@ -6,8 +6,20 @@
  *
  *   [monitor]  listen (127.0.0.1:50052), agent_port (50051), token_file (none),
  *              accept_unknown (false), advertise (listen: the address instances
- *              are told to register with, e.g. the host's private IP for EC2)
- *   [api]      listen (127.0.0.1:8080), token_file (none)
+ *              are told to register with, e.g. the host's private IP for EC2),
+ *              tls_ca_file (none: agents are polled in clear text; set: over
+ *              TLS, each agent's certificate verified against this bundle),
+ *              tls_cert_file, tls_key_file (none; together: MonitorS serves
+ *              TLS with them, and they are the client certificate shown to
+ *              agents that require one; with tls_ca_file too, agents must
+ *              present a certificate signed by it when they register),
+ *              tls_server_name (none: each agent's certificate must name
+ *              the host or IP address it is polled at; set: this name)
+ *   [api]      listen (127.0.0.1:8080), token_file (none),
+ *              tls_cert_file, tls_key_file (none; together: HTTPS only),
+ *              tls_ca_file (none: the system's CAs; verifies the other nodes'
+ *              https:// APIs when reads are proxied to a group's owner)
+ *              TLS files are re-read on SIGHUP (daemon.c).
  *   [store]    type (sqlite | etcd), dir (see below),
  *              etcd_endpoints (comma-separated http(s)://host:port URLs;
  *              required with type = etcd), etcd_prefix (/asgd),
@@ -62,16 +74,23 @@
 enum conf_store_type { CONF_STORE_SQLITE = 0, CONF_STORE_ETCD = 1 };
 
 struct conf_monitor {
-    char *listen;       /* MonitorS gRPC "host:port" */
-    int agent_port;     /* port every instance's monitorc listens on */
-    char *token_file;   /* shared secret for Register/Deregister; NULL: none */
-    char *advertise;    /* MonitorS address given to instances (EC2 user data); NULL: listen */
-    int accept_unknown; /* Register from an unknown instance id is accepted */
+    char *listen;          /* MonitorS gRPC "host:port" */
+    int agent_port;        /* port every instance's monitorc listens on */
+    char *token_file;      /* shared secret for Register/Deregister; NULL: none */
+    char *advertise;       /* MonitorS address given to instances (EC2 user data); NULL: listen */
+    int accept_unknown;    /* Register from an unknown instance id is accepted */
+    char *tls_ca_file;     /* TLS: agents' CA bundle; NULL: none */
+    char *tls_cert_file;   /* TLS: MonitorS's certificate (and client certificate) */
+    char *tls_key_file;    /* goes with tls_cert_file */
+    char *tls_server_name; /* name expected in agents' certificates; NULL: their address */
 };
 
 struct conf_api {
-    char *listen;     /* HTTP API "host:port" */
-    char *token_file; /* bearer token for writes; NULL: none */
+    char *listen;        /* HTTP API "host:port" */
+    char *token_file;    /* bearer token for writes; NULL: none */
+    char *tls_cert_file; /* HTTPS certificate chain; NULL: plain HTTP */
+    char *tls_key_file;  /* goes with tls_cert_file */
+    char *tls_ca_file;   /* CA of the other nodes' HTTPS APIs (cluster proxy); NULL: system */
 };
 
 struct conf_store {

@@ -45,6 +45,7 @@
 #include "monitor/mon.h"
 #include "node/node.h"
 #include "store/store.h"
+#include "tls/tls.h"
 
 #include "common/banned.h"
 
@@ -62,6 +63,7 @@ struct daemon {
     struct store *http_store; /* the HTTP thread's (and the node ops', which run there) */
     struct store *work_store; /* the worker's and the ownership callbacks' */
     struct http_server *http;
+    struct tls_conf *mon_tls; /* [monitor] tls_*: MonitorS and the poller; NULL: plain text */
 
     /* groups whose store state changed (watch), for the worker */
     pthread_mutex_t mu;
@@ -717,6 +719,8 @@ static void daemon_release(struct daemon *d)
     d->clu = NULL;
     node_free(d->node);
     mon_free(d->mon);
+    tls_conf_free(d->mon_tls); /* after the monitor, which borrowed it */
+    d->mon_tls = NULL;
     store_close(d->ctl_store);
     store_close(d->http_store);
     store_close(d->work_store);
@@ -733,6 +737,26 @@ static void daemon_release(struct daemon *d)
     free(d->endpoints);
 }
 
+/*
+ * SIGHUP: re-read the TLS files of [monitor] and [api] (the paths of the running
+ * configuration). A bad file is logged and the previous material stays in use.
+ * (The SIGHUP reload of the configuration calls this too.)
+ */
+static void reload_tls(struct daemon *d)
+{
+    char err[512];
+    if (d->mon_tls) {
+        if (tls_conf_reload(d->mon_tls, err, sizeof(err)) != 0)
+            log_error("reload: [monitor] TLS files not reloaded, the previous ones stay in use: "
+                      "%s",
+                      err);
+        else
+            log_info("reload: [monitor] TLS files re-read");
+    }
+    if (http_reload_tls(d->http, err, sizeof(err)) != 0)
+        log_error("reload: [api] TLS files not reloaded, the previous ones stay in use: %s", err);
+}
+
 static int start_monitor(struct daemon *d, char *err, size_t errlen)
 {
     struct mon_settings ms;
@@ -740,6 +764,12 @@ static int start_monitor(struct daemon *d, char *err, size_t errlen)
     ms.listen = d->conf.monitor.listen;
     ms.token = d->agent_token;
     ms.accept_unknown = d->conf.monitor.accept_unknown;
+    const struct conf_monitor *cm = &d->conf.monitor;
+    struct tls_files tf = {cm->tls_ca_file, cm->tls_cert_file, cm->tls_key_file,
+                           cm->tls_server_name};
+    if (tls_conf_new_optional(&tf, &d->mon_tls, err, errlen) != 0)
+        return -1;
+    ms.tls = d->mon_tls;
     if (d->cluster) {
         ms.on_foreign = on_foreign_register;
         ms.foreign_arg = d;
@@ -757,7 +787,11 @@ static int start_monitor(struct daemon *d, char *err, size_t errlen)
                  mon_errmsg(d->mon));
         return -1;
     }
-    log_info("MonitorS listening on %s for every group of this node", d->conf.monitor.listen);
+    log_info("MonitorS listening on %s for every group of this node%s", d->conf.monitor.listen,
+             !d->mon_tls                      ? ""
+             : !tls_conf_has_cert(d->mon_tls) ? " (clear text; agents polled over TLS)"
+             : tls_conf_has_ca(d->mon_tls)    ? " (TLS, agent certificates required)"
+                                              : " (TLS)");
     return 0;
 }
 
@@ -881,16 +915,23 @@ int daemon_run(const char *path)
         .ops = &node_ops,
         .ops_arg = &d,
         .node = d.cluster ? d.conf.cluster.node : NULL,
+        .tls_cert_file = d.conf.api.tls_cert_file,
+        .tls_key_file = d.conf.api.tls_key_file,
+        .tls_ca_file = d.conf.api.tls_ca_file,
     };
     if (http_start(&hd, &d.http, err, sizeof(err)) != 0)
         goto fail;
-    log_info("asgd %s running: %zu group%s from the files, store %s%s%s, API on http://%s/",
+    log_info("asgd %s running: %zu group%s from the files, store %s%s%s, API on %s://%s/",
              ASGD_VERSION, d.conf.n_groups, d.conf.n_groups == 1 ? "" : "s",
              d.cluster ? "etcd" : "sqlite", d.cluster ? ", node " : "",
-             d.cluster ? d.conf.cluster.node : "", d.conf.api.listen);
+             d.cluster ? d.conf.cluster.node : "", d.conf.api.tls_cert_file ? "https" : "http",
+             d.conf.api.listen);
 
     int sig = 0;
-    while (sigwait(&stop, &sig) != 0) {
+    while (sigwait(&stop, &sig) != 0 || sig == SIGHUP) {
+        if (sig == SIGHUP)
+            reload_tls(&d);
+        sig = 0;
     }
     log_info("received signal %d, stopping (instances keep running)", sig);
     rc = 0;

@@ -43,6 +43,7 @@
 #include "provider/provider.h"
 #include "sim/sim.h"
 #include "store/store.h"
+#include "tls/tls.h"
 
 #include "common/banned.h"
 
@@ -73,6 +74,7 @@ struct daemon {
     struct mon *mon;
     struct http_server *http;
     struct store *http_store; /* the HTTP thread's own handle */
+    struct tls_conf *mon_tls; /* [monitor] tls_*; NULL: plain text */
 };
 
 static void usage(FILE *out)
@@ -152,6 +154,7 @@ static void daemon_release(struct daemon *d)
     store_close(d->http_store);
     ctl_free(d->ctl);
     mon_free(d->mon);
+    tls_conf_free(d->mon_tls); /* after the monitor, which borrowed it */
     provider_free(d->prov);
     fleet_close(d->fleet);
     store_close(d->store);
@@ -264,6 +267,12 @@ static int start_monitor(struct daemon *d, char *err, size_t errlen)
     ms.timeout_ms = d->gc->settings.health.timeout_ms;
     ms.rise = (uint32_t)d->gc->settings.health.healthy_threshold;
     ms.fall = (uint32_t)d->gc->settings.health.unhealthy_threshold;
+    const struct conf_monitor *cm = &d->conf.monitor;
+    struct tls_files tf = {cm->tls_ca_file, cm->tls_cert_file, cm->tls_key_file,
+                           cm->tls_server_name};
+    if (tls_conf_new_optional(&tf, &d->mon_tls, err, errlen) != 0)
+        return -1;
+    ms.tls = d->mon_tls;
     if (mon_new(&ms, d->fleet, &d->mon, err, errlen) != 0)
         return -1;
     if (mon_start(d->mon) != 0) {
@@ -271,8 +280,12 @@ static int start_monitor(struct daemon *d, char *err, size_t errlen)
                  mon_errmsg(d->mon));
         return -1;
     }
-    log_info("MonitorS listening on %s, polling every %" PRId64 " ms", d->conf.monitor.listen,
-             d->gc->settings.health.interval_ms);
+    log_info("MonitorS listening on %s, polling every %" PRId64 " ms%s", d->conf.monitor.listen,
+             d->gc->settings.health.interval_ms,
+             !d->mon_tls                      ? ""
+             : !tls_conf_has_cert(d->mon_tls) ? " (clear text; agents polled over TLS)"
+             : tls_conf_has_ca(d->mon_tls)    ? " (TLS, agent certificates required)"
+                                              : " (TLS)");
     return 0;
 }
 
@@ -338,10 +351,13 @@ static int start_controller(struct daemon *d, char *err, size_t errlen)
         .store = d->http_store,
         .ops = &api_ops,
         .ops_arg = d,
+        .tls_cert_file = d->conf.api.tls_cert_file,
+        .tls_key_file = d->conf.api.tls_key_file,
     };
     if (http_start(&hd, &d->http, err, errlen) != 0)
         return -1;
-    log_info("HTTP API and dashboard on http://%s/", d->conf.api.listen);
+    log_info("HTTP API and dashboard on %s://%s/", d->conf.api.tls_cert_file ? "https" : "http",
+             d->conf.api.listen);
     return 0;
 }
 
@@ -365,6 +381,18 @@ static void monitor_follow_settings(struct daemon *d)
                  g.health.interval_ms);
         d->gc->settings.health = g.health;
     }
+}
+
+/* SIGHUP: the TLS files are re-read (a bad file leaves the previous material in use). */
+static void reload_tls(struct daemon *d)
+{
+    char err[512];
+    if (d->mon_tls && tls_conf_reload(d->mon_tls, err, sizeof(err)) != 0)
+        log_error("SIGHUP: [monitor] TLS files not reloaded: %s", err);
+    else if (d->mon_tls)
+        log_info("SIGHUP: [monitor] TLS files re-read");
+    if (http_reload_tls(d->http, err, sizeof(err)) != 0)
+        log_error("SIGHUP: [api] TLS files not reloaded: %s", err);
 }
 
 static int run_daemon(const struct opts *o, int roles)
@@ -434,6 +462,10 @@ static int run_daemon(const struct opts *o, int roles)
            controller process changes them) once a second */
         struct timespec tick = {1, 0};
         sig = sigtimedwait(&stop, NULL, &tick);
+        if (sig == SIGHUP) {
+            reload_tls(&d);
+            continue;
+        }
         if (sig > 0)
             break;
         if (roles == ROLE_MONITOR && d.mon)
@@ -465,11 +497,31 @@ static int cmd_controller(const struct opts *o)
     return run_daemon(o, ROLE_CONTROLLER);
 }
 
+/* The TLS files of [monitor] and [api] load (what asgd would refuse to start with). */
+static int check_tls_files(const struct asgd_conf *c, char *err, size_t errlen)
+{
+    const struct conf_monitor *cm = &c->monitor;
+    struct tls_files m = {cm->tls_ca_file, cm->tls_cert_file, cm->tls_key_file,
+                          cm->tls_server_name};
+    struct tls_files a = {NULL, c->api.tls_cert_file, c->api.tls_key_file, NULL};
+    struct tls_conf *t = NULL;
+    if (tls_conf_new_optional(&m, &t, err, errlen) != 0)
+        return -1;
+    tls_conf_free(t);
+    t = NULL;
+    if (tls_conf_new_optional(&a, &t, err, errlen) != 0)
+        return -1;
+    tls_conf_free(t);
+    return 0;
+}
+
 static int cmd_check_config(const struct opts *o)
 {
     struct asgd_conf c;
     char err[1024];
     int rc = conf_load(o->config, &c, err, sizeof(err));
+    if (rc == 0)
+        rc = check_tls_files(&c, err, sizeof(err)); /* the message names the file */
     if (rc != 0) {
         fprintf(stderr, "asgd: %s\n", err);
     } else {

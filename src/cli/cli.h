@@ -23,6 +23,8 @@ enum cli_exit { CLI_OK = 0, CLI_EAPI = 1, CLI_EUSAGE = 2, CLI_EUNREACHABLE = 3, 
 struct cli {
     const char *url;        /* base URL, no trailing slash needed */
     const char *token_file; /* NULL: none */
+    const char *cacert;     /* --cacert: CA bundle that verifies an https:// URL; NULL: the
+                               system's */
     int json;               /* --json: print the API's JSON */
     const char *group;      /* -g NAME / $ASGCTL_GROUP; NULL: the node's only group */
 };

@@ -102,6 +102,8 @@ int cli_call(const struct cli *c, const char *method, const char *path, const js
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (c->cacert)
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "asgctl/" ASGD_VERSION);
     hdrs = curl_slist_append(hdrs, "Accept: application/json");
     if (body) {

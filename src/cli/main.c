@@ -41,9 +41,9 @@ static const struct command commands[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: asgctl [--url URL] [--token-file FILE] [-g GROUP] [--json] COMMAND [ARGS]\n\n"
-            "commands:\n");
+    fprintf(f, "usage: asgctl [--url URL] [--token-file FILE] [--cacert FILE] [-g GROUP] [--json] "
+               "COMMAND [ARGS]\n\n"
+               "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strlen(commands[i].usage) > 30)
             fprintf(f, "  %s\n  %-30s %s\n", commands[i].usage, "", commands[i].help);
@@ -53,6 +53,8 @@ static void usage(FILE *f)
     fprintf(f, "\noptions:\n"
                "  --url URL          asgd's API (default $ASGCTL_URL or " CLI_DEFAULT_URL ")\n"
                "  --token-file FILE  bearer token for changes (default $ASGCTL_TOKEN_FILE)\n"
+               "  --cacert FILE      CA bundle verifying an https:// URL's certificate\n"
+               "                     (default $ASGCTL_CACERT, else the system's CAs)\n"
                "  -g, --group NAME   the group status, instances, activities, set and terminate\n"
                "                     act on (default $ASGCTL_GROUP; none: asgd's only group)\n"
                "  --json             print the API's JSON instead of tables\n"
@@ -82,6 +84,7 @@ int main(int argc, char **argv)
     struct cli c = {
         .url = getenv("ASGCTL_URL"),
         .token_file = getenv("ASGCTL_TOKEN_FILE"),
+        .cacert = getenv("ASGCTL_CACERT"),
         .json = 0,
         .group = getenv("ASGCTL_GROUP"),
     };
@@ -91,6 +94,8 @@ int main(int argc, char **argv)
         c.url = CLI_DEFAULT_URL;
     if (c.token_file && !*c.token_file)
         c.token_file = NULL;
+    if (c.cacert && !*c.cacert)
+        c.cacert = NULL;
 
     /* pull global options out of argv, keep the rest in order */
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
@@ -104,6 +109,8 @@ int main(int argc, char **argv)
             c.url = v;
         else if ((v = opt_value(argc, argv, &i, "--token-file", &missing)))
             c.token_file = v;
+        else if (!missing && (v = opt_value(argc, argv, &i, "--cacert", &missing)))
+            c.cacert = v;
         else if (!missing && (v = opt_value(argc, argv, &i, "--group", &missing)))
             c.group = v;
         else if (!missing && (v = opt_value(argc, argv, &i, "-g", &missing)))

@@ -189,6 +189,13 @@ struct http_deps {
     int proxy_timeout_ms;
     /* Request body cap in bytes; 0: HTTP_DEFAULT_MAX_BODY. */
     size_t max_body;
+    /* HTTPS: certificate chain and key PEM files (both or neither; read at start and
+     * by http_reload_tls()). NULL: plain HTTP, with a warning when listen is not a
+     * loopback address and a token is set (it would cross the network in clear). */
+    const char *tls_cert_file, *tls_key_file;
+    /* CA bundle verifying the other nodes' https:// APIs for proxied reads (copied);
+     * NULL: the system's CAs. */
+    const char *tls_ca_file;
 };
 
 /*
@@ -199,6 +206,14 @@ struct http_deps {
  */
 int http_start(const struct http_deps *deps, struct http_server **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
+/*
+ * Re-reads the HTTPS certificate and key files (SIGHUP); the next handshakes
+ * use them, connections already open keep theirs. 0 when reloaded or when
+ * the server has no TLS; -1 with err when a file is bad (the previous
+ * certificate stays). Thread-safe.
+ */
+int http_reload_tls(struct http_server *s, char *err, size_t errlen);
+
 /* The TCP port actually bound (useful after asking for port 0). */
 uint16_t http_bound_port(const struct http_server *s);
 /* Stops accepting, finishes the request in progress, joins the thread. Idempotent. */

@@ -58,7 +58,24 @@ struct http_server {
     uint16_t port;
     int curl_inited;          /* curl_global_init() done: cleanup at free */
     struct http_guard *guard; /* slow-client reaper (server.c) */
+    struct http_tls *tls;     /* HTTPS material (tls.c); NULL: plain HTTP */
+    char *tls_ca_file;        /* verifies owners' https:// APIs (proxy.c); NULL: system CAs */
 };
+
+/* ---- HTTPS (tls.c) ------------------------------------------------------------------------- */
+
+struct http_tls;
+struct MHD_OptionItem;
+/* Reads and checks the certificate and key for the server that will listen on listen_fd.
+ * 0, or -1 with "https: ..." / the file's problem in err. */
+int http__tls_new(const char *cert_file, const char *key_file, int listen_fd, struct http_tls **out,
+                  char *err, size_t errlen);
+/* The MHD option that serves t's current certificate (for an MHD_OPTION_ARRAY). */
+void http__tls_option(struct MHD_OptionItem *item);
+/* Re-reads the files: 0, or -1 with err (the previous certificate stays). */
+int http__tls_reload(struct http_tls *t, char *err, size_t errlen);
+/* After MHD_stop_daemon. NULL is a no-op. */
+void http__tls_free(struct http_tls *t);
 
 #define HTTP_PARAM_MAX 128 /* one path segment captured by a route, NUL included */
 

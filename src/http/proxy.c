@@ -78,6 +78,8 @@ int http__proxy_get(struct http_server *s, const char *base, const char *path_qu
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)s->proxy_timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)s->proxy_timeout_ms);
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    if (s->tls_ca_file) /* the other nodes' HTTPS certificates (else the system's CAs) */
+        curl_easy_setopt(h, CURLOPT_CAINFO, s->tls_ca_file);
 #if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 #else

@@ -49,6 +49,7 @@
 #include "common/log.h"
 #include "http/assets.h"
 #include "http/http_int.h"
+#include "tls/tls.h"
 
 #include "common/banned.h"
 
@@ -592,6 +593,8 @@ static void server_free_fields(struct http_server *s)
     }
     guard_free(s->guard);
     s->guard = NULL;
+    http__tls_free(s->tls); /* after the daemon: no handshake can ask for it any more */
+    s->tls = NULL;
     if (s->curl_inited)
         curl_global_cleanup();
     free(s->listen);
@@ -600,6 +603,7 @@ static void server_free_fields(struct http_server *s)
         free(s->token);
     }
     free(s->node);
+    free(s->tls_ca_file);
     free(s);
 }
 
@@ -622,13 +626,15 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
     s->listen = strdup(deps->listen ? deps->listen : HTTP_DEFAULT_LISTEN);
     s->token = deps->token && *deps->token ? strdup(deps->token) : NULL;
     s->node = strdup(deps->node ? deps->node : "");
+    s->tls_ca_file = deps->tls_ca_file ? strdup(deps->tls_ca_file) : NULL;
     s->store = deps->store;
     s->ops = deps->ops;
     s->ops_arg = deps->ops_arg;
     s->proxy_timeout_ms =
         deps->proxy_timeout_ms > 0 ? deps->proxy_timeout_ms : HTTP_DEFAULT_PROXY_TIMEOUT_MS;
     s->max_body = deps->max_body ? deps->max_body : HTTP_DEFAULT_MAX_BODY;
-    if (!s->listen || !s->node || (deps->token && *deps->token && !s->token)) {
+    if (!s->listen || !s->node || (deps->token && *deps->token && !s->token) ||
+        (deps->tls_ca_file && !s->tls_ca_file)) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
@@ -678,6 +684,21 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     if (use->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem tls_opts[2] = {{MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
+    if (deps->tls_cert_file || deps->tls_key_file) {
+        if (!deps->tls_cert_file || !deps->tls_key_file) {
+            snprintf(err, errlen, "https: a certificate and its key go together");
+            goto out;
+        }
+        if (http__tls_new(deps->tls_cert_file, deps->tls_key_file, fd, &s->tls, err, errlen))
+            goto out;
+        http__tls_option(&tls_opts[0]);
+        flags |= MHD_USE_TLS;
+    } else if (s->token && !tls_address_is_loopback(s->listen)) {
+        log_warn("http: the API listens on %s in clear text: its token crosses the network "
+                 "unencrypted (set [api] tls_cert_file and tls_key_file)",
+                 s->listen);
+    }
     s->guard = guard_new();
     if (!s->guard) {
         snprintf(err, errlen, "cannot start the HTTP connection reaper thread");
@@ -689,7 +710,7 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
         s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)HTTP_MAX_PER_IP, MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_logger, s, MHD_OPTION_END);
+        mhd_logger, s, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "cannot start the HTTP server on %s", s->listen);
         goto out;
@@ -699,7 +720,8 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
      * here, before any request, not lazily inside a request (not thread-safe) */
     curl_global_init(CURL_GLOBAL_DEFAULT);
     s->curl_inited = 1;
-    log_info("http: serving the API and dashboard on %s (port %u)%s", s->listen, (unsigned)s->port,
+    log_info("http: serving the API and dashboard on %s://%s (port %u)%s",
+             s->tls ? "https" : "http", s->listen, (unsigned)s->port,
              s->token ? "" : "; no token: read-only");
     *out = s;
     s = NULL;

@@ -31,8 +31,9 @@ struct mon_group {
     struct fleet *fleet; /* borrowed */
     int64_t interval_ms, timeout_ms;
     uint32_t rise, fall;
-    int registered_only; /* poll only agents that called Register ([health] type = ec2) */
-    int removing;        /* mon_remove_group() waits for the poller to drop it */
+    int registered_only;  /* poll only agents that called Register ([health] type = ec2) */
+    int removing;         /* mon_remove_group() waits for the poller to drop it */
+    int cleartext_warned; /* poller side: the clear-text warning was logged (tls_warn.c) */
 
     /* poller state (poller thread, or the caller of mon_poll_once()) */
     uint32_t cap;
@@ -55,6 +56,7 @@ struct mon {
     int accept_unknown;
     int (*on_foreign)(void *arg, const char *id, const char *address);
     void *foreign_arg;
+    struct tls_conf *tls;            /* borrowed; NULL: plain text */
     int64_t interval_ms, timeout_ms; /* defaults of the first group (mon_new's fleet) */
     uint32_t rise, fall, max_inflight;
 
@@ -101,6 +103,10 @@ int mon__poller_new(struct mon *m, struct mon_poller **out);
 void mon__poller_free(struct mon_poller *p);
 void *mon__poller_thread(void *arg);
 int mon__poller_round(struct mon_poller *p);
+
+/* Once per group, a warning when the poller is about to reach an agent at a
+ * non-loopback address in clear text (tls_warn.c); poller side. */
+void mon__warn_cleartext(const struct mon *m, struct mon_group *g, const char *address);
 
 /* Server (server.c). */
 int mon__server_start(struct mon *m);

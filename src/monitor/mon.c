@@ -19,6 +19,7 @@
 #include "fleet/fleet.h"
 #include "monitor/mon-int.h"
 #include "rpc/rpc.h"
+#include "tls/tls.h"
 
 #include "common/banned.h"
 
@@ -243,6 +244,7 @@ int mon_new(const struct mon_settings *s, struct fleet *f, struct mon **out, cha
     m->accept_unknown = s->accept_unknown != 0;
     m->on_foreign = s->on_foreign;
     m->foreign_arg = s->foreign_arg;
+    m->tls = s->tls;
     m->interval_ms = s->interval_ms;
     m->timeout_ms = s->timeout_ms < s->interval_ms ? s->timeout_ms : s->interval_ms;
     m->rise = s->rise;
@@ -360,7 +362,8 @@ int mon__server_start(struct mon *m)
         rpc_server_free(srv);
         return MON_ENOMEM;
     }
-    rc = rpc_server_bind(srv, m->listen, &m->port);
+    rc = tls_conf_has_cert(m->tls) ? rpc_server_bind_tls(srv, m->listen, m->tls, &m->port)
+                                   : rpc_server_bind(srv, m->listen, &m->port);
     if (rc) {
         snprintf(m->errmsg, sizeof(m->errmsg), "monitor: cannot listen on \"%s\": %s", m->listen,
                  rpc_server_errmsg(srv));
@@ -400,6 +403,11 @@ int mon_start(struct mon *m)
     raise_nofile(m);
     if (!m->token[0] && m->listen[0])
         log_warn("monitor has no token: registrations on \"%s\" are not authenticated", m->listen);
+    if (m->token[0] && m->listen[0] && !tls_conf_has_cert(m->tls) &&
+        !tls_address_is_loopback(m->listen))
+        log_warn("MonitorS listens on \"%s\" in clear text: agents' tokens cross the network "
+                 "unencrypted (set [monitor] tls_cert_file and tls_key_file)",
+                 m->listen);
     if (m->listen[0]) {
         int rc = mon__server_start(m);
         if (rc)

@@ -67,6 +67,7 @@
 struct fleet;
 struct fleet_slot;
 struct mon;
+struct tls_conf;
 
 enum mon_error {
     MON_OK = 0,
@@ -97,6 +98,15 @@ struct mon_settings {
      */
     int (*on_foreign)(void *arg, const char *id, const char *address);
     void *foreign_arg;
+    /*
+     * TLS ([monitor] tls_*), borrowed: must outlive the monitor; NULL = plain text.
+     * With a certificate, the MonitorS server speaks TLS with it, and requires agents
+     * to present a certificate signed by the CA file when there is one (mutual TLS).
+     * The poller speaks TLS to every agent: agents are verified against the CA file,
+     * and the certificate (if any) is presented to them. tls_conf_reload() applies to
+     * the next handshake of the server and to channels created afterwards.
+     */
+    struct tls_conf *tls;
 };
 
 /* Fills s with the defaults of issue 3: 2 s / 1 s / rise 2 / fall 3, listen

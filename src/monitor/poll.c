@@ -53,6 +53,9 @@
 /* new channels connect on their first poll: at most this many first polls a second (a
    connection costs gRPC ~10 polls' CPU; 10,000 of them in one interval starved the polls) */
 #define CONNECT_RATE 2000
+/* with TLS a connection also costs a handshake (ECDHE, signatures both ways with mutual TLS)
+   on both sides: fewer a second, or a crowd of them times out and retries in a storm */
+#define CONNECT_RATE_TLS 250
 /* the poller is behind when it starts a poll this late, or sees a deadline this late */
 #define LAG_MS 100
 /* a target's poll may be inconclusive (deadline while the poller lagged) this many times in a
@@ -122,6 +125,7 @@ int mon__poller_new(struct mon *m, struct mon_poller **out)
     o.reconnect_max_ms = (int)backoff;
     o.max_message = 16 * 1024;
     o.own_connection = 1;
+    o.tls = m->tls;
     p->cl = rpc_client_new(&o);
     if (!p->cl) {
         free(p);
@@ -212,6 +216,7 @@ static void rescan(struct mon_poller *p, struct mon_group *g, int64_t now)
         snprintf(t->id, sizeof(t->id), "%s", s->id);
         snprintf(t->address, sizeof(t->address), "%s", s->address);
         t->seed = s->seed_protocol;
+        mon__warn_cleartext(p->m, g, t->address);
         t->ch = rpc_channel_new(p->cl, t->address);
         if (!t->ch) {
             log_warn("cannot create a channel to instance \"%s\" at %s", t->id, t->address);
@@ -221,8 +226,9 @@ static void rescan(struct mon_poller *p, struct mon_group *g, int64_t now)
         /* a single newcomer is polled at once; a crowd is spread over one interval, or over
            longer when connecting them all in one interval would pass CONNECT_RATE */
         int64_t spread = g->interval_ms;
-        if ((int64_t)nnew * 1000 / CONNECT_RATE > spread)
-            spread = (int64_t)nnew * 1000 / CONNECT_RATE;
+        int64_t rate = p->m->tls ? CONNECT_RATE_TLS : CONNECT_RATE;
+        if ((int64_t)nnew * 1000 / rate > spread)
+            spread = (int64_t)nnew * 1000 / rate;
         t->next_due_ms = now + (nnew > 1 ? (spread * k) / nnew : 0);
         k++;
         g->targets[s->index] = t;

@@ -29,6 +29,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "rpc/rpc.h"
+#include "tls/tls.h"
 #include "common/banned.h"
 
 const char *rpc_strerror(int code)
@@ -182,6 +183,15 @@ struct srv_call {
 
 enum srv_phase { SP_NEW, SP_RUNNING, SP_DONE };
 
+/* One TLS listening address: gRPC asks fetch_tls() for a newer certificate before each
+   handshake; gen is the tls_conf generation it was last given. */
+struct srv_tls {
+    struct tls_conf *tls;
+    pthread_mutex_t mu;
+    uint64_t gen; /* under mu */
+    struct srv_tls *next;
+};
+
 struct rpc_server {
     struct rpc_server_opts opts;
     grpc_server *server;
@@ -200,6 +210,7 @@ struct rpc_server {
     int grpc_ref;
     char shutdown_tag;
     char err[256];
+    struct srv_tls *tls; /* TLS addresses; freed after grpc_server_destroy */
 };
 
 struct rpc_server *rpc_server_new(const struct rpc_server_opts *opts)
@@ -273,13 +284,10 @@ int rpc_server_add_method(struct rpc_server *srv, const char *method, rpc_handle
     return 0;
 }
 
-int rpc_server_bind(struct rpc_server *srv, const char *addr, int *port)
+/* Adds addr with creds (released here). */
+static int bind_creds(struct rpc_server *srv, const char *addr, grpc_server_credentials *creds,
+                      int *port)
 {
-    if (!srv || !addr || !addr[0])
-        return RPC_EINVAL;
-    if (srv->phase != SP_NEW)
-        return RPC_ESTATE;
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     int p = grpc_server_add_http2_port(srv->server, addr, creds);
     grpc_server_credentials_release(creds);
     if (p == 0) {
@@ -290,6 +298,67 @@ int rpc_server_bind(struct rpc_server *srv, const char *addr, int *port)
     if (port)
         *port = p;
     return 0;
+}
+
+int rpc_server_bind(struct rpc_server *srv, const char *addr, int *port)
+{
+    if (!srv || !addr || !addr[0])
+        return RPC_EINVAL;
+    if (srv->phase != SP_NEW)
+        return RPC_ESTATE;
+    return bind_creds(srv, addr, grpc_insecure_server_credentials_create(), port);
+}
+
+static grpc_ssl_certificate_config_reload_status fetch_tls(void *arg,
+                                                           grpc_ssl_server_certificate_config **cfg)
+{
+    struct srv_tls *st = arg;
+    grpc_ssl_certificate_config_reload_status rs = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
+    pthread_mutex_lock(&st->mu);
+    if (tls_conf_generation(st->tls) != st->gen) {
+        struct tls_pem pem = TLS_PEM_INIT;
+        rs = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL; /* gRPC then keeps the previous one */
+        if (tls_conf_pem(st->tls, &pem) == 0) {
+            grpc_ssl_pem_key_cert_pair pair = {pem.key, pem.cert};
+            /* copies the strings */
+            *cfg = grpc_ssl_server_certificate_config_create(pem.ca, &pair, 1);
+            if (*cfg) {
+                if (st->gen)
+                    log_info("rpc server: new TLS certificate in use");
+                st->gen = pem.generation;
+                rs = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
+            }
+        }
+        tls_pem_release(&pem);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return rs;
+}
+
+int rpc_server_bind_tls(struct rpc_server *srv, const char *addr, struct tls_conf *tls, int *port)
+{
+    if (!srv || !addr || !addr[0] || !tls_conf_has_cert(tls))
+        return RPC_EINVAL;
+    if (srv->phase != SP_NEW)
+        return RPC_ESTATE;
+    struct srv_tls *st = calloc(1, sizeof(*st));
+    if (!st)
+        return RPC_ENOMEM;
+    st->tls = tls;
+    pthread_mutex_init(&st->mu, NULL);
+    st->next = srv->tls;
+    srv->tls = st; /* freed with the server whatever happens: gRPC may hold it */
+    grpc_ssl_client_certificate_request_type req =
+        tls_conf_has_ca(tls) ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                             : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+    grpc_ssl_server_credentials_options *o =
+        grpc_ssl_server_credentials_create_options_using_config_fetcher(req, fetch_tls, st);
+    grpc_server_credentials *creds = o ? grpc_ssl_server_credentials_create_with_options(o) : NULL;
+    if (!creds) { /* the first fetch failed: unusable material */
+        snprintf(srv->err, sizeof(srv->err), "cannot use the TLS certificate for \"%s\"", addr);
+        return RPC_EBIND;
+    }
+    return bind_creds(srv, addr, creds, port);
 }
 
 const char *rpc_server_errmsg(const struct rpc_server *srv)
@@ -605,6 +674,12 @@ void rpc_server_free(struct rpc_server *srv)
     for (size_t i = 0; i < srv->nmethods; i++)
         free(srv->methods[i].name);
     free(srv->methods);
+    while (srv->tls) {
+        struct srv_tls *st = srv->tls;
+        srv->tls = st->next;
+        pthread_mutex_destroy(&st->mu);
+        free(st);
+    }
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->cv);
     if (srv->grpc_ref)
@@ -677,6 +752,8 @@ struct rpc_client {
     int inflight;                 /* under mu */
     int shutdown;                 /* under mu */
     int drained;
+    grpc_channel_credentials *creds; /* TLS: built from opts.tls at creds_gen; under mu */
+    uint64_t creds_gen;
 };
 
 static void set_int_arg(grpc_arg *a, const char *key, int v)
@@ -724,6 +801,12 @@ struct rpc_client *rpc_client_new(const struct rpc_client_opts *opts)
     set_int_arg(&cl->args[n++], GRPC_ARG_TCP_MIN_READ_CHUNK_SIZE, 1024);
     set_int_arg(&cl->args[n++], GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 16384);
     set_int_arg(&cl->args[n++], GRPC_ARG_HTTP2_WRITE_BUFFER_SIZE, 4096);
+    const char *override = tls_conf_server_name(cl->opts.tls);
+    if (override) { /* the name checked in every server's certificate */
+        cl->args[n].type = GRPC_ARG_STRING;
+        cl->args[n].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+        cl->args[n++].value.string = (char *) override;
+    }
     cl->chargs.num_args = n;
     cl->chargs.args = cl->args;
     pthread_mutex_init(&cl->mu, NULL);
@@ -738,6 +821,38 @@ struct rpc_client *rpc_client_new(const struct rpc_client_opts *opts)
     return cl;
 }
 
+/*
+ * The credentials of a new channel, borrowed (cl->mu held; the channel takes its own
+ * reference): plaintext, or TLS from the client's tls_conf, rebuilt when it was reloaded.
+ * One object serves every channel made between two reloads. NULL when the material cannot
+ * be copied.
+ */
+static grpc_channel_credentials *channel_creds(struct rpc_client *cl)
+{
+    if (!cl->opts.tls) {
+        if (!cl->creds)
+            cl->creds = grpc_insecure_credentials_create();
+        return cl->creds;
+    }
+    if (!cl->creds || tls_conf_generation(cl->opts.tls) != cl->creds_gen) {
+        struct tls_pem pem = TLS_PEM_INIT;
+        if (tls_conf_pem(cl->opts.tls, &pem) == 0) {
+            grpc_ssl_pem_key_cert_pair pair = {pem.key, pem.cert};
+            /* copies the strings; NULL roots: gRPC's default roots */
+            grpc_channel_credentials *c =
+                grpc_ssl_credentials_create_ex(pem.ca, pem.cert ? &pair : NULL, NULL, NULL);
+            if (c) {
+                if (cl->creds)
+                    grpc_channel_credentials_release(cl->creds);
+                cl->creds = c;
+                cl->creds_gen = pem.generation;
+            }
+        }
+        tls_pem_release(&pem);
+    }
+    return cl->creds;
+}
+
 struct rpc_channel *rpc_channel_new(struct rpc_client *cl, const char *target)
 {
     if (!cl || !target || !target[0])
@@ -747,9 +862,10 @@ struct rpc_channel *rpc_channel_new(struct rpc_client *cl, const char *target)
         return NULL;
     ch->cl = cl;
     ch->target = strdup(target);
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    ch->ch = ch->target ? grpc_channel_create(target, creds, &cl->chargs) : NULL;
-    grpc_channel_credentials_release(creds);
+    pthread_mutex_lock(&cl->mu);
+    grpc_channel_credentials *creds = channel_creds(cl);
+    ch->ch = ch->target && creds ? grpc_channel_create(target, creds, &cl->chargs) : NULL;
+    pthread_mutex_unlock(&cl->mu);
     if (!ch->ch) {
         free(ch->target);
         free(ch);
@@ -889,6 +1005,26 @@ int rpc_client_call(struct rpc_client *cl, struct rpc_channel *ch, const char *m
     return 0;
 }
 
+/*
+ * gRPC reports a failed TLS handshake as "failed to connect to all addresses; last error:
+ * UNKNOWN: ipv4:127.0.0.1:5001: Ssl handshake failed: SSL_ERROR_SSL: error:0A000086:SSL
+ * routines::certificate verify failed": too long for a log line's reason, with OpenSSL's
+ * reason (what the operator needs) at the very end. Keep that part.
+ */
+static void shorten_tls_details(char *details, size_t size)
+{
+    const char *hs = strstr(details, "Ssl handshake failed");
+    if (!hs)
+        return;
+    const char *why = strstr(hs, "routines::");
+    why = why ? why + strlen("routines::") : hs + strlen("Ssl handshake failed");
+    while (*why == ':' || *why == ' ')
+        why++;
+    char tmp[256];
+    snprintf(tmp, sizeof(tmp), "TLS handshake failed%s%s", *why ? ": " : "", why);
+    snprintf(details, size, "%s", tmp);
+}
+
 static void cl_complete(struct rpc_client *cl, struct cl_call *c, int ok)
 {
     pthread_mutex_lock(&cl->mu);
@@ -903,6 +1039,8 @@ static void cl_complete(struct rpc_client *cl, struct cl_call *c, int ok)
         snprintf(details, sizeof(details), "call failed");
     } else {
         slice_to_cstr(c->details, details, sizeof(details));
+        if (cl->opts.tls)
+            shorten_tls_details(details, sizeof(details));
     }
     if (st == GRPC_STATUS_OK && c->recv_buf) {
         grpc_slice s = buffer_to_slice(c->recv_buf);
@@ -979,6 +1117,8 @@ void rpc_client_free(struct rpc_client *cl)
     while (cl->channels)
         rpc_channel_free(cl->channels);
     grpc_completion_queue_destroy(cl->cq);
+    if (cl->creds)
+        grpc_channel_credentials_release(cl->creds);
     pthread_mutex_destroy(&cl->mu);
     grpc_shutdown();
     free(cl);
@@ -1024,12 +1164,19 @@ static void sync_done(void *arg, grpc_status_code status, const char *details, c
 int rpc_call_sync(const char *target, const char *method, const uint8_t *req, size_t len,
                   int deadline_ms, struct rpc_result *out)
 {
+    return rpc_call_sync_tls(target, NULL, method, req, len, deadline_ms, out);
+}
+
+int rpc_call_sync_tls(const char *target, struct tls_conf *tls, const char *method,
+                      const uint8_t *req, size_t len, int deadline_ms, struct rpc_result *out)
+{
     if (!target || !method || !out || deadline_ms <= 0)
         return RPC_EINVAL;
     struct rpc_result init = RPC_RESULT_INIT;
     *out = init;
     struct rpc_client_opts o = RPC_CLIENT_OPTS_INIT;
     o.own_connection = 1;
+    o.tls = tls;
     struct rpc_client *cl = rpc_client_new(&o);
     if (!cl)
         return RPC_ENOMEM;

@@ -11,6 +11,9 @@
  * rpc_client_poll() from the poller's own thread. monitorc itself uses the
  * blocking helper rpc_call_sync() for Register/Deregister.
  *
+ * Either side may speak TLS with material from tls.h (rpc_server_bind_tls,
+ * rpc_client_opts.tls, rpc_call_sync_tls), re-read without restarting.
+ *
  * Method names are full gRPC paths without a proto package, as the seed's
  * clients send them: "/MonitorC/GetStatus", "/MonitorS/Register".
  *
@@ -67,6 +70,7 @@ int rpc_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *len);
 /* ------------------------------------------------------------------------ */
 
 struct rpc_server;
+struct tls_conf;
 
 /* One incoming request, valid only during the handler call (borrowed). */
 struct rpc_request {
@@ -158,6 +162,19 @@ int rpc_server_run(struct rpc_server *srv);
  */
 void rpc_server_shutdown(struct rpc_server *srv, int grace_ms);
 
+/*
+ * Like rpc_server_bind, but the address speaks TLS with tls's certificate
+ * and key (required). When tls has a CA file, clients must present a
+ * certificate that chains to it (mutual TLS); else none is asked for.
+ * tls is borrowed and must outlive the server: it is consulted on every new
+ * connection, so a tls_conf_reload() applies to the next handshake without
+ * restarting the server (connections already open keep their session).
+ * Same returns as rpc_server_bind; RPC_EINVAL also when tls has no
+ * certificate, RPC_EBIND when gRPC refuses the credentials (detail in
+ * rpc_server_errmsg).
+ */
+int rpc_server_bind_tls(struct rpc_server *srv, const char *addr, struct tls_conf *tls, int *port);
+
 /* Last error detail ("bind \"1.2.3.4:5\" failed"); never NULL, owned by srv. */
 const char *rpc_server_errmsg(const struct rpc_server *srv);
 
@@ -180,10 +197,18 @@ struct rpc_client_opts {
     int own_connection;       /* 1 = each channel gets its own TCP connection
                                  (GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL); 0 = channels to the
                                  same target share one */
+    struct tls_conf *tls;     /* NULL: plaintext. Else channels speak TLS: the server is
+                                 verified against tls's CA file (the system roots without
+                                 one) and its name (the target's host, an IP address
+                                 matching an IP SAN, or tls's server-name override); tls's
+                                 certificate is presented when the server asks (mutual
+                                 TLS). Borrowed: must outlive the client. Channels created
+                                 after a tls_conf_reload() use the new material; existing
+                                 channels keep theirs. */
 };
 #define RPC_CLIENT_OPTS_INIT                                                                       \
     {                                                                                              \
-        0, 0, 0, 0, 0                                                                              \
+        0, 0, 0, 0, 0, NULL                                                                        \
     }
 
 /*
@@ -290,5 +315,9 @@ void rpc_result_release(struct rpc_result *res);
  */
 int rpc_call_sync(const char *target, const char *method, const uint8_t *req, size_t len,
                   int deadline_ms, struct rpc_result *out);
+
+/* rpc_call_sync over TLS (tls as in rpc_client_opts.tls; NULL: plaintext). */
+int rpc_call_sync_tls(const char *target, struct tls_conf *tls, const char *method,
+                      const uint8_t *req, size_t len, int deadline_ms, struct rpc_result *out);
 
 #endif

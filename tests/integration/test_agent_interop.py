@@ -11,6 +11,12 @@ up late, the instance id from IMDSv2 (tests/tools/fake_imds.py), usage errors.
 
 Run with /usr/bin/python3; PYTHONPATH holds build/gen/py (monitor_pb2).
 Every port is ephemeral; every file lives in a private temporary directory.
+
+With ASGD_TEST_TLS=1 in the environment when this module is imported
+(test_agent_interop_tls.py does that), every test runs over mutual TLS: the
+agent serves with a certificate from a throw-away CA (tests/tools/tlsca.py)
+and requires client certificates; the Python clients and the MonitorS
+stand-in use certificates from the same CA.
 """
 import http.server
 import os
@@ -28,6 +34,32 @@ from concurrent import futures
 import grpc
 import monitor_pb2 as pb
 
+TLS = None
+if os.environ.get("ASGD_TEST_TLS") == "1":
+    import atexit
+    import shutil
+
+    import tlsca
+    _tlsdir = tempfile.mkdtemp(prefix="agent-interop-tls-")
+    atexit.register(shutil.rmtree, _tlsdir, True)
+    _ca = tlsca.CA(_tlsdir)
+    _agent_cert, _agent_key = _ca.issue("agent")
+    _client_cert, _client_key = _ca.issue("monitors")
+    TLS = {"ca": _ca.cert, "agent_flags": ["--tls-cert", _agent_cert, "--tls-key", _agent_key,
+                                           "--tls-ca", _ca.cert],
+           "client": grpc.ssl_channel_credentials(tlsca.read(_ca.cert), tlsca.read(_client_key),
+                                                  tlsca.read(_client_cert)),
+           "server": grpc.ssl_server_credentials([(tlsca.read(_client_key),
+                                                   tlsca.read(_client_cert))],
+                                                 tlsca.read(_ca.cert), True)}
+
+
+def channel(target, options=None):
+    """A channel to target: plain text, or mutual TLS in TLS mode."""
+    if TLS:
+        return grpc.secure_channel(target, TLS["client"], options=options)
+    return grpc.insecure_channel(target, options=options)
+
 BIN = os.path.join(os.environ.get("ASGD_BIN", "build/bin"), "monitorc")
 SRC = os.environ.get("ASGD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -42,7 +74,7 @@ def free_port():
 
 def seed_call(target, method, req, resp_type, timeout=3.0):
     """One call on a brand-new channel, as the seed's MonitorS did."""
-    with grpc.insecure_channel(target) as ch:
+    with channel(target) as ch:
         fn = ch.unary_unary(method, request_serializer=lambda m: m.SerializeToString(),
                             response_deserializer=resp_type.FromString)
         return fn(req, timeout=timeout)
@@ -50,7 +82,7 @@ def seed_call(target, method, req, resp_type, timeout=3.0):
 
 def raw_call(target, method, payload, timeout=3.0):
     """Sends raw bytes as the request and returns the raw response bytes."""
-    with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 8 << 20)]) as ch:
+    with channel(target, options=[("grpc.max_send_message_length", 8 << 20)]) as ch:
         fn = ch.unary_unary(method, request_serializer=lambda b: b,
                             response_deserializer=lambda b: b)
         return fn(payload, timeout=timeout)
@@ -90,7 +122,10 @@ class MonitorSStandIn:
         }
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler("MonitorS", handlers),))
-        self.port = self.server.add_insecure_port("127.0.0.1:%d" % port)
+        if TLS:
+            self.port = self.server.add_secure_port("127.0.0.1:%d" % port, TLS["server"])
+        else:
+            self.port = self.server.add_insecure_port("127.0.0.1:%d" % port)
         self.server.start()
 
     def _register(self, req, ctx):
@@ -154,6 +189,8 @@ class Agent:
         e.setdefault("AWS_EC2_METADATA_DISABLED", "true")
         if env:
             e.update(env)
+        if TLS:
+            args = args + TLS["agent_flags"]
         self.proc = subprocess.Popen([BIN, "--listen", self.target] + args, stdout=self.log,
                                      stderr=subprocess.STDOUT, env=e)
 

@@ -9,6 +9,11 @@
   interval * unhealthy_threshold + timeout (the measured time is printed);
 - a seed-style grpcio agent (GetStatus/GetMemoryUsage only), registered on
   its behalf, is monitored through the seed methods (its load arrives).
+
+With ASGD_TEST_TLS=1 (test_monitor_asgd_tls.py) the same checks run over
+mutual TLS: [monitor] tls_ca_file/tls_cert_file/tls_key_file on asgd,
+--tls-cert/--tls-key/--tls-ca on monitorc, certificates from a throw-away CA
+(tests/tools/tlsca.py); the seed agent, which has no TLS, is left out.
 """
 import json
 import os
@@ -22,11 +27,20 @@ import time
 
 import grpc
 import monitor_pb2
+import tlsca
 
 BIN = os.environ.get("ASGD_BIN", "build/bin")
 SRC = os.environ.get("ASGD_SOURCE_DIR", ".")
 TOKEN = "integration-token-%d" % os.getpid()
 INTERVAL_MS, TIMEOUT_MS, RISE, FALL = 200, 150, 2, 3
+TLS = os.environ.get("ASGD_TEST_TLS") == "1"
+CREDS = None  # TLS: the test's client credentials (set by Run)
+
+
+def channel(target):
+    if CREDS:
+        return grpc.secure_channel(target, CREDS)
+    return grpc.insecure_channel(target)
 
 
 def free_port():
@@ -38,7 +52,7 @@ def free_port():
 
 
 def register(port, instance_id, address, token):
-    with grpc.insecure_channel("127.0.0.1:%d" % port) as ch:
+    with channel("127.0.0.1:%d" % port) as ch:
         call = ch.unary_unary("/MonitorS/Register",
                               request_serializer=monitor_pb2.RegisterRequest.SerializeToString,
                               response_deserializer=monitor_pb2.RegisterReply.FromString)
@@ -47,7 +61,7 @@ def register(port, instance_id, address, token):
 
 
 def raw_call(port, method, payload):
-    with grpc.insecure_channel("127.0.0.1:%d" % port) as ch:
+    with channel("127.0.0.1:%d" % port) as ch:
         call = ch.unary_unary(method, request_serializer=lambda b: b,
                               response_deserializer=lambda b: b)
         try:
@@ -68,6 +82,19 @@ class Run:
             f.write(TOKEN + "\n")
         self.token_file = token_file
         self.cfg = os.path.join(self.tmp, "asgd.ini")
+        self.tls_conf, self.agent_tls = "", []
+        if TLS:
+            global CREDS
+            ca = tlsca.CA(os.path.join(self.tmp, "pki"))
+            node_cert, node_key = ca.issue("asgd")
+            agent_cert, agent_key = ca.issue("agent")
+            test_cert, test_key = ca.issue("test")
+            self.tls_conf = "tls_ca_file = %s\ntls_cert_file = %s\ntls_key_file = %s\n" % (
+                ca.cert, node_cert, node_key)
+            self.agent_tls = ["--tls-cert", agent_cert, "--tls-key", agent_key, "--tls-ca",
+                              ca.cert]
+            CREDS = grpc.ssl_channel_credentials(ca.read(), tlsca.read(test_key),
+                                                 tlsca.read(test_cert))
         with open(self.cfg, "w") as f:
             f.write("""[group]
 name = %s
@@ -84,13 +111,14 @@ unhealthy_threshold = %d
 listen = 127.0.0.1:%d
 token_file = %s
 accept_unknown = true
-
+%s
 [provider]
 type = local
 
 [store]
 dir = %s/state
-""" % (self.group, INTERVAL_MS, TIMEOUT_MS, RISE, FALL, self.mport, token_file, self.tmp))
+""" % (self.group, INTERVAL_MS, TIMEOUT_MS, RISE, FALL, self.mport, token_file, self.tls_conf,
+       self.tmp))
         self.log = open(os.path.join(self.tmp, "asgd.log"), "w")
 
     def spawn(self, argv, **kw):
@@ -150,7 +178,7 @@ def main():
     r = Run()
     try:
         asgd = r.spawn([os.path.join(BIN, "asgd"), "monitor", "-c", r.cfg])
-        with grpc.insecure_channel("127.0.0.1:%d" % r.mport) as ch:
+        with channel("127.0.0.1:%d" % r.mport) as ch:
             grpc.channel_ready_future(ch).result(timeout=15)
         r.wait("the monitor's heartbeat", lambda: (r.status() or {}).get("monitor_alive"))
 
@@ -181,7 +209,7 @@ def main():
         aport = free_port()
         agent_argv = [os.path.join(BIN, "monitorc"), "--listen", "127.0.0.1:%d" % aport,
                       "--instance-id", "i-real", "--monitor", "127.0.0.1:%d" % r.mport,
-                      "--token-file", r.token_file, "--load", "file:" + load_file]
+                      "--token-file", r.token_file, "--load", "file:" + load_file] + r.agent_tls
         agent = r.spawn(agent_argv)
         took = r.wait("monitorc healthy", lambda: (r.instance("i-real") or {}).get("health") ==
                       "healthy")
@@ -191,15 +219,16 @@ def main():
         r.wait("load 55", lambda: (r.instance("i-real") or {}).get("load") == 55.0)
         print("monitorc registered and healthy %.0f ms after spawn" % (took * 1000))
 
-        # a seed agent, registered on its behalf
-        seed = r.spawn(["/usr/bin/python3", os.path.join(SRC, "tests/tools/seed_agent.py"),
+        # a seed agent, registered on its behalf (it has no TLS: not in TLS mode)
+        seed = None if TLS else r.spawn(["/usr/bin/python3", os.path.join(SRC, "tests/tools/seed_agent.py"),
                         "--load", "37"], stdout=subprocess.PIPE, stdin=subprocess.PIPE)
-        sport = int(seed.stdout.readline())
-        rep = register(r.mport, "i-seed", "127.0.0.1:%d" % sport, TOKEN)
-        assert rep.accepted and rep.poll_interval_ms == INTERVAL_MS, rep
-        r.wait("seed agent healthy with load 37",
-               lambda: (r.instance("i-seed") or {}).get("health") == "healthy" and
-               r.instance("i-seed").get("load") == 37.0)
+        if seed:
+            sport = int(seed.stdout.readline())
+            rep = register(r.mport, "i-seed", "127.0.0.1:%d" % sport, TOKEN)
+            assert rep.accepted and rep.poll_interval_ms == INTERVAL_MS, rep
+            r.wait("seed agent healthy with load 37",
+                   lambda: (r.instance("i-seed") or {}).get("health") == "healthy" and
+                   r.instance("i-seed").get("load") == 37.0)
 
         # kill -9 of the agent: unhealthy within interval * fall + timeout (+ status polling)
         t0 = time.monotonic()
@@ -211,7 +240,7 @@ def main():
         print("kill -9 detected after %.0f ms (interval %d ms x %d + timeout %d ms = %d ms)" %
               (took * 1000, INTERVAL_MS, FALL, TIMEOUT_MS, INTERVAL_MS * FALL + TIMEOUT_MS))
         # the seed agent was not disturbed
-        assert r.instance("i-seed")["health"] == "healthy"
+        assert seed is None or r.instance("i-seed")["health"] == "healthy"
 
         # restarted on the same address: healthy again
         agent = r.spawn(agent_argv)
@@ -219,6 +248,10 @@ def main():
                       lambda: (r.instance("i-real") or {}).get("health") == "healthy")
         print("restarted agent healthy again after %.0f ms" % (took * 1000))
         assert asgd.poll() is None
+        if TLS:
+            r.log.flush()
+            with open(os.path.join(r.tmp, "asgd.log")) as f:
+                assert "(TLS, agent certificates required)" in f.read()
         print("ok")
         return 0
     except BaseException:

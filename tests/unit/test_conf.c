@@ -159,6 +159,10 @@ static const char *every_key = "[group]\n"
                                "agent_port = 7000\n"
                                "token_file = /etc/asgd/token\n"
                                "accept_unknown = yes\n"
+                               "tls_ca_file = /etc/asgd/agents-ca.pem\n"
+                               "tls_cert_file = /etc/asgd/node.pem\n"
+                               "tls_key_file = /etc/asgd/node.key\n"
+                               "tls_server_name = agents.asgd\n"
                                "[provider]\n"
                                "type = ec2\n"
                                "[ec2]\n"
@@ -173,7 +177,10 @@ static const char *every_key = "[group]\n"
                                "dir = /var/tmp/asgd-web\n"
                                "[api]\n"
                                "listen = [::1]:9090\n"
-                               "token_file = /etc/asgd/api-token\n";
+                               "token_file = /etc/asgd/api-token\n"
+                               "tls_cert_file = /etc/asgd/api.pem\n"
+                               "tls_key_file = /etc/asgd/api.key\n"
+                               "tls_ca_file = /etc/asgd/nodes-ca.pem\n";
 
 static void every_key_is_read(void **state)
 {
@@ -215,6 +222,14 @@ static void every_key_is_read(void **state)
     assert_string_equal(c.store.dir, "/var/tmp/asgd-web");
     assert_string_equal(c.api.listen, "[::1]:9090");
     assert_string_equal(c.api.token_file, "/etc/asgd/api-token");
+    assert_string_equal(c.monitor.tls_ca_file, "/etc/asgd/agents-ca.pem");
+    assert_string_equal(c.monitor.tls_cert_file, "/etc/asgd/node.pem");
+    assert_string_equal(c.monitor.tls_key_file, "/etc/asgd/node.key");
+    assert_string_equal(c.monitor.tls_server_name, "agents.asgd");
+    assert_string_equal(c.api.tls_cert_file, "/etc/asgd/api.pem");
+    assert_string_equal(c.api.tls_key_file, "/etc/asgd/api.key");
+    assert_string_equal(c.api.tls_ca_file, "/etc/asgd/nodes-ca.pem");
+    assert_string_equal(c.cluster.api_advertise, "https://[::1]:9090"); /* HTTPS: https:// */
     conf_release(&c);
 }
 
@@ -323,6 +338,13 @@ static void bad_values(void **state)
         {"[groups]\ndir = /nonexistent-asgd-dir\n",
          "t.ini:2: [groups] dir: cannot open \"/nonexistent-asgd-dir\""},
         {"[clustre]\nnode = a\n", "t.ini:1: [clustre]: unknown section"},
+        {"[monitor]\ntls_cert_file = /c\n",
+         "t.ini:2: [monitor] tls_cert_file: tls_cert_file and tls_key_file go together"},
+        {"[api]\ntls_key_file = /k\n",
+         "t.ini:2: [api] tls_key_file: tls_cert_file and tls_key_file go together"},
+        {"[monitor]\ntls_server_name = a\n",
+         "t.ini:2: [monitor] tls_server_name: needs tls_ca_file"},
+        {"[api]\ntls_cert_file =\n", "t.ini:2: [api] tls_cert_file"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct asgd_conf c;
