@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "asgd/conf.h"
+#include "asgd/reload.h"
 #include "cluster/cluster.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -74,6 +75,10 @@ struct daemon {
     size_t n_starts, cap_starts;
     int stop, worker_running;
     pthread_t worker;
+    /* reloads (reload.h), under mu: the last report (its "generation" is the count of
+       reloads asked through the API when it started) and that count */
+    json_t *reload_report;
+    int64_t reload_asked;
 };
 
 struct pending_start {
@@ -200,7 +205,9 @@ static int group_definition(struct daemon *d, struct store *st, const char *name
                             struct group_conf *gc, char *err, size_t errlen)
 {
     memset(gc, 0, sizeof(*gc));
-    /* a group of the files: the file is the definition (it was just seeded into the store) */
+    /* a group of the files: the file is the definition (it was just seeded into the store);
+       d->mu: a reload replaces the files' groups */
+    pthread_mutex_lock(&d->mu);
     const struct group_conf *file = conf_find_group(&d->conf, name);
     if (file && file->spec) {
         int rc = group_conf_from_spec(file->spec, NULL, name, gc, err, errlen);
@@ -208,8 +215,10 @@ static int group_definition(struct daemon *d, struct store *st, const char *name
             free(gc->local.dir);
             gc->local.dir = strdup(file->local.dir);
         }
+        pthread_mutex_unlock(&d->mu);
         return rc == 0 ? 0 : -1;
     }
+    pthread_mutex_unlock(&d->mu);
     char *text = NULL;
     int rc = store_get_spec(st, name, &text, NULL);
     if (rc == 0) {
@@ -670,6 +679,81 @@ static int op_ready(void *arg, char *why, size_t len)
     return node_ticking(d->node, clk_wall_ms(), 10000, why, len);
 }
 
+/* ---- reload (reload.h) ---------------------------------------------------------------------- */
+
+static int reload_seed(void *arg, struct store *st, const struct group_conf *gc, char *err,
+                       size_t errlen)
+{
+    return seed_group(arg, st, gc, err, errlen);
+}
+
+/* One node: start it here. A cluster: only when this node owns it (a restart after a change
+   of its provider part); ownership starts the others. */
+static int reload_start(void *arg, struct store *st, const char *name)
+{
+    struct daemon *d = arg;
+    if (!d->cluster)
+        return start_group(d, st, name, NULL, 0);
+    char key[CLU_KEY_MAX];
+    int64_t rev = 0;
+    if (d->clu == NULL || clu_fence(d->clu, name, key, sizeof(key), &rev) != 0)
+        return 0;
+    return start_group(d, st, name, key, rev);
+}
+
+/* SIGHUP: re-reads the files (the signal thread; a store handle of its own). */
+static void daemon_reload(struct daemon *d)
+{
+    char err[1024];
+    struct store *st = NULL;
+    json_t *rep;
+    pthread_mutex_lock(&d->mu);
+    int64_t gen = d->reload_asked;
+    pthread_mutex_unlock(&d->mu);
+    if (open_store(d, &st, err, sizeof(err)) != 0) {
+        log_error("reload refused, nothing changed: %s", err);
+        rep = json_pack("{s:b, s:s}", "ok", 0, "error", err);
+    } else {
+        struct reload_host h = {
+            .conf = &d->conf,
+            .mu = &d->mu,
+            .node = d->node,
+            .cluster = d->cluster,
+            .store = st,
+            .seed_group = reload_seed,
+            .start_group = reload_start,
+            .arg = d,
+        };
+        rep = reload_run(&h);
+        store_close(st);
+    }
+    if (rep)
+        json_object_set_new(rep, "generation", json_integer(gen));
+    pthread_mutex_lock(&d->mu);
+    json_decref(d->reload_report);
+    d->reload_report = rep;
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* POST /api/v1/reload: the signal thread does it (it may start groups: not on this thread). */
+static int op_reload(void *arg, int64_t *generation)
+{
+    struct daemon *d = arg;
+    pthread_mutex_lock(&d->mu);
+    *generation = ++d->reload_asked;
+    pthread_mutex_unlock(&d->mu);
+    return kill(getpid(), SIGHUP) == 0 ? 0 : -errno;
+}
+
+static json_t *op_reload_status(void *arg)
+{
+    struct daemon *d = arg;
+    pthread_mutex_lock(&d->mu);
+    json_t *r = d->reload_report ? json_deep_copy(d->reload_report) : NULL;
+    pthread_mutex_unlock(&d->mu);
+    return r;
+}
+
 static const struct http_node_ops node_ops = {
     .group_get = op_group_get,
     .group_put = op_group_put,
@@ -678,6 +762,8 @@ static const struct http_node_ops node_ops = {
     .request_terminate = op_request_terminate,
     .cluster = op_cluster,
     .ready = op_ready,
+    .reload = op_reload,
+    .reload_status = op_reload_status,
 };
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
@@ -724,6 +810,7 @@ static void daemon_release(struct daemon *d)
         free(d->queue[i]);
     free(d->queue);
     free(d->starts);
+    json_decref(d->reload_report);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cv);
     conf_release(&d->conf);
@@ -890,7 +977,10 @@ int daemon_run(const char *path)
              d.cluster ? d.conf.cluster.node : "", d.conf.api.listen);
 
     int sig = 0;
-    while (sigwait(&stop, &sig) != 0) {
+    while (sigwait(&stop, &sig) != 0 || sig == SIGHUP) {
+        if (sig == SIGHUP)
+            daemon_reload(&d); /* the files again (reload.h) */
+        sig = 0;
     }
     log_info("received signal %d, stopping (instances keep running)", sig);
     rc = 0;
