@@ -749,7 +749,15 @@ static json_t *op_reload_status(void *arg)
 {
     struct daemon *d = arg;
     pthread_mutex_lock(&d->mu);
-    json_t *r = d->reload_report ? json_deep_copy(d->reload_report) : NULL;
+    json_t *r = NULL;
+    if (d->reload_report) {
+        r = json_deep_copy(d->reload_report);
+        json_int_t gen = json_integer_value(json_object_get(r, "generation"));
+        if (r)
+            json_object_set_new(r, "in_progress", json_boolean(d->reload_asked > gen));
+    } else if (d->reload_asked > 0) {
+        r = json_pack("{s:i, s:b}", "generation", 0, "in_progress", 1); /* the first one */
+    }
     pthread_mutex_unlock(&d->mu);
     return r;
 }

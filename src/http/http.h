@@ -178,8 +178,10 @@ struct http_node_ops {
     int (*reload)(void *arg, int64_t *generation);
     /*
      * Optional (NULL: 501). GET /api/v1/reload: the report of the last reload
-     * (asgd/reload.h's shape plus "generation"), a NEW reference the server
-     * decrefs; NULL: no reload since the node started (404).
+     * (asgd/reload.h's shape plus "generation", and "in_progress": a reload
+     * asked through the API is not reported yet; only those two while the
+     * first one runs), a NEW reference the server decrefs; NULL: no reload
+     * since the node started (404).
      */
     json_t *(*reload_status)(void *arg);
 };

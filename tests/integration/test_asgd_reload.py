@@ -9,16 +9,18 @@ poll it answers: --log-level debug) and "gone". Then, with SIGHUP:
   did not change it);
 - an invalid group file (and a valid change beside it) is refused with FILE:LINE: [section]
   key: why in the log and in GET /api/v1/reload, and NOTHING changes;
-then POST /api/v1/reload with a node-level key changed ([monitor] accept_unknown) reports it as
-"needs restart" and changes nothing else.
+then POST /api/v1/reload (and asgctl reload) with a node-level key changed ([monitor]
+accept_unknown) reports it as "needs restart" and changes nothing else. Every API answer is
+checked against the OpenAPI document (cluster_harness).
 """
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 
-from asgd_harness import pid_alive, wait_until
+from asgd_harness import BIN, pid_alive, wait_until
 from cluster_harness import Estate, Node, healthy_in_service
 
 HEALTH = {"interval": "500ms", "timeout": "300ms", "healthy_threshold": 2,
@@ -75,6 +77,12 @@ def activities(node, name):
                           (name,)).fetchall()
     finally:
         db.close()
+
+
+def asgctl(node, *args):
+    return subprocess.run([os.path.join(BIN, "asgctl"), "--url", node.url, "--token-file",
+                           node.estate.token_file, *args], capture_output=True, text=True,
+                          timeout=90)
 
 
 def main():
@@ -152,6 +160,10 @@ def main():
         assert group(node, poll)["health"]["interval"] == "2s"
         time.sleep(1)
         assert poll_rate(agent_log, 4) < before / 2.5
+        # asgctl reload says the same, exit 1
+        r = asgctl(node, "reload")
+        assert r.returncode == 1 and "reload refused, nothing changed" in r.stderr and \
+            "bad.ini:" in r.stderr, (r.returncode, r.stdout, r.stderr)
         os.unlink(bad)
         edit(pf, "interval = 500ms", "interval = 2s")
 
@@ -170,6 +182,10 @@ def main():
         st, _ = node.api("POST", "/api/v1/reload", {})
         assert st == 401, st
         print("POST /api/v1/reload: needs_restart", rep["needs_restart"])
+        r = asgctl(node, "reload")
+        assert r.returncode == 0 and "needs a restart" in r.stdout and \
+            "[monitor] accept_unknown" in r.stdout, (r.returncode, r.stdout, r.stderr)
+        print("asgctl reload:", r.stdout.strip().replace("\n", " | "))
 
         node.kill(signal.SIGTERM)
         assert node.proc.returncode == 0, node.proc.returncode
