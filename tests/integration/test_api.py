@@ -35,7 +35,7 @@ class Api:
         except urllib.error.HTTPError as e:
             st, hdr, text = e.code, e.headers, e.read().decode()
         # every answer is checked against the OpenAPI document (raises on a mismatch)
-        openapi_check.check(method, path, st, text, hdr.get("Content-Type"))
+        openapi_check.check(method, path, st, text, hdr.get("Content-Type"), data)
         return st, hdr, text
 
     def json(self, method, path, body=None, token=None, raw=None):

@@ -23,7 +23,7 @@ def api(g, method, path, body=None):
     with urllib.request.urlopen(req, timeout=10) as r:
         text = r.read().decode()
         # every answer is checked against the OpenAPI document (raises on a mismatch)
-        openapi_check.check(method, path, r.status, text, r.headers.get("Content-Type"))
+        openapi_check.check(method, path, r.status, text, r.headers.get("Content-Type"), data)
         return json.loads(text)
 
 

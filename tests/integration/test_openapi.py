@@ -101,16 +101,20 @@ def main():
     print(f"{len(routes)} routes of routes.c, all in the document ({len(docs)} operations)")
     print(f"{check_refs(doc)} $refs resolve")
     # the checker the integration tests use refuses what the document does not allow
-    for method, path, st, body in [("GET", "/healthz", 200, '{"status": "ok"}'),
-                                   ("GET", "/api/v1/groups", 200, '[{"name": "x"}]'),
-                                   ("GET", "/api/v1/nothing", 200, "{}"),
-                                   ("GET", "/healthz", 404, '{"error": "x"}')]:
+    ok_reload = '{"requested": true, "generation": 1}'
+    for method, path, st, body, req in [
+            ("GET", "/healthz", 200, '{"status": "ok"}', None),
+            ("GET", "/api/v1/groups", 200, '[{"name": "x"}]', None),
+            ("GET", "/api/v1/nothing", 200, "{}", None),
+            ("GET", "/healthz", 404, '{"error": "x"}', None),
+            ("POST", "/api/v1/reload", 202, ok_reload, "[1]"),
+            ("GET", "/healthz", 200, '{"status": "ok", "version": "1"}', {"a": 1})]:
         try:
-            openapi_check.check(method, path, st, body)
+            openapi_check.check(method, path, st, body, request=req)
         except AssertionError as e:
             print("  refused as it should:", str(e).splitlines()[0][:140])
             continue
-        raise AssertionError(f"openapi_check accepted {method} {path} {st} {body}")
+        raise AssertionError(f"openapi_check accepted {method} {path} {st} {body} {req}")
 
     est = Estate("oas")
     name = est.add_group("web", min_size=1, max_size=2, load=40)

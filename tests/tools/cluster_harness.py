@@ -43,7 +43,7 @@ def http(method, url, body=None, token=None, timeout=5):
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return None, None
     # every answer is checked against the OpenAPI document (raises on a mismatch)
-    openapi_check.check(method, urllib.parse.urlsplit(url).path, status, text, ctype)
+    openapi_check.check(method, urllib.parse.urlsplit(url).path, status, text, ctype, body)
     try:
         return status, json.loads(text) if text else None
     except ValueError:

@@ -7,6 +7,7 @@ those tests is validated against the schema of its operation and status code:
 - a JSON body must validate against the response's schema (JSON Schema 2020-12, which OpenAPI
   3.1 uses: Debian's python3-jsonschema, run with /usr/bin/python3); arrays are checked on
   their first 50 items (see _sample());
+- a request body that was accepted (2xx) must validate against the operation's request schema;
 - an error of a path the document does not know (404 of an unknown route, 405) must still be
   the {"error", "detail"} object every error is.
 Paths outside /api/ that answer 2xx are the dashboard's files: not checked.
@@ -91,12 +92,15 @@ def validate(schema, value, what):
     if errors:
         e = errors[0]
         where = "/".join(str(p) for p in e.path) or "(the body)"
-        raise AssertionError(f"{what}: the answer does not match the OpenAPI document at {where}: "
+        raise AssertionError(f"{what}: the body does not match the OpenAPI document at {where}: "
                              f"{e.message}\nbody: {json.dumps(value)[:600]}")
 
 
-def check(method, path, status, body, content_type=None):
-    """Validates one answer; body is the text (or bytes) received. Raises AssertionError."""
+def check(method, path, status, body, content_type=None, request=None):
+    """Validates one answer; body is the text (or bytes) received. request: the JSON body sent
+    (text, bytes or an object; None: none), checked against the operation's request schema
+    when the answer is 2xx (invalid requests the tests send on purpose are refused with 4xx).
+    Raises AssertionError."""
     if status is None:
         return
     if isinstance(body, bytes):
@@ -119,6 +123,14 @@ def check(method, path, status, body, content_type=None):
     content = r.get("content")
     key = f"{method.upper()} {tmpl} {status}"
     checked[key] = checked.get(key, 0) + 1
+    if request is not None and 200 <= status < 300:
+        rb = _resolve(op.get("requestBody"))
+        if rb is None:
+            raise AssertionError(f"{what}: the document says {method} {tmpl} takes no body")
+        if isinstance(request, (bytes, str)):
+            request = json.loads(request) if request else None
+        if request is not None:
+            validate(rb["content"]["application/json"]["schema"], request, what + " (request)")
     if method.upper() == "HEAD" or not content:
         return
     if "application/json" in content:
