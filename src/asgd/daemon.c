@@ -75,10 +75,7 @@ struct daemon {
     size_t n_starts, cap_starts;
     int stop, worker_running;
     pthread_t worker;
-    /* reloads (reload.h), under mu: the last report (its "generation" is the count of
-       reloads asked through the API when it started) and that count */
-    json_t *reload_report;
-    int64_t reload_asked;
+    struct reload_ctl *reload; /* SIGHUP, POST /api/v1/reload (reload.h) */
 };
 
 struct pending_start {
@@ -701,65 +698,21 @@ static int reload_start(void *arg, struct store *st, const char *name)
     return start_group(d, st, name, key, rev);
 }
 
-/* SIGHUP: re-reads the files (the signal thread; a store handle of its own). */
-static void daemon_reload(struct daemon *d)
+static int reload_open_store(void *arg, struct store **out, char *err, size_t errlen)
 {
-    char err[1024];
-    struct store *st = NULL;
-    json_t *rep;
-    pthread_mutex_lock(&d->mu);
-    int64_t gen = d->reload_asked;
-    pthread_mutex_unlock(&d->mu);
-    if (open_store(d, &st, err, sizeof(err)) != 0) {
-        log_error("reload refused, nothing changed: %s", err);
-        rep = json_pack("{s:b, s:s}", "ok", 0, "error", err);
-    } else {
-        struct reload_host h = {
-            .conf = &d->conf,
-            .mu = &d->mu,
-            .node = d->node,
-            .cluster = d->cluster,
-            .store = st,
-            .seed_group = reload_seed,
-            .start_group = reload_start,
-            .arg = d,
-        };
-        rep = reload_run(&h);
-        store_close(st);
-    }
-    if (rep)
-        json_object_set_new(rep, "generation", json_integer(gen));
-    pthread_mutex_lock(&d->mu);
-    json_decref(d->reload_report);
-    d->reload_report = rep;
-    pthread_mutex_unlock(&d->mu);
+    return open_store(arg, out, err, errlen);
 }
 
-/* POST /api/v1/reload: the signal thread does it (it may start groups: not on this thread). */
 static int op_reload(void *arg, int64_t *generation)
 {
     struct daemon *d = arg;
-    pthread_mutex_lock(&d->mu);
-    *generation = ++d->reload_asked;
-    pthread_mutex_unlock(&d->mu);
-    return kill(getpid(), SIGHUP) == 0 ? 0 : -errno;
+    return reload_ctl_request(d->reload, generation);
 }
 
 static json_t *op_reload_status(void *arg)
 {
     struct daemon *d = arg;
-    pthread_mutex_lock(&d->mu);
-    json_t *r = NULL;
-    if (d->reload_report) {
-        r = json_deep_copy(d->reload_report);
-        json_int_t gen = json_integer_value(json_object_get(r, "generation"));
-        if (r)
-            json_object_set_new(r, "in_progress", json_boolean(d->reload_asked > gen));
-    } else if (d->reload_asked > 0) {
-        r = json_pack("{s:i, s:b}", "generation", 0, "in_progress", 1); /* the first one */
-    }
-    pthread_mutex_unlock(&d->mu);
-    return r;
+    return reload_ctl_status(d->reload);
 }
 
 static const struct http_node_ops node_ops = {
@@ -818,7 +771,7 @@ static void daemon_release(struct daemon *d)
         free(d->queue[i]);
     free(d->queue);
     free(d->starts);
-    json_decref(d->reload_report);
+    reload_ctl_free(d->reload);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cv);
     conf_release(&d->conf);
@@ -969,6 +922,20 @@ int daemon_run(const char *path)
     } else if (run_all_groups(&d, err, sizeof(err)) != 0) {
         goto fail;
     }
+    struct reload_host rh = {
+        .conf = &d.conf,
+        .mu = &d.mu,
+        .node = d.node,
+        .cluster = d.cluster,
+        .open_store = reload_open_store,
+        .seed_group = reload_seed,
+        .start_group = reload_start,
+        .arg = &d,
+    };
+    if (reload_ctl_new(&rh, &d.reload) != 0) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
     struct http_deps hd = {
         .listen = d.conf.api.listen,
         .token = d.api_token,
@@ -987,7 +954,7 @@ int daemon_run(const char *path)
     int sig = 0;
     while (sigwait(&stop, &sig) != 0 || sig == SIGHUP) {
         if (sig == SIGHUP)
-            daemon_reload(&d); /* the files again (reload.h) */
+            reload_ctl_run(d.reload); /* the files again (reload.h) */
         sig = 0;
     }
     log_info("received signal %d, stopping (instances keep running)", sig);

@@ -15,12 +15,15 @@
  */
 #include "asgd/reload.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -418,4 +421,80 @@ json_t *reload_run(const struct reload_host *h)
     free(p.steps);
     conf_release(&p.nc);
     return p.report;
+}
+
+/* ---- the node's reloads --------------------------------------------------------------------- */
+
+struct reload_ctl {
+    struct reload_host host;
+    pthread_mutex_t mu;
+    json_t *report; /* the last one; its "generation": the asked count when it started */
+    int64_t asked;  /* reloads asked through reload_ctl_request() */
+};
+
+int reload_ctl_new(const struct reload_host *host, struct reload_ctl **out)
+{
+    struct reload_ctl *rc = calloc(1, sizeof(*rc));
+    if (rc == NULL)
+        return -1;
+    rc->host = *host;
+    pthread_mutex_init(&rc->mu, NULL);
+    *out = rc;
+    return 0;
+}
+
+void reload_ctl_free(struct reload_ctl *rc)
+{
+    if (rc == NULL)
+        return;
+    json_decref(rc->report);
+    pthread_mutex_destroy(&rc->mu);
+    free(rc);
+}
+
+void reload_ctl_run(struct reload_ctl *rc)
+{
+    char err[1024];
+    struct reload_host h = rc->host;
+    json_t *rep;
+    pthread_mutex_lock(&rc->mu);
+    int64_t gen = rc->asked;
+    pthread_mutex_unlock(&rc->mu);
+    if (h.open_store(h.arg, &h.store, err, sizeof(err)) != 0) {
+        log_error("reload refused, nothing changed: %s", err);
+        rep = json_pack("{s:b, s:s}", "ok", 0, "error", err);
+    } else {
+        rep = reload_run(&h);
+        store_close(h.store);
+    }
+    if (rep)
+        json_object_set_new(rep, "generation", json_integer(gen));
+    pthread_mutex_lock(&rc->mu);
+    json_decref(rc->report);
+    rc->report = rep;
+    pthread_mutex_unlock(&rc->mu);
+}
+
+int reload_ctl_request(struct reload_ctl *rc, int64_t *generation)
+{
+    pthread_mutex_lock(&rc->mu);
+    *generation = ++rc->asked;
+    pthread_mutex_unlock(&rc->mu);
+    return kill(getpid(), SIGHUP) == 0 ? 0 : -errno;
+}
+
+json_t *reload_ctl_status(struct reload_ctl *rc)
+{
+    json_t *r = NULL;
+    pthread_mutex_lock(&rc->mu);
+    if (rc->report) {
+        r = json_deep_copy(rc->report);
+        json_int_t gen = json_integer_value(json_object_get(r, "generation"));
+        if (r)
+            json_object_set_new(r, "in_progress", json_boolean(rc->asked > gen));
+    } else if (rc->asked > 0) {
+        r = json_pack("{s:i, s:b}", "generation", 0, "in_progress", 1); /* the first one */
+    }
+    pthread_mutex_unlock(&rc->mu);
+    return r;
 }

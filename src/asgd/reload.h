@@ -40,7 +40,7 @@
  * thread). It swaps the running conf's groups under host->mu; every other
  * reader of conf->groups must hold that mutex while it reads them.
  *
- * Ownership: the report returned is a new reference the caller decrefs.
+ * Ownership: reports returned are new references the caller decrefs.
  */
 #ifndef ASGD_RELOAD_H
 #define ASGD_RELOAD_H
@@ -58,7 +58,9 @@ struct reload_host {
     pthread_mutex_t *mu;    /* guards conf->groups, conf->n_groups, conf->groups_dir */
     struct node *node;      /* the groups running here */
     int cluster;            /* store type etcd: ownership starts groups, not the reload */
-    struct store *store;    /* a handle for this call alone */
+    struct store *store;    /* reload_run(): a handle for this call alone; reload_ctl: NULL */
+    /* reload_ctl: opens the handle of one reload (closed with store_close()) */
+    int (*open_store)(void *arg, struct store **out, char *err, size_t errlen);
     /* daemon.c's seeding of a group of the files (settings when new, spec always) */
     int (*seed_group)(void *arg, struct store *st, const struct group_conf *gc, char *err,
                       size_t errlen);
@@ -77,5 +79,33 @@ struct reload_host {
  * reload was accepted (a store write, a group start), each also logged.
  */
 json_t *reload_run(const struct reload_host *host);
+
+/*
+ * The reloads of a running node: the last report and the reloads asked
+ * through the API. reload_ctl_run() runs on the signal thread (the one in
+ * sigwait(): a reload may start groups, which takes time); the others are
+ * called from any thread (the HTTP thread). Thread-safe (a mutex inside).
+ */
+struct reload_ctl;
+
+/* Keeps a copy of *host (its pointers borrowed: they must outlive the ctl). 0, or -1 (no memory).
+ */
+int reload_ctl_new(const struct reload_host *host, struct reload_ctl **out)
+    __attribute__((warn_unused_result));
+void reload_ctl_free(struct reload_ctl *rc); /* NULL is a no-op */
+/* One reload (open_store, reload_run(), store_close()); the report is kept. */
+void reload_ctl_run(struct reload_ctl *rc);
+/*
+ * Asks for a reload: sends SIGHUP to this process (its signal thread calls
+ * reload_ctl_run()). *generation: the report answering this request will
+ * have "generation" >= it. 0, or a negative errno when the signal failed.
+ */
+int reload_ctl_request(struct reload_ctl *rc, int64_t *generation);
+/*
+ * A copy of the last report plus "in_progress" (a request is not answered
+ * yet), a new reference; only {"generation": 0, "in_progress": true} while
+ * the first requested one runs; NULL when there was none (or no memory).
+ */
+json_t *reload_ctl_status(struct reload_ctl *rc);
 
 #endif
