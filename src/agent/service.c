@@ -110,8 +110,11 @@ static void polled(struct agent_state *st)
 {
     int64_t now = clk_mono_ms();
     pthread_mutex_lock(&st->mu);
+    int64_t since = st->last_poll_ms ? now - st->last_poll_ms : -1;
     st->last_poll_ms = now;
     pthread_mutex_unlock(&st->mu);
+    /* --log-level debug: one line per poll, so the poll rate can be read at the agent */
+    log_debug("polled (%lld ms since the previous poll)", (long long)since);
 }
 
 static grpc_status_code reply_with(struct rpc_reply *reply, const ProtobufCMessage *m)

@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "asgd/conf.h"
+#include "asgd/reload.h"
 #include "cluster/cluster.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -76,6 +77,7 @@ struct daemon {
     size_t n_starts, cap_starts;
     int stop, worker_running;
     pthread_t worker;
+    struct reload_ctl *reload; /* SIGHUP, POST /api/v1/reload (reload.h) */
 };
 
 struct pending_start {
@@ -202,7 +204,9 @@ static int group_definition(struct daemon *d, struct store *st, const char *name
                             struct group_conf *gc, char *err, size_t errlen)
 {
     memset(gc, 0, sizeof(*gc));
-    /* a group of the files: the file is the definition (it was just seeded into the store) */
+    /* a group of the files: the file is the definition (it was just seeded into the store);
+       d->mu: a reload replaces the files' groups */
+    pthread_mutex_lock(&d->mu);
     const struct group_conf *file = conf_find_group(&d->conf, name);
     if (file && file->spec) {
         int rc = group_conf_from_spec(file->spec, NULL, name, gc, err, errlen);
@@ -210,8 +214,10 @@ static int group_definition(struct daemon *d, struct store *st, const char *name
             free(gc->local.dir);
             gc->local.dir = strdup(file->local.dir);
         }
+        pthread_mutex_unlock(&d->mu);
         return rc == 0 ? 0 : -1;
     }
+    pthread_mutex_unlock(&d->mu);
     char *text = NULL;
     int rc = store_get_spec(st, name, &text, NULL);
     if (rc == 0) {
@@ -672,6 +678,45 @@ static int op_ready(void *arg, char *why, size_t len)
     return node_ticking(d->node, clk_wall_ms(), 10000, why, len);
 }
 
+/* ---- reload (reload.h) ---------------------------------------------------------------------- */
+
+static int reload_seed(void *arg, struct store *st, const struct group_conf *gc, char *err,
+                       size_t errlen)
+{
+    return seed_group(arg, st, gc, err, errlen);
+}
+
+/* One node: start it here. A cluster: only when this node owns it (a restart after a change
+   of its provider part); ownership starts the others. */
+static int reload_start(void *arg, struct store *st, const char *name)
+{
+    struct daemon *d = arg;
+    if (!d->cluster)
+        return start_group(d, st, name, NULL, 0);
+    char key[CLU_KEY_MAX];
+    int64_t rev = 0;
+    if (d->clu == NULL || clu_fence(d->clu, name, key, sizeof(key), &rev) != 0)
+        return 0;
+    return start_group(d, st, name, key, rev);
+}
+
+static int reload_open_store(void *arg, struct store **out, char *err, size_t errlen)
+{
+    return open_store(arg, out, err, errlen);
+}
+
+static int op_reload(void *arg, int64_t *generation)
+{
+    struct daemon *d = arg;
+    return reload_ctl_request(d->reload, generation);
+}
+
+static json_t *op_reload_status(void *arg)
+{
+    struct daemon *d = arg;
+    return reload_ctl_status(d->reload);
+}
+
 static const struct http_node_ops node_ops = {
     .group_get = op_group_get,
     .group_put = op_group_put,
@@ -680,6 +725,8 @@ static const struct http_node_ops node_ops = {
     .request_terminate = op_request_terminate,
     .cluster = op_cluster,
     .ready = op_ready,
+    .reload = op_reload,
+    .reload_status = op_reload_status,
 };
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
@@ -728,6 +775,7 @@ static void daemon_release(struct daemon *d)
         free(d->queue[i]);
     free(d->queue);
     free(d->starts);
+    reload_ctl_free(d->reload);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cv);
     conf_release(&d->conf);
@@ -908,6 +956,20 @@ int daemon_run(const char *path)
     } else if (run_all_groups(&d, err, sizeof(err)) != 0) {
         goto fail;
     }
+    struct reload_host rh = {
+        .conf = &d.conf,
+        .mu = &d.mu,
+        .node = d.node,
+        .cluster = d.cluster,
+        .open_store = reload_open_store,
+        .seed_group = reload_seed,
+        .start_group = reload_start,
+        .arg = &d,
+    };
+    if (reload_ctl_new(&rh, &d.reload) != 0) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
     struct http_deps hd = {
         .listen = d.conf.api.listen,
         .token = d.api_token,
@@ -929,8 +991,10 @@ int daemon_run(const char *path)
 
     int sig = 0;
     while (sigwait(&stop, &sig) != 0 || sig == SIGHUP) {
-        if (sig == SIGHUP)
-            reload_tls(&d);
+        if (sig == SIGHUP) {
+            reload_tls(&d);           /* certificates: the next handshakes use them */
+            reload_ctl_run(d.reload); /* the files again (reload.h) */
+        }
         sig = 0;
     }
     log_info("received signal %d, stopping (instances keep running)", sig);

@@ -9,7 +9,8 @@
  * implements). On one node it runs every group of its files and of its
  * store; in a cluster it runs the groups it owns and answers for all.
  *
- * Threads: daemon_run() blocks in sigwait() until SIGTERM/SIGINT; the stop
+ * Threads: daemon_run() blocks in sigwait() until SIGTERM/SIGINT (SIGHUP
+ * re-reads the files there: reload.h); the stop
  * signals must be blocked in every thread before it is called (it does so
  * itself before starting any). Instances are never touched by a shutdown.
  */

@@ -77,6 +77,8 @@ int cli_cmd_groups(const struct cli *c, int argc, char **argv);
 int cli_cmd_create_group(const struct cli *c, int argc, char **argv);
 int cli_cmd_delete_group(const struct cli *c, int argc, char **argv);
 int cli_cmd_cluster(const struct cli *c, int argc, char **argv);
+/* reload.c */
+int cli_cmd_reload(const struct cli *c, int argc, char **argv);
 
 /*
  * Reads an INI group file (the [group], [policy], [health], [provider],

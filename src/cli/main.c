@@ -37,6 +37,8 @@ static const struct command commands[] = {
     {"delete-group", cli_cmd_delete_group, "delete-group NAME [--force]",
      "delete a group; --force terminates its instances first (needs the token)"},
     {"cluster", cli_cmd_cluster, "cluster", "the nodes, the groups each runs, lease health"},
+    {"reload", cli_cmd_reload, "reload",
+     "asgd re-reads its config file and groups folder, as SIGHUP (needs the token)"},
 };
 
 static void usage(FILE *f)

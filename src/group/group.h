@@ -158,6 +158,17 @@ int group_settings_validate_json(const struct group_settings *g, char *err, size
 void group_settings_diff(const struct group_settings *a, const struct group_settings *b, char *out,
                          size_t outlen);
 
+/*
+ * A config reload: copies into *dst every setting in which b differs from a
+ * (a: a group file as it was, b: as it is now), so that what the API or the
+ * controller changed meanwhile (desired_capacity ...) stays unless the file
+ * changed it too. New min/max without a new desired carry desired into the
+ * range, as a PATCH does. Returns how many settings were copied; *dst is not
+ * validated (group_settings_validate()).
+ */
+int group_settings_apply_changes(struct group_settings *dst, const struct group_settings *a,
+                                 const struct group_settings *b);
+
 /* A duration as the config file writes it: "2m", "60s", or "1500ms" when not whole seconds. */
 void group_format_duration(int64_t ms, char *buf, size_t len);
 

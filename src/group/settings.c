@@ -696,6 +696,52 @@ static int same(const struct group_settings *a, const struct group_settings *b,
     }
 }
 
+/* The bytes a key's value takes in struct group_settings. */
+static size_t key_size(const struct group_key *k)
+{
+    switch (k->kind) {
+    case GROUP_K_INT:
+        return sizeof(int);
+    case GROUP_K_DOUBLE:
+        return sizeof(double);
+    case GROUP_K_DURATION:
+        return sizeof(int64_t);
+    case GROUP_K_ENUM:
+        return k->size ? k->size : sizeof(int);
+    default:
+        return k->size;
+    }
+}
+
+int group_settings_apply_changes(struct group_settings *dst, const struct group_settings *a,
+                                 const struct group_settings *b)
+{
+    int n = 0, bounds = 0, desired = 0;
+    for (size_t i = 0; i < group_n_keys; i++) {
+        const struct group_key *k = &group_keys[i];
+        if (strcmp(k->key, "name") == 0 && strcmp(k->section, "group") == 0)
+            continue;
+        if (same(a, b, k))
+            continue;
+        memcpy(field(dst, k), cfield(b, k), key_size(k));
+        n++;
+        if (strcmp(k->section, "group") == 0) {
+            if (strcmp(k->key, "desired_capacity") == 0)
+                desired = 1;
+            else
+                bounds = 1;
+        }
+    }
+    /* as a PATCH: new bounds carry desired along */
+    if (bounds && !desired && dst->min_size <= dst->max_size) {
+        if (dst->desired_capacity < dst->min_size)
+            dst->desired_capacity = dst->min_size;
+        if (dst->desired_capacity > dst->max_size)
+            dst->desired_capacity = dst->max_size;
+    }
+    return n;
+}
+
 void group_settings_diff(const struct group_settings *a, const struct group_settings *b, char *out,
                          size_t outlen)
 {

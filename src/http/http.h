@@ -24,6 +24,9 @@
  *   GET    /metrics                             Prometheus text, every family labelled
  *                                               by group, for the groups run here
  *   GET    /healthz, /readyz                    liveness / readiness (ops->ready)
+ *   POST   /api/v1/reload, GET /api/v1/reload   re-read the files (ops->reload), last report
+ *   GET    /api/v1/openapi.json                 the OpenAPI 3 document of this API
+ *                                               (src/http/assets/openapi.json)
  *   GET    /                                    the dashboard (assets in the binary)
  *
  * For a group this node does not run (ref.fleet == NULL), live reads are
@@ -164,6 +167,23 @@ struct http_node_ops {
      * last 10 s.
      */
     int (*ready)(void *arg, char *why, size_t len);
+    /*
+     * Optional (NULL: 501). POST /api/v1/reload: asks the node to re-read its
+     * configuration files, as SIGHUP does. Must not reload on this thread (a
+     * reload may start groups): hand it over and return. *generation gets a
+     * number the report of the reload answering this request will carry as
+     * "generation" (>= it). 0 -> 202 {"requested": true, "generation": N};
+     * negative errno -> 500.
+     */
+    int (*reload)(void *arg, int64_t *generation);
+    /*
+     * Optional (NULL: 501). GET /api/v1/reload: the report of the last reload
+     * (asgd/reload.h's shape plus "generation", and "in_progress": a reload
+     * asked through the API is not reported yet; only those two while the
+     * first one runs), a NEW reference the server decrefs; NULL: no reload
+     * since the node started (404).
+     */
+    json_t *(*reload_status)(void *arg);
 };
 
 struct http_deps {

@@ -158,6 +158,10 @@ void http__get_cluster(struct http_req *r, struct http_reply *rep);
 void http__get_metrics(struct http_req *r, struct http_reply *rep);
 void http__get_healthz(struct http_req *r, struct http_reply *rep);
 void http__get_readyz(struct http_req *r, struct http_reply *rep);
+/* admin.c: the configuration reload and the API's own description */
+void http__post_reload(struct http_req *r, struct http_reply *rep);
+void http__get_reload(struct http_req *r, struct http_reply *rep);
+void http__get_openapi(struct http_req *r, struct http_reply *rep);
 
 /*
  * Summary of one group as GET /api/v1/groups lists it (and GET

@@ -59,6 +59,9 @@ static const struct http_route routes[] = {
     {"GET", "/metrics", http__get_metrics, SCOPE_NODE, "GET, HEAD"},
     {"GET", "/healthz", http__get_healthz, SCOPE_NODE, "GET, HEAD"},
     {"GET", "/readyz", http__get_readyz, SCOPE_NODE, "GET, HEAD"},
+    {"GET", "/api/v1/reload", http__get_reload, SCOPE_NODE, "GET, HEAD, POST"},
+    {"POST", "/api/v1/reload", http__post_reload, SCOPE_NODE, "GET, HEAD, POST"},
+    {"GET", "/api/v1/openapi.json", http__get_openapi, SCOPE_NODE, "GET, HEAD"},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 

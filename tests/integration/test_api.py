@@ -12,6 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 
+import openapi_check
 from asgd_harness import Group, wait_until
 
 TOKEN = "it-token-" + str(os.getpid())
@@ -30,10 +31,12 @@ class Api:
             req.add_header("Authorization", "Bearer " + token)
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
-                text = r.read().decode()
-                return r.status, r.headers, text
+                st, hdr, text = r.status, r.headers, r.read().decode()
         except urllib.error.HTTPError as e:
-            return e.code, e.headers, e.read().decode()
+            st, hdr, text = e.code, e.headers, e.read().decode()
+        # every answer is checked against the OpenAPI document (raises on a mismatch)
+        openapi_check.check(method, path, st, text, hdr.get("Content-Type"), data)
+        return st, hdr, text
 
     def json(self, method, path, body=None, token=None, raw=None):
         st, hdr, text = self.call(method, path, body, token, raw)

@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.request
 
+import openapi_check
 from asgd_harness import Group, wait_until
 
 TOKEN = "health-api-" + str(os.getpid())
@@ -20,7 +21,10 @@ def api(g, method, path, body=None):
     if data:
         req.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read().decode())
+        text = r.read().decode()
+        # every answer is checked against the OpenAPI document (raises on a mismatch)
+        openapi_check.check(method, path, r.status, text, r.headers.get("Content-Type"), data)
+        return json.loads(text)
 
 
 def polls(g):

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 
+import openapi_check
 from asgd_harness import BIN, Group, wait_until
 
 SIZE = 4
@@ -28,11 +29,14 @@ def sh(*args, check=True):
 def http_get(port, path):
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
+            st, text, ctype = r.status, r.read().decode(), r.headers.get("Content-Type")
     except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+        st, text, ctype = e.code, e.read().decode(), e.headers.get("Content-Type")
     except OSError as e:
         return None, str(e)
+    # every answer is checked against the OpenAPI document (raises on a mismatch)
+    openapi_check.check("GET", path, st, text, ctype)
+    return st, text
 
 
 class Netns:

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import urllib.request
 
+import openapi_check
 from asgd_harness import Group, wait_until
 
 SRC = os.environ.get("ASGD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -46,7 +47,10 @@ def up(port):
 
 def fetch(port, path):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-        return json.loads(r.read())
+        text = r.read().decode()
+        # every answer is checked against the OpenAPI document (raises on a mismatch)
+        openapi_check.check("GET", path, r.status, text, r.headers.get("Content-Type"))
+        return json.loads(text)
 
 
 ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),

@@ -14,8 +14,10 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
+import openapi_check
 from asgd_harness import BIN, free_port, pid_alive, wait_until
 
 SRC = os.environ.get("ASGD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -33,11 +35,15 @@ def http(method, url, body=None, token=None, timeout=5):
         with urllib.request.urlopen(req, timeout=timeout) as r:
             text = r.read().decode()
             status = r.status
+            ctype = r.headers.get("Content-Type")
     except urllib.error.HTTPError as e:
         text = e.read().decode()
         status = e.code
+        ctype = e.headers.get("Content-Type")
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return None, None
+    # every answer is checked against the OpenAPI document (raises on a mismatch)
+    openapi_check.check(method, urllib.parse.urlsplit(url).path, status, text, ctype, body)
     try:
         return status, json.loads(text) if text else None
     except ValueError:

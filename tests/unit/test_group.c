@@ -543,6 +543,46 @@ static void hostile_specs(void **state)
     free(deep);
 }
 
+/* A reload carries exactly the keys the file changed over the store's settings. */
+static void apply_changes_of_a_file(void **state)
+{
+    (void)state;
+    struct group_settings file_was, file_now, store;
+    group_settings_default(&file_was, "w");
+    file_was.max_size = 4;
+    file_now = file_was;
+    store = file_was;
+    /* the API and the policy moved these meanwhile */
+    store.desired_capacity = 3;
+    store.policy.up_threshold = 80;
+    store.revision = 9;
+    /* the operator edits the file's health interval and max_size */
+    file_now.health.interval_ms = 500;
+    file_now.max_size = 2;
+    snprintf(file_now.health.type, sizeof file_now.health.type, "%s", "ec2");
+    assert_int_equal(group_settings_apply_changes(&store, &file_was, &file_now), 3);
+    assert_int_equal(store.health.interval_ms, 500);
+    assert_string_equal(store.health.type, "ec2");
+    assert_int_equal(store.max_size, 2);
+    assert_int_equal(store.desired_capacity, 2);  /* carried into the new range */
+    assert_true(store.policy.up_threshold == 80); /* the API's change stays */
+    assert_int_equal(store.revision, 9);
+    assert_string_equal(store.name, "w");
+    /* an unchanged file changes nothing */
+    struct group_settings again = store;
+    assert_int_equal(group_settings_apply_changes(&again, &file_now, &file_now), 0);
+    assert_memory_equal(&again, &store, sizeof store);
+    /* a desired the file sets explicitly is taken as it is (the validator judges it) */
+    file_was = file_now;
+    file_now.desired_capacity = 7;
+    assert_int_equal(group_settings_apply_changes(&again, &file_was, &file_now), 1);
+    assert_int_equal(again.desired_capacity, 7);
+    const char *sec = NULL, *key = NULL;
+    char err[256];
+    assert_int_equal(group_settings_validate(&again, &sec, &key, err, sizeof err), -1);
+    assert_string_equal(key, "desired_capacity");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -551,6 +591,7 @@ int main(void)
         cmocka_unit_test(every_key_from_ini_and_json),
         cmocka_unit_test(validator_messages),
         cmocka_unit_test(patch_semantics),
+        cmocka_unit_test(apply_changes_of_a_file),
         cmocka_unit_test(spec_round_trip),
         cmocka_unit_test(hostile_specs),
     };
