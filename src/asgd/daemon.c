@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "asgd/conf.h"
+#include "asgd/service.h"
 #include "cluster/cluster.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -62,6 +63,7 @@ struct daemon {
     struct store *http_store; /* the HTTP thread's (and the node ops', which run there) */
     struct store *work_store; /* the worker's and the ownership callbacks' */
     struct http_server *http;
+    struct svc *svc; /* systemd: READY, STATUS, watchdog (service.h) */
 
     /* groups whose store state changed (watch), for the worker */
     pthread_mutex_t mu;
@@ -699,8 +701,10 @@ static int join_endpoints(struct daemon *d)
 
 static void daemon_release(struct daemon *d)
 {
-    /* API first (it borrows groups), then the worker, ownership (its callbacks stop
-       groups), the groups, the monitor and the stores */
+    /* systemd hears STOPPING first; then the API (it borrows groups), the worker, ownership
+       (its callbacks stop groups), the groups, the monitor and the stores */
+    svc_stop(d->svc);
+    d->svc = NULL;
     http_free(d->http);
     d->http = NULL;
     if (d->ctl_store)
@@ -888,6 +892,8 @@ int daemon_run(const char *path)
              ASGD_VERSION, d.conf.n_groups, d.conf.n_groups == 1 ? "" : "s",
              d.cluster ? "etcd" : "sqlite", d.cluster ? ", node " : "",
              d.cluster ? d.conf.cluster.node : "", d.conf.api.listen);
+    if (svc_start(d.node, &d.svc) != 0)
+        log_warn("cannot start the systemd watchdog thread: no WATCHDOG=1 pings");
 
     int sig = 0;
     while (sigwait(&stop, &sig) != 0) {

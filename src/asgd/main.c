@@ -33,6 +33,7 @@
 #include "common/cfg.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/util.h"
 #include "controller/ctl.h"
 #include "fleet/fleet.h"
@@ -53,6 +54,7 @@ struct opts {
     const char *config;
     int json;
     const char *log_level;
+    const char *log_format;
     const char *trace;  /* simulate */
     const char *boot_s; /* simulate */
     const char *poll_s; /* simulate */
@@ -92,6 +94,8 @@ static void usage(FILE *out)
             "  -c, --config FILE     the config file (INI; see examples/asgd.ini)\n"
             "  --json                status: JSON output\n"
             "  --log-level LEVEL     error, warn, info (default), debug\n"
+            "  --log-format FMT      text, json (one object per line), journal, auto (default:\n"
+            "                        journal under systemd, else text)\n"
             "  -h, --help            this text\n"
             "  -V, --version         print the version\n");
 }
@@ -708,6 +712,7 @@ static const struct cmd commands[] = {
 int main(int argc, char **argv)
 {
     struct opts o = {0};
+    sdn_init(); /* before any thread; local instances must not inherit NOTIFY_SOCKET */
     const struct cmd *cmd = &commands[0];
     int i = 1;
     if (i < argc && argv[i][0] != '-') {
@@ -740,6 +745,8 @@ int main(int argc, char **argv)
             o.json = 1;
         } else if (strcmp(a, "--log-level") == 0 && i + 1 < argc) {
             o.log_level = argv[++i];
+        } else if (strcmp(a, "--log-format") == 0 && i + 1 < argc) {
+            o.log_format = argv[++i];
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
@@ -761,6 +768,14 @@ int main(int argc, char **argv)
         }
         log_set_level(lvl);
     }
+    enum log_format lfmt = LOG_FMT_AUTO;
+    if (o.log_format && log_format_parse(o.log_format, &lfmt) != 0) {
+        fprintf(stderr, "asgd: bad --log-format \"%s\" (text, json, journal, auto)\n",
+                o.log_format);
+        return 2;
+    }
+    if (log_set_format(lfmt) != 0)
+        fprintf(stderr, "asgd: --log-format journal: no journal socket; logging text lines\n");
     if (cmd->needs_config && o.config == NULL) {
         fprintf(stderr, "asgd: %s needs -c FILE\n", cmd->name);
         usage(stderr);
