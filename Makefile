@@ -3,10 +3,14 @@
 #   make test    install deps, build, run every test (also the C unit tests under ASan+UBSan)
 #   make demo    install deps, build, run a local group with the dashboard
 #   make bench   run the benchmarks
+#   make install [PREFIX=/usr/local] [DESTDIR=]   programs, man pages, units, configs, docs
+#   make deb     the Debian packages asgd and monitorc (dpkg-buildpackage; into build/deb/)
+PREFIX ?= /usr/local
+DESTDIR ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all deps build build-asan test test-unit demo bench fuzz fuzz-long format lint clean
+.PHONY: all deps build build-asan test test-unit demo bench fuzz fuzz-long format lint clean install deb
 
 all: build
 
@@ -52,6 +56,16 @@ format:
 
 lint:
 	@scripts/lint
+
+# The build directory is configured for PREFIX (the units and the man pages name the paths).
+install: deps
+	@cmake -S . -B build $(CMAKE_FLAGS) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake --build build -j$(JOBS)
+	DESTDIR=$(DESTDIR) cmake --install build
+
+# debian/: dh with CMake, built from a clean tree of its own (build/deb/src), packages in build/deb/
+deb: deps
+	@scripts/build-deb build/deb
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -59,6 +59,7 @@ struct opts {
     const char *boot_s; /* simulate */
     const char *poll_s; /* simulate */
     int verbose;        /* simulate: print every action */
+    int man;            /* help-keys: roff */
 };
 
 /* Everything a running asgd owns, released in reverse order by daemon_release(). */
@@ -89,6 +90,7 @@ static void usage(FILE *out)
             "  check-config   validate FILE and exit 0 (valid) or 1\n"
             "  simulate       replay a demand trace through the policy in virtual time\n"
             "                 (--trace CSV [-c FILE] [--boot S] [--poll S] [--json] [-v])\n"
+            "  help-keys      the [group], [policy], [health] keys with defaults (--man: roff)\n"
             "\n"
             "options:\n"
             "  -c, --config FILE     the config file (INI; see examples/asgd.ini)\n"
@@ -694,6 +696,13 @@ out:
     return rc;
 }
 
+/* The group keys of asgd.ini(5), from the one key table (--man: roff, for the build). */
+static int cmd_help_keys(const struct opts *o)
+{
+    group_keys_print(stdout, o->man);
+    return 0;
+}
+
 struct cmd {
     const char *name;
     int (*fn)(const struct opts *o);
@@ -707,6 +716,7 @@ static const struct cmd commands[] = {
     {"status", cmd_status, 1},
     {"check-config", cmd_check_config, 1},
     {"simulate", cmd_simulate, 0},
+    {"help-keys", cmd_help_keys, 0},
 };
 
 int main(int argc, char **argv)
@@ -741,6 +751,8 @@ int main(int argc, char **argv)
             o.poll_s = argv[++i];
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
             o.verbose = 1;
+        } else if (strcmp(a, "--man") == 0) {
+            o.man = 1;
         } else if (strcmp(a, "--json") == 0) {
             o.json = 1;
         } else if (strcmp(a, "--log-level") == 0 && i + 1 < argc) {
