@@ -37,7 +37,8 @@ test: build build-asan
 test-unit: build
 	cd build && ctest --output-on-failure -L unit -j$(JOBS)
 
-demo: build
+# only asgd's own lines: the build goes to build/demo-build.log (scripts/demo)
+demo: deps
 	@scripts/demo
 
 bench: build
