@@ -4,7 +4,8 @@
 1. `cmake --install` with a prefix, and with DESTDIR + prefix /usr (what `make install
    PREFIX=... DESTDIR=...` runs): every file where it belongs, the units naming the
    installed programs and config, the installed asgd validating the installed config;
-2. `systemd-analyze verify` of the installed units: clean (programs and man pages found);
+2. `systemd-analyze verify` of the installed units: clean (programs and man pages found), and
+   `systemd-analyze security --offline` rates their sandbox at most 3.0 ("OK");
 3. every man page renders with `man -l` without a groff warning;
 4. asgd.ini(5) documents exactly the keys the readers read: the [group]/[policy]/[health]
    keys come from the key table (`asgd help-keys`), the others are every
@@ -101,7 +102,7 @@ def main():
         assert f"ExecStart={px}/sbin/asgd run -c {px}/etc/asgd/asgd.ini" in unit, unit
         for d in ("Type=notify", "WatchdogSec=", "LimitNOFILE=", "StateDirectory=asgd",
                   "ConfigurationDirectory=asgd", "ProtectSystem=strict", "NoNewPrivileges=yes",
-                  "PrivateTmp=yes", "KillMode=process"):
+                  "PrivateTmp=yes", "KillMode=process", "ExecReload="):
             assert d in unit, f"asgd.service lacks {d}"
         tunit = open(os.path.join(px, "lib/systemd/system/asgd@.service")).read()
         assert f"-c {px}/etc/asgd/%i.ini" in tunit and "StateDirectory=asgd/%i" in tunit
@@ -120,6 +121,14 @@ def main():
             assert r.returncode == 0 and not r.stderr.strip(), \
                 f"systemd-analyze verify:\n{r.stdout}{r.stderr}"
             print("systemd-analyze verify: clean (3 units)")
+            for u in ("asgd.service", "monitorc.service"):
+                r = run("systemd-analyze", "security", "--offline=yes",
+                        os.path.join(px, "lib/systemd/system", u), check=False)
+                m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout + r.stderr)
+                assert m, r.stdout + r.stderr
+                # 0 (locked down) .. 10 (exposed); the hardening must keep it "OK" or better
+                assert float(m.group(1)) <= 3.0, f"{u}: exposure {m.group(1)}"
+                print(f"systemd-analyze security {u}: {m.group(1)}")
         else:
             print("systemd-analyze missing: units not verified")
 
