@@ -433,6 +433,9 @@ static int run_daemon(const struct opts *o, int roles)
     log_info("asgd %s running group \"%s\" (provider %s, min %d, max %d)", ASGD_VERSION,
              d.gc->settings.name, d.gc->provider == CONF_PROVIDER_EC2 ? "ec2" : "local",
              d.gc->settings.min_size, d.gc->settings.max_size);
+    /* Type=notify units may run the roles apart too (no watchdog here: asgd run has it) */
+    sdn_notifyf("READY=1\nSTATUS=%s of group \"%s\"",
+                roles == ROLE_MONITOR ? "MonitorS" : "ControllerASG", d.gc->settings.name);
 
     int sig = 0;
     for (;;) {
@@ -446,6 +449,7 @@ static int run_daemon(const struct opts *o, int roles)
             monitor_follow_settings(&d);
     }
     log_info("received signal %d, stopping (instances keep running)", sig);
+    sdn_notify("STOPPING=1");
     rc = 0;
     goto out;
 fail:

@@ -185,14 +185,7 @@ static void *svc_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         check(s);
         pthread_mutex_lock(&s->mu);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)(s->period_ms / 1000);
-        ts.tv_nsec += (long)(s->period_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = clk_mono_after(s->period_ms);
         while (!s->stop && pthread_cond_timedwait(&s->cv, &s->mu, &ts) != ETIMEDOUT) {
         }
     }
