@@ -58,11 +58,9 @@ format:
 lint:
 	@scripts/lint
 
-# The build directory is configured for PREFIX (the units and the man pages name the paths).
-install: deps
-	@cmake -S . -B build $(CMAKE_FLAGS) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
-	@cmake --build build -j$(JOBS)
-	DESTDIR=$(DESTDIR) cmake --install build
+# The paths the units and /etc files name follow PREFIX at install time (cmake/install-dist.cmake).
+install: build
+	DESTDIR=$(DESTDIR) cmake --install build --prefix $(PREFIX)
 
 # debian/: dh with CMake, built from a clean tree of its own (build/deb/src), packages in build/deb/
 deb: deps
