@@ -15,8 +15,21 @@ elseif(ASGD_UNITDIR)
 else()
   set(unitdir "${prefix}/lib/systemd/system")
 endif()
+# asgd@NAME.service is asgd.service for /etc/asgd/NAME.ini with its state in /var/lib/asgd/NAME:
+# derived here rather than kept as a second copy of the same unit
+file(READ "${ASGD_SRC}/dist/systemd/asgd.service.in" unit)
+string(REGEX REPLACE "^# asgd: [^\n]*\n# [^\n]*\n"
+       "# asgd@NAME: the node of /etc/asgd/NAME.ini, its state in /var/lib/asgd/NAME (asgd(8)).\n# Each node needs its own [api] and [monitor] listen addresses.\n" unit "${unit}")
+string(REPLACE "Description=asgd:" "Description=asgd node %i:" unit "${unit}")
+string(REPLACE "asgd/asgd.ini" "asgd/%i.ini" unit "${unit}")
+string(REPLACE "StateDirectory=asgd\n" "StateDirectory=asgd/%i\n" unit "${unit}")
+file(WRITE "${ASGD_OUT}/asgd@.service.in" "${unit}")
 foreach(unit asgd.service asgd@.service monitorc.service)
-  configure_file("${ASGD_SRC}/dist/systemd/${unit}.in" "${ASGD_OUT}/${unit}" @ONLY)
+  set(in "${ASGD_SRC}/dist/systemd/${unit}.in")
+  if(unit STREQUAL "asgd@.service")
+    set(in "${ASGD_OUT}/asgd@.service.in")
+  endif()
+  configure_file("${in}" "${ASGD_OUT}/${unit}" @ONLY)
   file(INSTALL "${ASGD_OUT}/${unit}" DESTINATION "${unitdir}" PERMISSIONS OWNER_READ OWNER_WRITE
        GROUP_READ WORLD_READ)
 endforeach()
