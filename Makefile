@@ -3,10 +3,14 @@
 #   make test    install deps, build, run every test (also the C unit tests under ASan+UBSan)
 #   make demo    install deps, build, run a local group with the dashboard
 #   make bench   run the benchmarks
+#   make install [PREFIX=/usr/local] [DESTDIR=]   programs, man pages, units, configs, docs
+#   make deb     the Debian packages asgd and monitorc (dpkg-buildpackage; into build/deb/)
+PREFIX ?= /usr/local
+DESTDIR ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all deps build build-asan test test-unit demo bench fuzz fuzz-long format lint clean
+.PHONY: all deps build build-asan test test-unit demo bench fuzz fuzz-long format lint clean install deb
 
 all: build
 
@@ -33,7 +37,8 @@ test: build build-asan
 test-unit: build
 	cd build && ctest --output-on-failure -L unit -j$(JOBS)
 
-demo: build
+# only asgd's own lines: the build goes to build/demo-build.log (scripts/demo)
+demo: deps
 	@scripts/demo
 
 bench: build
@@ -52,6 +57,14 @@ format:
 
 lint:
 	@scripts/lint
+
+# The paths the units and /etc files name follow PREFIX at install time (cmake/install-dist.cmake).
+install: build
+	DESTDIR=$(DESTDIR) cmake --install build --prefix $(PREFIX)
+
+# debian/: dh with CMake, built from a clean tree of its own (build/deb/src), packages in build/deb/
+deb: deps
+	@scripts/build-deb build/deb
 
 clean:
 	rm -rf build build-asan build-fuzz

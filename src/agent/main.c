@@ -30,6 +30,7 @@
 #include "agent/agent.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/util.h"
 #include "rpc/rpc.h"
 #include "tls/tls.h"
@@ -66,6 +67,8 @@ static const char usage_text[] =
     "                          --monitor host or IP address)\n"
     "                          Certificate files are re-read on SIGHUP.\n"
     "  --log-level LEVEL       error | warn | info (default) | debug\n"
+    "  --log-format FMT        text | json | journal | auto (default: journal under\n"
+    "                          systemd, else text)\n"
     "  --ready-fd N            write \"ok\" or the startup error to fd N, then close it\n"
     "  --help                  this text\n"
     "  --version               the version\n";
@@ -168,6 +171,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         O_APPTO,
         O_LOAD,
         O_LOG,
+        O_LOGFMT,
         O_VER,
         O_READY,
         O_TLS_CERT,
@@ -185,6 +189,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"app-timeout", required_argument, NULL, O_APPTO},
         {"load", required_argument, NULL, O_LOAD},
         {"log-level", required_argument, NULL, O_LOG},
+        {"log-format", required_argument, NULL, O_LOGFMT},
         {"ready-fd", required_argument, NULL, O_READY},
         {"tls-cert", required_argument, NULL, O_TLS_CERT},
         {"tls-key", required_argument, NULL, O_TLS_KEY},
@@ -283,6 +288,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
             log_set_level(lv);
             break;
         }
+        case O_LOGFMT: {
+            enum log_format lf;
+            if (log_format_parse(optarg, &lf))
+                return usage_error("--log-format \"%s\": want text, json, journal or auto", optarg);
+            if (log_set_format(lf) != 0)
+                fprintf(stderr, "monitorc: --log-format journal: no journal socket; text lines\n");
+            break;
+        }
         case 'h':
             fputs(usage_text, stdout);
             return 0;
@@ -347,6 +360,8 @@ int main(int argc, char **argv)
     struct opts o;
     memset(&o, 0, sizeof(o));
     log_set_tag("monitorc");
+    sdn_init();
+    (void)log_set_format(LOG_FMT_AUTO); /* --log-format overrides it */
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0)
         return rc;
@@ -449,6 +464,7 @@ int main(int argc, char **argv)
                  "--tls-cert/--tls-key/--tls-ca",
                  o.monitor);
     ready_report(&o.ready_fd, "ok");
+    sdn_notifyf("READY=1\nSTATUS=serving MonitorC on %s as \"%s\"", o.listen, id);
 
     char advertise[300];
     if (o.advertise) {
@@ -496,6 +512,7 @@ int main(int argc, char **argv)
             continue;
         }
         log_info("received %s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        sdn_notify("STOPPING=1");
         break;
     }
     agent_state_set_draining(st, 1);

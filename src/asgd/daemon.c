@@ -35,9 +35,11 @@
 
 #include "asgd/conf.h"
 #include "asgd/reload.h"
+#include "asgd/service.h"
 #include "cluster/cluster.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/util.h"
 #include "controller/ctl.h"
 #include "fleet/fleet.h"
@@ -65,6 +67,7 @@ struct daemon {
     struct store *work_store; /* the worker's and the ownership callbacks' */
     struct http_server *http;
     struct tls_conf *mon_tls; /* [monitor] tls_*: MonitorS and the poller; NULL: plain text */
+    struct svc *svc;          /* systemd: READY, STATUS, watchdog (service.h) */
 
     /* groups whose store state changed (watch), for the worker */
     pthread_mutex_t mu;
@@ -748,8 +751,10 @@ static int join_endpoints(struct daemon *d)
 
 static void daemon_release(struct daemon *d)
 {
-    /* API first (it borrows groups), then the worker, ownership (its callbacks stop
-       groups), the groups, the monitor and the stores */
+    /* systemd hears STOPPING first; then the API (it borrows groups), the worker, ownership
+       (its callbacks stop groups), the groups, the monitor and the stores */
+    svc_stop(d->svc);
+    d->svc = NULL;
     http_free(d->http);
     d->http = NULL;
     if (d->ctl_store)
@@ -988,12 +993,16 @@ int daemon_run(const char *path)
              d.cluster ? "etcd" : "sqlite", d.cluster ? ", node " : "",
              d.cluster ? d.conf.cluster.node : "", d.conf.api.tls_cert_file ? "https" : "http",
              d.conf.api.listen);
+    if (svc_start(d.node, &d.svc) != 0)
+        log_warn("cannot start the systemd watchdog thread: no WATCHDOG=1 pings");
 
     int sig = 0;
     while (sigwait(&stop, &sig) != 0 || sig == SIGHUP) {
         if (sig == SIGHUP) {
-            reload_tls(&d);           /* certificates: the next handshakes use them */
-            reload_ctl_run(d.reload); /* the files again (reload.h) */
+            sdn_notify("RELOADING=1"); /* systemctl reload waits for the READY=1 below */
+            reload_tls(&d);            /* certificates: the next handshakes use them */
+            reload_ctl_run(d.reload);  /* the files again (reload.h) */
+            sdn_notify("READY=1");
         }
         sig = 0;
     }

@@ -33,6 +33,7 @@
 #include "common/cfg.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/util.h"
 #include "controller/ctl.h"
 #include "fleet/fleet.h"
@@ -54,10 +55,12 @@ struct opts {
     const char *config;
     int json;
     const char *log_level;
+    const char *log_format;
     const char *trace;  /* simulate */
     const char *boot_s; /* simulate */
     const char *poll_s; /* simulate */
     int verbose;        /* simulate: print every action */
+    int man;            /* help-keys: roff */
 };
 
 /* Everything a running asgd owns, released in reverse order by daemon_release(). */
@@ -89,11 +92,14 @@ static void usage(FILE *out)
             "  check-config   validate FILE and exit 0 (valid) or 1\n"
             "  simulate       replay a demand trace through the policy in virtual time\n"
             "                 (--trace CSV [-c FILE] [--boot S] [--poll S] [--json] [-v])\n"
+            "  help-keys      the [group], [policy], [health] keys with defaults (--man: roff)\n"
             "\n"
             "options:\n"
             "  -c, --config FILE     the config file (INI; see examples/asgd.ini)\n"
             "  --json                status: JSON output\n"
             "  --log-level LEVEL     error, warn, info (default), debug\n"
+            "  --log-format FMT      text, json (one object per line), journal, auto (default:\n"
+            "                        journal under systemd, else text)\n"
             "  -h, --help            this text\n"
             "  -V, --version         print the version\n");
 }
@@ -455,6 +461,9 @@ static int run_daemon(const struct opts *o, int roles)
     log_info("asgd %s running group \"%s\" (provider %s, min %d, max %d)", ASGD_VERSION,
              d.gc->settings.name, d.gc->provider == CONF_PROVIDER_EC2 ? "ec2" : "local",
              d.gc->settings.min_size, d.gc->settings.max_size);
+    /* Type=notify units may run the roles apart too (no watchdog here: asgd run has it) */
+    sdn_notifyf("READY=1\nSTATUS=%s of group \"%s\"",
+                roles == ROLE_MONITOR ? "MonitorS" : "ControllerASG", d.gc->settings.name);
 
     int sig = 0;
     for (;;) {
@@ -472,6 +481,7 @@ static int run_daemon(const struct opts *o, int roles)
             monitor_follow_settings(&d);
     }
     log_info("received signal %d, stopping (instances keep running)", sig);
+    sdn_notify("STOPPING=1");
     rc = 0;
     goto out;
 fail:
@@ -742,6 +752,13 @@ out:
     return rc;
 }
 
+/* The group keys of asgd.ini(5), from the one key table (--man: roff, for the build). */
+static int cmd_help_keys(const struct opts *o)
+{
+    group_keys_print(stdout, o->man);
+    return 0;
+}
+
 struct cmd {
     const char *name;
     int (*fn)(const struct opts *o);
@@ -755,11 +772,13 @@ static const struct cmd commands[] = {
     {"status", cmd_status, 1},
     {"check-config", cmd_check_config, 1},
     {"simulate", cmd_simulate, 0},
+    {"help-keys", cmd_help_keys, 0},
 };
 
 int main(int argc, char **argv)
 {
     struct opts o = {0};
+    sdn_init(); /* before any thread; local instances must not inherit NOTIFY_SOCKET */
     const struct cmd *cmd = &commands[0];
     int i = 1;
     if (i < argc && argv[i][0] != '-') {
@@ -788,10 +807,14 @@ int main(int argc, char **argv)
             o.poll_s = argv[++i];
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
             o.verbose = 1;
+        } else if (strcmp(a, "--man") == 0) {
+            o.man = 1;
         } else if (strcmp(a, "--json") == 0) {
             o.json = 1;
         } else if (strcmp(a, "--log-level") == 0 && i + 1 < argc) {
             o.log_level = argv[++i];
+        } else if (strcmp(a, "--log-format") == 0 && i + 1 < argc) {
+            o.log_format = argv[++i];
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
@@ -813,6 +836,14 @@ int main(int argc, char **argv)
         }
         log_set_level(lvl);
     }
+    enum log_format lfmt = LOG_FMT_AUTO;
+    if (o.log_format && log_format_parse(o.log_format, &lfmt) != 0) {
+        fprintf(stderr, "asgd: bad --log-format \"%s\" (text, json, journal, auto)\n",
+                o.log_format);
+        return 2;
+    }
+    if (log_set_format(lfmt) != 0)
+        fprintf(stderr, "asgd: --log-format journal: no journal socket; logging text lines\n");
     if (cmd->needs_config && o.config == NULL) {
         fprintf(stderr, "asgd: %s needs -c FILE\n", cmd->name);
         usage(stderr);

@@ -5,9 +5,13 @@
 #define ASGD_CLOCK_H
 
 #include <stdint.h>
+#include <time.h>
 
 /* Monotonic milliseconds (CLOCK_MONOTONIC): for intervals and deadlines. */
 int64_t clk_mono_ms(void);
+/* The CLOCK_MONOTONIC time ms from now, for pthread_cond_timedwait() on a condition
+   variable whose clock is CLOCK_MONOTONIC (pthread_condattr_setclock). */
+struct timespec clk_mono_after(int64_t ms);
 /* Wall-clock milliseconds since the Unix epoch: for records shown to people. */
 int64_t clk_wall_ms(void);
 /*

@@ -49,6 +49,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "controller/policy.h"
@@ -102,6 +103,8 @@ extern const struct group_key group_keys[];
 extern const size_t group_n_keys;
 /* The entry of section/key (INI key, or JSON key when json is nonzero), or NULL. */
 const struct group_key *group_key_find(const char *section, const char *key, int json);
+/* The table as documentation (keys_doc.c): plain text, or roff for asgd.ini(5) when man. */
+void group_keys_print(FILE *out, int man);
 
 /* ---- settings ----------------------------------------------------------------------------- */
 

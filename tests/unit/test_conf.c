@@ -697,7 +697,8 @@ static void example_files(void **state)
             assert_int_equal(c.groups[0].settings.max_size, 5);
             assert_int_equal(c.groups[0].provider, CONF_PROVIDER_LOCAL);
             assert_non_null(c.groups[0].local.agent_args);
-            assert_non_null(strstr(c.groups[0].local.agent_args, "--load simulate"));
+            /* make demo: the instances read their load from one file (scripts/demo load N) */
+            assert_non_null(strstr(c.groups[0].local.agent_args, "--load file:"));
         }
         if (i == 2) { /* the many-groups layout: examples/groups/{batch,web,workers}.ini */
             assert_int_equal(c.n_groups, 3);
