@@ -200,6 +200,15 @@ int group_settings_from_json(const json_t *j, struct group_settings *g, char *er
 int group_settings_patch(struct group_settings *g, const json_t *patch, char *err, size_t errlen);
 
 /*
+ * The values of obj (the API's form, any subset of keys) onto *g, each read
+ * and type-checked as group_settings_patch() does, but NOT validated together
+ * and without PATCH's min/max rule: for a reader of settings stored piecewise
+ * (the SQLite backend's columns), whose values were validated when written.
+ */
+int group_settings_apply_json(struct group_settings *g, const json_t *obj, char *err,
+                              size_t errlen);
+
+/*
  * group_settings_validate() with the reason placed at the JSON key: "max_size:
  * 5000 exceeds ...", "policy.down_threshold: 80 must be below ...".
  */

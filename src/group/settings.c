@@ -789,6 +789,16 @@ int group_settings_from_json(const json_t *j, struct group_settings *g, char *er
     return group_settings_validate_json(g, err, errlen);
 }
 
+int group_settings_apply_json(struct group_settings *g, const json_t *obj, char *err, size_t errlen)
+{
+    int bounds = 0, desired = 0;
+    if (!json_is_object(obj)) {
+        util_set_err(err, errlen, "the settings must be a JSON object");
+        return -1;
+    }
+    return apply(g, obj, MODE_PATCH, &bounds, &desired, err, errlen);
+}
+
 int group_settings_patch(struct group_settings *g, const json_t *patch, char *err, size_t errlen)
 {
     if (!json_is_object(patch)) {

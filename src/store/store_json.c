@@ -127,7 +127,7 @@ void store_more_from_json(const json_t *o, struct group_settings *g)
         /* one key at a time: one refused value does not lose the others */
         json_t *one = json_pack("{s:O}", k, v);
         struct group_settings t = *g;
-        if (one && group_settings_patch(&t, one, NULL, 0) == 0)
+        if (one && group_settings_apply_json(&t, one, NULL, 0) == 0)
             *g = t;
         json_decref(one);
     }
