@@ -44,6 +44,7 @@
 #include "http/http.h"
 #include "monitor/mon.h"
 #include "node/node.h"
+#include "notify/notify.h"
 #include "store/store.h"
 
 #include "common/banned.h"
@@ -62,6 +63,7 @@ struct daemon {
     struct store *http_store; /* the HTTP thread's (and the node ops', which run there) */
     struct store *work_store; /* the worker's and the ownership callbacks' */
     struct http_server *http;
+    struct notify *notify; /* webhooks of every group (after the node, which feeds it) */
 
     /* groups whose store state changed (watch), for the worker */
     pthread_mutex_t mu;
@@ -716,6 +718,7 @@ static void daemon_release(struct daemon *d)
     clu_free(d->clu);
     d->clu = NULL;
     node_free(d->node);
+    notify_free(d->notify);
     mon_free(d->mon);
     store_close(d->ctl_store);
     store_close(d->http_store);
@@ -780,6 +783,11 @@ static int start_node(struct daemon *d, char *err, size_t errlen)
         .may_act = d->cluster ? node_may_act : NULL,
         .arg = d,
     };
+    if (notify_new(0, &d->notify) != 0) {
+        snprintf(err, errlen, "cannot start the webhook notifier: out of memory");
+        return -1;
+    }
+    ns.notify = d->notify;
     return node_new(&ns, &d->node, err, errlen);
 }
 

@@ -55,7 +55,7 @@ void ctl__activity(struct ctl *c, const char *kind, const char *status, int from
     va_start(ap, fmt);
     vsnprintf(a.cause, sizeof(a.cause), fmt, ap);
     va_end(ap);
-    if (store_activity_add(c->store, &a, NULL) != 0)
+    if (store_activity_add(c->store, &a, &a.id) != 0)
         log_warn("cannot record activity for group \"%s\": %s", c->group, store_errmsg(c->store));
     if (c->on_activity)
         c->on_activity(c->on_activity_arg, &c->settings, &a);
