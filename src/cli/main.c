@@ -37,6 +37,11 @@ static const struct command commands[] = {
     {"delete-group", cli_cmd_delete_group, "delete-group NAME [--force]",
      "delete a group; --force terminates its instances first (needs the token)"},
     {"cluster", cli_cmd_cluster, "cluster", "the nodes, the groups each runs, lease health"},
+    {"suspend", cli_cmd_suspend, "suspend [PROCESS...]",
+     "suspend Launch, Terminate, HealthCheck, ReplaceUnhealthy, AlarmNotification, ... (none "
+     "named: all; needs the token)"},
+    {"resume", cli_cmd_resume, "resume [PROCESS...]",
+     "resume suspended processes (none named: all; needs the token)"},
 };
 
 static void usage(FILE *f)
