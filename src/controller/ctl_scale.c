@@ -118,6 +118,7 @@ static void pick_victims(struct ctl *c, const struct census *cs, int live, int d
         if (skip)
             continue;
         struct store_instance key;
+        memset(&key, 0, sizeof(key));
         snprintf(key.id, sizeof(key.id), "%s", s->id);
         const struct store_instance *row =
             nrows ? bsearch(&key, rows, nrows, sizeof(*rows), row_cmp) : NULL;

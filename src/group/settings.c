@@ -184,7 +184,9 @@ int group_list_canon(const struct group_key *k, const char *text, char *out, siz
 int group_list_has(const char *list, const char *word)
 {
     size_t n = strlen(word);
-    for (const char *p = list; p && *p;) {
+    if (list == NULL)
+        return 0;
+    for (const char *p = list; *p;) {
         size_t m = strcspn(p, ",");
         if (m == n && strncmp(p, word, n) == 0)
             return 1;
