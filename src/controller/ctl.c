@@ -203,6 +203,7 @@ int ctl_tick(struct ctl *c, int64_t now)
     ctl__replace_unhealthy(c, &cs, now);
     struct policy_decision d;
     ctl__scale(c, &cs, now, &d);
+    ctl__lifetime(c, &cs, now);
     ctl__converge(c, &cs, now);
     record_history(c, &cs, now);
     publish_status(c, &cs, &d, now);

@@ -10,6 +10,8 @@
  *                 rule and the replacement of unhealthy instances
  *   ctl_scale.c   the load window, the policy, convergence on desired and
  *                 the choice of scale-in victims (victims.c chooses)
+ *   ctl_lifetime.c max_instance_lifetime: replacing old instances, launch
+ *                 first
  *   ctl_suspend.c suspended processes: the check each duty makes, and its
  *                 "skipped" activity
  *
@@ -100,6 +102,7 @@ struct ctl {
     /* suspended processes: what each held-back duty wanted when its "skipped" activity was
        recorded (CTL_SKIP_NONE: nothing recorded since it last ran) */
     int64_t skipped_want[CTL_PROC_COUNT];
+    int surge; /* extra instances convergence launches to replace expired ones (ctl_lifetime.c) */
 
     /* shared with other threads, under mu */
     pthread_mutex_t mu;
@@ -139,6 +142,9 @@ void ctl__activity(struct ctl *c, const char *kind, const char *status, int from
  */
 int ctl__suspended(struct ctl *c, int proc, int64_t want, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+
+/* ctl_lifetime.c: max_instance_lifetime (sets c->surge, terminates the surplus expired) */
+void ctl__lifetime(struct ctl *c, const struct census *cs, int64_t now);
 
 /* ctl_cloud.c */
 /* The launch configuration a token carries (ctl_deps.launch_config), or "" into out. */

@@ -171,7 +171,7 @@ out:
 void ctl__converge(struct ctl *c, const struct census *cs, int64_t now)
 {
     int live = (int)cs->n - cs->terminating - (int)cs->n_replace;
-    int desired = c->settings.desired_capacity;
+    int desired = c->settings.desired_capacity + c->surge; /* + replacements of expired ones */
     if (live < desired && now >= c->launch_backoff_until) {
         if (ctl__suspended(c, CTL_PROC_LAUNCH, desired, "launch",
                            "launch of %d instance%s (%d "
@@ -179,7 +179,8 @@ void ctl__converge(struct ctl *c, const struct census *cs, int64_t now)
                            desired - live, desired - live == 1 ? "" : "s", live, desired))
             return;
         char why[128];
-        snprintf(why, sizeof(why), "%d running, desired %d", live, desired);
+        snprintf(why, sizeof(why), "%d running, desired %d%s", live, desired,
+                 c->surge ? " (replacing instances past max_instance_lifetime)" : "");
         ctl__launch(c, desired - live, now, why);
     } else if (live > desired && now >= c->terminate_backoff_until) {
         if (ctl__suspended(c, CTL_PROC_TERMINATE, desired, "terminate",

@@ -104,6 +104,7 @@ struct group_settings {
     struct group_health health;
     char termination_policy[GROUP_LIST_MAX];  /* list of victims.h policy names; "" = default */
     char suspended_processes[GROUP_LIST_MAX]; /* list of GROUP_PROC_* names */
+    int64_t max_instance_lifetime_ms;         /* 0: none; older instances are replaced */
     struct group_notify notify;
     int64_t revision;      /* bumped by every store write; 1 after the first put */
     int64_t updated_at_ms; /* wall clock of the last write */

@@ -112,6 +112,9 @@ const struct group_key group_keys[] = {
      SZ(suspended_processes), 0, 0, processes, "",
      "processes not run: Launch, Terminate, HealthCheck, ReplaceUnhealthy, ScheduledActions, "
      "AlarmNotification (the scaling policy), AZRebalance"},
+    {"group", "max_instance_lifetime", "max_instance_lifetime", GROUP_K_DURATION,
+     OFF(max_instance_lifetime_ms), 0, 0, 365 * (double)DAY_MS, NULL, "0",
+     "instances older than this are replaced, a few at a time, launching first (0: never)"},
     {"notify", "url", "url", GROUP_K_STRING, OFF(notify.url), SZ(notify.url), 0, 0, NULL, "",
      "webhook receiving the group's events as JSON (http:// or https://; empty: off)"},
     {"notify", "secret_file", "secret_file", GROUP_K_STRING, OFF(notify.secret_file),
@@ -385,6 +388,8 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
              strcmp(canon, f) != 0))
             FAIL(k->section, k->key, "\"%.64s\" is not a list of: %s", f, k->desc);
     }
+    if (!dur_in(g->max_instance_lifetime_ms, 0, 365 * DAY_MS))
+        FAIL("group", "max_instance_lifetime", "out of range (0s..365d)");
     const struct group_notify *nt = &g->notify;
     if (nt->url[0] && strncmp(nt->url, "http://", 7) != 0 && strncmp(nt->url, "https://", 8) != 0)
         FAIL("notify", "url", "\"%.64s\" must start with http:// or https://", nt->url);
@@ -741,10 +746,12 @@ static int apply(struct group_settings *g, const json_t *j, int mode, int *bound
             else if (strcmp(k, "min_size") == 0 || strcmp(k, "max_size") == 0)
                 *bounds = 1;
         } else {
-            util_set_err(err, errlen,
-                         "unknown key \"%.64s\" (settable: min_size, max_size, desired_capacity, "
-                         "termination_policy, suspended_processes, policy, health, notify)",
-                         k);
+            util_set_err(
+                err, errlen,
+                "unknown key \"%.64s\" (settable: min_size, max_size, desired_capacity, "
+                "termination_policy, suspended_processes, max_instance_lifetime, policy, health, "
+                "notify)",
+                k);
             return -1;
         }
         if (rc)

@@ -830,6 +830,48 @@ static void suspended_replacement_keeps_the_unhealthy(void **state)
     assert_int_equal(x->prov->n_terminated, 1);
 }
 
+static void max_lifetime_replaces_launching_first(void **state)
+{
+    struct fx *x = *state;
+    set_group(x, 2, 0, 0, 30000);
+    healthy_group(x, 2); /* launched at T0 */
+    struct group_settings g;
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    g.max_instance_lifetime_ms = 60000;
+    assert_int_equal(store_put_settings(x->store, &g, g.revision, NULL), 0);
+    int64_t now = T0 + 59000;
+    ctl_tick(x->ctl, now);
+    assert_int_equal(x->prov->launch_calls, 1); /* not yet */
+    /* expired: one extra first (a batch of max(1, 2/10)), nothing terminated */
+    x->prov->now = now = T0 + 61000;
+    ctl_tick(x->ctl, now);
+    assert_int_equal(x->prov->launch_calls, 2);
+    assert_int_equal(x->prov->n_terminated, 0);
+    ctl_tick(x->ctl, now += 1000); /* the new one is not healthy yet: still nothing */
+    assert_int_equal(x->prov->n_terminated, 0);
+    struct fleet_slot s[8];
+    for (int round = 0; round < 2; round++) {
+        monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+        ctl_tick(x->ctl, now += 1000); /* in service: 3 healthy > 2: the oldest goes */
+        ctl_tick(x->ctl, now += 1000);
+        assert_int_equal(x->prov->n_terminated, round + 1);
+        size_t n = slots(x, s);
+        int healthy = 0;
+        for (size_t i = 0; i < n; i++)
+            healthy += s[i].lifecycle == FLEET_IN_SERVICE && s[i].health == FLEET_HEALTH_HEALTHY;
+        assert_true(healthy >= 2); /* never below desired */
+    }
+    /* both originals replaced; the group is back at 2 and stays there */
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+    for (int i = 0; i < 3; i++)
+        ctl_tick(x->ctl, now += 1000);
+    assert_int_equal(slots(x, s), 2);
+    for (int i = 0; i < 2; i++)
+        assert_true(s[i].launched_at_ms > T0);
+    assert_int_equal(x->prov->n_terminated, 2);
+    assert_int_equal(count_activities(x, "replace"), 2);
+}
+
 static void activity_hook_sees_every_activity(void **state)
 {
     struct fx *x = *state;
@@ -877,6 +919,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(suspended_launch_and_terminate, setup, teardown),
         cmocka_unit_test_setup_teardown(suspended_replacement_keeps_the_unhealthy, setup, teardown),
         cmocka_unit_test_setup_teardown(activity_hook_sees_every_activity, setup, teardown),
+        cmocka_unit_test_setup_teardown(max_lifetime_replaces_launching_first, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,6 +53,7 @@ static void sample(struct group_settings *g)
     g->health.grace_period_ms = 90000;
     snprintf(g->termination_policy, sizeof g->termination_policy, "oldest_instance, default");
     snprintf(g->suspended_processes, sizeof g->suspended_processes, "Launch, AlarmNotification");
+    g->max_instance_lifetime_ms = 2 * 86400 * 1000LL;
     snprintf(g->notify.url, sizeof g->notify.url, "http://127.0.0.1:9/h");
     snprintf(g->notify.secret_file, sizeof g->notify.secret_file, "/etc/asgd/hook.key");
     memset(g->notify.events, 0, sizeof g->notify.events);
@@ -79,6 +80,7 @@ static void json_round_trip(void **state)
         text, "{\"name\":\"web-1.a_b\",\"min_size\":2,\"max_size\":9,\"desired_capacity\":3,"
               "\"termination_policy\":[\"oldest_instance\",\"default\"],"
               "\"suspended_processes\":[\"Launch\",\"AlarmNotification\"],"
+              "\"max_instance_lifetime\":\"48h\","
               "\"policy\":{\"type\":\"target\",\"up_threshold\":80.5,\"down_threshold\":10.25,"
               "\"up_factor\":1.5,\"down_factor\":0.29999999999999999,\"cooldown\":\"1500ms\","
               "\"evaluation_period\":\"2m\",\"target\":55.0,\"tolerance\":0.050000000000000003,"
@@ -177,6 +179,7 @@ static void every_key_from_ini_and_json(void **state)
         {"group", "termination_policy", "newest_instance, default",
          "[\"newest_instance\", \"default\"]"},
         {"group", "suspended_processes", "launch terminate", "\"Launch, Terminate\""},
+        {"group", "max_instance_lifetime", "168h", "\"168h\""},
         {"notify", "url", "https://h.example/x", "\"https://h.example/x\""},
         {"notify", "secret_file", "/k", "\"/k\""},
         {"notify", "events", "hook, scale", "[\"hook\", \"scale\"]"},
