@@ -63,9 +63,12 @@ void ctl__scale(struct ctl *c, const struct census *cs, int64_t now, struct poli
         if (d->changed && d->desired != g->desired_capacity)
             held =
                 ctl__suspended(c, CTL_PROC_ALARM_NOTIFICATION, d->desired, "scale", "%s", d->cause);
-        if (held)
+        if (held) {
             d->changed = 0;
-        else
+            size_t len = strlen(d->cause);
+            snprintf(d->cause + len, sizeof(d->cause) - len, " (not applied: %s suspended)",
+                     GROUP_PROC_ALARM_NOTIFICATION);
+        } else
             c->pstate = copy;
     }
     if (d->changed && d->desired != g->desired_capacity) {
