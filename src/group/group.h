@@ -81,11 +81,11 @@ struct group_health {
 
 /* [notify]: webhooks for the group's activities (src/notify/notify.h). */
 struct group_notify {
-    char url[GROUP_URL_MAX];          /* "" = off; http:// or https:// */
-    char secret_file[GROUP_PATH_MAX]; /* HMAC key file; "" = unsigned */
-    char events[GROUP_LIST_MAX];      /* list of notify event names */
-    int max_retries;                  /* after the first try; then dead letter */
-    int64_t retry_base_ms, retry_max_ms, timeout_ms;
+    char url[GROUP_URL_MAX];                         /* "" = off; http:// or https:// */
+    char secret_file[GROUP_PATH_MAX];                /* HMAC key file; "" = unsigned */
+    char events[GROUP_LIST_MAX];                     /* list of notify event names */
+    int max_retries;                                 /* after the first try; then dead letter */
+    int64_t retry_base_ms, retry_max_ms, timeout_ms; /* 0: 1s, 5m, 5s */
 };
 
 /* Process names of suspended_processes (AWS's), for group_process_suspended(). */

@@ -395,12 +395,13 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
         FAIL("notify", "url", "\"%.64s\" must start with http:// or https://", nt->url);
     if (nt->max_retries < 0 || nt->max_retries > 100)
         FAIL("notify", "max_retries", "%d is out of range (0..100)", nt->max_retries);
-    if (!dur_in(nt->retry_base_ms, 10, HOUR_MS))
-        FAIL("notify", "retry_base", "out of range (10ms..1h)");
-    if (!dur_in(nt->retry_max_ms, nt->retry_base_ms, DAY_MS))
-        FAIL("notify", "retry_max", "must be between retry_base and 24h");
-    if (!dur_in(nt->timeout_ms, 100, 60 * SEC_MS))
-        FAIL("notify", "timeout", "out of range (100ms..1m)");
+    /* 0 is "the default" for the durations: a struct zeroed by hand stays valid */
+    if (nt->retry_base_ms != 0 && !dur_in(nt->retry_base_ms, 10, HOUR_MS))
+        FAIL("notify", "retry_base", "out of range (10ms..1h; 0: 1s)");
+    if (nt->retry_max_ms != 0 && !dur_in(nt->retry_max_ms, nt->retry_base_ms, DAY_MS))
+        FAIL("notify", "retry_max", "must be between retry_base and 24h (0: 5m)");
+    if (nt->timeout_ms != 0 && !dur_in(nt->timeout_ms, 100, 60 * SEC_MS))
+        FAIL("notify", "timeout", "out of range (100ms..1m; 0: 5s)");
     return 0;
 }
 

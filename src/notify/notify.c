@@ -106,10 +106,13 @@ static struct event *event_new(const struct group_settings *g, const struct stor
     char hex[2 * sizeof(raw) + 1];
     sigv4_hex(raw, sizeof(raw), hex);
     snprintf(e->id, sizeof(e->id), "%s-%" PRId64 "-%s", a->group, a->id, hex);
+    /* 0: the defaults (group.h), so that settings zeroed by hand still deliver sanely */
     e->max_retries = g->notify.max_retries;
-    e->retry_base_ms = g->notify.retry_base_ms;
-    e->retry_max_ms = g->notify.retry_max_ms;
-    e->timeout_ms = g->notify.timeout_ms;
+    e->retry_base_ms = g->notify.retry_base_ms > 0 ? g->notify.retry_base_ms : 1000;
+    e->retry_max_ms = g->notify.retry_max_ms > 0 ? g->notify.retry_max_ms : 300 * 1000;
+    e->timeout_ms = g->notify.timeout_ms > 0 ? g->notify.timeout_ms : 5000;
+    if (e->retry_max_ms < e->retry_base_ms)
+        e->retry_max_ms = e->retry_base_ms;
     char at[40];
     iso8601(a->at_ms, at, sizeof(at));
     json_t *j =
