@@ -153,8 +153,9 @@ def main():
         print(f"newest_instance: terminated {gone} ({cause[0]})")
 
         left = sorted(instances(), key=lambda i: (i["launched_at_ms"], i["id"]))
-        st, grp = api.json("PATCH", "/api/v1/group", {"termination_policy": "oldest_instance",
-                                                      "desired_capacity": 1})
+        out = asgctl("set", "group", "termination_policy=oldest_instance")
+        assert "termination_policy" in out and "oldest_instance" in out, out
+        st, grp = api.json("PATCH", "/api/v1/group", {"desired_capacity": 1})
         assert st == 200 and grp["termination_policy"] == ["oldest_instance"], grp
         wait_until(lambda: len(instances()) == 1, 30, what="scale-in to 1")
         assert instances()[0]["id"] == left[-1]["id"], (instances(), left)
