@@ -47,6 +47,7 @@
 #include "http/http.h"
 #include "monitor/mon.h"
 #include "node/node.h"
+#include "notify/notify.h"
 #include "store/store.h"
 #include "tls/tls.h"
 
@@ -68,6 +69,7 @@ struct daemon {
     struct http_server *http;
     struct tls_conf *mon_tls; /* [monitor] tls_*: MonitorS and the poller; NULL: plain text */
     struct svc *svc;          /* systemd: READY, STATUS, watchdog (service.h) */
+    struct notify *notify;    /* webhooks of every group (after the node, which feeds it) */
 
     /* groups whose store state changed (watch), for the worker */
     pthread_mutex_t mu;
@@ -770,6 +772,7 @@ static void daemon_release(struct daemon *d)
     clu_free(d->clu);
     d->clu = NULL;
     node_free(d->node);
+    notify_free(d->notify);
     mon_free(d->mon);
     tls_conf_free(d->mon_tls); /* after the monitor, which borrowed it */
     d->mon_tls = NULL;
@@ -867,6 +870,11 @@ static int start_node(struct daemon *d, char *err, size_t errlen)
         .may_act = d->cluster ? node_may_act : NULL,
         .arg = d,
     };
+    if (notify_new(0, &d->notify) != 0) {
+        snprintf(err, errlen, "cannot start the webhook notifier: out of memory");
+        return -1;
+    }
+    ns.notify = d->notify;
     return node_new(&ns, &d->node, err, errlen);
 }
 

@@ -611,6 +611,10 @@ static int cmd_status(const struct opts *o)
         json_object_set_new(root, "max_size", json_integer(g.max_size));
         json_object_set_new(root, "desired_capacity", json_integer(g.desired_capacity));
         json_object_set_new(root, "policy", json_string(policy_type_name(g.policy.type)));
+        json_t *gj = group_settings_to_json(&g); /* the lists in the API's form */
+        json_object_set(root, "termination_policy", json_object_get(gj, "termination_policy"));
+        json_object_set(root, "suspended_processes", json_object_get(gj, "suspended_processes"));
+        json_decref(gj);
         json_object_set_new(root, "provider",
                             json_string(d.gc->provider == CONF_PROVIDER_EC2 ? "ec2" : "local"));
         json_object_set_new(root, "monitor_alive",
@@ -646,6 +650,8 @@ static int cmd_status(const struct opts *o)
         printf("size         min %d, max %d, desired %d\n", g.min_size, g.max_size,
                g.desired_capacity);
         printf("policy       %s\n", policy_type_name(g.policy.type));
+        printf("termination  %s\n", g.termination_policy[0] ? g.termination_policy : "default");
+        printf("suspended    %s\n", g.suspended_processes[0] ? g.suspended_processes : "none");
         printf("provider     %s\n", d.gc->provider == CONF_PROVIDER_EC2 ? "ec2" : "local");
         printf("monitor      %s\n", hb_mon > 0 && now - hb_mon < 10000 ? "alive" : "not running");
         printf("controller   %s\n", hb_ctl > 0 && now - hb_ctl < 10000 ? "alive" : "not running");

@@ -79,6 +79,10 @@ int cli_cmd_delete_group(const struct cli *c, int argc, char **argv);
 int cli_cmd_cluster(const struct cli *c, int argc, char **argv);
 /* reload.c */
 int cli_cmd_reload(const struct cli *c, int argc, char **argv);
+int cli_cmd_suspend(const struct cli *c, int argc, char **argv);
+int cli_cmd_resume(const struct cli *c, int argc, char **argv);
+/* The strings of JSON array a joined by ", " into buf; none (empty or not an array). */
+const char *cli_join(const json_t *a, char *buf, size_t len, const char *none);
 
 /*
  * Reads an INI group file (the [group], [policy], [health], [provider],

@@ -160,6 +160,16 @@ int cli_cmd_status(const struct cli *c, int argc, char **argv)
            str_of(h, "type"), str_of(h, "interval"),
            num_of(h, "healthy_threshold", NF_INT, a, sizeof a),
            num_of(h, "unhealthy_threshold", NF_INT, b, sizeof b), str_of(h, "grace_period"));
+    char list[256];
+    printf("termination   %s\n",
+           cli_join(json_object_get(g, "termination_policy"), list, sizeof list, "default"));
+    printf("suspended     %s\n",
+           cli_join(json_object_get(g, "suspended_processes"), list, sizeof list, "none"));
+    json_t *nt = json_object_get(g, "notify");
+    if (json_is_string(json_object_get(nt, "url")) && *str_of(nt, "url"))
+        printf("notify        %s (%s)%s\n", str_of(nt, "url"),
+               cli_join(json_object_get(nt, "events"), list, sizeof list, "no events"),
+               *str_of(nt, "secret_file") ? ", signed" : ", unsigned");
     const char *last = json_string_value(json_object_get(g, "last_decision"));
     printf("last decision %s\n", last && *last ? last : "-");
     json_decref(g);
@@ -313,9 +323,12 @@ static int put_kv(json_t *obj, const char *kv, const char *what)
 
 int cli_cmd_set(const struct cli *c, int argc, char **argv)
 {
-    static const char usage[] = "usage: asgctl set min|max|desired N\n"
-                                "       asgctl set policy KEY=VALUE...\n"
-                                "       asgctl set health KEY=VALUE...\n";
+    static const char usage[] =
+        "usage: asgctl set min|max|desired N\n"
+        "       asgctl set policy KEY=VALUE...\n"
+        "       asgctl set health KEY=VALUE...\n"
+        "       asgctl set notify KEY=VALUE...\n"
+        "       asgctl set group termination_policy=oldest_instance,default\n";
     if (argc < 3) {
         fputs(usage, stderr);
         return CLI_EUSAGE;
@@ -337,7 +350,13 @@ int cli_cmd_set(const struct cli *c, int argc, char **argv)
             goto out;
         }
         json_object_set_new(body, set_key, json_integer(n));
-    } else if (strcmp(argv[1], "policy") == 0 || strcmp(argv[1], "health") == 0) {
+    } else if (strcmp(argv[1], "group") == 0) {
+        /* top-level keys: termination_policy, suspended_processes */
+        for (int i = 2; i < argc; i++)
+            if (put_kv(body, argv[i], argv[1]))
+                goto out;
+    } else if (strcmp(argv[1], "policy") == 0 || strcmp(argv[1], "health") == 0 ||
+               strcmp(argv[1], "notify") == 0) {
         json_t *sub = json_object();
         if (!sub || json_object_set_new(body, argv[1], sub))
             goto out;
@@ -364,11 +383,12 @@ int cli_cmd_set(const struct cli *c, int argc, char **argv)
                (long long)json_integer_value(json_object_get(res, "desired_capacity")),
                (long long)json_integer_value(json_object_get(res, "max_size")));
         if (!set_key) {
-            json_t *sub = json_object_get(res, argv[1]);
+            int top = strcmp(argv[1], "group") == 0;
+            json_t *sub = top ? res : json_object_get(res, argv[1]);
             const char *k;
             json_t *v;
             printf("; %s", argv[1]);
-            json_object_foreach(json_object_get(body, argv[1]), k, v)
+            json_object_foreach(top ? body : json_object_get(body, argv[1]), k, v)
             {
                 json_t *now = json_object_get(sub, k);
                 char *s = now ? json_dumps(now, JSON_ENCODE_ANY) : NULL;

@@ -28,7 +28,7 @@ static const struct command commands[] = {
     {"instances", cli_cmd_instances, "instances", "the group's instances with health and load"},
     {"activities", cli_cmd_activities, "activities [--limit N]",
      "scaling history with causes, newest first"},
-    {"set", cli_cmd_set, "set min|max|desired N  |  set policy|health KEY=VALUE...",
+    {"set", cli_cmd_set, "set min|max|desired N  |  set group|policy|health|notify KEY=VALUE...",
      "change the group's settings (needs the token)"},
     {"terminate", cli_cmd_terminate, "terminate ID [--decrement]",
      "terminate an instance; --decrement lowers desired instead of replacing it"},
@@ -39,6 +39,11 @@ static const struct command commands[] = {
     {"cluster", cli_cmd_cluster, "cluster", "the nodes, the groups each runs, lease health"},
     {"reload", cli_cmd_reload, "reload",
      "asgd re-reads its config file and groups folder, as SIGHUP (needs the token)"},
+    {"suspend", cli_cmd_suspend, "suspend [PROCESS...]",
+     "suspend Launch, Terminate, HealthCheck, ReplaceUnhealthy, AlarmNotification, ... (none "
+     "named: all; needs the token)"},
+    {"resume", cli_cmd_resume, "resume [PROCESS...]",
+     "resume suspended processes (none named: all; needs the token)"},
 };
 
 static void usage(FILE *f)

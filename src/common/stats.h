@@ -43,6 +43,11 @@ struct stats {
     atomic_uint_fast64_t replacements;
     atomic_uint_fast64_t launched_instances;
     atomic_uint_fast64_t terminated_instances;
+    /* webhooks (notify.h) */
+    atomic_uint_fast64_t notify_delivered;   /* events a receiver took (2xx) */
+    atomic_uint_fast64_t notify_failed;      /* attempts that failed (retried or not) */
+    atomic_uint_fast64_t notify_dead_letter; /* events given up after max_retries */
+    atomic_uint_fast64_t notify_dropped;     /* events refused: the queue was full */
 };
 
 extern struct stats stats;

@@ -55,8 +55,10 @@ void ctl__activity(struct ctl *c, const char *kind, const char *status, int from
     va_start(ap, fmt);
     vsnprintf(a.cause, sizeof(a.cause), fmt, ap);
     va_end(ap);
-    if (store_activity_add(c->store, &a, NULL) != 0)
+    if (store_activity_add(c->store, &a, &a.id) != 0)
         log_warn("cannot record activity for group \"%s\": %s", c->group, store_errmsg(c->store));
+    if (c->on_activity)
+        c->on_activity(c->on_activity_arg, &c->settings, &a);
 }
 
 /* ---- duties of the tick -------------------------------------------------------------------- */
@@ -176,6 +178,8 @@ static void publish_status(struct ctl *c, const struct census *cs, const struct 
     c->status.panic_threshold = c->settings.health.panic_threshold;
     c->status.avg_load = cs->avg;
     c->status.last_tick_ms = now;
+    snprintf(c->status.suspended, sizeof(c->status.suspended), "%s",
+             c->settings.suspended_processes);
     if (d->evaluated)
         snprintf(c->status.last_decision, sizeof(c->status.last_decision), "%s", d->cause);
     pthread_mutex_unlock(&c->mu);
@@ -199,6 +203,7 @@ int ctl_tick(struct ctl *c, int64_t now)
     ctl__replace_unhealthy(c, &cs, now);
     struct policy_decision d;
     ctl__scale(c, &cs, now, &d);
+    ctl__lifetime(c, &cs, now);
     ctl__converge(c, &cs, now);
     record_history(c, &cs, now);
     publish_status(c, &cs, &d, now);
@@ -259,6 +264,12 @@ int ctl_new(const struct ctl_deps *deps, struct ctl **out, char *err, size_t err
     c->may_act = deps->may_act;
     c->may_act_arg = deps->may_act_arg;
     c->on_health = deps->on_health;
+    c->on_activity = deps->on_activity;
+    c->on_activity_arg = deps->on_activity_arg;
+    if (deps->launch_config)
+        snprintf(c->launch_config, sizeof(c->launch_config), "%s", deps->launch_config);
+    for (int i = 0; i < CTL_PROC_COUNT; i++)
+        c->skipped_want[i] = CTL_SKIP_NONE;
     c->status.avg_load = -1;
     c->status.provider_ok = 1;
     pthread_mutex_init(&c->mu, NULL);

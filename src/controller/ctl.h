@@ -16,6 +16,14 @@
  * whose agent deregistered (fleet health DEREGISTERED) is neither counted in
  * the load nor replaced for deregister_grace.
  *
+ * Suspended processes ([group] suspended_processes, AWS's names): Launch
+ * (no launch, not even a replacement's), Terminate (no scale-in, no
+ * replacement), HealthCheck and ReplaceUnhealthy (unhealthy instances stay,
+ * counted), AlarmNotification (the policy runs but its decision is not
+ * applied). A duty held back records one activity with status "skipped" and
+ * the reason (again only when what it wanted changes). Scale-in victims:
+ * victims.h ([group] termination_policy).
+ *
  * Threads: ctl_start() runs the loop on its own thread. The functions marked
  * "thread-safe" may be called from any thread (the HTTP server's).
  */
@@ -28,6 +36,8 @@
 struct fleet;
 struct store;
 struct group_health;
+struct group_settings;
+struct store_activity;
 struct provider;
 struct ctl;
 
@@ -56,6 +66,21 @@ struct ctl_deps {
      * Gets may_act_arg.
      */
     void (*on_health)(void *arg, const char *group, const struct group_health *h);
+    /*
+     * Optional: the launch configuration new instances are made with (a short
+     * hash of the provider's launch settings, [A-Za-z0-9] only, <= 16 chars;
+     * copied). It travels in each launch's token ("asgd-<lc>-<random>"), so
+     * every instance, adopted ones too, tells which one it was made with:
+     * termination_policy = oldest_launch_config picks the others first.
+     */
+    const char *launch_config;
+    /*
+     * Optional: called on the controller thread after every activity it
+     * records (a webhook notifier subscribes here), with the settings of the
+     * tick. Must not block (queue and return). Gets on_activity_arg.
+     */
+    void (*on_activity)(void *arg, const struct group_settings *g, const struct store_activity *a);
+    void *on_activity_arg;
 };
 
 enum ctl_error { CTL_OK = 0, CTL_ENOENT = -1, CTL_EINVAL = -2, CTL_ESTATE = -3, CTL_ENOMEM = -4 };
@@ -97,6 +122,7 @@ struct ctl_status {
     int64_t last_tick_ms;    /* wall */
     char last_decision[256]; /* the policy's last cause text */
     int provider_ok;         /* 0 after a fatal provider error until a call succeeds */
+    char suspended[160];     /* the suspended processes, "Launch, Terminate" or "" */
 };
 /* Thread-safe copy of the controller's latest view. */
 void ctl_get_status(struct ctl *c, struct ctl_status *out);

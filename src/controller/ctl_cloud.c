@@ -23,15 +23,30 @@
 
 #include "common/banned.h"
 
-static int new_token(char *buf, size_t size)
+/* "asgd-<launch config>-<random>" (or "asgd-<random>" without one): see ctl_deps.launch_config */
+static int new_token(const struct ctl *c, char *buf, size_t size)
 {
     unsigned char raw[12];
     if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
         return -1;
-    int off = snprintf(buf, size, "asgd-");
+    int off = c->launch_config[0] ? snprintf(buf, size, "asgd-%s-", c->launch_config)
+                                  : snprintf(buf, size, "asgd-");
     for (size_t i = 0; i < sizeof(raw) && (size_t)off + 3 <= size; i++)
         off += snprintf(buf + off, size - (size_t)off, "%02x", raw[i]);
     return 0;
+}
+
+void ctl__token_launch_config(const char *token, char *out, size_t len)
+{
+    const char *p = token && strncmp(token, "asgd-", 5) == 0 ? token + 5 : NULL;
+    const char *dash = p ? strchr(p, '-') : NULL;
+    if (dash == NULL || len == 0) {
+        if (len)
+            out[0] = '\0';
+        return;
+    }
+    size_t n = (size_t)(dash - p);
+    snprintf(out, len, "%.*s", (int)(n < len ? n : len - 1), p);
 }
 
 static void store_instance_from(struct ctl *c, const struct prov_instance *pi,
@@ -240,7 +255,7 @@ int ctl__launch(struct ctl *c, int count, int64_t now, const char *why)
         snprintf(token, sizeof(token), "%s", c->retry_token);
         count = c->retry_count;
     } else {
-        if (new_token(token, sizeof(token)) != 0)
+        if (new_token(c, token, sizeof(token)) != 0)
             return -1;
         if (store_intent_create(c->store, token, c->group, count, now) != 0) {
             log_error("cannot record launch intent for group \"%s\": %s (not launching)", c->group,

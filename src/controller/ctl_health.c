@@ -185,6 +185,17 @@ void ctl__replace_unhealthy(struct ctl *c, struct census *cs, int64_t now)
         c->rate_limited = 0;
     }
 
+    /* suspended: the unhealthy stay, counted as live (nothing is launched for them either) */
+    if (cs->n_replace > 0 && (ctl__suspended(c, CTL_PROC_HEALTH_CHECK, (int64_t)cs->n_replace,
+                                             "replace", "replacement of %zu unhealthy instance%s",
+                                             cs->n_replace, cs->n_replace == 1 ? "" : "s") ||
+                              ctl__suspended(c, CTL_PROC_REPLACE_UNHEALTHY, (int64_t)cs->n_replace,
+                                             "replace", "replacement of %zu unhealthy instance%s",
+                                             cs->n_replace, cs->n_replace == 1 ? "" : "s") ||
+                              ctl__suspended(c, CTL_PROC_TERMINATE_REPLACE, (int64_t)cs->n_replace,
+                                             "replace", "replacement of %zu unhealthy instance%s",
+                                             cs->n_replace, cs->n_replace == 1 ? "" : "s")))
+        cs->n_replace = 0;
     /* replace the unhealthy ones past their grace period */
     if (cs->n_replace > 0 && now >= c->terminate_backoff_until) {
         if (g->health.max_replacements_per_minute > 0)

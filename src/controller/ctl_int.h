@@ -9,7 +9,11 @@
  *   ctl_health.c  the census of the fleet, promotion to in-service, the panic
  *                 rule and the replacement of unhealthy instances
  *   ctl_scale.c   the load window, the policy, convergence on desired and
- *                 the choice of scale-in victims
+ *                 the choice of scale-in victims (victims.c chooses)
+ *   ctl_lifetime.c max_instance_lifetime: replacing old instances, launch
+ *                 first
+ *   ctl_suspend.c suspended processes: the check each duty makes, and its
+ *                 "skipped" activity
  *
  * Everything here runs on the controller thread, except what struct ctl marks
  * "under mu".
@@ -26,13 +30,25 @@
 #include "fleet/fleet.h"
 #include "store/store.h"
 
-#define LOAD_WINDOW      4096 /* per-tick average samples kept (over an hour at 1 s) */
-#define MAX_REQUESTS     256
-#define RETRY_BASE_MS    1000
-#define RETRY_MAX_MS     60000
-#define CAPACITY_BACKOFF 60000
-#define FATAL_BACKOFF    300000
-#define VANISH_GRACE_MS  30000 /* a fresh launch may not be listed yet (eventual consistency) */
+#define LOAD_WINDOW       4096 /* per-tick average samples kept (over an hour at 1 s) */
+#define MAX_REQUESTS      256
+#define RETRY_BASE_MS     1000
+#define RETRY_MAX_MS      60000
+#define CAPACITY_BACKOFF  60000
+#define FATAL_BACKOFF     300000
+#define VANISH_GRACE_MS   30000 /* a fresh launch may not be listed yet (eventual consistency) */
+#define LAUNCH_CONFIG_MAX 17    /* ctl_deps.launch_config, NUL included */
+
+/* The processes a group can suspend (group.h's GROUP_PROC_* names, in this order). */
+enum ctl_proc {
+    CTL_PROC_LAUNCH,
+    CTL_PROC_TERMINATE,
+    CTL_PROC_HEALTH_CHECK,
+    CTL_PROC_REPLACE_UNHEALTHY,
+    CTL_PROC_ALARM_NOTIFICATION,
+    CTL_PROC_TERMINATE_REPLACE, /* Terminate again, as it holds replacements (its own memory) */
+    CTL_PROC_COUNT,
+};
 
 struct term_request {
     char id[FLEET_ID_MAX];
@@ -49,6 +65,9 @@ struct ctl {
     int (*may_act)(void *arg, const char *group);
     void *may_act_arg;
     void (*on_health)(void *arg, const char *group, const struct group_health *h);
+    void (*on_activity)(void *arg, const struct group_settings *g, const struct store_activity *a);
+    void *on_activity_arg;
+    char launch_config[LAUNCH_CONFIG_MAX]; /* "" when the caller gave none */
 
     /* controller-thread state */
     int fenced;            /* last may_act() said no (logged once per change) */
@@ -80,6 +99,10 @@ struct ctl {
     double repl_tokens;     /* replacements allowed now; refills max_replacements_per_minute */
     int64_t repl_refill_ms; /* when the bucket was last refilled; 0 = never (full) */
     int rate_limited;       /* the last tick held replacements back (logged once) */
+    /* suspended processes: what each held-back duty wanted when its "skipped" activity was
+       recorded (CTL_SKIP_NONE: nothing recorded since it last ran) */
+    int64_t skipped_want[CTL_PROC_COUNT];
+    int surge; /* extra instances convergence launches to replace expired ones (ctl_lifetime.c) */
 
     /* shared with other threads, under mu */
     pthread_mutex_t mu;
@@ -109,7 +132,23 @@ int ctl__may_act(struct ctl *c);
 void ctl__activity(struct ctl *c, const char *kind, const char *status, int from, int to,
                    const char *detail, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 
+/* ctl_suspend.c */
+#define CTL_SKIP_NONE INT64_MIN
+/*
+ * Whether process proc is suspended. When it is, records one activity
+ * (kind, status "skipped", cause "<what> skipped: process P is suspended")
+ * unless one was recorded for the same want already; when it is not, forgets
+ * the last want. want: what the duty wanted (a count, a desired capacity).
+ */
+int ctl__suspended(struct ctl *c, int proc, int64_t want, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* ctl_lifetime.c: max_instance_lifetime (sets c->surge, terminates the surplus expired) */
+void ctl__lifetime(struct ctl *c, const struct census *cs, int64_t now);
+
 /* ctl_cloud.c */
+/* The launch configuration a token carries (ctl_deps.launch_config), or "" into out. */
+void ctl__token_launch_config(const char *token, char *out, size_t len);
 size_t ctl__snapshot(struct ctl *c);
 int ctl__set_lifecycle(struct ctl *c, const struct fleet_slot *s, int lifecycle, int64_t now);
 int ctl__launch(struct ctl *c, int count, int64_t now, const char *why);

@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/stats.h"
+#include "controller/victims.h"
 
 #include "common/banned.h"
 
@@ -39,28 +40,6 @@ void ctl__window_push(struct ctl *c, int64_t now, double avg)
         c->win_n++;
 }
 
-/* Victim order for scale-in: unhealthy first, then the newest still booting, then the oldest. */
-static int victim_rank(const struct fleet_slot *s)
-{
-    if (s->health == FLEET_HEALTH_UNHEALTHY || s->health == FLEET_HEALTH_DEREGISTERED)
-        return 0;
-    if (s->lifecycle == FLEET_PENDING)
-        return 1;
-    return 2;
-}
-
-static int victim_cmp(const void *pa, const void *pb)
-{
-    const struct fleet_slot *a = *(const struct fleet_slot *const *)pa;
-    const struct fleet_slot *b = *(const struct fleet_slot *const *)pb;
-    int ra = victim_rank(a), rb = victim_rank(b);
-    if (ra != rb)
-        return ra - rb;
-    if (ra == 1) /* newest booting first */
-        return a->launched_at_ms > b->launched_at_ms ? -1 : a->launched_at_ms < b->launched_at_ms;
-    return a->launched_at_ms < b->launched_at_ms ? -1 : a->launched_at_ms > b->launched_at_ms;
-}
-
 /* Runs the policy on the load window; a new desired capacity is stored and recorded with the
    policy's cause. d: the decision, for the status line. */
 void ctl__scale(struct ctl *c, const struct census *cs, int64_t now, struct policy_decision *d)
@@ -75,8 +54,23 @@ void ctl__scale(struct ctl *c, const struct census *cs, int64_t now, struct poli
     };
     memset(d, 0, sizeof(*d));
     /* in panic the load seen is only the reachable part's: hold the size until it is over */
-    if (!cs->panic)
-        policy_evaluate(&g->policy, &c->pstate, &in, d);
+    if (!cs->panic) {
+        /* AlarmNotification suspended: the policy runs on a copy of its state (its cooldown
+           does not start) and its decision is only recorded as skipped */
+        struct policy_state copy = c->pstate;
+        int held = 0;
+        policy_evaluate(&g->policy, &copy, &in, d);
+        if (d->changed && d->desired != g->desired_capacity)
+            held =
+                ctl__suspended(c, CTL_PROC_ALARM_NOTIFICATION, d->desired, "scale", "%s", d->cause);
+        if (held) {
+            d->changed = 0;
+            size_t len = strlen(d->cause);
+            snprintf(d->cause + len, sizeof(d->cause) - len, " (not applied: %s suspended)",
+                     GROUP_PROC_ALARM_NOTIFICATION);
+        } else
+            c->pstate = copy;
+    }
     if (d->changed && d->desired != g->desired_capacity) {
         int from = g->desired_capacity;
         int64_t rev;
@@ -96,40 +90,106 @@ void ctl__scale(struct ctl *c, const struct census *cs, int64_t now, struct poli
     }
 }
 
-/* Launches or terminates to reach the desired capacity; scale-in victims in victim order. */
+static int row_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct store_instance *)a)->id, ((const struct store_instance *)b)->id);
+}
+
+/* The scale-in candidates (live, not terminating, not being replaced) as victims.h wants them,
+   with zone and launch configuration from the instances' store rows. */
+static void pick_victims(struct ctl *c, const struct census *cs, int live, int desired, int64_t now)
+{
+    const struct fleet_slot **slot = calloc((size_t)live, sizeof(*slot));
+    struct victim_cand *cand = calloc((size_t)live, sizeof(*cand));
+    char(*lc)[LAUNCH_CONFIG_MAX] = calloc((size_t)live, sizeof(*lc));
+    size_t *out = calloc((size_t)live, sizeof(*out));
+    const char **why = calloc((size_t)live, sizeof(*why));
+    struct store_instance *rows = NULL;
+    size_t nrows = 0, k = 0;
+    if (!slot || !cand || !lc || !out || !why)
+        goto out;
+    /* one store read per scale-in (not per tick): rows give the zone and the launch token */
+    if (store_list_instances(c->store, c->group, 0, &rows, &nrows) != 0)
+        nrows = 0;
+    if (nrows > 1)
+        qsort(rows, nrows, sizeof(*rows), row_cmp);
+    for (size_t i = 0; i < cs->n && k < (size_t)live; i++) {
+        const struct fleet_slot *s = &c->snap[i];
+        int skip = s->lifecycle == FLEET_TERMINATING;
+        for (size_t j = 0; j < cs->n_replace && !skip; j++)
+            skip = cs->replace[j] == s;
+        if (skip)
+            continue;
+        struct store_instance key;
+        memset(&key, 0, sizeof(key));
+        snprintf(key.id, sizeof(key.id), "%s", s->id);
+        const struct store_instance *row =
+            nrows ? bsearch(&key, rows, nrows, sizeof(*rows), row_cmp) : NULL;
+        if (row)
+            ctl__token_launch_config(row->launch_token, lc[k], sizeof(lc[k]));
+        slot[k] = s;
+        cand[k] = (struct victim_cand){
+            .id = s->id,
+            .zone = row ? row->zone : "",
+            .launch_config = lc[k],
+            .launched_at_ms = s->launched_at_ms,
+            .unhealthy =
+                s->health == FLEET_HEALTH_UNHEALTHY || s->health == FLEET_HEALTH_DEREGISTERED,
+            .booting = s->lifecycle == FLEET_PENDING,
+        };
+        k++;
+    }
+    int pol[VICTIMS_MAX_POLICIES];
+    struct victims_in in = {
+        .policies = pol,
+        .n_policies = victims_parse(c->settings.termination_policy, pol, VICTIMS_MAX_POLICIES),
+        .launch_config = c->launch_config,
+        .now_ms = now,
+        .seed = (uint64_t)now,
+    };
+    int n = victims_choose(&in, cand, k, (size_t)(live - desired), out, why);
+    for (int i = 0; i < n; i++) {
+        ctl__activity(c, "terminate", "ok", live, desired, "",
+                      "scale in: %d running, desired %d: terminate %s (%s; termination_policy %s)",
+                      live, desired, slot[out[i]]->id, why[i], c->settings.termination_policy);
+    }
+    /* the victims in pick order, for one terminate call */
+    const struct fleet_slot **victims = calloc(n > 0 ? (size_t)n : 1, sizeof(*victims));
+    if (victims) {
+        for (int i = 0; i < n; i++)
+            victims[i] = slot[out[i]];
+        ctl__terminate(c, victims, n > 0 ? (size_t)n : 0, now);
+        free(victims);
+    }
+out:
+    store_instances_free(rows);
+    free(slot);
+    free(cand);
+    free(lc);
+    free(out);
+    free(why);
+}
+
+/* Launches or terminates to reach the desired capacity (unless the process is suspended). */
 void ctl__converge(struct ctl *c, const struct census *cs, int64_t now)
 {
     int live = (int)cs->n - cs->terminating - (int)cs->n_replace;
-    int desired = c->settings.desired_capacity;
+    int desired = c->settings.desired_capacity + c->surge; /* + replacements of expired ones */
     if (live < desired && now >= c->launch_backoff_until) {
+        if (ctl__suspended(c, CTL_PROC_LAUNCH, desired, "launch",
+                           "launch of %d instance%s (%d "
+                           "running, desired %d)",
+                           desired - live, desired - live == 1 ? "" : "s", live, desired))
+            return;
         char why[128];
-        snprintf(why, sizeof(why), "%d running, desired %d", live, desired);
+        snprintf(why, sizeof(why), "%d running, desired %d%s", live, desired,
+                 c->surge ? " (replacing instances past max_instance_lifetime)" : "");
         ctl__launch(c, desired - live, now, why);
     } else if (live > desired && now >= c->terminate_backoff_until) {
-        const struct fleet_slot **cand = calloc((size_t)live, sizeof(*cand));
-        size_t k = 0;
-        if (cand != NULL) {
-            for (size_t i = 0; i < cs->n; i++) {
-                const struct fleet_slot *s = &c->snap[i];
-                int skip = s->lifecycle == FLEET_TERMINATING;
-                for (size_t j = 0; j < cs->n_replace && !skip; j++)
-                    skip = cs->replace[j] == s;
-                if (!skip && k < (size_t)live)
-                    cand[k++] = s;
-            }
-            qsort(cand, k, sizeof(*cand), victim_cmp);
-            size_t extra = (size_t)(live - desired);
-            if (extra > k)
-                extra = k;
-            for (size_t i = 0; i < extra; i++)
-                ctl__activity(c, "terminate", "ok", live, desired, "",
-                              "scale in: %d running, desired %d: terminate %s (%s)", live, desired,
-                              cand[i]->id,
-                              victim_rank(cand[i]) == 0   ? "unhealthy"
-                              : victim_rank(cand[i]) == 1 ? "newest still booting"
-                                                          : "oldest in service");
-            ctl__terminate(c, cand, extra, now);
-            free(cand);
-        }
+        if (ctl__suspended(c, CTL_PROC_TERMINATE, desired, "terminate",
+                           "scale in of %d instance%s (%d running, desired %d)", live - desired,
+                           live - desired == 1 ? "" : "s", live, desired))
+            return;
+        pick_victims(c, cs, live, desired, now);
     }
 }

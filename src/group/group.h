@@ -32,9 +32,13 @@
  *            deregister_grace      deregister_grace   duration  30s
  *
  * The API's JSON (GET/PATCH /api/v1/group, docs/api.md) puts [group] keys at
- * the top level and [policy]/[health] in nested objects, plus the read-only
+ * the top level and every other section ([policy], [health], [notify]) in a
+ * nested object of its name, plus the read-only
  * "revision" and "updated_at". Durations travel as text ("60s", "1500ms"); a
- * JSON number for a duration is read as seconds.
+ * JSON number for a duration is read as seconds. A list (GROUP_K_LIST) is a
+ * JSON array of its words (a string "a, b" is read too); in the INI file and
+ * in the struct it is the canonical text "a, b" (choices' spelling, input
+ * order, no duplicates; "" when empty).
  *
  * Errors: every fallible function returns 0 or -1 with the reason in err
  * (NUL-terminated, truncated to errlen; err may be NULL when errlen is 0).
@@ -72,28 +76,61 @@ struct group_health {
     int64_t deregister_grace_ms;     /* a Deregister's reconnect window */
 };
 
+#define GROUP_LIST_MAX 160 /* a list's canonical text, NUL included */
+#define GROUP_URL_MAX  512
+#define GROUP_PATH_MAX 256
+
+/* [notify]: webhooks for the group's activities (src/notify/notify.h). */
+struct group_notify {
+    char url[GROUP_URL_MAX];                         /* "" = off; http:// or https:// */
+    char secret_file[GROUP_PATH_MAX];                /* HMAC key file; "" = unsigned */
+    char events[GROUP_LIST_MAX];                     /* list of notify event names */
+    int max_retries;                                 /* after the first try; then dead letter */
+    int64_t retry_base_ms, retry_max_ms, timeout_ms; /* 0: 1s, 5m, 5s */
+};
+
+/* Process names of suspended_processes (AWS's), for group_process_suspended(). */
+#define GROUP_PROC_LAUNCH             "Launch"
+#define GROUP_PROC_TERMINATE          "Terminate"
+#define GROUP_PROC_HEALTH_CHECK       "HealthCheck"
+#define GROUP_PROC_REPLACE_UNHEALTHY  "ReplaceUnhealthy"
+#define GROUP_PROC_SCHEDULED_ACTIONS  "ScheduledActions"
+#define GROUP_PROC_ALARM_NOTIFICATION "AlarmNotification"
+#define GROUP_PROC_AZ_REBALANCE       "AZRebalance"
+
 struct group_settings {
     char name[GROUP_NAME_MAX];
     int min_size, max_size, desired_capacity;
     struct policy_settings policy;
     struct group_health health;
+    char termination_policy[GROUP_LIST_MAX];  /* list of victims.h policy names; "" = default */
+    char suspended_processes[GROUP_LIST_MAX]; /* list of GROUP_PROC_* names */
+    int64_t max_instance_lifetime_ms;         /* 0: none; older instances are replaced */
+    struct group_notify notify;
     int64_t revision;      /* bumped by every store write; 1 after the first put */
     int64_t updated_at_ms; /* wall clock of the last write */
 };
 
 /* ---- the key table ------------------------------------------------------------------------ */
 
-enum group_kind { GROUP_K_INT, GROUP_K_DOUBLE, GROUP_K_DURATION, GROUP_K_ENUM, GROUP_K_STRING };
+enum group_kind {
+    GROUP_K_INT,
+    GROUP_K_DOUBLE,
+    GROUP_K_DURATION,
+    GROUP_K_ENUM,
+    GROUP_K_STRING,
+    GROUP_K_LIST, /* words from choices, into a char array of size: its canonical text */
+};
 
 struct group_key {
-    const char *section;        /* "group" | "policy" | "health" */
+    const char *section;        /* "group" | "policy" | "health" | "notify" */
     const char *key;            /* the INI key */
     const char *json;           /* the JSON key inside its object (top level for [group]) */
     int kind;                   /* enum group_kind */
     size_t off;                 /* offsetof(struct group_settings, field) */
     size_t size;                /* STRING/ENUM into a char array: its size; ENUM into an int: 0 */
     double lo, hi;              /* range the value must be in when read (ms for durations) */
-    const char *const *choices; /* ENUM: NULL-terminated */
+    const char *const *choices; /* ENUM, LIST: NULL-terminated */
     const char *def;            /* the default, as text (documentation, check-config) */
     const char *desc;           /* one line */
 };
@@ -105,6 +142,21 @@ extern const size_t group_n_keys;
 const struct group_key *group_key_find(const char *section, const char *key, int json);
 /* The table as documentation (keys_doc.c): plain text, or roff for asgd.ini(5) when man. */
 void group_keys_print(FILE *out, int man);
+
+/* Whether sec is a section of the table other than "group" (a nested JSON object). */
+int group_section_nested(const char *sec);
+
+/*
+ * A list value: text ("a, b" or "a b", words matched case-insensitively
+ * against k->choices) into its canonical text in out (outlen bytes). -1 with
+ * "\"x\" is not one of: ..." in err for an unknown word or a text too long.
+ */
+int group_list_canon(const struct group_key *k, const char *text, char *out, size_t outlen,
+                     char *err, size_t errlen);
+/* 1 when the canonical list text holds word (exact spelling). */
+int group_list_has(const char *list, const char *word);
+/* 1 when process proc (GROUP_PROC_*) is in g's suspended_processes. */
+int group_process_suspended(const struct group_settings *g, const char *proc);
 
 /* ---- settings ----------------------------------------------------------------------------- */
 
@@ -150,6 +202,15 @@ int group_settings_from_json(const json_t *j, struct group_settings *g, char *er
  * On failure *g may be partly changed.
  */
 int group_settings_patch(struct group_settings *g, const json_t *patch, char *err, size_t errlen);
+
+/*
+ * The values of obj (the API's form, any subset of keys) onto *g, each read
+ * and type-checked as group_settings_patch() does, but NOT validated together
+ * and without PATCH's min/max rule: for a reader of settings stored piecewise
+ * (the SQLite backend's columns), whose values were validated when written.
+ */
+int group_settings_apply_json(struct group_settings *g, const json_t *obj, char *err,
+                              size_t errlen);
 
 /*
  * group_settings_validate() with the reason placed at the JSON key: "max_size:

@@ -22,7 +22,7 @@
 #define HOUR_MS (3600LL * 1000)
 
 /* The sections a group definition is made of, in a spec's order. */
-static const char *const group_sections[] = {"group",    "policy", "health",
+static const char *const group_sections[] = {"group",    "policy", "health", "notify",
                                              "provider", "local",  "ec2"};
 #define N_SECTIONS (sizeof(group_sections) / sizeof(group_sections[0]))
 
@@ -108,12 +108,30 @@ static int read_key(struct cfg *cfg, const struct group_key *k, struct group_set
             *(int *)f = idx;
         return 0;
     }
-    default: {
-        /* the only string is the name; its text is checked here, where its line is known */
-        char *v = NULL;
-        if (cfg_get_str(cfg, k->section, k->key, default_name, &v, err, errlen) != 0)
+    case GROUP_K_LIST: {
+        char *v = NULL, why[320];
+        if (cfg_get_str(cfg, k->section, k->key, (const char *)f, &v, err, errlen) != 0)
             return -1;
-        if (!group_name_valid(v)) {
+        int rc = group_list_canon(k, v, (char *)f, k->size, why, sizeof(why));
+        if (rc != 0)
+            cfg_error_at(cfg, k->section, k->key, err, errlen, "%s", why);
+        free(v);
+        return rc;
+    }
+    default: {
+        /* the name's text is checked here, where its line is known */
+        int is_name = strcmp(k->key, "name") == 0;
+        char *v = NULL;
+        if (cfg_get_str(cfg, k->section, k->key, is_name ? default_name : (const char *)f, &v, err,
+                        errlen) != 0)
+            return -1;
+        if (!is_name && strlen(v) >= k->size) {
+            cfg_error_at(cfg, k->section, k->key, err, errlen, "too long (at most %zu bytes)",
+                         k->size - 1);
+            free(v);
+            return -1;
+        }
+        if (is_name && !group_name_valid(v)) {
             cfg_error_at(cfg, k->section, k->key, err, errlen,
                          "\"%.64s\"%s is not a valid name (1..%d letters, digits, '-', '_', '.')",
                          v, cfg_find(cfg, k->section, k->key) ? "" : " (the default)",

@@ -11,10 +11,27 @@
 
 #include "common/banned.h"
 
-static const char *const kind_names[] = {
-    [GROUP_K_INT] = "integer", [GROUP_K_DOUBLE] = "number", [GROUP_K_DURATION] = "duration",
-    [GROUP_K_ENUM] = "one of", [GROUP_K_STRING] = "string",
-};
+/* A switch, not a table indexed by kind: a kind added to group.h without a name here prints
+   "value" instead of reading past the end. */
+static const char *kind_name(int kind)
+{
+    switch (kind) {
+    case GROUP_K_INT:
+        return "integer";
+    case GROUP_K_DOUBLE:
+        return "number";
+    case GROUP_K_DURATION:
+        return "duration";
+    case GROUP_K_ENUM:
+        return "one of";
+    case GROUP_K_STRING:
+        return "string";
+    case GROUP_K_LIST:
+        return "a comma-separated list of";
+    default:
+        return "value";
+    }
+}
 
 /* Writes s with roff's special characters escaped (a leading '.' or '\'' too). */
 static void roff(FILE *out, const char *s)
@@ -33,8 +50,8 @@ static void roff(FILE *out, const char *s)
 
 static void kind_text(FILE *out, const struct group_key *k)
 {
-    fputs(kind_names[k->kind], out);
-    if (k->kind == GROUP_K_ENUM) {
+    fputs(kind_name(k->kind), out);
+    if (k->kind == GROUP_K_ENUM || k->kind == GROUP_K_LIST) {
         for (int i = 0; k->choices && k->choices[i]; i++)
             fprintf(out, "%s%s", i ? " | " : " ", k->choices[i]);
     }

@@ -15,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "common/clock.h"
 #include "common/util.h"
+#include "controller/victims.h"
 #include "fleet/fleet.h"
 
 #include "common/banned.h"
@@ -29,6 +31,19 @@
 
 static const char *const policy_types[] = {"threshold", "target", NULL};
 static const char *const health_types[] = {"agent", "ec2", NULL};
+/* AWS's process names; ScheduledActions and AZRebalance are accepted for scripts written for
+   AWS but have no duty here (asgd has neither scheduled actions nor zone rebalancing yet) */
+static const char *const processes[] = {GROUP_PROC_LAUNCH,
+                                        GROUP_PROC_TERMINATE,
+                                        GROUP_PROC_HEALTH_CHECK,
+                                        GROUP_PROC_REPLACE_UNHEALTHY,
+                                        GROUP_PROC_SCHEDULED_ACTIONS,
+                                        GROUP_PROC_ALARM_NOTIFICATION,
+                                        GROUP_PROC_AZ_REBALANCE,
+                                        NULL};
+/* notify event names (src/notify/notify.h maps activities onto them) */
+static const char *const notify_events[] = {"launch", "terminate", "replace", "failure", "hook",
+                                            "scale",  "skipped",   "panic",   NULL};
 
 #define OFF(f) offsetof(struct group_settings, f)
 #define SZ(f)  sizeof(((struct group_settings *)0)->f)
@@ -89,8 +104,106 @@ const struct group_key group_keys[] = {
     {"health", "deregister_grace", "deregister_grace", GROUP_K_DURATION,
      OFF(health.deregister_grace_ms), 0, 0, (double)DAY_MS, NULL, "30s",
      "a deregistered agent (restarting) is neither counted nor replaced this long"},
+    {"group", "termination_policy", "termination_policy", GROUP_K_LIST, OFF(termination_policy),
+     SZ(termination_policy), 0, 0, victims_policy_names, "default",
+     "scale-in victims: default | oldest_instance | newest_instance | oldest_launch_config | "
+     "closest_to_next_instance_hour, a list applied in order (zones balanced first)"},
+    {"group", "suspended_processes", "suspended_processes", GROUP_K_LIST, OFF(suspended_processes),
+     SZ(suspended_processes), 0, 0, processes, "",
+     "processes not run: Launch, Terminate, HealthCheck, ReplaceUnhealthy, ScheduledActions, "
+     "AlarmNotification (the scaling policy), AZRebalance"},
+    {"group", "max_instance_lifetime", "max_instance_lifetime", GROUP_K_DURATION,
+     OFF(max_instance_lifetime_ms), 0, 0, 365 * (double)DAY_MS, NULL, "0",
+     "instances older than this are replaced, a few at a time, launching first (0: never)"},
+    {"notify", "url", "url", GROUP_K_STRING, OFF(notify.url), SZ(notify.url), 0, 0, NULL, "",
+     "webhook receiving the group's events as JSON (http:// or https://; empty: off)"},
+    {"notify", "secret_file", "secret_file", GROUP_K_STRING, OFF(notify.secret_file),
+     SZ(notify.secret_file), 0, 0, NULL, "",
+     "file holding the HMAC-SHA256 key of the X-Asgd-Signature header (empty: unsigned)"},
+    {"notify", "events", "events", GROUP_K_LIST, OFF(notify.events), SZ(notify.events), 0, 0,
+     notify_events, "launch, terminate, failure, hook",
+     "events sent: launch, terminate, replace, failure, hook, scale, skipped, panic"},
+    {"notify", "max_retries", "max_retries", GROUP_K_INT, OFF(notify.max_retries), 0, 0, 100, NULL,
+     "5", "retries after a failed delivery, then the event is dead-lettered"},
+    {"notify", "retry_base", "retry_base", GROUP_K_DURATION, OFF(notify.retry_base_ms), 0, 10,
+     (double)HOUR_MS, NULL, "1s", "first retry delay, doubled each retry"},
+    {"notify", "retry_max", "retry_max", GROUP_K_DURATION, OFF(notify.retry_max_ms), 0, 10,
+     (double)DAY_MS, NULL, "5m", "longest retry delay"},
+    {"notify", "timeout", "timeout", GROUP_K_DURATION, OFF(notify.timeout_ms), 0, 100, 60 * SEC_MS,
+     NULL, "5s", "one delivery attempt's time limit"},
 };
 const size_t group_n_keys = sizeof(group_keys) / sizeof(group_keys[0]);
+
+int group_section_nested(const char *sec)
+{
+    if (strcmp(sec, "group") == 0)
+        return 0;
+    for (size_t i = 0; i < group_n_keys; i++)
+        if (strcmp(group_keys[i].section, sec) == 0)
+            return 1;
+    return 0;
+}
+
+int group_list_canon(const struct group_key *k, const char *text, char *out, size_t outlen,
+                     char *err, size_t errlen)
+{
+    char buf[GROUP_LIST_MAX];
+    size_t used = 0;
+    buf[0] = '\0';
+    for (const char *p = text; *p;) {
+        while (*p == ',' || *p == ' ' || *p == '\t')
+            p++;
+        size_t n = strcspn(p, ", \t");
+        if (n == 0)
+            break;
+        const char *word = NULL;
+        for (int i = 0; k->choices[i] && !word; i++)
+            if (strlen(k->choices[i]) == n && strncasecmp(p, k->choices[i], n) == 0)
+                word = k->choices[i];
+        if (word == NULL) {
+            char all[256] = "";
+            for (int i = 0; k->choices[i]; i++) {
+                size_t u = strlen(all);
+                snprintf(all + u, sizeof(all) - u, "%s%s", i ? ", " : "", k->choices[i]);
+            }
+            util_set_err(err, errlen, "\"%.*s\" is not one of: %s", (int)(n > 64 ? 64 : n), p, all);
+            return -1;
+        }
+        p += n;
+        if (group_list_has(buf, word))
+            continue;
+        int w = snprintf(buf + used, sizeof(buf) - used, "%s%s", used ? ", " : "", word);
+        if (w < 0 || (size_t)w >= sizeof(buf) - used || used + (size_t)w >= outlen) {
+            util_set_err(err, errlen, "the list is too long");
+            return -1;
+        }
+        used += (size_t)w;
+    }
+    memset(out, 0, outlen); /* equal settings compare equal byte for byte */
+    snprintf(out, outlen, "%s", buf);
+    return 0;
+}
+
+int group_list_has(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    if (list == NULL)
+        return 0;
+    for (const char *p = list; *p;) {
+        size_t m = strcspn(p, ",");
+        if (m == n && strncmp(p, word, n) == 0)
+            return 1;
+        p += m;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    return 0;
+}
+
+int group_process_suspended(const struct group_settings *g, const char *proc)
+{
+    return group_list_has(g->suspended_processes, proc);
+}
 
 const struct group_key *group_key_find(const char *section, const char *key, int json)
 {
@@ -134,6 +247,12 @@ void group_settings_default(struct group_settings *g, const char *name)
     g->health.panic_threshold = 50;
     g->health.max_replacements_per_minute = 10;
     g->health.deregister_grace_ms = 30 * SEC_MS;
+    snprintf(g->termination_policy, sizeof(g->termination_policy), "%s", "default");
+    snprintf(g->notify.events, sizeof(g->notify.events), "%s", "launch, terminate, failure, hook");
+    g->notify.max_retries = 5;
+    g->notify.retry_base_ms = 1 * SEC_MS;
+    g->notify.retry_max_ms = 300 * SEC_MS;
+    g->notify.timeout_ms = 5 * SEC_MS;
 }
 
 void group_format_duration(int64_t ms, char *buf, size_t len)
@@ -254,6 +373,35 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
         clk_format_duration(h->deregister_grace_ms, a, sizeof(a));
         FAIL("health", "deregister_grace", "%s is out of range (0s..24h)", a);
     }
+
+    /* lists and strings: the readers canonicalize them; a struct built by hand is checked */
+    for (size_t i = 0; i < group_n_keys; i++) {
+        const struct group_key *k = &group_keys[i];
+        const char *f = (const char *)g + k->off;
+        if ((k->kind != GROUP_K_LIST && k->kind != GROUP_K_STRING) || strcmp(k->key, "name") == 0)
+            continue;
+        if (memchr(f, '\0', k->size) == NULL)
+            FAIL(k->section, k->key, "the value is too long (at most %zu bytes)", k->size - 1);
+        char canon[GROUP_LIST_MAX];
+        if (k->kind == GROUP_K_LIST &&
+            (group_list_canon(k, f, canon, sizeof(canon), a, sizeof(a)) != 0 ||
+             strcmp(canon, f) != 0))
+            FAIL(k->section, k->key, "\"%.64s\" is not a list of: %s", f, k->desc);
+    }
+    if (!dur_in(g->max_instance_lifetime_ms, 0, 365 * DAY_MS))
+        FAIL("group", "max_instance_lifetime", "out of range (0s..365d)");
+    const struct group_notify *nt = &g->notify;
+    if (nt->url[0] && strncmp(nt->url, "http://", 7) != 0 && strncmp(nt->url, "https://", 8) != 0)
+        FAIL("notify", "url", "\"%.64s\" must start with http:// or https://", nt->url);
+    if (nt->max_retries < 0 || nt->max_retries > 100)
+        FAIL("notify", "max_retries", "%d is out of range (0..100)", nt->max_retries);
+    /* 0 is "the default" for the durations: a struct zeroed by hand stays valid */
+    if (nt->retry_base_ms != 0 && !dur_in(nt->retry_base_ms, 10, HOUR_MS))
+        FAIL("notify", "retry_base", "out of range (10ms..1h; 0: 1s)");
+    if (nt->retry_max_ms != 0 && !dur_in(nt->retry_max_ms, nt->retry_base_ms, DAY_MS))
+        FAIL("notify", "retry_max", "must be between retry_base and 24h (0: 5m)");
+    if (nt->timeout_ms != 0 && !dur_in(nt->timeout_ms, 100, 60 * SEC_MS))
+        FAIL("notify", "timeout", "out of range (100ms..1m; 0: 5s)");
     return 0;
 }
 
@@ -311,6 +459,21 @@ static json_t *value_json(const struct group_settings *g, const struct group_key
         if (k->size)
             return json_string((const char *)f);
         return json_string(policy_type_name(*(const int *)f));
+    case GROUP_K_LIST: {
+        json_t *a = json_array();
+        const char *p = (const char *)f;
+        while (a && *p) {
+            size_t n = strcspn(p, ",");
+            if (json_array_append_new(a, json_stringn(p, n)) != 0) {
+                json_decref(a);
+                return NULL;
+            }
+            p += n;
+            while (*p == ',' || *p == ' ')
+                p++;
+        }
+        return a;
+    }
     default:
         return json_string((const char *)f);
     }
@@ -354,28 +517,26 @@ static int parse_iso8601(const char *s, int64_t *out)
 
 json_t *group_settings_to_json(const struct group_settings *g)
 {
-    json_t *top = json_object(), *policy = json_object(), *health = json_object();
-    if (!top || !policy || !health)
+    json_t *top = json_object(), *nested = json_object();
+    if (!top || !nested)
         goto oom;
     for (size_t i = 0; i < group_n_keys; i++) {
         const struct group_key *k = &group_keys[i];
-        json_t *obj = strcmp(k->section, "policy") == 0   ? policy
-                      : strcmp(k->section, "health") == 0 ? health
-                                                          : top;
+        json_t *obj = top;
+        if (group_section_nested(k->section)) {
+            obj = json_object_get(nested, k->section);
+            if (obj == NULL &&
+                (json_object_set_new(nested, k->section, obj = json_object()) != 0 || obj == NULL))
+                goto oom;
+        }
         if (json_object_set_new(obj, k->json, value_json(g, k)) != 0)
             goto oom;
     }
     /* the sizes come before the nested objects, as docs/api.md shows them */
-    if (json_object_set_new(top, "policy", policy) != 0) {
-        policy = NULL;
+    if (json_object_update(top, nested) != 0)
         goto oom;
-    }
-    policy = NULL;
-    if (json_object_set_new(top, "health", health) != 0) {
-        health = NULL;
-        goto oom;
-    }
-    health = NULL;
+    json_decref(nested);
+    nested = NULL;
     char at[40];
     iso8601(g->updated_at_ms, at, sizeof at);
     if (json_object_set_new(top, "revision", json_integer((json_int_t)g->revision)) != 0 ||
@@ -384,8 +545,7 @@ json_t *group_settings_to_json(const struct group_settings *g)
     return top;
 oom:
     json_decref(top);
-    json_decref(policy);
-    json_decref(health);
+    json_decref(nested);
     return NULL;
 }
 
@@ -459,6 +619,34 @@ static int read_value(struct group_settings *g, const struct group_key *k, const
             *(int *)f = idx;
         return 0;
     }
+    case GROUP_K_LIST: {
+        char text[GROUP_LIST_MAX * 2] = "", why[320];
+        size_t used = 0;
+        if (json_is_string(v))
+            snprintf(text, sizeof(text), "%s", json_string_value(v));
+        else if (json_is_array(v)) {
+            size_t i;
+            json_t *e;
+            json_array_foreach(v, i, e)
+            {
+                if (!json_is_string(e) || used + json_string_length(e) + 2 >= sizeof(text)) {
+                    util_set_err(err, errlen, "%s: must be an array of strings (at most %zu bytes)",
+                                 path, k->size - 1);
+                    return -1;
+                }
+                used += (size_t)snprintf(text + used, sizeof(text) - used, "%s%s", i ? "," : "",
+                                         json_string_value(e));
+            }
+        } else {
+            util_set_err(err, errlen, "%s: must be an array of strings", path);
+            return -1;
+        }
+        if (group_list_canon(k, text, (char *)f, k->size, why, sizeof(why)) != 0) {
+            util_set_err(err, errlen, "%s: %s", path, why);
+            return -1;
+        }
+        return 0;
+    }
     default: {
         const char *s = json_is_string(v) ? json_string_value(v) : NULL;
         if (s == NULL || strlen(s) >= k->size) {
@@ -529,7 +717,7 @@ static int apply(struct group_settings *g, const json_t *j, int mode, int *bound
     {
         const struct group_key *gk = group_key_find("group", k, 1);
         int rc;
-        if (strcmp(k, "policy") == 0 || strcmp(k, "health") == 0)
+        if (group_section_nested(k))
             rc = read_section(g, k, v, err, errlen);
         else if (strcmp(k, "revision") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0) {
@@ -559,10 +747,12 @@ static int apply(struct group_settings *g, const json_t *j, int mode, int *bound
             else if (strcmp(k, "min_size") == 0 || strcmp(k, "max_size") == 0)
                 *bounds = 1;
         } else {
-            util_set_err(err, errlen,
-                         "unknown key \"%.64s\" (settable: min_size, max_size, desired_capacity, "
-                         "policy, health)",
-                         k);
+            util_set_err(
+                err, errlen,
+                "unknown key \"%.64s\" (settable: min_size, max_size, desired_capacity, "
+                "termination_policy, suspended_processes, max_instance_lifetime, policy, health, "
+                "notify)",
+                k);
             return -1;
         }
         if (rc)
@@ -607,6 +797,16 @@ int group_settings_from_json(const json_t *j, struct group_settings *g, char *er
     if (apply(g, j, MODE_FULL, &bounds, &desired, err, errlen) != 0)
         return -1;
     return group_settings_validate_json(g, err, errlen);
+}
+
+int group_settings_apply_json(struct group_settings *g, const json_t *obj, char *err, size_t errlen)
+{
+    int bounds = 0, desired = 0;
+    if (!json_is_object(obj)) {
+        util_set_err(err, errlen, "the settings must be a JSON object");
+        return -1;
+    }
+    return apply(g, obj, MODE_PATCH, &bounds, &desired, err, errlen);
 }
 
 int group_settings_patch(struct group_settings *g, const json_t *patch, char *err, size_t errlen)
@@ -668,6 +868,9 @@ static void diff_text(const struct group_settings *g, const struct group_key *k,
         break;
     case GROUP_K_ENUM:
         snprintf(buf, len, "%s", k->size ? (const char *)f : policy_type_name(*(const int *)f));
+        break;
+    case GROUP_K_LIST:
+        snprintf(buf, len, "[%s]", (const char *)f);
         break;
     default:
         snprintf(buf, len, "%s", (const char *)f);
@@ -754,7 +957,7 @@ void group_settings_diff(const struct group_settings *a, const struct group_sett
             continue; /* a group's identity, not a setting */
         if (same(a, b, k))
             continue;
-        char x[GROUP_NAME_MAX], y[GROUP_NAME_MAX];
+        char x[GROUP_LIST_MAX + 2], y[GROUP_LIST_MAX + 2];
         diff_text(a, k, x, sizeof x);
         diff_text(b, k, y, sizeof y);
         if (strcmp(k->section, "group") == 0)

@@ -262,42 +262,34 @@ void http__get_group(struct http_req *r, struct http_reply *rep)
         http__json(rep, 200, j);
 }
 
-void http__patch_group(struct http_req *r, struct http_reply *rep)
+static int patch_edit(struct group_settings *g, const json_t *body, int max_cap, char *err,
+                      size_t errlen)
+{
+    return http__group_patch(g, body, max_cap, err, errlen);
+}
+
+void http__change_settings(struct http_req *r, struct http_reply *rep, const json_t *body,
+                           const json_t *want_rev, http__settings_edit edit)
 {
     struct http_server *s = r->srv;
-    json_error_t je;
-    json_t *patch = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
-    if (!patch) {
-        if (r->body_len == 0)
-            http__error(rep, 400, "invalid JSON", "the request has no body: send a JSON object");
-        else
-            http__error(rep, 400, "invalid JSON", "line %d, column %d: %s", je.line, je.column,
-                        je.text);
-        return;
-    }
-    json_t *want_rev = json_object_get(patch, "revision");
-    if (want_rev && !json_is_integer(want_rev)) {
-        http__error(rep, 400, "invalid settings", "revision: must be an integer");
-        goto out;
-    }
     /* a node that does not run the group checks against the table size every node uses */
     int max_cap = r->ref->fleet ? (int)fleet_capacity(r->ref->fleet) : FLEET_DEFAULT_CAP;
     struct group_settings old, neu;
     int rc = STORE_ECONFLICT;
     for (int attempt = 0; attempt < PATCH_RETRIES && rc == STORE_ECONFLICT; attempt++) {
         if (load_settings(s, r->group, &old, rep))
-            goto out;
+            return;
         if (want_rev && json_integer_value(want_rev) != old.revision) {
             http__error(rep, 409, "conflict",
                         "the settings changed since revision %lld (now %lld): read them again",
                         (long long)json_integer_value(want_rev), (long long)old.revision);
-            goto out;
+            return;
         }
         neu = old;
         char err[512];
-        if (http__group_patch(&neu, patch, max_cap, err, sizeof err)) {
+        if (edit(&neu, body, max_cap, err, sizeof err)) {
             http__error(rep, 400, "invalid settings", "%s", err);
-            goto out;
+            return;
         }
         char diff[STORE_CAUSE_MAX];
         http__group_diff(&old, &neu, diff, sizeof diff);
@@ -308,15 +300,15 @@ void http__patch_group(struct http_req *r, struct http_reply *rep)
         rc = store_put_settings(s->store, &neu, old.revision, NULL);
         if (rc == STORE_ECONFLICT && want_rev) {
             http__error(rep, 409, "conflict", "the settings changed meanwhile: read them again");
-            goto out;
+            return;
         }
         if (rc == STORE_EINVAL) {
             http__error(rep, 400, "invalid settings", "%s", store_errmsg(s->store));
-            goto out;
+            return;
         }
         if (rc && rc != STORE_ECONFLICT) {
             store_fail(rep, s, rc, "saving the group settings");
-            goto out;
+            return;
         }
         if (rc == 0) {
             struct store_activity a = {0};
@@ -338,12 +330,30 @@ void http__patch_group(struct http_req *r, struct http_reply *rep)
     }
     if (rc == STORE_ECONFLICT) {
         http__error(rep, 409, "conflict", "the settings kept changing; try again");
-        goto out;
+        return;
     }
     json_t *j = group_view(r, rep);
     if (j)
         http__json(rep, 200, j);
-out:
+}
+
+void http__patch_group(struct http_req *r, struct http_reply *rep)
+{
+    json_error_t je;
+    json_t *patch = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!patch) {
+        if (r->body_len == 0)
+            http__error(rep, 400, "invalid JSON", "the request has no body: send a JSON object");
+        else
+            http__error(rep, 400, "invalid JSON", "line %d, column %d: %s", je.line, je.column,
+                        je.text);
+        return;
+    }
+    json_t *want_rev = json_object_get(patch, "revision");
+    if (want_rev && !json_is_integer(want_rev))
+        http__error(rep, 400, "invalid settings", "revision: must be an integer");
+    else
+        http__change_settings(r, rep, patch, want_rev, patch_edit);
     json_decref(patch);
 }
 

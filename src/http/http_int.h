@@ -147,6 +147,21 @@ const char *http__header(const struct http_req *r, const char *name);
 
 void http__get_group(struct http_req *r, struct http_reply *rep);
 void http__patch_group(struct http_req *r, struct http_reply *rep);
+/*
+ * Changes the group's settings: reads them, applies edit (body is the
+ * request's parsed JSON; a non-zero return answers 400 with err), stores them
+ * under the revision read (retried on a concurrent change, unless want_rev,
+ * the client's revision, is given: then 409), records a "settings" activity
+ * with the diff, wakes the controller and answers the group's view. PATCH
+ * and suspend/resume share it.
+ */
+typedef int (*http__settings_edit)(struct group_settings *g, const json_t *body, int max_cap,
+                                   char *err, size_t errlen);
+void http__change_settings(struct http_req *r, struct http_reply *rep, const json_t *body,
+                           const json_t *want_rev, http__settings_edit edit);
+/* suspend.c: POST .../suspend and .../resume {"processes": [...]} (none: all) */
+void http__post_suspend(struct http_req *r, struct http_reply *rep);
+void http__post_resume(struct http_req *r, struct http_reply *rep);
 void http__get_instances(struct http_req *r, struct http_reply *rep);
 void http__post_terminate(struct http_req *r, struct http_reply *rep);
 void http__get_activities(struct http_req *r, struct http_reply *rep);

@@ -222,6 +222,34 @@ int http__prom_render(struct http_buf *b, const struct http_prom_input *in)
         family(b, "asgd_instances_terminated_total", "counter", "Instances terminated.");
         http__buf_printf(b, "asgd_instances_terminated_total %llu\n",
                          (unsigned long long)ld(&st->terminated_instances));
+        family(b, "asgd_notify_events_total", "counter",
+               "Webhook events by result: delivered, failed (attempts), dead_letter (given up "
+               "after max_retries), dropped (queue full).");
+        http__buf_printf(b, "asgd_notify_events_total{result=\"delivered\"} %llu\n",
+                         (unsigned long long)ld(&st->notify_delivered));
+        http__buf_printf(b, "asgd_notify_events_total{result=\"failed\"} %llu\n",
+                         (unsigned long long)ld(&st->notify_failed));
+        http__buf_printf(b, "asgd_notify_events_total{result=\"dead_letter\"} %llu\n",
+                         (unsigned long long)ld(&st->notify_dead_letter));
+        http__buf_printf(b, "asgd_notify_events_total{result=\"dropped\"} %llu\n",
+                         (unsigned long long)ld(&st->notify_dropped));
+    }
+    /* suspended processes: one sample per group and suspended process (none: no sample) */
+    for (size_t i = 0, any = 0; i < in->n_groups; i++) {
+        const struct group_settings *gs = in->groups[i].settings;
+        for (const char *p = gs ? gs->suspended_processes : ""; *p;) {
+            size_t len = strcspn(p, ",");
+            char proc[32];
+            snprintf(proc, sizeof proc, "%.*s", (int)(len < sizeof proc ? len : sizeof proc - 1),
+                     p);
+            if (!any++)
+                family(b, "asgd_process_suspended", "gauge",
+                       "1 for each process suspended in the group (suspended_processes).");
+            glsample(b, "asgd_process_suspended", in->groups[i].group, "process", proc, 1);
+            p += len;
+            while (*p == ',' || *p == ' ')
+                p++;
+        }
     }
 
     PER_GROUP("asgd_controller_last_tick_timestamp_seconds", "gauge",

@@ -31,6 +31,7 @@
 #include "controller/ctl.h"
 #include "fleet/fleet.h"
 #include "monitor/mon.h"
+#include "notify/notify.h"
 #include "provider/ec2.h"
 #include "provider/local.h"
 #include "provider/provider.h"
@@ -65,6 +66,7 @@ struct node {
     void (*close_store)(void *arg, const char *group, struct store *st);
     int (*may_act)(void *arg, const char *group);
     void *arg;
+    struct notify *notify;
 
     pthread_mutex_t mu;
     struct grp *groups;
@@ -105,6 +107,7 @@ int node_new(const struct node_settings *s, struct node **out, char *err, size_t
     n->may_act = s->may_act;
     n->close_store = s->close_store;
     n->arg = s->arg;
+    n->notify = s->notify;
     pthread_mutex_init(&n->mu, NULL);
     *out = n;
     return 0;
@@ -294,6 +297,8 @@ static int grp_build(struct node *n, struct grp *g, const struct node_group_def 
     }
     if (make_provider(n, g, def, err, errlen) != 0)
         return -1;
+    char lc[24];
+    node_launch_config(def, lc, sizeof(lc));
     struct ctl_deps deps = {
         .group = g->name,
         .health_from_provider = strcmp(def->settings.health.type, "ec2") == 0,
@@ -306,6 +311,9 @@ static int grp_build(struct node *n, struct grp *g, const struct node_group_def 
         .may_act = n->cluster ? grp_may_act : NULL,
         .may_act_arg = n,
         .on_health = grp_on_health,
+        .launch_config = lc,
+        .on_activity = n->notify ? notify_on_activity : NULL,
+        .on_activity_arg = n->notify,
     };
     if (ctl_new(&deps, &g->ctl, err, errlen) != 0)
         return -1;

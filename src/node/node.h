@@ -31,6 +31,8 @@
 
 #include "group/group.h"
 
+struct notify;
+
 struct mon;
 struct store;
 struct ec2_settings;
@@ -71,7 +73,8 @@ struct node_settings {
     void (*close_store)(void *arg, const char *group, struct store *st);
     /* Fencing (cluster): 1 while this node may act for group. NULL: always. */
     int (*may_act)(void *arg, const char *group);
-    void *arg; /* for open_store and may_act */
+    void *arg;             /* for open_store and may_act */
+    struct notify *notify; /* borrowed, may be NULL: webhooks of every group's activities */
 };
 
 struct node;
@@ -127,5 +130,14 @@ int node_ticking(struct node *n, int64_t now_ms, int64_t max_age_ms, char *why, 
 /* 1 when a running group's controller is in panic (ctl_status.panic: a likely partition),
    with "group \"NAME\": panic: F of T instances (P%) ..." in why; else 0. Thread-safe. */
 int node_panicking(struct node *n, char *why, size_t len);
+
+/*
+ * The launch configuration of a group definition: a 16-hex-digit FNV-1a hash
+ * of what shapes a new instance (provider; local: agent path and arguments;
+ * ec2: image, launch template and version, instance type, key, security
+ * groups, subnets, instance profile, user data file, tags). Equal settings,
+ * equal text; ctl_deps.launch_config. buf: at least 17 bytes.
+ */
+void node_launch_config(const struct node_group_def *def, char *buf, size_t len);
 
 #endif

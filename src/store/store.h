@@ -65,7 +65,7 @@
 #define STORE_REQUEST_MAX (64 * 1024)   /* a request's JSON text, bytes without the NUL */
 
 /* Schema version this build writes; store_open() refuses a larger one. */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 enum store_error {
     STORE_OK = 0,

@@ -100,6 +100,13 @@ int store_grow(void **arr, size_t *cap, size_t need, size_t esz);
  * or -1 (malformed). */
 json_t *store_policy_to_json(const struct policy_settings *p);
 json_t *store_health_to_json(const struct group_health *h);
+/* The settings outside the sizes, [policy] and [health] (the SQLite "more" column): the key
+   table's JSON form of them (group_settings_to_json() without those). NULL when out of memory. */
+json_t *store_more_to_json(const struct group_settings *g);
+/* Applies such an object onto *g (its other settings already read). Lenient like the columns
+   above: a key unknown or a value refused keeps the default (a newer build's row, a key
+   removed). Never fails. */
+void store_more_from_json(const json_t *o, struct group_settings *g);
 int store_policy_from_json(const json_t *o, struct policy_settings *p);
 int store_health_from_json(const json_t *o, struct group_health *h);
 

@@ -107,3 +107,28 @@ int store_health_from_json(const json_t *o, struct group_health *h)
     get_i64(o, "deregister_grace_ms", &h->deregister_grace_ms);
     return 0;
 }
+
+json_t *store_more_to_json(const struct group_settings *g)
+{
+    static const char *const fixed[] = {"name",   "min_size", "max_size", "desired_capacity",
+                                        "policy", "health",   "revision", "updated_at"};
+    json_t *o = group_settings_to_json(g);
+    for (size_t i = 0; o && i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        json_object_del(o, fixed[i]);
+    return o;
+}
+
+void store_more_from_json(const json_t *o, struct group_settings *g)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)o, k, v)
+    {
+        /* one key at a time: one refused value does not lose the others */
+        json_t *one = json_pack("{s:O}", k, v);
+        struct group_settings t = *g;
+        if (one && group_settings_apply_json(&t, one, NULL, 0) == 0)
+            *g = t;
+        json_decref(one);
+    }
+}

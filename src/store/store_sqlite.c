@@ -130,6 +130,10 @@ static const char *const migrations[] = {
     "  created_at_ms INTEGER NOT NULL);"
     "CREATE INDEX requests_by_group ON requests (group_name, id);"
     "CREATE INDEX intents_by_group ON launch_intents (group_name);",
+    /* v3: every setting outside the sizes, [policy] and [health] (termination_policy,
+       suspended_processes, [notify], and keys added later) as one JSON object in the key
+       table's form (group.h), so that a new key needs no migration */
+    "ALTER TABLE groups ADD COLUMN more TEXT NOT NULL DEFAULT '{}';",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -140,13 +144,13 @@ _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSIO
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_GROUP_GET] = "SELECT name, min_size, max_size, desired_capacity, policy, health, revision, "
-                    "updated_at_ms FROM groups WHERE name = ?1",
+                    "updated_at_ms, more FROM groups WHERE name = ?1",
     [S_GROUP_REV] = "SELECT revision, min_size, max_size FROM groups WHERE name = ?1",
     [S_GROUP_PUT] = "INSERT INTO groups (name, min_size, max_size, desired_capacity, policy, "
-                    "health, revision, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
-                    "ON CONFLICT (name) DO UPDATE SET min_size = ?2, max_size = ?3, "
+                    "health, revision, updated_at_ms, more) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+                    "?8, ?9) ON CONFLICT (name) DO UPDATE SET min_size = ?2, max_size = ?3, "
                     "desired_capacity = ?4, policy = ?5, health = ?6, revision = ?7, "
-                    "updated_at_ms = ?8",
+                    "updated_at_ms = ?8, more = ?9",
     [S_GROUP_DESIRED] = "UPDATE groups SET desired_capacity = ?2, revision = ?3, "
                         "updated_at_ms = ?4 WHERE name = ?1",
     [S_GROUP_NAMES] = "SELECT name FROM groups ORDER BY name",

@@ -73,6 +73,11 @@ int sq_get_settings(struct store *st, const char *name, struct group_settings *o
     }
     g.revision = sqlite3_column_int64(s, 6);
     g.updated_at_ms = sqlite3_column_int64(s, 7);
+    const char *more = (const char *)sqlite3_column_text(s, 8);
+    json_t *mo = more ? json_loads(more, 0, NULL) : NULL;
+    if (json_is_object(mo))
+        store_more_from_json(mo, &g);
+    json_decref(mo);
     *out = g;
 out:
     sqlite3_reset(s);
@@ -113,16 +118,20 @@ static int dumped_same(const json_t *j, const char *text)
 int sq_put_settings(struct store *st, const struct group_settings *g, int64_t expect_revision,
                     int64_t *new_revision)
 {
-    char *policy = NULL, *health = NULL;
+    char *policy = NULL, *health = NULL, *more = NULL;
     int rc = 0;
     json_t *pj = store_policy_to_json(&g->policy), *hj = store_health_to_json(&g->health);
+    json_t *mj = store_more_to_json(g);
     policy = pj ? json_dumps(pj, JSON_COMPACT) : NULL;
     health = hj ? json_dumps(hj, JSON_COMPACT) : NULL;
+    more = mj ? json_dumps(mj, JSON_COMPACT) : NULL;
     /* jansson's dump can lose a key when an allocation fails inside it and still return
        text (seen under the allocation-failure test): store only what reads back the same */
-    int same = policy && health && dumped_same(pj, policy) && dumped_same(hj, health);
+    int same = policy && health && more && dumped_same(pj, policy) && dumped_same(hj, health) &&
+               dumped_same(mj, more);
     json_decref(pj);
     json_decref(hj);
+    json_decref(mj);
     if (!same) {
         rc = store_set_err(st, STORE_ENOMEM, "cannot encode settings of group \"%s\"", g->name);
         goto out;
@@ -157,6 +166,7 @@ int sq_put_settings(struct store *st, const struct group_settings *g, int64_t ex
     sqlite3_bind_text(s, 6, health, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 7, rev + 1);
     sqlite3_bind_int64(s, 8, clk_wall_ms());
+    sqlite3_bind_text(s, 9, more, -1, SQLITE_STATIC);
     rc = sq_step_done(st, s, "cannot write group settings");
     if (!rc)
         rc = sq_commit(st);
@@ -167,6 +177,7 @@ out:
         sq_rollback(st);
     free(policy);
     free(health);
+    free(more);
     return rc;
 }
 

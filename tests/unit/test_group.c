@@ -51,6 +51,17 @@ static void sample(struct group_settings *g)
     g->health.healthy_threshold = 4;
     g->health.unhealthy_threshold = 6;
     g->health.grace_period_ms = 90000;
+    snprintf(g->termination_policy, sizeof g->termination_policy, "oldest_instance, default");
+    snprintf(g->suspended_processes, sizeof g->suspended_processes, "Launch, AlarmNotification");
+    g->max_instance_lifetime_ms = 2 * 86400 * 1000LL;
+    snprintf(g->notify.url, sizeof g->notify.url, "http://127.0.0.1:9/h");
+    snprintf(g->notify.secret_file, sizeof g->notify.secret_file, "/etc/asgd/hook.key");
+    memset(g->notify.events, 0, sizeof g->notify.events);
+    snprintf(g->notify.events, sizeof g->notify.events, "launch, scale");
+    g->notify.max_retries = 2;
+    g->notify.retry_base_ms = 250;
+    g->notify.retry_max_ms = 10000;
+    g->notify.timeout_ms = 2000;
     g->revision = 17;
     g->updated_at_ms = 1795000000123LL;
 }
@@ -67,13 +78,19 @@ static void json_round_trip(void **state)
     /* the API's shape, key order included */
     assert_string_equal(
         text, "{\"name\":\"web-1.a_b\",\"min_size\":2,\"max_size\":9,\"desired_capacity\":3,"
+              "\"termination_policy\":[\"oldest_instance\",\"default\"],"
+              "\"suspended_processes\":[\"Launch\",\"AlarmNotification\"],"
+              "\"max_instance_lifetime\":\"48h\","
               "\"policy\":{\"type\":\"target\",\"up_threshold\":80.5,\"down_threshold\":10.25,"
               "\"up_factor\":1.5,\"down_factor\":0.29999999999999999,\"cooldown\":\"1500ms\","
               "\"evaluation_period\":\"2m\",\"target\":55.0,\"tolerance\":0.050000000000000003,"
               "\"scale_down_window\":\"2h\"},\"health\":{\"type\":\"ec2\",\"interval\":\"5s\","
               "\"timeout\":\"250ms\",\"healthy_threshold\":4,\"unhealthy_threshold\":6,"
               "\"grace_period\":\"90s\",\"panic_threshold\":50,\"max_replacements_per_minute\":10,"
-              "\"deregister_grace\":\"30s\"},\"revision\":17,\"updated_at\":"
+              "\"deregister_grace\":\"30s\"},\"notify\":{\"url\":\"http://127.0.0.1:9/h\","
+              "\"secret_file\":\"/etc/asgd/hook.key\",\"events\":[\"launch\",\"scale\"],"
+              "\"max_retries\":2,\"retry_base\":\"250ms\",\"retry_max\":\"10s\","
+              "\"timeout\":\"2s\"},\"revision\":17,\"updated_at\":"
               "\"2026-11-18T11:06:40.123Z\"}");
     char err[256];
     memset(&back, 0x5a, sizeof back);
@@ -112,6 +129,12 @@ static void from_json_defaults_and_errors(void **state)
          "max_size: 5000 exceeds the fleet table's capacity of 4096 instances"},
         {"{\"name\": \"w\", \"policy\": {\"up_threshold\": 10}}",
          "policy.down_threshold: 20 must be below scale_up_threshold (10)"},
+        {"{\"name\": \"w\", \"termination_policy\": [\"bogus\"]}",
+         "termination_policy: \"bogus\" is not one of: default, oldest_instance"},
+        {"{\"name\": \"w\", \"suspended_processes\": [1]}",
+         "suspended_processes: must be an array of strings"},
+        {"{\"name\": \"w\", \"notify\": {\"url\": \"ftp://x\"}}",
+         "notify.url: \"ftp://x\" must start with http:// or https://"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         j = parse(bad[i].text);
@@ -153,6 +176,17 @@ static void every_key_from_ini_and_json(void **state)
         {"health", "panic_threshold", "70", "70"},
         {"health", "max_replacements_per_minute", "4", "4"},
         {"health", "deregister_grace", "45s", "\"45s\""},
+        {"group", "termination_policy", "newest_instance, default",
+         "[\"newest_instance\", \"default\"]"},
+        {"group", "suspended_processes", "launch terminate", "\"Launch, Terminate\""},
+        {"group", "max_instance_lifetime", "168h", "\"168h\""},
+        {"notify", "url", "https://h.example/x", "\"https://h.example/x\""},
+        {"notify", "secret_file", "/k", "\"/k\""},
+        {"notify", "events", "hook, scale", "[\"hook\", \"scale\"]"},
+        {"notify", "max_retries", "3", "3"},
+        {"notify", "retry_base", "2s", "\"2s\""},
+        {"notify", "retry_max", "1m", "60"},
+        {"notify", "timeout", "3s", "\"3s\""},
     };
     /* the table and this list agree: every key is tested */
     assert_int_equal(group_n_keys, sizeof vals / sizeof vals[0]);

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -858,6 +859,27 @@ static int alloc_should_fail(void)
     return ++alloc_count == alloc_fail_at;
 }
 
+/*
+ * jansson 2.14's parser ignores a failed growth of its token buffer (lex_save()
+ * drops the return value of strbuffer_append_byte()) and then reads past the
+ * token: a failed allocation inside json_loads() of any token of 16 bytes or
+ * more crashes in the library (reproduced alone with a 3-key object). That is
+ * jansson's bug, not the store's, so allocations made inside json_loads() are
+ * never failed: this definition takes the executable's calls (the store's code
+ * is linked in statically) and forwards them to the library's.
+ */
+static int in_json_loads;
+json_t *json_loads(const char *input, size_t flags, json_error_t *error)
+{
+    static json_t *(*real)(const char *, size_t, json_error_t *);
+    if (real == NULL)
+        *(void **)&real = dlsym(RTLD_NEXT, "json_loads");
+    in_json_loads++;
+    json_t *j = real(input, flags, error);
+    in_json_loads--;
+    return j;
+}
+
 static void *t_malloc(int n)
 {
     return alloc_should_fail() ? NULL : real_mem.xMalloc(n);
@@ -870,6 +892,8 @@ static void *t_realloc(void *p, int n)
 
 static void *t_json_malloc(size_t n)
 {
+    if (in_json_loads)
+        return malloc(n); /* see json_loads() above */
     return alloc_should_fail() ? NULL : malloc(n);
 }
 
@@ -1138,7 +1162,7 @@ static void migrate_v1_file(void **state)
     raw_exec(dir, v1_schema);
     struct store *st = NULL;
     assert_int_equal(store_open(dir, &st, err, sizeof(err)), 0);
-    assert_int_equal(store_schema_version(st), 2);
+    assert_int_equal(store_schema_version(st), STORE_SCHEMA_VERSION);
     /* v1 data is intact */
     struct group_settings g;
     gc_ok(st, store_get_settings(st, "web", &g));
@@ -1160,7 +1184,7 @@ static void migrate_v1_file(void **state)
     store_close(st);
     /* reopening does not migrate again */
     assert_int_equal(store_open(dir, &st, err, sizeof(err)), 0);
-    assert_int_equal(store_schema_version(st), 2);
+    assert_int_equal(store_schema_version(st), STORE_SCHEMA_VERSION);
     store_close(st);
     rm_rf(dir);
 }

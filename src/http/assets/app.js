@@ -412,6 +412,11 @@ function renderGroup(g) {
   $('#policy-summary').textContent = p.type === 'target'
     ? `target tracking at ${p.target}% ± ${p.tolerance}, every ${p.evaluation_period}, scale-down window ${p.scale_down_window}`
     : `threshold: above ${p.up_threshold}% ×${p.up_factor}, below ${p.down_threshold}% ×${p.down_factor}, every ${p.evaluation_period}, cooldown ${p.cooldown}`;
+  $('#termination-policy').textContent = (g.termination_policy || ['default']).join(', ');
+  // suspended processes (issue 12): a duty that does not run must not go unnoticed
+  const susp = g.suspended_processes || [];
+  $('#suspended').textContent = susp.length ? susp.join(', ') : 'none';
+  $('#suspended').className = susp.length ? 'pill bad' : '';
   drawGauge(g.average_load);
   const owner = $('#owner');
   if (g.live === false) {
