@@ -845,13 +845,16 @@ int ctl_tick(struct ctl *c, int64_t now)
         .now_ms = now,
         .min_size = g->min_size,
         .max_size = g->max_size,
-        .current = g->desired_capacity,
+        /* in service + booting (policy.h), as the simulator counts: not desired_capacity */
+        .current = (int)n - terminating - (int)n_replace,
         .avg_load = window_average(c, now, g->policy.evaluation_period_ms),
     };
     struct policy_decision d;
     memset(&d, 0, sizeof(d));
-    /* in panic the load seen is only the reachable part's: hold the size until it is over */
-    if (!panic)
+    /* in panic the load seen is only the reachable part's: hold the size until it is over;
+       while the fleet converges on a desired count set outside the policy (API, a launch
+       retried) the policy waits, as it never sees that state in the simulator */
+    if (!panic && in.current == g->desired_capacity)
         policy_evaluate(&g->policy, &c->pstate, &in, &d);
     if (d.changed && d.desired != g->desired_capacity) {
         int from = g->desired_capacity;

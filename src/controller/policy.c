@@ -206,29 +206,42 @@ static void eval_threshold(const struct policy_settings *s, struct policy_state 
         st->last_action_ms = in->now_ms;
 }
 
-static void history_add(struct policy_state *st, int64_t at, int value)
+/* Drops the recommendations that left the window (now - window, now]. */
+static void window_expire(struct policy_state *st, int64_t now, int64_t window)
 {
-    int idx = (st->history_head + st->history_n) % POLICY_HISTORY;
-    if (st->history_n == POLICY_HISTORY) {
-        idx = st->history_head;
-        st->history_head = (st->history_head + 1) % POLICY_HISTORY;
-    } else {
-        st->history_n++;
+    while (st->window_n > 0 && now - st->window[st->window_head].at_ms >= window) {
+        st->window_head = (st->window_head + 1) % POLICY_WINDOW_CAP;
+        st->window_n--;
     }
-    st->history[idx].at_ms = at;
-    st->history[idx].value = value;
 }
 
-/* Highest recommendation made within (now - window, now]. */
-static int history_max(const struct policy_state *st, int64_t now, int64_t window, int floor_v)
+/* Adds a recommendation; older ones not above it can never be the maximum again. */
+static void window_add(struct policy_state *st, int64_t at, int value)
 {
-    int best = floor_v;
-    for (int i = 0; i < st->history_n; i++) {
-        int idx = (st->history_head + i) % POLICY_HISTORY;
-        if (now - st->history[idx].at_ms < window && st->history[idx].value > best)
-            best = st->history[idx].value;
+    while (st->window_n > 0) {
+        int last = (st->window_head + st->window_n - 1) % POLICY_WINDOW_CAP;
+        if (st->window[last].value > value)
+            break;
+        st->window_n--;
     }
-    return best;
+    if (st->window_n == POLICY_WINDOW_CAP) {
+        /* only values outside [0, POLICY_MAX_SIZE] can fill it: forget the oldest */
+        st->window_head = (st->window_head + 1) % POLICY_WINDOW_CAP;
+        st->window_n--;
+    }
+    int idx = (st->window_head + st->window_n) % POLICY_WINDOW_CAP;
+    st->window[idx].at_ms = at;
+    st->window[idx].value = value;
+    st->window_n++;
+}
+
+/* Highest recommendation made within (now - window, now]: the oldest kept. */
+static int window_max(struct policy_state *st, int64_t now, int64_t window, int floor_v)
+{
+    window_expire(st, now, window);
+    if (st->window_n > 0 && st->window[st->window_head].value > floor_v)
+        return st->window[st->window_head].value;
+    return floor_v;
 }
 
 static void eval_target(const struct policy_settings *s, struct policy_state *st,
@@ -254,10 +267,10 @@ static void eval_target(const struct policy_settings *s, struct policy_state *st
         rec = x > (double)in->max_size ? in->max_size : (int)x;
     }
     rec = clamp(rec, in->min_size, in->max_size);
-    history_add(st, in->now_ms, rec);
+    window_add(st, in->now_ms, rec);
     int d = rec;
     if (rec < n)
-        d = history_max(st, in->now_ms, s->scale_down_window_ms, rec);
+        d = window_max(st, in->now_ms, s->scale_down_window_ms, rec);
     if (d > n && rec < n)
         d = n; /* the window never turns a scale-down into a scale-up */
     if (d == n && rec == n)

@@ -46,18 +46,33 @@ void policy_settings_default(struct policy_settings *s, int type);
 const char *policy_type_name(int type);
 int policy_type_parse(const char *name); /* -1 if unknown */
 
-#define POLICY_HISTORY 64
+/*
+ * The largest group a policy serves (the fleet table's capacity,
+ * FLEET_DEFAULT_CAP, which the settings validator enforces on max_size).
+ */
+#define POLICY_MAX_SIZE 4096
+
+/*
+ * The target policy's scale-down window is kept whole, however long: its
+ * recommendations are a sliding-window maximum (a deque of recommendations
+ * in strictly decreasing value, oldest first). A recommendation is only kept
+ * while no later one is at least as high, so the deque holds at most one
+ * entry per distinct value, and values are sizes in [0, POLICY_MAX_SIZE]:
+ * POLICY_WINDOW_CAP entries cover any window at any evaluation period.
+ */
+#define POLICY_WINDOW_CAP (POLICY_MAX_SIZE + 1)
 
 struct policy_state {
     int64_t last_eval_ms;   /* 0: never evaluated */
     int64_t last_action_ms; /* 0: never acted */
     int evaluated;          /* at least one evaluation ran */
-    /* target: recommendations within scale_down_window (ring) */
+    /* target: the recommendations that can still be the highest of scale_down_window
+       (ring; values strictly decreasing from the oldest to the newest) */
     struct {
         int64_t at_ms;
         int value;
-    } history[POLICY_HISTORY];
-    int history_n, history_head;
+    } window[POLICY_WINDOW_CAP];
+    int window_n, window_head;
 };
 
 struct policy_input {

@@ -354,16 +354,29 @@ static void target_scale_down_window(void **state)
     d = step(&s, &st, T0 + 30000, 6, 1, 10, 100);
     assert_int_equal(d.desired, 10);
 
-    /* more evaluations than the history holds: only the newest count, nothing breaks */
+    /* a window of 3600 s at 15 s (240 evaluations) is kept whole: the 9 recommended at
+       the start holds every scale-down until it leaves the window, not after 64 periods */
     policy_settings_default(&s, POLICY_TARGET);
-    s.evaluation_period_ms = 1000;
-    s.scale_down_window_ms = 1000000;
+    s.scale_down_window_ms = 3600000;
     memset(&st, 0, sizeof(st));
     step(&s, &st, T0, 5, 1, 10, 100); /* rec 9 */
-    for (int i = 1; i <= POLICY_HISTORY; i++)
-        d = step(&s, &st, T0 + i * 1000, 9, 1, 10, 40); /* rec 6 */
+    for (int i = 1; i < 240; i++) {
+        d = step(&s, &st, T0 + i * 15000, 9, 1, 10, 40); /* rec 6 */
+        assert_int_equal(d.desired, 9);
+    }
+    d = step(&s, &st, T0 + 240 * 15000, 9, 1, 10, 40);
     assert_int_equal(d.desired, 6);
-    assert_int_equal(st.history_n, POLICY_HISTORY);
+    /* many distinct recommendations at 1 s: the deque never exceeds one entry per value */
+    policy_settings_default(&s, POLICY_TARGET);
+    s.evaluation_period_ms = 1000;
+    s.scale_down_window_ms = 86400000;
+    s.tolerance = 0;
+    memset(&st, 0, sizeof(st));
+    for (int i = 0; i < 20000; i++) {
+        d = step(&s, &st, T0 + i * 1000, 4000, 1, 4096, (double)(i % 97) + 1);
+        assert_true(st.window_n <= POLICY_WINDOW_CAP);
+    }
+    assert_int_equal(d.desired, 4000); /* the window's highest (ceil(4000 * 97 / 60) > 4000) */
 }
 
 static void target_not_due(void **state)
