@@ -847,6 +847,7 @@ int ctl_tick(struct ctl *c, int64_t now)
         .max_size = g->max_size,
         /* in service + booting (policy.h), as the simulator counts: not desired_capacity */
         .current = (int)n - terminating - (int)n_replace,
+        .in_service = in_service,
         .avg_load = window_average(c, now, g->policy.evaluation_period_ms),
     };
     struct policy_decision d;

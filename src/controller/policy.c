@@ -19,6 +19,7 @@
  *   should do the same to reproduce our figures.
  */
 #include "controller/policy.h"
+#include "controller/policy_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -31,7 +32,7 @@
 void policy_settings_default(struct policy_settings *s, int type)
 {
     memset(s, 0, sizeof(*s));
-    s->type = type == POLICY_TARGET ? POLICY_TARGET : POLICY_THRESHOLD;
+    s->type = type == POLICY_TARGET || type == POLICY_PREDICTIVE ? type : POLICY_THRESHOLD;
     s->up_threshold = 70;
     s->down_threshold = 20;
     s->up_factor = 2;
@@ -40,7 +41,14 @@ void policy_settings_default(struct policy_settings *s, int type)
     s->target = 60;
     s->tolerance = 0.1;
     s->scale_down_window_ms = 300000;
+    s->lead_ms = 60000;
+    s->season_ms = 86400000;
     s->evaluation_period_ms = s->type == POLICY_TARGET ? 15000 : 60000;
+    if (s->type == POLICY_PREDICTIVE) {
+        s->target = 70;
+        s->scale_down_window_ms = 120000;
+        s->evaluation_period_ms = 5000;
+    }
 }
 
 const char *policy_type_name(int type)
@@ -50,6 +58,8 @@ const char *policy_type_name(int type)
         return "threshold";
     case POLICY_TARGET:
         return "target";
+    case POLICY_PREDICTIVE:
+        return "predictive";
     default:
         return "unknown";
     }
@@ -63,6 +73,8 @@ int policy_type_parse(const char *name)
         return POLICY_THRESHOLD;
     if (strcmp(name, "target") == 0)
         return POLICY_TARGET;
+    if (strcmp(name, "predictive") == 0)
+        return POLICY_PREDICTIVE;
     return -1;
 }
 
@@ -76,7 +88,7 @@ static int clamp(int x, int lo, int hi)
 }
 
 /* "60s", "500ms", "1.5s": whole seconds stay seconds ("for 60s", not "for 1m"). */
-static void fmt_dur(int64_t ms, char *buf, size_t size)
+void policy_fmt_dur(int64_t ms, char *buf, size_t size)
 {
     if (ms % 1000 == 0)
         snprintf(buf, size, "%llds", (long long)(ms / 1000));
@@ -151,7 +163,7 @@ static void eval_threshold(const struct policy_settings *s, struct policy_state 
 {
     int n = in->current;
     char per[32], load[32], up[32], down[32];
-    fmt_dur(s->evaluation_period_ms, per, sizeof(per));
+    policy_fmt_dur(s->evaluation_period_ms, per, sizeof(per));
     fmt_pct(in->avg_load, load, sizeof(load));
     fmt_pct(s->up_threshold, up, sizeof(up));
     fmt_pct(s->down_threshold, down, sizeof(down));
@@ -172,7 +184,7 @@ static void eval_threshold(const struct policy_settings *s, struct policy_state 
     int64_t cooldown = s->cooldown_ms > 0 ? s->cooldown_ms : s->evaluation_period_ms;
     if (st->last_action_ms != 0 && in->now_ms - st->last_action_ms < cooldown) {
         char left[32];
-        fmt_dur(cooldown - (in->now_ms - st->last_action_ms), left, sizeof(left));
+        policy_fmt_dur(cooldown - (in->now_ms - st->last_action_ms), left, sizeof(left));
         snprintf(out->cause, sizeof(out->cause),
                  "average load %s %s %s, but cooling down (%s left): %d stays", load,
                  want_up ? ">" : "<", want_up ? up : down, left, n);
@@ -216,7 +228,7 @@ static void window_expire(struct policy_state *st, int64_t now, int64_t window)
 }
 
 /* Adds a recommendation; older ones not above it can never be the maximum again. */
-static void window_add(struct policy_state *st, int64_t at, int value)
+void policy_window_add(struct policy_state *st, int64_t at, int value)
 {
     while (st->window_n > 0) {
         int last = (st->window_head + st->window_n - 1) % POLICY_WINDOW_CAP;
@@ -236,7 +248,7 @@ static void window_add(struct policy_state *st, int64_t at, int value)
 }
 
 /* Highest recommendation made within (now - window, now]: the oldest kept. */
-static int window_max(struct policy_state *st, int64_t now, int64_t window, int floor_v)
+int policy_window_max(struct policy_state *st, int64_t now, int64_t window, int floor_v)
 {
     window_expire(st, now, window);
     if (st->window_n > 0 && st->window[st->window_head].value > floor_v)
@@ -251,7 +263,7 @@ static void eval_target(const struct policy_settings *s, struct policy_state *st
     char tgt[32], load[32], win[32];
     fmt_pct(s->target, tgt, sizeof(tgt));
     fmt_pct(in->avg_load, load, sizeof(load));
-    fmt_dur(s->scale_down_window_ms, win, sizeof(win));
+    policy_fmt_dur(s->scale_down_window_ms, win, sizeof(win));
 
     if (in->avg_load < 0) {
         snprintf(out->cause, sizeof(out->cause), "target %s: no load data: %d stays", tgt, n);
@@ -267,10 +279,10 @@ static void eval_target(const struct policy_settings *s, struct policy_state *st
         rec = x > (double)in->max_size ? in->max_size : (int)x;
     }
     rec = clamp(rec, in->min_size, in->max_size);
-    window_add(st, in->now_ms, rec);
+    policy_window_add(st, in->now_ms, rec);
     int d = rec;
     if (rec < n)
-        d = window_max(st, in->now_ms, s->scale_down_window_ms, rec);
+        d = policy_window_max(st, in->now_ms, s->scale_down_window_ms, rec);
     if (d > n && rec < n)
         d = n; /* the window never turns a scale-down into a scale-up */
     if (d == n && rec == n)
@@ -313,6 +325,8 @@ int policy_evaluate(const struct policy_settings *s, struct policy_state *st,
     out->evaluated = 1;
     if (s->type == POLICY_TARGET)
         eval_target(s, st, in, out);
+    else if (s->type == POLICY_PREDICTIVE)
+        policy_predictive_eval(s, st, in, out);
     else
         eval_threshold(s, st, in, out);
     return 0;

@@ -17,13 +17,22 @@
  * target (Kubernetes HPA): every evaluation_period, r = avg/target;
  *   recommendation = n if |r-1| <= tolerance else ceil(n*r), clamped;
  *   a scale-down takes the highest recommendation of the last scale_down_window.
+ * predictive (asgd's own, policy_predictive.c): every evaluation_period,
+ *   estimates the demand (avg_load x in_service), forecasts it lead ahead
+ *   (the time a new instance needs to serve) from its trend and the periodic
+ *   pattern found in its history (up to season long), and sizes the group for
+ *   forecast / target; saturation (load 100 %) hides the demand, so it then
+ *   plans for at least twice the serving count. Scale-ups are immediate; a
+ *   scale-down takes the highest size needed within scale_down_window. Its
+ *   cause carries the forecast: "forecast 7.4 instances in 60s (trend
+ *   +0.9/min, pattern +1.2): 5 -> 8".
  */
 #ifndef ASGD_POLICY_H
 #define ASGD_POLICY_H
 
 #include <stdint.h>
 
-enum policy_type { POLICY_THRESHOLD = 0, POLICY_TARGET = 1 };
+enum policy_type { POLICY_THRESHOLD = 0, POLICY_TARGET = 1, POLICY_PREDICTIVE = 2 };
 
 struct policy_settings {
     int type; /* enum policy_type */
@@ -37,8 +46,11 @@ struct policy_settings {
     double target;                /* 60 */
     double tolerance;             /* 0.1 */
     int64_t scale_down_window_ms; /* 300 s */
-    /* both */
-    int64_t evaluation_period_ms; /* threshold 60 s, target 15 s */
+    /* predictive (also uses target: the load to plan for, 70; scale_down_window, 120 s) */
+    int64_t lead_ms;   /* how far ahead to plan: the boot time, 60 s */
+    int64_t season_ms; /* the longest period looked for in the load, 24 h; 0: none */
+    /* all */
+    int64_t evaluation_period_ms; /* threshold 60 s, target 15 s, predictive 5 s */
 };
 
 /* Defaults for a policy type (the values in the comments above). */
@@ -62,6 +74,33 @@ int policy_type_parse(const char *name); /* -1 if unknown */
  */
 #define POLICY_WINDOW_CAP (POLICY_MAX_SIZE + 1)
 
+/*
+ * The predictive policy's memory, all of it here so that the policy stays a
+ * pure function of (settings, this state, input): recent demand estimates
+ * (the trend), the mean demand of every minute of the last two days (the
+ * history a periodic pattern is found in), and the period found. The
+ * controller keeps it in memory (a restart relearns within two periods); the
+ * simulator starts it empty.
+ */
+#define POLICY_PRED_SAMPLES 64   /* recent estimates, one per evaluation */
+#define POLICY_PRED_MINUTES 2880 /* two days of per-minute means */
+
+struct policy_pred_state {
+    struct {
+        int64_t at_ms;
+        double demand;
+    } recent[POLICY_PRED_SAMPLES];
+    int recent_n, recent_head;
+    double minute[POLICY_PRED_MINUTES]; /* ring by absolute minute number */
+    int64_t minutes;                    /* minutes recorded so far */
+    int64_t acc_minute;                 /* the minute being averaged (absolute) */
+    double acc;
+    int acc_n;
+    int period_min;           /* the period found, in minutes; 0: none */
+    double period_corr;       /* its autocorrelation */
+    int64_t period_checked_m; /* the minute it was last looked for */
+};
+
 struct policy_state {
     int64_t last_eval_ms;   /* 0: never evaluated */
     int64_t last_action_ms; /* 0: never acted */
@@ -73,12 +112,14 @@ struct policy_state {
         int value;
     } window[POLICY_WINDOW_CAP];
     int window_n, window_head;
+    struct policy_pred_state pred; /* predictive */
 };
 
 struct policy_input {
     int64_t now_ms;
     int min_size, max_size;
     int current;     /* instances counted toward capacity: in service + booting */
+    int in_service;  /* of those, serving (the load is theirs); predictive only */
     double avg_load; /* observed average load of in-service instances, 0..100; < 0: no data */
 };
 

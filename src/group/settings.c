@@ -27,7 +27,7 @@
 #define HOUR_MS (3600LL * 1000)
 #define DAY_MS  (24 * HOUR_MS)
 
-static const char *const policy_types[] = {"threshold", "target", NULL};
+static const char *const policy_types[] = {"threshold", "target", "predictive", NULL};
 static const char *const health_types[] = {"agent", "ec2", NULL};
 
 #define OFF(f) offsetof(struct group_settings, f)
@@ -45,7 +45,7 @@ const struct group_key group_keys[] = {
     {"group", "desired_capacity", "desired_capacity", GROUP_K_INT, OFF(desired_capacity), 0, 0,
      1000000000, NULL, "min_size", "instances wanted now (the policy changes it)"},
     {"policy", "type", "type", GROUP_K_ENUM, OFF(policy.type), 0, 0, 0, policy_types, "threshold",
-     "scaling policy: threshold | target"},
+     "scaling policy: threshold | target | predictive"},
     {"policy", "scale_up_threshold", "up_threshold", GROUP_K_DOUBLE, OFF(policy.up_threshold), 0, 0,
      100, NULL, "70", "threshold: average load (%) above which the group grows"},
     {"policy", "scale_down_threshold", "down_threshold", GROUP_K_DOUBLE, OFF(policy.down_threshold),
@@ -58,15 +58,20 @@ const struct group_key group_keys[] = {
      (double)DAY_MS, NULL, "0",
      "threshold: quiet time after a scaling action (0: evaluation_period)"},
     {"policy", "evaluation_period", "evaluation_period", GROUP_K_DURATION,
-     OFF(policy.evaluation_period_ms), 0, 100, (double)DAY_MS, NULL, "60s (target: 15s)",
-     "how often the policy runs"},
-    {"policy", "target", "target", GROUP_K_DOUBLE, OFF(policy.target), 0, 0, 100, NULL, "60",
-     "target: average load (%) to hold"},
+     OFF(policy.evaluation_period_ms), 0, 100, (double)DAY_MS, NULL,
+     "60s (target: 15s, predictive: 5s)", "how often the policy runs"},
+    {"policy", "target", "target", GROUP_K_DOUBLE, OFF(policy.target), 0, 0, 100, NULL,
+     "60 (predictive: 70)", "target: average load (%) to hold"},
     {"policy", "tolerance", "tolerance", GROUP_K_DOUBLE, OFF(policy.tolerance), 0, 0, 1, NULL,
      "0.1", "target: relative deviation tolerated without action"},
     {"policy", "scale_down_window", "scale_down_window", GROUP_K_DURATION,
-     OFF(policy.scale_down_window_ms), 0, 0, (double)DAY_MS, NULL, "300s",
+     OFF(policy.scale_down_window_ms), 0, 0, (double)DAY_MS, NULL, "300s (predictive: 120s)",
      "target: a scale-down takes the highest recommendation of this window"},
+    {"policy", "lead", "lead", GROUP_K_DURATION, OFF(policy.lead_ms), 0, 0, (double)HOUR_MS, NULL,
+     "60s", "predictive: how far ahead to plan (an instance's boot time)"},
+    {"policy", "season", "season", GROUP_K_DURATION, OFF(policy.season_ms), 0, 0,
+     (double)(7 * DAY_MS), NULL, "24h",
+     "predictive: the period of the load's pattern, learned after one whole period (0: none)"},
     {"health", "type", "type", GROUP_K_ENUM, OFF(health.type), SZ(health.type), 0, 0, health_types,
      "agent", "health check: agent (the instance's monitorc) | ec2 (instance status)"},
     {"health", "interval", "interval", GROUP_K_DURATION, OFF(health.interval_ms), 0, 10,
@@ -186,7 +191,7 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
              g->min_size, g->max_size);
 
     const struct policy_settings *p = &g->policy;
-    if (p->type != POLICY_THRESHOLD && p->type != POLICY_TARGET)
+    if (p->type != POLICY_THRESHOLD && p->type != POLICY_TARGET && p->type != POLICY_PREDICTIVE)
         FAIL("policy", "type", "unknown policy type %d", p->type);
     if (!(p->up_threshold >= 0 && p->up_threshold <= 100))
         FAIL("policy", "scale_up_threshold", "%g is out of range (0..100)", p->up_threshold);
@@ -212,6 +217,14 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
     if (!dur_in(p->cooldown_ms, 0, DAY_MS)) {
         clk_format_duration(p->cooldown_ms, a, sizeof(a));
         FAIL("policy", "cooldown", "%s is out of range (0s..24h)", a);
+    }
+    if (!dur_in(p->lead_ms, 0, HOUR_MS)) {
+        clk_format_duration(p->lead_ms, a, sizeof(a));
+        FAIL("policy", "lead", "%s is out of range (0s..1h)", a);
+    }
+    if (!dur_in(p->season_ms, 0, 7 * DAY_MS) || (p->season_ms > 0 && p->season_ms < 60000)) {
+        clk_format_duration(p->season_ms, a, sizeof(a));
+        FAIL("policy", "season", "%s is out of range (0 or 1m..7d)", a);
     }
     if (!dur_in(p->scale_down_window_ms, 0, DAY_MS)) {
         clk_format_duration(p->scale_down_window_ms, a, sizeof(a));

@@ -324,6 +324,7 @@ int sim_run(const struct sim_params *p, const struct sim_trace *tr, struct sim_r
                                   .min_size = p->min_size,
                                   .max_size = p->max_size,
                                   .current = n,
+                                  .in_service = in_service,
                                   .avg_load = observed};
         struct policy_decision d;
         policy_evaluate(&p->policy, st, &in, &d);
