@@ -271,7 +271,7 @@ int sim_plot_svg(FILE *f, struct sim_rec *const *recs, const char *const *labels
                 "<rect x=\"%g\" y=\"10\" width=\"14\" height=\"10\" fill=\"%s\"%s/>"
                 "<text x=\"%g\" y=\"19\" font-size=\"12\">%s</text>\n",
                 x, legend[i].color, i == 3 ? " fill-opacity=\"0.4\"" : "", x + 18, legend[i].text);
-        x += 30 + 6.5 * (double)strlen(legend[i].text);
+        x += 34 + 7.2 * (double)strlen(legend[i].text);
     }
     for (size_t k = 0; k < n; k++)
         panel(f, recs[k], labels[k], &results[k], LEGEND + PH * (double)k, ymax);
