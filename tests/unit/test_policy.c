@@ -610,6 +610,129 @@ static void reference_model_by_hand(void **state)
     free(tr);
 }
 
+/* ---- predictive ------------------------------------------------------------------------- */
+
+static struct policy_decision pstep(const struct policy_settings *s, struct policy_state *st,
+                                    int64_t now, int n, int serving, double avg)
+{
+    struct policy_input in = {.now_ms = now,
+                              .min_size = 2,
+                              .max_size = 20,
+                              .current = n,
+                              .in_service = serving,
+                              .avg_load = avg};
+    struct policy_decision d;
+    assert_int_equal(policy_evaluate(s, st, &in, &d), 0);
+    return d;
+}
+
+static void predictive_steady_and_saturated(void **state)
+{
+    (void)state;
+    struct policy_settings s;
+    policy_settings_default(&s, POLICY_PREDICTIVE);
+    assert_int_equal(s.evaluation_period_ms, 5000);
+    assert_true(s.target == 70 && s.lead_ms == 60000 && s.scale_down_window_ms == 120000);
+    assert_string_equal(policy_type_name(POLICY_PREDICTIVE), "predictive");
+    assert_int_equal(policy_type_parse("predictive"), POLICY_PREDICTIVE);
+    struct policy_state *st = calloc(1, sizeof(*st));
+    assert_non_null(st);
+    /* 50 % of 2: demand 1.0 needs ceil(1.0 / 0.7) = 2 */
+    struct policy_decision d = pstep(&s, st, T0, 2, 2, 50);
+    assert_int_equal(d.desired, 2);
+    assert_string_equal(d.cause,
+                        "forecast 1.0 instances in 60s (trend +0.0/min, no period found): 2 stays");
+    /* the load is the serving instances': 60 % of 4 (2.4) needs 4, so of 6 (4 serving,
+       2 booting) the 2 booting are not needed (not 60 % of 6 = 3.6, which needs 6) */
+    d = pstep(&s, st, T0 + 5000, 6, 4, 60);
+    assert_int_equal(d.desired, 4);
+    /* saturated: 100 % of 3 hides the demand: plan for 3 x 3 */
+    memset(st, 0, sizeof(*st));
+    d = pstep(&s, st, T0, 3, 3, 100);
+    assert_int_equal(d.desired, 9);
+    assert_non_null(strstr(d.cause, ", saturated: 3 -> 9"));
+    /* still saturated while the 6 boot: no second blind step on the same reading */
+    d = pstep(&s, st, T0 + 5000, 9, 3, 100);
+    assert_int_equal(d.desired, 9);
+    /* none serving but load: the blind step still starts the group */
+    memset(st, 0, sizeof(*st));
+    struct policy_input in = {.now_ms = T0,
+                              .min_size = 0,
+                              .max_size = 20,
+                              .current = 0,
+                              .in_service = 0,
+                              .avg_load = 100};
+    assert_int_equal(policy_evaluate(&s, st, &in, &d), 0);
+    assert_true(d.desired >= 1);
+    free(st);
+}
+
+static void predictive_trend_and_window(void **state)
+{
+    (void)state;
+    struct policy_settings s;
+    policy_settings_default(&s, POLICY_PREDICTIVE);
+    struct policy_state *st = calloc(1, sizeof(*st));
+    assert_non_null(st);
+    /* a rise of 0.6 instance-equivalents a minute on 10 instances: at 6.3 (63 %, below 70 %
+       now) the forecast 60 s ahead is 6.9, which needs ceil(6.9 / 0.7) = 10 -> grows early */
+    int n = 10, grew_at = -1;
+    for (int i = 0; i <= 36; i++) {
+        double demand = 4.5 + 0.05 * i; /* +0.05 per 5 s */
+        struct policy_decision d = pstep(&s, st, T0 + i * 5000, n, n, 100 * demand / n);
+        if (d.changed && d.desired > n && grew_at < 0) {
+            grew_at = i;
+            assert_non_null(strstr(d.cause, "(trend +0.6/min"));
+            assert_true(100 * demand / n < 70); /* before the load crossed the target */
+        }
+        n = d.desired;
+    }
+    assert_true(grew_at > 0);
+    /* a drop: held for the scale-down window (120 s), then taken */
+    memset(st, 0, sizeof(*st));
+    struct policy_decision d = pstep(&s, st, T0, 10, 10, 60); /* 6.0 needs 9 */
+    assert_int_equal(d.desired, 9);
+    for (int64_t t = T0 + 5000; t < T0 + 120000; t += 5000) {
+        d = pstep(&s, st, t, 9, 9, 200.0 / 9); /* 2.0 needs 3, the 9 of T0 holds */
+        assert_int_equal(d.desired, 9);
+        assert_non_null(strstr(d.cause, "needs 3, held by 120s scale-down window: 9 stays"));
+    }
+    d = pstep(&s, st, T0 + 120000, 9, 9, 200.0 / 9);
+    assert_int_equal(d.desired, 3);
+    free(st);
+}
+
+static void predictive_finds_a_period(void **state)
+{
+    (void)state;
+    struct policy_settings s;
+    policy_settings_default(&s, POLICY_PREDICTIVE);
+    struct policy_state *st = calloc(1, sizeof(*st));
+    assert_non_null(st);
+    /* on/off: 2 for 20 min, 9 for 20 min; the group follows (serving enough for the demand) */
+    int n = 3, early = 0;
+    for (int64_t t = 0; t < 4 * 3600; t += 5) {
+        double demand = (t / 1200) % 2 ? 9 : 2;
+        int serving = n;
+        double load = serving ? 100 * demand / serving : 100;
+        if (load > 100)
+            load = 100;
+        struct policy_decision d = pstep(&s, st, T0 + t * 1000, n, serving, load);
+        /* after two periods: grows before the step up, while the demand is still 2 */
+        if (t > 3 * 2400 && demand == 2 && d.desired > n && strstr(d.cause, "40-min pattern"))
+            early++;
+        n = d.desired;
+    }
+    assert_int_equal(st->pred.period_min, 40);
+    assert_true(early >= 1);
+    /* a steady ramp has no period */
+    memset(st, 0, sizeof(*st));
+    for (int64_t t = 0; t < 4 * 3600; t += 5)
+        pstep(&s, st, T0 + t * 1000, 20, 20, 10 + 80.0 * (double)t / (4 * 3600));
+    assert_int_equal(st->pred.period_min, 0);
+    free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -627,6 +750,9 @@ int main(void)
         cmocka_unit_test(target_not_due),
         cmocka_unit_test(reference_model_traces),
         cmocka_unit_test(reference_model_by_hand),
+        cmocka_unit_test(predictive_steady_and_saturated),
+        cmocka_unit_test(predictive_trend_and_window),
+        cmocka_unit_test(predictive_finds_a_period),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
