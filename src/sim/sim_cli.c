@@ -20,9 +20,11 @@
 #include <jansson.h>
 
 #include "asgd/conf.h"
+#include "common/clock.h"
 #include "group/group.h"
 #include "sim/sim.h"
 #include "sim/sim_plot.h"
+#include "sim/sim_store.h"
 
 #include "common/banned.h"
 
@@ -46,8 +48,8 @@ struct sweep {
 };
 
 struct cli {
-    const char *config, *trace, *boot, *poll, *csv, *plot;
-    int json, verbose;
+    const char *config, *trace, *boot, *poll, *csv, *plot, *group, *since;
+    int json, verbose, from_store;
     const char **sets, **variants, **compare;
     size_t n_sets, n_variants, n_compare;
     struct sweep sweeps[MAX_SWEEPS];
@@ -58,12 +60,17 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: asgd simulate --trace FILE|- [-c FILE] [--set KEY=VALUE]... [--boot S]\n"
+            "       asgd simulate --from-store -c FILE [--group NAME] [--since 24h] [...]\n"
             "                     [--poll S] [--json] [-v] [--compare A.ini B.ini ...]\n"
             "                     [--variant KEY=VALUE[,KEY=VALUE...]]...\n"
             "                     [--sweep KEY=FROM:TO:STEP [--sweep KEY=FROM:TO:STEP]]\n"
             "                     [--csv FILE] [--plot FILE.svg]\n"
             "\n"
             "  --trace FILE     CSV \"t,demand\" (demand in instance-equivalents); - reads stdin\n"
+            "  --from-store     the group's own recorded history instead (demand = average\n"
+            "                   load x in service), with its current settings from the store\n"
+            "  --group NAME     --from-store: the group (default: the file's first)\n"
+            "  --since DUR      --from-store: how far back (24h; the store keeps 24 h)\n"
             "  -c FILE          the group's settings (else min 2, max 20, threshold defaults)\n"
             "  --set KEY=VALUE  change a setting: min, max, policy.type, policy.target,\n"
             "                   policy.scale_down_window=3600s, ... (the API's keys), boot, poll\n"
@@ -288,6 +295,12 @@ static int parse_args(struct cli *c, int argc, char **argv)
             c->config = a + 9;
         } else if (strcmp(a, "--trace") == 0) {
             TAKE(trace);
+        } else if (strcmp(a, "--group") == 0) {
+            TAKE(group);
+        } else if (strcmp(a, "--since") == 0) {
+            TAKE(since);
+        } else if (strcmp(a, "--from-store") == 0) {
+            c->from_store = 1;
         } else if (strcmp(a, "--boot") == 0) {
             TAKE(boot);
         } else if (strcmp(a, "--poll") == 0) {
@@ -340,9 +353,18 @@ static int parse_args(struct cli *c, int argc, char **argv)
         fprintf(stderr, "asgd: simulate: out of memory\n");
         return 1;
     }
-    if (c->trace == NULL) {
+    if (c->from_store && (c->trace != NULL || c->config == NULL)) {
+        fprintf(stderr, "asgd: simulate: --from-store needs -c FILE (the node's config, for its "
+                        "store) and no --trace\n");
+        return 2;
+    }
+    if (!c->from_store && (c->group != NULL || c->since != NULL)) {
+        fprintf(stderr, "asgd: simulate: --group and --since go with --from-store\n");
+        return 2;
+    }
+    if (c->trace == NULL && !c->from_store) {
         fprintf(stderr, "asgd: simulate needs --trace FILE (CSV with header t,demand; - for "
-                        "stdin)\n");
+                        "stdin) or --from-store\n");
         usage(stderr);
         return 2;
     }
@@ -366,6 +388,37 @@ static int load_group(const char *path, struct group_settings *g, char *err, siz
     }
     if (rc == 0)
         *g = conf.groups[0].settings;
+    conf_release(&conf);
+    return rc;
+}
+
+/* --from-store: the group's history and its settings; a note on what was read (stderr). */
+static int load_history(const struct cli *c, struct sim_history *h, char *err, size_t errlen)
+{
+    int64_t since_ms = 24 * 3600 * 1000LL;
+    if (c->since != NULL && (clk_parse_duration(c->since, &since_ms) != 0 || since_ms <= 0)) {
+        snprintf(err, errlen, "bad --since \"%s\" (a duration: 90m, 24h)", c->since);
+        return -1;
+    }
+    struct asgd_conf conf;
+    memset(&conf, 0, sizeof(conf));
+    int rc = conf_load(c->config, &conf, err, errlen);
+    const char *group = c->group;
+    if (rc == 0 && group == NULL) {
+        if (conf.n_groups == 0) {
+            snprintf(err, errlen, "%s: no group in the file: name one with --group", c->config);
+            rc = -1;
+        } else {
+            group = conf.groups[0].settings.name;
+        }
+    }
+    if (rc == 0)
+        rc = sim_history_load(&conf, group, clk_wall_ms() - since_ms, h, err, errlen);
+    if (rc == 0)
+        fprintf(stderr,
+                "history of group \"%s\": %zu samples over %" PRId64 " s, %zu of them at 100 %% "
+                "load (where the demand is only a lower bound)\n",
+                group, h->samples, (h->last_ms - h->first_ms) / 1000, h->saturated);
     conf_release(&conf);
     return rc;
 }
@@ -664,6 +717,8 @@ int sim_cli_main(int argc, char **argv)
     size_t n = 0;
     FILE *csv = NULL, *plot = NULL;
     struct sink *sinks = NULL;
+    struct sim_history hist;
+    memset(&hist, 0, sizeof(hist));
     if (rc != 0) {
         rc = rc < 0 ? 0 : rc;
         goto done;
@@ -673,7 +728,13 @@ int sim_cli_main(int argc, char **argv)
     struct group_settings g;
     struct sim_params p;
     sim_params_default(&p);
-    if (c.config != NULL) {
+    if (c.from_store) {
+        if (load_history(&c, &hist, err, sizeof(err)) != 0)
+            goto fail;
+        g = hist.settings;
+        tr = hist.trace; /* moved: released once, through tr */
+        memset(&hist.trace, 0, sizeof(hist.trace));
+    } else if (c.config != NULL) {
         if (load_group(c.config, &g, err, sizeof(err)) != 0)
             goto fail;
     } else {
@@ -696,7 +757,7 @@ int sim_cli_main(int argc, char **argv)
                 goto fail;
     if (make_runs(&c, &g, &p, &runs, &n, err, sizeof(err)) != 0)
         goto fail;
-    if (sim_trace_load(c.trace, &tr, err, sizeof(err)) != 0)
+    if (!c.from_store && sim_trace_load(c.trace, &tr, err, sizeof(err)) != 0)
         goto fail;
 
     if (c.csv != NULL) {
@@ -782,8 +843,8 @@ int sim_cli_main(int argc, char **argv)
     } else if (n == 1 && c.n_compare == 0 && c.n_variants == 0) {
         print_one(&runs[0]);
     } else {
-        printf("trace %s (%" PRId64 " s), boot %" PRId64 " s, poll %" PRId64 " s\n", c.trace,
-               seconds, p.boot_s, p.poll_s);
+        printf("trace %s (%" PRId64 " s), boot %" PRId64 " s, poll %" PRId64 " s\n",
+               c.trace ? c.trace : "(the group's history)", seconds, p.boot_s, p.poll_s);
         print_table(runs, n);
     }
     rc = 0;
