@@ -142,6 +142,13 @@ static int apply_set(struct group_settings *g, struct sim_params *p, const char 
         return -1;
     }
     const char *dot = strchr(field, '.');
+    if (dot == NULL && strcmp(field, "min_size") != 0 && strcmp(field, "max_size") != 0) {
+        snprintf(err, errlen,
+                 "bad setting \"%s\": unknown key \"%s\" (min, max, policy.KEY, boot, "
+                 "poll)",
+                 kv, key);
+        return -1;
+    }
     if (dot != NULL &&
         (strncmp(field, "policy.", 7) != 0 || strchr(dot + 1, '.') != NULL || dot[1] == '\0')) {
         snprintf(err, errlen,
