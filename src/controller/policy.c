@@ -32,7 +32,10 @@
 void policy_settings_default(struct policy_settings *s, int type)
 {
     memset(s, 0, sizeof(*s));
-    s->type = type == POLICY_TARGET || type == POLICY_PREDICTIVE ? type : POLICY_THRESHOLD;
+    s->type = type == POLICY_TARGET || type == POLICY_PREDICTIVE || type == POLICY_STEP
+                  ? type
+                  : POLICY_THRESHOLD;
+    snprintf(s->steps, sizeof(s->steps), "%s", ">70:+1, >85:+50%, <20:-1");
     s->up_threshold = 70;
     s->down_threshold = 20;
     s->up_factor = 2;
@@ -60,6 +63,8 @@ const char *policy_type_name(int type)
         return "target";
     case POLICY_PREDICTIVE:
         return "predictive";
+    case POLICY_STEP:
+        return "step";
     default:
         return "unknown";
     }
@@ -75,6 +80,8 @@ int policy_type_parse(const char *name)
         return POLICY_TARGET;
     if (strcmp(name, "predictive") == 0)
         return POLICY_PREDICTIVE;
+    if (strcmp(name, "step") == 0)
+        return POLICY_STEP;
     return -1;
 }
 
@@ -327,6 +334,8 @@ int policy_evaluate(const struct policy_settings *s, struct policy_state *st,
         eval_target(s, st, in, out);
     else if (s->type == POLICY_PREDICTIVE)
         policy_predictive_eval(s, st, in, out);
+    else if (s->type == POLICY_STEP)
+        policy_step_eval(s, st, in, out);
     else
         eval_threshold(s, st, in, out);
     return 0;

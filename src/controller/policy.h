@@ -17,6 +17,9 @@
  * target (Kubernetes HPA): every evaluation_period, r = avg/target;
  *   recommendation = n if |r-1| <= tolerance else ceil(n*r), clamped;
  *   a scale-down takes the highest recommendation of the last scale_down_window.
+ * step (policy_step.c, AWS's step adjustments): every evaluation_period, the
+ *   most extreme band of steps the load is in adds or removes a count or a
+ *   percentage of the group; cooldown as threshold's.
  * predictive (asgd's own, policy_predictive.c): every evaluation_period,
  *   estimates the demand (avg_load x in_service), forecasts it lead ahead
  *   (the time a new instance needs to serve) from its trend and the periodic
@@ -30,9 +33,18 @@
 #ifndef ASGD_POLICY_H
 #define ASGD_POLICY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-enum policy_type { POLICY_THRESHOLD = 0, POLICY_TARGET = 1, POLICY_PREDICTIVE = 2 };
+enum policy_type {
+    POLICY_THRESHOLD = 0,
+    POLICY_TARGET = 1,
+    POLICY_PREDICTIVE = 2,
+    POLICY_STEP = 3
+};
+
+#define POLICY_STEPS_LEN 128 /* the steps text, NUL included */
+#define POLICY_MAX_STEPS 8
 
 struct policy_settings {
     int type; /* enum policy_type */
@@ -49,6 +61,8 @@ struct policy_settings {
     /* predictive (also uses target: the load to plan for, 70; scale_down_window, 120 s) */
     int64_t lead_ms;   /* how far ahead to plan: the boot time, 60 s */
     int64_t season_ms; /* the longest period looked for in the load, 24 h; 0: none */
+    /* step (also uses evaluation_period, 60 s, and cooldown) */
+    char steps[POLICY_STEPS_LEN]; /* ">70:+1, >85:+50%, <20:-1" */
     /* all */
     int64_t evaluation_period_ms; /* threshold 60 s, target 15 s, predictive 5 s */
 };
@@ -129,6 +143,22 @@ struct policy_decision {
     int changed;     /* desired != current */
     char cause[256]; /* human text: "average load 83% > 70% for 60s: 2 -> 4" */
 };
+
+/* One band of the step policy: above (or below) load, add (remove) adjust instances or %. */
+struct policy_step {
+    int above;     /* 1: ">load:+adjust", 0: "<load:-adjust" */
+    double load;   /* 0..100 */
+    double adjust; /* signed: > 0 adds */
+    int percent;   /* adjust is a percentage of the current size */
+};
+
+/*
+ * Parses steps text (">70:+1, >85:+50%, <20:-1") into out[0..max). Returns
+ * the number of steps, or -1 with the reason in err. Pure; the settings
+ * validator uses it.
+ */
+int policy_steps_parse(const char *text, struct policy_step *out, int max, char *err,
+                       size_t errlen);
 
 /* Always succeeds for valid settings; returns 0. */
 int policy_evaluate(const struct policy_settings *s, struct policy_state *st,

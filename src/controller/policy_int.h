@@ -18,6 +18,10 @@ int policy_window_max(struct policy_state *st, int64_t now, int64_t window, int 
 /* "60s", "500ms", "1.5s". */
 void policy_fmt_dur(int64_t ms, char *buf, size_t size);
 
+/* The step policy (policy_step.c). */
+void policy_step_eval(const struct policy_settings *s, struct policy_state *st,
+                      const struct policy_input *in, struct policy_decision *out);
+
 /* The predictive policy (policy_predictive.c), run by policy_evaluate() when due. */
 void policy_predictive_eval(const struct policy_settings *s, struct policy_state *st,
                             const struct policy_input *in, struct policy_decision *out);

@@ -109,11 +109,20 @@ static int read_key(struct cfg *cfg, const struct group_key *k, struct group_set
         return 0;
     }
     default: {
-        /* the only string is the name; its text is checked here, where its line is known */
+        /* the name's text is checked here, where its line is known; other strings (the
+           step policy's steps) by the validator */
         char *v = NULL;
-        if (cfg_get_str(cfg, k->section, k->key, default_name, &v, err, errlen) != 0)
+        int is_name = k->off == offsetof(struct group_settings, name);
+        if (cfg_get_str(cfg, k->section, k->key, is_name ? default_name : (const char *)f, &v, err,
+                        errlen) != 0)
             return -1;
-        if (!group_name_valid(v)) {
+        if (v != NULL && !is_name && strlen(v) >= k->size) {
+            cfg_error_at(cfg, k->section, k->key, err, errlen, "too long (at most %zu bytes)",
+                         k->size - 1);
+            free(v);
+            return -1;
+        }
+        if (is_name && !group_name_valid(v)) {
             cfg_error_at(cfg, k->section, k->key, err, errlen,
                          "\"%.64s\"%s is not a valid name (1..%d letters, digits, '-', '_', '.')",
                          v, cfg_find(cfg, k->section, k->key) ? "" : " (the default)",

@@ -27,7 +27,7 @@
 #define HOUR_MS (3600LL * 1000)
 #define DAY_MS  (24 * HOUR_MS)
 
-static const char *const policy_types[] = {"threshold", "target", "predictive", NULL};
+static const char *const policy_types[] = {"threshold", "target", "predictive", "step", NULL};
 static const char *const health_types[] = {"agent", "ec2", NULL};
 
 #define OFF(f) offsetof(struct group_settings, f)
@@ -45,7 +45,7 @@ const struct group_key group_keys[] = {
     {"group", "desired_capacity", "desired_capacity", GROUP_K_INT, OFF(desired_capacity), 0, 0,
      1000000000, NULL, "min_size", "instances wanted now (the policy changes it)"},
     {"policy", "type", "type", GROUP_K_ENUM, OFF(policy.type), 0, 0, 0, policy_types, "threshold",
-     "scaling policy: threshold | target | predictive"},
+     "scaling policy: threshold | target | predictive | step"},
     {"policy", "scale_up_threshold", "up_threshold", GROUP_K_DOUBLE, OFF(policy.up_threshold), 0, 0,
      100, NULL, "70", "threshold: average load (%) above which the group grows"},
     {"policy", "scale_down_threshold", "down_threshold", GROUP_K_DOUBLE, OFF(policy.down_threshold),
@@ -72,6 +72,9 @@ const struct group_key group_keys[] = {
     {"policy", "season", "season", GROUP_K_DURATION, OFF(policy.season_ms), 0, 0,
      (double)(7 * DAY_MS), NULL, "24h",
      "predictive: the period of the load's pattern, learned after one whole period (0: none)"},
+    {"policy", "steps", "steps", GROUP_K_STRING, OFF(policy.steps), SZ(policy.steps), 0, 0, NULL,
+     ">70:+1, >85:+50%, <20:-1",
+     "step: bands of load, each adding or removing a count or a % of the group"},
     {"health", "type", "type", GROUP_K_ENUM, OFF(health.type), SZ(health.type), 0, 0, health_types,
      "agent", "health check: agent (the instance's monitorc) | ec2 (instance status)"},
     {"health", "interval", "interval", GROUP_K_DURATION, OFF(health.interval_ms), 0, 10,
@@ -191,8 +194,17 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
              g->min_size, g->max_size);
 
     const struct policy_settings *p = &g->policy;
-    if (p->type != POLICY_THRESHOLD && p->type != POLICY_TARGET && p->type != POLICY_PREDICTIVE)
+    if (p->type != POLICY_THRESHOLD && p->type != POLICY_TARGET && p->type != POLICY_PREDICTIVE &&
+        p->type != POLICY_STEP)
         FAIL("policy", "type", "unknown policy type %d", p->type);
+    if (memchr(p->steps, '\0', sizeof(p->steps)) == NULL)
+        FAIL("policy", "steps", "too long (at most %zu bytes)", sizeof(p->steps) - 1);
+    {
+        struct policy_step steps[POLICY_MAX_STEPS];
+        char why[200];
+        if (policy_steps_parse(p->steps, steps, POLICY_MAX_STEPS, why, sizeof(why)) < 0)
+            FAIL("policy", "steps", "%s", why);
+    }
     if (!(p->up_threshold >= 0 && p->up_threshold <= 100))
         FAIL("policy", "scale_up_threshold", "%g is out of range (0..100)", p->up_threshold);
     if (!(p->down_threshold >= 0 && p->down_threshold <= 100))
@@ -461,8 +473,18 @@ static int read_value(struct group_settings *g, const struct group_key *k, const
             if (strcmp(s, k->choices[i]) == 0)
                 idx = i;
         if (idx < 0) {
-            util_set_err(err, errlen, "%s: must be \"%s\" or \"%s\"", path, k->choices[0],
-                         k->choices[1]);
+            char list[160] = "";
+            size_t at = 0;
+            for (int i = 0; k->choices[i] && at < sizeof(list); i++) {
+                int w = snprintf(list + at, sizeof(list) - at, "%s\"%s\"",
+                                 i == 0              ? ""
+                                 : k->choices[i + 1] ? ", "
+                                                     : " or ",
+                                 k->choices[i]);
+                if (w > 0)
+                    at += (size_t)w;
+            }
+            util_set_err(err, errlen, "%s: must be %s", path, list);
             return -1;
         }
         if (k->size) {

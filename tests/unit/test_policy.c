@@ -733,6 +733,86 @@ static void predictive_finds_a_period(void **state)
     free(st);
 }
 
+/* ---- step ------------------------------------------------------------------------------- */
+
+static void step_parsing(void **state)
+{
+    (void)state;
+    struct policy_step st[POLICY_MAX_STEPS];
+    char err[200];
+    assert_int_equal(
+        policy_steps_parse(">70:+1, >85:+50%, <20:-1", st, POLICY_MAX_STEPS, err, sizeof(err)), 3);
+    assert_true(st[1].above && st[1].load == 85 && st[1].adjust == 50 && st[1].percent);
+    assert_true(!st[2].above && st[2].adjust == -1 && !st[2].percent);
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"", "no steps"},
+        {">70:-1", "a step above a load adds (+), below removes (-)"},
+        {"<20:+1", "a step above a load adds (+), below removes (-)"},
+        {"70:+1", "step \"70:+1\" is not like"},
+        {">170:+1", "is not like"},
+        {">70:+1.5", "is not like"},
+        {">70:+0", "is not like"},
+        {">70:+1,", "empty or overlong step"},
+        {">70:+1, >70:+2", "two steps above 70"},
+        {">1:+1,>2:+1,>3:+1,>4:+1,>5:+1,>6:+1,>7:+1,>8:+1,>9:+1", "more than 8 steps"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(policy_steps_parse(bad[i].text, st, POLICY_MAX_STEPS, err, sizeof(err)),
+                         -1);
+        if (strstr(err, bad[i].want) == NULL)
+            fail_msg("\"%s\": got \"%s\", want \"%s\"", bad[i].text, err, bad[i].want);
+    }
+}
+
+static void step_bands(void **state)
+{
+    (void)state;
+    struct policy_settings s;
+    policy_settings_default(&s, POLICY_STEP);
+    assert_string_equal(s.steps, ">70:+1, >85:+50%, <20:-1");
+    assert_int_equal(s.evaluation_period_ms, 60000);
+    snprintf(s.steps, sizeof(s.steps), "%s", ">60:+1, >80:+50%, <30:-1, <10:-50%");
+    struct policy_state st;
+    memset(&st, 0, sizeof(st));
+    /* the highest band exceeded wins: 90 > 80: +50 % of 4 = 2 */
+    struct policy_decision d = step(&s, &st, T0, 4, 1, 10, 90);
+    assert_int_equal(d.desired, 6);
+    assert_string_equal(d.cause, "step: load 90.0% > 80%: +50% = +2: 4 -> 6");
+    /* within the period: nothing; then cooldown (= period) is over */
+    assert_int_equal(step(&s, &st, T0 + 30000, 6, 1, 10, 90).evaluated, 0);
+    d = step(&s, &st, T0 + 60000, 6, 1, 10, 65);
+    assert_int_equal(d.desired, 7);
+    /* a percentage rounds down but moves at least one: 50 % of 1 = 1 */
+    memset(&st, 0, sizeof(st));
+    assert_int_equal(step(&s, &st, T0, 1, 1, 10, 95).desired, 2);
+    /* the lowest band undercut wins: 5 < 10: -50 % of 7 = -3 */
+    memset(&st, 0, sizeof(st));
+    d = step(&s, &st, T0, 7, 1, 10, 5);
+    assert_int_equal(d.desired, 4);
+    assert_string_equal(d.cause, "step: load 5.0% < 10%: -50% = -3: 7 -> 4");
+    memset(&st, 0, sizeof(st));
+    assert_int_equal(step(&s, &st, T0, 7, 1, 10, 25).desired, 6);
+    /* in no band, or clamped by the bounds */
+    memset(&st, 0, sizeof(st));
+    d = step(&s, &st, T0, 7, 1, 10, 45);
+    assert_int_equal(d.changed, 0);
+    assert_string_equal(d.cause, "step: load 45.0% in no band: 7 stays");
+    memset(&st, 0, sizeof(st));
+    assert_int_equal(step(&s, &st, T0, 9, 1, 10, 99).desired, 10);
+    memset(&st, 0, sizeof(st));
+    assert_int_equal(step(&s, &st, T0, 2, 2, 10, 1).changed, 0); /* at min: no band applies */
+    /* an explicit cooldown longer than the period */
+    s.cooldown_ms = 180000;
+    memset(&st, 0, sizeof(st));
+    step(&s, &st, T0, 4, 1, 10, 90);
+    d = step(&s, &st, T0 + 60000, 6, 1, 10, 90);
+    assert_int_equal(d.changed, 0);
+    assert_non_null(strstr(d.cause, "but cooling down: 6 stays"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -753,6 +833,8 @@ int main(void)
         cmocka_unit_test(predictive_steady_and_saturated),
         cmocka_unit_test(predictive_trend_and_window),
         cmocka_unit_test(predictive_finds_a_period),
+        cmocka_unit_test(step_parsing),
+        cmocka_unit_test(step_bands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
