@@ -781,8 +781,8 @@ int ctl_tick(struct ctl *c, int64_t now)
         }
         if (s->lifecycle == FLEET_IN_SERVICE) {
             in_service++;
-            if (past_grace && s->load >= 0 &&
-                (c->health_from_provider || s->health == FLEET_HEALTH_HEALTHY)) {
+            if (policy_load_counts(&g->policy, s->launched_at_ms, now, past_grace) &&
+                s->load >= 0 && (c->health_from_provider || s->health == FLEET_HEALTH_HEALTHY)) {
                 load_sum += s->load;
                 counted++;
             }

@@ -63,6 +63,9 @@ struct policy_settings {
     int64_t season_ms; /* the longest period looked for in the load, 24 h; 0: none */
     /* step (also uses evaluation_period, 60 s, and cooldown) */
     char steps[POLICY_STEPS_LEN]; /* ">70:+1, >85:+50%, <20:-1" */
+    /* every type: a new instance's load counts in the average only this long after its
+       launch; 0: once past the health grace period (policy_load_counts()) */
+    int64_t warmup_ms;
     /* all */
     int64_t evaluation_period_ms; /* threshold 60 s, target 15 s, predictive 5 s */
 };
@@ -159,6 +162,15 @@ struct policy_step {
  */
 int policy_steps_parse(const char *text, struct policy_step *out, int max, char *err,
                        size_t errlen);
+
+/*
+ * Instance warmup (policy_warmup.c): whether the load of an instance launched
+ * at launched_ms counts in the average at now_ms. With warmup_ms > 0, from
+ * warmup_ms after its launch, whatever the health grace period; with 0, as
+ * before warmup existed: once past_grace (the controller's reckoning).
+ */
+int policy_load_counts(const struct policy_settings *s, int64_t launched_ms, int64_t now_ms,
+                       int past_grace);
 
 /* Always succeeds for valid settings; returns 0. */
 int policy_evaluate(const struct policy_settings *s, struct policy_state *st,

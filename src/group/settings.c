@@ -75,6 +75,8 @@ const struct group_key group_keys[] = {
     {"policy", "steps", "steps", GROUP_K_STRING, OFF(policy.steps), SZ(policy.steps), 0, 0, NULL,
      ">70:+1, >85:+50%, <20:-1",
      "step: bands of load, each adding or removing a count or a % of the group"},
+    {"policy", "warmup", "warmup", GROUP_K_DURATION, OFF(policy.warmup_ms), 0, 0, (double)HOUR_MS,
+     NULL, "0", "a new instance's load counts after this (0: after [health] grace_period)"},
     {"health", "type", "type", GROUP_K_ENUM, OFF(health.type), SZ(health.type), 0, 0, health_types,
      "agent", "health check: agent (the instance's monitorc) | ec2 (instance status)"},
     {"health", "interval", "interval", GROUP_K_DURATION, OFF(health.interval_ms), 0, 10,
@@ -229,6 +231,10 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
     if (!dur_in(p->cooldown_ms, 0, DAY_MS)) {
         clk_format_duration(p->cooldown_ms, a, sizeof(a));
         FAIL("policy", "cooldown", "%s is out of range (0s..24h)", a);
+    }
+    if (!dur_in(p->warmup_ms, 0, HOUR_MS)) {
+        clk_format_duration(p->warmup_ms, a, sizeof(a));
+        FAIL("policy", "warmup", "%s is out of range (0s..1h)", a);
     }
     if (!dur_in(p->lead_ms, 0, HOUR_MS)) {
         clk_format_duration(p->lead_ms, a, sizeof(a));
