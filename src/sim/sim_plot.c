@@ -105,6 +105,22 @@ void sim_rec_second(void *arg, const struct sim_second *s)
     b->violations += s->violation;
 }
 
+size_t sim_rec_columns(const struct sim_rec *r)
+{
+    return r->nb;
+}
+
+void sim_rec_column(const struct sim_rec *r, size_t i, int64_t *t, double *demand, int *capacity,
+                    int *in_service, int *violations)
+{
+    const struct bucket *b = &r->b[i < r->nb ? i : r->nb - 1];
+    *t = (int64_t)ceil((double)i * (double)r->seconds / (double)r->nb);
+    *demand = b->demand_max;
+    *capacity = b->cap_max;
+    *in_service = b->serving_min;
+    *violations = b->violations;
+}
+
 /* Escapes <, >, & and quotes for SVG text. */
 static void put_text(FILE *f, const char *s)
 {

@@ -35,6 +35,12 @@ void sim_rec_second(void *arg, const struct sim_second *s);
 /* Writes the CSV header ("[policy,]t,demand,desired,in_service,booting,load,violation"). */
 int sim_csv_header(FILE *f, int with_label);
 
+/* Column i of n (sim_rec_columns()): its first second, highest demand, highest capacity
+   (in service + booting), lowest in service and seconds in violation. */
+size_t sim_rec_columns(const struct sim_rec *r);
+void sim_rec_column(const struct sim_rec *r, size_t i, int64_t *t, double *demand, int *capacity,
+                    int *in_service, int *violations);
+
 /* One panel per recorder; labels[i] and results[i] title panel i. */
 int sim_plot_svg(FILE *f, struct sim_rec *const *recs, const char *const *labels,
                  const struct sim_result *results, size_t n);

@@ -51,6 +51,51 @@ static int open_store(const struct asgd_conf *conf, struct store **st, char *err
     return rc;
 }
 
+int sim_history_from_rows(const struct store_metric_group *rows, size_t n, struct sim_history *h,
+                          char *err, size_t errlen)
+{
+    sim_trace_release(&h->trace);
+    h->samples = h->saturated = 0;
+    if (n == 0) {
+        util_set_err(err, errlen, "no recorded history in the time asked for");
+        return -1;
+    }
+    h->trace.t = malloc(n * sizeof(*h->trace.t));
+    h->trace.demand = malloc(n * sizeof(*h->trace.demand));
+    if (h->trace.t == NULL || h->trace.demand == NULL) {
+        sim_trace_release(&h->trace);
+        util_set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    h->first_ms = rows[0].at_ms;
+    h->last_ms = rows[n - 1].at_ms;
+    double prev = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t t = (rows[i].at_ms - h->first_ms + 500) / 1000;
+        double d;
+        if (rows[i].avg_load >= 0 && isfinite(rows[i].avg_load))
+            d = rows[i].avg_load / 100.0 * (double)rows[i].in_service;
+        else
+            d = rows[i].in_service > 0 ? prev : 0;
+        if (rows[i].avg_load >= SAT_LOAD)
+            h->saturated++;
+        if (d > SIM_MAX_DEMAND)
+            d = SIM_MAX_DEMAND;
+        prev = d;
+        if (k > 0 && h->trace.t[k - 1] >= t) {
+            h->trace.demand[k - 1] = d; /* same second: the later sample */
+            continue;
+        }
+        h->trace.t[k] = t;
+        h->trace.demand[k] = d;
+        k++;
+    }
+    h->trace.n = k;
+    h->samples = n;
+    return 0;
+}
+
 void sim_history_release(struct sim_history *h)
 {
     if (h == NULL)
@@ -84,38 +129,8 @@ int sim_history_load(const struct asgd_conf *conf, const char *group, int64_t si
         util_set_err(err, errlen, "group \"%s\": no recorded history in the time asked for", group);
         goto out;
     }
-    h->trace.t = malloc(n * sizeof(*h->trace.t));
-    h->trace.demand = malloc(n * sizeof(*h->trace.demand));
-    if (h->trace.t == NULL || h->trace.demand == NULL) {
-        util_set_err(err, errlen, "out of memory");
+    if (sim_history_from_rows(rows, n, h, err, errlen) != 0)
         goto out;
-    }
-    h->first_ms = rows[0].at_ms;
-    h->last_ms = rows[n - 1].at_ms;
-    double prev = 0;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        int64_t t = (rows[i].at_ms - h->first_ms + 500) / 1000;
-        double d;
-        if (rows[i].avg_load >= 0 && isfinite(rows[i].avg_load))
-            d = rows[i].avg_load / 100.0 * (double)rows[i].in_service;
-        else
-            d = rows[i].in_service > 0 ? prev : 0;
-        if (rows[i].avg_load >= SAT_LOAD)
-            h->saturated++;
-        if (d > SIM_MAX_DEMAND)
-            d = SIM_MAX_DEMAND;
-        prev = d;
-        if (k > 0 && h->trace.t[k - 1] >= t) {
-            h->trace.demand[k - 1] = d; /* same second: the later sample */
-            continue;
-        }
-        h->trace.t[k] = t;
-        h->trace.demand[k] = d;
-        k++;
-    }
-    h->trace.n = k;
-    h->samples = n;
     rc = 0;
 out:
     if (rc != 0)

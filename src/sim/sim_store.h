@@ -22,6 +22,7 @@
 #include "asgd/conf.h"
 #include "group/group.h"
 #include "sim/sim.h"
+#include "store/store.h"
 
 struct sim_history {
     struct sim_trace trace;         /* t from 0 at the first sample */
@@ -37,6 +38,13 @@ struct sim_history {
  */
 int sim_history_load(const struct asgd_conf *conf, const char *group, int64_t since_ms,
                      struct sim_history *h, char *err, size_t errlen);
+/*
+ * The same from rows already read (oldest first), for a caller holding its
+ * own store handle (the API). Fills trace, samples, saturated, first_ms and
+ * last_ms; settings untouched. -1 with err when n is 0 or out of memory.
+ */
+int sim_history_from_rows(const struct store_metric_group *rows, size_t n, struct sim_history *h,
+                          char *err, size_t errlen);
 /* Frees the trace; NULL is a no-op. */
 void sim_history_release(struct sim_history *h);
 
