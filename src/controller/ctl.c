@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "common/stats.h"
 #include "controller/policy.h"
+#include "controller/schedule.h"
 #include "fleet/fleet.h"
 #include "provider/provider.h"
 #include "store/store.h"
@@ -66,6 +67,7 @@ struct ctl {
     struct group_settings settings;
     int have_settings;
     struct policy_state pstate;
+    struct sched_state sched; /* scheduled actions (schedule.h) */
     int policy_type;
     struct {
         int64_t at_ms;
@@ -715,6 +717,8 @@ int ctl_tick(struct ctl *c, int64_t now)
         return -1;
     if (load_settings(c) != 0)
         return -1;
+    if (sched_tick(&c->sched, c->store, &c->settings, now) > 0 && load_settings(c) != 0)
+        return -1;
     const struct group_settings *g = &c->settings;
     fleet_heartbeat(c->fleet, 1, now);
 
@@ -1074,6 +1078,7 @@ void ctl_free(struct ctl *c)
     pthread_cond_destroy(&c->cv);
     free(c->snap);
     free(c->group);
+    sched_state_release(&c->sched);
     free(c);
 }
 

@@ -43,8 +43,9 @@ enum policy_type {
     POLICY_STEP = 3
 };
 
-#define POLICY_STEPS_LEN 128 /* the steps text, NUL included */
-#define POLICY_MAX_STEPS 8
+#define POLICY_STEPS_LEN    128 /* the steps text, NUL included */
+#define POLICY_SCHEDULE_LEN 384 /* scheduled actions (schedule.h), NUL included */
+#define POLICY_MAX_STEPS    8
 
 struct policy_settings {
     int type; /* enum policy_type */
@@ -66,6 +67,8 @@ struct policy_settings {
     /* every type: a new instance's load counts in the average only this long after its
        launch; 0: once past the health grace period (policy_load_counts()) */
     int64_t warmup_ms;
+    /* scheduled actions setting min/max/desired (schedule.h); "" none */
+    char schedule[POLICY_SCHEDULE_LEN];
     /* all */
     int64_t evaluation_period_ms; /* threshold 60 s, target 15 s, predictive 5 s */
 };

@@ -19,6 +19,7 @@
 
 #include "common/clock.h"
 #include "common/util.h"
+#include "controller/schedule.h"
 #include "fleet/fleet.h"
 
 #include "common/banned.h"
@@ -77,6 +78,10 @@ const struct group_key group_keys[] = {
      "step: bands of load, each adding or removing a count or a % of the group"},
     {"policy", "warmup", "warmup", GROUP_K_DURATION, OFF(policy.warmup_ms), 0, 0, (double)HOUR_MS,
      NULL, "0", "a new instance's load counts after this (0: after [health] grace_period)"},
+    {"policy", "schedule", "schedule", GROUP_K_STRING, OFF(policy.schedule), SZ(policy.schedule), 0,
+     0, NULL, "(none)",
+     "scheduled actions: \"CRON [ZONE]: min=N max=N desired=N; ...\" (e.g. 0 8 * * 1-5 "
+     "Europe/Paris: min=4)"},
     {"health", "type", "type", GROUP_K_ENUM, OFF(health.type), SZ(health.type), 0, 0, health_types,
      "agent", "health check: agent (the instance's monitorc) | ec2 (instance status)"},
     {"health", "interval", "interval", GROUP_K_DURATION, OFF(health.interval_ms), 0, 10,
@@ -199,6 +204,13 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
     if (p->type != POLICY_THRESHOLD && p->type != POLICY_TARGET && p->type != POLICY_PREDICTIVE &&
         p->type != POLICY_STEP)
         FAIL("policy", "type", "unknown policy type %d", p->type);
+    if (memchr(p->schedule, '\0', sizeof(p->schedule)) == NULL)
+        FAIL("policy", "schedule", "too long (at most %zu bytes)", sizeof(p->schedule) - 1);
+    {
+        char why[300];
+        if (sched_check(p->schedule, why, sizeof(why)) != 0)
+            FAIL("policy", "schedule", "%s", why);
+    }
     if (memchr(p->steps, '\0', sizeof(p->steps)) == NULL)
         FAIL("policy", "steps", "too long (at most %zu bytes)", sizeof(p->steps) - 1);
     {

@@ -66,17 +66,18 @@ static void json_round_trip(void **state)
     assert_non_null(text);
     /* the API's shape, key order included */
     assert_string_equal(
-        text, "{\"name\":\"web-1.a_b\",\"min_size\":2,\"max_size\":9,\"desired_capacity\":3,"
-              "\"policy\":{\"type\":\"target\",\"up_threshold\":80.5,\"down_threshold\":10.25,"
-              "\"up_factor\":1.5,\"down_factor\":0.29999999999999999,\"cooldown\":\"1500ms\","
-              "\"evaluation_period\":\"2m\",\"target\":55.0,\"tolerance\":0.050000000000000003,"
-              "\"scale_down_window\":\"2h\",\"lead\":\"1m\",\"season\":\"24h\","
-              "\"steps\":\">70:+1, >85:+50%, <20:-1\",\"warmup\":\"0s\"},\"health\":{"
-              "\"type\":\"ec2\",\"interval\":\"5s\","
-              "\"timeout\":\"250ms\",\"healthy_threshold\":4,\"unhealthy_threshold\":6,"
-              "\"grace_period\":\"90s\",\"panic_threshold\":50,\"max_replacements_per_minute\":10,"
-              "\"deregister_grace\":\"30s\"},\"revision\":17,\"updated_at\":"
-              "\"2026-11-18T11:06:40.123Z\"}");
+        text,
+        "{\"name\":\"web-1.a_b\",\"min_size\":2,\"max_size\":9,\"desired_capacity\":3,"
+        "\"policy\":{\"type\":\"target\",\"up_threshold\":80.5,\"down_threshold\":10.25,"
+        "\"up_factor\":1.5,\"down_factor\":0.29999999999999999,\"cooldown\":\"1500ms\","
+        "\"evaluation_period\":\"2m\",\"target\":55.0,\"tolerance\":0.050000000000000003,"
+        "\"scale_down_window\":\"2h\",\"lead\":\"1m\",\"season\":\"24h\","
+        "\"steps\":\">70:+1, >85:+50%, <20:-1\",\"warmup\":\"0s\",\"schedule\":\"\"},\"health\":{"
+        "\"type\":\"ec2\",\"interval\":\"5s\","
+        "\"timeout\":\"250ms\",\"healthy_threshold\":4,\"unhealthy_threshold\":6,"
+        "\"grace_period\":\"90s\",\"panic_threshold\":50,\"max_replacements_per_minute\":10,"
+        "\"deregister_grace\":\"30s\"},\"revision\":17,\"updated_at\":"
+        "\"2026-11-18T11:06:40.123Z\"}");
     char err[256];
     memset(&back, 0x5a, sizeof back);
     if (group_settings_from_json(j, &back, err, sizeof err) != 0)
@@ -150,6 +151,7 @@ static void every_key_from_ini_and_json(void **state)
         {"policy", "season", "12h", "\"12h\""},
         {"policy", "steps", ">90:+3, <10:-20%", "\">90:+3, <10:-20%\""},
         {"policy", "warmup", "20s", "\"20s\""},
+        {"policy", "schedule", "0 8 * * *: min=3", "\"0 8 * * *: min=3\""},
         {"health", "type", "ec2", "\"ec2\""},
         {"health", "interval", "3s", "\"3s\""},
         {"health", "timeout", "1500ms", "1.5"},
@@ -344,7 +346,7 @@ static void patch_semantics(void **state)
         {"{\"policy\": {\"speed\": 1}}",
          "unknown key \"policy.speed\" (policy keys: type, up_threshold, down_threshold, "
          "up_factor, down_factor, cooldown, evaluation_period, target, tolerance, "
-         "scale_down_window, lead, season, steps, warmup)"},
+         "scale_down_window, lead, season, steps, warmup, schedule)"},
         {"{\"health\": {\"speed\": 1}}", "unknown key \"health.speed\" (health keys: type,"},
         {"{\"min_size\": 1.5}", "min_size: must be an integer"},
         {"{\"min_size\": 99999999999}", "min_size: 99999999999 is out of range"},
