@@ -584,7 +584,7 @@ static int load_settings(struct ctl *c)
     }
     if (!c->have_settings || g.policy.type != c->policy_type ||
         memcmp(&g.policy, &c->settings.policy, sizeof(g.policy)) != 0) {
-        memset(&c->pstate, 0, sizeof(c->pstate));
+        policy_state_reset(&c->pstate);
         c->policy_type = g.policy.type;
     }
     if (c->have_settings && g.revision != c->settings.revision)
@@ -1079,6 +1079,7 @@ void ctl_free(struct ctl *c)
     free(c->snap);
     free(c->group);
     sched_state_release(&c->sched);
+    policy_state_reset(&c->pstate);
     free(c);
 }
 

@@ -23,6 +23,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/banned.h"
@@ -225,30 +226,58 @@ static void eval_threshold(const struct policy_settings *s, struct policy_state 
         st->last_action_ms = in->now_ms;
 }
 
+void policy_state_reset(struct policy_state *st)
+{
+    free(st->window);
+    free(st->pred);
+    memset(st, 0, sizeof(*st));
+}
+
 /* Drops the recommendations that left the window (now - window, now]. */
 static void window_expire(struct policy_state *st, int64_t now, int64_t window)
 {
     while (st->window_n > 0 && now - st->window[st->window_head].at_ms >= window) {
-        st->window_head = (st->window_head + 1) % POLICY_WINDOW_CAP;
+        st->window_head = (st->window_head + 1) % st->window_cap;
         st->window_n--;
     }
+}
+
+/* Doubles the ring (up to POLICY_WINDOW_CAP), oldest first at 0; 0 or -1 (out of memory). */
+static int window_grow(struct policy_state *st)
+{
+    int cap = st->window_cap ? st->window_cap * 2 : 16;
+    if (cap > POLICY_WINDOW_CAP)
+        cap = POLICY_WINDOW_CAP;
+    struct policy_window_entry *w = malloc((size_t)cap * sizeof(*w));
+    if (w == NULL)
+        return -1;
+    for (int i = 0; i < st->window_n; i++)
+        w[i] = st->window[(st->window_head + i) % st->window_cap];
+    free(st->window);
+    st->window = w;
+    st->window_cap = cap;
+    st->window_head = 0;
+    return 0;
 }
 
 /* Adds a recommendation; older ones not above it can never be the maximum again. */
 void policy_window_add(struct policy_state *st, int64_t at, int value)
 {
     while (st->window_n > 0) {
-        int last = (st->window_head + st->window_n - 1) % POLICY_WINDOW_CAP;
+        int last = (st->window_head + st->window_n - 1) % st->window_cap;
         if (st->window[last].value > value)
             break;
         st->window_n--;
     }
-    if (st->window_n == POLICY_WINDOW_CAP) {
-        /* only values outside [0, POLICY_MAX_SIZE] can fill it: forget the oldest */
-        st->window_head = (st->window_head + 1) % POLICY_WINDOW_CAP;
+    if (st->window_n == st->window_cap &&
+        (st->window_cap == POLICY_WINDOW_CAP || window_grow(st) != 0)) {
+        if (st->window_cap == 0)
+            return; /* out of memory before the first entry: no window */
+        /* full (only values outside [0, POLICY_MAX_SIZE], or out of memory): forget the oldest */
+        st->window_head = (st->window_head + 1) % st->window_cap;
         st->window_n--;
     }
-    int idx = (st->window_head + st->window_n) % POLICY_WINDOW_CAP;
+    int idx = (st->window_head + st->window_n) % st->window_cap;
     st->window[idx].at_ms = at;
     st->window[idx].value = value;
     st->window_n++;

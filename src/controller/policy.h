@@ -7,7 +7,8 @@
  * code. State that must survive between evaluations (when the last
  * evaluation ran, the last scaling action for cooldown, the target policy's
  * recommendation history for its scale-down window) lives in struct
- * policy_state, owned by the caller; zero-initialise it before the first call.
+ * policy_state, owned by the caller; zero-initialise it before the first call
+ * and release it with policy_state_reset().
  *
  * threshold (the seed's, simulation.md): every evaluation_period,
  *   if avg > up_threshold and n < max, or n < min: n -> max(min, 1, min(max, floor(n*up_factor)))
@@ -90,9 +91,16 @@ int policy_type_parse(const char *name); /* -1 if unknown */
  * in strictly decreasing value, oldest first). A recommendation is only kept
  * while no later one is at least as high, so the deque holds at most one
  * entry per distinct value, and values are sizes in [0, POLICY_MAX_SIZE]:
- * POLICY_WINDOW_CAP entries cover any window at any evaluation period.
+ * it never needs more than POLICY_WINDOW_CAP entries, at any window and
+ * evaluation period. It is allocated on demand (a group of sizes 2..20 holds
+ * at most 19), so a node with many groups does not pay for the worst case.
  */
 #define POLICY_WINDOW_CAP (POLICY_MAX_SIZE + 1)
+
+struct policy_window_entry {
+    int64_t at_ms;
+    int value;
+};
 
 /*
  * The predictive policy's memory, all of it here so that the policy stays a
@@ -125,15 +133,20 @@ struct policy_state {
     int64_t last_eval_ms;   /* 0: never evaluated */
     int64_t last_action_ms; /* 0: never acted */
     int evaluated;          /* at least one evaluation ran */
-    /* target: the recommendations that can still be the highest of scale_down_window
-       (ring; values strictly decreasing from the oldest to the newest) */
-    struct {
-        int64_t at_ms;
-        int value;
-    } window[POLICY_WINDOW_CAP];
-    int window_n, window_head;
-    struct policy_pred_state pred; /* predictive */
+    /* target, predictive: the sizes that can still be the highest of scale_down_window
+       (ring of window_cap entries, malloc'd; values strictly decreasing, oldest first) */
+    struct policy_window_entry *window;
+    int window_n, window_head, window_cap;
+    struct policy_pred_state *pred; /* predictive: malloc'd at its first evaluation */
 };
+
+/*
+ * Frees what st holds and zeroes it: the policy starts over. A zeroed state
+ * needs nothing; one that was used must be reset (not memset) to be reused
+ * or dropped. Out of memory, the policies degrade (a shorter window, no
+ * forecast) and say so in the cause rather than fail.
+ */
+void policy_state_reset(struct policy_state *st);
 
 struct policy_input {
     int64_t now_ms;

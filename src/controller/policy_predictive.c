@@ -30,6 +30,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/banned.h"
@@ -174,8 +175,14 @@ static double pattern(const struct policy_settings *s, const struct policy_pred_
 void policy_predictive_eval(const struct policy_settings *s, struct policy_state *st,
                             const struct policy_input *in, struct policy_decision *out)
 {
-    struct policy_pred_state *p = &st->pred;
     int n = in->current, serving = in->in_service;
+    if (st->pred == NULL && (st->pred = calloc(1, sizeof(*st->pred))) == NULL) {
+        snprintf(out->cause, sizeof(out->cause), "predictive: out of memory: %d stays", n);
+        out->desired = n;
+        out->changed = 0;
+        return;
+    }
+    struct policy_pred_state *p = st->pred;
     double u = s->target / 100.0;
     char lead[32];
     policy_fmt_dur(s->lead_ms, lead, sizeof(lead));

@@ -282,13 +282,9 @@ int sim_run(const struct sim_params *p, const struct sim_trace *tr, struct sim_r
         return -1;
     }
     size_t bcap = (size_t)p->max_size + 1, bhead = 0, nboot = 0;
-    /* large (the whole scale-down window): on the heap, not the stack */
-    struct policy_state *st = calloc(1, sizeof(*st));
-    if (st == NULL) {
-        free(boot);
-        set_err(err, errlen, "out of memory");
-        return -1;
-    }
+    struct policy_state state;
+    memset(&state, 0, sizeof(state));
+    struct policy_state *st = &state;
     struct sim_result r;
     memset(&r, 0, sizeof(r));
     int in_service = p->min_size;
@@ -377,7 +373,7 @@ int sim_run(const struct sim_params *p, const struct sim_trace *tr, struct sim_r
             p->on_second(p->arg, &sec);
         }
     }
-    free(st);
+    policy_state_reset(st);
     free(boot);
     r.seconds = last_t + 1;
     r.violation_pct = 100.0 * (double)r.violation_s / (double)r.seconds;

@@ -32,6 +32,7 @@ static struct policy_decision run_once(const struct policy_settings *s, int n, i
         .now_ms = T0, .min_size = min, .max_size = max, .current = n, .avg_load = avg};
     struct policy_decision d;
     assert_int_equal(policy_evaluate(s, &st, &in, &d), 0);
+    policy_state_reset(&st);
     return d;
 }
 
@@ -241,6 +242,7 @@ static void evaluation_period_gating(void **state)
     for (int64_t t = T0 + 61000; t <= T0 + 600000; t += 1000)
         evals += step(&s, &st, t, 4, 1, 10, 50).evaluated;
     assert_int_equal(evals, 9);
+    policy_state_reset(&st);
 }
 
 static void cooldown(void **state)
@@ -275,11 +277,12 @@ static void cooldown(void **state)
     /* cooldown 0 means one evaluation period */
     policy_settings_default(&s, POLICY_THRESHOLD);
     s.evaluation_period_ms = 10000;
-    memset(&st, 0, sizeof(st));
+    policy_state_reset(&st);
     assert_int_equal(step(&s, &st, T0, 1, 1, 16, 95).desired, 2);
     assert_int_equal(step(&s, &st, T0 + 10000, 2, 1, 16, 95).desired, 4);
     assert_int_equal(step(&s, &st, T0 + 20000, 4, 1, 16, 95).desired, 8);
     assert_int_equal(step(&s, &st, T0 + 30000, 8, 1, 16, 95).desired, 16);
+    policy_state_reset(&st);
 }
 
 static void target_arithmetic_and_tolerance(void **state)
@@ -343,7 +346,7 @@ static void target_scale_down_window(void **state)
     assert_int_equal(d.desired, 2);
 
     /* a window max between the recommendation and n: scale down to it */
-    memset(&st, 0, sizeof(st));
+    policy_state_reset(&st);
     d = step(&s, &st, T0, 8, 1, 10, 45); /* rec ceil(6.0) = 6 */
     assert_int_equal(d.desired, 6);
     d = step(&s, &st, T0 + 15000, 8, 1, 10, 15); /* rec 2, window max 6 */
@@ -358,7 +361,7 @@ static void target_scale_down_window(void **state)
        the start holds every scale-down until it leaves the window, not after 64 periods */
     policy_settings_default(&s, POLICY_TARGET);
     s.scale_down_window_ms = 3600000;
-    memset(&st, 0, sizeof(st));
+    policy_state_reset(&st);
     step(&s, &st, T0, 5, 1, 10, 100); /* rec 9 */
     for (int i = 1; i < 240; i++) {
         d = step(&s, &st, T0 + i * 15000, 9, 1, 10, 40); /* rec 6 */
@@ -371,12 +374,13 @@ static void target_scale_down_window(void **state)
     s.evaluation_period_ms = 1000;
     s.scale_down_window_ms = 86400000;
     s.tolerance = 0;
-    memset(&st, 0, sizeof(st));
+    policy_state_reset(&st);
     for (int i = 0; i < 20000; i++) {
         d = step(&s, &st, T0 + i * 1000, 4000, 1, 4096, (double)(i % 97) + 1);
         assert_true(st.window_n <= POLICY_WINDOW_CAP);
     }
     assert_int_equal(d.desired, 4000); /* the window's highest (ceil(4000 * 97 / 60) > 4000) */
+    policy_state_reset(&st);
 }
 
 static void target_not_due(void **state)
@@ -392,6 +396,7 @@ static void target_not_due(void **state)
     assert_int_equal(d.changed, 0);
     d = step(&s, &st, T0 + 15000, 4, 1, 10, 100);
     assert_int_equal(d.desired, 7);
+    policy_state_reset(&st);
 }
 
 /* ---- reference model of simulation.md --------------------------------------------------- */
@@ -539,6 +544,7 @@ static struct model_result run_model(const struct trace *tr, const struct policy
     }
     assert_true(r.cost >= (long)min * (last_t + 1));
     assert_true(r.cost <= (long)max * (last_t + 1));
+    policy_state_reset(&st);
     return r;
 }
 
@@ -647,7 +653,7 @@ static void predictive_steady_and_saturated(void **state)
     d = pstep(&s, st, T0 + 5000, 6, 4, 60);
     assert_int_equal(d.desired, 4);
     /* saturated: 100 % of 3 hides the demand: plan for 3 x 3 */
-    memset(st, 0, sizeof(*st));
+    policy_state_reset(st);
     d = pstep(&s, st, T0, 3, 3, 100);
     assert_int_equal(d.desired, 9);
     assert_non_null(strstr(d.cause, ", saturated: 3 -> 9"));
@@ -655,7 +661,7 @@ static void predictive_steady_and_saturated(void **state)
     d = pstep(&s, st, T0 + 5000, 9, 3, 100);
     assert_int_equal(d.desired, 9);
     /* none serving but load: the blind step still starts the group */
-    memset(st, 0, sizeof(*st));
+    policy_state_reset(st);
     struct policy_input in = {.now_ms = T0,
                               .min_size = 0,
                               .max_size = 20,
@@ -664,6 +670,7 @@ static void predictive_steady_and_saturated(void **state)
                               .avg_load = 100};
     assert_int_equal(policy_evaluate(&s, st, &in, &d), 0);
     assert_true(d.desired >= 1);
+    policy_state_reset(st);
     free(st);
 }
 
@@ -689,7 +696,7 @@ static void predictive_trend_and_window(void **state)
     }
     assert_true(grew_at > 0);
     /* a drop: held for the scale-down window (120 s), then taken */
-    memset(st, 0, sizeof(*st));
+    policy_state_reset(st);
     struct policy_decision d = pstep(&s, st, T0, 10, 10, 60); /* 6.0 needs 9 */
     assert_int_equal(d.desired, 9);
     for (int64_t t = T0 + 5000; t < T0 + 120000; t += 5000) {
@@ -699,6 +706,7 @@ static void predictive_trend_and_window(void **state)
     }
     d = pstep(&s, st, T0 + 120000, 9, 9, 200.0 / 9);
     assert_int_equal(d.desired, 3);
+    policy_state_reset(st);
     free(st);
 }
 
@@ -723,13 +731,14 @@ static void predictive_finds_a_period(void **state)
             early++;
         n = d.desired;
     }
-    assert_int_equal(st->pred.period_min, 40);
+    assert_int_equal(st->pred->period_min, 40);
     assert_true(early >= 1);
     /* a steady ramp has no period */
-    memset(st, 0, sizeof(*st));
+    policy_state_reset(st);
     for (int64_t t = 0; t < 4 * 3600; t += 5)
         pstep(&s, st, T0 + t * 1000, 20, 20, 10 + 80.0 * (double)t / (4 * 3600));
-    assert_int_equal(st->pred.period_min, 0);
+    assert_int_equal(st->pred->period_min, 0);
+    policy_state_reset(st);
     free(st);
 }
 
@@ -786,31 +795,32 @@ static void step_bands(void **state)
     d = step(&s, &st, T0 + 60000, 6, 1, 10, 65);
     assert_int_equal(d.desired, 7);
     /* a percentage rounds down but moves at least one: 50 % of 1 = 1 */
-    memset(&st, 0, sizeof(st));
+    policy_state_reset(&st);
     assert_int_equal(step(&s, &st, T0, 1, 1, 10, 95).desired, 2);
     /* the lowest band undercut wins: 5 < 10: -50 % of 7 = -3 */
-    memset(&st, 0, sizeof(st));
+    policy_state_reset(&st);
     d = step(&s, &st, T0, 7, 1, 10, 5);
     assert_int_equal(d.desired, 4);
     assert_string_equal(d.cause, "step: load 5.0% < 10%: -50% = -3: 7 -> 4");
-    memset(&st, 0, sizeof(st));
+    policy_state_reset(&st);
     assert_int_equal(step(&s, &st, T0, 7, 1, 10, 25).desired, 6);
     /* in no band, or clamped by the bounds */
-    memset(&st, 0, sizeof(st));
+    policy_state_reset(&st);
     d = step(&s, &st, T0, 7, 1, 10, 45);
     assert_int_equal(d.changed, 0);
     assert_string_equal(d.cause, "step: load 45.0% in no band: 7 stays");
-    memset(&st, 0, sizeof(st));
+    policy_state_reset(&st);
     assert_int_equal(step(&s, &st, T0, 9, 1, 10, 99).desired, 10);
-    memset(&st, 0, sizeof(st));
+    policy_state_reset(&st);
     assert_int_equal(step(&s, &st, T0, 2, 2, 10, 1).changed, 0); /* at min: no band applies */
     /* an explicit cooldown longer than the period */
     s.cooldown_ms = 180000;
-    memset(&st, 0, sizeof(st));
+    policy_state_reset(&st);
     step(&s, &st, T0, 4, 1, 10, 90);
     d = step(&s, &st, T0 + 60000, 6, 1, 10, 90);
     assert_int_equal(d.changed, 0);
     assert_non_null(strstr(d.cause, "but cooling down: 6 stays"));
+    policy_state_reset(&st);
 }
 
 int main(void)
