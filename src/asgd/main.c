@@ -42,7 +42,7 @@
 #include "provider/ec2.h"
 #include "provider/local.h"
 #include "provider/provider.h"
-#include "sim/sim.h"
+#include "sim/sim_cli.h"
 #include "store/store.h"
 #include "tls/tls.h"
 
@@ -56,11 +56,7 @@ struct opts {
     int json;
     const char *log_level;
     const char *log_format;
-    const char *trace;  /* simulate */
-    const char *boot_s; /* simulate */
-    const char *poll_s; /* simulate */
-    int verbose;        /* simulate: print every action */
-    int man;            /* help-keys: roff */
+    int man; /* help-keys: roff */
 };
 
 /* Everything a running asgd owns, released in reverse order by daemon_release(). */
@@ -91,8 +87,8 @@ static void usage(FILE *out)
             "  status         print the group: settings, desired, every instance\n"
             "  check-config   validate FILE and exit 0 (valid) or 1\n"
             "  simulate       replay a demand trace through the policy in virtual time\n"
-            "                 (--trace CSV [-c FILE] [--boot S] [--poll S] [--json] [-v])\n"
-            "  help-keys      the [group], [policy], [health] keys with defaults (--man: roff)\n"
+            "                 (asgd simulate --help for its options)\n"
+            "  help-keys      every group key with defaults (--man: roff)\n"
             "\n"
             "options:\n"
             "  -c, --config FILE     the config file (INI; see examples/asgd.ini)\n"
@@ -681,83 +677,6 @@ out:
     return rc;
 }
 
-static void sim_print_action(void *arg, int64_t t, int from, int to, const char *cause)
-{
-    (void)arg;
-    printf("t=%-8" PRId64 " %d -> %d  %s\n", t, from, to, cause);
-}
-
-static int parse_seconds(const char *text, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < 0 || v > 86400)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int cmd_simulate(const struct opts *o)
-{
-    struct daemon d;
-    char err[1024];
-    int rc = 1;
-    struct sim_trace tr = SIM_TRACE_INIT;
-    memset(&d, 0, sizeof(d));
-    if (o->trace == NULL) {
-        fprintf(stderr, "asgd: simulate needs --trace FILE (CSV with header t,demand)\n");
-        return 2;
-    }
-    if (o->config ? load_config(&d, o->config, err, sizeof(err)) != 0 : conf_defaults(&d.conf) != 0)
-        goto fail;
-    d.gc = &d.conf.groups[0];
-    struct sim_params p;
-    sim_params_default(&p);
-    p.min_size = d.gc->settings.min_size;
-    p.max_size = d.gc->settings.max_size;
-    p.policy = d.gc->settings.policy;
-    if (o->boot_s && parse_seconds(o->boot_s, &p.boot_s) != 0) {
-        snprintf(err, sizeof(err), "bad --boot \"%s\" (whole seconds)", o->boot_s);
-        goto fail;
-    }
-    if (o->poll_s && (parse_seconds(o->poll_s, &p.poll_s) != 0 || p.poll_s < 1)) {
-        snprintf(err, sizeof(err), "bad --poll \"%s\" (whole seconds, >= 1)", o->poll_s);
-        goto fail;
-    }
-    if (o->verbose) {
-        p.on_action = sim_print_action;
-        p.arg = NULL;
-    }
-    if (sim_trace_load(o->trace, &tr, err, sizeof(err)) != 0)
-        goto fail;
-    struct sim_result r;
-    if (sim_run(&p, &tr, &r, err, sizeof(err)) != 0)
-        goto fail;
-    if (o->json) {
-        char buf[1024];
-        sim_result_json(&r, buf, sizeof(buf));
-        printf("%s\n", buf);
-    } else {
-        printf("policy        %s (min %d, max %d, boot %" PRId64 " s, poll %" PRId64 " s)\n",
-               policy_type_name(p.policy.type), p.min_size, p.max_size, p.boot_s, p.poll_s);
-        printf("seconds       %" PRId64 "\n", r.seconds);
-        printf("cost          %.0f instance-seconds (oracle %.0f, ratio %.3f)\n", r.cost,
-               r.oracle_cost, r.cost_ratio);
-        printf("violations    %" PRId64 " s (%.2f %%)\n", r.violation_s, r.violation_pct);
-        printf("unserved      %.1f\n", r.unserved);
-        printf("actions       %" PRId64 " (%" PRId64 " flaps)\n", r.actions, r.flaps);
-    }
-    rc = 0;
-    goto out;
-fail:
-    fprintf(stderr, "asgd: %s\n", err);
-out:
-    sim_trace_release(&tr);
-    daemon_release(&d);
-    return rc;
-}
-
 /* The group keys of asgd.ini(5), from the one key table (--man: roff, for the build). */
 static int cmd_help_keys(const struct opts *o)
 {
@@ -777,7 +696,6 @@ static const struct cmd commands[] = {
     {"controller", cmd_controller, 1},
     {"status", cmd_status, 1},
     {"check-config", cmd_check_config, 1},
-    {"simulate", cmd_simulate, 0},
     {"help-keys", cmd_help_keys, 0},
 };
 
@@ -787,6 +705,9 @@ int main(int argc, char **argv)
     sdn_init(); /* before any thread; local instances must not inherit NOTIFY_SOCKET */
     const struct cmd *cmd = &commands[0];
     int i = 1;
+    /* simulate has options of its own (src/sim/sim_cli.c) */
+    if (argc > 1 && strcmp(argv[1], "simulate") == 0)
+        return sim_cli_main(argc - 1, argv + 1);
     if (i < argc && argv[i][0] != '-') {
         cmd = NULL;
         for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
@@ -805,14 +726,6 @@ int main(int argc, char **argv)
             o.config = argv[++i];
         } else if (strncmp(a, "--config=", 9) == 0) {
             o.config = a + 9;
-        } else if (strcmp(a, "--trace") == 0 && i + 1 < argc) {
-            o.trace = argv[++i];
-        } else if (strcmp(a, "--boot") == 0 && i + 1 < argc) {
-            o.boot_s = argv[++i];
-        } else if (strcmp(a, "--poll") == 0 && i + 1 < argc) {
-            o.poll_s = argv[++i];
-        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-            o.verbose = 1;
         } else if (strcmp(a, "--man") == 0) {
             o.man = 1;
         } else if (strcmp(a, "--json") == 0) {

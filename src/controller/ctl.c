@@ -75,7 +75,7 @@ static int load_settings(struct ctl *c)
     }
     if (!c->have_settings || g.policy.type != c->policy_type ||
         memcmp(&g.policy, &c->settings.policy, sizeof(g.policy)) != 0) {
-        memset(&c->pstate, 0, sizeof(c->pstate));
+        policy_state_reset(&c->pstate);
         c->policy_type = g.policy.type;
     }
     if (c->have_settings && g.revision != c->settings.revision)
@@ -185,11 +185,24 @@ static void publish_status(struct ctl *c, const struct census *cs, const struct 
     pthread_mutex_unlock(&c->mu);
 }
 
+/* Scheduled actions ([policy] schedule): 1 when one changed the stored settings. Actions due
+   while ScheduledActions is suspended are skipped, not run late at resume (as AWS does). */
+static int run_schedule(struct ctl *c, int64_t now)
+{
+    if (group_process_suspended(&c->settings, GROUP_PROC_SCHEDULED_ACTIONS)) {
+        c->sched.last_ms = now;
+        return 0;
+    }
+    return sched_tick(&c->sched, c->store, &c->settings, now);
+}
+
 int ctl_tick(struct ctl *c, int64_t now)
 {
     if (!ctl__may_act(c))
         return -1;
     if (load_settings(c) != 0)
+        return -1;
+    if (run_schedule(c, now) > 0 && load_settings(c) != 0)
         return -1;
     fleet_heartbeat(c->fleet, 1, now);
     handle_requests(c, now);
@@ -322,6 +335,8 @@ void ctl_free(struct ctl *c)
     free(c->snap);
     free(c->census_buf);
     free(c->group);
+    sched_state_release(&c->sched);
+    policy_state_reset(&c->pstate);
     free(c);
 }
 

@@ -87,8 +87,8 @@ int ctl__census(struct ctl *c, int64_t now, struct census *cs)
         }
         if (s->lifecycle == FLEET_IN_SERVICE) {
             cs->in_service++;
-            if (past_grace && s->load >= 0 &&
-                (c->health_from_provider || s->health == FLEET_HEALTH_HEALTHY)) {
+            if (policy_load_counts(&g->policy, s->launched_at_ms, now, past_grace) &&
+                s->load >= 0 && (c->health_from_provider || s->health == FLEET_HEALTH_HEALTHY)) {
                 load_sum += s->load;
                 counted++;
             }

@@ -27,6 +27,7 @@
 
 #include "controller/ctl.h"
 #include "controller/policy.h"
+#include "controller/schedule.h"
 #include "fleet/fleet.h"
 #include "store/store.h"
 
@@ -75,6 +76,7 @@ struct ctl {
     struct group_settings settings;
     int have_settings;
     struct policy_state pstate;
+    struct sched_state sched; /* scheduled actions (schedule.h) */
     int policy_type;
     struct {
         int64_t at_ms;

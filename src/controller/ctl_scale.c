@@ -49,27 +49,29 @@ void ctl__scale(struct ctl *c, const struct census *cs, int64_t now, struct poli
         .now_ms = now,
         .min_size = g->min_size,
         .max_size = g->max_size,
-        .current = g->desired_capacity,
+        /* in service + booting (policy.h), as the simulator counts: not desired_capacity */
+        .current = (int)cs->n - cs->terminating - (int)cs->n_replace,
+        .in_service = cs->in_service,
         .avg_load = window_average(c, now, g->policy.evaluation_period_ms),
     };
     memset(d, 0, sizeof(*d));
-    /* in panic the load seen is only the reachable part's: hold the size until it is over */
-    if (!cs->panic) {
-        /* AlarmNotification suspended: the policy runs on a copy of its state (its cooldown
-           does not start) and its decision is only recorded as skipped */
-        struct policy_state copy = c->pstate;
-        int held = 0;
-        policy_evaluate(&g->policy, &copy, &in, d);
-        if (d->changed && d->desired != g->desired_capacity)
-            held =
-                ctl__suspended(c, CTL_PROC_ALARM_NOTIFICATION, d->desired, "scale", "%s", d->cause);
-        if (held) {
+    /* in panic the load seen is only the reachable part's: hold the size until it is over;
+       while the fleet converges on a desired count set outside the policy (API, a launch
+       retried) the policy waits, as it never sees that state in the simulator */
+    if (!cs->panic && in.current == g->desired_capacity) {
+        /* AlarmNotification suspended: the policy observes the load as usual, but its decision
+           is only recorded as skipped and its cooldown does not start (the state holds heap
+           memory: restore the one field, never a struct copy) */
+        int64_t last_action = c->pstate.last_action_ms;
+        policy_evaluate(&g->policy, &c->pstate, &in, d);
+        if (d->changed && d->desired != g->desired_capacity &&
+            ctl__suspended(c, CTL_PROC_ALARM_NOTIFICATION, d->desired, "scale", "%s", d->cause)) {
+            c->pstate.last_action_ms = last_action;
             d->changed = 0;
             size_t len = strlen(d->cause);
             snprintf(d->cause + len, sizeof(d->cause) - len, " (not applied: %s suspended)",
                      GROUP_PROC_ALARM_NOTIFICATION);
-        } else
-            c->pstate = copy;
+        }
     }
     if (d->changed && d->desired != g->desired_capacity) {
         int from = g->desired_capacity;

@@ -19,9 +19,11 @@
  *   should do the same to reproduce our figures.
  */
 #include "controller/policy.h"
+#include "controller/policy_int.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/banned.h"
@@ -31,7 +33,10 @@
 void policy_settings_default(struct policy_settings *s, int type)
 {
     memset(s, 0, sizeof(*s));
-    s->type = type == POLICY_TARGET ? POLICY_TARGET : POLICY_THRESHOLD;
+    s->type = type == POLICY_TARGET || type == POLICY_PREDICTIVE || type == POLICY_STEP
+                  ? type
+                  : POLICY_THRESHOLD;
+    snprintf(s->steps, sizeof(s->steps), "%s", ">70:+1, >85:+50%, <20:-1");
     s->up_threshold = 70;
     s->down_threshold = 20;
     s->up_factor = 2;
@@ -40,7 +45,14 @@ void policy_settings_default(struct policy_settings *s, int type)
     s->target = 60;
     s->tolerance = 0.1;
     s->scale_down_window_ms = 300000;
+    s->lead_ms = 60000;
+    s->season_ms = 86400000;
     s->evaluation_period_ms = s->type == POLICY_TARGET ? 15000 : 60000;
+    if (s->type == POLICY_PREDICTIVE) {
+        s->target = 70;
+        s->scale_down_window_ms = 120000;
+        s->evaluation_period_ms = 5000;
+    }
 }
 
 const char *policy_type_name(int type)
@@ -50,6 +62,10 @@ const char *policy_type_name(int type)
         return "threshold";
     case POLICY_TARGET:
         return "target";
+    case POLICY_PREDICTIVE:
+        return "predictive";
+    case POLICY_STEP:
+        return "step";
     default:
         return "unknown";
     }
@@ -63,6 +79,10 @@ int policy_type_parse(const char *name)
         return POLICY_THRESHOLD;
     if (strcmp(name, "target") == 0)
         return POLICY_TARGET;
+    if (strcmp(name, "predictive") == 0)
+        return POLICY_PREDICTIVE;
+    if (strcmp(name, "step") == 0)
+        return POLICY_STEP;
     return -1;
 }
 
@@ -76,7 +96,7 @@ static int clamp(int x, int lo, int hi)
 }
 
 /* "60s", "500ms", "1.5s": whole seconds stay seconds ("for 60s", not "for 1m"). */
-static void fmt_dur(int64_t ms, char *buf, size_t size)
+void policy_fmt_dur(int64_t ms, char *buf, size_t size)
 {
     if (ms % 1000 == 0)
         snprintf(buf, size, "%llds", (long long)(ms / 1000));
@@ -151,7 +171,7 @@ static void eval_threshold(const struct policy_settings *s, struct policy_state 
 {
     int n = in->current;
     char per[32], load[32], up[32], down[32];
-    fmt_dur(s->evaluation_period_ms, per, sizeof(per));
+    policy_fmt_dur(s->evaluation_period_ms, per, sizeof(per));
     fmt_pct(in->avg_load, load, sizeof(load));
     fmt_pct(s->up_threshold, up, sizeof(up));
     fmt_pct(s->down_threshold, down, sizeof(down));
@@ -172,7 +192,7 @@ static void eval_threshold(const struct policy_settings *s, struct policy_state 
     int64_t cooldown = s->cooldown_ms > 0 ? s->cooldown_ms : s->evaluation_period_ms;
     if (st->last_action_ms != 0 && in->now_ms - st->last_action_ms < cooldown) {
         char left[32];
-        fmt_dur(cooldown - (in->now_ms - st->last_action_ms), left, sizeof(left));
+        policy_fmt_dur(cooldown - (in->now_ms - st->last_action_ms), left, sizeof(left));
         snprintf(out->cause, sizeof(out->cause),
                  "average load %s %s %s, but cooling down (%s left): %d stays", load,
                  want_up ? ">" : "<", want_up ? up : down, left, n);
@@ -206,29 +226,70 @@ static void eval_threshold(const struct policy_settings *s, struct policy_state 
         st->last_action_ms = in->now_ms;
 }
 
-static void history_add(struct policy_state *st, int64_t at, int value)
+void policy_state_reset(struct policy_state *st)
 {
-    int idx = (st->history_head + st->history_n) % POLICY_HISTORY;
-    if (st->history_n == POLICY_HISTORY) {
-        idx = st->history_head;
-        st->history_head = (st->history_head + 1) % POLICY_HISTORY;
-    } else {
-        st->history_n++;
-    }
-    st->history[idx].at_ms = at;
-    st->history[idx].value = value;
+    free(st->window);
+    free(st->pred);
+    memset(st, 0, sizeof(*st));
 }
 
-/* Highest recommendation made within (now - window, now]. */
-static int history_max(const struct policy_state *st, int64_t now, int64_t window, int floor_v)
+/* Drops the recommendations that left the window (now - window, now]. */
+static void window_expire(struct policy_state *st, int64_t now, int64_t window)
 {
-    int best = floor_v;
-    for (int i = 0; i < st->history_n; i++) {
-        int idx = (st->history_head + i) % POLICY_HISTORY;
-        if (now - st->history[idx].at_ms < window && st->history[idx].value > best)
-            best = st->history[idx].value;
+    while (st->window_n > 0 && now - st->window[st->window_head].at_ms >= window) {
+        st->window_head = (st->window_head + 1) % st->window_cap;
+        st->window_n--;
     }
-    return best;
+}
+
+/* Doubles the ring (up to POLICY_WINDOW_CAP), oldest first at 0; 0 or -1 (out of memory). */
+static int window_grow(struct policy_state *st)
+{
+    int cap = st->window_cap ? st->window_cap * 2 : 16;
+    if (cap > POLICY_WINDOW_CAP)
+        cap = POLICY_WINDOW_CAP;
+    struct policy_window_entry *w = malloc((size_t)cap * sizeof(*w));
+    if (w == NULL)
+        return -1;
+    for (int i = 0; i < st->window_n; i++)
+        w[i] = st->window[(st->window_head + i) % st->window_cap];
+    free(st->window);
+    st->window = w;
+    st->window_cap = cap;
+    st->window_head = 0;
+    return 0;
+}
+
+/* Adds a recommendation; older ones not above it can never be the maximum again. */
+void policy_window_add(struct policy_state *st, int64_t at, int value)
+{
+    while (st->window_n > 0) {
+        int last = (st->window_head + st->window_n - 1) % st->window_cap;
+        if (st->window[last].value > value)
+            break;
+        st->window_n--;
+    }
+    if (st->window_n == st->window_cap &&
+        (st->window_cap == POLICY_WINDOW_CAP || window_grow(st) != 0)) {
+        if (st->window_cap == 0)
+            return; /* out of memory before the first entry: no window */
+        /* full (only values outside [0, POLICY_MAX_SIZE], or out of memory): forget the oldest */
+        st->window_head = (st->window_head + 1) % st->window_cap;
+        st->window_n--;
+    }
+    int idx = (st->window_head + st->window_n) % st->window_cap;
+    st->window[idx].at_ms = at;
+    st->window[idx].value = value;
+    st->window_n++;
+}
+
+/* Highest recommendation made within (now - window, now]: the oldest kept. */
+int policy_window_max(struct policy_state *st, int64_t now, int64_t window, int floor_v)
+{
+    window_expire(st, now, window);
+    if (st->window_n > 0 && st->window[st->window_head].value > floor_v)
+        return st->window[st->window_head].value;
+    return floor_v;
 }
 
 static void eval_target(const struct policy_settings *s, struct policy_state *st,
@@ -238,7 +299,7 @@ static void eval_target(const struct policy_settings *s, struct policy_state *st
     char tgt[32], load[32], win[32];
     fmt_pct(s->target, tgt, sizeof(tgt));
     fmt_pct(in->avg_load, load, sizeof(load));
-    fmt_dur(s->scale_down_window_ms, win, sizeof(win));
+    policy_fmt_dur(s->scale_down_window_ms, win, sizeof(win));
 
     if (in->avg_load < 0) {
         snprintf(out->cause, sizeof(out->cause), "target %s: no load data: %d stays", tgt, n);
@@ -254,10 +315,10 @@ static void eval_target(const struct policy_settings *s, struct policy_state *st
         rec = x > (double)in->max_size ? in->max_size : (int)x;
     }
     rec = clamp(rec, in->min_size, in->max_size);
-    history_add(st, in->now_ms, rec);
+    policy_window_add(st, in->now_ms, rec);
     int d = rec;
     if (rec < n)
-        d = history_max(st, in->now_ms, s->scale_down_window_ms, rec);
+        d = policy_window_max(st, in->now_ms, s->scale_down_window_ms, rec);
     if (d > n && rec < n)
         d = n; /* the window never turns a scale-down into a scale-up */
     if (d == n && rec == n)
@@ -300,6 +361,10 @@ int policy_evaluate(const struct policy_settings *s, struct policy_state *st,
     out->evaluated = 1;
     if (s->type == POLICY_TARGET)
         eval_target(s, st, in, out);
+    else if (s->type == POLICY_PREDICTIVE)
+        policy_predictive_eval(s, st, in, out);
+    else if (s->type == POLICY_STEP)
+        policy_step_eval(s, st, in, out);
     else
         eval_threshold(s, st, in, out);
     return 0;

@@ -119,13 +119,14 @@ static int read_key(struct cfg *cfg, const struct group_key *k, struct group_set
         return rc;
     }
     default: {
-        /* the name's text is checked here, where its line is known */
-        int is_name = strcmp(k->key, "name") == 0;
+        /* the name's text is checked here, where its line is known; other strings (the
+           step policy's steps) by the validator */
         char *v = NULL;
+        int is_name = k->off == offsetof(struct group_settings, name);
         if (cfg_get_str(cfg, k->section, k->key, is_name ? default_name : (const char *)f, &v, err,
                         errlen) != 0)
             return -1;
-        if (!is_name && strlen(v) >= k->size) {
+        if (v != NULL && !is_name && strlen(v) >= k->size) {
             cfg_error_at(cfg, k->section, k->key, err, errlen, "too long (at most %zu bytes)",
                          k->size - 1);
             free(v);

@@ -21,6 +21,7 @@
 #include "common/clock.h"
 #include "common/util.h"
 #include "controller/victims.h"
+#include "controller/schedule.h"
 #include "fleet/fleet.h"
 
 #include "common/banned.h"
@@ -29,10 +30,10 @@
 #define HOUR_MS (3600LL * 1000)
 #define DAY_MS  (24 * HOUR_MS)
 
-static const char *const policy_types[] = {"threshold", "target", NULL};
+static const char *const policy_types[] = {"threshold", "target", "predictive", "step", NULL};
 static const char *const health_types[] = {"agent", "ec2", NULL};
-/* AWS's process names; ScheduledActions and AZRebalance are accepted for scripts written for
-   AWS but have no duty here (asgd has neither scheduled actions nor zone rebalancing yet) */
+/* AWS's process names; AZRebalance is accepted for scripts written for AWS but has no duty
+   here (asgd does no zone rebalancing yet) */
 static const char *const processes[] = {GROUP_PROC_LAUNCH,
                                         GROUP_PROC_TERMINATE,
                                         GROUP_PROC_HEALTH_CHECK,
@@ -60,7 +61,7 @@ const struct group_key group_keys[] = {
     {"group", "desired_capacity", "desired_capacity", GROUP_K_INT, OFF(desired_capacity), 0, 0,
      1000000000, NULL, "min_size", "instances wanted now (the policy changes it)"},
     {"policy", "type", "type", GROUP_K_ENUM, OFF(policy.type), 0, 0, 0, policy_types, "threshold",
-     "scaling policy: threshold | target"},
+     "scaling policy: threshold | target | predictive | step"},
     {"policy", "scale_up_threshold", "up_threshold", GROUP_K_DOUBLE, OFF(policy.up_threshold), 0, 0,
      100, NULL, "70", "threshold: average load (%) above which the group grows"},
     {"policy", "scale_down_threshold", "down_threshold", GROUP_K_DOUBLE, OFF(policy.down_threshold),
@@ -73,15 +74,29 @@ const struct group_key group_keys[] = {
      (double)DAY_MS, NULL, "0",
      "threshold: quiet time after a scaling action (0: evaluation_period)"},
     {"policy", "evaluation_period", "evaluation_period", GROUP_K_DURATION,
-     OFF(policy.evaluation_period_ms), 0, 100, (double)DAY_MS, NULL, "60s (target: 15s)",
-     "how often the policy runs"},
-    {"policy", "target", "target", GROUP_K_DOUBLE, OFF(policy.target), 0, 0, 100, NULL, "60",
-     "target: average load (%) to hold"},
+     OFF(policy.evaluation_period_ms), 0, 100, (double)DAY_MS, NULL,
+     "60s (target: 15s, predictive: 5s)", "how often the policy runs"},
+    {"policy", "target", "target", GROUP_K_DOUBLE, OFF(policy.target), 0, 0, 100, NULL,
+     "60 (predictive: 70)", "target: average load (%) to hold"},
     {"policy", "tolerance", "tolerance", GROUP_K_DOUBLE, OFF(policy.tolerance), 0, 0, 1, NULL,
      "0.1", "target: relative deviation tolerated without action"},
     {"policy", "scale_down_window", "scale_down_window", GROUP_K_DURATION,
-     OFF(policy.scale_down_window_ms), 0, 0, (double)DAY_MS, NULL, "300s",
+     OFF(policy.scale_down_window_ms), 0, 0, (double)DAY_MS, NULL, "300s (predictive: 120s)",
      "target: a scale-down takes the highest recommendation of this window"},
+    {"policy", "lead", "lead", GROUP_K_DURATION, OFF(policy.lead_ms), 0, 0, (double)HOUR_MS, NULL,
+     "60s", "predictive: how far ahead to plan (an instance's boot time)"},
+    {"policy", "season", "season", GROUP_K_DURATION, OFF(policy.season_ms), 0, 0,
+     (double)(7 * DAY_MS), NULL, "24h",
+     "predictive: the period of the load's pattern, learned after one whole period (0: none)"},
+    {"policy", "steps", "steps", GROUP_K_STRING, OFF(policy.steps), SZ(policy.steps), 0, 0, NULL,
+     ">70:+1, >85:+50%, <20:-1",
+     "step: bands of load, each adding or removing a count or a % of the group"},
+    {"policy", "warmup", "warmup", GROUP_K_DURATION, OFF(policy.warmup_ms), 0, 0, (double)HOUR_MS,
+     NULL, "0", "a new instance's load counts after this (0: after [health] grace_period)"},
+    {"policy", "schedule", "schedule", GROUP_K_STRING, OFF(policy.schedule), SZ(policy.schedule), 0,
+     0, NULL, "(none)",
+     "scheduled actions: \"CRON [ZONE]: min=N max=N desired=N; ...\" (e.g. 0 8 * * 1-5 "
+     "Europe/Paris: min=4)"},
     {"health", "type", "type", GROUP_K_ENUM, OFF(health.type), SZ(health.type), 0, 0, health_types,
      "agent", "health check: agent (the instance's monitorc) | ec2 (instance status)"},
     {"health", "interval", "interval", GROUP_K_DURATION, OFF(health.interval_ms), 0, 10,
@@ -305,8 +320,24 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
              g->min_size, g->max_size);
 
     const struct policy_settings *p = &g->policy;
-    if (p->type != POLICY_THRESHOLD && p->type != POLICY_TARGET)
+    if (p->type != POLICY_THRESHOLD && p->type != POLICY_TARGET && p->type != POLICY_PREDICTIVE &&
+        p->type != POLICY_STEP)
         FAIL("policy", "type", "unknown policy type %d", p->type);
+    if (memchr(p->schedule, '\0', sizeof(p->schedule)) == NULL)
+        FAIL("policy", "schedule", "too long (at most %zu bytes)", sizeof(p->schedule) - 1);
+    {
+        char why[300];
+        if (sched_check(p->schedule, why, sizeof(why)) != 0)
+            FAIL("policy", "schedule", "%s", why);
+    }
+    if (memchr(p->steps, '\0', sizeof(p->steps)) == NULL)
+        FAIL("policy", "steps", "too long (at most %zu bytes)", sizeof(p->steps) - 1);
+    {
+        struct policy_step steps[POLICY_MAX_STEPS];
+        char why[200];
+        if (policy_steps_parse(p->steps, steps, POLICY_MAX_STEPS, why, sizeof(why)) < 0)
+            FAIL("policy", "steps", "%s", why);
+    }
     if (!(p->up_threshold >= 0 && p->up_threshold <= 100))
         FAIL("policy", "scale_up_threshold", "%g is out of range (0..100)", p->up_threshold);
     if (!(p->down_threshold >= 0 && p->down_threshold <= 100))
@@ -331,6 +362,18 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
     if (!dur_in(p->cooldown_ms, 0, DAY_MS)) {
         clk_format_duration(p->cooldown_ms, a, sizeof(a));
         FAIL("policy", "cooldown", "%s is out of range (0s..24h)", a);
+    }
+    if (!dur_in(p->warmup_ms, 0, HOUR_MS)) {
+        clk_format_duration(p->warmup_ms, a, sizeof(a));
+        FAIL("policy", "warmup", "%s is out of range (0s..1h)", a);
+    }
+    if (!dur_in(p->lead_ms, 0, HOUR_MS)) {
+        clk_format_duration(p->lead_ms, a, sizeof(a));
+        FAIL("policy", "lead", "%s is out of range (0s..1h)", a);
+    }
+    if (!dur_in(p->season_ms, 0, 7 * DAY_MS) || (p->season_ms > 0 && p->season_ms < 60000)) {
+        clk_format_duration(p->season_ms, a, sizeof(a));
+        FAIL("policy", "season", "%s is out of range (0 or 1m..7d)", a);
     }
     if (!dur_in(p->scale_down_window_ms, 0, DAY_MS)) {
         clk_format_duration(p->scale_down_window_ms, a, sizeof(a));
@@ -608,8 +651,18 @@ static int read_value(struct group_settings *g, const struct group_key *k, const
             if (strcmp(s, k->choices[i]) == 0)
                 idx = i;
         if (idx < 0) {
-            util_set_err(err, errlen, "%s: must be \"%s\" or \"%s\"", path, k->choices[0],
-                         k->choices[1]);
+            char list[160] = "";
+            size_t at = 0;
+            for (int i = 0; k->choices[i] && at < sizeof(list); i++) {
+                int w = snprintf(list + at, sizeof(list) - at, "%s\"%s\"",
+                                 i == 0              ? ""
+                                 : k->choices[i + 1] ? ", "
+                                                     : " or ",
+                                 k->choices[i]);
+                if (w > 0)
+                    at += (size_t)w;
+            }
+            util_set_err(err, errlen, "%s: must be %s", path, list);
             return -1;
         }
         if (k->size) {

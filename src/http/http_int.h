@@ -166,6 +166,8 @@ void http__get_instances(struct http_req *r, struct http_reply *rep);
 void http__post_terminate(struct http_req *r, struct http_reply *rep);
 void http__get_activities(struct http_req *r, struct http_reply *rep);
 void http__get_history(struct http_req *r, struct http_reply *rep);
+/* simulate.c: POST .../simulate, the what-if of the current and a proposed policy */
+void http__post_simulate(struct http_req *r, struct http_reply *rep);
 void http__list_groups(struct http_req *r, struct http_reply *rep);
 void http__create_group(struct http_req *r, struct http_reply *rep);
 void http__delete_group(struct http_req *r, struct http_reply *rep);

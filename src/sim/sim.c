@@ -111,6 +111,11 @@ static int parse_row(const char *name, int line, const char *s, const char *e, s
         set_err(err, errlen, "%s:%d: demand \"%s\" is not a finite number >= 0", name, line, buf);
         return -1;
     }
+    if (d > SIM_MAX_DEMAND) {
+        set_err(err, errlen, "%s:%d: demand %s is beyond the limit of %g instance-equivalents",
+                name, line, buf, SIM_MAX_DEMAND);
+        return -1;
+    }
     r->t = t;
     r->demand = d;
     r->line = line;
@@ -145,12 +150,14 @@ int sim_trace_parse(const char *name, const char *text, size_t len, struct sim_t
             header = 1;
             continue;
         }
+        if (n >= SIM_MAX_ROWS) {
+            set_err(err, errlen, "%s:%d: more than %d rows", name, line, SIM_MAX_ROWS);
+            goto out;
+        }
         if (n == cap) {
-            if (cap >= SIM_MAX_ROWS) {
-                set_err(err, errlen, "%s:%d: more than %d rows", name, line, SIM_MAX_ROWS);
-                goto out;
-            }
             cap = cap ? cap * 2 : 1024;
+            if (cap > SIM_MAX_ROWS)
+                cap = SIM_MAX_ROWS;
             struct row *nr = realloc(rows, cap * sizeof(*nr));
             if (nr == NULL) {
                 set_err(err, errlen, "%s: out of memory", name);
@@ -209,13 +216,19 @@ int sim_trace_load(const char *path, struct sim_trace *out, char *err, size_t er
     size_t len = 0;
     int rc = -1;
     memset(out, 0, sizeof(*out));
-    if (util_read_file(path, (size_t)SIM_MAX_FILE, &buf, &len, err, errlen) != 0)
+    int in = strcmp(path, "-") == 0;
+    const char *name = in ? "<stdin>" : path;
+    if (util_read_file(in ? "/dev/stdin" : path, (size_t)SIM_MAX_FILE, &buf, &len, err, errlen) !=
+        0) {
+        if (in)
+            set_err(err, errlen, "<stdin>: cannot read the trace");
         return -1;
+    }
     if (memchr(buf, '\0', len) != NULL) {
-        set_err(err, errlen, "%s: not a text file (NUL byte)", path);
+        set_err(err, errlen, "%s: not a text file (NUL byte)", name);
         goto out;
     }
-    rc = sim_trace_parse(path, buf, len, out, err, errlen);
+    rc = sim_trace_parse(name, buf, len, out, err, errlen);
 out:
     free(buf);
     return rc;
@@ -224,8 +237,8 @@ out:
 void sim_params_default(struct sim_params *p)
 {
     memset(p, 0, sizeof(*p));
-    p->min_size = 1;
-    p->max_size = 1;
+    p->min_size = 2;
+    p->max_size = 20;
     policy_settings_default(&p->policy, POLICY_THRESHOLD);
     p->boot_s = 60;
     p->poll_s = 5;
@@ -247,8 +260,9 @@ static int needed(double demand, int min, int max)
 int sim_run(const struct sim_params *p, const struct sim_trace *tr, struct sim_result *out,
             char *err, size_t errlen)
 {
-    if (p->min_size < 0 || p->max_size < p->min_size) {
-        set_err(err, errlen, "invalid sizes: min %d, max %d", p->min_size, p->max_size);
+    if (p->min_size < 0 || p->max_size < p->min_size || p->max_size > POLICY_MAX_SIZE) {
+        set_err(err, errlen, "invalid sizes: min %d, max %d (0 <= min <= max <= %d)", p->min_size,
+                p->max_size, POLICY_MAX_SIZE);
         return -1;
     }
     if (p->boot_s < 0 || p->boot_s > SIM_MAX_SECONDS || p->poll_s < 1 ||
@@ -268,8 +282,9 @@ int sim_run(const struct sim_params *p, const struct sim_trace *tr, struct sim_r
         return -1;
     }
     size_t bcap = (size_t)p->max_size + 1, bhead = 0, nboot = 0;
-    struct policy_state st;
-    memset(&st, 0, sizeof(st));
+    struct policy_state state;
+    memset(&state, 0, sizeof(state));
+    struct policy_state *st = &state;
     struct sim_result r;
     memset(&r, 0, sizeof(r));
     int in_service = p->min_size;
@@ -305,9 +320,10 @@ int sim_run(const struct sim_params *p, const struct sim_trace *tr, struct sim_r
                                   .min_size = p->min_size,
                                   .max_size = p->max_size,
                                   .current = n,
+                                  .in_service = in_service,
                                   .avg_load = observed};
         struct policy_decision d;
-        policy_evaluate(&p->policy, &st, &in, &d);
+        policy_evaluate(&p->policy, st, &in, &d);
         int desired = d.desired;
         if (desired < p->min_size)
             desired = p->min_size;
@@ -337,8 +353,8 @@ int sim_run(const struct sim_params *p, const struct sim_trace *tr, struct sim_r
         }
         /* 6. account */
         r.cost += in_service + (double)nboot;
-        if (demand > 0.8 * in_service)
-            r.violation_s++;
+        int violation = demand > 0.8 * in_service;
+        r.violation_s += violation;
         if (demand > in_service)
             r.unserved += demand - in_service;
         int need = needed(demand, p->min_size, p->max_size);
@@ -346,7 +362,18 @@ int sim_run(const struct sim_params *p, const struct sim_trace *tr, struct sim_r
         if (need > prev_needed)
             r.oracle_cost += (double)(need - prev_needed) * (double)p->boot_s;
         prev_needed = need;
+        if (p->on_second != NULL) {
+            struct sim_second sec = {.t = t,
+                                     .demand = demand,
+                                     .desired = desired,
+                                     .in_service = in_service,
+                                     .booting = (int)nboot,
+                                     .load = load,
+                                     .violation = violation};
+            p->on_second(p->arg, &sec);
+        }
     }
+    policy_state_reset(st);
     free(boot);
     r.seconds = last_t + 1;
     r.violation_pct = 100.0 * (double)r.violation_s / (double)r.seconds;
@@ -355,17 +382,30 @@ int sim_run(const struct sim_params *p, const struct sim_trace *tr, struct sim_r
     return 0;
 }
 
+/* A JSON number with prec significant digits (or 6 decimals when prec is 0), or null for
+   what JSON cannot hold (inf, nan). */
+static void json_num(char *buf, size_t len, int prec, double v)
+{
+    if (!isfinite(v))
+        snprintf(buf, len, "null");
+    else if (prec == 0)
+        snprintf(buf, len, "%.6f", v);
+    else
+        snprintf(buf, len, "%.*g", prec, v);
+}
+
 int sim_result_json(const struct sim_result *r, char *buf, size_t len)
 {
-    char ratio[64];
-    if (r->oracle_cost > 0)
-        snprintf(ratio, sizeof(ratio), "%.6g", r->cost_ratio);
-    else
-        snprintf(ratio, sizeof(ratio), "null");
+    char cost[64], pct[64], unserved[64], oracle[64], ratio[64];
+    json_num(cost, sizeof(cost), 17, r->cost);
+    json_num(pct, sizeof(pct), 6, r->violation_pct);
+    json_num(unserved, sizeof(unserved), 0, r->unserved);
+    json_num(oracle, sizeof(oracle), 17, r->oracle_cost);
+    json_num(ratio, sizeof(ratio), 6, r->oracle_cost > 0 ? r->cost_ratio : NAN);
     return snprintf(buf, len,
-                    "{\"seconds\": %lld, \"cost\": %.17g, \"violation_s\": %lld, "
-                    "\"violation_pct\": %.6g, \"unserved\": %.6f, \"actions\": %lld, "
-                    "\"flaps\": %lld, \"oracle_cost\": %.17g, \"cost_ratio\": %s}",
-                    (long long)r->seconds, r->cost, (long long)r->violation_s, r->violation_pct,
-                    r->unserved, (long long)r->actions, (long long)r->flaps, r->oracle_cost, ratio);
+                    "{\"seconds\": %lld, \"cost\": %s, \"violation_s\": %lld, "
+                    "\"violation_pct\": %s, \"unserved\": %s, \"actions\": %lld, "
+                    "\"flaps\": %lld, \"oracle_cost\": %s, \"cost_ratio\": %s}",
+                    (long long)r->seconds, cost, (long long)r->violation_s, pct, unserved,
+                    (long long)r->actions, (long long)r->flaps, oracle, ratio);
 }

@@ -10,14 +10,18 @@
  * Choices simulation.md leaves open, made here:
  * - The trace must have a row at t = 0 (the demand before the first row would
  *   otherwise be undefined); t values must be distinct whole seconds >= 0;
- *   demand finite and >= 0; at most SIM_MAX_SECONDS.
+ *   demand finite, >= 0 and at most SIM_MAX_DEMAND (so that no sum over a
+ *   run can overflow to inf); t at most SIM_MAX_SECONDS; at most
+ *   SIM_MAX_ROWS rows. "-" as a path reads standard input.
  * - seconds = T + 1 (steps t = 0..T inclusive); violation_pct = 100 *
  *   violation_s / seconds.
  * - ceil(demand / 0.8) in the oracle tolerates float noise of 1e-9
  *   (ceil(2.4 / 0.8) is 3, not 4), like policy.c's arithmetic.
  * - The policy sees now_ms = (t + 1) * 1000: policy_state uses 0 for
  *   "never", so virtual time starts at 1 s; only differences matter.
- * - cost_ratio is 0 (and JSON null) when oracle_cost is 0 (min 0, no demand).
+ * - cost_ratio is 0 (and JSON null) when oracle_cost is 0 (min 0, no demand);
+ *   the JSON never holds inf or nan (null instead).
+ * - Sizes are at most POLICY_MAX_SIZE, as for a real group.
  */
 #ifndef ASGD_SIM_H
 #define ASGD_SIM_H
@@ -29,6 +33,7 @@
 
 #define SIM_MAX_SECONDS (400LL * 24 * 3600) /* ~13 months of seconds */
 #define SIM_MAX_ROWS    10000000
+#define SIM_MAX_DEMAND  1e9 /* instance-equivalents */
 
 /* A trace sorted by t; arrays owned by the struct (sim_trace_release()). */
 struct sim_trace {
@@ -54,6 +59,17 @@ int sim_trace_load(const char *path, struct sim_trace *out, char *err, size_t er
 /* Frees the arrays; *tr becomes empty. NULL is a no-op. */
 void sim_trace_release(struct sim_trace *tr);
 
+/* One simulated second, after the policy acted (sim_params.on_second). */
+struct sim_second {
+    int64_t t;
+    double demand;
+    int desired;    /* in service + booting after this second's action */
+    int in_service; /* serving this second */
+    int booting;
+    double load;   /* of every in-service instance, 0..100 */
+    int violation; /* demand > 0.8 x in_service */
+};
+
 struct sim_params {
     int min_size, max_size;
     struct policy_settings policy;
@@ -61,10 +77,12 @@ struct sim_params {
     int64_t poll_s; /* the monitor's sampling interval (default 5, >= 1) */
     /* Optional: called for every change of desired, in order (verbose output). */
     void (*on_action)(void *arg, int64_t t, int from, int to, const char *cause);
-    void *arg;
+    /* Optional: called once per simulated second, in order (--csv, --plot). */
+    void (*on_second)(void *arg, const struct sim_second *s);
+    void *arg; /* for both callbacks */
 };
 
-/* min 1, max 1, threshold defaults, boot 60 s, poll 5 s, no callback. */
+/* The model's defaults: min 2, max 20, threshold defaults, boot 60 s, poll 5 s, no callback. */
 void sim_params_default(struct sim_params *p);
 
 struct sim_result {

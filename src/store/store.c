@@ -214,7 +214,8 @@ static int settings_valid(struct store *st, const struct group_settings *g)
         !isfinite(p->down_factor) || !isfinite(p->target) || !isfinite(p->tolerance))
         return store_set_err(st, STORE_EINVAL, "group \"%s\": a policy number is not finite",
                              g->name);
-    if (g->policy.type != POLICY_THRESHOLD && g->policy.type != POLICY_TARGET)
+    if (g->policy.type != POLICY_THRESHOLD && g->policy.type != POLICY_TARGET &&
+        g->policy.type != POLICY_PREDICTIVE && g->policy.type != POLICY_STEP)
         return store_set_err(st, STORE_EINVAL, "group \"%s\": unknown policy type %d", g->name,
                              g->policy.type);
     if (!store_str_ok(g->health.type, sizeof(g->health.type), 0))

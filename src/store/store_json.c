@@ -19,13 +19,15 @@
 
 json_t *store_policy_to_json(const struct policy_settings *p)
 {
-    return json_pack("{s:s, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:I, s:I}", "type",
-                     p->type == POLICY_TARGET ? "target" : "threshold", "up_threshold",
-                     p->up_threshold, "down_threshold", p->down_threshold, "up_factor",
-                     p->up_factor, "down_factor", p->down_factor, "cooldown_ms",
-                     (json_int_t)p->cooldown_ms, "target", p->target, "tolerance", p->tolerance,
-                     "scale_down_window_ms", (json_int_t)p->scale_down_window_ms,
-                     "evaluation_period_ms", (json_int_t)p->evaluation_period_ms);
+    return json_pack("{s:s, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:I, s:I, s:I, s:I, s:s, s:I, s:s}",
+                     "type", policy_type_name(p->type), "up_threshold", p->up_threshold,
+                     "down_threshold", p->down_threshold, "up_factor", p->up_factor, "down_factor",
+                     p->down_factor, "cooldown_ms", (json_int_t)p->cooldown_ms, "target", p->target,
+                     "tolerance", p->tolerance, "scale_down_window_ms",
+                     (json_int_t)p->scale_down_window_ms, "evaluation_period_ms",
+                     (json_int_t)p->evaluation_period_ms, "lead_ms", (json_int_t)p->lead_ms,
+                     "season_ms", (json_int_t)p->season_ms, "steps", p->steps, "warmup_ms",
+                     (json_int_t)p->warmup_ms, "schedule", p->schedule);
 }
 
 json_t *store_health_to_json(const struct group_health *h)
@@ -69,8 +71,8 @@ int store_policy_from_json(const json_t *o, struct policy_settings *p)
     if (!json_is_object(o))
         return -1;
     const char *type = json_string_value(json_object_get(o, "type"));
-    int t = type && strcmp(type, "target") == 0 ? POLICY_TARGET : POLICY_THRESHOLD;
-    if (type && t == POLICY_THRESHOLD && strcmp(type, "threshold") != 0)
+    int t = type ? policy_type_parse(type) : POLICY_THRESHOLD;
+    if (t < 0)
         return -1;
     policy_settings_default(p, t);
     get_num(o, "up_threshold", &p->up_threshold);
@@ -82,6 +84,23 @@ int store_policy_from_json(const json_t *o, struct policy_settings *p)
     get_num(o, "tolerance", &p->tolerance);
     get_i64(o, "scale_down_window_ms", &p->scale_down_window_ms);
     get_i64(o, "evaluation_period_ms", &p->evaluation_period_ms);
+    get_i64(o, "lead_ms", &p->lead_ms);
+    get_i64(o, "season_ms", &p->season_ms);
+    get_i64(o, "warmup_ms", &p->warmup_ms);
+    const char *sched = json_string_value(json_object_get(o, "schedule"));
+    if (sched != NULL) {
+        if (strlen(sched) >= sizeof(p->schedule))
+            return -1;
+        memset(p->schedule, 0, sizeof(p->schedule));
+        snprintf(p->schedule, sizeof(p->schedule), "%s", sched);
+    }
+    const char *steps = json_string_value(json_object_get(o, "steps"));
+    if (steps != NULL) {
+        if (strlen(steps) >= sizeof(p->steps))
+            return -1;
+        memset(p->steps, 0, sizeof(p->steps));
+        snprintf(p->steps, sizeof(p->steps), "%s", steps);
+    }
     return 0;
 }
 

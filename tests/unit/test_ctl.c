@@ -552,6 +552,27 @@ static void scales_on_load(void **state)
     assert_int_equal(x->prov->terminate_calls, 0);
 }
 
+static void warmup_counts_before_grace(void **state)
+{
+    struct fx *x = *state;
+    struct group_settings g;
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    g.policy.warmup_ms = 5000; /* grace stays 30 s */
+    assert_int_equal(store_put_settings(x->store, &g, g.revision, NULL), 0);
+    ctl_reconcile(x->ctl, T0);
+    ctl_tick(x->ctl, T0);
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 95);
+    /* the load counts from 5 s after launch, inside the 30 s grace period */
+    int64_t t = T0 + 1000;
+    for (; t < T0 + 25000 && g.desired_capacity == 2; t += 1000) {
+        x->prov->now = t;
+        ctl_tick(x->ctl, t);
+        assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    }
+    assert_int_equal(g.desired_capacity, 4);
+    assert_true(t - 1000 >= T0 + 5000 && t - 1000 < T0 + 30000);
+}
+
 /* ---- partitions, rate limit, deregistration (issue 11) ----------------------------------------
  */
 
@@ -905,6 +926,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(describe_failure_forgets_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(vanished_instance_is_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(unhealthy_replaced_only_after_grace, setup, teardown),
+        cmocka_unit_test_setup_teardown(warmup_counts_before_grace, setup, teardown),
         cmocka_unit_test_setup_teardown(scale_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(restart_adopts_and_launches_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(open_intent_resent_with_its_token, setup, teardown),

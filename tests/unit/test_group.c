@@ -84,7 +84,10 @@ static void json_round_trip(void **state)
               "\"policy\":{\"type\":\"target\",\"up_threshold\":80.5,\"down_threshold\":10.25,"
               "\"up_factor\":1.5,\"down_factor\":0.29999999999999999,\"cooldown\":\"1500ms\","
               "\"evaluation_period\":\"2m\",\"target\":55.0,\"tolerance\":0.050000000000000003,"
-              "\"scale_down_window\":\"2h\"},\"health\":{\"type\":\"ec2\",\"interval\":\"5s\","
+              "\"scale_down_window\":\"2h\",\"lead\":\"1m\",\"season\":\"24h\","
+              "\"steps\":\">70:+1, >85:+50%, "
+              "<20:-1\",\"warmup\":\"0s\",\"schedule\":\"\"},\"health\":{\"type\":\"ec2\","
+              "\"interval\":\"5s\","
               "\"timeout\":\"250ms\",\"healthy_threshold\":4,\"unhealthy_threshold\":6,"
               "\"grace_period\":\"90s\",\"panic_threshold\":50,\"max_replacements_per_minute\":10,"
               "\"deregister_grace\":\"30s\"},\"notify\":{\"url\":\"http://127.0.0.1:9/h\","
@@ -167,6 +170,11 @@ static void every_key_from_ini_and_json(void **state)
         {"policy", "target", "40", "40"},
         {"policy", "tolerance", "0.2", "0.2"},
         {"policy", "scale_down_window", "10m", "\"10m\""},
+        {"policy", "lead", "90s", "\"90s\""},
+        {"policy", "season", "12h", "\"12h\""},
+        {"policy", "steps", ">90:+3, <10:-20%", "\">90:+3, <10:-20%\""},
+        {"policy", "warmup", "20s", "\"20s\""},
+        {"policy", "schedule", "0 8 * * *: min=3", "\"0 8 * * *: min=3\""},
         {"health", "type", "ec2", "\"ec2\""},
         {"health", "interval", "3s", "\"3s\""},
         {"health", "timeout", "1500ms", "1.5"},
@@ -372,12 +380,13 @@ static void patch_semantics(void **state)
         {"{\"policy\": {\"speed\": 1}}",
          "unknown key \"policy.speed\" (policy keys: type, up_threshold, down_threshold, "
          "up_factor, down_factor, cooldown, evaluation_period, target, tolerance, "
-         "scale_down_window)"},
+         "scale_down_window, lead, season, steps, warmup, schedule)"},
         {"{\"health\": {\"speed\": 1}}", "unknown key \"health.speed\" (health keys: type,"},
         {"{\"min_size\": 1.5}", "min_size: must be an integer"},
         {"{\"min_size\": 99999999999}", "min_size: 99999999999 is out of range"},
         {"{\"policy\": {\"target\": \"60\"}}", "policy.target: must be a number"},
-        {"{\"policy\": {\"type\": 1}}", "policy.type: must be \"threshold\" or \"target\""},
+        {"{\"policy\": {\"type\": 1}}",
+         "policy.type: must be \"threshold\", \"target\", \"predictive\" or \"step\""},
         {"{\"health\": {\"type\": \"tcp\"}}", "health.type: must be \"agent\" or \"ec2\""},
         {"{\"health\": {\"interval\": -1}}", "health.interval: must be a non-negative number"},
         {"{\"health\": {\"interval\": true}}", "health.interval: must be a duration string"},

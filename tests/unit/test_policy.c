@@ -32,6 +32,7 @@ static struct policy_decision run_once(const struct policy_settings *s, int n, i
         .now_ms = T0, .min_size = min, .max_size = max, .current = n, .avg_load = avg};
     struct policy_decision d;
     assert_int_equal(policy_evaluate(s, &st, &in, &d), 0);
+    policy_state_reset(&st);
     return d;
 }
 
@@ -241,6 +242,7 @@ static void evaluation_period_gating(void **state)
     for (int64_t t = T0 + 61000; t <= T0 + 600000; t += 1000)
         evals += step(&s, &st, t, 4, 1, 10, 50).evaluated;
     assert_int_equal(evals, 9);
+    policy_state_reset(&st);
 }
 
 static void cooldown(void **state)
@@ -275,11 +277,12 @@ static void cooldown(void **state)
     /* cooldown 0 means one evaluation period */
     policy_settings_default(&s, POLICY_THRESHOLD);
     s.evaluation_period_ms = 10000;
-    memset(&st, 0, sizeof(st));
+    policy_state_reset(&st);
     assert_int_equal(step(&s, &st, T0, 1, 1, 16, 95).desired, 2);
     assert_int_equal(step(&s, &st, T0 + 10000, 2, 1, 16, 95).desired, 4);
     assert_int_equal(step(&s, &st, T0 + 20000, 4, 1, 16, 95).desired, 8);
     assert_int_equal(step(&s, &st, T0 + 30000, 8, 1, 16, 95).desired, 16);
+    policy_state_reset(&st);
 }
 
 static void target_arithmetic_and_tolerance(void **state)
@@ -343,7 +346,7 @@ static void target_scale_down_window(void **state)
     assert_int_equal(d.desired, 2);
 
     /* a window max between the recommendation and n: scale down to it */
-    memset(&st, 0, sizeof(st));
+    policy_state_reset(&st);
     d = step(&s, &st, T0, 8, 1, 10, 45); /* rec ceil(6.0) = 6 */
     assert_int_equal(d.desired, 6);
     d = step(&s, &st, T0 + 15000, 8, 1, 10, 15); /* rec 2, window max 6 */
@@ -354,16 +357,30 @@ static void target_scale_down_window(void **state)
     d = step(&s, &st, T0 + 30000, 6, 1, 10, 100);
     assert_int_equal(d.desired, 10);
 
-    /* more evaluations than the history holds: only the newest count, nothing breaks */
+    /* a window of 3600 s at 15 s (240 evaluations) is kept whole: the 9 recommended at
+       the start holds every scale-down until it leaves the window, not after 64 periods */
+    policy_settings_default(&s, POLICY_TARGET);
+    s.scale_down_window_ms = 3600000;
+    policy_state_reset(&st);
+    step(&s, &st, T0, 5, 1, 10, 100); /* rec 9 */
+    for (int i = 1; i < 240; i++) {
+        d = step(&s, &st, T0 + i * 15000, 9, 1, 10, 40); /* rec 6 */
+        assert_int_equal(d.desired, 9);
+    }
+    d = step(&s, &st, T0 + 240 * 15000, 9, 1, 10, 40);
+    assert_int_equal(d.desired, 6);
+    /* many distinct recommendations at 1 s: the deque never exceeds one entry per value */
     policy_settings_default(&s, POLICY_TARGET);
     s.evaluation_period_ms = 1000;
-    s.scale_down_window_ms = 1000000;
-    memset(&st, 0, sizeof(st));
-    step(&s, &st, T0, 5, 1, 10, 100); /* rec 9 */
-    for (int i = 1; i <= POLICY_HISTORY; i++)
-        d = step(&s, &st, T0 + i * 1000, 9, 1, 10, 40); /* rec 6 */
-    assert_int_equal(d.desired, 6);
-    assert_int_equal(st.history_n, POLICY_HISTORY);
+    s.scale_down_window_ms = 86400000;
+    s.tolerance = 0;
+    policy_state_reset(&st);
+    for (int i = 0; i < 20000; i++) {
+        d = step(&s, &st, T0 + i * 1000, 4000, 1, 4096, (double)(i % 97) + 1);
+        assert_true(st.window_n <= POLICY_WINDOW_CAP);
+    }
+    assert_int_equal(d.desired, 4000); /* the window's highest (ceil(4000 * 97 / 60) > 4000) */
+    policy_state_reset(&st);
 }
 
 static void target_not_due(void **state)
@@ -379,6 +396,7 @@ static void target_not_due(void **state)
     assert_int_equal(d.changed, 0);
     d = step(&s, &st, T0 + 15000, 4, 1, 10, 100);
     assert_int_equal(d.desired, 7);
+    policy_state_reset(&st);
 }
 
 /* ---- reference model of simulation.md --------------------------------------------------- */
@@ -526,6 +544,7 @@ static struct model_result run_model(const struct trace *tr, const struct policy
     }
     assert_true(r.cost >= (long)min * (last_t + 1));
     assert_true(r.cost <= (long)max * (last_t + 1));
+    policy_state_reset(&st);
     return r;
 }
 
@@ -597,6 +616,213 @@ static void reference_model_by_hand(void **state)
     free(tr);
 }
 
+/* ---- predictive ------------------------------------------------------------------------- */
+
+static struct policy_decision pstep(const struct policy_settings *s, struct policy_state *st,
+                                    int64_t now, int n, int serving, double avg)
+{
+    struct policy_input in = {.now_ms = now,
+                              .min_size = 2,
+                              .max_size = 20,
+                              .current = n,
+                              .in_service = serving,
+                              .avg_load = avg};
+    struct policy_decision d;
+    assert_int_equal(policy_evaluate(s, st, &in, &d), 0);
+    return d;
+}
+
+static void predictive_steady_and_saturated(void **state)
+{
+    (void)state;
+    struct policy_settings s;
+    policy_settings_default(&s, POLICY_PREDICTIVE);
+    assert_int_equal(s.evaluation_period_ms, 5000);
+    assert_true(s.target == 70 && s.lead_ms == 60000 && s.scale_down_window_ms == 120000);
+    assert_string_equal(policy_type_name(POLICY_PREDICTIVE), "predictive");
+    assert_int_equal(policy_type_parse("predictive"), POLICY_PREDICTIVE);
+    struct policy_state *st = calloc(1, sizeof(*st));
+    assert_non_null(st);
+    /* 50 % of 2: demand 1.0 needs ceil(1.0 / 0.7) = 2 */
+    struct policy_decision d = pstep(&s, st, T0, 2, 2, 50);
+    assert_int_equal(d.desired, 2);
+    assert_string_equal(d.cause,
+                        "forecast 1.0 instances in 60s (trend +0.0/min, no period found): 2 stays");
+    /* the load is the serving instances': 60 % of 4 (2.4) needs 4, so of 6 (4 serving,
+       2 booting) the 2 booting are not needed (not 60 % of 6 = 3.6, which needs 6) */
+    d = pstep(&s, st, T0 + 5000, 6, 4, 60);
+    assert_int_equal(d.desired, 4);
+    /* saturated: 100 % of 3 hides the demand: plan for 3 x 3 */
+    policy_state_reset(st);
+    d = pstep(&s, st, T0, 3, 3, 100);
+    assert_int_equal(d.desired, 9);
+    assert_non_null(strstr(d.cause, ", saturated: 3 -> 9"));
+    /* still saturated while the 6 boot: no second blind step on the same reading */
+    d = pstep(&s, st, T0 + 5000, 9, 3, 100);
+    assert_int_equal(d.desired, 9);
+    /* none serving but load: the blind step still starts the group */
+    policy_state_reset(st);
+    struct policy_input in = {.now_ms = T0,
+                              .min_size = 0,
+                              .max_size = 20,
+                              .current = 0,
+                              .in_service = 0,
+                              .avg_load = 100};
+    assert_int_equal(policy_evaluate(&s, st, &in, &d), 0);
+    assert_true(d.desired >= 1);
+    policy_state_reset(st);
+    free(st);
+}
+
+static void predictive_trend_and_window(void **state)
+{
+    (void)state;
+    struct policy_settings s;
+    policy_settings_default(&s, POLICY_PREDICTIVE);
+    struct policy_state *st = calloc(1, sizeof(*st));
+    assert_non_null(st);
+    /* a rise of 0.6 instance-equivalents a minute on 10 instances: at 6.3 (63 %, below 70 %
+       now) the forecast 60 s ahead is 6.9, which needs ceil(6.9 / 0.7) = 10 -> grows early */
+    int n = 10, grew_at = -1;
+    for (int i = 0; i <= 36; i++) {
+        double demand = 4.5 + 0.05 * i; /* +0.05 per 5 s */
+        struct policy_decision d = pstep(&s, st, T0 + i * 5000, n, n, 100 * demand / n);
+        if (d.changed && d.desired > n && grew_at < 0) {
+            grew_at = i;
+            assert_non_null(strstr(d.cause, "(trend +0.6/min"));
+            assert_true(100 * demand / n < 70); /* before the load crossed the target */
+        }
+        n = d.desired;
+    }
+    assert_true(grew_at > 0);
+    /* a drop: held for the scale-down window (120 s), then taken */
+    policy_state_reset(st);
+    struct policy_decision d = pstep(&s, st, T0, 10, 10, 60); /* 6.0 needs 9 */
+    assert_int_equal(d.desired, 9);
+    for (int64_t t = T0 + 5000; t < T0 + 120000; t += 5000) {
+        d = pstep(&s, st, t, 9, 9, 200.0 / 9); /* 2.0 needs 3, the 9 of T0 holds */
+        assert_int_equal(d.desired, 9);
+        assert_non_null(strstr(d.cause, "needs 3, held by 120s scale-down window: 9 stays"));
+    }
+    d = pstep(&s, st, T0 + 120000, 9, 9, 200.0 / 9);
+    assert_int_equal(d.desired, 3);
+    policy_state_reset(st);
+    free(st);
+}
+
+static void predictive_finds_a_period(void **state)
+{
+    (void)state;
+    struct policy_settings s;
+    policy_settings_default(&s, POLICY_PREDICTIVE);
+    struct policy_state *st = calloc(1, sizeof(*st));
+    assert_non_null(st);
+    /* on/off: 2 for 20 min, 9 for 20 min; the group follows (serving enough for the demand) */
+    int n = 3, early = 0;
+    for (int64_t t = 0; t < 4 * 3600; t += 5) {
+        double demand = (t / 1200) % 2 ? 9 : 2;
+        int serving = n;
+        double load = serving ? 100 * demand / serving : 100;
+        if (load > 100)
+            load = 100;
+        struct policy_decision d = pstep(&s, st, T0 + t * 1000, n, serving, load);
+        /* after two periods: grows before the step up, while the demand is still 2 */
+        if (t > 3 * 2400 && demand == 2 && d.desired > n && strstr(d.cause, "40-min pattern"))
+            early++;
+        n = d.desired;
+    }
+    assert_int_equal(st->pred->period_min, 40);
+    assert_true(early >= 1);
+    /* a steady ramp has no period */
+    policy_state_reset(st);
+    for (int64_t t = 0; t < 4 * 3600; t += 5)
+        pstep(&s, st, T0 + t * 1000, 20, 20, 10 + 80.0 * (double)t / (4 * 3600));
+    assert_int_equal(st->pred->period_min, 0);
+    policy_state_reset(st);
+    free(st);
+}
+
+/* ---- step ------------------------------------------------------------------------------- */
+
+static void step_parsing(void **state)
+{
+    (void)state;
+    struct policy_step st[POLICY_MAX_STEPS];
+    char err[200];
+    assert_int_equal(
+        policy_steps_parse(">70:+1, >85:+50%, <20:-1", st, POLICY_MAX_STEPS, err, sizeof(err)), 3);
+    assert_true(st[1].above && st[1].load == 85 && st[1].adjust == 50 && st[1].percent);
+    assert_true(!st[2].above && st[2].adjust == -1 && !st[2].percent);
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"", "no steps"},
+        {">70:-1", "a step above a load adds (+), below removes (-)"},
+        {"<20:+1", "a step above a load adds (+), below removes (-)"},
+        {"70:+1", "step \"70:+1\" is not like"},
+        {">170:+1", "is not like"},
+        {">70:+1.5", "is not like"},
+        {">70:+0", "is not like"},
+        {">70:+1,", "empty or overlong step"},
+        {">70:+1, >70:+2", "two steps above 70"},
+        {">1:+1,>2:+1,>3:+1,>4:+1,>5:+1,>6:+1,>7:+1,>8:+1,>9:+1", "more than 8 steps"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(policy_steps_parse(bad[i].text, st, POLICY_MAX_STEPS, err, sizeof(err)),
+                         -1);
+        if (strstr(err, bad[i].want) == NULL)
+            fail_msg("\"%s\": got \"%s\", want \"%s\"", bad[i].text, err, bad[i].want);
+    }
+}
+
+static void step_bands(void **state)
+{
+    (void)state;
+    struct policy_settings s;
+    policy_settings_default(&s, POLICY_STEP);
+    assert_string_equal(s.steps, ">70:+1, >85:+50%, <20:-1");
+    assert_int_equal(s.evaluation_period_ms, 60000);
+    snprintf(s.steps, sizeof(s.steps), "%s", ">60:+1, >80:+50%, <30:-1, <10:-50%");
+    struct policy_state st;
+    memset(&st, 0, sizeof(st));
+    /* the highest band exceeded wins: 90 > 80: +50 % of 4 = 2 */
+    struct policy_decision d = step(&s, &st, T0, 4, 1, 10, 90);
+    assert_int_equal(d.desired, 6);
+    assert_string_equal(d.cause, "step: load 90.0% > 80%: +50% = +2: 4 -> 6");
+    /* within the period: nothing; then cooldown (= period) is over */
+    assert_int_equal(step(&s, &st, T0 + 30000, 6, 1, 10, 90).evaluated, 0);
+    d = step(&s, &st, T0 + 60000, 6, 1, 10, 65);
+    assert_int_equal(d.desired, 7);
+    /* a percentage rounds down but moves at least one: 50 % of 1 = 1 */
+    policy_state_reset(&st);
+    assert_int_equal(step(&s, &st, T0, 1, 1, 10, 95).desired, 2);
+    /* the lowest band undercut wins: 5 < 10: -50 % of 7 = -3 */
+    policy_state_reset(&st);
+    d = step(&s, &st, T0, 7, 1, 10, 5);
+    assert_int_equal(d.desired, 4);
+    assert_string_equal(d.cause, "step: load 5.0% < 10%: -50% = -3: 7 -> 4");
+    policy_state_reset(&st);
+    assert_int_equal(step(&s, &st, T0, 7, 1, 10, 25).desired, 6);
+    /* in no band, or clamped by the bounds */
+    policy_state_reset(&st);
+    d = step(&s, &st, T0, 7, 1, 10, 45);
+    assert_int_equal(d.changed, 0);
+    assert_string_equal(d.cause, "step: load 45.0% in no band: 7 stays");
+    policy_state_reset(&st);
+    assert_int_equal(step(&s, &st, T0, 9, 1, 10, 99).desired, 10);
+    policy_state_reset(&st);
+    assert_int_equal(step(&s, &st, T0, 2, 2, 10, 1).changed, 0); /* at min: no band applies */
+    /* an explicit cooldown longer than the period */
+    s.cooldown_ms = 180000;
+    policy_state_reset(&st);
+    step(&s, &st, T0, 4, 1, 10, 90);
+    d = step(&s, &st, T0 + 60000, 6, 1, 10, 90);
+    assert_int_equal(d.changed, 0);
+    assert_non_null(strstr(d.cause, "but cooling down: 6 stays"));
+    policy_state_reset(&st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -614,6 +840,11 @@ int main(void)
         cmocka_unit_test(target_not_due),
         cmocka_unit_test(reference_model_traces),
         cmocka_unit_test(reference_model_by_hand),
+        cmocka_unit_test(predictive_steady_and_saturated),
+        cmocka_unit_test(predictive_trend_and_window),
+        cmocka_unit_test(predictive_finds_a_period),
+        cmocka_unit_test(step_parsing),
+        cmocka_unit_test(step_bands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,6 +63,8 @@ static void trace_errors(void **state)
         {"t,demand\n0,nan\n", "t.csv:2: demand \"nan\" is not a number"},
         {"t,demand\n0,-1\n", "t.csv:2: demand \"-1\" is not a finite number >= 0"},
         {"t,demand\n0,1e999\n", "t.csv:2: demand \"1e999\" is not a finite number"},
+        /* a sum over a run could overflow to inf (not JSON) */
+        {"t,demand\n0,1e308\n", "t.csv:2: demand 1e308 is beyond the limit of 1e+09"},
         {"t,demand\n0,\n", "t.csv:2: demand is not a number"},
         {"t,demand\n0,1\n60,2\n\n60,3\n", "t.csv:5: t 60 repeated (first at line 3)"},
         {"t,demand\n60,1\n120,2\n", "t.csv:2: the trace must start at t = 0"},
@@ -279,6 +281,15 @@ static void zero_everything(void **state)
     assert_int_equal(r.violation_s, 0);
     sim_result_json(&r, json, sizeof(json));
     assert_non_null(strstr(json, "\"cost_ratio\": null}"));
+    /* what JSON cannot hold is null, never inf or nan */
+    struct sim_result inf = r;
+    inf.unserved = INFINITY;
+    inf.cost = NAN;
+    sim_result_json(&inf, json, sizeof(json));
+    assert_non_null(strstr(json, "\"unserved\": null"));
+    assert_non_null(strstr(json, "\"cost\": null"));
+    assert_null(strstr(json, "inf"));
+    assert_null(strstr(json, "nan"));
     /* demand with no instance at all: load 100, the seed's "at least 1" starts the group */
     sim_trace_release(&tr);
     parse_ok("t,demand\n0,0.5\n100,0.5\n", &tr);
@@ -300,7 +311,10 @@ static void bad_params(void **state)
     p.min_size = 3;
     p.max_size = 2;
     assert_int_equal(sim_run(&p, &tr, &r, err, sizeof(err)), -1);
-    assert_string_equal(err, "invalid sizes: min 3, max 2");
+    assert_string_equal(err, "invalid sizes: min 3, max 2 (0 <= min <= max <= 4096)");
+    sim_params_default(&p);
+    p.max_size = POLICY_MAX_SIZE + 1;
+    assert_int_equal(sim_run(&p, &tr, &r, err, sizeof(err)), -1);
     sim_params_default(&p);
     p.poll_s = 0;
     assert_int_equal(sim_run(&p, &tr, &r, err, sizeof(err)), -1);

@@ -332,7 +332,8 @@ function fillForm(g, force) {
 function showPolicyFields() {
   const type = $('[name="policy.type"]').value;
   document.querySelectorAll('.p-threshold').forEach((e) => e.classList.toggle('hidden', type !== 'threshold'));
-  document.querySelectorAll('.p-target').forEach((e) => e.classList.toggle('hidden', type !== 'target'));
+  document.querySelectorAll('.p-target, .p-predictive, .p-step').forEach((e) =>
+    e.classList.toggle('hidden', !['target', 'predictive', 'step'].some((t) => t === type && e.classList.contains('p-' + t))));
 }
 
 function formMsg(text, kind) {
@@ -396,6 +397,49 @@ async function submitSettings(ev) {
   }
 }
 
+function esc(s) {
+  return String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+}
+
+// What if: the form's changes simulated on the group's history next to the current settings,
+// before anything is applied (POST .../simulate changes nothing).
+async function whatIf() {
+  fields().forEach((f) => f.classList.remove('invalid'));
+  let patch;
+  try {
+    patch = buildPatch();
+  } catch (e) {
+    if (e.field) e.field.classList.add('invalid');
+    formMsg(e.message, 'error');
+    return;
+  }
+  delete patch.desired_capacity; // plays no part in a simulation
+  $('#whatif').disabled = true;
+  formMsg('Simulating…', '');
+  try {
+    const w = await api('POST', gp('/simulate'), Object.assign({ since: '24h' }, patch));
+    const rows = [['current', w.current], ['proposed', w.proposed]];
+    const best = (k) => Math.min(...rows.map(([, x]) => x.result[k]));
+    const cell = (x, k, text) => '<td' + (x.result[k] === best(k) ? ' class="best"' : '') + '>' + text + '</td>';
+    $('#whatif-table tbody').innerHTML = rows.map(([name, x]) => '<tr><th>' + name + '</th><td>' +
+      esc(x.settings.policy.type) + ' ' + x.settings.min_size + '..' + x.settings.max_size + '</td>' +
+      cell(x, 'cost_ratio', x.result.cost_ratio === null ? '–' : x.result.cost_ratio.toFixed(3)) +
+      cell(x, 'violation_pct', x.result.violation_pct.toFixed(2) + ' %') +
+      cell(x, 'unserved', x.result.unserved.toFixed(1)) +
+      cell(x, 'actions', String(x.result.actions)) + cell(x, 'flaps', String(x.result.flaps)) + '</tr>').join('');
+    $('#whatif-span').textContent = '(' + w.samples + ' samples over ' + Math.round((w.last_ms - w.first_ms) / 1000) +
+      ' s' + (w.saturated ? ', ' + w.saturated + ' at 100 % load: demand there is a lower bound' : '') + ')';
+    $('#whatif-chart').innerHTML = w.svg; // asgd's own SVG: text escaped, no script
+    $('#whatif-result').classList.remove('hidden');
+    formMsg('Simulated: nothing applied. "Apply changes" applies them.', 'ok');
+  } catch (e) {
+    if (e.status === 401) formMsg('Not authorized: ' + e.message + ' Enter the API token above.', 'error');
+    else { formMsg(e.message, 'error'); markInvalidFrom(e.message); }
+  } finally {
+    $('#whatif').disabled = false;
+  }
+}
+
 // ---- rendering ----------------------------------------------------------------------------
 
 function renderGroup(g) {
@@ -411,7 +455,11 @@ function renderGroup(g) {
   const p = g.policy;
   $('#policy-summary').textContent = p.type === 'target'
     ? `target tracking at ${p.target}% ± ${p.tolerance}, every ${p.evaluation_period}, scale-down window ${p.scale_down_window}`
-    : `threshold: above ${p.up_threshold}% ×${p.up_factor}, below ${p.down_threshold}% ×${p.down_factor}, every ${p.evaluation_period}, cooldown ${p.cooldown}`;
+    : p.type === 'predictive'
+      ? `predictive: plans ${p.lead} ahead for ${p.target}% load, every ${p.evaluation_period}, scale-down window ${p.scale_down_window}`
+      : p.type === 'step'
+        ? `step: ${p.steps}, every ${p.evaluation_period}, cooldown ${p.cooldown}`
+        : `threshold: above ${p.up_threshold}% ×${p.up_factor}, below ${p.down_threshold}% ×${p.down_factor}, every ${p.evaluation_period}, cooldown ${p.cooldown}`;
   $('#termination-policy').textContent = (g.termination_policy || ['default']).join(', ');
   // suspended processes (issue 12): a duty that does not run must not go unnoticed
   const susp = g.suspended_processes || [];
@@ -529,6 +577,7 @@ function init() {
     formMsg(state.token ? 'Token set for this tab.' : 'Token cleared.', '');
   });
   $('#settings').addEventListener('submit', submitSettings);
+  $('#whatif').addEventListener('click', whatIf);
   $('#settings').addEventListener('input', (ev) => {
     if (ev.target.dataset.kind) ev.target.classList.add('dirty');
     if (ev.target.name === 'policy.type') showPolicyFields();
