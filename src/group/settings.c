@@ -29,6 +29,7 @@
 
 static const char *const policy_types[] = {"threshold", "target", NULL};
 static const char *const health_types[] = {"agent", "ec2", NULL};
+static const char *const hook_results[] = {"abandon", "continue", NULL};
 
 #define OFF(f) offsetof(struct group_settings, f)
 #define SZ(f)  sizeof(((struct group_settings *)0)->f)
@@ -44,6 +45,9 @@ const struct group_key group_keys[] = {
      "max(min_size, 1)", "most instances (at most the fleet table's capacity, 4096)"},
     {"group", "desired_capacity", "desired_capacity", GROUP_K_INT, OFF(desired_capacity), 0, 0,
      1000000000, NULL, "min_size", "instances wanted now (the policy changes it)"},
+    {"group", "protect_new_instances", "protect_new_instances", GROUP_K_BOOL,
+     OFF(protect_new_instances), 0, 0, 1, NULL, "false",
+     "new instances start protected from scale-in (PATCH an instance to change it)"},
     {"policy", "type", "type", GROUP_K_ENUM, OFF(policy.type), 0, 0, 0, policy_types, "threshold",
      "scaling policy: threshold | target"},
     {"policy", "scale_up_threshold", "up_threshold", GROUP_K_DOUBLE, OFF(policy.up_threshold), 0, 0,
@@ -89,6 +93,19 @@ const struct group_key group_keys[] = {
     {"health", "deregister_grace", "deregister_grace", GROUP_K_DURATION,
      OFF(health.deregister_grace_ms), 0, 0, (double)DAY_MS, NULL, "30s",
      "a deregistered agent (restarting) is neither counted nor replaced this long"},
+    {"hooks", "launch_timeout", "launch_timeout", GROUP_K_DURATION, OFF(hooks.launch_timeout_ms), 0,
+     0, (double)DAY_MS, NULL, "0",
+     "launch hook: a new instance waits in pending:wait this long at most (0: no hook)"},
+    {"hooks", "launch_default", "launch_default", GROUP_K_ENUM, OFF(hooks.launch_default),
+     SZ(hooks.launch_default), 0, 0, hook_results, "abandon",
+     "launch hook timed out: abandon (terminate it) | continue (put it in service)"},
+    {"hooks", "terminate_timeout", "terminate_timeout", GROUP_K_DURATION,
+     OFF(hooks.terminate_timeout_ms), 0, 0, (double)DAY_MS, NULL, "0",
+     "terminate hook: a leaving instance waits (drains) in terminating:wait this long at most "
+     "(0: no hook)"},
+    {"hooks", "terminate_default", "terminate_default", GROUP_K_ENUM, OFF(hooks.terminate_default),
+     SZ(hooks.terminate_default), 0, 0, hook_results, "abandon",
+     "terminate hook timed out: abandon | continue (the instance is terminated either way)"},
 };
 const size_t group_n_keys = sizeof(group_keys) / sizeof(group_keys[0]);
 
@@ -134,6 +151,8 @@ void group_settings_default(struct group_settings *g, const char *name)
     g->health.panic_threshold = 50;
     g->health.max_replacements_per_minute = 10;
     g->health.deregister_grace_ms = 30 * SEC_MS;
+    snprintf(g->hooks.launch_default, sizeof(g->hooks.launch_default), "%s", "abandon");
+    snprintf(g->hooks.terminate_default, sizeof(g->hooks.terminate_default), "%s", "abandon");
 }
 
 void group_format_duration(int64_t ms, char *buf, size_t len)
@@ -254,6 +273,26 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
         clk_format_duration(h->deregister_grace_ms, a, sizeof(a));
         FAIL("health", "deregister_grace", "%s is out of range (0s..24h)", a);
     }
+    if (g->protect_new_instances != 0 && g->protect_new_instances != 1)
+        FAIL("group", "protect_new_instances", "%d is not a boolean", g->protect_new_instances);
+    const struct group_hooks *hk = &g->hooks;
+    if (!dur_in(hk->launch_timeout_ms, 0, DAY_MS)) {
+        clk_format_duration(hk->launch_timeout_ms, a, sizeof(a));
+        FAIL("hooks", "launch_timeout", "%s is out of range (0s..24h)", a);
+    }
+    if (!dur_in(hk->terminate_timeout_ms, 0, DAY_MS)) {
+        clk_format_duration(hk->terminate_timeout_ms, a, sizeof(a));
+        FAIL("hooks", "terminate_timeout", "%s is out of range (0s..24h)", a);
+    }
+    if (memchr(hk->launch_default, '\0', sizeof(hk->launch_default)) == NULL ||
+        (strcmp(hk->launch_default, "abandon") != 0 && strcmp(hk->launch_default, "continue") != 0))
+        FAIL("hooks", "launch_default", "\"%.*s\" is not one of: abandon, continue",
+             (int)sizeof(hk->launch_default) - 1, hk->launch_default);
+    if (memchr(hk->terminate_default, '\0', sizeof(hk->terminate_default)) == NULL ||
+        (strcmp(hk->terminate_default, "abandon") != 0 &&
+         strcmp(hk->terminate_default, "continue") != 0))
+        FAIL("hooks", "terminate_default", "\"%.*s\" is not one of: abandon, continue",
+             (int)sizeof(hk->terminate_default) - 1, hk->terminate_default);
     return 0;
 }
 
@@ -302,6 +341,8 @@ static json_t *value_json(const struct group_settings *g, const struct group_key
     switch (k->kind) {
     case GROUP_K_INT:
         return json_integer(*(const int *)f);
+    case GROUP_K_BOOL:
+        return json_boolean(*(const int *)f);
     case GROUP_K_DOUBLE:
         return json_real(*(const double *)f);
     case GROUP_K_DURATION:
@@ -354,13 +395,15 @@ static int parse_iso8601(const char *s, int64_t *out)
 
 json_t *group_settings_to_json(const struct group_settings *g)
 {
-    json_t *top = json_object(), *policy = json_object(), *health = json_object();
-    if (!top || !policy || !health)
+    json_t *top = json_object(), *policy = json_object(), *health = json_object(),
+           *hooks = json_object();
+    if (!top || !policy || !health || !hooks)
         goto oom;
     for (size_t i = 0; i < group_n_keys; i++) {
         const struct group_key *k = &group_keys[i];
         json_t *obj = strcmp(k->section, "policy") == 0   ? policy
                       : strcmp(k->section, "health") == 0 ? health
+                      : strcmp(k->section, "hooks") == 0  ? hooks
                                                           : top;
         if (json_object_set_new(obj, k->json, value_json(g, k)) != 0)
             goto oom;
@@ -376,6 +419,11 @@ json_t *group_settings_to_json(const struct group_settings *g)
         goto oom;
     }
     health = NULL;
+    if (json_object_set_new(top, "hooks", hooks) != 0) {
+        hooks = NULL;
+        goto oom;
+    }
+    hooks = NULL;
     char at[40];
     iso8601(g->updated_at_ms, at, sizeof at);
     if (json_object_set_new(top, "revision", json_integer((json_int_t)g->revision)) != 0 ||
@@ -386,6 +434,7 @@ oom:
     json_decref(top);
     json_decref(policy);
     json_decref(health);
+    json_decref(hooks);
     return NULL;
 }
 
@@ -410,6 +459,13 @@ static int read_value(struct group_settings *g, const struct group_key *k, const
         *(int *)f = (int)x;
         return 0;
     }
+    case GROUP_K_BOOL:
+        if (!json_is_boolean(v)) {
+            util_set_err(err, errlen, "%s: must be true or false", path);
+            return -1;
+        }
+        *(int *)f = json_is_true(v);
+        return 0;
     case GROUP_K_DOUBLE:
         if (!json_is_number(v) || !isfinite(json_number_value(v))) {
             util_set_err(err, errlen, "%s: must be a number", path);
@@ -529,7 +585,7 @@ static int apply(struct group_settings *g, const json_t *j, int mode, int *bound
     {
         const struct group_key *gk = group_key_find("group", k, 1);
         int rc;
-        if (strcmp(k, "policy") == 0 || strcmp(k, "health") == 0)
+        if (strcmp(k, "policy") == 0 || strcmp(k, "health") == 0 || strcmp(k, "hooks") == 0)
             rc = read_section(g, k, v, err, errlen);
         else if (strcmp(k, "revision") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0) {
@@ -561,7 +617,7 @@ static int apply(struct group_settings *g, const json_t *j, int mode, int *bound
         } else {
             util_set_err(err, errlen,
                          "unknown key \"%.64s\" (settable: min_size, max_size, desired_capacity, "
-                         "policy, health)",
+                         "protect_new_instances, policy, health, hooks)",
                          k);
             return -1;
         }
@@ -660,6 +716,9 @@ static void diff_text(const struct group_settings *g, const struct group_key *k,
     case GROUP_K_INT:
         snprintf(buf, len, "%d", *(const int *)f);
         break;
+    case GROUP_K_BOOL:
+        snprintf(buf, len, "%s", *(const int *)f ? "true" : "false");
+        break;
     case GROUP_K_DOUBLE:
         snprintf(buf, len, "%g", *(const double *)f);
         break;
@@ -682,6 +741,7 @@ static int same(const struct group_settings *a, const struct group_settings *b,
     const void *x = cfield(a, k), *y = cfield(b, k);
     switch (k->kind) {
     case GROUP_K_INT:
+    case GROUP_K_BOOL:
         return *(const int *)x == *(const int *)y;
     case GROUP_K_DOUBLE:
         return *(const double *)x == *(const double *)y;

@@ -130,31 +130,44 @@ static const char *const migrations[] = {
     "  created_at_ms INTEGER NOT NULL);"
     "CREATE INDEX requests_by_group ON requests (group_name, id);"
     "CREATE INDEX intents_by_group ON launch_intents (group_name);",
+    /* v3: instance lifecycle (scale-in protection, hook wait deadlines: docs/lifecycle.md) */
+    "ALTER TABLE instances ADD COLUMN protected INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE instances ADD COLUMN hook_deadline_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE groups ADD COLUMN protect_new INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE groups ADD COLUMN hook_launch_timeout_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE groups ADD COLUMN hook_launch_default TEXT NOT NULL DEFAULT 'abandon';"
+    "ALTER TABLE groups ADD COLUMN hook_terminate_timeout_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE groups ADD COLUMN hook_terminate_default TEXT NOT NULL DEFAULT 'abandon';",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
 
 #define INST_COLS                                                                                  \
     "id, group_name, address, provider, lifecycle, launched_at_ms, launch_token, pid, zone, "      \
-    "created_at_ms, updated_at_ms, terminated_at_ms"
+    "created_at_ms, updated_at_ms, terminated_at_ms, protected, hook_deadline_ms"
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_GROUP_GET] = "SELECT name, min_size, max_size, desired_capacity, policy, health, revision, "
-                    "updated_at_ms FROM groups WHERE name = ?1",
+                    "updated_at_ms, protect_new, hook_launch_timeout_ms, hook_launch_default, "
+                    "hook_terminate_timeout_ms, hook_terminate_default FROM groups WHERE name = ?1",
     [S_GROUP_REV] = "SELECT revision, min_size, max_size FROM groups WHERE name = ?1",
     [S_GROUP_PUT] = "INSERT INTO groups (name, min_size, max_size, desired_capacity, policy, "
-                    "health, revision, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+                    "health, revision, updated_at_ms, protect_new, hook_launch_timeout_ms, "
+                    "hook_launch_default, hook_terminate_timeout_ms, hook_terminate_default) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
                     "ON CONFLICT (name) DO UPDATE SET min_size = ?2, max_size = ?3, "
                     "desired_capacity = ?4, policy = ?5, health = ?6, revision = ?7, "
-                    "updated_at_ms = ?8",
+                    "updated_at_ms = ?8, protect_new = ?9, hook_launch_timeout_ms = ?10, "
+                    "hook_launch_default = ?11, hook_terminate_timeout_ms = ?12, "
+                    "hook_terminate_default = ?13",
     [S_GROUP_DESIRED] = "UPDATE groups SET desired_capacity = ?2, revision = ?3, "
                         "updated_at_ms = ?4 WHERE name = ?1",
     [S_GROUP_NAMES] = "SELECT name FROM groups ORDER BY name",
     [S_INST_PUT] = "INSERT INTO instances (" INST_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                   "?9, ?10, ?10, ?11) ON CONFLICT (id) DO UPDATE SET group_name = ?2, "
+                   "?9, ?10, ?10, ?11, ?12, ?13) ON CONFLICT (id) DO UPDATE SET group_name = ?2, "
                    "address = ?3, provider = ?4, lifecycle = ?5, launched_at_ms = ?6, "
                    "launch_token = ?7, pid = ?8, zone = ?9, updated_at_ms = ?10, "
-                   "terminated_at_ms = ?11",
+                   "terminated_at_ms = ?11, protected = ?12, hook_deadline_ms = ?13",
     [S_INST_LIFECYCLE] = "UPDATE instances SET lifecycle = ?2, terminated_at_ms = CASE WHEN ?3 "
                          "!= 0 THEN ?3 ELSE terminated_at_ms END, updated_at_ms = ?4 WHERE id = ?1",
     [S_INST_GET] = "SELECT " INST_COLS " FROM instances WHERE id = ?1",

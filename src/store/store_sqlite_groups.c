@@ -73,6 +73,11 @@ int sq_get_settings(struct store *st, const char *name, struct group_settings *o
     }
     g.revision = sqlite3_column_int64(s, 6);
     g.updated_at_ms = sqlite3_column_int64(s, 7);
+    g.protect_new_instances = sqlite3_column_int(s, 8) != 0;
+    g.hooks.launch_timeout_ms = sqlite3_column_int64(s, 9);
+    sq_col_text(s, 10, g.hooks.launch_default, sizeof(g.hooks.launch_default));
+    g.hooks.terminate_timeout_ms = sqlite3_column_int64(s, 11);
+    sq_col_text(s, 12, g.hooks.terminate_default, sizeof(g.hooks.terminate_default));
     *out = g;
 out:
     sqlite3_reset(s);
@@ -157,6 +162,12 @@ int sq_put_settings(struct store *st, const struct group_settings *g, int64_t ex
     sqlite3_bind_text(s, 6, health, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 7, rev + 1);
     sqlite3_bind_int64(s, 8, clk_wall_ms());
+    /* lifecycle settings (issue 12): plain columns of schema v3 */
+    sqlite3_bind_int(s, 9, g->protect_new_instances);
+    sqlite3_bind_int64(s, 10, g->hooks.launch_timeout_ms);
+    sqlite3_bind_text(s, 11, g->hooks.launch_default, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 12, g->hooks.terminate_timeout_ms);
+    sqlite3_bind_text(s, 13, g->hooks.terminate_default, -1, SQLITE_STATIC);
     rc = sq_step_done(st, s, "cannot write group settings");
     if (!rc)
         rc = sq_commit(st);

@@ -67,13 +67,16 @@ static void json_round_trip(void **state)
     /* the API's shape, key order included */
     assert_string_equal(
         text, "{\"name\":\"web-1.a_b\",\"min_size\":2,\"max_size\":9,\"desired_capacity\":3,"
-              "\"policy\":{\"type\":\"target\",\"up_threshold\":80.5,\"down_threshold\":10.25,"
+              "\"protect_new_instances\":false,\"policy\":{\"type\":\"target\",\"up_threshold\":80."
+              "5,\"down_threshold\":10.25,"
               "\"up_factor\":1.5,\"down_factor\":0.29999999999999999,\"cooldown\":\"1500ms\","
               "\"evaluation_period\":\"2m\",\"target\":55.0,\"tolerance\":0.050000000000000003,"
               "\"scale_down_window\":\"2h\"},\"health\":{\"type\":\"ec2\",\"interval\":\"5s\","
               "\"timeout\":\"250ms\",\"healthy_threshold\":4,\"unhealthy_threshold\":6,"
               "\"grace_period\":\"90s\",\"panic_threshold\":50,\"max_replacements_per_minute\":10,"
-              "\"deregister_grace\":\"30s\"},\"revision\":17,\"updated_at\":"
+              "\"deregister_grace\":\"30s\"},\"hooks\":{\"launch_timeout\":\"0s\","
+              "\"launch_default\":\"abandon\",\"terminate_timeout\":\"0s\","
+              "\"terminate_default\":\"abandon\"},\"revision\":17,\"updated_at\":"
               "\"2026-11-18T11:06:40.123Z\"}");
     char err[256];
     memset(&back, 0x5a, sizeof back);
@@ -134,6 +137,7 @@ static void every_key_from_ini_and_json(void **state)
         {"group", "min_size", "2", "2"},
         {"group", "max_size", "7", "7"},
         {"group", "desired_capacity", "3", "3"},
+        {"group", "protect_new_instances", "true", "true"},
         {"policy", "type", "target", "\"target\""},
         {"policy", "scale_up_threshold", "81", "81"},
         {"policy", "scale_down_threshold", "11.5", "11.5"},
@@ -153,6 +157,10 @@ static void every_key_from_ini_and_json(void **state)
         {"health", "panic_threshold", "70", "70"},
         {"health", "max_replacements_per_minute", "4", "4"},
         {"health", "deregister_grace", "45s", "\"45s\""},
+        {"hooks", "launch_timeout", "5m", "\"5m\""},
+        {"hooks", "launch_default", "continue", "\"continue\""},
+        {"hooks", "terminate_timeout", "90s", "90"},
+        {"hooks", "terminate_default", "continue", "\"continue\""},
     };
     /* the table and this list agree: every key is tested */
     assert_int_equal(group_n_keys, sizeof vals / sizeof vals[0]);

@@ -1138,7 +1138,7 @@ static void migrate_v1_file(void **state)
     raw_exec(dir, v1_schema);
     struct store *st = NULL;
     assert_int_equal(store_open(dir, &st, err, sizeof(err)), 0);
-    assert_int_equal(store_schema_version(st), 2);
+    assert_int_equal(store_schema_version(st), STORE_SCHEMA_VERSION);
     /* v1 data is intact */
     struct group_settings g;
     gc_ok(st, store_get_settings(st, "web", &g));
@@ -1160,7 +1160,7 @@ static void migrate_v1_file(void **state)
     store_close(st);
     /* reopening does not migrate again */
     assert_int_equal(store_open(dir, &st, err, sizeof(err)), 0);
-    assert_int_equal(store_schema_version(st), 2);
+    assert_int_equal(store_schema_version(st), STORE_SCHEMA_VERSION);
     store_close(st);
     rm_rf(dir);
 }
