@@ -99,14 +99,14 @@ void ctl__scale(struct ctl *c, const struct census *cs, int64_t now, struct poli
 /* Launches or terminates to reach the desired capacity; scale-in victims in victim order. */
 void ctl__converge(struct ctl *c, const struct census *cs, int64_t now)
 {
-    int live = (int)cs->n - cs->terminating - (int)cs->n_replace;
+    int live = (int)cs->n - cs->terminating - (int)cs->n_replace - cs->standby;
     int desired = c->settings.desired_capacity;
     if (live < desired && now >= c->launch_backoff_until) {
         char why[128];
         snprintf(why, sizeof(why), "%d running, desired %d", live, desired);
         ctl__launch(c, desired - live, now, why);
     } else if (live > desired && now >= c->terminate_backoff_until) {
-        const struct fleet_slot **cand = calloc((size_t)live, sizeof(*cand));
+        const struct fleet_slot **cand = calloc(cs->n, sizeof(*cand));
         size_t k = 0;
         if (cand != NULL) {
             for (size_t i = 0; i < cs->n; i++) {
@@ -114,9 +114,10 @@ void ctl__converge(struct ctl *c, const struct census *cs, int64_t now)
                 int skip = s->lifecycle == FLEET_TERMINATING;
                 for (size_t j = 0; j < cs->n_replace && !skip; j++)
                     skip = cs->replace[j] == s;
-                if (!skip && k < (size_t)live)
+                if (!skip && k < cs->n)
                     cand[k++] = s;
             }
+            k = ctl__scale_in_filter(cand, k); /* protection, standby (ctl_life.c) */
             qsort(cand, k, sizeof(*cand), victim_cmp);
             size_t extra = (size_t)(live - desired);
             if (extra > k)

@@ -122,8 +122,11 @@ static void fake_destroy(struct provider *p)
     free(f);
 }
 
-static const struct provider_ops fake_ops = {"fake", fake_launch, fake_terminate, fake_describe,
-                                             fake_destroy};
+static const struct provider_ops fake_ops = {.name = "fake",
+                                             .launch = fake_launch,
+                                             .terminate = fake_terminate,
+                                             .describe = fake_describe,
+                                             .destroy = fake_destroy};
 
 /* ---- fixture -------------------------------------------------------------------------------- */
 
