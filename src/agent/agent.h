@@ -140,8 +140,12 @@ int64_t agent_state_last_poll_ms(struct agent_state *st);
 /* Drain command (--on-terminate, drain.c; issue 12, docs/lifecycle.md)     */
 /* ------------------------------------------------------------------------ */
 
-enum agent_drain_state { AGENT_DRAIN_NONE = 0, AGENT_DRAIN_RUNNING, AGENT_DRAIN_DONE,
-                         AGENT_DRAIN_FAILED };
+enum agent_drain_state {
+    AGENT_DRAIN_NONE = 0,
+    AGENT_DRAIN_RUNNING,
+    AGENT_DRAIN_DONE,
+    AGENT_DRAIN_FAILED
+};
 struct agent_drain;
 /* A drain of `/bin/sh -c cmd` (copied), killed after timeout_ms (0: never). NULL: no memory. */
 struct agent_drain *agent_drain_new(const char *cmd, int64_t timeout_ms, struct agent_state *st);

@@ -97,7 +97,8 @@ static void *waiter(void *arg)
         snprintf(why, sizeof(why), "exit status %d", WEXITSTATUS(status));
         finish(d, AGENT_DRAIN_FAILED, why);
     } else {
-        snprintf(why, sizeof(why), "killed by signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        snprintf(why, sizeof(why), "killed by signal %d",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
         finish(d, AGENT_DRAIN_FAILED, why);
     }
     return NULL;
