@@ -75,6 +75,15 @@ int cli_cmd_groups(const struct cli *c, int argc, char **argv);
 int cli_cmd_create_group(const struct cli *c, int argc, char **argv);
 int cli_cmd_delete_group(const struct cli *c, int argc, char **argv);
 int cli_cmd_cluster(const struct cli *c, int argc, char **argv);
+/* life.c: instance life cycle (issue 12) */
+int cli_cmd_complete_hook(const struct cli *c, int argc, char **argv);
+int cli_cmd_protect(const struct cli *c, int argc, char **argv);
+int cli_cmd_unprotect(const struct cli *c, int argc, char **argv);
+int cli_cmd_standby(const struct cli *c, int argc, char **argv);
+int cli_cmd_exit_standby(const struct cli *c, int argc, char **argv);
+int cli_cmd_detach(const struct cli *c, int argc, char **argv);
+int cli_cmd_attach(const struct cli *c, int argc, char **argv);
+int cli_cmd_hooks(const struct cli *c, int argc, char **argv);
 
 /*
  * Reads an INI group file (the [group], [policy], [health], [provider],

@@ -186,9 +186,10 @@ int cli_cmd_instances(const struct cli *c, int argc, char **argv)
         json_decref(arr);
         return CLI_OK;
     }
-    static const char *const hdr[] = {"ID", "ADDRESS", "LIFECYCLE", "HEALTH", "LOAD", "LAUNCHED"};
+    static const char *const hdr[] = {"ID",   "ADDRESS",  "LIFECYCLE", "HEALTH",
+                                      "LOAD", "LAUNCHED", "PROTECTED"};
     struct cli_table t;
-    if (cli_table_init(&t, 6, hdr)) {
+    if (cli_table_init(&t, 7, hdr)) {
         json_decref(arr);
         return CLI_EAPI;
     }
@@ -197,13 +198,14 @@ int cli_cmd_instances(const struct cli *c, int argc, char **argv)
     json_array_foreach(arr, i, o)
     {
         char load[32], when[32];
-        const char *row[6] = {
+        const char *row[7] = {
             str_of(o, "id"),
             str_of(o, "address"),
             str_of(o, "lifecycle"),
             str_of(o, "health"),
             num_of(o, "load", NF_1, load, sizeof load),
-            short_time(json_string_value(json_object_get(o, "launched_at")), when, sizeof when)};
+            short_time(json_string_value(json_object_get(o, "launched_at")), when, sizeof when),
+            json_is_true(json_object_get(o, "protected")) ? "yes" : ""};
         cli_table_add(&t, row);
     }
     cli_table_print(&t);
