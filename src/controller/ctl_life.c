@@ -251,6 +251,10 @@ size_t ctl__hold_for_hook(struct ctl *c, const struct fleet_slot *const *victims
                           "instance %s waits for its terminate hook (drain) for at most %s, "
                           "default result %s",
                           s->id, t, h->terminate_default);
+            /* tell the agent now (it starts draining and stops reporting load) rather than
+               at the next tick; its answer is read by ctl__hooks from then on */
+            char detail[8];
+            agent_drain(c, &copy, detail, sizeof(detail));
             continue;
         }
         go[k++] = s;
