@@ -432,7 +432,7 @@ function tag(text) {
 
 // Lifecycle actions of one instance (issue 12): what its state allows, beside terminate.
 function lifeButtons(i) {
-  const b = (action, text) => el('button', { type: 'button', text, 'data-id': i.id, 'data-action': action });
+  const b = (action, text) => el('button', { class: 'life', type: 'button', text, 'data-id': i.id, 'data-action': action });
   const out = [];
   if (i.lifecycle === 'pending:wait' || i.lifecycle === 'terminating:wait') out.push(b('continue', 'complete hook'));
   if (i.lifecycle === 'in-service') out.push(b('standby', 'standby'));
