@@ -1130,7 +1130,11 @@ static void group_routes_check_names_and_bodies(void **state)
     request(e, "GET", "/api/v1/groups/web/../../../etc/passwd", NULL, NULL, 0, &r);
     assert_error(&r, 404, NULL);
     resp_free(&r);
+    /* an instance is a resource for PATCH only (its protection, issue 12) */
     request(e, "GET", "/api/v1/groups/web/instances/extra", NULL, NULL, 0, &r);
+    assert_error(&r, 405, NULL);
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/web/instances/extra/more", NULL, NULL, 0, &r);
     assert_error(&r, 404, NULL);
     resp_free(&r);
     request(e, "PUT", "/api/v1/groups/web", "{}", TOKEN, 0, &r);
