@@ -215,7 +215,7 @@ void ctl__hooks(struct ctl *c, const struct census *cs, int64_t now)
         }
         if (launch)
             continue;
-        char detail[256] = "", why[320];
+        char detail[256] = "", why[400];
         int d = agent_drain(c, s, detail, sizeof(detail));
         if (d > 0) {
             complete_hook(c, s, HOOK_CONTINUE, "the agent's drain command succeeded", now);
