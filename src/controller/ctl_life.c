@@ -41,7 +41,7 @@ static const char *const action_names[] = {"continue", "abandon", "heartbeat"};
 
 struct life_arg {
     int lifecycle;      /* -1: keep */
-    int64_t deadline;   /* hook_deadline_ms to set */
+    int64_t deadline;   /* hook_deadline_ms to set; -1: keep */
     int64_t wait_ended; /* 0: keep */
     int protect;        /* -1: keep */
 };
@@ -51,7 +51,8 @@ static void life_fn(struct fleet_slot *s, void *arg)
     const struct life_arg *a = arg;
     if (a->lifecycle >= 0)
         s->lifecycle = (uint8_t)a->lifecycle;
-    s->hook_deadline_ms = a->deadline;
+    if (a->deadline >= 0)
+        s->hook_deadline_ms = a->deadline;
     if (a->wait_ended)
         s->wait_ended_ms = a->wait_ended;
     if (a->protect >= 0)
@@ -268,7 +269,7 @@ void ctl__launched(struct ctl *c, const char *id, int64_t now)
     struct fleet_slot s;
     if ((g->hooks.launch_timeout_ms <= 0 && !g->protect_new_instances) || find_slot(c, id, &s))
         return;
-    struct life_arg a = {-1, 0, 0, g->protect_new_instances ? 1 : -1};
+    struct life_arg a = {-1, -1, 0, g->protect_new_instances ? 1 : -1};
     if (g->hooks.launch_timeout_ms > 0 && s.lifecycle == FLEET_PENDING) {
         a.lifecycle = FLEET_PENDING_WAIT;
         a.deadline = now + g->hooks.launch_timeout_ms;
@@ -289,7 +290,7 @@ void ctl__restore(struct ctl *c, const char *id, const struct store_instance *ro
     int keep = lc == FLEET_PENDING_WAIT || lc == FLEET_TERMINATING_WAIT || lc == FLEET_STANDBY;
     if ((!keep && !row->protect) || find_slot(c, id, &s))
         return;
-    struct life_arg a = {keep ? lc : -1, keep ? row->hook_deadline_ms : 0, 0, row->protect};
+    struct life_arg a = {keep ? lc : -1, keep ? row->hook_deadline_ms : -1, 0, row->protect};
     if (set_state(c, &s, &a) == 0)
         log_info("instance \"%s\" of group \"%s\" is back in %s%s", id, c->group,
                  fleet_lifecycle_name(s.lifecycle), s.protect ? " (protected from scale-in)" : "");
@@ -367,7 +368,7 @@ int ctl_set_protected(struct ctl *c, const char *id, int protect, char *err, siz
     if (find_slot(c, id, &s))
         return no_instance(c, id, err, errlen);
     /* at once in the table, so that the next scale-in already sees it; stored by the tick */
-    struct life_arg a = {-1, s.hook_deadline_ms, 0, protect ? 1 : 0};
+    struct life_arg a = {-1, -1, 0, protect ? 1 : 0};
     if (fleet_update(c->fleet, s.index, s.generation, life_fn, &a) != 0)
         return no_instance(c, id, err, errlen);
     return request(c, id, REQ_PROTECT, protect ? 1 : 0, 0, err, errlen);
