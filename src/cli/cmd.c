@@ -143,6 +143,17 @@ int cli_cmd_status(const struct cli *c, int argc, char **argv)
            num_of(g, "in_service", NF_INT, a, sizeof a), num_of(g, "pending", NF_INT, b, sizeof b),
            num_of(g, "unhealthy", NF_INT, d, sizeof d),
            num_of(g, "terminating", NF_INT, e, sizeof e));
+    /* lifecycle (issue 12): standby, hook waits, protection, the hooks */
+    printf("lifecycle     %s standby, %s waiting for a hook, %s protected from scale-in\n",
+           num_of(g, "standby", NF_INT, a, sizeof a),
+           num_of(g, "hook_waiting", NF_INT, b, sizeof b),
+           num_of(g, "protected", NF_INT, d, sizeof d));
+    json_t *hk = json_object_get(g, "hooks");
+    printf("hooks         launch %s (default %s), terminate %s (default %s)%s\n",
+           str_of(hk, "launch_timeout"), str_of(hk, "launch_default"),
+           str_of(hk, "terminate_timeout"), str_of(hk, "terminate_default"),
+           json_is_true(json_object_get(g, "protect_new_instances")) ? ", new instances protected"
+                                                                     : "");
     const char *avg = num_of(g, "average_load", NF_PCT, a, sizeof a);
     printf("average load  %s\n", strcmp(avg, "-") == 0 ? "no data" : avg);
     if (strcmp(str_of(p, "type"), "target") == 0)

@@ -169,6 +169,10 @@ def launch_hook(g, p):
         assert api(g, "GET", "")["in_service"] == 2
         time.sleep(0.2)
     deadline = insts(g)[new]["hook_deadline_at"]
+    # visible in asgctl: the instance table and the group's status
+    assert "pending:wait" in asgctl(g, "instances").split(new, 1)[1].split("\n", 1)[0]
+    st = asgctl(g, "status")
+    assert "1 waiting for a hook" in st and "launch 1m (default abandon)" in st, st
     # the wait is in the store: a kill -9 and restart of asgd keeps it
     p.send_signal(signal.SIGKILL)
     p.wait()
