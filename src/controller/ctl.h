@@ -106,6 +106,14 @@ int ctl_set_protected(struct ctl *c, const char *id, int protect, char *err, siz
 int ctl_standby(struct ctl *c, const char *id, int enter, int decrement, char *err, size_t errlen);
 int ctl_detach(struct ctl *c, const char *id, int decrement, char *err, size_t errlen);
 int ctl_attach(struct ctl *c, const char *ref, char *err, size_t errlen);
+/*
+ * One of the calls above from its JSON form, as the API forwards it through the store to the
+ * group's owner (request kind "lifecycle"): {"op": "hook", "instance_id", "action"} |
+ * {"op": "protect", "instance_id", "protected"} | {"op": "standby" | "exit-standby" |
+ * "detach", "instance_id", "decrement"} | {"op": "attach", "attach"}. Same returns;
+ * CTL_EINVAL for malformed text.
+ */
+int ctl_lifecycle_json(struct ctl *c, const char *text, char *err, size_t errlen);
 
 /* Thread-safe: settings changed in the store; apply them now, not in up to a tick. */
 void ctl_wake(struct ctl *c);

@@ -472,6 +472,35 @@ int ctl_attach(struct ctl *c, const char *ref, char *err, size_t errlen)
     return ctl__queue(c, &rq, err, errlen);
 }
 
+int ctl_lifecycle_json(struct ctl *c, const char *text, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *j = text ? json_loads(text, 0, &je) : NULL;
+    const char *op = json_string_value(json_object_get(j, "op"));
+    const char *id = json_string_value(json_object_get(j, "instance_id"));
+    int dec = json_is_true(json_object_get(j, "decrement"));
+    int rc = CTL_EINVAL;
+    snprintf(err, errlen, "malformed lifecycle request");
+    if (op == NULL) {
+        /* the message above */
+    } else if (strcmp(op, "attach") == 0) {
+        rc = ctl_attach(c, json_string_value(json_object_get(j, "attach")), err, errlen);
+    } else if (id == NULL) {
+        /* the message above */
+    } else if (strcmp(op, "hook") == 0) {
+        const char *a = json_string_value(json_object_get(j, "action"));
+        rc = ctl_complete_hook(c, id, a ? a : "", err, errlen);
+    } else if (strcmp(op, "protect") == 0) {
+        rc = ctl_set_protected(c, id, json_is_true(json_object_get(j, "protected")), err, errlen);
+    } else if (strcmp(op, "standby") == 0 || strcmp(op, "exit-standby") == 0) {
+        rc = ctl_standby(c, id, strcmp(op, "standby") == 0, dec, err, errlen);
+    } else if (strcmp(op, "detach") == 0) {
+        rc = ctl_detach(c, id, dec, err, errlen);
+    }
+    json_decref(j);
+    return rc;
+}
+
 /* ---- applied on the controller thread ----------------------------------------------------- */
 
 static void do_standby(struct ctl *c, struct fleet_slot *s, const struct term_request *rq,

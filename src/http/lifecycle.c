@@ -14,8 +14,10 @@
  *
  * Each change is checked against the instance's state at once (404, 409
  * with the reason) and applied by the group's controller on its next tick
- * (202), which records the outcome as an activity. Only the node that runs
- * the group takes them (503 elsewhere: the owner's API address is named).
+ * (202), which records the outcome as an activity. On a node that does not
+ * run the group it is recorded for the owner (store request "lifecycle",
+ * applied by its daemon like a forwarded terminate; 202 at once, the owner
+ * logs a refusal).
  * Runs on the daemon's thread (http.h).
  */
 #include <stdio.h>
@@ -77,18 +79,6 @@ static int get_bool(json_t *b, const char *key, int def, struct http_reply *rep)
     return json_is_true(v);
 }
 
-/* The group's controller, or NULL with a 503 naming where the group runs. */
-static struct ctl *here(struct http_req *r, struct http_reply *rep)
-{
-    if (r->ref->ctl)
-        return r->ref->ctl;
-    http__error(rep, 503, "unavailable",
-                "group \"%s\" is not run by this asgd process: send lifecycle changes to its "
-                "owner%s%s",
-                r->group, r->ref->owner_api[0] ? " at " : "", r->ref->owner_api);
-    return NULL;
-}
-
 /* Answers a ctl_* result: 202 with what was asked, or the error. */
 static void answer(struct http_req *r, struct http_reply *rep, int rc, const char *err,
                    const char *what)
@@ -108,6 +98,41 @@ static void answer(struct http_req *r, struct http_reply *rep, int rc, const cha
                 : st == 409 ? "conflict"
                             : "internal error",
                 "%s", err[0] ? err : "refused");
+}
+
+/*
+ * Applies req (an object ctl_lifecycle_json() reads; stolen) through the group's controller
+ * when this process runs it, else records it for the group's owner (store request
+ * "lifecycle", as a terminate is forwarded) and answers 202 at once.
+ */
+static void submit(struct http_req *r, struct http_reply *rep, json_t *req, const char *what)
+{
+    char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (text == NULL) {
+        http__error(rep, 500, "internal error", "out of memory");
+        return;
+    }
+    char err[256] = "";
+    if (r->ref->ctl) {
+        answer(r, rep, ctl_lifecycle_json(r->ref->ctl, text, err, sizeof err), err, what);
+    } else {
+        int rc = store_request_add(r->srv->store, r->group, "lifecycle", text, NULL);
+        if (rc) {
+            http__error(rep, rc == STORE_EUNAVAIL ? 503 : 500,
+                        rc == STORE_EUNAVAIL ? "unavailable" : "internal error",
+                        "cannot record the request for the owner of group \"%s\": %s", r->group,
+                        store_errmsg(r->srv->store));
+        } else {
+            char st[96];
+            snprintf(st, sizeof st, "%s requested from the owner", what);
+            log_info("http: %s of group \"%s\" forwarded to its owner", what, r->group);
+            http__json(
+                rep, 202,
+                json_pack("{s:s?, s:s, s:s}", "id", r->param, "group", r->group, "status", st));
+        }
+    }
+    free(text);
 }
 
 void http__get_hooks(struct http_req *r, struct http_reply *rep)
@@ -154,23 +179,23 @@ void http__put_hooks(struct http_req *r, struct http_reply *rep)
 void http__post_lifecycle(struct http_req *r, struct http_reply *rep)
 {
     static const char *const keys[] = {"action", NULL};
-    struct ctl *c = here(r, rep);
-    json_t *b = c ? body_object(r, rep, keys, 0) : NULL;
+    json_t *b = body_object(r, rep, keys, 0);
     if (!b)
         return;
     const char *action = json_string_value(json_object_get(b, "action"));
-    char err[256] = "", what[64];
-    int rc = ctl_complete_hook(c, r->param, action ? action : "", err, sizeof err);
+    char what[64];
     snprintf(what, sizeof what, "lifecycle hook %.20s", action ? action : "");
-    answer(r, rep, rc, err, what);
+    submit(r, rep,
+           json_pack("{s:s, s:s, s:s}", "op", "hook", "instance_id", r->param, "action",
+                     action ? action : ""),
+           what);
     json_decref(b);
 }
 
 void http__patch_instance(struct http_req *r, struct http_reply *rep)
 {
     static const char *const keys[] = {"protected", NULL};
-    struct ctl *c = here(r, rep);
-    json_t *b = c ? body_object(r, rep, keys, 0) : NULL;
+    json_t *b = body_object(r, rep, keys, 0);
     if (!b)
         return;
     int p = get_bool(b, "protected", -1, rep);
@@ -182,25 +207,25 @@ void http__patch_instance(struct http_req *r, struct http_reply *rep)
                         "true|false}");
         return;
     }
-    char err[256] = "";
-    int rc = ctl_set_protected(c, r->param, p, err, sizeof err);
-    answer(r, rep, rc, err, p ? "protected from scale-in" : "not protected from scale-in");
+    submit(r, rep,
+           json_pack("{s:s, s:s, s:b}", "op", "protect", "instance_id", r->param, "protected", p),
+           p ? "protected from scale-in" : "not protected from scale-in");
 }
 
 static void standby(struct http_req *r, struct http_reply *rep, int enter)
 {
     static const char *const keys[] = {"decrement_desired", NULL};
-    struct ctl *c = here(r, rep);
-    json_t *b = c ? body_object(r, rep, keys, 1) : NULL;
+    json_t *b = body_object(r, rep, keys, 1);
     if (!b)
         return;
     int dec = get_bool(b, "decrement_desired", 0, rep);
     json_decref(b);
     if (dec < 0)
         return;
-    char err[256] = "";
-    int rc = ctl_standby(c, r->param, enter, dec, err, sizeof err);
-    answer(r, rep, rc, err, enter ? "enter standby" : "exit standby");
+    submit(r, rep,
+           json_pack("{s:s, s:s, s:b}", "op", enter ? "standby" : "exit-standby", "instance_id",
+                     r->param, "decrement", dec),
+           enter ? "enter standby" : "exit standby");
 }
 
 void http__post_standby(struct http_req *r, struct http_reply *rep)
@@ -216,29 +241,25 @@ void http__post_exit_standby(struct http_req *r, struct http_reply *rep)
 void http__post_detach(struct http_req *r, struct http_reply *rep)
 {
     static const char *const keys[] = {"decrement_desired", NULL};
-    struct ctl *c = here(r, rep);
-    json_t *b = c ? body_object(r, rep, keys, 1) : NULL;
+    json_t *b = body_object(r, rep, keys, 1);
     if (!b)
         return;
     int dec = get_bool(b, "decrement_desired", 0, rep);
     json_decref(b);
     if (dec < 0)
         return;
-    char err[256] = "";
-    int rc = ctl_detach(c, r->param, dec, err, sizeof err);
-    answer(r, rep, rc, err, "detach");
+    submit(r, rep,
+           json_pack("{s:s, s:s, s:b}", "op", "detach", "instance_id", r->param, "decrement", dec),
+           "detach");
 }
 
 void http__post_attach(struct http_req *r, struct http_reply *rep)
 {
     static const char *const keys[] = {"attach", NULL};
-    struct ctl *c = here(r, rep);
-    json_t *b = c ? body_object(r, rep, keys, 0) : NULL;
+    json_t *b = body_object(r, rep, keys, 0);
     if (!b)
         return;
     const char *ref = json_string_value(json_object_get(b, "attach"));
-    char err[256] = "";
-    int rc = ctl_attach(c, ref ? ref : "", err, sizeof err);
-    answer(r, rep, rc, err, "attach");
+    submit(r, rep, json_pack("{s:s, s:s}", "op", "attach", "attach", ref ? ref : ""), "attach");
     json_decref(b);
 }

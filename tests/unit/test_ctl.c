@@ -865,7 +865,14 @@ static void standby_round_trip(void **state)
     monitor_says(x, "i-000", FLEET_HEALTH_UNHEALTHY, -1);
     ctl_tick(x->ctl, T0 + 40000);
     assert_int_equal(x->prov->n_terminated, 0);
-    assert_int_equal(ctl_standby(x->ctl, "i-000", 0, 0, err, sizeof(err)), 0);
+    /* as another node's API forwards it */
+    assert_int_equal(ctl_lifecycle_json(x->ctl, "{\"op\": \"nope\"}", err, sizeof(err)),
+                     CTL_EINVAL);
+    assert_int_equal(ctl_lifecycle_json(x->ctl, "not json", err, sizeof(err)), CTL_EINVAL);
+    assert_int_equal(ctl_lifecycle_json(x->ctl,
+                                        "{\"op\": \"exit-standby\", \"instance_id\": \"i-000\"}",
+                                        err, sizeof(err)),
+                     0);
     ctl_tick(x->ctl, T0 + 41000);
     struct group_settings g;
     assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
