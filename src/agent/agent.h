@@ -137,13 +137,38 @@ void agent_state_set_draining(struct agent_state *st, int draining);
 /* Monotonic ms of the last MonitorC call answered (0 = none yet). */
 int64_t agent_state_last_poll_ms(struct agent_state *st);
 
+/* ------------------------------------------------------------------------ */
+/* Drain command (--on-terminate, drain.c; issue 12, docs/lifecycle.md)     */
+/* ------------------------------------------------------------------------ */
+
+enum agent_drain_state {
+    AGENT_DRAIN_NONE = 0,
+    AGENT_DRAIN_RUNNING,
+    AGENT_DRAIN_DONE,
+    AGENT_DRAIN_FAILED
+};
+struct agent_drain;
+/* A drain of `/bin/sh -c cmd` (copied), killed after timeout_ms (0: never). NULL: no memory. */
+struct agent_drain *agent_drain_new(const char *cmd, int64_t timeout_ms, struct agent_state *st);
+/* Starts the command unless it already started (thread-safe, returns at once). */
+void agent_drain_start(struct agent_drain *d);
+/* The state, and why it failed in detail. Thread-safe. */
+int agent_drain_state(struct agent_drain *d, char *detail, size_t len);
+/* Kills a running command, waits for its waiter thread, frees. NULL is a no-op. */
+void agent_drain_free(struct agent_drain *d);
+/* The drain MonitorC/Lifecycle starts (NULL: none; borrowed, must outlive the server). */
+void agent_state_set_drain(struct agent_state *st, struct agent_drain *d);
+
 /*
- * Registers the four MonitorC handlers on srv:
+ * Registers the MonitorC handlers on srv:
  *   GetStatus      -> "OK" while the app is healthy, else "NOT OK"
  *   GetMemoryUsage -> current load rounded 0..100; UNAVAILABLE with the reason
  *                     when the load cannot be measured (e.g. missing file)
  *   Ping           -> Pong{seq echoed, instance_id, uptime_ms}
- *   GetMetrics     -> Metrics (cpu_load -1 when unknown)
+ *   GetMetrics     -> Metrics (cpu_load -1 when unknown; draining while leaving)
+ *   Lifecycle      -> LifecycleReply{drain, detail, pid, instance_id}; state
+ *                     "terminating:wait" marks the agent draining and starts
+ *                     the drain command (agent_state_set_drain), once
  * Undecodable requests get INVALID_ARGUMENT. st must outlive srv.
  * Returns 0 or a negative RPC_E* code.
  */

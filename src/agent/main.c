@@ -69,6 +69,11 @@ static const char usage_text[] =
     "  --log-level LEVEL       error | warn | info (default) | debug\n"
     "  --log-format FMT        text | json | journal | auto (default: journal under\n"
     "                          systemd, else text)\n"
+    "  --on-terminate CMD      run `sh -c CMD` when asgd puts this instance in\n"
+    "                          terminating:wait (a terminate hook): asgd completes the\n"
+    "                          hook when it exits 0, else applies the hook's default\n"
+    "  --drain-timeout DURATION  kill CMD after this long (default: none; the hook's\n"
+    "                          own timeout still applies)\n"
     "  --ready-fd N            write \"ok\" or the startup error to fd N, then close it\n"
     "  --help                  this text\n"
     "  --version               the version\n";
@@ -84,6 +89,8 @@ struct opts {
     const char *load;
     int ready_fd; /* -1: none */
     struct tls_files tls;
+    const char *on_terminate;
+    int64_t drain_timeout_ms;
 };
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -177,7 +184,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
         O_TLS_CERT,
         O_TLS_KEY,
         O_TLS_CA,
-        O_TLS_NAME
+        O_TLS_NAME,
+        O_ONTERM,
+        O_DRAINTO
     };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
@@ -195,6 +204,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"tls-key", required_argument, NULL, O_TLS_KEY},
         {"tls-ca", required_argument, NULL, O_TLS_CA},
         {"tls-server-name", required_argument, NULL, O_TLS_NAME},
+        {"on-terminate", required_argument, NULL, O_ONTERM},
+        {"drain-timeout", required_argument, NULL, O_DRAINTO},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VER},
         {NULL, 0, NULL, 0},
@@ -271,6 +282,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
             break;
         case O_TLS_NAME:
             o->tls.server_name = optarg;
+            break;
+        case O_ONTERM:
+            if (optarg[0] == '\0')
+                return usage_error("--on-terminate needs a command");
+            o->on_terminate = optarg;
+            break;
+        case O_DRAINTO:
+            if (clk_parse_duration(optarg, &o->drain_timeout_ms) || o->drain_timeout_ms < 1 ||
+                o->drain_timeout_ms > 86400000)
+                return usage_error("--drain-timeout \"%s\" must be a duration up to 24h", optarg);
             break;
         case O_READY: {
             char *end;
@@ -399,6 +420,7 @@ int main(int argc, char **argv)
     struct agent_health *health = NULL;
     struct rpc_server *srv = NULL;
     struct agent_reg *reg = NULL;
+    struct agent_drain *drain = NULL;
 
     char id[128];
     if (o.instance_id) {
@@ -415,6 +437,11 @@ int main(int argc, char **argv)
     st = agent_state_new(id);
     if (!st)
         goto out;
+    if (o.on_terminate) {
+        if ((drain = agent_drain_new(o.on_terminate, o.drain_timeout_ms, st)) == NULL)
+            goto out;
+        agent_state_set_drain(st, drain);
+    }
     /* the first rpc object sets gRPC's environment (rpc.h): before any worker
      * thread exists that might read the environment (libcurl does) */
     struct rpc_server_opts so = RPC_SERVER_OPTS_INIT;
@@ -532,6 +559,7 @@ out:
     }
     agent_health_stop(health);
     agent_sampler_stop(sampler);
+    agent_drain_free(drain); /* after the server: no handler can start it any more */
     agent_state_free(st);
     agent_load_free(load);
     tls_conf_free(tls);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent/agent.h"
 #include "common/clock.h"
@@ -28,6 +29,7 @@ struct agent_state {
     int app_healthy;            /* under mu */
     int draining;               /* under mu */
     int64_t last_poll_ms;       /* under mu */
+    struct agent_drain *drain;  /* set before serving; NULL: no --on-terminate */
 };
 
 struct agent_state *agent_state_new(const char *instance_id)
@@ -96,6 +98,11 @@ void agent_state_set_draining(struct agent_state *st, int draining)
     pthread_mutex_lock(&st->mu);
     st->draining = draining;
     pthread_mutex_unlock(&st->mu);
+}
+
+void agent_state_set_drain(struct agent_state *st, struct agent_drain *d)
+{
+    st->drain = d;
 }
 
 int64_t agent_state_last_poll_ms(struct agent_state *st)
@@ -206,6 +213,38 @@ static grpc_status_code h_get_metrics(void *ctx, const struct rpc_request *req,
     return reply_with(reply, &out.base);
 }
 
+/* asgd's controller: the instance's lifecycle state, answered with the drain's progress. */
+static grpc_status_code h_lifecycle(void *ctx, const struct rpc_request *req,
+                                    struct rpc_reply *reply)
+{
+    static const char *const names[] = {"none", "running", "done", "failed"};
+    struct agent_state *st = ctx;
+    LifecycleRequest *in = lifecycle_request__unpack(NULL, req->len, req->data);
+    if (!in)
+        return bad_request(reply, "LifecycleRequest");
+    int leaving = in->state && strcmp(in->state, "terminating:wait") == 0;
+    lifecycle_request__free_unpacked(in, NULL);
+    if (leaving) {
+        int was;
+        pthread_mutex_lock(&st->mu);
+        was = st->draining;
+        st->draining = 1; /* from now on its load is not counted (MonitorS) */
+        pthread_mutex_unlock(&st->mu);
+        if (!was)
+            log_info("asgd: this instance is in terminating:wait: draining");
+        if (st->drain)
+            agent_drain_start(st->drain);
+    }
+    char detail[160] = "";
+    int ds = st->drain ? agent_drain_state(st->drain, detail, sizeof(detail)) : AGENT_DRAIN_NONE;
+    LifecycleReply out = LIFECYCLE_REPLY__INIT;
+    out.drain = (char *)names[ds];
+    out.detail = detail;
+    out.pid = (int32_t)getpid();
+    out.instance_id = st->instance_id;
+    return reply_with(reply, &out.base);
+}
+
 int agent_service_register(struct rpc_server *srv, struct agent_state *st)
 {
     static const struct {
@@ -216,6 +255,7 @@ int agent_service_register(struct rpc_server *srv, struct agent_state *st)
         {"/MonitorC/GetMemoryUsage", h_get_memory_usage},
         {"/MonitorC/Ping", h_ping},
         {"/MonitorC/GetMetrics", h_get_metrics},
+        {"/MonitorC/Lifecycle", h_lifecycle},
     };
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
         int rc = rpc_server_add_method(srv, methods[i].name, methods[i].fn, st);

@@ -506,7 +506,7 @@ oom:
 
 int conf_load_cfg(struct cfg *cfg, struct asgd_conf *out, char *err, size_t errlen)
 {
-    static const char *const group_secs[] = {"group",    "policy", "health",
+    static const char *const group_secs[] = {"group",    "policy", "health", "hooks",
                                              "provider", "local",  "ec2"};
     set_err(err, errlen, "%s", "");
     const char *name = cfg->path ? cfg->path : "config";

@@ -398,6 +398,16 @@ static void apply_requests(struct daemon *d, const char *group)
                     log_warn("terminate request for \"%s\" in group \"%s\": %s", id, group, err);
                 node_group_unref(d->node, h);
             }
+        } else if (strcmp(rq[i].kind, "lifecycle") == 0) {
+            /* hooks, protection, standby, detach, attach from another node's API (issue 12) */
+            struct fleet *f;
+            struct ctl *c;
+            void *h;
+            if (node_group_ref(d->node, group, &f, &c, &h) == 0) {
+                if (ctl_lifecycle_json(c, rq[i].json, err, sizeof(err)) != 0)
+                    log_warn("lifecycle request %s for group \"%s\": %s", rq[i].json, group, err);
+                node_group_unref(d->node, h);
+            }
         } else if (strcmp(rq[i].kind, "register") == 0) {
             const char *id = json_string_value(json_object_get(j, "instance_id"));
             struct reg_fill rf = {json_string_value(json_object_get(j, "address"))};
@@ -875,6 +885,7 @@ static int start_node(struct daemon *d, char *err, size_t errlen)
         return -1;
     }
     ns.notify = d->notify;
+    ns.agent_tls = d->mon_tls; /* set by start_monitor(), before */
     return node_new(&ns, &d->node, err, errlen);
 }
 

@@ -318,6 +318,7 @@ static int start_controller(struct daemon *d, char *err, size_t errlen)
         .fleet = d->fleet,
         .store = d->store,
         .provider = d->prov,
+        .agent_tls = d->mon_tls,
     };
     if (ctl_new(&deps, &d->ctl, err, errlen) != 0)
         return -1;
@@ -633,6 +634,8 @@ static int cmd_status(const struct opts *o)
             json_object_set_new(it, "seed_protocol", json_boolean(slots[i].seed_protocol));
             json_object_set_new(it, "app_healthy", json_boolean(slots[i].app_healthy));
             json_object_set_new(it, "adopted", json_boolean(slots[i].adopted));
+            json_object_set_new(it, "protected", json_boolean(slots[i].protect));
+            json_object_set_new(it, "hook_deadline_ms", json_integer(slots[i].hook_deadline_ms));
             json_array_append_new(arr, it);
         }
         json_object_set_new(root, "instances", arr);
@@ -651,8 +654,8 @@ static int cmd_status(const struct opts *o)
         printf("provider     %s\n", d.gc->provider == CONF_PROVIDER_EC2 ? "ec2" : "local");
         printf("monitor      %s\n", hb_mon > 0 && now - hb_mon < 10000 ? "alive" : "not running");
         printf("controller   %s\n", hb_ctl > 0 && now - hb_ctl < 10000 ? "alive" : "not running");
-        printf("\n%-28s %-22s %-12s %-10s %6s  %-20s %s\n", "ID", "ADDRESS", "LIFECYCLE", "HEALTH",
-               "LOAD", "LAUNCHED", "PID");
+        printf("\n%-28s %-22s %-16s %-10s %6s  %-20s %-7s %s\n", "ID", "ADDRESS", "LIFECYCLE",
+               "HEALTH", "LOAD", "LAUNCHED", "PID", "PROTECTED");
         for (size_t i = 0; i < n; i++) {
             char when[32], load[16];
             format_time(slots[i].launched_at_ms, when, sizeof(when));
@@ -660,9 +663,9 @@ static int cmd_status(const struct opts *o)
                 snprintf(load, sizeof(load), "%.1f", slots[i].load);
             else
                 snprintf(load, sizeof(load), "-");
-            printf("%-28s %-22s %-12s %-10s %6s  %-20s %d\n", slots[i].id, slots[i].address,
+            printf("%-28s %-22s %-16s %-10s %6s  %-20s %-7d %s\n", slots[i].id, slots[i].address,
                    fleet_lifecycle_name(slots[i].lifecycle), fleet_health_name(slots[i].health),
-                   load, when, (int)slots[i].pid);
+                   load, when, (int)slots[i].pid, slots[i].protect ? "yes" : "");
         }
         if (n == 0)
             printf("(no instances)\n");

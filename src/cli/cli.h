@@ -83,6 +83,15 @@ int cli_cmd_suspend(const struct cli *c, int argc, char **argv);
 int cli_cmd_resume(const struct cli *c, int argc, char **argv);
 /* The strings of JSON array a joined by ", " into buf; none (empty or not an array). */
 const char *cli_join(const json_t *a, char *buf, size_t len, const char *none);
+/* life.c: instance life cycle (issue 12) */
+int cli_cmd_complete_hook(const struct cli *c, int argc, char **argv);
+int cli_cmd_protect(const struct cli *c, int argc, char **argv);
+int cli_cmd_unprotect(const struct cli *c, int argc, char **argv);
+int cli_cmd_standby(const struct cli *c, int argc, char **argv);
+int cli_cmd_exit_standby(const struct cli *c, int argc, char **argv);
+int cli_cmd_detach(const struct cli *c, int argc, char **argv);
+int cli_cmd_attach(const struct cli *c, int argc, char **argv);
+int cli_cmd_hooks(const struct cli *c, int argc, char **argv);
 
 /*
  * Reads an INI group file (the [group], [policy], [health], [provider],

@@ -143,6 +143,17 @@ int cli_cmd_status(const struct cli *c, int argc, char **argv)
            num_of(g, "in_service", NF_INT, a, sizeof a), num_of(g, "pending", NF_INT, b, sizeof b),
            num_of(g, "unhealthy", NF_INT, d, sizeof d),
            num_of(g, "terminating", NF_INT, e, sizeof e));
+    /* lifecycle (issue 12): standby, hook waits, protection, the hooks */
+    printf("lifecycle     %s standby, %s waiting for a hook, %s protected from scale-in\n",
+           num_of(g, "standby", NF_INT, a, sizeof a),
+           num_of(g, "hook_waiting", NF_INT, b, sizeof b),
+           num_of(g, "protected", NF_INT, d, sizeof d));
+    json_t *hk = json_object_get(g, "hooks");
+    printf("hooks         launch %s (default %s), terminate %s (default %s)%s\n",
+           str_of(hk, "launch_timeout"), str_of(hk, "launch_default"),
+           str_of(hk, "terminate_timeout"), str_of(hk, "terminate_default"),
+           json_is_true(json_object_get(g, "protect_new_instances")) ? ", new instances protected"
+                                                                     : "");
     const char *avg = num_of(g, "average_load", NF_PCT, a, sizeof a);
     printf("average load  %s\n", strcmp(avg, "-") == 0 ? "no data" : avg);
     if (strcmp(str_of(p, "type"), "target") == 0)
@@ -196,9 +207,10 @@ int cli_cmd_instances(const struct cli *c, int argc, char **argv)
         json_decref(arr);
         return CLI_OK;
     }
-    static const char *const hdr[] = {"ID", "ADDRESS", "LIFECYCLE", "HEALTH", "LOAD", "LAUNCHED"};
+    static const char *const hdr[] = {"ID",   "ADDRESS",  "LIFECYCLE", "HEALTH",
+                                      "LOAD", "LAUNCHED", "PROTECTED"};
     struct cli_table t;
-    if (cli_table_init(&t, 6, hdr)) {
+    if (cli_table_init(&t, 7, hdr)) {
         json_decref(arr);
         return CLI_EAPI;
     }
@@ -207,13 +219,14 @@ int cli_cmd_instances(const struct cli *c, int argc, char **argv)
     json_array_foreach(arr, i, o)
     {
         char load[32], when[32];
-        const char *row[6] = {
+        const char *row[7] = {
             str_of(o, "id"),
             str_of(o, "address"),
             str_of(o, "lifecycle"),
             str_of(o, "health"),
             num_of(o, "load", NF_1, load, sizeof load),
-            short_time(json_string_value(json_object_get(o, "launched_at")), when, sizeof when)};
+            short_time(json_string_value(json_object_get(o, "launched_at")), when, sizeof when),
+            json_is_true(json_object_get(o, "protected")) ? "yes" : ""};
         cli_table_add(&t, row);
     }
     cli_table_print(&t);

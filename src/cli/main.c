@@ -44,6 +44,19 @@ static const struct command commands[] = {
      "named: all; needs the token)"},
     {"resume", cli_cmd_resume, "resume [PROCESS...]",
      "resume suspended processes (none named: all; needs the token)"},
+    {"complete-hook", cli_cmd_complete_hook, "complete-hook ID continue|abandon|heartbeat",
+     "complete (or extend) the lifecycle hook an instance waits for"},
+    {"protect", cli_cmd_protect, "protect ID", "protect an instance from scale-in"},
+    {"unprotect", cli_cmd_unprotect, "unprotect ID", "remove an instance's scale-in protection"},
+    {"standby", cli_cmd_standby, "standby ID [--decrement]",
+     "keep an instance running out of the load and of health replacement"},
+    {"exit-standby", cli_cmd_exit_standby, "exit-standby ID", "put a standby instance back"},
+    {"detach", cli_cmd_detach, "detach ID [--decrement]",
+     "remove an instance from the group without terminating it"},
+    {"attach", cli_cmd_attach, "attach INSTANCE-ID|HOST:PORT",
+     "take a running instance (EC2 id, or a local agent's address) into the group"},
+    {"hooks", cli_cmd_hooks, "hooks [KEY=VALUE...]",
+     "show or set the group's lifecycle hooks (launch_timeout=5m, terminate_timeout=90s...)"},
 };
 
 static void usage(FILE *f)

@@ -104,6 +104,10 @@ static void handle_requests(struct ctl *c, int64_t now)
     for (size_t i = 0; i < n; i++) {
         uint32_t idx;
         struct fleet_slot s;
+        if (reqs[i].kind != REQ_TERMINATE) {
+            ctl__life_request(c, &reqs[i], now); /* hooks, protection, standby... */
+            continue;
+        }
         if (fleet_find(c->fleet, reqs[i].id, &idx) != 0 || fleet_read(c->fleet, idx, &s) != 0)
             continue;
         int from = c->settings.desired_capacity, to = from;
@@ -172,6 +176,10 @@ static void publish_status(struct ctl *c, const struct census *cs, const struct 
     c->status.unhealthy = cs->unhealthy;
     c->status.terminating = cs->terminating;
     c->status.deregistered = cs->deregistered;
+    c->status.pending_wait = cs->pending_wait;
+    c->status.terminating_wait = cs->terminating_wait;
+    c->status.standby = cs->standby;
+    c->status.protected_n = cs->protected_n;
     c->status.panic = cs->panic;
     c->status.panic_failing = cs->failing;
     c->status.panic_total = (int)cs->n - cs->terminating;
@@ -214,6 +222,7 @@ int ctl_tick(struct ctl *c, int64_t now)
         return -1;
     ctl__window_push(c, now, cs.avg);
     ctl__replace_unhealthy(c, &cs, now);
+    ctl__hooks(c, &cs, now);
     struct policy_decision d;
     ctl__scale(c, &cs, now, &d);
     ctl__lifetime(c, &cs, now);
@@ -279,6 +288,7 @@ int ctl_new(const struct ctl_deps *deps, struct ctl **out, char *err, size_t err
     c->on_health = deps->on_health;
     c->on_activity = deps->on_activity;
     c->on_activity_arg = deps->on_activity_arg;
+    c->agent_tls = deps->agent_tls;
     if (deps->launch_config)
         snprintf(c->launch_config, sizeof(c->launch_config), "%s", deps->launch_config);
     for (int i = 0; i < CTL_PROC_COUNT; i++)
@@ -348,19 +358,11 @@ int ctl_request_terminate(struct ctl *c, const char *id, int decrement_desired, 
         snprintf(err, errlen, "no instance \"%s\" in group \"%s\"", id ? id : "", c->group);
         return CTL_ENOENT;
     }
-    pthread_mutex_lock(&c->mu);
-    if (c->n_requests == MAX_REQUESTS) {
-        pthread_mutex_unlock(&c->mu);
-        snprintf(err, errlen, "too many pending terminate requests; try again");
-        return CTL_ESTATE;
-    }
-    snprintf(c->requests[c->n_requests].id, FLEET_ID_MAX, "%s", id);
-    c->requests[c->n_requests].decrement = decrement_desired;
-    c->n_requests++;
-    c->woken = 1;
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-    return 0;
+    struct term_request rq;
+    memset(&rq, 0, sizeof(rq));
+    snprintf(rq.id, sizeof(rq.id), "%s", id);
+    rq.decrement = decrement_desired;
+    return ctl__queue(c, &rq, err, errlen);
 }
 
 void ctl_wake(struct ctl *c)

@@ -39,6 +39,7 @@ struct group_health;
 struct group_settings;
 struct store_activity;
 struct provider;
+struct tls_conf;
 struct ctl;
 
 struct ctl_deps {
@@ -74,6 +75,10 @@ struct ctl_deps {
      * termination_policy = oldest_launch_config picks the others first.
      */
     const char *launch_config;
+    /* Optional, borrowed (must outlive the controller): the TLS material of the controller's
+       own calls to agents (MonitorC/Lifecycle: drain, attach), the poller's ([monitor] tls_*);
+       NULL: plain text. */
+    struct tls_conf *agent_tls;
     /*
      * Optional: called on the controller thread after every activity it
      * records (a webhook notifier subscribes here), with the settings of the
@@ -108,6 +113,38 @@ void ctl_stop(struct ctl *c);
  * otherwise it is replaced. CTL_ENOENT if the group has no such instance. */
 int ctl_request_terminate(struct ctl *c, const char *id, int decrement_desired, char *err,
                           size_t errlen);
+/*
+ * Instance lifecycle (issue 12, docs/lifecycle.md). Thread-safe: each checks the instance's
+ * state at once (CTL_ENOENT: no such instance; CTL_ESTATE: not in a state that allows it,
+ * err says which) and queues the change for the next tick (woken at once), where it is
+ * applied, stored and recorded as an activity.
+ *
+ * ctl_complete_hook: action "continue" | "abandon" | "heartbeat" for an instance in
+ *   pending:wait or terminating:wait (AWS CompleteLifecycleAction / heartbeat). A launch hook
+ *   abandoned terminates the instance; a terminate hook ends in termination either way.
+ *   CTL_EINVAL for another action.
+ * ctl_set_protected: scale-in protection on or off; the fleet slot changes at once.
+ * ctl_standby: enter (an in-service instance: out of the load and of health replacement;
+ *   decrement lowers desired by one, else a replacement is launched) or leave (back to
+ *   pending, then in service; desired grows by one, CTL_ESTATE above max_size).
+ * ctl_detach: the group forgets the instance, which keeps running (decrement as terminate).
+ * ctl_attach: ref is an instance id (EC2) or a local agent's "host:port"; the instance joins
+ *   the group and desired grows by one (CTL_ESTATE above max_size).
+ */
+int ctl_complete_hook(struct ctl *c, const char *id, const char *action, char *err, size_t errlen);
+int ctl_set_protected(struct ctl *c, const char *id, int protect, char *err, size_t errlen);
+int ctl_standby(struct ctl *c, const char *id, int enter, int decrement, char *err, size_t errlen);
+int ctl_detach(struct ctl *c, const char *id, int decrement, char *err, size_t errlen);
+int ctl_attach(struct ctl *c, const char *ref, char *err, size_t errlen);
+/*
+ * One of the calls above from its JSON form, as the API forwards it through the store to the
+ * group's owner (request kind "lifecycle"): {"op": "hook", "instance_id", "action"} |
+ * {"op": "protect", "instance_id", "protected"} | {"op": "standby" | "exit-standby" |
+ * "detach", "instance_id", "decrement"} | {"op": "attach", "attach"}. Same returns;
+ * CTL_EINVAL for malformed text.
+ */
+int ctl_lifecycle_json(struct ctl *c, const char *text, char *err, size_t errlen);
+
 /* Thread-safe: settings changed in the store; apply them now, not in up to a tick. */
 void ctl_wake(struct ctl *c);
 
@@ -115,6 +152,7 @@ struct ctl_status {
     int desired;
     int in_service, pending, unhealthy, terminating;
     int deregistered; /* Deregister'ed, within their reconnect window */
+    int pending_wait, terminating_wait, standby, protected_n; /* lifecycle (issue 12) */
     /* panic (a likely partition): more than panic_threshold % of the panic_total instances
        (not terminating) fail their checks at once; nothing is replaced meanwhile */
     int panic, panic_failing, panic_total, panic_threshold;

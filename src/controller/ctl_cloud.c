@@ -75,13 +75,12 @@ static void set_pid_fn(struct fleet_slot *s, void *arg)
         snprintf(s->address, sizeof(s->address), "%s", pi->address);
 }
 
-/* Puts a provider instance into the fleet table (if absent) and the store. */
-static int track_instance(struct ctl *c, const struct prov_instance *pi)
+int ctl__track(struct ctl *c, const struct prov_instance *pi)
 {
     uint32_t idx;
     int rc = fleet_alloc(c->fleet, pi->id, pi->address, pi->launched_at_ms, &idx);
     if (rc == FLEET_EEXIST)
-        return 0;
+        return 1;
     if (rc != 0) {
         log_error("cannot track instance \"%s\" in the fleet table: %s", pi->id,
                   fleet_strerror(rc));
@@ -92,7 +91,12 @@ static int track_instance(struct ctl *c, const struct prov_instance *pi)
         struct prov_instance copy = *pi;
         fleet_update(c->fleet, idx, s.generation, set_pid_fn, &copy);
     }
+    /* a row from before a restart keeps the instance's wait, standby or protection */
+    struct store_instance prev;
+    int had = store_get_instance(c->store, pi->id, &prev) == 0 && prev.terminated_at_ms == 0;
     store_instance_from(c, pi, "pending");
+    if (had)
+        ctl__restore(c, pi->id, &prev);
     return 0;
 }
 
@@ -230,7 +234,8 @@ static int launch_with_token(struct ctl *c, const char *token, int count, int64_
             snprintf(got.items[i].launch_token, sizeof(got.items[i].launch_token), "%s", token);
         if (got.items[i].launched_at_ms == 0)
             got.items[i].launched_at_ms = now;
-        track_instance(c, &got.items[i]);
+        if (ctl__track(c, &got.items[i]) == 0)
+            ctl__launched(c, got.items[i].id, now); /* launch hook, protect_new_instances */
         log_info("launched instance \"%s\" at %s for group \"%s\"", got.items[i].id,
                  got.items[i].address[0] ? got.items[i].address : "(address pending)", c->group);
     }
@@ -282,21 +287,30 @@ int ctl__terminate(struct ctl *c, const struct fleet_slot *const *victims, size_
     if (n == 0)
         return 0;
     const char **ids = calloc(n, sizeof(*ids));
-    if (ids == NULL)
+    const struct fleet_slot **go = calloc(n, sizeof(*go));
+    if (ids == NULL || go == NULL) {
+        free(ids);
+        free(go);
         return -1;
+    }
+    /* a terminate hook holds new victims in terminating:wait (ctl_life.c) */
+    n = ctl__hold_for_hook(c, victims, n, go, now);
+    victims = go;
     for (size_t i = 0; i < n; i++) {
         ids[i] = victims[i]->id;
         ctl__set_lifecycle(c, victims[i], FLEET_TERMINATING, now);
     }
-    if (!ctl__may_act(c)) {
+    if (n == 0 || !ctl__may_act(c)) {
         free(ids);
-        return PROV_ERETRY;
+        free(go);
+        return n == 0 ? 0 : PROV_ERETRY;
     }
     int rc = provider_terminate(c->prov, ids, n);
     stats_count_provider(STATS_OP_TERMINATE, stats_result_of(rc));
     free(ids);
     if (rc != 0) {
         provider_failed(c, "terminate", rc, now, &c->terminate_backoff_until);
+        free(go);
         return rc;
     }
     provider_ok(c, 1);
@@ -305,6 +319,7 @@ int ctl__terminate(struct ctl *c, const struct fleet_slot *const *victims, size_
         forget_instance(c, victims[i], now);
     }
     stats.terminated_instances += n;
+    free(go);
     return 0;
 }
 
@@ -389,7 +404,7 @@ int ctl__sync(struct ctl *c, int64_t now, int strict)
             continue;
         if (fleet_find(c->fleet, pi->id, &idx) == 0)
             continue;
-        if (track_instance(c, pi) == 0 && fleet_find(c->fleet, pi->id, &idx) == 0) {
+        if (ctl__track(c, pi) == 0 && fleet_find(c->fleet, pi->id, &idx) == 0) {
             struct fleet_slot s;
             if (fleet_read(c->fleet, idx, &s) == 0)
                 fleet_update(c->fleet, idx, s.generation, adopt_fn, NULL);

@@ -54,10 +54,30 @@ int ctl__census(struct ctl *c, int64_t now, struct census *cs)
            are re-made: the ones still failing get a fresh grace period, as adopted ones do */
         if (c->panic_ended_ms > since)
             since = c->panic_ended_ms;
+        /* a completed launch hook starts the grace period anew (docs/lifecycle.md) */
+        if (s->wait_ended_ms > since)
+            since = s->wait_ended_ms;
         int past_grace = now - since >= g->health.grace_period_ms;
+        cs->protected_n += s->protect != 0;
         if (s->lifecycle == FLEET_TERMINATING) {
             cs->terminating++;
             cs->retry_term[cs->n_retry++] = s;
+            continue;
+        }
+        /* hooks and standby (ctl_life.c): out of the load, never replaced; a pending:wait
+           instance is live (it counts toward desired), the others are not */
+        if (s->lifecycle == FLEET_TERMINATING_WAIT) {
+            cs->terminating++;
+            cs->terminating_wait++;
+            continue;
+        }
+        if (s->lifecycle == FLEET_PENDING_WAIT) {
+            cs->pending++;
+            cs->pending_wait++;
+            continue;
+        }
+        if (s->lifecycle == FLEET_STANDBY) {
+            cs->standby++;
             continue;
         }
         if (s->lifecycle == FLEET_PENDING && healthy) {

@@ -51,10 +51,17 @@ enum ctl_proc {
     CTL_PROC_COUNT,
 };
 
+/* An operator's request, applied on the controller thread (kind REQ_TERMINATE by default). */
+enum ctl_req_kind { REQ_TERMINATE = 0, REQ_HOOK, REQ_PROTECT, REQ_STANDBY, REQ_DETACH, REQ_ATTACH };
 struct term_request {
-    char id[FLEET_ID_MAX];
+    char id[FLEET_ID_MAX]; /* REQ_ATTACH: the instance id or agent address given */
     int decrement;
+    int kind; /* enum ctl_req_kind */
+    int arg;  /* REQ_HOOK: enum hook_action; REQ_PROTECT: on; REQ_STANDBY: enter;
+                 REQ_ATTACH: the agent's pid (local) */
+    char address[FLEET_ADDR_MAX]; /* REQ_ATTACH: the agent's host:port, "" for an EC2 id */
 };
+enum hook_action { HOOK_CONTINUE, HOOK_ABANDON, HOOK_HEARTBEAT };
 
 struct ctl {
     char *group;
@@ -69,6 +76,7 @@ struct ctl {
     void (*on_activity)(void *arg, const struct group_settings *g, const struct store_activity *a);
     void *on_activity_arg;
     char launch_config[LAUNCH_CONFIG_MAX]; /* "" when the caller gave none */
+    struct tls_conf *agent_tls;            /* borrowed; NULL: plain text (ctl_deps) */
 
     /* controller-thread state */
     int fenced;            /* last may_act() said no (logged once per change) */
@@ -121,6 +129,7 @@ struct ctl {
 struct census {
     size_t n; /* slots in the snapshot */
     int in_service, pending, unhealthy, terminating, deregistered;
+    int pending_wait, terminating_wait, standby, protected_n; /* lifecycle (ctl_life.c) */
     int failing, down;                    /* for the panic rule (ctl_health.c) */
     double avg;                           /* average load of the counted instances, -1 when none */
     const struct fleet_slot **replace;    /* unhealthy past grace: to replace */
@@ -128,6 +137,13 @@ struct census {
     size_t n_replace, n_retry;
     int panic;
 };
+
+/* Instances that count toward desired: all but the terminating (draining included), the ones
+   being replaced and the standby. */
+static inline int census_live(const struct census *cs)
+{
+    return (int)cs->n - cs->terminating - (int)cs->n_replace - cs->standby;
+}
 
 /* ctl.c */
 int ctl__may_act(struct ctl *c);
@@ -153,6 +169,10 @@ void ctl__lifetime(struct ctl *c, const struct census *cs, int64_t now);
 void ctl__token_launch_config(const char *token, char *out, size_t len);
 size_t ctl__snapshot(struct ctl *c);
 int ctl__set_lifecycle(struct ctl *c, const struct fleet_slot *s, int lifecycle, int64_t now);
+/* Puts a provider instance into the fleet table and the store: 0 tracked now, 1 already
+   tracked, < 0 error. A store row it had before (a restart) gives back its lifecycle state. */
+struct prov_instance;
+int ctl__track(struct ctl *c, const struct prov_instance *pi);
 int ctl__launch(struct ctl *c, int count, int64_t now, const char *why);
 int ctl__terminate(struct ctl *c, const struct fleet_slot *const *victims, size_t n, int64_t now);
 int ctl__sync(struct ctl *c, int64_t now, int strict);
@@ -160,6 +180,23 @@ int ctl__sync(struct ctl *c, int64_t now, int strict);
 /* ctl_health.c */
 int ctl__census(struct ctl *c, int64_t now, struct census *cs);
 void ctl__replace_unhealthy(struct ctl *c, struct census *cs, int64_t now);
+
+/* ctl_life.c: hooks, protection, standby, detach, attach (issue 12) */
+int ctl__queue(struct ctl *c, const struct term_request *rq, char *err, size_t errlen);
+void ctl__life_request(struct ctl *c, const struct term_request *rq, int64_t now);
+void ctl__hooks(struct ctl *c, const struct census *cs, int64_t now);
+/* After a launch: the launch hook (pending:wait) and protect_new_instances for slot idx. */
+void ctl__launched(struct ctl *c, const char *id, int64_t now);
+/* Adoption of an instance that has a store row: its wait, standby and protection come back. */
+void ctl__restore(struct ctl *c, const char *id, const struct store_instance *row);
+/* Writes the slot's lifecycle, protection and hook deadline into its store row. */
+void ctl__persist(struct ctl *c, const struct fleet_slot *s);
+/* The victims the terminate hook holds go to terminating:wait; the rest are copied to go. */
+size_t ctl__hold_for_hook(struct ctl *c, const struct fleet_slot *const *victims, size_t n,
+                          const struct fleet_slot **go, int64_t now);
+/* 1 when scale-in may pick s: not protected, not standby, not draining in terminating:wait
+   (checked before the termination policies see the candidates). */
+int ctl__scale_in_candidate(const struct fleet_slot *s);
 
 /* ctl_scale.c */
 void ctl__window_push(struct ctl *c, int64_t now, double avg);

@@ -50,7 +50,7 @@ void ctl__scale(struct ctl *c, const struct census *cs, int64_t now, struct poli
         .min_size = g->min_size,
         .max_size = g->max_size,
         /* in service + booting (policy.h), as the simulator counts: not desired_capacity */
-        .current = (int)cs->n - cs->terminating - (int)cs->n_replace,
+        .current = census_live(cs),
         .in_service = cs->in_service,
         .avg_load = window_average(c, now, g->policy.evaluation_period_ms),
     };
@@ -117,7 +117,8 @@ static void pick_victims(struct ctl *c, const struct census *cs, int live, int d
         qsort(rows, nrows, sizeof(*rows), row_cmp);
     for (size_t i = 0; i < cs->n && k < (size_t)live; i++) {
         const struct fleet_slot *s = &c->snap[i];
-        int skip = s->lifecycle == FLEET_TERMINATING;
+        /* protected, standby and draining instances are never scale-in victims */
+        int skip = s->lifecycle == FLEET_TERMINATING || !ctl__scale_in_candidate(s);
         for (size_t j = 0; j < cs->n_replace && !skip; j++)
             skip = cs->replace[j] == s;
         if (skip)
@@ -175,7 +176,7 @@ out:
 /* Launches or terminates to reach the desired capacity (unless the process is suspended). */
 void ctl__converge(struct ctl *c, const struct census *cs, int64_t now)
 {
-    int live = (int)cs->n - cs->terminating - (int)cs->n_replace;
+    int live = census_live(cs);
     int desired = c->settings.desired_capacity + c->surge; /* + replacements of expired ones */
     if (live < desired && now >= c->launch_backoff_until) {
         if (ctl__suspended(c, CTL_PROC_LAUNCH, desired, "launch",

@@ -49,7 +49,7 @@
 #include "common/banned.h"
 
 #define FLEET_MAGIC    0x5445454c46445341ull /* "ASDFLEET" little-endian */
-#define FLEET_LAYOUT   1u
+#define FLEET_LAYOUT   2u                    /* 2: hook and standby states, protect, hook times */
 #define FLEET_NAME_MAX 200 /* a shm name may have 255; node.group names in a cluster */
 #define FLEET_MAX_CAP  (1u << 20)
 #define SLOT_WORDS     (sizeof(struct fleet_slot) / sizeof(uint64_t))
@@ -730,6 +730,9 @@ static const char *const lifecycle_names[] = {
     [FLEET_PENDING] = "pending",
     [FLEET_IN_SERVICE] = "in-service",
     [FLEET_TERMINATING] = "terminating",
+    [FLEET_PENDING_WAIT] = "pending:wait",
+    [FLEET_TERMINATING_WAIT] = "terminating:wait",
+    [FLEET_STANDBY] = "standby",
 };
 _Static_assert(sizeof(lifecycle_names) / sizeof(lifecycle_names[0]) == FLEET_LIFECYCLE_COUNT,
                "lifecycle names");
@@ -748,6 +751,14 @@ const char *fleet_lifecycle_name(int lifecycle)
     if (lifecycle < 0 || lifecycle >= FLEET_LIFECYCLE_COUNT)
         return "invalid";
     return lifecycle_names[lifecycle];
+}
+
+int fleet_lifecycle_parse(const char *name)
+{
+    for (int i = FLEET_PENDING; name && i < FLEET_LIFECYCLE_COUNT; i++)
+        if (strcmp(name, lifecycle_names[i]) == 0)
+            return i;
+    return -1;
 }
 
 const char *fleet_health_name(int health)

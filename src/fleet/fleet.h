@@ -35,6 +35,12 @@ enum fleet_lifecycle {
     FLEET_PENDING,     /* launched, booting: not yet healthy, or within grace period */
     FLEET_IN_SERVICE,  /* counted in the load average, replaced if unhealthy */
     FLEET_TERMINATING, /* terminate requested, waiting for the provider to confirm */
+    /* lifecycle hooks and standby (issue 12, docs/lifecycle.md) */
+    FLEET_PENDING_WAIT,     /* launch hook: launched, held until the hook completes
+                               (hook_deadline_ms); not in service, not replaced */
+    FLEET_TERMINATING_WAIT, /* terminate hook: chosen for termination, draining until the hook
+                               completes (hook_deadline_ms); not in the load, not replaced */
+    FLEET_STANDBY,          /* kept running, out of the load and of health replacement */
     FLEET_LIFECYCLE_COUNT,
 };
 
@@ -55,12 +61,14 @@ struct fleet_slot {
     uint32_t generation;
     char id[FLEET_ID_MAX];
     char address[FLEET_ADDR_MAX];
-    uint8_t lifecycle;         /* enum fleet_lifecycle */
-    uint8_t health;            /* enum fleet_health */
-    uint8_t registered;        /* the agent called Register */
-    uint8_t seed_protocol;     /* agent only answers GetStatus/GetMemoryUsage */
-    uint8_t app_healthy;       /* last GetStatus/GetMetrics said the app is OK */
-    uint8_t adopted;           /* found running at start, not launched by this asgd */
+    uint8_t lifecycle;     /* enum fleet_lifecycle */
+    uint8_t health;        /* enum fleet_health */
+    uint8_t registered;    /* the agent called Register */
+    uint8_t seed_protocol; /* agent only answers GetStatus/GetMemoryUsage */
+    uint8_t app_healthy;   /* last GetStatus/GetMetrics said the app is OK */
+    uint8_t adopted;       /* found running at start, not launched by this asgd */
+    uint8_t protect;       /* scale-in protection: never a scale-in victim */
+    uint8_t spare0;
     int32_t pid;               /* local provider: the agent's pid, else 0 */
     int64_t launched_at_ms;    /* wall clock */
     int64_t in_service_at_ms;  /* wall clock when it became IN_SERVICE, 0 if never */
@@ -71,7 +79,9 @@ struct fleet_slot {
     uint32_t consecutive_ok;   /* successes since the last failure */
     uint32_t consecutive_fail; /* failures since the last success */
     uint64_t polls_ok, polls_failed;
-    int64_t last_rtt_us; /* last poll's round trip */
+    int64_t last_rtt_us;      /* last poll's round trip */
+    int64_t hook_deadline_ms; /* wall: a *_WAIT state ends with the hook's default result then */
+    int64_t wait_ended_ms;    /* wall: when the last launch hook completed (grace counts from it) */
 };
 
 struct fleet;
@@ -129,6 +139,8 @@ void fleet_heartbeat(struct fleet *f, int role /* 0 monitor, 1 controller */, in
 int64_t fleet_last_heartbeat(const struct fleet *f, int role);
 
 const char *fleet_lifecycle_name(int lifecycle);
+/* The lifecycle named name (as fleet_lifecycle_name() writes it), or -1. */
+int fleet_lifecycle_parse(const char *name);
 const char *fleet_health_name(int health);
 
 enum fleet_error {

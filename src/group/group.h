@@ -30,6 +30,11 @@
  *            panic_threshold       panic_threshold    int       50 (%; 0 = off)
  *            max_replacements_per_minute (same)       int       10 (0 = no limit)
  *            deregister_grace      deregister_grace   duration  30s
+ *   group    protect_new_instances (same)             bool      false
+ *   hooks    launch_timeout        launch_timeout     duration  0 (no launch hook)
+ *            launch_default        launch_default     enum      abandon (| continue)
+ *            terminate_timeout     terminate_timeout  duration  0 (no terminate hook)
+ *            terminate_default     terminate_default  enum      abandon (| continue)
  *
  * The API's JSON (GET/PATCH /api/v1/group, docs/api.md) puts [group] keys at
  * the top level and every other section ([policy], [health], [notify]) in a
@@ -98,15 +103,27 @@ struct group_notify {
 #define GROUP_PROC_ALARM_NOTIFICATION "AlarmNotification"
 #define GROUP_PROC_AZ_REBALANCE       "AZRebalance"
 
+/* Lifecycle hooks (issue 12, docs/lifecycle.md): one launch and one terminate hook per group.
+   A timeout of 0 means no hook; otherwise an instance waits in pending:wait / terminating:wait
+   until the hook is completed or a heartbeat-extendable timeout applies the default result. */
+struct group_hooks {
+    int64_t launch_timeout_ms;
+    char launch_default[GROUP_SHORT_MAX]; /* "abandon" | "continue" */
+    int64_t terminate_timeout_ms;
+    char terminate_default[GROUP_SHORT_MAX]; /* "abandon" | "continue" (both terminate) */
+};
+
 struct group_settings {
     char name[GROUP_NAME_MAX];
     int min_size, max_size, desired_capacity;
+    int protect_new_instances; /* launched instances start with scale-in protection */
     struct policy_settings policy;
     struct group_health health;
     char termination_policy[GROUP_LIST_MAX];  /* list of victims.h policy names; "" = default */
     char suspended_processes[GROUP_LIST_MAX]; /* list of GROUP_PROC_* names */
     int64_t max_instance_lifetime_ms;         /* 0: none; older instances are replaced */
     struct group_notify notify;
+    struct group_hooks hooks;
     int64_t revision;      /* bumped by every store write; 1 after the first put */
     int64_t updated_at_ms; /* wall clock of the last write */
 };
@@ -120,10 +137,11 @@ enum group_kind {
     GROUP_K_ENUM,
     GROUP_K_STRING,
     GROUP_K_LIST, /* words from choices, into a char array of size: its canonical text */
+    GROUP_K_BOOL, /* an int 0/1; JSON true/false */
 };
 
 struct group_key {
-    const char *section;        /* "group" | "policy" | "health" | "notify" */
+    const char *section;        /* "group" | "policy" | "health" | "notify" | "hooks" */
     const char *key;            /* the INI key */
     const char *json;           /* the JSON key inside its object (top level for [group]) */
     int kind;                   /* enum group_kind */

@@ -22,8 +22,8 @@
 #define HOUR_MS (3600LL * 1000)
 
 /* The sections a group definition is made of, in a spec's order. */
-static const char *const group_sections[] = {"group",    "policy", "health", "notify",
-                                             "provider", "local",  "ec2"};
+static const char *const group_sections[] = {"group", "policy",   "health", "notify",
+                                             "hooks", "provider", "local",  "ec2"};
 #define N_SECTIONS (sizeof(group_sections) / sizeof(group_sections[0]))
 
 static int is_group_section(const char *s)
@@ -84,6 +84,13 @@ static int read_key(struct cfg *cfg, const struct group_key *k, struct group_set
                         errlen) != 0)
             return -1;
         *(int *)f = (int)v;
+        return 0;
+    }
+    case GROUP_K_BOOL: {
+        int b;
+        if (cfg_get_bool(cfg, k->section, k->key, *(int *)f, &b, err, errlen) != 0)
+            return -1;
+        *(int *)f = b;
         return 0;
     }
     case GROUP_K_DOUBLE:

@@ -45,6 +45,7 @@ static const char *const processes[] = {GROUP_PROC_LAUNCH,
 /* notify event names (src/notify/notify.h maps activities onto them) */
 static const char *const notify_events[] = {"launch", "terminate", "replace", "failure", "hook",
                                             "scale",  "skipped",   "panic",   NULL};
+static const char *const hook_results[] = {"abandon", "continue", NULL};
 
 #define OFF(f) offsetof(struct group_settings, f)
 #define SZ(f)  sizeof(((struct group_settings *)0)->f)
@@ -60,6 +61,9 @@ const struct group_key group_keys[] = {
      "max(min_size, 1)", "most instances (at most the fleet table's capacity, 4096)"},
     {"group", "desired_capacity", "desired_capacity", GROUP_K_INT, OFF(desired_capacity), 0, 0,
      1000000000, NULL, "min_size", "instances wanted now (the policy changes it)"},
+    {"group", "protect_new_instances", "protect_new_instances", GROUP_K_BOOL,
+     OFF(protect_new_instances), 0, 0, 1, NULL, "false",
+     "new instances start protected from scale-in (PATCH an instance to change it)"},
     {"policy", "type", "type", GROUP_K_ENUM, OFF(policy.type), 0, 0, 0, policy_types, "threshold",
      "scaling policy: threshold | target | predictive | step"},
     {"policy", "scale_up_threshold", "up_threshold", GROUP_K_DOUBLE, OFF(policy.up_threshold), 0, 0,
@@ -146,6 +150,19 @@ const struct group_key group_keys[] = {
      (double)DAY_MS, NULL, "5m", "longest retry delay"},
     {"notify", "timeout", "timeout", GROUP_K_DURATION, OFF(notify.timeout_ms), 0, 100, 60 * SEC_MS,
      NULL, "5s", "one delivery attempt's time limit"},
+    {"hooks", "launch_timeout", "launch_timeout", GROUP_K_DURATION, OFF(hooks.launch_timeout_ms), 0,
+     0, (double)DAY_MS, NULL, "0",
+     "launch hook: a new instance waits in pending:wait this long at most (0: no hook)"},
+    {"hooks", "launch_default", "launch_default", GROUP_K_ENUM, OFF(hooks.launch_default),
+     SZ(hooks.launch_default), 0, 0, hook_results, "abandon",
+     "launch hook timed out: abandon (terminate it) | continue (put it in service)"},
+    {"hooks", "terminate_timeout", "terminate_timeout", GROUP_K_DURATION,
+     OFF(hooks.terminate_timeout_ms), 0, 0, (double)DAY_MS, NULL, "0",
+     "terminate hook: a leaving instance waits (drains) in terminating:wait this long at most "
+     "(0: no hook)"},
+    {"hooks", "terminate_default", "terminate_default", GROUP_K_ENUM, OFF(hooks.terminate_default),
+     SZ(hooks.terminate_default), 0, 0, hook_results, "abandon",
+     "terminate hook timed out: abandon | continue (the instance is terminated either way)"},
 };
 const size_t group_n_keys = sizeof(group_keys) / sizeof(group_keys[0]);
 
@@ -268,6 +285,8 @@ void group_settings_default(struct group_settings *g, const char *name)
     g->notify.retry_base_ms = 1 * SEC_MS;
     g->notify.retry_max_ms = 300 * SEC_MS;
     g->notify.timeout_ms = 5 * SEC_MS;
+    snprintf(g->hooks.launch_default, sizeof(g->hooks.launch_default), "%s", "abandon");
+    snprintf(g->hooks.terminate_default, sizeof(g->hooks.terminate_default), "%s", "abandon");
 }
 
 void group_format_duration(int64_t ms, char *buf, size_t len)
@@ -445,6 +464,26 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
         FAIL("notify", "retry_max", "must be between retry_base and 24h (0: 5m)");
     if (nt->timeout_ms != 0 && !dur_in(nt->timeout_ms, 100, 60 * SEC_MS))
         FAIL("notify", "timeout", "out of range (100ms..1m; 0: 5s)");
+    if (g->protect_new_instances != 0 && g->protect_new_instances != 1)
+        FAIL("group", "protect_new_instances", "%d is not a boolean", g->protect_new_instances);
+    const struct group_hooks *hk = &g->hooks;
+    if (!dur_in(hk->launch_timeout_ms, 0, DAY_MS)) {
+        clk_format_duration(hk->launch_timeout_ms, a, sizeof(a));
+        FAIL("hooks", "launch_timeout", "%s is out of range (0s..24h)", a);
+    }
+    if (!dur_in(hk->terminate_timeout_ms, 0, DAY_MS)) {
+        clk_format_duration(hk->terminate_timeout_ms, a, sizeof(a));
+        FAIL("hooks", "terminate_timeout", "%s is out of range (0s..24h)", a);
+    }
+    if (memchr(hk->launch_default, '\0', sizeof(hk->launch_default)) == NULL ||
+        (strcmp(hk->launch_default, "abandon") != 0 && strcmp(hk->launch_default, "continue") != 0))
+        FAIL("hooks", "launch_default", "\"%.*s\" is not one of: abandon, continue",
+             (int)sizeof(hk->launch_default) - 1, hk->launch_default);
+    if (memchr(hk->terminate_default, '\0', sizeof(hk->terminate_default)) == NULL ||
+        (strcmp(hk->terminate_default, "abandon") != 0 &&
+         strcmp(hk->terminate_default, "continue") != 0))
+        FAIL("hooks", "terminate_default", "\"%.*s\" is not one of: abandon, continue",
+             (int)sizeof(hk->terminate_default) - 1, hk->terminate_default);
     return 0;
 }
 
@@ -493,6 +532,8 @@ static json_t *value_json(const struct group_settings *g, const struct group_key
     switch (k->kind) {
     case GROUP_K_INT:
         return json_integer(*(const int *)f);
+    case GROUP_K_BOOL:
+        return json_boolean(*(const int *)f);
     case GROUP_K_DOUBLE:
         return json_real(*(const double *)f);
     case GROUP_K_DURATION:
@@ -613,6 +654,13 @@ static int read_value(struct group_settings *g, const struct group_key *k, const
         *(int *)f = (int)x;
         return 0;
     }
+    case GROUP_K_BOOL:
+        if (!json_is_boolean(v)) {
+            util_set_err(err, errlen, "%s: must be true or false", path);
+            return -1;
+        }
+        *(int *)f = json_is_true(v);
+        return 0;
     case GROUP_K_DOUBLE:
         if (!json_is_number(v) || !isfinite(json_number_value(v))) {
             util_set_err(err, errlen, "%s: must be a number", path);
@@ -913,6 +961,9 @@ static void diff_text(const struct group_settings *g, const struct group_key *k,
     case GROUP_K_INT:
         snprintf(buf, len, "%d", *(const int *)f);
         break;
+    case GROUP_K_BOOL:
+        snprintf(buf, len, "%s", *(const int *)f ? "true" : "false");
+        break;
     case GROUP_K_DOUBLE:
         snprintf(buf, len, "%g", *(const double *)f);
         break;
@@ -938,6 +989,7 @@ static int same(const struct group_settings *a, const struct group_settings *b,
     const void *x = cfield(a, k), *y = cfield(b, k);
     switch (k->kind) {
     case GROUP_K_INT:
+    case GROUP_K_BOOL:
         return *(const int *)x == *(const int *)y;
     case GROUP_K_DOUBLE:
         return *(const double *)x == *(const double *)y;

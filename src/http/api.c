@@ -103,7 +103,7 @@ static int parse_ll(const char *s, long long lo, long long hi, long long *out)
 
 /* Counts of a fleet snapshot, or of the store's rows (lifecycle text). */
 struct counts {
-    int n, in_service, pending, terminating, unhealthy, with_load;
+    int n, in_service, pending, terminating, unhealthy, with_load, standby, waiting, protect;
     double load_sum;
 };
 
@@ -118,10 +118,16 @@ static void count_slots(const struct fleet_slot *slots, size_t n, struct counts 
                 c->load_sum += slots[i].load;
                 c->with_load++;
             }
-        } else if (slots[i].lifecycle == FLEET_PENDING)
+        } else if (slots[i].lifecycle == FLEET_PENDING || slots[i].lifecycle == FLEET_PENDING_WAIT)
             c->pending++;
-        else if (slots[i].lifecycle == FLEET_TERMINATING)
+        else if (slots[i].lifecycle == FLEET_TERMINATING ||
+                 slots[i].lifecycle == FLEET_TERMINATING_WAIT)
             c->terminating++;
+        else if (slots[i].lifecycle == FLEET_STANDBY)
+            c->standby++;
+        c->waiting += slots[i].lifecycle == FLEET_PENDING_WAIT ||
+                      slots[i].lifecycle == FLEET_TERMINATING_WAIT;
+        c->protect += slots[i].protect != 0;
         if (slots[i].health == FLEET_HEALTH_UNHEALTHY)
             c->unhealthy++;
     }
@@ -134,10 +140,14 @@ static void count_rows(const struct store_instance *rows, size_t n, struct count
     for (size_t i = 0; i < n; i++) {
         if (strcmp(rows[i].lifecycle, fleet_lifecycle_name(FLEET_IN_SERVICE)) == 0)
             c->in_service++;
-        else if (strcmp(rows[i].lifecycle, fleet_lifecycle_name(FLEET_PENDING)) == 0)
+        else if (strncmp(rows[i].lifecycle, "pending", 7) == 0)
             c->pending++;
-        else if (strcmp(rows[i].lifecycle, fleet_lifecycle_name(FLEET_TERMINATING)) == 0)
+        else if (strncmp(rows[i].lifecycle, "terminating", 11) == 0)
             c->terminating++;
+        else if (strcmp(rows[i].lifecycle, fleet_lifecycle_name(FLEET_STANDBY)) == 0)
+            c->standby++;
+        c->waiting += strstr(rows[i].lifecycle, ":wait") != NULL;
+        c->protect += rows[i].protect != 0;
     }
 }
 
@@ -173,6 +183,10 @@ json_t *http__group_summary(struct http_server *s, const struct group_settings *
     json_object_set_new(j, "in_service", json_integer(c.in_service));
     json_object_set_new(j, "pending", json_integer(c.pending));
     json_object_set_new(j, "terminating", json_integer(c.terminating));
+    /* lifecycle (issue 12): standby, hook waits (within pending/terminating), protected */
+    json_object_set_new(j, "standby", json_integer(c.standby));
+    json_object_set_new(j, "hook_waiting", json_integer(c.waiting));
+    json_object_set_new(j, "protected", json_integer(c.protect));
     /* health is known only where the group runs */
     json_object_set_new(j, "unhealthy", live ? json_integer(c.unhealthy) : json_null());
     if (live && ref->ctl) {
@@ -382,6 +396,10 @@ static json_t *slot_json(const struct fleet_slot *x, const struct store_instance
     if (o) {
         json_object_set_new(o, "provider", si ? json_string(si->provider) : json_null());
         json_object_set_new(o, "zone", si ? json_string(si->zone) : json_null());
+        /* lifecycle (issue 12): protection, and when a hook wait ends by its timeout */
+        json_object_set_new(o, "protected", json_boolean(x->protect));
+        json_object_set_new(o, "hook_deadline_at",
+                            x->hook_deadline_ms > 0 ? iso_json(x->hook_deadline_ms) : json_null());
     }
     return o;
 }
@@ -389,11 +407,15 @@ static json_t *slot_json(const struct fleet_slot *x, const struct store_instance
 /* One instance from the store alone (the owner cannot be asked): no health, no load. */
 static json_t *row_json(const struct store_instance *x)
 {
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:i, s:s, s:s, s:b}", "id", x->id,
-                     "address", x->address, "lifecycle", x->lifecycle, "health", json_null(),
-                     "load", json_null(), "launched_at", iso_json(x->launched_at_ms),
-                     "in_service_at", json_null(), "launched_at_ms", (json_int_t)x->launched_at_ms,
-                     "pid", (int)x->pid, "provider", x->provider, "zone", x->zone, "live", 0);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:i, s:s, s:s, s:b}", "id", x->id,
+                  "address", x->address, "lifecycle", x->lifecycle, "health", json_null(), "load",
+                  json_null(), "launched_at", iso_json(x->launched_at_ms), "in_service_at",
+                  json_null(), "launched_at_ms", (json_int_t)x->launched_at_ms, "pid", (int)x->pid,
+                  "provider", x->provider, "zone", x->zone, "live", 0);
+    if (o)
+        json_object_set_new(o, "protected", json_boolean(x->protect));
+    return o;
 }
 
 static int cmp_slot_id(const void *a, const void *b)

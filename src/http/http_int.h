@@ -164,6 +164,15 @@ void http__post_suspend(struct http_req *r, struct http_reply *rep);
 void http__post_resume(struct http_req *r, struct http_reply *rep);
 void http__get_instances(struct http_req *r, struct http_reply *rep);
 void http__post_terminate(struct http_req *r, struct http_reply *rep);
+/* lifecycle.c (issue 12): hooks, hook completion, protection, standby, detach, attach */
+void http__get_hooks(struct http_req *r, struct http_reply *rep);
+void http__put_hooks(struct http_req *r, struct http_reply *rep);
+void http__post_lifecycle(struct http_req *r, struct http_reply *rep);
+void http__patch_instance(struct http_req *r, struct http_reply *rep);
+void http__post_standby(struct http_req *r, struct http_reply *rep);
+void http__post_exit_standby(struct http_req *r, struct http_reply *rep);
+void http__post_detach(struct http_req *r, struct http_reply *rep);
+void http__post_attach(struct http_req *r, struct http_reply *rep);
 void http__get_activities(struct http_req *r, struct http_reply *rep);
 void http__get_history(struct http_req *r, struct http_reply *rep);
 /* simulate.c: POST .../simulate, the what-if of the current and a proposed policy */

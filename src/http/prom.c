@@ -108,11 +108,12 @@ int http__prom_render(struct http_buf *b, const struct http_prom_input *in)
 
     if (in->n_groups) {
         family(b, "asgd_instances", "gauge", "Instances of the group by lifecycle state.");
-        static const int lcv[] = {FLEET_PENDING, FLEET_IN_SERVICE, FLEET_TERMINATING};
+        static const int lcv[] = {FLEET_PENDING,      FLEET_IN_SERVICE,       FLEET_TERMINATING,
+                                  FLEET_PENDING_WAIT, FLEET_TERMINATING_WAIT, FLEET_STANDBY};
         for (size_t i = 0; i < in->n_groups; i++) {
             struct gcounts c;
             count(&in->groups[i], &c);
-            for (int k = 0; k < 3; k++)
+            for (size_t k = 0; k < sizeof(lcv) / sizeof(lcv[0]); k++)
                 glsample(b, "asgd_instances", in->groups[i].group, "lifecycle",
                          fleet_lifecycle_name(lcv[k]), c.lc[lcv[k]]);
         }

@@ -293,7 +293,7 @@ static void apply(struct fleet_slot *s, void *arg)
     /* expected, not worth an operator's attention: an instance the controller is terminating
        going down, or one still booting (PENDING, never healthy yet) not answering yet */
     a->quiet = a->changed && s->health == FLEET_HEALTH_UNHEALTHY &&
-               (s->lifecycle == FLEET_TERMINATING ||
+               (s->lifecycle == FLEET_TERMINATING || s->lifecycle == FLEET_TERMINATING_WAIT ||
                 (s->lifecycle == FLEET_PENDING && a->before == FLEET_HEALTH_UNKNOWN));
 }
 
@@ -571,6 +571,8 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
             } else if (mt->draining) {
                 snprintf(why, sizeof(why), "agent draining");
                 ok = 0;
+                /* leaving (terminating:wait, SIGTERM): its load is no longer the group's */
+                t->load = t->cpu = -1;
             }
         }
         metrics__free_unpacked(mt, &al);

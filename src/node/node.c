@@ -67,6 +67,7 @@ struct node {
     int (*may_act)(void *arg, const char *group);
     void *arg;
     struct notify *notify;
+    struct tls_conf *agent_tls;
 
     pthread_mutex_t mu;
     struct grp *groups;
@@ -108,6 +109,7 @@ int node_new(const struct node_settings *s, struct node **out, char *err, size_t
     n->close_store = s->close_store;
     n->arg = s->arg;
     n->notify = s->notify;
+    n->agent_tls = s->agent_tls;
     pthread_mutex_init(&n->mu, NULL);
     *out = n;
     return 0;
@@ -314,6 +316,7 @@ static int grp_build(struct node *n, struct grp *g, const struct node_group_def 
         .launch_config = lc,
         .on_activity = n->notify ? notify_on_activity : NULL,
         .on_activity_arg = n->notify,
+        .agent_tls = n->agent_tls,
     };
     if (ctl_new(&deps, &g->ctl, err, errlen) != 0)
         return -1;

@@ -32,6 +32,7 @@
 #include "group/group.h"
 
 struct notify;
+struct tls_conf;
 
 struct mon;
 struct store;
@@ -73,8 +74,9 @@ struct node_settings {
     void (*close_store)(void *arg, const char *group, struct store *st);
     /* Fencing (cluster): 1 while this node may act for group. NULL: always. */
     int (*may_act)(void *arg, const char *group);
-    void *arg;             /* for open_store and may_act */
-    struct notify *notify; /* borrowed, may be NULL: webhooks of every group's activities */
+    void *arg;                  /* for open_store and may_act */
+    struct notify *notify;      /* borrowed, may be NULL: webhooks of every group's activities */
+    struct tls_conf *agent_tls; /* borrowed, may be NULL: TLS of the controllers' agent calls */
 };
 
 struct node;

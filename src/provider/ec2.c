@@ -1276,6 +1276,50 @@ static int ec2_terminate(struct provider *base, const char *const *ids, size_t n
     return rc;
 }
 
+/*
+ * Attach and detach (issue 12): the group tag is what makes an instance the
+ * group's (describe() filters on it), so they add or remove it. DeleteTags
+ * names the value: an instance tagged for another group keeps its tag.
+ */
+static int group_tag(struct ec2_provider *p, const char *action, const char *id)
+{
+    struct buf f;
+    struct ec2_response r = EC2_RESPONSE_INIT;
+    form_start(&f, action);
+    form_add(&f, "ResourceId.1", id);
+    form_add(&f, "Tag.1.Key", GROUP_TAG);
+    form_add(&f, "Tag.1.Value", p->group);
+    pthread_mutex_lock(&p->mu);
+    int rc = ec2_call(p, action, &f, &r);
+    pthread_mutex_unlock(&p->mu);
+    buf_free(&f);
+    ec2_response_release(&r);
+    return rc;
+}
+
+static int ec2_detach(struct provider *base, const char *id)
+{
+    if (id == NULL || id[0] == '\0')
+        return provider__fail(base, PROV_EINVAL, "ec2 detach: empty instance id");
+    return group_tag((struct ec2_provider *)base, "DeleteTags", id);
+}
+
+static int ec2_attach(struct provider *base, const struct prov_instance *in,
+                      struct prov_instance *out)
+{
+    if (in->id[0] == '\0' || strncmp(in->id, "i-", 2) != 0)
+        return provider__fail(base, PROV_EINVAL, "ec2 attach: \"%.64s\" is not an instance id",
+                              in->id);
+    int rc = group_tag((struct ec2_provider *)base, "CreateTags", in->id);
+    if (rc != 0)
+        return rc;
+    /* its address comes with the next describe (the controller fills it in then) */
+    memset(out, 0, sizeof(*out));
+    snprintf(out->id, sizeof(out->id), "%s", in->id);
+    out->state = PROV_RUNNING;
+    return 0;
+}
+
 static void ec2_destroy(struct provider *base)
 {
     struct ec2_provider *p = (struct ec2_provider *)base;
@@ -1299,6 +1343,8 @@ static const struct provider_ops ec2_ops = {
     .terminate = ec2_terminate,
     .describe = ec2_describe,
     .destroy = ec2_destroy,
+    .detach = ec2_detach,
+    .attach = ec2_attach,
 };
 
 /* Reads the template and substitutes the {{...}} names; returns malloc'd text or NULL + err. */

@@ -976,12 +976,57 @@ static int local_describe(struct provider *p, struct prov_list *out)
     return rc;
 }
 
+/* Detach: the pid file goes, the agent keeps running (and is no longer the group's). */
+static int local_detach(struct provider *p, const char *id)
+{
+    struct local_provider *lp = (struct local_provider *)p;
+    if (!valid_id(id))
+        return provider__fail(p, PROV_EINVAL, "\"%.64s\" is not an instance id", id);
+    rec_remove(lp, id);
+    return 0;
+}
+
+/* Attach: a pid file for a running agent of this host (its pid from its Lifecycle answer). */
+static int local_attach(struct provider *p, const struct prov_instance *in,
+                        struct prov_instance *out)
+{
+    struct local_provider *lp = (struct local_provider *)p;
+    struct local_rec r;
+    char path[4096], state;
+    memset(&r, 0, sizeof(r));
+    if (!valid_id(in->id) || in->pid <= 1 || in->address[0] == '\0')
+        return provider__fail(
+            p, PROV_EINVAL,
+            "attach needs the agent's instance id, pid and address (got \"%.64s\", "
+            "pid %d)",
+            in->id, in->pid);
+    snprintf(path, sizeof(path), "%s/%s.pid", lp->dir, in->id);
+    if (access(path, F_OK) == 0)
+        return provider__fail(p, PROV_EINVAL, "instance \"%s\" already belongs to the group",
+                              in->id);
+    if (proc_stat(in->pid, &state, &r.starttime) != 0 || state == 'Z')
+        return provider__fail(p, PROV_EINVAL,
+                              "pid %d of instance \"%s\" is not a live process of this host",
+                              in->pid, in->id);
+    snprintf(r.id, sizeof(r.id), "%s", in->id);
+    snprintf(r.address, sizeof(r.address), "%s", in->address);
+    r.pid = in->pid;
+    r.launched_at_ms = clk_wall_ms();
+    if (rec_write(lp, &r) != 0)
+        return provider__fail(p, PROV_EFATAL, "cannot write \"%s\": %s", path, strerror(errno));
+    fill_instance(lp, &r, r.launched_at_ms, out);
+    out->state = PROV_RUNNING;
+    return 0;
+}
+
 static const struct provider_ops local_ops = {
     .name = "local",
     .launch = local_launch,
     .terminate = local_terminate,
     .describe = local_describe,
     .destroy = local_destroy,
+    .detach = local_detach,
+    .attach = local_attach,
 };
 
 static int split_args(struct local_provider *lp, const char *args)
@@ -994,7 +1039,11 @@ static int split_args(struct local_provider *lp, const char *args)
             p++;
         if (*p == '\0')
             return 0;
-        size_t len = strcspn(p, " \t");
+        /* 'single' or "double" quotes keep spaces in one argument (--on-terminate 'a; b') */
+        char quote = *p == '\'' || *p == '"' ? *p : '\0';
+        if (quote)
+            p++;
+        size_t len = quote ? strcspn(p, quote == '\'' ? "'" : "\"") : strcspn(p, " \t");
         char **nv = realloc(lp->extra_args, (lp->n_extra + 2) * sizeof(*nv));
         if (nv == NULL)
             return -1;
@@ -1004,6 +1053,8 @@ static int split_args(struct local_provider *lp, const char *args)
         lp->n_extra++;
         lp->extra_args[lp->n_extra] = NULL;
         p += len;
+        if (quote && *p == quote)
+            p++;
     }
 }
 

@@ -44,12 +44,13 @@
 #include "provider/provider.h"
 
 struct local_settings {
-    const char *group;        /* group name (ids are "<group>-<hex>") */
-    const char *state_dir;    /* pid files and agent logs go to <state_dir>/local/ */
-    const char *agent_path;   /* monitorc binary */
-    const char *agent_args;   /* appended to every command line, split on whitespace; may be NULL */
-    const char *address_base; /* first loopback address, e.g. "127.0.0.2" */
-    int agent_port;           /* every instance listens on <its address>:agent_port */
+    const char *group;           /* group name (ids are "<group>-<hex>") */
+    const char *state_dir;       /* pid files and agent logs go to <state_dir>/local/ */
+    const char *agent_path;      /* monitorc binary */
+    const char *agent_args;      /* appended to every command line, split on whitespace, 'single' or
+                                    "double" quotes keep one argument; may be NULL */
+    const char *address_base;    /* first loopback address, e.g. "127.0.0.2" */
+    int agent_port;              /* every instance listens on <its address>:agent_port */
     const char *monitor_address; /* MonitorS "host:port" passed as --monitor; may be NULL */
     const char *token_file;      /* passed as --token-file; may be NULL */
     int64_t boot_delay_ms;       /* simulated boot: the agent starts this long after launch */

@@ -73,6 +73,24 @@ int provider_describe(struct provider *p, struct prov_list *out)
     return p->ops->describe(p, out);
 }
 
+int provider_detach(struct provider *p, const char *id)
+{
+    p->errmsg[0] = '\0';
+    if (p->ops->detach == NULL)
+        return provider__fail(p, PROV_EINVAL, "the %s provider cannot detach instances",
+                              p->ops->name);
+    return p->ops->detach(p, id);
+}
+
+int provider_attach(struct provider *p, const struct prov_instance *in, struct prov_instance *out)
+{
+    p->errmsg[0] = '\0';
+    if (p->ops->attach == NULL)
+        return provider__fail(p, PROV_EINVAL, "the %s provider cannot attach instances",
+                              p->ops->name);
+    return p->ops->attach(p, in, out);
+}
+
 const char *provider_name(const struct provider *p)
 {
     return p->ops->name;

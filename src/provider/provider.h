@@ -78,6 +78,10 @@ struct provider_ops {
     int (*terminate)(struct provider *p, const char *const *ids, size_t n);
     int (*describe)(struct provider *p, struct prov_list *out);
     void (*destroy)(struct provider *p);
+    /* optional (NULL: the provider cannot; issue 12): stop owning an instance without
+       terminating it, and take a running one into the group */
+    int (*detach)(struct provider *p, const char *id);
+    int (*attach)(struct provider *p, const struct prov_instance *in, struct prov_instance *out);
 };
 
 struct provider {
@@ -93,6 +97,19 @@ int provider_terminate(struct provider *p, const char *const *ids, size_t n)
     __attribute__((warn_unused_result));
 /* Every live instance of the group (PROV_GONE ones may be omitted). */
 int provider_describe(struct provider *p, struct prov_list *out)
+    __attribute__((warn_unused_result));
+/*
+ * Detach (AWS DetachInstances): the group stops owning instance id (local: its pid file goes,
+ * EC2: its group tag), which keeps running; describe() no longer lists it. PROV_EINVAL when
+ * the provider cannot detach.
+ */
+int provider_detach(struct provider *p, const char *id) __attribute__((warn_unused_result));
+/*
+ * Attach (AWS AttachInstances): the running instance in (local: id, address and pid of a
+ * monitorc on this host; EC2: id) becomes the group's; *out is what describe() will list.
+ * PROV_EINVAL when the provider cannot attach or in is not acceptable (errmsg says why).
+ */
+int provider_attach(struct provider *p, const struct prov_instance *in, struct prov_instance *out)
     __attribute__((warn_unused_result));
 /* "local" or "ec2". */
 const char *provider_name(const struct provider *p);

@@ -65,7 +65,9 @@
 #define STORE_REQUEST_MAX (64 * 1024)   /* a request's JSON text, bytes without the NUL */
 
 /* Schema version this build writes; store_open() refuses a larger one. */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION                                                                       \
+    4 /* 3: groups.more (every setting outside sizes, policy, health);                             \
+         4: instances.protected, hook_deadline_ms, groups hook columns */
 
 enum store_error {
     STORE_OK = 0,
@@ -275,6 +277,10 @@ struct store_instance {
     char zone[STORE_SHORT_MAX];
     int64_t created_at_ms, updated_at_ms; /* set by the store (wall clock) */
     int64_t terminated_at_ms;             /* 0 while not terminated */
+    /* lifecycle (issue 12): lifecycle may also be "pending:wait", "terminating:wait",
+       "standby", "detached" */
+    int protect;              /* scale-in protection */
+    int64_t hook_deadline_ms; /* wall: a hook wait ends with its default result then; 0 none */
 };
 
 /*

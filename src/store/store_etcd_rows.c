@@ -175,13 +175,14 @@ static int index_groups(struct store *st, const char *kind, char ***names, size_
 
 static json_t *instance_json(const struct store_instance *in)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:i, s:s, s:I, s:I, s:I}", "id", in->id,
-                     "group", in->group, "address", in->address, "provider", in->provider,
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:i, s:s, s:I, s:I, s:I, s:b, s:I}", "id",
+                     in->id, "group", in->group, "address", in->address, "provider", in->provider,
                      "lifecycle", in->lifecycle, "launched_at_ms", (json_int_t)in->launched_at_ms,
                      "launch_token", in->launch_token, "pid", (int)in->pid, "zone", in->zone,
                      "created_at_ms", (json_int_t)in->created_at_ms, "updated_at_ms",
                      (json_int_t)in->updated_at_ms, "terminated_at_ms",
-                     (json_int_t)in->terminated_at_ms);
+                     (json_int_t)in->terminated_at_ms, "protected", in->protect, "hook_deadline_ms",
+                     (json_int_t)in->hook_deadline_ms);
 }
 
 static void instance_of(const json_t *o, struct store_instance *in)
@@ -199,6 +200,9 @@ static void instance_of(const json_t *o, struct store_instance *in)
     in->created_at_ms = es_i64(o, "created_at_ms");
     in->updated_at_ms = es_i64(o, "updated_at_ms");
     in->terminated_at_ms = es_i64(o, "terminated_at_ms");
+    /* absent in rows written before issue 12: unprotected, no hook wait */
+    in->protect = json_is_true(json_object_get(o, "protected"));
+    in->hook_deadline_ms = es_i64(o, "hook_deadline_ms");
 }
 
 /* Writes w (already complete) at key with its index entry if key is still at mod. */

@@ -134,13 +134,17 @@ static const char *const migrations[] = {
        suspended_processes, [notify], and keys added later) as one JSON object in the key
        table's form (group.h), so that a new key needs no migration */
     "ALTER TABLE groups ADD COLUMN more TEXT NOT NULL DEFAULT '{}';",
+    /* v4: instance lifecycle (scale-in protection, hook wait deadlines: docs/lifecycle.md); the
+       group's hook settings live in v3's more */
+    "ALTER TABLE instances ADD COLUMN protected INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE instances ADD COLUMN hook_deadline_ms INTEGER NOT NULL DEFAULT 0;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
                "one migration per schema version");
 
 #define INST_COLS                                                                                  \
     "id, group_name, address, provider, lifecycle, launched_at_ms, launch_token, pid, zone, "      \
-    "created_at_ms, updated_at_ms, terminated_at_ms"
+    "created_at_ms, updated_at_ms, terminated_at_ms, protected, hook_deadline_ms"
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_GROUP_GET] = "SELECT name, min_size, max_size, desired_capacity, policy, health, revision, "
@@ -155,10 +159,10 @@ static const char *const stmt_sql[S_COUNT] = {
                         "updated_at_ms = ?4 WHERE name = ?1",
     [S_GROUP_NAMES] = "SELECT name FROM groups ORDER BY name",
     [S_INST_PUT] = "INSERT INTO instances (" INST_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                   "?9, ?10, ?10, ?11) ON CONFLICT (id) DO UPDATE SET group_name = ?2, "
+                   "?9, ?10, ?10, ?11, ?12, ?13) ON CONFLICT (id) DO UPDATE SET group_name = ?2, "
                    "address = ?3, provider = ?4, lifecycle = ?5, launched_at_ms = ?6, "
                    "launch_token = ?7, pid = ?8, zone = ?9, updated_at_ms = ?10, "
-                   "terminated_at_ms = ?11",
+                   "terminated_at_ms = ?11, protected = ?12, hook_deadline_ms = ?13",
     [S_INST_LIFECYCLE] = "UPDATE instances SET lifecycle = ?2, terminated_at_ms = CASE WHEN ?3 "
                          "!= 0 THEN ?3 ELSE terminated_at_ms END, updated_at_ms = ?4 WHERE id = ?1",
     [S_INST_GET] = "SELECT " INST_COLS " FROM instances WHERE id = ?1",

@@ -34,6 +34,8 @@ int sq_put_instance(struct store *st, const struct store_instance *in)
     sqlite3_bind_text(s, 9, in->zone, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 10, clk_wall_ms());
     sqlite3_bind_int64(s, 11, in->terminated_at_ms);
+    sqlite3_bind_int(s, 12, in->protect ? 1 : 0);
+    sqlite3_bind_int64(s, 13, in->hook_deadline_ms);
     rc = sq_step_done(st, s, "cannot write instance");
 out:
     return rc;
@@ -72,6 +74,8 @@ static void row_instance(sqlite3_stmt *s, struct store_instance *o)
     o->created_at_ms = sqlite3_column_int64(s, 9);
     o->updated_at_ms = sqlite3_column_int64(s, 10);
     o->terminated_at_ms = sqlite3_column_int64(s, 11);
+    o->protect = sqlite3_column_int(s, 12);
+    o->hook_deadline_ms = sqlite3_column_int64(s, 13);
 }
 
 int sq_get_instance(struct store *st, const char *id, struct store_instance *out)

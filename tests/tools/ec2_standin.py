@@ -15,6 +15,7 @@ signature, an unknown key, a wrong region/service or a clock off by more than
                       availability-zone), MaxResults (5..1000), NextToken
   TerminateInstances  InstanceId.N
   CreateTags          ResourceId.N, Tag.N.Key/Value
+  DeleteTags          ResourceId.N, Tag.N.Key[/Value] (attach/detach, issue 12)
 Behaviour: pending -> running after --pending-seconds; shutting-down ->
 terminated after --shutdown-seconds; terminated instances stay listed for
 --terminated-linger seconds. ClientToken: same token and parameters return the
@@ -490,11 +491,26 @@ def create_tags(st, p):
     return wrap("CreateTags", t("return", "true"))
 
 
+def delete_tags(st, p):
+    ids = numbered(p, "ResourceId")
+    check_ids(st, ids)
+    j = 1
+    while "Tag.%d.Key" % j in p:
+        key, want = p["Tag.%d.Key" % j], p.get("Tag.%d.Value" % j)
+        for iid in ids:
+            tags = st.instances[iid].tags
+            if key in tags and (want is None or tags[key] == want):
+                del tags[key]
+        j += 1
+    return wrap("DeleteTags", t("return", "true"))
+
+
 ACTIONS = {
     "RunInstances": lambda st, p: run_instances_xml(st, *run_instances(st, p)),
     "DescribeInstances": describe_instances,
     "TerminateInstances": terminate_instances,
     "CreateTags": create_tags,
+    "DeleteTags": delete_tags,
 }
 
 

@@ -580,10 +580,113 @@ static void monitor_down_all_along(void **state)
     agent_state_free(st);
 }
 
+/* ---- drain command and MonitorC/Lifecycle (issue 12) ---------------------------------------- */
+
+/* The drain state once it left "running" (or after timeout_ms). */
+static int drain_wait(struct agent_drain *d, char *detail, size_t len, int64_t timeout_ms)
+{
+    int64_t end = clk_mono_ms() + timeout_ms;
+    int s;
+    while ((s = agent_drain_state(d, detail, len)) == AGENT_DRAIN_RUNNING && clk_mono_ms() < end)
+        usleep(10000);
+    return s;
+}
+
+static void drain_command_outcomes(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test-drain-XXXXXX", cmd[256], file[128], detail[160];
+    assert_non_null(mkdtemp(dir));
+    snprintf(file, sizeof(file), "%s/drained", dir);
+    snprintf(cmd, sizeof(cmd), "sleep 0.2; echo drained > %s", file);
+    struct agent_state *st = agent_state_new("i-drain");
+    struct agent_drain *d = agent_drain_new(cmd, 0, st);
+    assert_int_equal(agent_drain_state(d, detail, sizeof(detail)), AGENT_DRAIN_NONE);
+    agent_drain_start(d);
+    agent_drain_start(d); /* once only */
+    assert_int_equal(drain_wait(d, detail, sizeof(detail), 5000), AGENT_DRAIN_DONE);
+    assert_int_equal(access(file, F_OK), 0);
+    agent_drain_free(d);
+    /* a failing command says how it failed */
+    d = agent_drain_new("exit 7", 0, st);
+    agent_drain_start(d);
+    assert_int_equal(drain_wait(d, detail, sizeof(detail), 5000), AGENT_DRAIN_FAILED);
+    assert_non_null(strstr(detail, "exit status 7"));
+    agent_drain_free(d);
+    /* --drain-timeout kills the command's whole process group */
+    d = agent_drain_new("sleep 30 & sleep 30", 200, st);
+    int64_t t0 = clk_mono_ms();
+    agent_drain_start(d);
+    assert_int_equal(drain_wait(d, detail, sizeof(detail), 5000), AGENT_DRAIN_FAILED);
+    assert_true(clk_mono_ms() - t0 < 3000);
+    assert_non_null(strstr(detail, "timed out"));
+    agent_drain_free(d);
+    agent_state_free(st);
+    unlink(file);
+    rmdir(dir);
+}
+
+/* asgd's call: terminating:wait starts the drain and marks the agent draining (GetMetrics). */
+static void lifecycle_rpc_starts_the_drain(void **state)
+{
+    (void)state;
+    struct agent_state *st = agent_state_new("i-life");
+    struct agent_drain *d = agent_drain_new("sleep 0.3", 0, st);
+    agent_state_set_drain(st, d);
+    struct rpc_server *srv = rpc_server_new(NULL);
+    assert_non_null(srv);
+    assert_int_equal(agent_service_register(srv, st), 0);
+    int port = 0;
+    assert_int_equal(rpc_server_bind(srv, "127.0.0.1:0", &port), 0);
+    assert_int_equal(rpc_server_start(srv), 0);
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    const char *states[] = {"", "terminating:wait"};
+    const char *want[] = {"none", "running"};
+    for (int k = 0; k < 2; k++) {
+        LifecycleRequest rq = LIFECYCLE_REQUEST__INIT;
+        rq.state = (char *)states[k];
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        assert_int_equal(rpc_pack(&rq.base, &buf, &len), 0);
+        struct rpc_result res = RPC_RESULT_INIT;
+        assert_int_equal(rpc_call_sync(target, "/MonitorC/Lifecycle", buf, len, 5000, &res), 0);
+        free(buf);
+        assert_int_equal(res.status, GRPC_STATUS_OK);
+        LifecycleReply *r = lifecycle_reply__unpack(NULL, res.len, res.data);
+        assert_non_null(r);
+        assert_string_equal(r->drain, want[k]);
+        assert_string_equal(r->instance_id, "i-life");
+        assert_int_equal(r->pid, getpid());
+        lifecycle_reply__free_unpacked(r, NULL);
+        rpc_result_release(&res);
+    }
+    MetricsRequest mq = METRICS_REQUEST__INIT;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(rpc_pack(&mq.base, &buf, &len), 0);
+    struct rpc_result res = RPC_RESULT_INIT;
+    assert_int_equal(rpc_call_sync(target, "/MonitorC/GetMetrics", buf, len, 5000, &res), 0);
+    free(buf);
+    Metrics *m = metrics__unpack(NULL, res.len, res.data);
+    assert_non_null(m);
+    assert_true(m->draining);
+    metrics__free_unpacked(m, NULL);
+    rpc_result_release(&res);
+    char detail[160];
+    assert_int_equal(drain_wait(d, detail, sizeof(detail), 5000), AGENT_DRAIN_DONE);
+    rpc_server_shutdown(srv, 500);
+    rpc_server_free(srv);
+    agent_drain_free(d);
+    agent_state_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(parses_fixture_files),
+        cmocka_unit_test(drain_command_outcomes),
+        cmocka_unit_test(lifecycle_rpc_starts_the_drain),
         cmocka_unit_test(rejects_hostile_proc_text),
         cmocka_unit_test(proc_source_uses_deltas),
         cmocka_unit_test(file_source_follows_the_file),

@@ -122,8 +122,11 @@ static void fake_destroy(struct provider *p)
     free(f);
 }
 
-static const struct provider_ops fake_ops = {"fake", fake_launch, fake_terminate, fake_describe,
-                                             fake_destroy};
+static const struct provider_ops fake_ops = {.name = "fake",
+                                             .launch = fake_launch,
+                                             .terminate = fake_terminate,
+                                             .describe = fake_describe,
+                                             .destroy = fake_destroy};
 
 /* ---- fixture -------------------------------------------------------------------------------- */
 
@@ -917,6 +920,150 @@ static void activity_hook_sees_every_activity(void **state)
     assert_true(strncmp(x->prov->tokens[0], "asgd-lc1-", 9) == 0);
 }
 
+/* ---- lifecycle (issue 12): hooks, protection, standby ---------------------------------------
+ */
+
+static void set_hooks(struct fx *x, int64_t launch_ms, const char *launch_def, int64_t term_ms)
+{
+    struct group_settings g;
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    g.hooks.launch_timeout_ms = launch_ms;
+    snprintf(g.hooks.launch_default, sizeof(g.hooks.launch_default), "%s", launch_def);
+    g.hooks.terminate_timeout_ms = term_ms;
+    snprintf(g.hooks.terminate_default, sizeof(g.hooks.terminate_default), "abandon");
+    assert_int_equal(store_put_settings(x->store, &g, g.revision, NULL), 0);
+}
+
+static const struct fleet_slot *slot_of(const struct fleet_slot *s, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s[i].id, id) == 0)
+            return &s[i];
+    return NULL;
+}
+
+/* A launch hook holds healthy instances out of service until completed; its timeout applies
+   the default result (abandon: terminated, and replaced); the wait survives a restart. */
+static void launch_hook_holds_until_completed(void **state)
+{
+    struct fx *x = *state;
+    char err[256];
+    set_hooks(x, 5000, "abandon", 0);
+    ctl_reconcile(x->ctl, T0);
+    ctl_tick(x->ctl, T0);
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+    ctl_tick(x->ctl, T0 + 1000);
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 2);
+    assert_int_equal(s[0].lifecycle, FLEET_PENDING_WAIT);
+    assert_int_equal(s[1].lifecycle, FLEET_PENDING_WAIT);
+    assert_true(s[0].hook_deadline_ms == T0 + 5000);
+    /* a restart adopts them back into the same wait */
+    ctl_free(x->ctl);
+    fleet_close(x->fleet);
+    fleet_unlink(x->name);
+    assert_int_equal(fleet_open(x->name, 64, 1, &x->fleet), 0);
+    x->ctl = make_ctl(x);
+    assert_int_equal(ctl_reconcile(x->ctl, T0 + 2000), 0);
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+    ctl_tick(x->ctl, T0 + 2000);
+    assert_int_equal(slots(x, s), 2);
+    assert_int_equal(slot_of(s, 2, "i-000")->lifecycle, FLEET_PENDING_WAIT);
+    assert_true(slot_of(s, 2, "i-000")->hook_deadline_ms == T0 + 5000);
+    /* completed: in service at the next ticks; the other one times out */
+    assert_int_equal(ctl_set_protected(x->ctl, "i-000", 1, err, sizeof(err)), 0);
+    assert_int_equal(ctl_complete_hook(x->ctl, "i-000", "continue", err, sizeof(err)), 0);
+    assert_int_equal(ctl_complete_hook(x->ctl, "i-000", "bogus", err, sizeof(err)), CTL_EINVAL);
+    ctl_tick(x->ctl, T0 + 3000);
+    ctl_tick(x->ctl, T0 + 4000);
+    assert_int_equal(slots(x, s), 2);
+    assert_int_equal(slot_of(s, 2, "i-000")->lifecycle, FLEET_IN_SERVICE);
+    assert_int_equal(slot_of(s, 2, "i-001")->lifecycle, FLEET_PENDING_WAIT);
+    assert_int_equal(ctl_complete_hook(x->ctl, "i-000", "continue", err, sizeof(err)), CTL_ESTATE);
+    x->prov->now = T0 + 6000;
+    ctl_tick(x->ctl, T0 + 6000);
+    assert_int_equal(x->prov->n_terminated, 1);
+    assert_string_equal(x->prov->terminated[0], "i-001");
+    assert_int_equal(count_activities(x, "hook"), 4); /* 2 waits, continue, timeout */
+    /* the store row keeps the protection */
+    struct store_instance row;
+    assert_int_equal(store_get_instance(x->store, "i-000", &row), 0);
+    assert_true(row.protect);
+    assert_string_equal(row.lifecycle, "in-service");
+}
+
+/* Protected instances are never scale-in victims, but an unhealthy one is replaced; a terminate
+   hook holds a victim in terminating:wait until completed. */
+static void protection_and_terminate_hook(void **state)
+{
+    struct fx *x = *state;
+    char err[256];
+    int64_t rev;
+    set_group(x, 4, 0, 0, 30000);
+    healthy_group(x, 4);
+    assert_int_equal(ctl_set_protected(x->ctl, "i-000", 1, err, sizeof(err)), 0);
+    assert_int_equal(ctl_set_protected(x->ctl, "i-001", 1, err, sizeof(err)), 0);
+    assert_int_equal(ctl_set_protected(x->ctl, "i-nope", 1, err, sizeof(err)), CTL_ENOENT);
+    assert_int_equal(store_set_desired(x->store, x->name, 2, &rev), 0);
+    ctl_tick(x->ctl, T0 + 2000);
+    /* two are protected, so the other two go (in the termination policy's order) */
+    assert_int_equal(x->prov->n_terminated, 2);
+    int first2 = strcmp(x->prov->terminated[0], "i-002") == 0;
+    assert_string_equal(x->prov->terminated[first2 ? 0 : 1], "i-002");
+    assert_string_equal(x->prov->terminated[first2 ? 1 : 0], "i-003");
+    set_hooks(x, 0, "abandon", 10000);
+    ctl_tick(x->ctl, T0 + 3000);
+    assert_int_equal(x->prov->n_terminated, 2);
+    /* unhealthy and protected: replaced, through the terminate hook */
+    monitor_says(x, "i-000", FLEET_HEALTH_UNHEALTHY, -1);
+    ctl_tick(x->ctl, T0 + 40000);
+    struct fleet_slot s[64];
+    size_t n = slots(x, s);
+    assert_int_equal(slot_of(s, n, "i-000")->lifecycle, FLEET_TERMINATING_WAIT);
+    assert_int_equal(x->prov->n_terminated, 2);
+    ctl_tick(x->ctl, T0 + 41000);
+    assert_int_equal(x->prov->n_terminated, 2); /* still waiting */
+    assert_int_equal(ctl_complete_hook(x->ctl, "i-000", "abandon", err, sizeof(err)), 0);
+    ctl_tick(x->ctl, T0 + 42000);
+    assert_int_equal(x->prov->n_terminated, 3);
+    assert_string_equal(x->prov->terminated[2], "i-000");
+}
+
+/* Standby leaves the count (a replacement is launched) and comes back raising desired. */
+static void standby_round_trip(void **state)
+{
+    struct fx *x = *state;
+    char err[256];
+    healthy_group(x, 2);
+    assert_int_equal(ctl_standby(x->ctl, "i-000", 0, 0, err, sizeof(err)), CTL_ESTATE);
+    assert_int_equal(ctl_standby(x->ctl, "i-000", 1, 0, err, sizeof(err)), 0);
+    ctl_tick(x->ctl, T0 + 2000);
+    struct fleet_slot s[64];
+    size_t n = slots(x, s);
+    assert_int_equal(n, 3); /* the replacement */
+    assert_int_equal(slot_of(s, n, "i-000")->lifecycle, FLEET_STANDBY);
+    /* unhealthy in standby: not replaced */
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+    monitor_says(x, "i-000", FLEET_HEALTH_UNHEALTHY, -1);
+    ctl_tick(x->ctl, T0 + 40000);
+    assert_int_equal(x->prov->n_terminated, 0);
+    /* as another node's API forwards it */
+    assert_int_equal(ctl_lifecycle_json(x->ctl, "{\"op\": \"nope\"}", err, sizeof(err)),
+                     CTL_EINVAL);
+    assert_int_equal(ctl_lifecycle_json(x->ctl, "not json", err, sizeof(err)), CTL_EINVAL);
+    assert_int_equal(ctl_lifecycle_json(x->ctl,
+                                        "{\"op\": \"exit-standby\", \"instance_id\": \"i-000\"}",
+                                        err, sizeof(err)),
+                     0);
+    ctl_tick(x->ctl, T0 + 41000);
+    struct group_settings g;
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    assert_int_equal(g.desired_capacity, 3);
+    n = slots(x, s);
+    assert_int_equal(slot_of(s, n, "i-000")->lifecycle, FLEET_PENDING);
+    assert_int_equal(count_activities(x, "standby"), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -942,6 +1089,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(suspended_replacement_keeps_the_unhealthy, setup, teardown),
         cmocka_unit_test_setup_teardown(activity_hook_sees_every_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(max_lifetime_replaces_launching_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(launch_hook_holds_until_completed, setup, teardown),
+        cmocka_unit_test_setup_teardown(protection_and_terminate_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(standby_round_trip, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -78,6 +78,7 @@ static void json_round_trip(void **state)
     /* the API's shape, key order included */
     assert_string_equal(
         text, "{\"name\":\"web-1.a_b\",\"min_size\":2,\"max_size\":9,\"desired_capacity\":3,"
+              "\"protect_new_instances\":false,"
               "\"termination_policy\":[\"oldest_instance\",\"default\"],"
               "\"suspended_processes\":[\"Launch\",\"AlarmNotification\"],"
               "\"max_instance_lifetime\":\"48h\","
@@ -93,7 +94,9 @@ static void json_round_trip(void **state)
               "\"deregister_grace\":\"30s\"},\"notify\":{\"url\":\"http://127.0.0.1:9/h\","
               "\"secret_file\":\"/etc/asgd/hook.key\",\"events\":[\"launch\",\"scale\"],"
               "\"max_retries\":2,\"retry_base\":\"250ms\",\"retry_max\":\"10s\","
-              "\"timeout\":\"2s\"},\"revision\":17,\"updated_at\":"
+              "\"timeout\":\"2s\"},\"hooks\":{\"launch_timeout\":\"0s\","
+              "\"launch_default\":\"abandon\",\"terminate_timeout\":\"0s\","
+              "\"terminate_default\":\"abandon\"},\"revision\":17,\"updated_at\":"
               "\"2026-11-18T11:06:40.123Z\"}");
     char err[256];
     memset(&back, 0x5a, sizeof back);
@@ -160,6 +163,7 @@ static void every_key_from_ini_and_json(void **state)
         {"group", "min_size", "2", "2"},
         {"group", "max_size", "7", "7"},
         {"group", "desired_capacity", "3", "3"},
+        {"group", "protect_new_instances", "true", "true"},
         {"policy", "type", "target", "\"target\""},
         {"policy", "scale_up_threshold", "81", "81"},
         {"policy", "scale_down_threshold", "11.5", "11.5"},
@@ -195,6 +199,10 @@ static void every_key_from_ini_and_json(void **state)
         {"notify", "retry_base", "2s", "\"2s\""},
         {"notify", "retry_max", "1m", "60"},
         {"notify", "timeout", "3s", "\"3s\""},
+        {"hooks", "launch_timeout", "5m", "\"5m\""},
+        {"hooks", "launch_default", "continue", "\"continue\""},
+        {"hooks", "terminate_timeout", "90s", "90"},
+        {"hooks", "terminate_default", "continue", "\"continue\""},
     };
     /* the table and this list agree: every key is tested */
     assert_int_equal(group_n_keys, sizeof vals / sizeof vals[0]);

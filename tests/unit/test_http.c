@@ -1130,7 +1130,11 @@ static void group_routes_check_names_and_bodies(void **state)
     request(e, "GET", "/api/v1/groups/web/../../../etc/passwd", NULL, NULL, 0, &r);
     assert_error(&r, 404, NULL);
     resp_free(&r);
+    /* an instance is a resource for PATCH only (its protection, issue 12) */
     request(e, "GET", "/api/v1/groups/web/instances/extra", NULL, NULL, 0, &r);
+    assert_error(&r, 405, NULL);
+    resp_free(&r);
+    request(e, "GET", "/api/v1/groups/web/instances/extra/more", NULL, NULL, 0, &r);
     assert_error(&r, 404, NULL);
     resp_free(&r);
     request(e, "PUT", "/api/v1/groups/web", "{}", TOKEN, 0, &r);
@@ -1197,6 +1201,35 @@ static void patch_of_a_group_run_elsewhere_writes_the_store(void **state)
     assert_int_equal(n, 1);
     assert_non_null(strstr(acts[0].cause, "desired_capacity 2 -> 3"));
     store_activities_free(acts);
+}
+
+/* Lifecycle calls for a group another node runs are recorded for its owner (issue 12). */
+static void lifecycle_of_a_group_run_elsewhere_goes_to_the_owner(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    request(e, "POST", "/api/v1/groups/api/instances/i-7/lifecycle", "{\"action\": \"continue\"}",
+            TOKEN, 0, &r);
+    assert_int_equal(r.status, 202);
+    resp_free(&r);
+    request(e, "PATCH", "/api/v1/groups/api/instances/i-7", "{\"protected\": true}", TOKEN, 0, &r);
+    assert_int_equal(r.status, 202);
+    resp_free(&r);
+    request(e, "POST", "/api/v1/groups/api/instances/i-7/standby", "{\"bogus\": 1}", TOKEN, 0, &r);
+    assert_error(&r, 400, "bogus");
+    resp_free(&r);
+    request(e, "PATCH", "/api/v1/groups/api/instances/i-7", "{\"protected\": 1}", TOKEN, 0, &r);
+    assert_error(&r, 400, "protected");
+    resp_free(&r);
+    struct store_request *rq = NULL;
+    size_t n = 0;
+    assert_int_equal(store_request_list(e->store, "api", &rq, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(rq[0].kind, "lifecycle");
+    assert_non_null(strstr(rq[0].json, "\"op\":\"hook\""));
+    assert_non_null(strstr(rq[0].json, "\"action\":\"continue\""));
+    assert_non_null(strstr(rq[1].json, "\"protected\":true"));
+    store_requests_free(rq, n);
 }
 
 static void instances_of_a_group_run_elsewhere_are_proxied_then_from_the_store(void **state)
@@ -1738,6 +1771,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(group_routes_check_names_and_bodies, setup_multi, teardown),
         cmocka_unit_test_setup_teardown(patch_of_a_group_run_elsewhere_writes_the_store,
+                                        setup_multi, teardown),
+        cmocka_unit_test_setup_teardown(lifecycle_of_a_group_run_elsewhere_goes_to_the_owner,
                                         setup_multi, teardown),
         cmocka_unit_test_setup_teardown(
             instances_of_a_group_run_elsewhere_are_proxied_then_from_the_store, setup_multi,

@@ -126,6 +126,8 @@ static void sample_group(struct group_settings *g, const char *name)
     g->health.healthy_threshold = 2;
     g->health.unhealthy_threshold = 3;
     g->health.grace_period_ms = 30000;
+    snprintf(g->hooks.launch_default, sizeof(g->hooks.launch_default), "abandon");
+    snprintf(g->hooks.terminate_default, sizeof(g->hooks.terminate_default), "continue");
 }
 
 /* ---- settings ------------------------------------------------------------------------------- */

@@ -51,6 +51,8 @@ static void gc_group(struct group_settings *g, const char *name)
     g->health.healthy_threshold = 2;
     g->health.unhealthy_threshold = 3;
     g->health.grace_period_ms = 30000;
+    snprintf(g->hooks.launch_default, sizeof(g->hooks.launch_default), "abandon");
+    snprintf(g->hooks.terminate_default, sizeof(g->hooks.terminate_default), "continue");
 }
 
 static void gc_instance(struct store_instance *in, const char *id, const char *group,
@@ -139,6 +141,15 @@ static void gc_settings(void **state)
     gc_ok(b, store_put_settings(b, &got, 4, NULL));
     assert_int_equal(store_put_settings(st, &got, 4, NULL), STORE_ECONFLICT);
     store_close(b);
+    /* lifecycle settings (issue 12), on both backends */
+    g.protect_new_instances = 1;
+    g.hooks.launch_timeout_ms = 300000;
+    g.hooks.terminate_timeout_ms = 90000;
+    snprintf(g.hooks.launch_default, sizeof(g.hooks.launch_default), "continue");
+    gc_ok(st, store_put_settings(st, &g, -1, &rev));
+    gc_ok(st, store_get_settings(st, "api", &got));
+    assert_int_equal(got.protect_new_instances, 1);
+    assert_memory_equal(&got.hooks, &g.hooks, sizeof(g.hooks));
 }
 
 static void gc_instances(void **state)
@@ -167,8 +178,20 @@ static void gc_instances(void **state)
     gc_ok(st, store_put_instance(st, &in));
     gc_ok(st, store_get_instance(st, "i-1", &got));
     assert_string_equal(got.address, "127.0.0.3:50051");
+    assert_false(got.protect);
+    assert_int_equal(got.hook_deadline_ms, 0);
     assert_int_equal(got.created_at_ms, created);
     assert_true(got.updated_at_ms > created);
+
+    /* lifecycle (issue 12): protection and a hook's deadline survive in the row */
+    in.protect = 1;
+    in.hook_deadline_ms = 123456789;
+    snprintf(in.lifecycle, sizeof(in.lifecycle), "terminating:wait");
+    gc_ok(st, store_put_instance(st, &in));
+    gc_ok(st, store_get_instance(st, "i-1", &got));
+    assert_true(got.protect);
+    assert_int_equal(got.hook_deadline_ms, 123456789);
+    assert_string_equal(got.lifecycle, "terminating:wait");
 
     gc_ok(st, store_set_instance_lifecycle(st, "i-1", "in-service", 0));
     gc_ok(st, store_get_instance(st, "i-1", &got));

@@ -451,6 +451,8 @@ function renderGroup(g) {
   $('#c-in-service').textContent = g.in_service;
   $('#c-pending').textContent = g.pending;
   $('#c-unhealthy').textContent = g.unhealthy;
+  $('#c-standby').textContent = g.standby ?? '–';
+  $('#c-hook-wait').textContent = g.hook_waiting ?? '–';
   $('#last-decision').textContent = g.last_decision || '–';
   const p = g.policy;
   $('#policy-summary').textContent = p.type === 'target'
@@ -477,7 +479,19 @@ function renderGroup(g) {
 }
 
 function tag(text) {
-  return el('span', { class: 'tag ' + text, text });
+  // "pending:wait" -> class "pending-wait" (a ':' cannot be in a class selector)
+  return el('span', { class: 'tag ' + String(text).replace(/:/g, '-'), text });
+}
+
+// Lifecycle actions of one instance (issue 12): what its state allows, beside terminate.
+function lifeButtons(i) {
+  const b = (action, text) => el('button', { class: 'life', type: 'button', text, 'data-id': i.id, 'data-action': action });
+  const out = [];
+  if (i.lifecycle === 'pending:wait' || i.lifecycle === 'terminating:wait') out.push(b('continue', 'complete hook'));
+  if (i.lifecycle === 'in-service') out.push(b('standby', 'standby'));
+  if (i.lifecycle === 'standby') out.push(b('exit-standby', 'back to service'));
+  out.push(b(i.protected ? 'unprotect' : 'protect', i.protected ? 'unprotect' : 'protect'));
+  return out;
 }
 
 function renderInstances(list) {
@@ -488,13 +502,16 @@ function renderInstances(list) {
     if (i.load !== null) bar.firstChild.style.width = Math.max(0, Math.min(100, i.load)) + '%';
     bar.firstChild.style.background = colorOf(i.id);
     const btn = el('button', { class: 'danger', type: 'button', text: 'terminate', 'data-id': i.id });
-    btn.disabled = i.lifecycle === 'terminating';
+    btn.disabled = i.lifecycle === 'terminating' || i.lifecycle === 'terminating:wait';
+    const lc = el('td', {}, tag(i.lifecycle));
+    if (i.protected) lc.append(' ', tag('protected'));
+    if (i.hook_deadline_at) lc.append(el('span', { class: 'muted', text: ' until ' + fmtTime(i.hook_deadline_at) }));
     tb.append(el('tr', { 'data-id': i.id },
-      el('td', { text: i.id }), el('td', { text: i.address }), el('td', {}, tag(i.lifecycle)),
+      el('td', { text: i.id }), el('td', { text: i.address }), lc,
       el('td', {}, tag(i.health)),
       el('td', {}, bar, i.load === null ? '–' : i.load.toFixed(1)),
       el('td', { text: fmtTime(i.launched_at) }), el('td', { text: fmtAgo(i.last_seen_at) }),
-      el('td', {}, btn)));
+      el('td', {}, ...lifeButtons(i), btn)));
   }
   $('#inst-count').textContent = '(' + list.length + ')';
   $('#inst-empty').classList.toggle('hidden', list.length > 0);
@@ -509,6 +526,24 @@ function renderActivities(list) {
       el('td', { text: fmtTime(a.at) }), el('td', { text: a.kind }),
       el('td', { text: a.from + ' → ' + a.to }), el('td', {}, tag(a.status)),
       el('td', { class: 'cause', text: cause })));
+  }
+}
+
+async function lifeAction(id, action) {
+  const p = '/instances/' + encodeURIComponent(id);
+  const calls = {
+    continue: ['POST', p + '/lifecycle', { action: 'continue' }],
+    standby: ['POST', p + '/standby', { decrement_desired: false }],
+    'exit-standby': ['POST', p + '/exit-standby', {}],
+    protect: ['PATCH', p, { protected: true }],
+    unprotect: ['PATCH', p, { protected: false }],
+  };
+  const c = calls[action];
+  try {
+    await api(c[0], gp(c[1]), c[2]);
+    formMsg(action + ' of ' + id + ' requested.', 'ok');
+  } catch (e) {
+    formMsg(e.message, 'error');
   }
 }
 
@@ -589,7 +624,11 @@ function init() {
   $('#revert').addEventListener('click', () => { if (state.group) fillForm(state.group, true); formMsg('', ''); });
   $('#instances').addEventListener('click', (ev) => {
     const id = ev.target.dataset && ev.target.dataset.id;
-    if (id && ev.target.tagName === 'BUTTON') terminate(id);
+    const action = ev.target.dataset && ev.target.dataset.action;
+    if (id && ev.target.tagName === 'BUTTON') {
+      if (action) lifeAction(id, action);
+      else terminate(id);
+    }
   });
   window.addEventListener('resize', drawCharts);
   $('#group-pick').addEventListener('change', (ev) => switchGroup(ev.target.value));

@@ -1,0 +1,145 @@
+"""Scale-in protection, standby, detach and attach with real processes (issue 12,
+docs/lifecycle.md), through asgctl:
+- a protected instance survives a scale-in to min; an unhealthy protected one (its agent
+  stopped with SIGSTOP) is still replaced;
+- standby: out of the group's count (a replacement is launched), back with exit-standby;
+- detach --decrement: the process keeps running outside the group; attach by its agent's
+  address: it is the group's again and in service."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+from asgd_harness import BIN, Group, pid_alive, wait_until
+
+TOKEN = "protect-" + str(os.getpid())
+
+
+def api(g, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://127.0.0.1:{g.api_port}/api/v1/groups/{g.name}{path}",
+                                 data=data, method=method)
+    req.add_header("Authorization", "Bearer " + TOKEN)
+    if data:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read().decode())
+
+
+def asgctl(g, *args):
+    r = subprocess.run([os.path.join(BIN, "asgctl"), "--url", f"http://127.0.0.1:{g.api_port}",
+                        "--token-file", g.token_file, "-g", g.name] + list(args),
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r.stdout
+
+
+def insts(g):
+    try:
+        return {i["id"]: i for i in api(g, "GET", "/instances")}
+    except OSError:
+        return {}
+
+
+def in_service(g):
+    return sorted(i for i, x in insts(g).items()
+                  if x["lifecycle"] == "in-service" and x["health"] == "healthy")
+
+
+def kinds(g, kind):
+    return [a for a in api(g, "GET", "/activities?limit=200") if a["kind"] == kind]
+
+
+def protection(g):
+    api(g, "PATCH", "", {"desired_capacity": 3})
+    ids = wait_until(lambda: len(in_service(g)) == 3 and in_service(g), 30, what="3 in service")
+    # the oldest: the victim order picks the oldest in service first
+    keep = min(ids, key=lambda i: insts(g)[i]["launched_at_ms"])
+    asgctl(g, "protect", keep)
+    wait_until(lambda: insts(g)[keep]["protected"], 5, what="protected in the instance list")
+    table = asgctl(g, "instances")
+    assert "yes" in table.split(keep, 1)[1].split("\n", 1)[0], table
+    api(g, "PATCH", "", {"desired_capacity": 1})
+    wait_until(lambda: list(insts(g)) == [keep], 20, what="scale-in to min leaving the protected")
+    print(f"protection: scale-in 3 -> 1 kept the protected {keep}")
+    # unhealthy and protected: replaced all the same
+    pid = insts(g)[keep]["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    try:
+        wait_until(lambda: keep not in insts(g) and len(in_service(g)) == 1, 30,
+                   what="the stopped protected instance replaced")
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGCONT)
+    print(f"protection: the protected instance, stopped, was replaced in "
+          f"{time.monotonic() - t0:.1f}s")
+    assert any(keep in a["cause"] for a in kinds(g, "replace")), kinds(g, "replace")
+
+
+def standby(g):
+    api(g, "PATCH", "", {"desired_capacity": 2})
+    ids = wait_until(lambda: len(in_service(g)) == 2 and in_service(g), 30, what="2 in service")
+    sb = ids[0]
+    asgctl(g, "standby", sb)
+    wait_until(lambda: insts(g)[sb]["lifecycle"] == "standby", 5, what="standby")
+    # out of the count: a replacement is launched, and the standby one is not touched
+    wait_until(lambda: len(in_service(g)) == 2 and sb not in in_service(g), 30,
+               what="a replacement for the standby instance")
+    st = api(g, "GET", "")
+    assert st["standby"] == 1 and st["desired_capacity"] == 2, st
+    asgctl(g, "exit-standby", sb)
+    wait_until(lambda: sb in in_service(g), 15, what="back in service after exit-standby")
+    assert api(g, "GET", "")["desired_capacity"] == 3
+    print(f"standby: {sb} left the count (replacement launched) and came back (desired 3)")
+    assert [a for a in kinds(g, "standby") if sb in a["cause"]]
+
+
+def detach_attach(g):
+    ids = in_service(g)
+    d = ids[0]
+    info = insts(g)[d]
+    asgctl(g, "detach", d, "--decrement")
+    wait_until(lambda: d not in insts(g), 10, what="detached")
+    time.sleep(2)  # a few ticks: no replacement (desired decremented), process untouched
+    assert pid_alive(info["pid"]), "detach terminated the process"
+    assert api(g, "GET", "")["desired_capacity"] == len(ids) - 1
+    assert len(insts(g)) == len(ids) - 1
+    asgctl(g, "attach", info["address"])
+    wait_until(lambda: d in in_service(g), 20, what="attached and in service")
+    assert insts(g)[d]["pid"] == info["pid"]
+    assert api(g, "GET", "")["desired_capacity"] == len(ids)
+    print(f"detach/attach: {d} (pid {info['pid']}) kept running outside the group and came back "
+          f"by its address")
+    assert kinds(g, "detach") and kinds(g, "attach")
+
+
+def main():
+    health = {"interval": "500ms", "timeout": "300ms", "healthy_threshold": 2,
+              "unhealthy_threshold": 3, "grace_period": "3s", "panic_threshold": 0}
+    policy = {"type": "threshold", "evaluation_period": "3s", "cooldown": "3s",
+              "scale_up_threshold": 99, "scale_down_threshold": 1}
+    g = Group("prot", min_size=1, max_size=4, policy=policy, health=health, load=50)
+    g.token_file = os.path.join(g.dir, "api.token")
+    with open(g.token_file, "w") as f:
+        f.write(TOKEN + "\n")
+    os.chmod(g.token_file, 0o600)
+    with open(g.config, "a") as f:
+        f.write(f"token_file = {g.token_file}\n")
+    try:
+        p = g.start()
+        wait_until(lambda: len(g.healthy()) == 1, 30, what="1 healthy instance")
+        protection(g)
+        standby(g)
+        detach_attach(g)
+        g.stop(p)
+        print("ok")
+    finally:
+        g.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
