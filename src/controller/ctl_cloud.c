@@ -227,41 +227,78 @@ static int launch_with_token(struct ctl *c, const char *token, int count, int64_
     return 0;
 }
 
-/*
- * Launches count instances. A launch that failed transiently may have reached
- * the provider (a timeout after the request left), so its intent stays open
- * and the next attempt re-sends the SAME token and count: the provider then
- * answers with what the first call made instead of making more.
- */
-int ctl__launch(struct ctl *c, int count, int64_t now, const char *why)
+/* Sends one launch call and records it in the activity log. */
+static int send_batch(struct ctl *c, const struct launch_batch *b, int k, int of, int64_t now,
+                      const char *why)
 {
-    char token[48];
-    if (c->retry_token[0]) {
-        snprintf(token, sizeof(token), "%s", c->retry_token);
-        count = c->retry_count;
-    } else {
-        if (new_token(token, sizeof(token)) != 0)
-            return -1;
-        if (store_intent_create(c->store, token, c->group, count, now) != 0) {
-            log_error("cannot record launch intent for group \"%s\": %s (not launching)", c->group,
-                      store_errmsg(c->store));
-            return -1;
-        }
-    }
-    int rc = launch_with_token(c, token, count, now);
-    if (rc == PROV_ERETRY) {
-        snprintf(c->retry_token, sizeof(c->retry_token), "%s", token);
-        c->retry_count = count;
-    } else {
-        c->retry_token[0] = '\0';
-    }
+    int rc = launch_with_token(c, b->token, b->count, now);
+    char part[48] = "";
+    if (of > 1)
+        snprintf(part, sizeof(part), " (call %d of %d)", k, of);
     ctl__activity(c, "launch", rc == 0 ? "ok" : (rc == PROV_ERETRY ? "retrying" : "failed"), 0,
-                  count, rc == 0 ? "" : provider_errmsg(c->prov), "launch %d instance%s: %s", count,
-                  count == 1 ? "" : "s", why);
+                  b->count, rc == 0 ? "" : provider_errmsg(c->prov), "launch %d instance%s%s: %s",
+                  b->count, b->count == 1 ? "" : "s", part, why);
     return rc;
 }
 
-/* Terminates the slots given; frees the ones the provider confirmed. */
+/*
+ * Launches count instances in calls of at most the provider's size, each call
+ * its own intent and token, so progress is made (and written down) call by
+ * call. A call that failed transiently may have reached the provider (a
+ * timeout after the request left), so its intent stays open and the call is
+ * re-sent ALONE with the same token and count before anything new: the
+ * provider then answers with what the first call made instead of making more.
+ * One failed call leaves the others going; two transient failures in a row
+ * (the provider is down or throttling) or a fatal/capacity error stop the
+ * rest until the backoff ends. Returns 0, or the first provider error.
+ */
+int ctl__launch(struct ctl *c, int count, int64_t now, const char *why)
+{
+    if (!ctl__may_act(c))
+        return PROV_ERETRY;
+    int max = provider_max_launch(c->prov);
+    int first_rc = 0, in_a_row = 0, stop = 0;
+    size_t keep = 0, pending = c->n_retries;
+    int calls = (int)pending + (count > 0 ? (count + max - 1) / max : 0), k = 0;
+    for (size_t i = 0; i < pending; i++) {
+        struct launch_batch b = c->retries[i];
+        count -= b.count; /* in flight: counts toward what was asked */
+        int rc = stop ? PROV_ERETRY : send_batch(c, &b, ++k, calls, now, why);
+        if (rc == PROV_ERETRY)
+            c->retries[keep++] = b;
+        if (rc != 0 && first_rc == 0)
+            first_rc = rc;
+        in_a_row = rc == PROV_ERETRY ? in_a_row + 1 : 0;
+        if ((rc != 0 && rc != PROV_ERETRY) || in_a_row >= 2)
+            stop = 1;
+    }
+    c->n_retries = keep;
+    while (!stop && count > 0 && c->n_retries < MAX_RETRY_BATCHES) {
+        struct launch_batch b;
+        b.count = count < max ? count : max;
+        if (new_token(b.token, sizeof(b.token)) != 0)
+            return first_rc ? first_rc : -1;
+        if (store_intent_create(c->store, b.token, c->group, b.count, now) != 0) {
+            log_error("cannot record launch intent for group \"%s\": %s (not launching)", c->group,
+                      store_errmsg(c->store));
+            return first_rc ? first_rc : -1;
+        }
+        count -= b.count;
+        int rc = send_batch(c, &b, ++k, calls, now, why);
+        if (rc == PROV_ERETRY)
+            c->retries[c->n_retries++] = b;
+        if (rc != 0 && first_rc == 0)
+            first_rc = rc;
+        in_a_row = rc == PROV_ERETRY ? in_a_row + 1 : 0;
+        if ((rc != 0 && rc != PROV_ERETRY) || in_a_row >= 2)
+            stop = 1;
+    }
+    return first_rc;
+}
+
+/* Terminates the slots given in calls of at most the provider's size; frees the ones the
+   provider confirmed. A failed call leaves its slots TERMINATING (the census re-sends them
+   after the backoff) and the other calls going, unless the error is fatal. */
 int ctl__terminate(struct ctl *c, const struct fleet_slot *const *victims, size_t n, int64_t now)
 {
     if (n == 0)
@@ -277,20 +314,31 @@ int ctl__terminate(struct ctl *c, const struct fleet_slot *const *victims, size_
         free(ids);
         return PROV_ERETRY;
     }
-    int rc = provider_terminate(c->prov, ids, n);
-    stats_count_provider(STATS_OP_TERMINATE, stats_result_of(rc));
+    size_t max = provider_max_terminate(c->prov);
+    int first_rc = 0, in_a_row = 0;
+    for (size_t off = 0; off < n && in_a_row < 2; off += max) {
+        size_t m = n - off < max ? n - off : max;
+        int rc = provider_terminate(c->prov, ids + off, m);
+        stats_count_provider(STATS_OP_TERMINATE, stats_result_of(rc));
+        if (rc != 0) {
+            provider_failed(c, "terminate", rc, now, &c->terminate_backoff_until);
+            if (first_rc == 0)
+                first_rc = rc;
+            if (rc == PROV_EFATAL || rc == PROV_ENOMEM)
+                break;
+            in_a_row++;
+            continue;
+        }
+        in_a_row = 0;
+        provider_ok(c, 1);
+        for (size_t i = off; i < off + m; i++) {
+            log_info("terminated instance \"%s\" of group \"%s\"", victims[i]->id, c->group);
+            forget_instance(c, victims[i], now);
+        }
+        stats.terminated_instances += m;
+    }
     free(ids);
-    if (rc != 0) {
-        provider_failed(c, "terminate", rc, now, &c->terminate_backoff_until);
-        return rc;
-    }
-    provider_ok(c, 1);
-    for (size_t i = 0; i < n; i++) {
-        log_info("terminated instance \"%s\" of group \"%s\"", victims[i]->id, c->group);
-        forget_instance(c, victims[i], now);
-    }
-    stats.terminated_instances += n;
-    return 0;
+    return first_rc;
 }
 
 /* ---- reconciliation with the provider ----------------------------------------------------- */
@@ -419,7 +467,13 @@ int ctl_reconcile(struct ctl *c, int64_t now)
         for (size_t i = 0; i < n; i++) {
             log_info("resuming launch intent \"%s\" (%d instance%s) of group \"%s\"", open[i].token,
                      open[i].count, open[i].count == 1 ? "" : "s", c->group);
-            launch_with_token(c, open[i].token, open[i].count, now);
+            int lrc = launch_with_token(c, open[i].token, open[i].count, now);
+            if (lrc == PROV_ERETRY && c->n_retries < MAX_RETRY_BATCHES) {
+                /* re-sent (alone, same token) before any new launch */
+                struct launch_batch *b = &c->retries[c->n_retries++];
+                snprintf(b->token, sizeof(b->token), "%s", open[i].token);
+                b->count = open[i].count;
+            }
         }
         store_intents_free(open, n);
     }

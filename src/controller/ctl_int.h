@@ -26,13 +26,20 @@
 #include "fleet/fleet.h"
 #include "store/store.h"
 
-#define LOAD_WINDOW      4096 /* per-tick average samples kept (over an hour at 1 s) */
-#define MAX_REQUESTS     256
-#define RETRY_BASE_MS    1000
-#define RETRY_MAX_MS     60000
-#define CAPACITY_BACKOFF 60000
-#define FATAL_BACKOFF    300000
-#define VANISH_GRACE_MS  30000 /* a fresh launch may not be listed yet (eventual consistency) */
+#define LOAD_WINDOW       4096 /* per-tick average samples kept (over an hour at 1 s) */
+#define MAX_REQUESTS      256
+#define RETRY_BASE_MS     1000
+#define RETRY_MAX_MS      60000
+#define CAPACITY_BACKOFF  60000
+#define FATAL_BACKOFF     300000
+#define VANISH_GRACE_MS   30000 /* a fresh launch may not be listed yet (eventual consistency) */
+#define MAX_RETRY_BATCHES 64    /* launch calls that failed transiently, kept to re-send */
+
+/* One provider-sized launch call: its token (the intent's key) and count. */
+struct launch_batch {
+    char token[64]; /* PROV_ID_MAX and STORE_ID_MAX: a resumed intent's token fits */
+    int count;
+};
 
 struct term_request {
     char id[FLEET_ID_MAX];
@@ -66,8 +73,10 @@ struct ctl {
     int history_empty; /* the last history sample had no instance: the next empty one is skipped */
     int64_t launch_backoff_until, terminate_backoff_until;
     int launch_failures;
-    char retry_token[48]; /* a launch that failed transiently: re-sent with the same token */
-    int retry_count;
+    /* launch calls that failed transiently: each re-sent alone with its own token and count
+       (the first call may have reached the provider) before any new call is made */
+    struct launch_batch retries[MAX_RETRY_BATCHES];
+    size_t n_retries;
     char fatal_msg[512]; /* last fatal provider error, logged once */
     struct fleet_slot *snap;
     size_t snap_cap;

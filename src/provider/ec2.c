@@ -51,6 +51,7 @@
 #define MAX_PAGES       1000
 #define TOKEN_MEMO      64
 #define BACKOFF_CAP_MS  8000
+#define MAX_PER_CALL    1000 /* RunInstances MaxCount and TerminateInstances ids per call */
 
 /* ---- settings ------------------------------------------------------------------ */
 
@@ -1199,8 +1200,9 @@ static void part_token(const char *token, int k, char *out, size_t outlen)
 static int ec2_launch(struct provider *base, int count, const char *token, struct prov_list *out)
 {
     struct ec2_provider *p = (struct ec2_provider *)base;
-    if (count > 1000)
-        return provider__fail(base, PROV_EINVAL, "ec2 launch: at most 1000 instances per call");
+    if (count > MAX_PER_CALL)
+        return provider__fail(base, PROV_EINVAL, "ec2 launch: at most %d instances per call",
+                              MAX_PER_CALL);
     pthread_mutex_lock(&p->mu);
     int parts = 1;
     if (count > 1 && p->s.n_subnet_ids > 1)
@@ -1270,8 +1272,8 @@ static int ec2_terminate(struct provider *base, const char *const *ids, size_t n
             return provider__fail(base, PROV_EINVAL, "ec2 terminate: empty instance id");
     pthread_mutex_lock(&p->mu);
     int rc = 0;
-    for (size_t off = 0; off < n && rc == 0; off += 1000)
-        rc = terminate_batch(p, ids + off, n - off > 1000 ? 1000 : n - off);
+    for (size_t off = 0; off < n && rc == 0; off += MAX_PER_CALL)
+        rc = terminate_batch(p, ids + off, n - off > MAX_PER_CALL ? MAX_PER_CALL : n - off);
     pthread_mutex_unlock(&p->mu);
     return rc;
 }
@@ -1299,6 +1301,8 @@ static const struct provider_ops ec2_ops = {
     .terminate = ec2_terminate,
     .describe = ec2_describe,
     .destroy = ec2_destroy,
+    .max_launch = MAX_PER_CALL,
+    .max_terminate = MAX_PER_CALL,
 };
 
 /* Reads the template and substitutes the {{...}} names; returns malloc'd text or NULL + err. */

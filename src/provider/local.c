@@ -982,6 +982,9 @@ static const struct provider_ops local_ops = {
     .terminate = local_terminate,
     .describe = local_describe,
     .destroy = local_destroy,
+    /* each instance is a fork+exec and a pid file: a call of 100 keeps one tick short */
+    .max_launch = 100,
+    .max_terminate = 1000,
 };
 
 static int split_args(struct local_provider *lp, const char *args)

@@ -78,6 +78,11 @@ struct provider_ops {
     int (*terminate)(struct provider *p, const char *const *ids, size_t n);
     int (*describe)(struct provider *p, struct prov_list *out);
     void (*destroy)(struct provider *p);
+    /* The most instances one launch() / terminate() call accepts (0: no limit). The
+       controller splits larger requests into calls of at most this size, each launch call
+       with its own token and intent, so a provider never sees a request it must refuse. */
+    int max_launch;
+    size_t max_terminate;
 };
 
 struct provider {
@@ -94,6 +99,10 @@ int provider_terminate(struct provider *p, const char *const *ids, size_t n)
 /* Every live instance of the group (PROV_GONE ones may be omitted). */
 int provider_describe(struct provider *p, struct prov_list *out)
     __attribute__((warn_unused_result));
+/* The most instances one launch() call accepts: ops->max_launch, or INT_MAX when unlimited. */
+int provider_max_launch(const struct provider *p);
+/* The most ids one terminate() call accepts: ops->max_terminate, or SIZE_MAX when unlimited. */
+size_t provider_max_terminate(const struct provider *p);
 /* "local" or "ec2". */
 const char *provider_name(const struct provider *p);
 /* The last error's message, or "". */
