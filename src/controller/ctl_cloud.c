@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/stats.h"
+#include "group/group_table.h"
 #include "provider/provider.h"
 
 #include "common/banned.h"
@@ -128,6 +129,29 @@ size_t ctl__snapshot(struct ctl *c)
         c->snap = ns;
         c->snap_cap = cap;
     }
+}
+
+/*
+ * The fleet table holds max_size instances: grown here when the stored max_size
+ * went up (through the API of this node or another). Called before anything
+ * that adds instances to the table. A table that cannot grow is logged once per
+ * size; the launches that do not fit fail on a full table and are retried.
+ */
+static void fit_table(struct ctl *c)
+{
+    int want = c->settings.max_size;
+    if (!c->have_settings) {
+        struct group_settings g;
+        if (store_get_settings(c->store, c->group, &g) != 0)
+            return;
+        want = g.max_size;
+    }
+    if (want == c->fitted_max)
+        return;
+    char err[256];
+    if (group_table_fit(c->fleet, c->group, want, err, sizeof(err)) != 0)
+        log_error("%s", err); /* names the group, the size and the cause */
+    c->fitted_max = want;
 }
 
 /* ---- provider calls ----------------------------------------------------------------------- */
@@ -256,6 +280,7 @@ int ctl__launch(struct ctl *c, int count, int64_t now, const char *why)
 {
     if (!ctl__may_act(c))
         return PROV_ERETRY;
+    fit_table(c);
     int max = provider_max_launch(c->prov);
     int first_rc = 0, in_a_row = 0, stop = 0;
     size_t keep = 0, pending = c->n_retries;
@@ -369,6 +394,7 @@ int ctl__sync(struct ctl *c, int64_t now, int strict)
         return PROV_ERETRY;
     int rc = provider_describe(c->prov, &live);
     stats_count_provider(STATS_OP_DESCRIBE, stats_result_of(rc));
+    fit_table(c); /* before adopting what runs */
     if (rc != 0) {
         /* never forget instances because the provider could not answer */
         if (rc == PROV_EFATAL)

@@ -77,6 +77,7 @@ struct ctl {
        (the first call may have reached the provider) before any new call is made */
     struct launch_batch retries[MAX_RETRY_BATCHES];
     size_t n_retries;
+    int fitted_max;      /* the max_size the fleet table was last fitted to (0: never) */
     char fatal_msg[512]; /* last fatal provider error, logged once */
     struct fleet_slot *snap;
     size_t snap_cap;

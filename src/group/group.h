@@ -112,8 +112,8 @@ int group_name_valid(const char *name);
 void group_settings_default(struct group_settings *g, const char *name);
 
 /*
- * THE validator: name, sizes (0 <= min <= desired <= max <= FLEET_DEFAULT_CAP,
- * the fleet table's capacity), policy and health ranges and how they fit
+ * THE validator: name, sizes (0 <= min <= desired <= max <= FLEET_MAX_SIZE:
+ * the fleet table is sized from max_size, see group_table_fit()), policy and health ranges and how they fit
  * together. On failure returns -1, sets *sec and *key (each may be NULL) to
  * the INI section and key of the offending setting (static strings, e.g.
  * "policy", "scale_down_threshold") and writes the reason alone to err ("80

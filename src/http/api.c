@@ -19,6 +19,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "group/group_table.h"
 #include "http/http_int.h"
 
 #include "common/banned.h"
@@ -280,8 +281,6 @@ void http__patch_group(struct http_req *r, struct http_reply *rep)
         http__error(rep, 400, "invalid settings", "revision: must be an integer");
         goto out;
     }
-    /* a node that does not run the group checks against the table size every node uses */
-    int max_cap = r->ref->fleet ? (int)fleet_capacity(r->ref->fleet) : FLEET_DEFAULT_CAP;
     struct group_settings old, neu;
     int rc = STORE_ECONFLICT;
     for (int attempt = 0; attempt < PATCH_RETRIES && rc == STORE_ECONFLICT; attempt++) {
@@ -295,7 +294,15 @@ void http__patch_group(struct http_req *r, struct http_reply *rep)
         }
         neu = old;
         char err[512];
-        if (http__group_patch(&neu, patch, max_cap, err, sizeof err)) {
+        if (http__group_patch(&neu, patch, 0, err, sizeof err)) {
+            http__error(rep, 400, "invalid settings", "%s", err);
+            goto out;
+        }
+        /* the table grows with max_size (the owner of a group run elsewhere grows its own
+           when its controller reads the settings): a size it cannot take is refused here,
+           in the words the daemon uses at start */
+        if (r->ref->fleet &&
+            group_table_fit(r->ref->fleet, r->group, neu.max_size, err, sizeof err) != 0) {
             http__error(rep, 400, "invalid settings", "%s", err);
             goto out;
         }
