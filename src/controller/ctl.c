@@ -135,9 +135,15 @@ static void record_history(struct ctl *c, const struct census *cs, int64_t now)
         mg.avg_load = cs->avg;
         mg.in_service = cs->in_service;
         mg.desired = c->settings.desired_capacity;
-        struct store_metric_instance *mi = calloc(cs->n ? cs->n : 1, sizeof(*mi));
+        int per_instance =
+            c->history_instances_max >= 0 && cs->n <= (size_t)c->history_instances_max;
+        if ((!per_instance) != c->history_big)
+            log_info("group \"%s\": %zu instances, per-instance load history %s (at most %d)",
+                     c->group, cs->n, per_instance ? "on again" : "off", c->history_instances_max);
+        c->history_big = !per_instance;
+        struct store_metric_instance *mi = calloc(per_instance && cs->n ? cs->n : 1, sizeof(*mi));
         size_t ni = 0;
-        for (size_t i = 0; mi && i < cs->n; i++) {
+        for (size_t i = 0; mi && per_instance && i < cs->n; i++) {
             if (c->snap[i].load < 0)
                 continue;
             snprintf(mi[ni].group, sizeof(mi[ni].group), "%s", c->group);
@@ -253,6 +259,8 @@ int ctl_new(const struct ctl_deps *deps, struct ctl **out, char *err, size_t err
     c->tick_ms = deps->tick_ms > 0 ? deps->tick_ms : 1000;
     c->describe_every_ms = deps->describe_every_ms > 0 ? deps->describe_every_ms : 5000;
     c->history_every_ms = deps->history_every_ms > 0 ? deps->history_every_ms : 5000;
+    c->history_instances_max =
+        deps->history_instances_max == 0 ? CTL_HISTORY_INSTANCES_MAX : deps->history_instances_max;
     c->fleet = deps->fleet;
     c->store = deps->store;
     c->prov = deps->provider;
@@ -281,6 +289,8 @@ int ctl_start(struct ctl *c)
     c->stopping = 0;
     int rc = pthread_create(&c->thread, NULL, ctl_main, c);
     c->running = rc == 0;
+    if (rc == 0)
+        pthread_setname_np(c->thread, "asgd-ctl"); /* per-thread CPU in top -H, benchmarks */
     pthread_mutex_unlock(&c->mu);
     return rc == 0 ? 0 : CTL_ENOMEM;
 }

@@ -368,12 +368,55 @@ int ctl__terminate(struct ctl *c, const struct fleet_slot *const *victims, size_
 
 /* ---- reconciliation with the provider ----------------------------------------------------- */
 
+/*
+ * Lookups by id during a sync: the provider's list sorted in place and the
+ * snapshot's slots as a sorted pointer array, so comparing a fleet of n with a
+ * listing of n costs n log n, not n * n (10,000 instances: 10^5 compares
+ * instead of 10^8 every describe).
+ */
+static int cmp_prov_id(const void *a, const void *b)
+{
+    return strcmp(((const struct prov_instance *)a)->id, ((const struct prov_instance *)b)->id);
+}
+
+static int cmp_slot_ptr_id(const void *a, const void *b)
+{
+    return strcmp((*(const struct fleet_slot *const *)a)->id,
+                  (*(const struct fleet_slot *const *)b)->id);
+}
+
+/* Index of id in l (sorted by cmp_prov_id), or -1. */
 static int find_in(const struct prov_list *l, const char *id)
 {
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->items[i].id, id) == 0)
-            return (int)i;
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = strcmp(l->items[mid].id, id);
+        if (d == 0)
+            return (int)mid;
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return -1;
+}
+
+/* Whether id had a slot in the snapshot (sv: n slot pointers sorted by cmp_slot_ptr_id). */
+static int in_snapshot(const struct fleet_slot *const *sv, size_t n, const char *id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = strcmp(sv[mid]->id, id);
+        if (d == 0)
+            return 1;
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
 }
 
 static void adopt_fn(struct fleet_slot *s, void *arg)
@@ -404,6 +447,18 @@ int ctl__sync(struct ctl *c, int64_t now, int strict)
         return rc;
     }
     size_t n = ctl__snapshot(c);
+    if (live.n > 1)
+        qsort(live.items, live.n, sizeof(*live.items), cmp_prov_id);
+    const struct fleet_slot **sv = calloc(n ? n : 1, sizeof(*sv));
+    if (sv == NULL) {
+        prov_list_release(&live);
+        log_warn("describe of group \"%s\" not compared: out of memory", c->group);
+        return PROV_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        sv[i] = &c->snap[i];
+    if (n > 1)
+        qsort(sv, n, sizeof(*sv), cmp_slot_ptr_id);
     for (size_t i = 0; i < n; i++) {
         const struct fleet_slot *s = &c->snap[i];
         int k = find_in(&live, s->id);
@@ -431,7 +486,7 @@ int ctl__sync(struct ctl *c, int64_t now, int strict)
     for (size_t k = 0; k < live.n; k++) {
         uint32_t idx;
         const struct prov_instance *pi = &live.items[k];
-        if (pi->state == PROV_STOPPING && strict && fleet_find(c->fleet, pi->id, &idx) != 0) {
+        if (pi->state == PROV_STOPPING && strict && !in_snapshot(sv, n, pi->id)) {
             /* a stopped machine of the group found at start: it serves nobody and still
              * costs its volumes; terminate it (an ASG treats stopped as unhealthy) */
             const char *id = pi->id;
@@ -446,7 +501,7 @@ int ctl__sync(struct ctl *c, int64_t now, int strict)
         }
         if (pi->state == PROV_GONE || pi->state == PROV_STOPPING)
             continue;
-        if (fleet_find(c->fleet, pi->id, &idx) == 0)
+        if (in_snapshot(sv, n, pi->id))
             continue;
         if (track_instance(c, pi) == 0 && fleet_find(c->fleet, pi->id, &idx) == 0) {
             struct fleet_slot s;
@@ -466,13 +521,13 @@ int ctl__sync(struct ctl *c, int64_t now, int strict)
         c->last_sweep_ms = now;
     if (sweep && store_list_instances(c->store, c->group, 0, &rows, &nrows) == 0) {
         for (size_t i = 0; i < nrows; i++) {
-            uint32_t idx;
-            if (find_in(&live, rows[i].id) < 0 && fleet_find(c->fleet, rows[i].id, &idx) != 0)
+            if (find_in(&live, rows[i].id) < 0 && !in_snapshot(sv, n, rows[i].id))
                 if (store_set_instance_lifecycle(c->store, rows[i].id, "terminated", now) != 0)
                     log_debug("cannot close instance row \"%s\"", rows[i].id);
         }
         store_instances_free(rows);
     }
+    free(sv);
     prov_list_release(&live);
     c->last_describe_ms = now;
     provider_ok(c, 0);

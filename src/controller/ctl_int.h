@@ -50,6 +50,8 @@ struct ctl {
     char *group;
     int health_from_provider;
     int64_t tick_ms, describe_every_ms, history_every_ms;
+    int history_instances_max; /* see ctl_deps */
+    int history_big;           /* the last sample left per-instance series out (logged once) */
     struct fleet *fleet;
     struct store *store;
     struct provider *prov;

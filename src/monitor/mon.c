@@ -425,6 +425,8 @@ int mon_start(struct mon *m)
     }
     atomic_store(&m->stop, 0);
     int rc = pthread_create(&m->thread, NULL, mon__poller_thread, m);
+    if (rc == 0)
+        pthread_setname_np(m->thread, "asgd-poller"); /* per-thread CPU in top -H, benchmarks */
     if (rc) {
         snprintf(m->errmsg, sizeof(m->errmsg), "monitor: cannot start the poller thread: %s",
                  strerror(rc));

@@ -21,7 +21,8 @@ terminated after --shutdown-seconds; terminated instances stay listed for
 original reservation; other parameters -> IdempotentParameterMismatch.
 --max-instances caps live instances (InsufficientInstanceCapacity beyond).
 --address-base A.B.C.D hands out private addresses from A.B.C.D upwards (e.g.
-127.1.0.1: loopback addresses an agent swarm can answer on) instead of 10.x.
+127.1.0.1: loopback addresses an agent swarm can answer on) instead of 10.x;
+with --swarm-ids the k-th instance is also named as bench_swarm's agent k.
 Every RunInstances call is recorded in stats "run_calls" (token, count, ok).
 
 Faults (flags, or POST /_admin/faults with a JSON object of the same names):
@@ -119,12 +120,23 @@ class State:
         if args.address_base:
             a, b, c, d = (int(x) for x in args.address_base.split("."))
             self.address_base = a << 24 | b << 16 | c << 8 | d
+        self.next_addr, self.seq = self.address_base, 0
         self.faults = {"throttle": args.throttle, "capacity": args.capacity,
                        "unavailable": args.unavailable, "slow_ms": args.slow_ms,
                        "bogus": args.bogus,
                        "slow_fraction": args.slow_fraction,
                        "fail_runs": 0, "fail_runs_after": 0}
         self.reset_stats()
+
+    def next_address(self):
+        """The next --address-base address: the k-th launch gets base + k, skipping .0 and
+        .255 last octets, as bench/swarm.c numbers its agents."""
+        a = self.next_addr
+        self.next_addr += 1
+        while self.next_addr & 0xff in (0, 255):
+            self.next_addr += 1
+        self.seq += 1
+        return "%d.%d.%d.%d" % (a >> 24 & 255, a >> 16 & 255, a >> 8 & 255, a & 255)
 
     def reset_stats(self):
         self.stats = {"requests": 0, "calls": {}, "auth_failures": 0, "throttled": 0,
@@ -359,8 +371,9 @@ def run_instances(st, p):
         iid = "i-" + secrets.token_hex(8) + "f"
         st.ip_counter += 1
         if st.address_base is not None:
-            n = st.address_base + st.ip_counter - 11
-            ip = "%d.%d.%d.%d" % (n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255)
+            ip = st.next_address()
+            if st.args.swarm_ids:
+                iid = "i-00%06d" % (st.seq - 1)
         else:
             ip = "10.%d.%d.%d" % (sum(subnet.encode()) % 250, st.ip_counter // 250 % 250,
                                   st.ip_counter % 250 + 1)
@@ -677,6 +690,9 @@ def parse_args(argv=None):
     ap.add_argument("--max-instances", type=int, default=0)
     ap.add_argument("--address-base", default=None,
                     help="hand out private addresses from this IPv4 address upwards")
+    ap.add_argument("--swarm-ids", action="store_true",
+                    help="with --address-base: the k-th instance is i-00%%06d (k), as "
+                         "bench_swarm --id-prefix i-00 answers for its agent k")
     ap.add_argument("--throttle", type=float, default=0.0)
     ap.add_argument("--capacity", type=float, default=0.0)
     ap.add_argument("--unavailable", type=float, default=0.0)
