@@ -55,6 +55,8 @@ void ctl__activity(struct ctl *c, const char *kind, const char *status, int from
     va_start(ap, fmt);
     vsnprintf(a.cause, sizeof(a.cause), fmt, ap);
     va_end(ap);
+    if (ctl__defer_activity(c, &a) == 0)
+        return; /* written with the others of this tick (ctl__flush) */
     if (store_activity_add(c->store, &a, NULL) != 0)
         log_warn("cannot record activity for group \"%s\": %s", c->group, store_errmsg(c->store));
 }
@@ -206,6 +208,7 @@ int ctl_tick(struct ctl *c, int64_t now)
     struct policy_decision d;
     ctl__scale(c, &cs, now, &d);
     ctl__converge(c, &cs, now);
+    ctl__flush(c);
     record_history(c, &cs, now);
     publish_status(c, &cs, &d, now);
     return 0;
@@ -320,6 +323,8 @@ void ctl_free(struct ctl *c)
     pthread_cond_destroy(&c->cv);
     free(c->snap);
     free(c->census_buf);
+    free(c->lc_pend);
+    free(c->act_pend);
     free(c->group);
     free(c);
 }

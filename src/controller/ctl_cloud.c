@@ -35,8 +35,9 @@ static int new_token(char *buf, size_t size)
     return 0;
 }
 
-static void store_instance_from(struct ctl *c, const struct prov_instance *pi,
-                                const char *lifecycle)
+/* The store row of a provider instance. */
+static void store_row_of(struct ctl *c, const struct prov_instance *pi, const char *lifecycle,
+                         struct store_instance *out)
 {
     struct store_instance si;
     memset(&si, 0, sizeof(si));
@@ -49,8 +50,7 @@ static void store_instance_from(struct ctl *c, const struct prov_instance *pi,
     snprintf(si.zone, sizeof(si.zone), "%s", pi->zone);
     si.launched_at_ms = pi->launched_at_ms;
     si.pid = pi->pid;
-    if (store_put_instance(c->store, &si) != 0)
-        log_warn("cannot store instance \"%s\": %s", pi->id, store_errmsg(c->store));
+    *out = si;
 }
 
 static void set_pid_fn(struct fleet_slot *s, void *arg)
@@ -61,13 +61,15 @@ static void set_pid_fn(struct fleet_slot *s, void *arg)
         snprintf(s->address, sizeof(s->address), "%s", pi->address);
 }
 
-/* Puts a provider instance into the fleet table (if absent) and the store. */
-static int track_instance(struct ctl *c, const struct prov_instance *pi)
+/* Puts a provider instance into the fleet table and the store: into *row when not NULL (the
+   caller writes a launch's rows in one batch), else at once. Returns 0, 1 when the instance
+   had a slot already (nothing written), or a FLEET_E* code. */
+static int track_instance(struct ctl *c, const struct prov_instance *pi, struct store_instance *row)
 {
     uint32_t idx;
     int rc = fleet_alloc(c->fleet, pi->id, pi->address, pi->launched_at_ms, &idx);
     if (rc == FLEET_EEXIST)
-        return 0;
+        return 1;
     if (rc != 0) {
         log_error("cannot track instance \"%s\" in the fleet table: %s", pi->id,
                   fleet_strerror(rc));
@@ -78,7 +80,10 @@ static int track_instance(struct ctl *c, const struct prov_instance *pi)
         struct prov_instance copy = *pi;
         fleet_update(c->fleet, idx, s.generation, set_pid_fn, &copy);
     }
-    store_instance_from(c, pi, "pending");
+    struct store_instance one;
+    store_row_of(c, pi, "pending", row ? row : &one);
+    if (!row && store_put_instance(c->store, &one) != 0)
+        log_warn("cannot store instance \"%s\": %s", pi->id, store_errmsg(c->store));
     return 0;
 }
 
@@ -102,16 +107,69 @@ int ctl__set_lifecycle(struct ctl *c, const struct fleet_slot *s, int lifecycle,
 {
     struct lc_arg a = {lifecycle, now, 0};
     int rc = fleet_update(c->fleet, s->index, s->generation, set_lifecycle_fn, &a);
-    if (rc == 0 &&
-        store_set_instance_lifecycle(c->store, s->id, fleet_lifecycle_name(lifecycle), 0) != 0)
-        log_debug("instance \"%s\" lifecycle not stored: %s", s->id, store_errmsg(c->store));
-    return rc;
+    if (rc != 0)
+        return rc;
+    if (c->n_lc_pend == c->lc_pend_cap) {
+        size_t cap = c->lc_pend_cap ? 2 * c->lc_pend_cap : 256;
+        struct lc_pending *np = realloc(c->lc_pend, cap * sizeof(*np));
+        if (np == NULL) { /* no room to defer it: write it now */
+            if (store_set_instance_lifecycle(c->store, s->id, fleet_lifecycle_name(lifecycle), 0) !=
+                0)
+                log_debug("instance \"%s\" lifecycle not stored: %s", s->id,
+                          store_errmsg(c->store));
+            return 0;
+        }
+        c->lc_pend = np;
+        c->lc_pend_cap = cap;
+    }
+    struct lc_pending *p = &c->lc_pend[c->n_lc_pend++];
+    snprintf(p->id, sizeof(p->id), "%s", s->id);
+    p->lifecycle = lifecycle;
+    return 0;
+}
+
+/* Writes a list of ids with one lifecycle text in one store batch. */
+static void store_lifecycles(struct ctl *c, const char *const *ids, size_t n, const char *lc,
+                             int64_t terminated_at)
+{
+    if (n > 0 && store_set_instances_lifecycle(c->store, ids, n, lc, terminated_at) != 0)
+        log_warn("lifecycle \"%s\" of %zu instance%s of group \"%s\" not stored: %s", lc, n,
+                 n == 1 ? "" : "s", c->group, store_errmsg(c->store));
+}
+
+void ctl__flush_lifecycles(struct ctl *c)
+{
+    if (c->n_lc_pend == 0)
+        return;
+    const char **ids = calloc(c->n_lc_pend, sizeof(*ids));
+    size_t run = 0;
+    for (size_t i = 0; i < c->n_lc_pend; i++) {
+        const struct lc_pending *p = &c->lc_pend[i];
+        if (ids == NULL) { /* out of memory: one by one */
+            if (store_set_instance_lifecycle(c->store, p->id, fleet_lifecycle_name(p->lifecycle),
+                                             0) != 0)
+                log_debug("instance \"%s\" lifecycle not stored", p->id);
+            continue;
+        }
+        /* runs of the same lifecycle in order: a later change of an instance lands later */
+        if (run > 0 && c->lc_pend[i - 1].lifecycle != p->lifecycle) {
+            store_lifecycles(c, ids, run, fleet_lifecycle_name(c->lc_pend[i - 1].lifecycle), 0);
+            run = 0;
+        }
+        ids[run++] = p->id;
+    }
+    if (ids != NULL && run > 0)
+        store_lifecycles(c, ids, run, fleet_lifecycle_name(c->lc_pend[c->n_lc_pend - 1].lifecycle),
+                         0);
+    free(ids);
+    c->n_lc_pend = 0;
 }
 
 /* The instance is gone for good: free its slot, close its store row. */
 static void forget_instance(struct ctl *c, const struct fleet_slot *s, int64_t now)
 {
     fleet_free(c->fleet, s->index, s->generation);
+    ctl__flush_lifecycles(c); /* an earlier change of it must not land after "terminated" */
     if (store_set_instance_lifecycle(c->store, s->id, "terminated", now) != 0)
         log_debug("instance \"%s\" not in the store: %s", s->id, store_errmsg(c->store));
 }
@@ -152,6 +210,34 @@ static void fit_table(struct ctl *c)
     if (group_table_fit(c->fleet, c->group, want, err, sizeof(err)) != 0)
         log_error("%s", err); /* names the group, the size and the cause */
     c->fitted_max = want;
+}
+
+int ctl__defer_activity(struct ctl *c, const struct store_activity *a)
+{
+    if (c->n_act_pend == c->act_pend_cap) {
+        size_t cap = c->act_pend_cap ? 2 * c->act_pend_cap : 16;
+        struct store_activity *np = realloc(c->act_pend, cap * sizeof(*np));
+        if (np == NULL)
+            return -1;
+        c->act_pend = np;
+        c->act_pend_cap = cap;
+    }
+    c->act_pend[c->n_act_pend++] = *a;
+    return 0;
+}
+
+void ctl__flush(struct ctl *c)
+{
+    ctl__flush_lifecycles(c);
+    if (c->n_act_pend > 0 && store_activities_add(c->store, c->act_pend, c->n_act_pend) != 0)
+        log_warn("cannot record %zu activities of group \"%s\": %s", c->n_act_pend, c->group,
+                 store_errmsg(c->store));
+    c->n_act_pend = 0;
+    if (c->act_pend_cap > 1024) { /* a burst (thousands replaced at once) is not kept */
+        free(c->act_pend);
+        c->act_pend = NULL;
+        c->act_pend_cap = 0;
+    }
 }
 
 /* ---- provider calls ----------------------------------------------------------------------- */
@@ -232,6 +318,9 @@ static int launch_with_token(struct ctl *c, const char *token, int count, int64_
     }
     provider_ok(c, 1);
     const char **ids = calloc(got.n ? got.n : 1, sizeof(*ids));
+    /* the rows of the whole call in one store batch: one transaction for 1,000 instances */
+    struct store_instance *rows = calloc(got.n ? got.n : 1, sizeof(*rows));
+    size_t nrows = 0;
     for (size_t i = 0; i < got.n; i++) {
         if (ids)
             ids[i] = got.items[i].id;
@@ -239,10 +328,15 @@ static int launch_with_token(struct ctl *c, const char *token, int count, int64_
             snprintf(got.items[i].launch_token, sizeof(got.items[i].launch_token), "%s", token);
         if (got.items[i].launched_at_ms == 0)
             got.items[i].launched_at_ms = now;
-        track_instance(c, &got.items[i]);
+        if (track_instance(c, &got.items[i], rows ? &rows[nrows] : NULL) == 0 && rows)
+            nrows++;
         log_info("launched instance \"%s\" at %s for group \"%s\"", got.items[i].id,
                  got.items[i].address[0] ? got.items[i].address : "(address pending)", c->group);
     }
+    if (nrows > 0 && store_put_instances(c->store, rows, nrows) != 0)
+        log_warn("cannot store the %zu instances of launch \"%s\": %s", nrows, token,
+                 store_errmsg(c->store));
+    free(rows);
     stats.launched_instances += got.n;
     if (store_intent_complete(c->store, token, STORE_INTENT_DONE, ids, ids ? got.n : 0) != 0)
         log_warn("cannot close intent \"%s\": %s", token, store_errmsg(c->store));
@@ -358,8 +452,10 @@ int ctl__terminate(struct ctl *c, const struct fleet_slot *const *victims, size_
         provider_ok(c, 1);
         for (size_t i = off; i < off + m; i++) {
             log_info("terminated instance \"%s\" of group \"%s\"", victims[i]->id, c->group);
-            forget_instance(c, victims[i], now);
+            fleet_free(c->fleet, victims[i]->index, victims[i]->generation);
         }
+        ctl__flush_lifecycles(c); /* "terminating" before "terminated" */
+        store_lifecycles(c, ids + off, m, "terminated", now);
         stats.terminated_instances += m;
     }
     free(ids);
@@ -503,7 +599,7 @@ int ctl__sync(struct ctl *c, int64_t now, int strict)
             continue;
         if (in_snapshot(sv, n, pi->id))
             continue;
-        if (track_instance(c, pi) == 0 && fleet_find(c->fleet, pi->id, &idx) == 0) {
+        if (track_instance(c, pi, NULL) == 0 && fleet_find(c->fleet, pi->id, &idx) == 0) {
             struct fleet_slot s;
             if (fleet_read(c->fleet, idx, &s) == 0)
                 fleet_update(c->fleet, idx, s.generation, adopt_fn, NULL);
@@ -529,6 +625,7 @@ int ctl__sync(struct ctl *c, int64_t now, int strict)
     }
     free(sv);
     prov_list_release(&live);
+    ctl__flush(c);
     c->last_describe_ms = now;
     provider_ok(c, 0);
     return 0;
@@ -558,5 +655,6 @@ int ctl_reconcile(struct ctl *c, int64_t now)
         }
         store_intents_free(open, n);
     }
+    ctl__flush(c);
     return 0;
 }

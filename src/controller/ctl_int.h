@@ -35,6 +35,12 @@
 #define VANISH_GRACE_MS   30000 /* a fresh launch may not be listed yet (eventual consistency) */
 #define MAX_RETRY_BATCHES 64    /* launch calls that failed transiently, kept to re-send */
 
+/* A lifecycle change not yet written to the store (ctl__flush_lifecycles()). */
+struct lc_pending {
+    char id[FLEET_ID_MAX];
+    int lifecycle;
+};
+
 /* One provider-sized launch call: its token (the intent's key) and count. */
 struct launch_batch {
     char token[64]; /* PROV_ID_MAX and STORE_ID_MAX: a resumed intent's token fits */
@@ -79,7 +85,14 @@ struct ctl {
        (the first call may have reached the provider) before any new call is made */
     struct launch_batch retries[MAX_RETRY_BATCHES];
     size_t n_retries;
-    int fitted_max;      /* the max_size the fleet table was last fitted to (0: never) */
+    int fitted_max; /* the max_size the fleet table was last fitted to (0: never) */
+    /* lifecycle changes made to the fleet table this tick, written to the store in batches by
+       ctl__flush_lifecycles() (one transaction, not one per instance: 10,000 instances turning
+       in-service at once were 10,000 fsyncs) */
+    struct lc_pending *lc_pend;
+    size_t n_lc_pend, lc_pend_cap;
+    struct store_activity *act_pend; /* activities of this tick, the same way (ctl__flush) */
+    size_t n_act_pend, act_pend_cap;
     char fatal_msg[512]; /* last fatal provider error, logged once */
     struct fleet_slot *snap;
     size_t snap_cap;
@@ -123,7 +136,14 @@ void ctl__activity(struct ctl *c, const char *kind, const char *status, int from
 
 /* ctl_cloud.c */
 size_t ctl__snapshot(struct ctl *c);
+/* Sets s's lifecycle in the fleet table now; the store's copy follows at the next
+   ctl__flush_lifecycles() (the end of the tick, or before a write that must come after it). */
 int ctl__set_lifecycle(struct ctl *c, const struct fleet_slot *s, int lifecycle, int64_t now);
+void ctl__flush_lifecycles(struct ctl *c);
+/* Keeps a copy of *a for the next ctl__flush(); -1 (nothing kept) when out of memory. */
+int ctl__defer_activity(struct ctl *c, const struct store_activity *a);
+/* Writes what this tick deferred: lifecycles, then activities, each in one store batch. */
+void ctl__flush(struct ctl *c);
 int ctl__launch(struct ctl *c, int count, int64_t now, const char *why);
 int ctl__terminate(struct ctl *c, const struct fleet_slot *const *victims, size_t n, int64_t now);
 int ctl__sync(struct ctl *c, int64_t now, int strict);

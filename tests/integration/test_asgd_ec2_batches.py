@@ -118,10 +118,14 @@ def main():
         again = [i for i, c in enumerate(calls) if c["token"] == failed[0]["token"] and c["ok"]]
         assert len(again) == 1 and again[0] >= 3, calls
         assert calls[again[0]]["count"] == failed[0]["count"], calls
-        st_, _, acts = api(g.api_port, "GET", "/api/v1/activities?limit=50")
-        launches = [a for a in acts if a.get("kind") == "launch"]
-        assert any(a.get("status") == "retrying" for a in launches), launches
-        assert sum(1 for a in launches if a.get("status") == "ok") == 3, launches
+        # the activities of a tick are written at its end, just after its instances appear
+        def launches():
+            _, _, acts = api(g.api_port, "GET", "/api/v1/activities?limit=50")
+            return [a for a in acts or [] if a.get("kind") == "launch"]
+        wait_until(lambda: sum(1 for a in launches() if a.get("status") == "ok") == 3, 10,
+                   what="3 launch calls recorded ok")
+        assert sum(1 for a in launches() if a.get("status") == "retrying") == 1, launches()
+        assert any("(call 2 of 3)" in a.get("cause", "") for a in launches()), launches()
 
         # 2. the API takes a max_size above the old cap too (file: 5000 above)
         s, _, j = api(g.api_port, "PATCH", "/api/v1/group", {"max_size": 20000}, TOKEN)
