@@ -378,7 +378,7 @@ int ctl__launch(struct ctl *c, int count, int64_t now, const char *why)
     int max = provider_max_launch(c->prov);
     int first_rc = 0, in_a_row = 0, stop = 0;
     size_t keep = 0, pending = c->n_retries;
-    int calls = (int)pending + (count > 0 ? (count + max - 1) / max : 0), k = 0;
+    int calls = (int)pending + (count > 0 ? count / max + (count % max != 0) : 0), k = 0;
     for (size_t i = 0; i < pending; i++) {
         struct launch_batch b = c->retries[i];
         count -= b.count; /* in flight: counts toward what was asked */
