@@ -2,7 +2,7 @@
 #   make         build build/bin/{asgd,asgctl,monitorc}
 #   make test    install deps, build, run every test (also the C unit tests under ASan+UBSan)
 #   make demo    install deps, build, run a local group with the dashboard
-#   make bench   run the benchmarks
+#   make bench   run the benchmarks (make bench-fleet: asgd at 10,000 on the EC2 path, minutes)
 #   make install [PREFIX=/usr/local] [DESTDIR=]   programs, man pages, units, configs, docs
 #   make deb     the Debian packages asgd and monitorc (dpkg-buildpackage; into build/deb/)
 PREFIX ?= /usr/local
@@ -10,7 +10,7 @@ DESTDIR ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all deps build build-asan test test-unit demo bench fuzz fuzz-long format lint clean install deb
+.PHONY: all deps build build-asan test test-unit demo bench bench-fleet fuzz fuzz-long format lint clean install deb
 
 all: build
 
@@ -44,6 +44,10 @@ demo: deps
 bench: build
 	@for b in build/bench/*; do [ -x "$$b" ] && "$$b"; done
 	@/usr/bin/python3 bench/cluster.py
+
+# the real daemon holding 2,000 / 5,000 / 10,000 instances on the EC2 stand-in (minutes)
+bench-fleet: build
+	@/usr/bin/python3 bench/fleet_ec2
 
 fuzz:
 	@scripts/fuzz-smoke build-fuzz

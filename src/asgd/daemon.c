@@ -958,6 +958,7 @@ int daemon_run(const char *path)
         snprintf(err, sizeof(err), "cannot start the worker thread");
         goto fail;
     }
+    pthread_setname_np(d.worker, "asgd-worker");
     d.worker_running = 1;
     if (d.cluster) {
         if (store_watch(d.ctl_store, on_store_change, &d) != 0)

@@ -37,6 +37,7 @@
 #include "common/util.h"
 #include "controller/ctl.h"
 #include "fleet/fleet.h"
+#include "group/group_table.h"
 #include "http/http.h"
 #include "monitor/mon.h"
 #include "provider/ec2.h"
@@ -434,19 +435,9 @@ static int run_daemon(const struct opts *o, int roles)
         goto fail;
     if (open_store(&d, err, sizeof(err)) != 0)
         goto fail;
-    int frc = fleet_open(d.gc->settings.name, FLEET_DEFAULT_CAP, 1, &d.fleet);
-    if (frc == FLEET_EVERSION) {
-        /* a table left by an older asgd: the controller rebuilds it from the provider */
-        log_warn("fleet table of group \"%s\" has an old layout; recreating it",
-                 d.gc->settings.name);
-        fleet_unlink(d.gc->settings.name);
-        frc = fleet_open(d.gc->settings.name, FLEET_DEFAULT_CAP, 1, &d.fleet);
-    }
-    if (frc != 0) {
-        snprintf(err, sizeof(err), "cannot open the fleet table of group \"%s\": %s",
-                 d.gc->settings.name, fleet_strerror(frc));
+    if (group_table_open(d.gc->settings.name, d.gc->settings.name, d.gc->settings.max_size,
+                         &d.fleet, err, sizeof(err)) != 0)
         goto fail;
-    }
     if (roles & ROLE_CONTROLLER) {
         if (make_provider(&d, err, sizeof(err)) != 0)
             goto fail;
@@ -586,7 +577,7 @@ static int cmd_status(const struct opts *o)
                  d.gc->settings.name, d.conf.store.dir);
         goto fail;
     }
-    int frc = fleet_open(g.name, FLEET_DEFAULT_CAP, 0, &d.fleet);
+    int frc = fleet_open(g.name, 0, 0, &d.fleet); /* attach: the size is the table's */
     size_t n = 0;
     struct fleet_slot *slots = NULL;
     if (frc == 0) {

@@ -55,7 +55,9 @@ void ctl__activity(struct ctl *c, const char *kind, const char *status, int from
     va_start(ap, fmt);
     vsnprintf(a.cause, sizeof(a.cause), fmt, ap);
     va_end(ap);
-    if (store_activity_add(c->store, &a, &a.id) != 0)
+    /* written with the others of this tick (ctl__flush), or now when it cannot be kept; a
+       deferred one has no store id yet (a webhook's event id carries its own random part) */
+    if (ctl__defer_activity(c, &a) != 0 && store_activity_add(c->store, &a, &a.id) != 0)
         log_warn("cannot record activity for group \"%s\": %s", c->group, store_errmsg(c->store));
     if (c->on_activity)
         c->on_activity(c->on_activity_arg, &c->settings, &a);
@@ -141,9 +143,15 @@ static void record_history(struct ctl *c, const struct census *cs, int64_t now)
         mg.avg_load = cs->avg;
         mg.in_service = cs->in_service;
         mg.desired = c->settings.desired_capacity;
-        struct store_metric_instance *mi = calloc(cs->n ? cs->n : 1, sizeof(*mi));
+        int per_instance =
+            c->history_instances_max >= 0 && cs->n <= (size_t)c->history_instances_max;
+        if ((!per_instance) != c->history_big)
+            log_info("group \"%s\": %zu instances, per-instance load history %s (at most %d)",
+                     c->group, cs->n, per_instance ? "on again" : "off", c->history_instances_max);
+        c->history_big = !per_instance;
+        struct store_metric_instance *mi = calloc(per_instance && cs->n ? cs->n : 1, sizeof(*mi));
         size_t ni = 0;
-        for (size_t i = 0; mi && i < cs->n; i++) {
+        for (size_t i = 0; mi && per_instance && i < cs->n; i++) {
             if (c->snap[i].load < 0)
                 continue;
             snprintf(mi[ni].group, sizeof(mi[ni].group), "%s", c->group);
@@ -227,6 +235,7 @@ int ctl_tick(struct ctl *c, int64_t now)
     ctl__scale(c, &cs, now, &d);
     ctl__lifetime(c, &cs, now);
     ctl__converge(c, &cs, now);
+    ctl__flush(c);
     record_history(c, &cs, now);
     publish_status(c, &cs, &d, now);
     return 0;
@@ -280,6 +289,8 @@ int ctl_new(const struct ctl_deps *deps, struct ctl **out, char *err, size_t err
     c->tick_ms = deps->tick_ms > 0 ? deps->tick_ms : 1000;
     c->describe_every_ms = deps->describe_every_ms > 0 ? deps->describe_every_ms : 5000;
     c->history_every_ms = deps->history_every_ms > 0 ? deps->history_every_ms : 5000;
+    c->history_instances_max =
+        deps->history_instances_max == 0 ? CTL_HISTORY_INSTANCES_MAX : deps->history_instances_max;
     c->fleet = deps->fleet;
     c->store = deps->store;
     c->prov = deps->provider;
@@ -315,6 +326,8 @@ int ctl_start(struct ctl *c)
     c->stopping = 0;
     int rc = pthread_create(&c->thread, NULL, ctl_main, c);
     c->running = rc == 0;
+    if (rc == 0)
+        pthread_setname_np(c->thread, "asgd-ctl"); /* per-thread CPU in top -H, benchmarks */
     pthread_mutex_unlock(&c->mu);
     return rc == 0 ? 0 : CTL_ENOMEM;
 }
@@ -344,6 +357,8 @@ void ctl_free(struct ctl *c)
     pthread_cond_destroy(&c->cv);
     free(c->snap);
     free(c->census_buf);
+    free(c->lc_pend);
+    free(c->act_pend);
     free(c->group);
     sched_state_release(&c->sched);
     policy_state_reset(&c->pstate);

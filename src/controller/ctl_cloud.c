@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/stats.h"
+#include "group/group_table.h"
 #include "provider/provider.h"
 
 #include "common/banned.h"
@@ -49,8 +50,9 @@ void ctl__token_launch_config(const char *token, char *out, size_t len)
     snprintf(out, len, "%.*s", (int)(n < len ? n : len - 1), p);
 }
 
-static void store_instance_from(struct ctl *c, const struct prov_instance *pi,
-                                const char *lifecycle)
+/* The store row of a provider instance. */
+static void store_row_of(struct ctl *c, const struct prov_instance *pi, const char *lifecycle,
+                         struct store_instance *out)
 {
     struct store_instance si;
     memset(&si, 0, sizeof(si));
@@ -63,8 +65,7 @@ static void store_instance_from(struct ctl *c, const struct prov_instance *pi,
     snprintf(si.zone, sizeof(si.zone), "%s", pi->zone);
     si.launched_at_ms = pi->launched_at_ms;
     si.pid = pi->pid;
-    if (store_put_instance(c->store, &si) != 0)
-        log_warn("cannot store instance \"%s\": %s", pi->id, store_errmsg(c->store));
+    *out = si;
 }
 
 static void set_pid_fn(struct fleet_slot *s, void *arg)
@@ -75,7 +76,11 @@ static void set_pid_fn(struct fleet_slot *s, void *arg)
         snprintf(s->address, sizeof(s->address), "%s", pi->address);
 }
 
-int ctl__track(struct ctl *c, const struct prov_instance *pi)
+/* Puts a provider instance into the fleet table and the store: into *row when not NULL (the
+   caller writes a launch's rows in one batch: new instances), else at once, where a row from
+   before a restart gives back the instance's wait, standby or protection (ctl__restore).
+   Returns 0, 1 when the instance had a slot already (nothing written), or a FLEET_E* code. */
+static int track_instance(struct ctl *c, const struct prov_instance *pi, struct store_instance *row)
 {
     uint32_t idx;
     int rc = fleet_alloc(c->fleet, pi->id, pi->address, pi->launched_at_ms, &idx);
@@ -91,13 +96,23 @@ int ctl__track(struct ctl *c, const struct prov_instance *pi)
         struct prov_instance copy = *pi;
         fleet_update(c->fleet, idx, s.generation, set_pid_fn, &copy);
     }
-    /* a row from before a restart keeps the instance's wait, standby or protection */
-    struct store_instance prev;
+    if (row) {
+        store_row_of(c, pi, "pending", row);
+        return 0;
+    }
+    struct store_instance one, prev;
     int had = store_get_instance(c->store, pi->id, &prev) == 0 && prev.terminated_at_ms == 0;
-    store_instance_from(c, pi, "pending");
+    store_row_of(c, pi, "pending", &one);
+    if (store_put_instance(c->store, &one) != 0)
+        log_warn("cannot store instance \"%s\": %s", pi->id, store_errmsg(c->store));
     if (had)
         ctl__restore(c, pi->id, &prev);
     return 0;
+}
+
+int ctl__track(struct ctl *c, const struct prov_instance *pi)
+{
+    return track_instance(c, pi, NULL);
 }
 
 struct lc_arg {
@@ -120,16 +135,69 @@ int ctl__set_lifecycle(struct ctl *c, const struct fleet_slot *s, int lifecycle,
 {
     struct lc_arg a = {lifecycle, now, 0};
     int rc = fleet_update(c->fleet, s->index, s->generation, set_lifecycle_fn, &a);
-    if (rc == 0 &&
-        store_set_instance_lifecycle(c->store, s->id, fleet_lifecycle_name(lifecycle), 0) != 0)
-        log_debug("instance \"%s\" lifecycle not stored: %s", s->id, store_errmsg(c->store));
-    return rc;
+    if (rc != 0)
+        return rc;
+    if (c->n_lc_pend == c->lc_pend_cap) {
+        size_t cap = c->lc_pend_cap ? 2 * c->lc_pend_cap : 256;
+        struct lc_pending *np = realloc(c->lc_pend, cap * sizeof(*np));
+        if (np == NULL) { /* no room to defer it: write it now */
+            if (store_set_instance_lifecycle(c->store, s->id, fleet_lifecycle_name(lifecycle), 0) !=
+                0)
+                log_debug("instance \"%s\" lifecycle not stored: %s", s->id,
+                          store_errmsg(c->store));
+            return 0;
+        }
+        c->lc_pend = np;
+        c->lc_pend_cap = cap;
+    }
+    struct lc_pending *p = &c->lc_pend[c->n_lc_pend++];
+    snprintf(p->id, sizeof(p->id), "%s", s->id);
+    p->lifecycle = lifecycle;
+    return 0;
+}
+
+/* Writes a list of ids with one lifecycle text in one store batch. */
+static void store_lifecycles(struct ctl *c, const char *const *ids, size_t n, const char *lc,
+                             int64_t terminated_at)
+{
+    if (n > 0 && store_set_instances_lifecycle(c->store, ids, n, lc, terminated_at) != 0)
+        log_warn("lifecycle \"%s\" of %zu instance%s of group \"%s\" not stored: %s", lc, n,
+                 n == 1 ? "" : "s", c->group, store_errmsg(c->store));
+}
+
+void ctl__flush_lifecycles(struct ctl *c)
+{
+    if (c->n_lc_pend == 0)
+        return;
+    const char **ids = calloc(c->n_lc_pend, sizeof(*ids));
+    size_t run = 0;
+    for (size_t i = 0; i < c->n_lc_pend; i++) {
+        const struct lc_pending *p = &c->lc_pend[i];
+        if (ids == NULL) { /* out of memory: one by one */
+            if (store_set_instance_lifecycle(c->store, p->id, fleet_lifecycle_name(p->lifecycle),
+                                             0) != 0)
+                log_debug("instance \"%s\" lifecycle not stored", p->id);
+            continue;
+        }
+        /* runs of the same lifecycle in order: a later change of an instance lands later */
+        if (run > 0 && c->lc_pend[i - 1].lifecycle != p->lifecycle) {
+            store_lifecycles(c, ids, run, fleet_lifecycle_name(c->lc_pend[i - 1].lifecycle), 0);
+            run = 0;
+        }
+        ids[run++] = p->id;
+    }
+    if (ids != NULL && run > 0)
+        store_lifecycles(c, ids, run, fleet_lifecycle_name(c->lc_pend[c->n_lc_pend - 1].lifecycle),
+                         0);
+    free(ids);
+    c->n_lc_pend = 0;
 }
 
 /* The instance is gone for good: free its slot, close its store row. */
 static void forget_instance(struct ctl *c, const struct fleet_slot *s, int64_t now)
 {
     fleet_free(c->fleet, s->index, s->generation);
+    ctl__flush_lifecycles(c); /* an earlier change of it must not land after "terminated" */
     if (store_set_instance_lifecycle(c->store, s->id, "terminated", now) != 0)
         log_debug("instance \"%s\" not in the store: %s", s->id, store_errmsg(c->store));
 }
@@ -146,6 +214,57 @@ size_t ctl__snapshot(struct ctl *c)
             return c->snap_cap; /* partial view; next tick tries again */
         c->snap = ns;
         c->snap_cap = cap;
+    }
+}
+
+/*
+ * The fleet table holds max_size instances: grown here when the stored max_size
+ * went up (through the API of this node or another). Called before anything
+ * that adds instances to the table. A table that cannot grow is logged once per
+ * size; the launches that do not fit fail on a full table and are retried.
+ */
+static void fit_table(struct ctl *c)
+{
+    int want = c->settings.max_size;
+    if (!c->have_settings) {
+        struct group_settings g;
+        if (store_get_settings(c->store, c->group, &g) != 0)
+            return;
+        want = g.max_size;
+    }
+    if (want == c->fitted_max)
+        return;
+    char err[256];
+    if (group_table_fit(c->fleet, c->group, want, err, sizeof(err)) != 0)
+        log_error("%s", err); /* names the group, the size and the cause */
+    c->fitted_max = want;
+}
+
+int ctl__defer_activity(struct ctl *c, const struct store_activity *a)
+{
+    if (c->n_act_pend == c->act_pend_cap) {
+        size_t cap = c->act_pend_cap ? 2 * c->act_pend_cap : 16;
+        struct store_activity *np = realloc(c->act_pend, cap * sizeof(*np));
+        if (np == NULL)
+            return -1;
+        c->act_pend = np;
+        c->act_pend_cap = cap;
+    }
+    c->act_pend[c->n_act_pend++] = *a;
+    return 0;
+}
+
+void ctl__flush(struct ctl *c)
+{
+    ctl__flush_lifecycles(c);
+    if (c->n_act_pend > 0 && store_activities_add(c->store, c->act_pend, c->n_act_pend) != 0)
+        log_warn("cannot record %zu activities of group \"%s\": %s", c->n_act_pend, c->group,
+                 store_errmsg(c->store));
+    c->n_act_pend = 0;
+    if (c->act_pend_cap > 1024) { /* a burst (thousands replaced at once) is not kept */
+        free(c->act_pend);
+        c->act_pend = NULL;
+        c->act_pend_cap = 0;
     }
 }
 
@@ -227,6 +346,10 @@ static int launch_with_token(struct ctl *c, const char *token, int count, int64_
     }
     provider_ok(c, 1);
     const char **ids = calloc(got.n ? got.n : 1, sizeof(*ids));
+    /* the rows of the whole call in one store batch: one transaction for 1,000 instances */
+    struct store_instance *rows = calloc(got.n ? got.n : 1, sizeof(*rows));
+    unsigned char *fresh = calloc(got.n ? got.n : 1, 1); /* tracked now: hooks apply */
+    size_t nrows = 0;
     for (size_t i = 0; i < got.n; i++) {
         if (ids)
             ids[i] = got.items[i].id;
@@ -234,11 +357,23 @@ static int launch_with_token(struct ctl *c, const char *token, int count, int64_
             snprintf(got.items[i].launch_token, sizeof(got.items[i].launch_token), "%s", token);
         if (got.items[i].launched_at_ms == 0)
             got.items[i].launched_at_ms = now;
-        if (ctl__track(c, &got.items[i]) == 0)
-            ctl__launched(c, got.items[i].id, now); /* launch hook, protect_new_instances */
+        int trc = track_instance(c, &got.items[i], rows ? &rows[nrows] : NULL);
+        if (trc == 0 && rows)
+            nrows++;
+        if (fresh)
+            fresh[i] = trc == 0;
         log_info("launched instance \"%s\" at %s for group \"%s\"", got.items[i].id,
                  got.items[i].address[0] ? got.items[i].address : "(address pending)", c->group);
     }
+    if (nrows > 0 && store_put_instances(c->store, rows, nrows) != 0)
+        log_warn("cannot store the %zu instances of launch \"%s\": %s", nrows, token,
+                 store_errmsg(c->store));
+    free(rows);
+    /* after the rows exist: the launch hook's wait and protect_new_instances (ctl_life.c) */
+    for (size_t i = 0; fresh && i < got.n; i++)
+        if (fresh[i])
+            ctl__launched(c, got.items[i].id, now);
+    free(fresh);
     stats.launched_instances += got.n;
     if (store_intent_complete(c->store, token, STORE_INTENT_DONE, ids, ids ? got.n : 0) != 0)
         log_warn("cannot close intent \"%s\": %s", token, store_errmsg(c->store));
@@ -247,41 +382,79 @@ static int launch_with_token(struct ctl *c, const char *token, int count, int64_
     return 0;
 }
 
-/*
- * Launches count instances. A launch that failed transiently may have reached
- * the provider (a timeout after the request left), so its intent stays open
- * and the next attempt re-sends the SAME token and count: the provider then
- * answers with what the first call made instead of making more.
- */
-int ctl__launch(struct ctl *c, int count, int64_t now, const char *why)
+/* Sends one launch call and records it in the activity log. */
+static int send_batch(struct ctl *c, const struct launch_batch *b, int k, int of, int64_t now,
+                      const char *why)
 {
-    char token[48];
-    if (c->retry_token[0]) {
-        snprintf(token, sizeof(token), "%s", c->retry_token);
-        count = c->retry_count;
-    } else {
-        if (new_token(c, token, sizeof(token)) != 0)
-            return -1;
-        if (store_intent_create(c->store, token, c->group, count, now) != 0) {
-            log_error("cannot record launch intent for group \"%s\": %s (not launching)", c->group,
-                      store_errmsg(c->store));
-            return -1;
-        }
-    }
-    int rc = launch_with_token(c, token, count, now);
-    if (rc == PROV_ERETRY) {
-        snprintf(c->retry_token, sizeof(c->retry_token), "%s", token);
-        c->retry_count = count;
-    } else {
-        c->retry_token[0] = '\0';
-    }
+    int rc = launch_with_token(c, b->token, b->count, now);
+    char part[48] = "";
+    if (of > 1)
+        snprintf(part, sizeof(part), " (call %d of %d)", k, of);
     ctl__activity(c, "launch", rc == 0 ? "ok" : (rc == PROV_ERETRY ? "retrying" : "failed"), 0,
-                  count, rc == 0 ? "" : provider_errmsg(c->prov), "launch %d instance%s: %s", count,
-                  count == 1 ? "" : "s", why);
+                  b->count, rc == 0 ? "" : provider_errmsg(c->prov), "launch %d instance%s%s: %s",
+                  b->count, b->count == 1 ? "" : "s", part, why);
     return rc;
 }
 
-/* Terminates the slots given; frees the ones the provider confirmed. */
+/*
+ * Launches count instances in calls of at most the provider's size, each call
+ * its own intent and token, so progress is made (and written down) call by
+ * call. A call that failed transiently may have reached the provider (a
+ * timeout after the request left), so its intent stays open and the call is
+ * re-sent ALONE with the same token and count before anything new: the
+ * provider then answers with what the first call made instead of making more.
+ * One failed call leaves the others going; two transient failures in a row
+ * (the provider is down or throttling) or a fatal/capacity error stop the
+ * rest until the backoff ends. Returns 0, or the first provider error.
+ */
+int ctl__launch(struct ctl *c, int count, int64_t now, const char *why)
+{
+    if (!ctl__may_act(c))
+        return PROV_ERETRY;
+    fit_table(c);
+    int max = provider_max_launch(c->prov);
+    int first_rc = 0, in_a_row = 0, stop = 0;
+    size_t keep = 0, pending = c->n_retries;
+    int calls = (int)pending + (count > 0 ? count / max + (count % max != 0) : 0), k = 0;
+    for (size_t i = 0; i < pending; i++) {
+        struct launch_batch b = c->retries[i];
+        count -= b.count; /* in flight: counts toward what was asked */
+        int rc = stop ? PROV_ERETRY : send_batch(c, &b, ++k, calls, now, why);
+        if (rc == PROV_ERETRY)
+            c->retries[keep++] = b;
+        if (rc != 0 && first_rc == 0)
+            first_rc = rc;
+        in_a_row = rc == PROV_ERETRY ? in_a_row + 1 : 0;
+        if ((rc != 0 && rc != PROV_ERETRY) || in_a_row >= 2)
+            stop = 1;
+    }
+    c->n_retries = keep;
+    while (!stop && count > 0 && c->n_retries < MAX_RETRY_BATCHES) {
+        struct launch_batch b;
+        b.count = count < max ? count : max;
+        if (new_token(c, b.token, sizeof(b.token)) != 0)
+            return first_rc ? first_rc : -1;
+        if (store_intent_create(c->store, b.token, c->group, b.count, now) != 0) {
+            log_error("cannot record launch intent for group \"%s\": %s (not launching)", c->group,
+                      store_errmsg(c->store));
+            return first_rc ? first_rc : -1;
+        }
+        count -= b.count;
+        int rc = send_batch(c, &b, ++k, calls, now, why);
+        if (rc == PROV_ERETRY)
+            c->retries[c->n_retries++] = b;
+        if (rc != 0 && first_rc == 0)
+            first_rc = rc;
+        in_a_row = rc == PROV_ERETRY ? in_a_row + 1 : 0;
+        if ((rc != 0 && rc != PROV_ERETRY) || in_a_row >= 2)
+            stop = 1;
+    }
+    return first_rc;
+}
+
+/* Terminates the slots given in calls of at most the provider's size; frees the ones the
+   provider confirmed. A failed call leaves its slots TERMINATING (the census re-sends them
+   after the backoff) and the other calls going, unless the error is fatal. */
 int ctl__terminate(struct ctl *c, const struct fleet_slot *const *victims, size_t n, int64_t now)
 {
     if (n == 0)
@@ -305,32 +478,87 @@ int ctl__terminate(struct ctl *c, const struct fleet_slot *const *victims, size_
         free(go);
         return n == 0 ? 0 : PROV_ERETRY;
     }
-    int rc = provider_terminate(c->prov, ids, n);
-    stats_count_provider(STATS_OP_TERMINATE, stats_result_of(rc));
+    size_t max = provider_max_terminate(c->prov);
+    int first_rc = 0, in_a_row = 0;
+    for (size_t off = 0; off < n && in_a_row < 2; off += max) {
+        size_t m = n - off < max ? n - off : max;
+        int rc = provider_terminate(c->prov, ids + off, m);
+        stats_count_provider(STATS_OP_TERMINATE, stats_result_of(rc));
+        if (rc != 0) {
+            provider_failed(c, "terminate", rc, now, &c->terminate_backoff_until);
+            if (first_rc == 0)
+                first_rc = rc;
+            if (rc == PROV_EFATAL || rc == PROV_ENOMEM)
+                break;
+            in_a_row++;
+            continue;
+        }
+        in_a_row = 0;
+        provider_ok(c, 1);
+        for (size_t i = off; i < off + m; i++) {
+            log_info("terminated instance \"%s\" of group \"%s\"", victims[i]->id, c->group);
+            fleet_free(c->fleet, victims[i]->index, victims[i]->generation);
+        }
+        ctl__flush_lifecycles(c); /* "terminating" before "terminated" */
+        store_lifecycles(c, ids + off, m, "terminated", now);
+        stats.terminated_instances += m;
+    }
     free(ids);
-    if (rc != 0) {
-        provider_failed(c, "terminate", rc, now, &c->terminate_backoff_until);
-        free(go);
-        return rc;
-    }
-    provider_ok(c, 1);
-    for (size_t i = 0; i < n; i++) {
-        log_info("terminated instance \"%s\" of group \"%s\"", victims[i]->id, c->group);
-        forget_instance(c, victims[i], now);
-    }
-    stats.terminated_instances += n;
     free(go);
-    return 0;
+    return first_rc;
 }
 
 /* ---- reconciliation with the provider ----------------------------------------------------- */
 
+/*
+ * Lookups by id during a sync: the provider's list sorted in place and the
+ * snapshot's slots as a sorted pointer array, so comparing a fleet of n with a
+ * listing of n costs n log n, not n * n (10,000 instances: 10^5 compares
+ * instead of 10^8 every describe).
+ */
+static int cmp_prov_id(const void *a, const void *b)
+{
+    return strcmp(((const struct prov_instance *)a)->id, ((const struct prov_instance *)b)->id);
+}
+
+static int cmp_slot_ptr_id(const void *a, const void *b)
+{
+    return strcmp((*(const struct fleet_slot *const *)a)->id,
+                  (*(const struct fleet_slot *const *)b)->id);
+}
+
+/* Index of id in l (sorted by cmp_prov_id), or -1. */
 static int find_in(const struct prov_list *l, const char *id)
 {
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->items[i].id, id) == 0)
-            return (int)i;
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = strcmp(l->items[mid].id, id);
+        if (d == 0)
+            return (int)mid;
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return -1;
+}
+
+/* Whether id had a slot in the snapshot (sv: n slot pointers sorted by cmp_slot_ptr_id). */
+static int in_snapshot(const struct fleet_slot *const *sv, size_t n, const char *id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = strcmp(sv[mid]->id, id);
+        if (d == 0)
+            return 1;
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
 }
 
 static void adopt_fn(struct fleet_slot *s, void *arg)
@@ -351,6 +579,7 @@ int ctl__sync(struct ctl *c, int64_t now, int strict)
         return PROV_ERETRY;
     int rc = provider_describe(c->prov, &live);
     stats_count_provider(STATS_OP_DESCRIBE, stats_result_of(rc));
+    fit_table(c); /* before adopting what runs */
     if (rc != 0) {
         /* never forget instances because the provider could not answer */
         if (rc == PROV_EFATAL)
@@ -360,6 +589,18 @@ int ctl__sync(struct ctl *c, int64_t now, int strict)
         return rc;
     }
     size_t n = ctl__snapshot(c);
+    if (live.n > 1)
+        qsort(live.items, live.n, sizeof(*live.items), cmp_prov_id);
+    const struct fleet_slot **sv = calloc(n ? n : 1, sizeof(*sv));
+    if (sv == NULL) {
+        prov_list_release(&live);
+        log_warn("describe of group \"%s\" not compared: out of memory", c->group);
+        return PROV_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        sv[i] = &c->snap[i];
+    if (n > 1)
+        qsort(sv, n, sizeof(*sv), cmp_slot_ptr_id);
     for (size_t i = 0; i < n; i++) {
         const struct fleet_slot *s = &c->snap[i];
         int k = find_in(&live, s->id);
@@ -387,7 +628,7 @@ int ctl__sync(struct ctl *c, int64_t now, int strict)
     for (size_t k = 0; k < live.n; k++) {
         uint32_t idx;
         const struct prov_instance *pi = &live.items[k];
-        if (pi->state == PROV_STOPPING && strict && fleet_find(c->fleet, pi->id, &idx) != 0) {
+        if (pi->state == PROV_STOPPING && strict && !in_snapshot(sv, n, pi->id)) {
             /* a stopped machine of the group found at start: it serves nobody and still
              * costs its volumes; terminate it (an ASG treats stopped as unhealthy) */
             const char *id = pi->id;
@@ -402,9 +643,9 @@ int ctl__sync(struct ctl *c, int64_t now, int strict)
         }
         if (pi->state == PROV_GONE || pi->state == PROV_STOPPING)
             continue;
-        if (fleet_find(c->fleet, pi->id, &idx) == 0)
+        if (in_snapshot(sv, n, pi->id))
             continue;
-        if (ctl__track(c, pi) == 0 && fleet_find(c->fleet, pi->id, &idx) == 0) {
+        if (track_instance(c, pi, NULL) == 0 && fleet_find(c->fleet, pi->id, &idx) == 0) {
             struct fleet_slot s;
             if (fleet_read(c->fleet, idx, &s) == 0)
                 fleet_update(c->fleet, idx, s.generation, adopt_fn, NULL);
@@ -422,14 +663,15 @@ int ctl__sync(struct ctl *c, int64_t now, int strict)
         c->last_sweep_ms = now;
     if (sweep && store_list_instances(c->store, c->group, 0, &rows, &nrows) == 0) {
         for (size_t i = 0; i < nrows; i++) {
-            uint32_t idx;
-            if (find_in(&live, rows[i].id) < 0 && fleet_find(c->fleet, rows[i].id, &idx) != 0)
+            if (find_in(&live, rows[i].id) < 0 && !in_snapshot(sv, n, rows[i].id))
                 if (store_set_instance_lifecycle(c->store, rows[i].id, "terminated", now) != 0)
                     log_debug("cannot close instance row \"%s\"", rows[i].id);
         }
         store_instances_free(rows);
     }
+    free(sv);
     prov_list_release(&live);
+    ctl__flush(c);
     c->last_describe_ms = now;
     provider_ok(c, 0);
     return 0;
@@ -449,9 +691,16 @@ int ctl_reconcile(struct ctl *c, int64_t now)
         for (size_t i = 0; i < n; i++) {
             log_info("resuming launch intent \"%s\" (%d instance%s) of group \"%s\"", open[i].token,
                      open[i].count, open[i].count == 1 ? "" : "s", c->group);
-            launch_with_token(c, open[i].token, open[i].count, now);
+            int lrc = launch_with_token(c, open[i].token, open[i].count, now);
+            if (lrc == PROV_ERETRY && c->n_retries < MAX_RETRY_BATCHES) {
+                /* re-sent (alone, same token) before any new launch */
+                struct launch_batch *b = &c->retries[c->n_retries++];
+                snprintf(b->token, sizeof(b->token), "%s", open[i].token);
+                b->count = open[i].count;
+            }
         }
         store_intents_free(open, n);
     }
+    ctl__flush(c);
     return 0;
 }

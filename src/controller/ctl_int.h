@@ -39,6 +39,19 @@
 #define FATAL_BACKOFF     300000
 #define VANISH_GRACE_MS   30000 /* a fresh launch may not be listed yet (eventual consistency) */
 #define LAUNCH_CONFIG_MAX 17    /* ctl_deps.launch_config, NUL included */
+#define MAX_RETRY_BATCHES 64    /* launch calls that failed transiently, kept to re-send */
+
+/* A lifecycle change not yet written to the store (ctl__flush_lifecycles()). */
+struct lc_pending {
+    char id[FLEET_ID_MAX];
+    int lifecycle;
+};
+
+/* One provider-sized launch call: its token (the intent's key) and count. */
+struct launch_batch {
+    char token[64]; /* PROV_ID_MAX and STORE_ID_MAX: a resumed intent's token fits */
+    int count;
+};
 
 /* The processes a group can suspend (group.h's GROUP_PROC_* names, in this order). */
 enum ctl_proc {
@@ -67,6 +80,8 @@ struct ctl {
     char *group;
     int health_from_provider;
     int64_t tick_ms, describe_every_ms, history_every_ms;
+    int history_instances_max; /* see ctl_deps */
+    int history_big;           /* the last sample left per-instance series out (logged once) */
     struct fleet *fleet;
     struct store *store;
     struct provider *prov;
@@ -95,8 +110,18 @@ struct ctl {
     int history_empty; /* the last history sample had no instance: the next empty one is skipped */
     int64_t launch_backoff_until, terminate_backoff_until;
     int launch_failures;
-    char retry_token[48]; /* a launch that failed transiently: re-sent with the same token */
-    int retry_count;
+    /* launch calls that failed transiently: each re-sent alone with its own token and count
+       (the first call may have reached the provider) before any new call is made */
+    struct launch_batch retries[MAX_RETRY_BATCHES];
+    size_t n_retries;
+    int fitted_max; /* the max_size the fleet table was last fitted to (0: never) */
+    /* lifecycle changes made to the fleet table this tick, written to the store in batches by
+       ctl__flush_lifecycles() (one transaction, not one per instance: 10,000 instances turning
+       in-service at once were 10,000 fsyncs) */
+    struct lc_pending *lc_pend;
+    size_t n_lc_pend, lc_pend_cap;
+    struct store_activity *act_pend; /* activities of this tick, the same way (ctl__flush) */
+    size_t n_act_pend, act_pend_cap;
     char fatal_msg[512]; /* last fatal provider error, logged once */
     struct fleet_slot *snap;
     size_t snap_cap;
@@ -168,11 +193,18 @@ void ctl__lifetime(struct ctl *c, const struct census *cs, int64_t now);
 /* The launch configuration a token carries (ctl_deps.launch_config), or "" into out. */
 void ctl__token_launch_config(const char *token, char *out, size_t len);
 size_t ctl__snapshot(struct ctl *c);
+/* Sets s's lifecycle in the fleet table now; the store's copy follows at the next
+   ctl__flush_lifecycles() (the end of the tick, or before a write that must come after it). */
 int ctl__set_lifecycle(struct ctl *c, const struct fleet_slot *s, int lifecycle, int64_t now);
 /* Puts a provider instance into the fleet table and the store: 0 tracked now, 1 already
    tracked, < 0 error. A store row it had before (a restart) gives back its lifecycle state. */
 struct prov_instance;
 int ctl__track(struct ctl *c, const struct prov_instance *pi);
+void ctl__flush_lifecycles(struct ctl *c);
+/* Keeps a copy of *a for the next ctl__flush(); -1 (nothing kept) when out of memory. */
+int ctl__defer_activity(struct ctl *c, const struct store_activity *a);
+/* Writes what this tick deferred: lifecycles, then activities, each in one store batch. */
+void ctl__flush(struct ctl *c);
 int ctl__launch(struct ctl *c, int count, int64_t now, const char *why);
 int ctl__terminate(struct ctl *c, const struct fleet_slot *const *victims, size_t n, int64_t now);
 int ctl__sync(struct ctl *c, int64_t now, int strict);

@@ -92,8 +92,9 @@ struct shhdr {
 struct fleet {
     struct shhdr *hdr;
     struct shslot *slots;
-    uint32_t cap; /* validated copy of hdr->capacity */
+    uint32_t reserve_cap; /* slots the mapping covers: hdr->capacity never exceeds it here */
     size_t map_size;
+    int fd; /* kept open: fleet_grow() extends the segment */
 };
 
 int fleet__crash_point;
@@ -135,6 +136,19 @@ static void shm_path(const char *name, char *buf, size_t size)
 static size_t seg_size(uint32_t cap)
 {
     return HDR_SIZE + (size_t)cap * sizeof(struct shslot);
+}
+
+/*
+ * The table's capacity now. The mapping reserves address space for
+ * FLEET_MAX_SLOTS (or the creation size, if larger) slots, so a table grown
+ * by any process (fleet_grow) is visible to every process at once without a
+ * remap; the value read from the segment is clamped to what this mapping
+ * covers. Callers read it once per operation: it only ever grows.
+ */
+static uint32_t cap_now(const struct fleet *f)
+{
+    uint32_t c = __atomic_load_n(&f->hdr->capacity, __ATOMIC_ACQUIRE);
+    return c < f->reserve_cap ? c : f->reserve_cap;
 }
 
 static void sleep_ms(long ms)
@@ -231,7 +245,7 @@ static void recover(struct fleet *f)
     unsigned replayed = 0, repaired = 0;
     if (__atomic_load_n(&h->j_valid, __ATOMIC_ACQUIRE)) {
         uint32_t idx = __atomic_load_n(&h->j_index, __ATOMIC_RELAXED);
-        if (idx < f->cap) {
+        if (idx < cap_now(f)) {
             uint64_t w[SLOT_WORDS];
             struct fleet_slot s;
             words_load(h->j_words, w);
@@ -247,7 +261,7 @@ static void recover(struct fleet *f)
         __atomic_store_n(&h->j_valid, 0u, __ATOMIC_RELEASE);
     }
     uint32_t used = 0;
-    for (uint32_t i = 0; i < f->cap; i++) {
+    for (uint32_t i = 0, cap = cap_now(f); i < cap; i++) {
         struct shslot *sl = &f->slots[i];
         struct fleet_slot s;
         slot_get_locked(sl, &s);
@@ -269,7 +283,7 @@ static void recover(struct fleet *f)
             used++;
     }
     h->used = used;
-    if (h->next_hint >= f->cap)
+    if (h->next_hint >= cap_now(f))
         h->next_hint = 0;
     __atomic_fetch_add(&h->membership_gen, 1, __ATOMIC_RELEASE);
     log_warn("fleet table: recovered the lock of a dead writer (journal replayed: %u, slots "
@@ -331,12 +345,47 @@ static int slot_read(const struct fleet *cf, uint32_t index, struct fleet_slot *
 
 /* ---- open / close --------------------------------------------------------------------------- */
 
-static int init_segment(int fd, uint32_t cap, struct fleet *f)
+/* Address space mapped for a table of cap slots: room for it to grow to FLEET_MAX_SLOTS. */
+static uint32_t reserve_for(uint32_t cap)
+{
+    return cap > FLEET_MAX_SLOTS ? cap : FLEET_MAX_SLOTS;
+}
+
+/*
+ * Gives the segment the size of cap slots, with its pages allocated (tmpfs
+ * full is an error here, not a SIGBUS at the first write to a slot).
+ */
+static int size_segment(int fd, uint32_t cap)
 {
     size_t size = seg_size(cap);
     if (ftruncate(fd, (off_t)size) == -1)
         return FLEET_ESYS;
-    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int rc = posix_fallocate(fd, 0, (off_t)size);
+    if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
+        errno = rc;
+        return FLEET_ESYS;
+    }
+    return 0;
+}
+
+/* Zeroed payloads with their index, for slots [from, to) of a zero-filled segment. */
+static void init_slots(struct shslot *slots, uint32_t from, uint32_t to)
+{
+    for (uint32_t i = from; i < to; i++) {
+        struct fleet_slot s;
+        memset(&s, 0, sizeof(s));
+        s.index = i;
+        memcpy(slots[i].words, &s, sizeof(s));
+    }
+}
+
+static int init_segment(int fd, uint32_t cap, struct fleet *f)
+{
+    size_t size = seg_size(cap), map = seg_size(reserve_for(cap));
+    int src = size_segment(fd, cap);
+    if (src != 0)
+        return src;
+    void *m = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED)
         return FLEET_ESYS;
     struct shhdr *h = m;
@@ -358,23 +407,18 @@ static int init_segment(int fd, uint32_t cap, struct fleet *f)
         rc = pthread_mutex_init(&h->lock, &a);
     pthread_mutexattr_destroy(&a);
     if (rc) {
-        munmap(m, size);
+        munmap(m, map);
         errno = rc;
         return FLEET_ESYS;
     }
     struct shslot *slots = (struct shslot *)((char *)m + HDR_SIZE);
-    for (uint32_t i = 0; i < cap; i++) {
-        struct fleet_slot s;
-        memset(&s, 0, sizeof(s));
-        s.index = i;
-        memcpy(slots[i].words, &s, sizeof(s));
-    }
+    init_slots(slots, 0, cap);
     __atomic_store_n(&h->magic, FLEET_MAGIC, __ATOMIC_RELAXED);
     __atomic_store_n(&h->ready, 1u, __ATOMIC_RELEASE);
     f->hdr = h;
     f->slots = slots;
-    f->cap = cap;
-    f->map_size = size;
+    f->reserve_cap = reserve_for(cap);
+    f->map_size = map;
     return 0;
 }
 
@@ -412,21 +456,24 @@ static int attach_segment(int fd, struct fleet *f)
     uint32_t slot_size = h->slot_size, mutex_size = h->mutex_size;
     uint64_t total = h->total_size;
     munmap(h, HDR_SIZE);
+    /* total and capacity may be read across a concurrent fleet_grow(): only the file must
+       hold what the capacity read says */
+    (void)total;
     if (magic != FLEET_MAGIC || layout != FLEET_LAYOUT || slot_size != sizeof(struct shslot) ||
-        mutex_size != sizeof(pthread_mutex_t) || cap == 0 || cap > FLEET_MAX_CAP ||
-        total != seg_size(cap))
+        mutex_size != sizeof(pthread_mutex_t) || cap == 0 || cap > FLEET_MAX_CAP)
         return FLEET_EVERSION;
     if (fstat(fd, &st) == -1)
         return FLEET_ESYS;
-    if ((uint64_t)st.st_size < total)
+    if ((uint64_t)st.st_size < seg_size(cap))
         return FLEET_EVERSION;
-    void *m = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    size_t map = seg_size(reserve_for(cap));
+    void *m = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED)
         return FLEET_ESYS;
     f->hdr = m;
     f->slots = (struct shslot *)((char *)m + HDR_SIZE);
-    f->cap = cap;
-    f->map_size = (size_t)total;
+    f->reserve_cap = reserve_for(cap);
+    f->map_size = map;
     return 0;
 }
 
@@ -478,15 +525,16 @@ int fleet_open(const char *name, uint32_t capacity, int create, struct fleet **o
         goto out;
     }
 out:
-    if (fd >= 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-    }
     if (rc) {
+        if (fd >= 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+        }
         free(f);
         return rc;
     }
+    f->fd = fd;
     *out = f;
     return 0;
 }
@@ -496,6 +544,8 @@ void fleet_close(struct fleet *f)
     if (!f)
         return;
     munmap(f->hdr, f->map_size);
+    if (f->fd >= 0)
+        close(f->fd);
     free(f);
 }
 
@@ -512,7 +562,32 @@ int fleet_unlink(const char *name)
 
 uint32_t fleet_capacity(const struct fleet *f)
 {
-    return f->cap;
+    return cap_now(f);
+}
+
+int fleet_grow(struct fleet *f, uint32_t capacity)
+{
+    if (!f || capacity == 0)
+        return FLEET_EINVAL;
+    if (capacity <= cap_now(f))
+        return 0;
+    if (capacity > f->reserve_cap)
+        return FLEET_ETOOBIG;
+    int rc = lock(f);
+    if (rc)
+        return rc;
+    uint32_t cur = cap_now(f);
+    if (capacity > cur) {
+        rc = size_segment(f->fd, capacity);
+        if (rc == 0) {
+            init_slots(f->slots, cur, capacity);
+            __atomic_store_n(&f->hdr->total_size, seg_size(capacity), __ATOMIC_RELAXED);
+            __atomic_store_n(&f->hdr->capacity, capacity, __ATOMIC_RELEASE);
+            __atomic_fetch_add(&f->hdr->membership_gen, 1, __ATOMIC_RELEASE);
+        }
+    }
+    unlock(f);
+    return rc;
 }
 
 uint64_t fleet_membership_gen(const struct fleet *f)
@@ -529,7 +604,7 @@ uint64_t fleet_membership_gen(const struct fleet *f)
 static int find_slot(const struct fleet *f, const char *id, uint32_t hash, int locked,
                      uint32_t *index_out)
 {
-    for (uint32_t i = 0; i < f->cap; i++) {
+    for (uint32_t i = 0, cap = cap_now(f); i < cap; i++) {
         if (__atomic_load_n(&f->slots[i].idhash, __ATOMIC_RELAXED) != hash)
             continue;
         struct fleet_slot s;
@@ -567,10 +642,11 @@ int fleet_alloc(struct fleet *f, const char *id, const char *address, int64_t la
         goto out;
     }
     struct shhdr *h = f->hdr;
-    uint32_t start = h->next_hint < f->cap ? h->next_hint : 0;
+    uint32_t cap = cap_now(f);
+    uint32_t start = h->next_hint < cap ? h->next_hint : 0;
     rc = FLEET_EFULL;
-    for (uint32_t k = 0; k < f->cap; k++) {
-        uint32_t i = (start + k) % f->cap;
+    for (uint32_t k = 0; k < cap; k++) {
+        uint32_t i = (start + k) % cap;
         if (__atomic_load_n(&f->slots[i].idhash, __ATOMIC_RELAXED) != 0)
             continue;
         struct fleet_slot s;
@@ -592,7 +668,7 @@ int fleet_alloc(struct fleet *f, const char *id, const char *address, int64_t la
         s.load1 = -1;
         slot_write(f, i, &s);
         h->used++;
-        h->next_hint = (i + 1) % f->cap;
+        h->next_hint = (i + 1) % cap;
         __atomic_fetch_add(&h->membership_gen, 1, __ATOMIC_RELEASE);
         if (index_out)
             *index_out = i;
@@ -607,7 +683,7 @@ out:
 /* Checks (index, generation) under the mutex; fills *cur with the live slot. */
 static int live_slot(struct fleet *f, uint32_t index, uint32_t generation, struct fleet_slot *cur)
 {
-    if (index >= f->cap)
+    if (index >= cap_now(f))
         return FLEET_EINVAL;
     slot_get_locked(&f->slots[index], cur);
     if (cur->lifecycle == FLEET_FREE || cur->generation != generation)
@@ -654,7 +730,7 @@ int fleet_find(const struct fleet *f, const char *id, uint32_t *index_out)
 
 int fleet_read(const struct fleet *f, uint32_t index, struct fleet_slot *out)
 {
-    if (!f || !out || index >= f->cap)
+    if (!f || !out || index >= cap_now(f))
         return FLEET_EINVAL;
     struct fleet_slot s;
     int rc = slot_read(f, index, &s);
@@ -669,7 +745,7 @@ size_t fleet_snapshot(const struct fleet *f, struct fleet_slot *out, size_t max)
     if (!f)
         return 0;
     size_t n = 0;
-    for (uint32_t i = 0; i < f->cap; i++) {
+    for (uint32_t i = 0, cap = cap_now(f); i < cap; i++) {
         if (__atomic_load_n(&f->slots[i].idhash, __ATOMIC_RELAXED) == 0)
             continue;
         struct fleet_slot s;
@@ -787,6 +863,8 @@ const char *fleet_strerror(int code)
         return "system call failed";
     case FLEET_EVERSION:
         return "segment has another layout version";
+    case FLEET_ETOOBIG:
+        return "capacity above what the table can grow to";
     default:
         return "unknown error";
     }
@@ -806,7 +884,7 @@ int fleet__unlock_for_test(struct fleet *f)
 
 uint32_t fleet__seq(const struct fleet *f, uint32_t index)
 {
-    if (index >= f->cap)
+    if (index >= cap_now(f))
         return 0;
     return __atomic_load_n(&f->slots[index].seq, __ATOMIC_ACQUIRE);
 }
@@ -830,7 +908,7 @@ int fleet__check(struct fleet *f, char *err, size_t errlen)
         snprintf(err, errlen, "journal left open");
         goto out;
     }
-    for (uint32_t i = 0; i < f->cap; i++) {
+    for (uint32_t i = 0, cap = cap_now(f); i < cap; i++) {
         const struct shslot *sl = &f->slots[i];
         struct fleet_slot s;
         slot_get_locked(sl, &s);
@@ -870,7 +948,7 @@ int fleet__check(struct fleet *f, char *err, size_t errlen)
             snprintf(err, errlen, "slot %u: used with generation 0", i);
             goto out;
         }
-        for (uint32_t j = i + 1; j < f->cap; j++) {
+        for (uint32_t j = i + 1, cap2 = cap_now(f); j < cap2; j++) {
             if (__atomic_load_n(&f->slots[j].idhash, __ATOMIC_RELAXED) != hash)
                 continue;
             struct fleet_slot o;

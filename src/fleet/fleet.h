@@ -18,6 +18,12 @@
  * generation) from an earlier snapshot cannot touch a slot that was freed and
  * reused meanwhile: fleet_update() fails with FLEET_ESTALE.
  *
+ * Size: a table is created with the capacity its group needs (its max_size)
+ * and grows in place (fleet_grow) when max_size is raised: each mapping
+ * reserves the address space of FLEET_MAX_SLOTS slots, so growth is one
+ * ftruncate under the mutex and every process sees it at its next read of the
+ * capacity; memory is spent only on the slots the table has.
+ *
  * Errors: 0 or a negative FLEET_E* code (fleet_strerror()).
  */
 #ifndef ASGD_FLEET_H
@@ -29,6 +35,14 @@
 #define FLEET_ID_MAX      64
 #define FLEET_ADDR_MAX    64
 #define FLEET_DEFAULT_CAP 4096
+/* The highest max_size a group may have (group_settings_validate() says so). */
+#define FLEET_MAX_SIZE 100000
+/* Slots a group of max_size instances needs: max_size, plus room for instances still
+   terminating while their replacements launch (a failed terminate keeps its slot). */
+#define FLEET_SLOTS_FOR(max_size) ((uint32_t)(max_size) + (uint32_t)(max_size) / 4u + 64u)
+/* The most slots a table can grow to: every mapping reserves address space (not memory)
+   for this many slots, ~256 bytes each (32 MB of address space per table and process). */
+#define FLEET_MAX_SLOTS FLEET_SLOTS_FOR(FLEET_MAX_SIZE)
 
 enum fleet_lifecycle {
     FLEET_FREE = 0,    /* slot unused */
@@ -99,7 +113,15 @@ void fleet_close(struct fleet *f);
 /* Removes the segment name (existing mappings stay valid). */
 int fleet_unlink(const char *name);
 
+/* Slots in the table now (only ever grows). */
 uint32_t fleet_capacity(const struct fleet *f);
+/*
+ * Grows the table to at least capacity slots (no-op if it has them). Safe
+ * while other threads and processes use the table. FLEET_ETOOBIG above
+ * FLEET_MAX_SLOTS (or the size the segment was first mapped with, if larger),
+ * FLEET_ESYS when the segment cannot grow (/dev/shm full: see errno).
+ */
+int fleet_grow(struct fleet *f, uint32_t capacity) __attribute__((warn_unused_result));
 /* Bumped on every alloc/free: a reader whose cached value differs rescans. */
 uint64_t fleet_membership_gen(const struct fleet *f);
 
@@ -152,6 +174,7 @@ enum fleet_error {
     FLEET_EINVAL = -5,
     FLEET_ESYS = -6, /* shm_open/mmap/ftruncate failed: see errno */
     FLEET_EVERSION = -7,
+    FLEET_ETOOBIG = -8,
 };
 const char *fleet_strerror(int code);
 

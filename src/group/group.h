@@ -185,13 +185,12 @@ int group_name_valid(const char *name);
 void group_settings_default(struct group_settings *g, const char *name);
 
 /*
- * THE validator: name, sizes (0 <= min <= desired <= max <= FLEET_DEFAULT_CAP,
- * the fleet table's capacity), policy and health ranges and how they fit
- * together. On failure returns -1, sets *sec and *key (each may be NULL) to
- * the INI section and key of the offending setting (static strings, e.g.
- * "policy", "scale_down_threshold") and writes the reason alone to err ("80
- * must be below scale_up_threshold (70)"); callers place it (file:line or
- * JSON key).
+ * THE validator: name, sizes (0 <= min <= desired <= max <= FLEET_MAX_SIZE:
+ * the fleet table is sized from max_size, see group_table_fit()), policy and health ranges and how
+ * they fit together. On failure returns -1, sets *sec and *key (each may be NULL) to the INI
+ * section and key of the offending setting (static strings, e.g. "policy", "scale_down_threshold")
+ * and writes the reason alone to err ("80 must be below scale_up_threshold (70)"); callers place it
+ * (file:line or JSON key).
  */
 int group_settings_validate(const struct group_settings *g, const char **sec, const char **key,
                             char *err, size_t errlen);

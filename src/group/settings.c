@@ -55,10 +55,10 @@ static const char *const hook_results[] = {"abandon", "continue", NULL};
 const struct group_key group_keys[] = {
     {"group", "name", "name", GROUP_K_STRING, OFF(name), SZ(name), 1, GROUP_NAME_LEN, NULL,
      "default", "the group's name: 1..48 letters, digits, '-', '_', '.'"},
-    {"group", "min_size", "min_size", GROUP_K_INT, OFF(min_size), 0, 0, FLEET_DEFAULT_CAP, NULL,
-     "1", "fewest instances"},
+    {"group", "min_size", "min_size", GROUP_K_INT, OFF(min_size), 0, 0, FLEET_MAX_SIZE, NULL, "1",
+     "fewest instances"},
     {"group", "max_size", "max_size", GROUP_K_INT, OFF(max_size), 0, 0, 1000000000, NULL,
-     "max(min_size, 1)", "most instances (at most the fleet table's capacity, 4096)"},
+     "max(min_size, 1)", "most instances (at most 100000; the fleet table is sized from it)"},
     {"group", "desired_capacity", "desired_capacity", GROUP_K_INT, OFF(desired_capacity), 0, 0,
      1000000000, NULL, "min_size", "instances wanted now (the policy changes it)"},
     {"group", "protect_new_instances", "protect_new_instances", GROUP_K_BOOL,
@@ -323,13 +323,13 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
     if (memchr(g->name, '\0', sizeof(g->name)) == NULL || !group_name_valid(g->name))
         FAIL("group", "name", "\"%.*s\" is not a valid name (1..%d letters, digits, '-', '_', '.')",
              GROUP_NAME_LEN, g->name, GROUP_NAME_LEN);
-    if (g->min_size < 0 || g->min_size > FLEET_DEFAULT_CAP)
-        FAIL("group", "min_size", "%d is out of range (0..%d)", g->min_size, FLEET_DEFAULT_CAP);
+    if (g->min_size < 0 || g->min_size > FLEET_MAX_SIZE)
+        FAIL("group", "min_size", "%d is out of range (0..%d)", g->min_size, FLEET_MAX_SIZE);
     if (g->max_size < 0)
-        FAIL("group", "max_size", "%d is out of range (0..%d)", g->max_size, FLEET_DEFAULT_CAP);
-    if (g->max_size > FLEET_DEFAULT_CAP)
-        FAIL("group", "max_size", "%d exceeds the fleet table's capacity of %d instances",
-             g->max_size, FLEET_DEFAULT_CAP);
+        FAIL("group", "max_size", "%d is out of range (0..%d)", g->max_size, FLEET_MAX_SIZE);
+    if (g->max_size > FLEET_MAX_SIZE)
+        FAIL("group", "max_size", "%d exceeds the most instances a group can have (%d)",
+             g->max_size, FLEET_MAX_SIZE);
     /* these two reasons name their key themselves: the API has always said it so */
     if (g->min_size > g->max_size)
         FAIL("group", "min_size", "min_size %d > max_size %d", g->min_size, g->max_size);
@@ -889,7 +889,7 @@ int group_settings_from_json(const json_t *j, struct group_settings *g, char *er
     /* as in the file: max_size and desired_capacity default to follow min_size */
     const json_t *mn = json_object_get(j, "min_size");
     if (json_is_integer(mn) && json_integer_value(mn) >= 0 &&
-        json_integer_value(mn) <= FLEET_DEFAULT_CAP) {
+        json_integer_value(mn) <= FLEET_MAX_SIZE) {
         int m = (int)json_integer_value(mn);
         g->max_size = m > 1 ? m : 1;
         g->desired_capacity = m;

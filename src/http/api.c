@@ -19,9 +19,13 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "group/group_table.h"
 #include "http/http_int.h"
 
 #include "common/banned.h"
+
+/* The most store look-ups one page of instances makes one by one (see http__get_instances). */
+#define PAGE_LOOKUPS_MAX 1000
 
 #define PATCH_RETRIES      5
 #define INSTANCES_PAGE_MAX 1000
@@ -33,7 +37,9 @@
 
 struct fleet_slot *http__snapshot(struct fleet *f, size_t *n)
 {
-    size_t cap = 64;
+    /* room for the whole table at once: a second pass over a large table costs more than
+       the memory of the unused slots */
+    size_t cap = fleet_capacity(f) ? fleet_capacity(f) : 64;
     for (;;) {
         struct fleet_slot *a = malloc(cap * sizeof *a);
         if (!a) {
@@ -286,8 +292,8 @@ void http__change_settings(struct http_req *r, struct http_reply *rep, const jso
                            const json_t *want_rev, http__settings_edit edit)
 {
     struct http_server *s = r->srv;
-    /* a node that does not run the group checks against the table size every node uses */
-    int max_cap = r->ref->fleet ? (int)fleet_capacity(r->ref->fleet) : FLEET_DEFAULT_CAP;
+    /* the size check is the validator's (FLEET_MAX_SIZE); the table grows with max_size below */
+    int max_cap = 0;
     struct group_settings old, neu;
     int rc = STORE_ECONFLICT;
     for (int attempt = 0; attempt < PATCH_RETRIES && rc == STORE_ECONFLICT; attempt++) {
@@ -302,6 +308,14 @@ void http__change_settings(struct http_req *r, struct http_reply *rep, const jso
         neu = old;
         char err[512];
         if (edit(&neu, body, max_cap, err, sizeof err)) {
+            http__error(rep, 400, "invalid settings", "%s", err);
+            return;
+        }
+        /* the table grows with max_size (the owner of a group run elsewhere grows its own
+           when its controller reads the settings): a size it cannot take is refused here,
+           in the words the daemon uses at start */
+        if (r->ref->fleet &&
+            group_table_fit(r->ref->fleet, r->group, neu.max_size, err, sizeof err) != 0) {
             http__error(rep, 400, "invalid settings", "%s", err);
             return;
         }
@@ -418,9 +432,10 @@ static json_t *row_json(const struct store_instance *x)
     return o;
 }
 
-static int cmp_slot_id(const void *a, const void *b)
+static int cmp_slot_ptr_id(const void *a, const void *b)
 {
-    return strcmp(((const struct fleet_slot *)a)->id, ((const struct fleet_slot *)b)->id);
+    return strcmp((*(const struct fleet_slot *const *)a)->id,
+                  (*(const struct fleet_slot *const *)b)->id);
 }
 
 /* Paging arguments: limit (0: all) and after (NULL: from the start). -1 and rep set if bad. */
@@ -545,50 +560,60 @@ void http__get_instances(struct http_req *r, struct http_reply *rep)
     size_t n = 0, nstored = 0;
     struct fleet_slot *slots = http__snapshot(r->ref->fleet, &n);
     json_t *arr = json_array();
-    if ((!slots && n) || !arr) {
+    const struct fleet_slot **ord = calloc(n ? n : 1, sizeof *ord);
+    if ((!slots && n) || !arr || !ord) {
         free(slots);
+        free(ord);
         json_decref(arr);
         http__error(rep, 500, "internal error", "out of memory");
         return;
     }
-    /* paging needs a stable order: by id (without paging, the table's order as always) */
-    if ((limit || after) && n > 1)
-        qsort(slots, n, sizeof *slots, cmp_slot_id);
-    /* provider and zone live in the store: one query, then a binary search per instance */
+    /* paging needs a stable order: by id (without paging, the table's order as always). The
+       slots past `after` are sorted as pointers: a page costs one pass over the table, not
+       moving every slot around */
+    size_t m = 0;
+    for (size_t k = 0; k < n; k++)
+        if (!after || strcmp(slots[k].id, after) > 0)
+            ord[m++] = &slots[k];
+    if ((limit || after) && m > 1)
+        qsort(ord, m, sizeof *ord, cmp_slot_ptr_id);
+    size_t take = limit && (size_t)limit < m ? (size_t)limit : m;
+    /* provider and zone live in the store: a page looks its instances up one by one (an
+       indexed read each), a long listing reads the group's rows once and searches them */
     struct store_instance *stored = NULL;
-    if (store_list_instances(s->store, r->group, 0, &stored, &nstored) != 0) {
+    int one_by_one = take <= PAGE_LOOKUPS_MAX && take * 8 < n;
+    if (!one_by_one && store_list_instances(s->store, r->group, 0, &stored, &nstored) != 0) {
         stored = NULL;
         nstored = 0;
     }
     if (nstored > 1)
         qsort(stored, nstored, sizeof *stored, cmp_store_inst);
-    size_t taken = 0, i = 0;
     const char *last = NULL;
-    for (; i < n; i++) {
-        const struct fleet_slot *x = &slots[i];
-        if (after && strcmp(x->id, after) <= 0)
-            continue;
-        if (limit && taken == (size_t)limit)
-            break;
-        struct store_instance key;
+    for (size_t i = 0; i < take; i++) {
+        const struct fleet_slot *x = ord[i];
+        struct store_instance key, one;
         memset(&key, 0, sizeof key);
         snprintf(key.id, sizeof key.id, "%s", x->id);
-        const struct store_instance *si =
-            nstored ? bsearch(&key, stored, nstored, sizeof *stored, cmp_store_inst) : NULL;
+        const struct store_instance *si = NULL;
+        if (one_by_one)
+            si = store_get_instance(s->store, x->id, &one) == 0 ? &one : NULL;
+        else if (nstored)
+            si = bsearch(&key, stored, nstored, sizeof *stored, cmp_store_inst);
         json_t *o = slot_json(x, si);
         if (!o || json_array_append_new(arr, o)) {
             free(slots);
+            free(ord);
             store_instances_free(stored);
             json_decref(arr);
             http__error(rep, 500, "internal error", "out of memory");
             return;
         }
         last = x->id;
-        taken++;
     }
-    if (limit && i < n && last)
+    if (limit && take < m && last)
         link_next(r, rep, limit, last);
     free(slots);
+    free(ord);
     store_instances_free(stored);
     http__json(rep, 200, arr);
 }

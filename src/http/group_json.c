@@ -3,8 +3,9 @@
  *
  * The mapping, the PATCH semantics and the validation live in src/group/
  * (group.h), shared with the config file and the store; these wrappers keep
- * api.c's names and add the one check only the API knows: the capacity of
- * this process's fleet table, which may be below FLEET_DEFAULT_CAP.
+ * api.c's names. max_cap (0: none) bounds max_size for callers that want a
+ * bound below FLEET_MAX_SIZE (the fuzzer); the API itself passes 0: the fleet
+ * table grows with max_size (group_table_fit()).
  *
  * Pure functions: no I/O, no clock; unit-tested directly and through HTTP.
  */
@@ -35,8 +36,7 @@ int http__group_validate(const struct group_settings *g, int max_cap, char *err,
     if (group_settings_validate_json(g, err, errlen) != 0)
         return -1;
     if (max_cap > 0 && g->max_size > max_cap) {
-        /* the same words as group_settings_validate() uses for FLEET_DEFAULT_CAP */
-        util_set_err(err, errlen, "max_size: %d exceeds the fleet table's capacity of %d instances",
+        util_set_err(err, errlen, "max_size: %d exceeds the most instances allowed here (%d)",
                      g->max_size, max_cap);
         return -1;
     }

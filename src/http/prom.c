@@ -8,6 +8,10 @@
  * per-group family has one sample per group this node runs, labelled group;
  * the process-wide counters (polls, provider calls, scaling actions) are
  * counted by the stats module for the whole process and carry no group.
+ * Per-instance series are written only for groups of at most
+ * PROM_INSTANCES_MAX instances (a comment line says which groups were left
+ * out): a scrape of a 10,000-instance group would be 20,000 series of which
+ * the by-health and by-lifecycle counts already say what alerting needs.
  */
 #include "http/http_int.h"
 
@@ -16,6 +20,8 @@
 #include <string.h>
 
 #include "common/banned.h"
+
+#define PROM_INSTANCES_MAX 1000
 
 /* Appends s as a label value (escaped). */
 static void label(struct http_buf *b, const char *s)
@@ -134,10 +140,17 @@ int http__prom_render(struct http_buf *b, const struct http_prom_input *in)
               G->ctl && G->ctl->avg_load >= 0, G->ctl->avg_load);
 
     if (in->n_groups) {
+        for (size_t k = 0; k < in->n_groups; k++)
+            if (in->groups[k].n_slots > PROM_INSTANCES_MAX) {
+                http__buf_printf(b, "# per-instance series of group \"");
+                label(b, in->groups[k].group);
+                http__buf_printf(b, "\" left out: %zu instances (more than %d)\n",
+                                 in->groups[k].n_slots, PROM_INSTANCES_MAX);
+            }
         family(b, "asgd_instance_load", "gauge", "Load (0-100) each instance last reported.");
         for (size_t k = 0; k < in->n_groups; k++) {
             const struct http_prom_group *G = &in->groups[k];
-            for (size_t i = 0; i < G->n_slots; i++) {
+            for (size_t i = 0; G->n_slots <= PROM_INSTANCES_MAX && i < G->n_slots; i++) {
                 const struct fleet_slot *s = &G->slots[i];
                 if (s->load < 0 || !isfinite(s->load))
                     continue;
@@ -152,7 +165,7 @@ int http__prom_render(struct http_buf *b, const struct http_prom_input *in)
                "1 if the instance is healthy, 0 if unhealthy or not yet decided.");
         for (size_t k = 0; k < in->n_groups; k++) {
             const struct http_prom_group *G = &in->groups[k];
-            for (size_t i = 0; i < G->n_slots; i++) {
+            for (size_t i = 0; G->n_slots <= PROM_INSTANCES_MAX && i < G->n_slots; i++) {
                 const struct fleet_slot *s = &G->slots[i];
                 http__buf_printf(b, "asgd_instance_healthy{group=\"");
                 label(b, G->group);

@@ -93,6 +93,9 @@ void mon__deregister(struct mon *m, const DeregisterRequest *rq, DeregisterReply
 /* Groups (mon.c). mon__group_find_instance(): the group whose table holds id
  * (and its slot index), or NULL; call with mu held. */
 struct mon_group *mon__group_find_instance(struct mon *m, const char *id, uint32_t *index);
+/* Grows g's arrays to its fleet table's capacity (the table grows with max_size). 0, or -1
+   out of memory (g unchanged, still usable). mu held, poller thread. */
+int mon__group_fit(struct mon_group *g);
 /* Unlinks and frees g (its targets already dropped); mu held. */
 void mon__group_unlink(struct mon *m, struct mon_group *g);
 

@@ -96,6 +96,24 @@ static void group_free(struct mon_group *g)
     free(g);
 }
 
+int mon__group_fit(struct mon_group *g)
+{
+    uint32_t cap = fleet_capacity(g->fleet);
+    if (cap <= g->cap)
+        return 0;
+    struct mon_target **t = realloc(g->targets, cap * sizeof(*t));
+    if (!t)
+        return -1;
+    memset(t + g->cap, 0, (cap - g->cap) * sizeof(*t));
+    g->targets = t;
+    struct fleet_slot *sn = realloc(g->snap, cap * sizeof(*sn));
+    if (!sn)
+        return -1; /* targets is larger already: harmless, cap still says the old size */
+    g->snap = sn;
+    g->cap = cap;
+    return 0;
+}
+
 static int group_add(struct mon *m, const char *name, struct fleet *f,
                      const struct mon_group_settings *gs, char *err, size_t errlen)
 {
@@ -415,6 +433,8 @@ int mon_start(struct mon *m)
     }
     atomic_store(&m->stop, 0);
     int rc = pthread_create(&m->thread, NULL, mon__poller_thread, m);
+    if (rc == 0)
+        pthread_setname_np(m->thread, "asgd-poller"); /* per-thread CPU in top -H, benchmarks */
     if (rc) {
         snprintf(m->errmsg, sizeof(m->errmsg), "monitor: cannot start the poller thread: %s",
                  strerror(rc));

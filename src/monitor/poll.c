@@ -173,6 +173,7 @@ void mon__poller_free(struct mon_poller *p)
 static void rescan(struct mon_poller *p, struct mon_group *g, int64_t now)
 {
     struct fleet *f = g->fleet;
+    mon__group_fit(g); /* a grown table (max_size raised): on failure, watch the old size */
     g->gen_seen = fleet_membership_gen(f);
     g->have_gen = 1;
     size_t n = fleet_snapshot(f, g->snap, g->cap);

@@ -30,6 +30,7 @@
 #include "common/util.h"
 #include "controller/ctl.h"
 #include "fleet/fleet.h"
+#include "group/group_table.h"
 #include "monitor/mon.h"
 #include "notify/notify.h"
 #include "provider/ec2.h"
@@ -286,17 +287,10 @@ static int grp_build(struct node *n, struct grp *g, const struct node_group_def 
 {
     if (n->open_store(n->arg, g->name, owner_key, owner_rev, &g->store, err, errlen) != 0)
         return -1;
-    int frc = fleet_open(g->fleet_name, FLEET_DEFAULT_CAP, 1, &g->fleet);
-    if (frc == FLEET_EVERSION) {
-        log_warn("fleet table of group \"%s\" has an old layout; recreating it", g->name);
-        fleet_unlink(g->fleet_name);
-        frc = fleet_open(g->fleet_name, FLEET_DEFAULT_CAP, 1, &g->fleet);
-    }
-    if (frc != 0) {
-        snprintf(err, errlen, "cannot open the fleet table of group \"%s\": %s", g->name,
-                 fleet_strerror(frc));
+    /* sized from max_size; the controller grows it when the stored max_size is larger */
+    if (group_table_open(g->fleet_name, g->name, def->settings.max_size, &g->fleet, err, errlen) !=
+        0)
         return -1;
-    }
     if (make_provider(n, g, def, err, errlen) != 0)
         return -1;
     char lc[24];

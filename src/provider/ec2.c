@@ -1,6 +1,7 @@
 /*
- * ec2.c - the EC2 provider: [ec2] settings, the signed Query API client with
- * retries and a call-rate ceiling, and launch/terminate/describe on top.
+ * ec2.c - the EC2 provider's signed Query API client with retries and a
+ * call-rate ceiling, its user data and its life cycle; the [ec2] settings are
+ * in ec2_settings.c, launch/terminate/describe in ec2_ops.c (ec2_int.h).
  *
  * One provider makes one API call at a time (a mutex around each operation),
  * which is also what makes the token bucket a true ceiling: a controller tick
@@ -18,7 +19,7 @@
  * with a wrong key makes a few calls a minute, not one per tick, and keeps
  * reporting the same clear error.
  */
-#include "provider/ec2.h"
+#include "provider/ec2_int.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -39,389 +40,7 @@
 
 #include "common/banned.h"
 
-#ifndef ASGD_VERSION
-#define ASGD_VERSION "dev"
-#endif
-
-#define EC2_API_VERSION "2016-11-15"
-#define GROUP_TAG       "asg:group"
-#define MAX_FORM        (1024 * 1024)
-#define MAX_REPLY       (16 * 1024 * 1024)
-#define MAX_USER_DATA   16384
-#define MAX_PAGES       1000
-#define TOKEN_MEMO      64
-#define BACKOFF_CAP_MS  8000
-
-/* ---- settings ------------------------------------------------------------------ */
-
-void ec2_settings_init(struct ec2_settings *s)
-{
-    memset(s, 0, sizeof(*s));
-    s->require_imdsv2 = 1;
-    s->api_calls_per_second = 5.0;
-    s->call_timeout_ms = 10000;
-    s->max_attempts = 4;
-    s->retry_base_delay_ms = 200;
-    s->describe_page_size = 500;
-    s->auth_failure_backoff_ms = 60000;
-}
-
-static void free_strv(char **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-void ec2_settings_release(struct ec2_settings *s)
-{
-    if (s == NULL)
-        return;
-    free(s->profile);
-    free(s->region);
-    free(s->endpoint);
-    free(s->image_id);
-    free(s->launch_template);
-    free(s->launch_template_version);
-    free(s->instance_type);
-    free(s->key_name);
-    free_strv(s->security_group_ids, s->n_security_group_ids);
-    free_strv(s->subnet_ids, s->n_subnet_ids);
-    free(s->iam_instance_profile);
-    free(s->user_data_file);
-    for (size_t i = 0; i < s->n_tags; i++) {
-        free(s->tags[i].key);
-        free(s->tags[i].value);
-    }
-    free(s->tags);
-    ec2_settings_init(s);
-}
-
-static char *trim_dup(const char *b, const char *e)
-{
-    while (b < e && isspace((unsigned char)*b))
-        b++;
-    while (e > b && isspace((unsigned char)e[-1]))
-        e--;
-    return strndup(b, (size_t)(e - b));
-}
-
-/* Splits "a, b,c" into a string vector. Empty items are an error (-2); -1 = out of memory. */
-static int split_list(const char *text, char ***out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    if (text == NULL)
-        return 0;
-    const char *p = text;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        const char *end = comma ? comma : p + strlen(p);
-        char *item = trim_dup(p, end);
-        if (item == NULL)
-            goto oom;
-        if (item[0] == '\0') {
-            free(item);
-            if (comma == NULL && *n == 0 && end == p + strlen(p)) {
-                /* whole value blank: an empty list */
-                const char *q = text;
-                while (isspace((unsigned char)*q))
-                    q++;
-                if (*q == '\0')
-                    return 0;
-            }
-            free_strv(*out, *n);
-            *out = NULL;
-            *n = 0;
-            return -2;
-        }
-        char **v = realloc(*out, (*n + 1) * sizeof(*v));
-        if (v == NULL) {
-            free(item);
-            goto oom;
-        }
-        *out = v;
-        (*out)[(*n)++] = item;
-        if (comma == NULL)
-            break;
-        p = comma + 1;
-    }
-    return 0;
-oom:
-    free_strv(*out, *n);
-    *out = NULL;
-    *n = 0;
-    return -1;
-}
-
-static int has_space(const char *s)
-{
-    for (; *s; s++)
-        if (isspace((unsigned char)*s) || (unsigned char)*s < 0x20)
-            return 1;
-    return 0;
-}
-
-static int load_list(struct cfg *c, const char *key, char ***out, size_t *n, char *err,
-                     size_t errlen)
-{
-    char *text = NULL;
-    if (cfg_get_str(c, "ec2", key, NULL, &text, err, errlen) != 0)
-        return -1;
-    int rc = split_list(text, out, n);
-    free(text);
-    if (rc == -1) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (rc == -2) {
-        cfg_error_at(c, "ec2", key, err, errlen, "empty item in the comma-separated list");
-        return -1;
-    }
-    for (size_t i = 0; i < *n; i++) {
-        if (has_space((*out)[i]) || strlen((*out)[i]) > 255) {
-            cfg_error_at(c, "ec2", key, err, errlen, "\"%.64s\" is not a valid id", (*out)[i]);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int load_tags(struct cfg *c, struct ec2_settings *s, char *err, size_t errlen)
-{
-    char **items = NULL;
-    size_t n = 0;
-    char *text = NULL;
-    int rc = -1;
-    if (cfg_get_str(c, "ec2", "tags", NULL, &text, err, errlen) != 0)
-        return -1;
-    int r = split_list(text, &items, &n);
-    free(text);
-    if (r == -1) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (r == -2) {
-        cfg_error_at(c, "ec2", "tags", err, errlen, "empty item in the comma-separated list");
-        return -1;
-    }
-    if (n > 49) {
-        cfg_error_at(c, "ec2", "tags", err, errlen, "at most 49 tags (EC2 allows 50, one is %s)",
-                     GROUP_TAG);
-        goto out;
-    }
-    if (n > 0) {
-        s->tags = calloc(n, sizeof(*s->tags));
-        if (s->tags == NULL) {
-            snprintf(err, errlen, "out of memory");
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        char *eq = strchr(items[i], '=');
-        if (eq == NULL) {
-            cfg_error_at(c, "ec2", "tags", err, errlen, "\"%.64s\" is not key=value", items[i]);
-            goto out;
-        }
-        char *k = trim_dup(items[i], eq);
-        char *v = trim_dup(eq + 1, eq + 1 + strlen(eq + 1));
-        if (k == NULL || v == NULL) {
-            free(k);
-            free(v);
-            snprintf(err, errlen, "out of memory");
-            goto out;
-        }
-        s->tags[s->n_tags].key = k;
-        s->tags[s->n_tags].value = v;
-        s->n_tags++;
-        if (k[0] == '\0' || strlen(k) > 128 || strlen(v) > 256) {
-            cfg_error_at(c, "ec2", "tags", err, errlen,
-                         "tag \"%.64s\": keys are 1-128 characters, values up to 256", k);
-            goto out;
-        }
-        if (strncmp(k, "aws:", 4) == 0 || strcmp(k, GROUP_TAG) == 0) {
-            cfg_error_at(c, "ec2", "tags", err, errlen, "tag key \"%.64s\" is reserved", k);
-            goto out;
-        }
-    }
-    rc = 0;
-out:
-    free_strv(items, n);
-    return rc;
-}
-
-int ec2_settings_load(struct cfg *c, struct ec2_settings *out, char *err, size_t errlen)
-{
-    struct ec2_settings s;
-    ec2_settings_init(&s);
-    long l;
-    double d;
-    int b;
-    if (cfg_get_str(c, "ec2", "profile", NULL, &s.profile, err, errlen) ||
-        cfg_get_str(c, "ec2", "region", NULL, &s.region, err, errlen) ||
-        cfg_get_str(c, "ec2", "endpoint", NULL, &s.endpoint, err, errlen) ||
-        cfg_get_str(c, "ec2", "image_id", NULL, &s.image_id, err, errlen) ||
-        cfg_get_str(c, "ec2", "launch_template", NULL, &s.launch_template, err, errlen) ||
-        cfg_get_str(c, "ec2", "launch_template_version", NULL, &s.launch_template_version, err,
-                    errlen) ||
-        cfg_get_str(c, "ec2", "instance_type", NULL, &s.instance_type, err, errlen) ||
-        cfg_get_str(c, "ec2", "key_name", NULL, &s.key_name, err, errlen) ||
-        cfg_get_str(c, "ec2", "iam_instance_profile", NULL, &s.iam_instance_profile, err, errlen) ||
-        cfg_get_str(c, "ec2", "user_data_file", NULL, &s.user_data_file, err, errlen))
-        goto fail;
-    if (load_list(c, "security_group_ids", &s.security_group_ids, &s.n_security_group_ids, err,
-                  errlen) ||
-        load_list(c, "subnet_ids", &s.subnet_ids, &s.n_subnet_ids, err, errlen) ||
-        load_tags(c, &s, err, errlen))
-        goto fail;
-    if (cfg_get_bool(c, "ec2", "use_public_ip", 0, &s.use_public_ip, err, errlen) ||
-        cfg_get_bool(c, "ec2", "require_imdsv2", 1, &b, err, errlen))
-        goto fail;
-    s.require_imdsv2 = b;
-    if (cfg_get_double(c, "ec2", "api_calls_per_second", 5.0, 0.1, 1000.0, &d, err, errlen))
-        goto fail;
-    s.api_calls_per_second = d;
-    if (cfg_get_duration(c, "ec2", "call_timeout", 10000, 100, 120000, &s.call_timeout_ms, err,
-                         errlen) ||
-        cfg_get_duration(c, "ec2", "retry_base_delay", 200, 1, 10000, &s.retry_base_delay_ms, err,
-                         errlen) ||
-        cfg_get_duration(c, "ec2", "auth_failure_backoff", 60000, 0, 3600000,
-                         &s.auth_failure_backoff_ms, err, errlen))
-        goto fail;
-    if (cfg_get_int(c, "ec2", "max_attempts", 4, 1, 10, &l, err, errlen))
-        goto fail;
-    s.max_attempts = (int)l;
-    if (cfg_get_int(c, "ec2", "describe_page_size", 500, 5, 1000, &l, err, errlen))
-        goto fail;
-    s.describe_page_size = (int)l;
-
-    /* cross-key checks */
-    static const struct {
-        const char *key;
-        size_t off;
-    } strs[] = {
-        {"profile", offsetof(struct ec2_settings, profile)},
-        {"region", offsetof(struct ec2_settings, region)},
-        {"image_id", offsetof(struct ec2_settings, image_id)},
-        {"launch_template", offsetof(struct ec2_settings, launch_template)},
-        {"launch_template_version", offsetof(struct ec2_settings, launch_template_version)},
-        {"instance_type", offsetof(struct ec2_settings, instance_type)},
-        {"key_name", offsetof(struct ec2_settings, key_name)},
-        {"iam_instance_profile", offsetof(struct ec2_settings, iam_instance_profile)},
-    };
-    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
-        const char *v = *(char **)((char *)&s + strs[i].off);
-        if (v != NULL && (v[0] == '\0' || has_space(v) || strlen(v) > 255)) {
-            cfg_error_at(c, "ec2", strs[i].key, err, errlen, "\"%.64s\" is not a valid value", v);
-            goto fail;
-        }
-    }
-    if (s.image_id == NULL && s.launch_template == NULL) {
-        cfg_error_at(c, "ec2", "image_id", err, errlen,
-                     "missing: set image_id (an AMI) or launch_template");
-        goto fail;
-    }
-    if (s.instance_type == NULL && s.launch_template == NULL) {
-        cfg_error_at(c, "ec2", "instance_type", err, errlen,
-                     "missing: set instance_type (e.g. t3.micro) or use a launch_template");
-        goto fail;
-    }
-    if (s.launch_template_version != NULL && s.launch_template == NULL) {
-        cfg_error_at(c, "ec2", "launch_template_version", err, errlen,
-                     "set without launch_template");
-        goto fail;
-    }
-    if (s.endpoint != NULL) {
-        char host[512];
-        if (aws_endpoint_host(s.endpoint, host, sizeof(host)) != 0) {
-            cfg_error_at(c, "ec2", "endpoint", err, errlen,
-                         "\"%.128s\" is not an http:// or https:// URL", s.endpoint);
-            goto fail;
-        }
-    }
-    if (s.user_data_file != NULL && access(s.user_data_file, R_OK) != 0) {
-        cfg_error_at(c, "ec2", "user_data_file", err, errlen, "cannot read \"%.200s\": %s",
-                     s.user_data_file, strerror(errno));
-        goto fail;
-    }
-    *out = s;
-    return 0;
-fail:
-    ec2_settings_release(&s);
-    *out = s;
-    return -1;
-}
-
-static int strdup_opt(char **dst, const char *src)
-{
-    *dst = NULL;
-    if (src == NULL)
-        return 0;
-    *dst = strdup(src);
-    return *dst == NULL ? -1 : 0;
-}
-
-static int strv_copy(char ***dst, size_t *dn, char *const *src, size_t n)
-{
-    *dst = NULL;
-    *dn = 0;
-    if (n == 0)
-        return 0;
-    *dst = calloc(n, sizeof(char *));
-    if (*dst == NULL)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        (*dst)[i] = strdup(src[i]);
-        if ((*dst)[i] == NULL)
-            return -1;
-        *dn = i + 1;
-    }
-    return 0;
-}
-
-static int settings_copy(struct ec2_settings *d, const struct ec2_settings *s)
-{
-    *d = *s;
-    d->profile = d->region = d->endpoint = d->image_id = d->launch_template = NULL;
-    d->launch_template_version = d->instance_type = d->key_name = NULL;
-    d->iam_instance_profile = d->user_data_file = NULL;
-    d->security_group_ids = d->subnet_ids = NULL;
-    d->n_security_group_ids = d->n_subnet_ids = 0;
-    d->tags = NULL;
-    d->n_tags = 0;
-    if (strdup_opt(&d->profile, s->profile) || strdup_opt(&d->region, s->region) ||
-        strdup_opt(&d->endpoint, s->endpoint) || strdup_opt(&d->image_id, s->image_id) ||
-        strdup_opt(&d->launch_template, s->launch_template) ||
-        strdup_opt(&d->launch_template_version, s->launch_template_version) ||
-        strdup_opt(&d->instance_type, s->instance_type) || strdup_opt(&d->key_name, s->key_name) ||
-        strdup_opt(&d->iam_instance_profile, s->iam_instance_profile) ||
-        strdup_opt(&d->user_data_file, s->user_data_file) ||
-        strv_copy(&d->security_group_ids, &d->n_security_group_ids, s->security_group_ids,
-                  s->n_security_group_ids) ||
-        strv_copy(&d->subnet_ids, &d->n_subnet_ids, s->subnet_ids, s->n_subnet_ids))
-        return -1;
-    if (s->n_tags > 0) {
-        d->tags = calloc(s->n_tags, sizeof(*d->tags));
-        if (d->tags == NULL)
-            return -1;
-        for (size_t i = 0; i < s->n_tags; i++) {
-            d->tags[i].key = strdup(s->tags[i].key);
-            d->tags[i].value = strdup(s->tags[i].value);
-            d->n_tags = i + 1;
-            if (d->tags[i].key == NULL || d->tags[i].value == NULL)
-                return -1;
-        }
-    }
-    return 0;
-}
-
 /* ---- small buffers ------------------------------------------------------------- */
-
-struct buf {
-    char *p;
-    size_t n, cap, max;
-    int failed;
-};
 
 static int buf_reserve(struct buf *b, size_t extra)
 {
@@ -455,14 +74,14 @@ static void buf_put(struct buf *b, const char *s, size_t len)
     b->p[b->n] = '\0';
 }
 
-static void buf_free(struct buf *b)
+void ec2__buf_free(struct buf *b)
 {
     free(b->p);
     memset(b, 0, sizeof(*b));
 }
 
 /* Appends "&key=value" (the first pair without '&'), both percent-encoded. */
-static void form_add(struct buf *f, const char *key, const char *value)
+void ec2__form_add(struct buf *f, const char *key, const char *value)
 {
     size_t need = 3 * (strlen(key) + strlen(value)) + 3;
     if (buf_reserve(f, need) != 0)
@@ -482,9 +101,7 @@ static void form_add(struct buf *f, const char *key, const char *value)
     f->n = pos;
 }
 
-static void form_addf(struct buf *f, const char *value, const char *keyfmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void form_addf(struct buf *f, const char *value, const char *keyfmt, ...)
+void ec2__form_addf(struct buf *f, const char *value, const char *keyfmt, ...)
 {
     char key[256];
     va_list ap;
@@ -495,7 +112,7 @@ static void form_addf(struct buf *f, const char *value, const char *keyfmt, ...)
         f->failed = 1;
         return;
     }
-    form_add(f, key, value);
+    ec2__form_add(f, key, value);
 }
 
 static size_t buf_write_cb(char *data, size_t size, size_t nmemb, void *ud)
@@ -531,45 +148,10 @@ static char *base64(const unsigned char *in, size_t len)
 
 /* ---- the provider --------------------------------------------------------------- */
 
-struct token_memo {
-    char token[PROV_ID_MAX];
-    int subnet;
-};
-
-struct ec2_provider {
-    struct provider base; /* first: provider.c casts */
-    pthread_mutex_t mu;
-    struct ec2_settings s;
-    char *group;
-    int agent_port;
-    char *region;
-    char *endpoint; /* "https://host[:port]" */
-    char *url;      /* endpoint + "/" */
-    char host[512]; /* the Host header we sign */
-    char *user_data_b64;
-    struct aws_chain *chain;
-    CURL *curl;
-    /* token bucket */
-    double bucket;
-    int64_t bucket_ms;
-    /* subnet spreading */
-    size_t *subnet_live;
-    size_t rr;
-    struct token_memo memo[TOKEN_MEMO];
-    size_t memo_next;
-    /* auth-failure backoff */
-    int64_t auth_block_until;
-    char auth_msg[512];
-    unsigned int seed;
-    struct ec2_stats stats;
-};
-
-static const struct provider_ops ec2_ops;
-
 void ec2_provider_stats(const struct provider *p, struct ec2_stats *out)
 {
     memset(out, 0, sizeof(*out));
-    if (p == NULL || p->ops != &ec2_ops)
+    if (p == NULL || p->ops != &ec2__ops)
         return;
     struct ec2_provider *e = (struct ec2_provider *)p;
     pthread_mutex_lock(&e->mu);
@@ -819,8 +401,8 @@ static int code_for(enum err_class c)
  * reply. On failure returns a PROV_E* code with p->base.errmsg set, and
  * resp->code holds the EC2 error code if there was one.
  */
-static int ec2_call(struct ec2_provider *p, const char *action, struct buf *form,
-                    struct ec2_response *resp)
+int ec2__call(struct ec2_provider *p, const char *action, struct buf *form,
+              struct ec2_response *resp)
 {
     int rc = PROV_ERETRY;
     struct aws_credentials cr = AWS_CREDENTIALS_INIT;
@@ -916,411 +498,19 @@ out:
         p->auth_msg[0] = '\0';
     }
     aws_credentials_release(&cr);
-    buf_free(&reply);
+    ec2__buf_free(&reply);
     return rc;
 }
 
-static void form_start(struct buf *f, const char *action)
+void ec2__form_start(struct buf *f, const char *action)
 {
     memset(f, 0, sizeof(*f));
     f->max = MAX_FORM;
-    form_add(f, "Action", action);
-    form_add(f, "Version", EC2_API_VERSION);
+    ec2__form_add(f, "Action", action);
+    ec2__form_add(f, "Version", EC2_API_VERSION);
 }
 
-static void to_prov(const struct ec2_provider *p, const struct ec2_instance *e,
-                    struct prov_instance *o)
-{
-    memset(o, 0, sizeof(*o));
-    snprintf(o->id, sizeof(o->id), "%s", e->id);
-    const char *ip = p->s.use_public_ip ? e->public_ip : e->private_ip;
-    if (ip[0] != '\0') {
-        if (strchr(ip, ':') != NULL)
-            snprintf(o->address, sizeof(o->address), "[%.40s]:%d", ip, p->agent_port);
-        else
-            snprintf(o->address, sizeof(o->address), "%.40s:%d", ip, p->agent_port);
-    }
-    o->state = ec2_state_to_prov(e->state_code);
-    o->launched_at_ms = e->launch_time_ms;
-    snprintf(o->zone, sizeof(o->zone), "%.31s", e->zone);
-    size_t tl = strlen(e->client_token);
-    if (tl < sizeof(o->launch_token))
-        memcpy(o->launch_token, e->client_token, tl + 1);
-}
-
-static int subnet_index(const struct ec2_provider *p, const char *subnet)
-{
-    for (size_t i = 0; i < p->s.n_subnet_ids; i++)
-        if (strcmp(p->s.subnet_ids[i], subnet) == 0)
-            return (int)i;
-    return -1;
-}
-
-/*
- * DescribeInstances of the group, following nextToken. With token != NULL
- * only that launch's instances (any state but terminated-and-gone is kept);
- * otherwise the live ones, and the per-subnet counts are refreshed.
- */
-static int describe_locked(struct ec2_provider *p, const char *token, struct prov_list *out)
-{
-    int rc = 0;
-    char *next = NULL;
-    struct ec2_response r = EC2_RESPONSE_INIT;
-    size_t *counts = NULL;
-    if (token == NULL && p->s.n_subnet_ids > 0) {
-        counts = calloc(p->s.n_subnet_ids, sizeof(*counts));
-        if (counts == NULL)
-            return provider__fail(&p->base, PROV_ENOMEM, "out of memory");
-    }
-    char pagesize[16];
-    snprintf(pagesize, sizeof(pagesize), "%d", p->s.describe_page_size);
-    for (int page = 0;; page++) {
-        if (page == MAX_PAGES) {
-            rc = provider__fail(&p->base, PROV_ERETRY,
-                                "ec2 DescribeInstances: more than %d pages, giving up", MAX_PAGES);
-            goto out;
-        }
-        struct buf f;
-        form_start(&f, "DescribeInstances");
-        form_add(&f, "Filter.1.Name", "tag:" GROUP_TAG);
-        form_add(&f, "Filter.1.Value.1", p->group);
-        if (token != NULL) {
-            form_add(&f, "Filter.2.Name", "client-token");
-            form_add(&f, "Filter.2.Value.1", token);
-        } else {
-            static const char *const live[] = {"pending", "running", "shutting-down", "stopping",
-                                               "stopped"};
-            form_add(&f, "Filter.2.Name", "instance-state-name");
-            for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
-                form_addf(&f, live[i], "Filter.2.Value.%zu", i + 1);
-        }
-        form_add(&f, "MaxResults", pagesize);
-        if (next != NULL)
-            form_add(&f, "NextToken", next);
-        rc = ec2_call(p, "DescribeInstances", &f, &r);
-        buf_free(&f);
-        if (rc != 0)
-            goto out;
-        for (size_t i = 0; i < r.n_instances; i++) {
-            const struct ec2_instance *e = &r.instances[i];
-            if (e->id[0] == '\0' || (e->group[0] != '\0' && strcmp(e->group, p->group) != 0))
-                continue;
-            if (token == NULL && e->state_code == EC2_TERMINATED)
-                continue;
-            struct prov_instance pi;
-            to_prov(p, e, &pi);
-            if (prov_list_push(out, &pi) != 0) {
-                rc = provider__fail(&p->base, PROV_ENOMEM, "out of memory");
-                goto out;
-            }
-            int si = counts ? subnet_index(p, e->subnet_id) : -1;
-            if (si >= 0 && pi.state != PROV_GONE)
-                counts[si]++;
-        }
-        if (r.next_token == NULL)
-            break;
-        if (next != NULL && strcmp(next, r.next_token) == 0) {
-            rc = provider__fail(&p->base, PROV_ERETRY,
-                                "ec2 DescribeInstances: the same nextToken twice, giving up");
-            goto out;
-        }
-        free(next);
-        next = r.next_token;
-        r.next_token = NULL;
-    }
-    if (counts != NULL) {
-        free(p->subnet_live);
-        p->subnet_live = counts;
-        counts = NULL;
-    }
-out:
-    free(counts);
-    free(next);
-    ec2_response_release(&r);
-    if (rc != 0)
-        prov_list_release(out);
-    return rc;
-}
-
-static int ec2_describe(struct provider *base, struct prov_list *out)
-{
-    struct ec2_provider *p = (struct ec2_provider *)base;
-    pthread_mutex_lock(&p->mu);
-    int rc = describe_locked(p, NULL, out);
-    pthread_mutex_unlock(&p->mu);
-    return rc;
-}
-
-/* The subnet for a launch token: remembered if seen, else the one with the fewest instances. */
-static int pick_subnet(struct ec2_provider *p, const char *token)
-{
-    if (p->s.n_subnet_ids == 0)
-        return -1;
-    for (size_t i = 0; i < TOKEN_MEMO; i++)
-        if (strcmp(p->memo[i].token, token) == 0)
-            return p->memo[i].subnet;
-    size_t n = p->s.n_subnet_ids;
-    size_t best = p->rr % n;
-    for (size_t k = 0; k < n; k++) {
-        size_t i = (p->rr + k) % n;
-        size_t ci = p->subnet_live ? p->subnet_live[i] : 0;
-        size_t cb = p->subnet_live ? p->subnet_live[best] : 0;
-        if (ci < cb)
-            best = i;
-    }
-    p->rr++;
-    struct token_memo *m = &p->memo[p->memo_next++ % TOKEN_MEMO];
-    snprintf(m->token, sizeof(m->token), "%s", token);
-    m->subnet = (int)best;
-    return (int)best;
-}
-
-/* One RunInstances of count instances with ClientToken token; appends them to out. */
-static int run_part(struct ec2_provider *p, int count, const char *token, struct prov_list *out)
-{
-    struct provider *base = &p->base;
-    struct ec2_response r = EC2_RESPONSE_INIT;
-    struct buf f;
-    char num[16];
-    int rc;
-    form_start(&f, "RunInstances");
-    form_add(&f, "ClientToken", token);
-    snprintf(num, sizeof(num), "%d", count);
-    form_add(&f, "MinCount", num);
-    form_add(&f, "MaxCount", num);
-    const struct ec2_settings *s = &p->s;
-    if (s->image_id != NULL)
-        form_add(&f, "ImageId", s->image_id);
-    if (s->launch_template != NULL) {
-        form_add(&f,
-                 strncmp(s->launch_template, "lt-", 3) == 0 ? "LaunchTemplate.LaunchTemplateId"
-                                                            : "LaunchTemplate.LaunchTemplateName",
-                 s->launch_template);
-        if (s->launch_template_version != NULL)
-            form_add(&f, "LaunchTemplate.Version", s->launch_template_version);
-    }
-    if (s->instance_type != NULL)
-        form_add(&f, "InstanceType", s->instance_type);
-    if (s->key_name != NULL)
-        form_add(&f, "KeyName", s->key_name);
-    int si = pick_subnet(p, token);
-    if (si >= 0)
-        form_add(&f, "SubnetId", s->subnet_ids[si]);
-    for (size_t i = 0; i < s->n_security_group_ids; i++)
-        form_addf(&f, s->security_group_ids[i], "SecurityGroupId.%zu", i + 1);
-    if (p->user_data_b64 != NULL)
-        form_add(&f, "UserData", p->user_data_b64);
-    if (s->iam_instance_profile != NULL)
-        form_add(&f,
-                 strncmp(s->iam_instance_profile, "arn:", 4) == 0 ? "IamInstanceProfile.Arn"
-                                                                  : "IamInstanceProfile.Name",
-                 s->iam_instance_profile);
-    if (s->require_imdsv2) {
-        form_add(&f, "MetadataOptions.HttpTokens", "required");
-        form_add(&f, "MetadataOptions.HttpEndpoint", "enabled");
-    }
-    form_add(&f, "TagSpecification.1.ResourceType", "instance");
-    form_add(&f, "TagSpecification.1.Tag.1.Key", GROUP_TAG);
-    form_add(&f, "TagSpecification.1.Tag.1.Value", p->group);
-    for (size_t i = 0; i < s->n_tags; i++) {
-        form_addf(&f, s->tags[i].key, "TagSpecification.1.Tag.%zu.Key", i + 2);
-        form_addf(&f, s->tags[i].value, "TagSpecification.1.Tag.%zu.Value", i + 2);
-    }
-    rc = ec2_call(p, "RunInstances", &f, &r);
-    if (rc == PROV_EFATAL && strcmp(r.code, "IdempotentParameterMismatch") == 0) {
-        /* the token was used before with other parameters (e.g. another subnet
-           after a restart): that earlier launch is the answer */
-        char saved[sizeof(p->base.errmsg)];
-        snprintf(saved, sizeof(saved), "%s", p->base.errmsg);
-        struct prov_list found = PROV_LIST_INIT;
-        int drc = describe_locked(p, token, &found);
-        if (drc == 0 && found.n > 0) {
-            log_info("ec2 launch token \"%s\" was used before: adopting its %zu instance(s)", token,
-                     found.n);
-            rc = 0;
-            for (size_t i = 0; i < found.n && rc == 0; i++)
-                if (prov_list_push(out, &found.items[i]) != 0)
-                    rc = provider__fail(base, PROV_ENOMEM, "out of memory");
-            prov_list_release(&found);
-            goto out;
-        }
-        prov_list_release(&found);
-        rc = drc != 0 ? drc
-                      : provider__fail(base, PROV_EFATAL, "%s (and no instance carries the token)",
-                                       saved);
-        goto out;
-    }
-    if (rc != 0)
-        goto out;
-    for (size_t i = 0; i < r.n_instances; i++) {
-        struct prov_instance pi;
-        to_prov(p, &r.instances[i], &pi);
-        if (prov_list_push(out, &pi) != 0) {
-            rc = provider__fail(base, PROV_ENOMEM, "out of memory");
-            goto out;
-        }
-        int k = subnet_index(p, r.instances[i].subnet_id);
-        if (k >= 0 && p->subnet_live != NULL)
-            p->subnet_live[k]++;
-    }
-    if (r.n_instances == 0)
-        rc = provider__fail(base, PROV_ERETRY, "ec2 RunInstances returned no instances");
-out:
-    buf_free(&f);
-    ec2_response_release(&r);
-    return rc;
-}
-
-/*
- * The ClientToken of part k of a launch split over subnets: "<token>.<k>", or
- * when that would pass EC2's 64 characters, a prefix of the token and a hash
- * of all of it. Deterministic, so a re-sent launch sends the same tokens.
- */
-static void part_token(const char *token, int k, char *out, size_t outlen)
-{
-    if (strlen(token) + 5 <= 64) {
-        snprintf(out, outlen, "%s.%d", token, k);
-        return;
-    }
-    uint8_t d[SIGV4_SHA256_LEN];
-    char hex[2 * SIGV4_SHA256_LEN + 1];
-    sigv4_sha256(token, strlen(token), d);
-    sigv4_hex(d, sizeof(d), hex);
-    snprintf(out, outlen, "%.40s-%.16s.%d", token, hex, k);
-}
-
-/*
- * With several subnets a launch of count > 1 is split into one RunInstances
- * per subnet (count spread evenly), so a group spreads even when the
- * controller asks for several at once. If some parts fail, the instances of
- * the others are returned (success with fewer instances): the controller
- * launches the rest later; the failed parts' tokens may be re-sent safely.
- */
-static int ec2_launch(struct provider *base, int count, const char *token, struct prov_list *out)
-{
-    struct ec2_provider *p = (struct ec2_provider *)base;
-    if (count > 1000)
-        return provider__fail(base, PROV_EINVAL, "ec2 launch: at most 1000 instances per call");
-    pthread_mutex_lock(&p->mu);
-    int parts = 1;
-    if (count > 1 && p->s.n_subnet_ids > 1)
-        parts = count < (int)p->s.n_subnet_ids ? count : (int)p->s.n_subnet_ids;
-    int rc = 0;
-    if (parts == 1) {
-        rc = run_part(p, count, token, out);
-    } else {
-        int first_err = 0;
-        char first_msg[sizeof(p->base.errmsg)] = "";
-        for (int k = 0; k < parts; k++) {
-            char tok[72];
-            part_token(token, k, tok, sizeof(tok));
-            int n = count / parts + (k < count % parts ? 1 : 0);
-            size_t before = out->n;
-            int prc = run_part(p, n, tok, out);
-            if (prc != 0 && first_err == 0) {
-                first_err = prc;
-                snprintf(first_msg, sizeof(first_msg), "%s", p->base.errmsg);
-            }
-            /* the caller knows the launch by its own token */
-            for (size_t i = before; i < out->n; i++)
-                snprintf(out->items[i].launch_token, sizeof(out->items[i].launch_token), "%s",
-                         token);
-        }
-        if (first_err != 0 && (out->n == 0 || first_err == PROV_ENOMEM)) {
-            rc = provider__fail(base, first_err, "%s", first_msg);
-        } else if (first_err != 0) {
-            log_warn("ec2 launch \"%s\": %zu of %d instances launched; the rest failed: %s", token,
-                     out->n, count, first_msg);
-        }
-    }
-    if (rc != 0)
-        prov_list_release(out);
-    pthread_mutex_unlock(&p->mu);
-    return rc;
-}
-
-static int terminate_batch(struct ec2_provider *p, const char *const *ids, size_t n)
-{
-    struct buf f;
-    struct ec2_response r = EC2_RESPONSE_INIT;
-    form_start(&f, "TerminateInstances");
-    for (size_t i = 0; i < n; i++)
-        form_addf(&f, ids[i], "InstanceId.%zu", i + 1);
-    int rc = ec2_call(p, "TerminateInstances", &f, &r);
-    if (rc == PROV_EFATAL && strcmp(r.code, "InvalidInstanceID.NotFound") == 0) {
-        if (n == 1) {
-            rc = 0; /* already gone */
-        } else {
-            /* one unknown id fails the whole call: go one by one */
-            rc = 0;
-            for (size_t i = 0; i < n && rc == 0; i++)
-                rc = terminate_batch(p, &ids[i], 1);
-        }
-    }
-    buf_free(&f);
-    ec2_response_release(&r);
-    return rc;
-}
-
-static int ec2_terminate(struct provider *base, const char *const *ids, size_t n)
-{
-    struct ec2_provider *p = (struct ec2_provider *)base;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] == NULL || ids[i][0] == '\0')
-            return provider__fail(base, PROV_EINVAL, "ec2 terminate: empty instance id");
-    pthread_mutex_lock(&p->mu);
-    int rc = 0;
-    for (size_t off = 0; off < n && rc == 0; off += 1000)
-        rc = terminate_batch(p, ids + off, n - off > 1000 ? 1000 : n - off);
-    pthread_mutex_unlock(&p->mu);
-    return rc;
-}
-
-/*
- * Attach and detach (issue 12): the group tag is what makes an instance the
- * group's (describe() filters on it), so they add or remove it. DeleteTags
- * names the value: an instance tagged for another group keeps its tag.
- */
-static int group_tag(struct ec2_provider *p, const char *action, const char *id)
-{
-    struct buf f;
-    struct ec2_response r = EC2_RESPONSE_INIT;
-    form_start(&f, action);
-    form_add(&f, "ResourceId.1", id);
-    form_add(&f, "Tag.1.Key", GROUP_TAG);
-    form_add(&f, "Tag.1.Value", p->group);
-    pthread_mutex_lock(&p->mu);
-    int rc = ec2_call(p, action, &f, &r);
-    pthread_mutex_unlock(&p->mu);
-    buf_free(&f);
-    ec2_response_release(&r);
-    return rc;
-}
-
-static int ec2_detach(struct provider *base, const char *id)
-{
-    if (id == NULL || id[0] == '\0')
-        return provider__fail(base, PROV_EINVAL, "ec2 detach: empty instance id");
-    return group_tag((struct ec2_provider *)base, "DeleteTags", id);
-}
-
-static int ec2_attach(struct provider *base, const struct prov_instance *in,
-                      struct prov_instance *out)
-{
-    if (in->id[0] == '\0' || strncmp(in->id, "i-", 2) != 0)
-        return provider__fail(base, PROV_EINVAL, "ec2 attach: \"%.64s\" is not an instance id",
-                              in->id);
-    int rc = group_tag((struct ec2_provider *)base, "CreateTags", in->id);
-    if (rc != 0)
-        return rc;
-    /* its address comes with the next describe (the controller fills it in then) */
-    memset(out, 0, sizeof(*out));
-    snprintf(out->id, sizeof(out->id), "%s", in->id);
-    out->state = PROV_RUNNING;
-    return 0;
-}
-
-static void ec2_destroy(struct provider *base)
+void ec2__destroy(struct provider *base)
 {
     struct ec2_provider *p = (struct ec2_provider *)base;
     if (p->curl != NULL)
@@ -1336,16 +526,6 @@ static void ec2_destroy(struct provider *base)
     pthread_mutex_destroy(&p->mu);
     free(p);
 }
-
-static const struct provider_ops ec2_ops = {
-    .name = "ec2",
-    .launch = ec2_launch,
-    .terminate = ec2_terminate,
-    .describe = ec2_describe,
-    .destroy = ec2_destroy,
-    .detach = ec2_detach,
-    .attach = ec2_attach,
-};
 
 /* Reads the template and substitutes the {{...}} names; returns malloc'd text or NULL + err. */
 static char *render_user_data(const char *path, const char *const names[][2], size_t *len,
@@ -1366,7 +546,7 @@ static char *render_user_data(const char *path, const char *const names[][2], si
     if (rerr || in.failed) {
         snprintf(err, errlen, "user_data_file \"%.200s\": %s", path,
                  rerr ? "read error" : "larger than 64 KB");
-        buf_free(&in);
+        ec2__buf_free(&in);
         return NULL;
     }
     for (size_t i = 0; i < in.n;) {
@@ -1383,11 +563,11 @@ static char *render_user_data(const char *path, const char *const names[][2], si
         if (!matched)
             buf_put(&out, in.p + i++, 1);
     }
-    buf_free(&in);
+    ec2__buf_free(&in);
     if (out.failed || out.n > MAX_USER_DATA) {
         snprintf(err, errlen, "user_data_file \"%.200s\": larger than 16 KB after substitution",
                  path);
-        buf_free(&out);
+        ec2__buf_free(&out);
         return NULL;
     }
     *len = out.n;
@@ -1412,11 +592,11 @@ int provider_ec2_new(const struct ec2_settings *s, const char *group_name, int a
         snprintf(err, errlen, "out of memory");
         return PROV_ENOMEM;
     }
-    p->base.ops = &ec2_ops;
+    p->base.ops = &ec2__ops;
     pthread_mutex_init(&p->mu, NULL);
     ec2_settings_init(&p->s);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (settings_copy(&p->s, s) != 0 || (p->group = strdup(group_name)) == NULL) {
+    if (ec2__settings_copy(&p->s, s) != 0 || (p->group = strdup(group_name)) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -1484,6 +664,6 @@ int provider_ec2_new(const struct ec2_settings *s, const char *group_name, int a
     *out = &p->base;
     return 0;
 fail:
-    ec2_destroy(&p->base);
+    ec2__destroy(&p->base);
     return rc;
 }

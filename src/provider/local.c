@@ -1027,6 +1027,9 @@ static const struct provider_ops local_ops = {
     .destroy = local_destroy,
     .detach = local_detach,
     .attach = local_attach,
+    /* each instance is a fork+exec and a pid file: a call of 100 keeps one tick short */
+    .max_launch = 100,
+    .max_terminate = 1000,
 };
 
 static int split_args(struct local_provider *lp, const char *args)

@@ -3,7 +3,9 @@
  */
 #include "provider/provider.h"
 
+#include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +57,9 @@ int provider_launch(struct provider *p, int count, const char *token, struct pro
 {
     if (count <= 0 || token == NULL || strlen(token) >= PROV_ID_MAX)
         return provider__fail(p, PROV_EINVAL, "launch: bad count or token");
+    if (count > provider_max_launch(p))
+        return provider__fail(p, PROV_EINVAL, "%s launch: at most %d instances per call (asked %d)",
+                              p->ops->name, provider_max_launch(p), count);
     p->errmsg[0] = '\0';
     return p->ops->launch(p, count, token, out);
 }
@@ -64,6 +69,10 @@ int provider_terminate(struct provider *p, const char *const *ids, size_t n)
     p->errmsg[0] = '\0';
     if (n == 0)
         return 0;
+    if (n > provider_max_terminate(p))
+        return provider__fail(p, PROV_EINVAL,
+                              "%s terminate: at most %zu instances per call (asked %zu)",
+                              p->ops->name, provider_max_terminate(p), n);
     return p->ops->terminate(p, ids, n);
 }
 
@@ -89,6 +98,16 @@ int provider_attach(struct provider *p, const struct prov_instance *in, struct p
         return provider__fail(p, PROV_EINVAL, "the %s provider cannot attach instances",
                               p->ops->name);
     return p->ops->attach(p, in, out);
+}
+
+int provider_max_launch(const struct provider *p)
+{
+    return p->ops->max_launch > 0 ? p->ops->max_launch : INT_MAX;
+}
+
+size_t provider_max_terminate(const struct provider *p)
+{
+    return p->ops->max_terminate > 0 ? p->ops->max_terminate : SIZE_MAX;
 }
 
 const char *provider_name(const struct provider *p)

@@ -82,6 +82,11 @@ struct provider_ops {
        terminating it, and take a running one into the group */
     int (*detach)(struct provider *p, const char *id);
     int (*attach)(struct provider *p, const struct prov_instance *in, struct prov_instance *out);
+    /* The most instances one launch() / terminate() call accepts (0: no limit). The
+       controller splits larger requests into calls of at most this size, each launch call
+       with its own token and intent, so a provider never sees a request it must refuse. */
+    int max_launch;
+    size_t max_terminate;
 };
 
 struct provider {
@@ -111,6 +116,10 @@ int provider_detach(struct provider *p, const char *id) __attribute__((warn_unus
  */
 int provider_attach(struct provider *p, const struct prov_instance *in, struct prov_instance *out)
     __attribute__((warn_unused_result));
+/* The most instances one launch() call accepts: ops->max_launch, or INT_MAX when unlimited. */
+int provider_max_launch(const struct provider *p);
+/* The most ids one terminate() call accepts: ops->max_terminate, or SIZE_MAX when unlimited. */
+size_t provider_max_terminate(const struct provider *p);
 /* "local" or "ec2". */
 const char *provider_name(const struct provider *p);
 /* The last error's message, or "". */

@@ -335,6 +335,57 @@ int store_put_instance(struct store *st, const struct store_instance *in)
     return rc;
 }
 
+int store_put_instances(struct store *st, const struct store_instance *v, size_t n)
+{
+    if (!st || (!v && n))
+        return STORE_EINVAL;
+    if (n == 0)
+        return 0;
+    lock(st);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = instance_valid(st, &v[i]);
+    if (!rc && st->ops->batch_begin)
+        rc = st->ops->batch_begin(st);
+    int in_batch = !rc && st->ops->batch_begin;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = st->ops->put_instance(st, &v[i]);
+    if (in_batch) {
+        int erc = st->ops->batch_end(st, rc == 0);
+        if (!rc)
+            rc = erc;
+    }
+    unlock(st);
+    return rc;
+}
+
+int store_set_instances_lifecycle(struct store *st, const char *const *ids, size_t n,
+                                  const char *lifecycle, int64_t terminated_at_ms)
+{
+    if (!st || (!ids && n) || !store_str_ok(lifecycle, STORE_SHORT_MAX, 0))
+        return STORE_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!key_ok(st, ids[i], STORE_ID_MAX, 1))
+            return STORE_EINVAL;
+    if (n == 0)
+        return 0;
+    lock(st);
+    int rc = st->ops->batch_begin ? st->ops->batch_begin(st) : 0;
+    int in_batch = !rc && st->ops->batch_begin;
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = st->ops->set_instance_lifecycle(st, ids[i], lifecycle, terminated_at_ms);
+        if (rc == STORE_ENOENT)
+            rc = 0; /* a row never written (or swept): nothing to update */
+    }
+    if (in_batch) {
+        int erc = st->ops->batch_end(st, rc == 0);
+        if (!rc)
+            rc = erc;
+    }
+    unlock(st);
+    return rc;
+}
+
 int store_set_instance_lifecycle(struct store *st, const char *id, const char *lifecycle,
                                  int64_t terminated_at_ms)
 {
@@ -440,21 +491,50 @@ void store_intents_free(struct store_intent *list, size_t n)
 
 /* ---- activities ----------------------------------------------------------------------------- */
 
+static int activity_valid(struct store *st, const struct store_activity *a)
+{
+    if (!key_ok(st, a->group, sizeof(a->group), 1) || !store_str_ok(a->kind, sizeof(a->kind), 1) ||
+        !store_str_ok(a->cause, sizeof(a->cause), 0) ||
+        !store_str_ok(a->status, sizeof(a->status), 0) ||
+        !store_str_ok(a->detail, sizeof(a->detail), 0))
+        return store_set_err(st, STORE_EINVAL,
+                             "activity: group and kind must be non-empty, every text field "
+                             "terminated");
+    return 0;
+}
+
 int store_activity_add(struct store *st, const struct store_activity *a, int64_t *id_out)
 {
     if (!st || !a)
         return STORE_EINVAL;
     lock(st);
-    int rc;
-    if (!key_ok(st, a->group, sizeof(a->group), 1) || !store_str_ok(a->kind, sizeof(a->kind), 1) ||
-        !store_str_ok(a->cause, sizeof(a->cause), 0) ||
-        !store_str_ok(a->status, sizeof(a->status), 0) ||
-        !store_str_ok(a->detail, sizeof(a->detail), 0))
-        rc = store_set_err(st, STORE_EINVAL,
-                           "activity: group and kind must be non-empty, every text field "
-                           "terminated");
-    else
+    int rc = activity_valid(st, a);
+    if (!rc)
         rc = st->ops->activity_add(st, a, id_out);
+    unlock(st);
+    return rc;
+}
+
+int store_activities_add(struct store *st, const struct store_activity *a, size_t n)
+{
+    if (!st || (!a && n))
+        return STORE_EINVAL;
+    if (n == 0)
+        return 0;
+    lock(st);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = activity_valid(st, &a[i]);
+    if (!rc && st->ops->batch_begin)
+        rc = st->ops->batch_begin(st);
+    int in_batch = !rc && st->ops->batch_begin;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = st->ops->activity_add(st, &a[i], NULL);
+    if (in_batch) {
+        int erc = st->ops->batch_end(st, rc == 0);
+        if (!rc)
+            rc = erc;
+    }
     unlock(st);
     return rc;
 }

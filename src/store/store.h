@@ -291,6 +291,20 @@ struct store_instance {
 int store_put_instance(struct store *st, const struct store_instance *inst)
     __attribute__((warn_unused_result));
 /*
+ * store_put_instance() for n instances at once: one transaction where the
+ * backend has them (SQLite: one fsync for a launch of 1,000), else one write
+ * each. All or nothing on SQLite; on etcd the rows before a failure stay.
+ */
+int store_put_instances(struct store *st, const struct store_instance *v, size_t n)
+    __attribute__((warn_unused_result));
+/*
+ * store_set_instance_lifecycle() for n ids at once (as store_put_instances);
+ * ids without a row are skipped, not an error.
+ */
+int store_set_instances_lifecycle(struct store *st, const char *const *ids, size_t n,
+                                  const char *lifecycle, int64_t terminated_at_ms)
+    __attribute__((warn_unused_result));
+/*
  * Sets the lifecycle text (and terminated_at_ms, 0 to leave it unchanged) of
  * instance id. STORE_ENOENT if absent.
  */
@@ -368,6 +382,10 @@ struct store_activity {
  * new id is stored in *id_out (may be NULL). Ids grow: newer = larger.
  */
 int store_activity_add(struct store *st, const struct store_activity *a, int64_t *id_out)
+    __attribute__((warn_unused_result));
+/* n activities at once, in order (one transaction where the backend has them, as
+   store_put_instances()). */
+int store_activities_add(struct store *st, const struct store_activity *a, size_t n)
     __attribute__((warn_unused_result));
 /*
  * Lists activities of group (NULL: all), newest first, at most limit

@@ -21,6 +21,10 @@ terminated after --shutdown-seconds; terminated instances stay listed for
 --terminated-linger seconds. ClientToken: same token and parameters return the
 original reservation; other parameters -> IdempotentParameterMismatch.
 --max-instances caps live instances (InsufficientInstanceCapacity beyond).
+--address-base A.B.C.D hands out private addresses from A.B.C.D upwards (e.g.
+127.1.0.1: loopback addresses an agent swarm can answer on) instead of 10.x;
+with --swarm-ids the k-th instance is also named as bench_swarm's agent k.
+Every RunInstances call is recorded in stats "run_calls" (token, count, ok).
 
 Faults (flags, or POST /_admin/faults with a JSON object of the same names):
   throttle   fraction of signed requests answered 503 RequestLimitExceeded
@@ -28,6 +32,8 @@ Faults (flags, or POST /_admin/faults with a JSON object of the same names):
   unavailable fraction answered 503 Unavailable
   slow_ms    delay added to each reply (slow_fraction of them, default all)
   bogus      fraction answered 200 with an HTML page (a misbehaving proxy)
+  fail_runs  the next N RunInstances calls (after fail_runs_after more) are answered
+             503 Unavailable: one chosen launch call fails, the others do not
 
 Admin (unsigned, for tests): GET /_admin/stats, GET /_admin/instances,
 POST /_admin/terminate?id=i-... (terminate behind the client's back),
@@ -111,14 +117,31 @@ class State:
         self.reservations = {}   # reservation id -> [ids]
         self.pages = {}          # NextToken -> (query key, offset)
         self.ip_counter = 10
+        self.address_base = None
+        if args.address_base:
+            a, b, c, d = (int(x) for x in args.address_base.split("."))
+            self.address_base = a << 24 | b << 16 | c << 8 | d
+        self.next_addr, self.seq = self.address_base, 0
         self.faults = {"throttle": args.throttle, "capacity": args.capacity,
                        "unavailable": args.unavailable, "slow_ms": args.slow_ms,
                        "bogus": args.bogus,
-                       "slow_fraction": args.slow_fraction}
+                       "slow_fraction": args.slow_fraction,
+                       "fail_runs": 0, "fail_runs_after": 0}
         self.reset_stats()
+
+    def next_address(self):
+        """The next --address-base address: the k-th launch gets base + k, skipping .0 and
+        .255 last octets, as bench/swarm.c numbers its agents."""
+        a = self.next_addr
+        self.next_addr += 1
+        while self.next_addr & 0xff in (0, 255):
+            self.next_addr += 1
+        self.seq += 1
+        return "%d.%d.%d.%d" % (a >> 24 & 255, a >> 16 & 255, a >> 8 & 255, a & 255)
 
     def reset_stats(self):
         self.stats = {"requests": 0, "calls": {}, "auth_failures": 0, "throttled": 0,
+                      "run_calls": [],
                       "errors": {}, "launched": 0, "first_request": None, "last_request": None,
                       "request_times": []}
 
@@ -307,6 +330,16 @@ def run_instances(st, p):
     token = p.get("ClientToken", "")
     if len(token) > 64:
         raise ApiError("InvalidParameterValue", "ClientToken is longer than 64 characters")
+    call = {"token": token, "count": mx, "ok": True}
+    st.stats["run_calls"].append(call)
+    if st.faults["fail_runs"] > 0:
+        if st.faults["fail_runs_after"] > 0:
+            st.faults["fail_runs_after"] -= 1
+        else:
+            st.faults["fail_runs"] -= 1
+            call["ok"] = False
+            raise ApiError("Unavailable", "The service is unavailable. Please try again "
+                           "shortly.", 503)
     sig = json.dumps({k: v for k, v in p.items() if k not in ("ClientToken", "Action", "Version")},
                      sort_keys=True)
     now = time.time()
@@ -338,8 +371,13 @@ def run_instances(st, p):
     for k in range(count):
         iid = "i-" + secrets.token_hex(8) + "f"
         st.ip_counter += 1
-        ip = "10.%d.%d.%d" % (sum(subnet.encode()) % 250, st.ip_counter // 250 % 250,
-                              st.ip_counter % 250 + 1)
+        if st.address_base is not None:
+            ip = st.next_address()
+            if st.args.swarm_ids:
+                iid = "i-00%06d" % (st.seq - 1)
+        else:
+            ip = "10.%d.%d.%d" % (sum(subnet.encode()) % 250, st.ip_counter // 250 % 250,
+                                  st.ip_counter % 250 + 1)
         st.instances[iid] = Instance(iid, rid, p, subnet, zone, ip, token, tags, k)
         ids.append(iid)
     st.stats["launched"] += count
@@ -666,6 +704,11 @@ def parse_args(argv=None):
     ap.add_argument("--shutdown-seconds", type=float, default=1.0)
     ap.add_argument("--terminated-linger", type=float, default=30.0)
     ap.add_argument("--max-instances", type=int, default=0)
+    ap.add_argument("--address-base", default=None,
+                    help="hand out private addresses from this IPv4 address upwards")
+    ap.add_argument("--swarm-ids", action="store_true",
+                    help="with --address-base: the k-th instance is i-00%%06d (k), as "
+                         "bench_swarm --id-prefix i-00 answers for its agent k")
     ap.add_argument("--throttle", type=float, default=0.0)
     ap.add_argument("--capacity", type=float, default=0.0)
     ap.add_argument("--unavailable", type=float, default=0.0)

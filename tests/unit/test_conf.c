@@ -244,7 +244,7 @@ static void bad_values(void **state)
         {"[group]\nname =\n", "t.ini:2: [group] name: \"\" is not a valid name"},
         {"[group]\nname = aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
          "t.ini:2: [group] name: \"aaaa"}, /* 49 characters */
-        {"[group]\nmin_size = -1\n", "t.ini:2: [group] min_size: -1 is out of range (0..4096)"},
+        {"[group]\nmin_size = -1\n", "t.ini:2: [group] min_size: -1 is out of range (0..100000)"},
         {"[group]\nmin_size = two\n", "t.ini:2: [group] min_size: \"two\" is not an integer"},
         {"[group]\nmin_size = 5\nmax_size = 3\n",
          "t.ini:2: [group] min_size: min_size 5 > max_size 3"},
@@ -316,8 +316,8 @@ static void bad_values(void **state)
          "t.ini:3: [group] min_size: duplicate key (first at line 2)"},
         {"[group]\nmin_sise = 2\n", "t.ini:2: [group] min_sise: unknown key"},
         {"[group]\nmin_size = 1\n[grup]\nmin_size = 1\n", "t.ini:3: [grup]: unknown section"},
-        {"[group]\nmax_size = 4097\n",
-         "t.ini:2: [group] max_size: 4097 exceeds the fleet table's capacity of 4096 instances"},
+        {"[group]\nmax_size = 100001\n",
+         "t.ini:2: [group] max_size: 100001 exceeds the most instances a group can have (100000)"},
         {"[local]\nagent_args = \"--x\"\n[group]\nname = \"a b\"\n",
          "t.ini:4: [group] name: \"a b\" is not a valid name"},
         {"[ec2]\nregion = eu-west-1\n", "t.ini:1: [ec2]"}, /* read as the group's: incomplete */
@@ -612,10 +612,10 @@ static void node_file_and_groups_dir(void **state)
     unlink(fx);
 
     /* a bad group file: its path, line and key */
-    write_file(fc, "[group]\nname = third\nmax_size = 5000\n");
+    write_file(fc, "[group]\nname = third\nmax_size = 150000\n");
     assert_int_equal(conf_load(node, &c, err, sizeof(err)), -1);
     snprintf(want, sizeof(want),
-             "%s:3: [group] max_size: 5000 exceeds the fleet table's capacity of 4096 instances",
+             "%s:3: [group] max_size: 150000 exceeds the most instances a group can have (100000)",
              fc);
     assert_string_equal(err, want);
     conf_release(&c);

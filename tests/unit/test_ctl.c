@@ -127,6 +127,14 @@ static const struct provider_ops fake_ops = {.name = "fake",
                                              .terminate = fake_terminate,
                                              .describe = fake_describe,
                                              .destroy = fake_destroy};
+/* the same provider taking at most 4 launches and 3 terminations per call */
+static const struct provider_ops fake_small_ops = {.name = "fake",
+                                                   .launch = fake_launch,
+                                                   .terminate = fake_terminate,
+                                                   .describe = fake_describe,
+                                                   .destroy = fake_destroy,
+                                                   .max_launch = 4,
+                                                   .max_terminate = 3};
 
 /* ---- fixture -------------------------------------------------------------------------------- */
 
@@ -300,6 +308,55 @@ static void transient_failure_resends_same_token(void **state)
     ctl_tick(x->ctl, now + 1000);
     ctl_tick(x->ctl, now + 2000);
     assert_int_equal(x->prov->launch_calls, 3);
+}
+
+/* A launch above the provider's size goes out in calls of that size, each its own intent and
+   token; one call failing transiently is re-sent alone with its token while the others stand. */
+static void launches_in_provider_sized_calls(void **state)
+{
+    struct fx *x = *state;
+    x->prov->base.ops = &fake_small_ops;
+    struct group_settings g;
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    g.max_size = 12;
+    g.desired_capacity = 10;
+    assert_int_equal(store_put_settings(x->store, &g, g.revision, NULL), 0);
+    x->prov->launch_rc[1] = PROV_ERETRY; /* the second call fails once */
+    x->prov->n_launch_rc = 2;
+    assert_int_equal(ctl_reconcile(x->ctl, T0), 0);
+    ctl_tick(x->ctl, T0);
+    assert_int_equal(x->prov->launch_calls, 3);
+    assert_int_equal(x->prov->counts[0], 4);
+    assert_int_equal(x->prov->counts[1], 4);
+    assert_int_equal(x->prov->counts[2], 2);
+    assert_string_not_equal(x->prov->tokens[0], x->prov->tokens[1]);
+    assert_string_not_equal(x->prov->tokens[1], x->prov->tokens[2]);
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 6);
+    /* the failed call's intent stays open until it is re-sent */
+    struct store_intent *open = NULL;
+    size_t n = 0;
+    assert_int_equal(store_intent_list_open(x->store, x->name, &open, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(open[0].token, x->prov->tokens[1]);
+    assert_int_equal(open[0].count, 4);
+    store_intents_free(open, n);
+    int64_t now = T0;
+    for (int i = 0; i < 200 && x->prov->launch_calls < 4; i++, now += 1000)
+        ctl_tick(x->ctl, now);
+    assert_int_equal(x->prov->launch_calls, 4);
+    assert_string_equal(x->prov->tokens[3], x->prov->tokens[1]); /* alone, same token */
+    assert_int_equal(x->prov->counts[3], 4);
+    assert_int_equal(slots(x, s), 10);
+    ctl_tick(x->ctl, now + 1000);
+    assert_int_equal(x->prov->launch_calls, 4);
+    /* scale in by 8: terminations in calls of at most 3 */
+    int64_t rev;
+    assert_int_equal(store_set_desired(x->store, x->name, 2, &rev), 0);
+    ctl_tick(x->ctl, now + 2000);
+    assert_int_equal(x->prov->terminate_calls, 3);
+    assert_int_equal(x->prov->n_terminated, 8);
+    assert_int_equal(slots(x, s), 2);
 }
 
 static void fatal_error_recorded_once_and_backs_off(void **state)
@@ -1069,6 +1126,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(launches_min_through_an_intent, setup, teardown),
         cmocka_unit_test_setup_teardown(transient_failure_resends_same_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(launches_in_provider_sized_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(fatal_error_recorded_once_and_backs_off, setup, teardown),
         cmocka_unit_test_setup_teardown(describe_failure_forgets_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(vanished_instance_is_replaced, setup, teardown),

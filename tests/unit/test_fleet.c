@@ -211,6 +211,64 @@ static void basic_operations(void **state)
     fleet_close(NULL);
 }
 
+/* A table grows in place; another mapping (another process: a forked child here) sees the
+   new slots at once, and writes from both sides land in the same table. */
+static void table_grows_for_every_mapping(void **state)
+{
+    (void)state;
+    const char *name = uname_for("grow");
+    struct fleet *f = open_new(name, 8);
+    struct fleet *g = NULL;
+    assert_int_equal(fleet_open(name, 0, 0, &g), 0);
+    uint32_t idx;
+    char id[32];
+    for (int i = 0; i < 8; i++) {
+        snprintf(id, sizeof id, "i-%d", i);
+        assert_int_equal(fleet_alloc(f, id, "", 1, &idx), 0);
+    }
+    assert_int_equal(fleet_alloc(f, "i-full", "", 1, &idx), FLEET_EFULL);
+    uint64_t gen = fleet_membership_gen(g);
+    assert_int_equal(fleet_grow(f, 5000), 0);
+    assert_true(fleet_membership_gen(g) > gen); /* watchers rescan */
+    assert_int_equal(fleet_capacity(f), 5000);
+    assert_int_equal(fleet_capacity(g), 5000);
+    assert_int_equal(fleet_grow(g, 100), 0); /* never shrinks */
+    assert_int_equal(fleet_capacity(f), 5000);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* the child fills slots above the old end through the mapping it inherited */
+        int bad = 0;
+        for (int i = 8; i < 4000 && !bad; i++) {
+            char cid[32];
+            uint32_t ci;
+            snprintf(cid, sizeof cid, "i-%d", i);
+            bad = fleet_alloc(g, cid, "", 1, &ci) != 0;
+        }
+        _exit(bad);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(fleet_snapshot(f, NULL, 0), 4000);
+    assert_int_equal(fleet_find(f, "i-3999", &idx), 0);
+    assert_true(idx >= 8);
+    struct fleet_slot s;
+    assert_int_equal(fleet_read(f, idx, &s), 0);
+    assert_string_equal(s.id, "i-3999");
+    /* a third mapping opened after the growth sees it too */
+    struct fleet *h = NULL;
+    assert_int_equal(fleet_open(name, 0, 0, &h), 0);
+    assert_int_equal(fleet_capacity(h), 5000);
+    assert_int_equal(fleet_find(h, "i-3999", &idx), 0);
+    check_invariants(f);
+    assert_int_equal(fleet_grow(f, FLEET_MAX_SLOTS + 1), FLEET_ETOOBIG);
+    assert_int_equal(fleet_capacity(f), 5000);
+    fleet_close(h);
+    fleet_close(g);
+    fleet_close(f);
+}
+
 static void bad_arguments(void **state)
 {
     (void)state;
@@ -784,6 +842,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(basic_operations, unlink_created),
         cmocka_unit_test_teardown(bad_arguments, unlink_created),
+        cmocka_unit_test_teardown(table_grows_for_every_mapping, unlink_created),
         cmocka_unit_test_teardown(threads_never_see_torn_slots, unlink_created),
         cmocka_unit_test_teardown(process_writer_never_tears, unlink_created),
         cmocka_unit_test_teardown(dead_lock_holder_is_recovered, unlink_created),

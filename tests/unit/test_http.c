@@ -608,7 +608,8 @@ static void patch_rejects_bad_input_with_messages(void **state)
         {"{\"name\": \"other\"}", "read-only"},
         {"{\"min_size\": \"2\"}", "min_size: must be an integer"},
         {"{\"min_size\": 1.5}", "min_size: must be an integer"},
-        {"{\"max_size\": 100}", "capacity of 64"},
+        {"{\"max_size\": 100001}",
+         "max_size: 100001 exceeds the most instances a group can have (100000)"},
         {"{\"policy\": {\"down_threshold\": 90}}", "policy.down_threshold"},
         {"{\"policy\": {\"up_factor\": 0.5}}", "policy.up_factor"},
         {"{\"policy\": {\"type\": \"magic\"}}", "policy.type"},
@@ -630,6 +631,32 @@ static void patch_rejects_bad_input_with_messages(void **state)
     assert_int_equal(g.min_size, 1);
     assert_int_equal(g.max_size, 5);
     assert_int_equal(g.revision, 1);
+}
+
+/* A max_size above the fleet table's old fixed cap (4096) is taken, and the running group's
+   table grows to hold it (the config file takes the same value: test_conf). */
+static void patch_max_size_grows_the_table(void **state)
+{
+    struct env *e = *state;
+    assert_true(fleet_capacity(e->fleet) < 5000);
+    struct resp r;
+    request(e, "PATCH", "/api/v1/group", "{\"max_size\": 20000}", TOKEN, 0, &r);
+    if (r.status != 200)
+        fail_msg("status %ld body %s", r.status, r.body ? r.body : "");
+    resp_free(&r);
+    assert_true(fleet_capacity(e->fleet) >= 20000);
+    struct group_settings g;
+    assert_int_equal(store_get_settings(e->store, "web", &g), 0);
+    assert_int_equal(g.max_size, 20000);
+    /* and the table still works above its old end */
+    uint32_t idx;
+    size_t before = fleet_snapshot(e->fleet, NULL, 0);
+    for (int i = 0; i < 200; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "i-grown-%d", i);
+        assert_int_equal(fleet_alloc(e->fleet, id, "", 1, &idx), 0);
+    }
+    assert_int_equal(fleet_snapshot(e->fleet, NULL, 0), before + 200);
 }
 
 static void patch_with_stale_revision_is_409(void **state)
@@ -1754,6 +1781,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(patch_persists_and_records_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(patch_accepts_any_content_type, setup, teardown),
         cmocka_unit_test_setup_teardown(patch_rejects_bad_input_with_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(patch_max_size_grows_the_table, setup, teardown),
         cmocka_unit_test_setup_teardown(patch_with_stale_revision_is_409, setup, teardown),
         cmocka_unit_test_setup_teardown(oversized_bodies_are_413, setup, teardown),
         cmocka_unit_test_setup_teardown(instances_come_from_the_fleet_table, setup, teardown),

@@ -247,6 +247,50 @@ static void gc_many_instances(void **state)
     store_instances_free(list);
 }
 
+/* The batch writes a launch and a mass replacement use: every row lands, in order. */
+static void gc_batches(void **state)
+{
+    struct store *st = ((struct gc_fx *)*state)->st;
+    struct store_instance v[3];
+    const char *ids[4] = {"b-0", "b-1", "b-2", "b-unknown"};
+    for (int i = 0; i < 3; i++)
+        gc_instance(&v[i], ids[i], "batch", 1000 + i);
+    gc_ok(st, store_put_instances(st, v, 3));
+    gc_ok(st, store_put_instances(st, v, 0));
+    /* an id without a row is skipped, the others are written */
+    gc_ok(st, store_set_instances_lifecycle(st, ids, 4, "in-service", 0));
+    gc_ok(st, store_set_instances_lifecycle(st, ids + 2, 1, "terminated", 7777));
+    struct store_instance *list = NULL;
+    size_t n = 0;
+    gc_ok(st, store_list_instances(st, "batch", 0, &list, &n));
+    assert_int_equal(n, 2); /* b-2 terminated */
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(list[i].lifecycle, "in-service");
+    store_instances_free(list);
+    struct store_instance got;
+    gc_ok(st, store_get_instance(st, "b-2", &got));
+    assert_int_equal(got.terminated_at_ms, 7777);
+    /* one bad row refuses the batch before anything is written (SQLite: all or nothing) */
+    gc_instance(&v[1], "", "batch", 1);
+    assert_int_equal(store_put_instances(st, v, 3), STORE_EINVAL);
+    struct store_activity a[3];
+    memset(a, 0, sizeof(a));
+    for (int i = 0; i < 3; i++) {
+        snprintf(a[i].group, sizeof(a[i].group), "batch");
+        snprintf(a[i].kind, sizeof(a[i].kind), "replace");
+        snprintf(a[i].status, sizeof(a[i].status), "ok");
+        snprintf(a[i].cause, sizeof(a[i].cause), "instance b-%d", i);
+        a[i].at_ms = 5000 + i;
+    }
+    gc_ok(st, store_activities_add(st, a, 3));
+    struct store_activity *al = NULL;
+    gc_ok(st, store_activity_list(st, "batch", 0, 10, &al, &n));
+    assert_int_equal(n, 3);
+    assert_string_equal(al[0].cause, "instance b-2"); /* newest first */
+    assert_string_equal(al[2].cause, "instance b-0");
+    store_activities_free(al);
+}
+
 static void gc_intents(void **state)
 {
     struct store *st = ((struct gc_fx *)*state)->st;
@@ -547,6 +591,7 @@ static void gc_requests(void **state)
     cmocka_unit_test_setup_teardown(gc_settings, setup, teardown),                                 \
         cmocka_unit_test_setup_teardown(gc_instances, setup, teardown),                            \
         cmocka_unit_test_setup_teardown(gc_many_instances, setup, teardown),                       \
+        cmocka_unit_test_setup_teardown(gc_batches, setup, teardown),                              \
         cmocka_unit_test_setup_teardown(gc_intents, setup, teardown),                              \
         cmocka_unit_test_setup_teardown(gc_activities, setup, teardown),                           \
         cmocka_unit_test_setup_teardown(gc_metrics, setup, teardown),                              \

@@ -6,6 +6,7 @@
 'use strict';
 
 const POLL_MS = 2000;
+const PAGE = 100;     // instance table rows per page: a group of 10,000 is read a page at a time
 const WINDOW_MS = 10 * 60 * 1000;
 const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2', '#db2777',
                  '#65a30d', '#ea580c', '#4f46e5', '#0d9488', '#9333ea'];
@@ -19,6 +20,9 @@ const state = {
   avg: [],            // [[t, avg]]
   loads: new Map(),   // id -> [[t, load]]
   colors: new Map(),
+  pages: [null],      // instance table: the `after` cursor of each page seen, [0] = from the start
+  page: 0,            // index into pages of the page shown
+  more: false,        // the last page read was full: there may be a next one
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -96,6 +100,8 @@ async function switchGroup(name) {
   state.group = null;
   resetCharts();
   $('#instances tbody').replaceChildren();
+  state.pages = [null];
+  state.page = 0;
   $('#activities tbody').replaceChildren();
   $('#settings').querySelectorAll('.dirty').forEach((e) => e.classList.remove('dirty'));
   formMsg('', '');
@@ -494,7 +500,32 @@ function lifeButtons(i) {
   return out;
 }
 
-function renderInstances(list) {
+// The API path of the shown page of the instance table (paged by id: ?limit&after).
+function instancesPath() {
+  const after = state.pages[state.page];
+  return gp('/instances?limit=' + PAGE + (after ? '&after=' + encodeURIComponent(after) : ''));
+}
+
+function renderPager(list, total) {
+  state.more = list.length === PAGE;
+  if (state.more) state.pages[state.page + 1] = list[list.length - 1].id;
+  const first = state.page * PAGE;
+  $('#inst-count').textContent = list.length
+    ? '(' + (first + 1) + '–' + (first + list.length) + ' of ' + total + ')'
+    : '(' + total + ')';
+  $('#inst-pager').classList.toggle('hidden', total <= PAGE && state.page === 0);
+  $('#inst-prev').disabled = state.page === 0;
+  $('#inst-next').disabled = !state.more;
+}
+
+function turnPage(delta) {
+  const want = state.page + delta;
+  if (want < 0 || (delta > 0 && !state.more)) return;
+  state.page = want;
+  poll();
+}
+
+function renderInstances(list, total) {
   const tb = $('#instances tbody');
   tb.replaceChildren();
   for (const i of list) {
@@ -513,7 +544,7 @@ function renderInstances(list) {
       el('td', { text: fmtTime(i.launched_at) }), el('td', { text: fmtAgo(i.last_seen_at) }),
       el('td', {}, ...lifeButtons(i), btn)));
   }
-  $('#inst-count').textContent = '(' + list.length + ')';
+  renderPager(list, total);
   $('#inst-empty').classList.toggle('hidden', list.length > 0);
 }
 
@@ -574,14 +605,18 @@ async function poll() {
     }
     const name = state.name;
     const [g, inst, acts] = await Promise.all([
-      api('GET', gp('')), api('GET', gp('/instances')), api('GET', gp('/activities?limit=30')),
+      api('GET', gp('')), api('GET', instancesPath()), api('GET', gp('/activities?limit=30')),
     ]);
     if (name !== state.name) return; // switched meanwhile: the next poll draws the new group
+    if (inst.length === 0 && state.page > 0) { // the page emptied (scale-in): back to the first
+      state.page = 0;
+      state.pages = [null];
+    }
     const now = Date.now();
     state.group = g;
     renderGroup(g);
     fillForm(g, false);
-    renderInstances(inst);
+    renderInstances(inst, typeof g.instances === 'number' ? g.instances : inst.length);
     renderActivities(acts);
     state.cap.push({ t: now, desired: g.desired_capacity, in_service: g.in_service });
     state.avg.push([now, g.average_load]);
@@ -630,6 +665,8 @@ function init() {
       else terminate(id);
     }
   });
+  $('#inst-prev').addEventListener('click', () => turnPage(-1));
+  $('#inst-next').addEventListener('click', () => turnPage(1));
   window.addEventListener('resize', drawCharts);
   $('#group-pick').addEventListener('change', (ev) => switchGroup(ev.target.value));
   window.addEventListener('hashchange', () => {
