@@ -1,32 +1,53 @@
 /*
- * h2.c - the unary gRPC client of h2.h: nghttp2 sessions over non-blocking
- * sockets in one epoll set, deadlines in one timer wheel.
+ * h2.c - the unary gRPC client of h2.h: HTTP/2 framing of our own over
+ * non-blocking sockets in one epoll set, HPACK from nghttp2, deadlines in
+ * one timer wheel.
  *
  * Workload: one connection per agent (10,000 and more), each carrying one
- * small call a second: ~150 bytes out, ~100 bytes back. So the costs that
- * matter are per connection at rest (memory) and per call (syscalls,
- * allocations, timers), not throughput on one connection:
- *  - per call: one send() of the whole request (HEADERS + DATA in one
- *    buffer), one or two recv() for the answer, no epoll_ctl (sockets stay
- *    registered for input; output interest only while bytes wait), one
- *    wheel timer moved, nothing malloc'd here (the request is copied into
- *    the connection, the answer into its inline buffer);
- *  - per connection: struct h2_conn (~500 bytes) and one nghttp2 session.
- *    nghttp2 gives every session a 16 KiB frame buffer that it only uses
- *    while nghttp2_session_mem_send() serializes a frame; all sessions of a
- *    client share one (see mem_realloc), since this thread drains one
- *    session's output completely before it touches another.
+ * small call a second: ~120 bytes out, ~100 bytes back, one stream at a
+ * time. So the costs that matter are per connection at rest (memory) and
+ * per call (syscalls, allocations, timers), not throughput on one
+ * connection.
+ *
+ * Why our own framing and not an nghttp2_session per connection (the first
+ * version of this file): an nghttp2 session costs ~9 KiB at rest whatever
+ * its settings (measured with a counting allocator: a 2,928-byte session
+ * struct, a 4 KiB stream hash table, two 1 KiB HPACK ring buffers, and a
+ * 16 KiB frame buffer that could be shared), which alone is over the 8 KiB
+ * a watched instance may cost. A unary client with one stream at a time
+ * needs little of HTTP/2: send the preface, our SETTINGS, HEADERS + DATA
+ * per call; answer SETTINGS and PING; read HEADERS (+ CONTINUATION), DATA,
+ * RST_STREAM, GOAWAY, WINDOW_UPDATE. That is this file. Header compression
+ * is nghttp2's (nghttp2_hd_*), and stateless: our SETTINGS set the peer's
+ * HPACK table for its answers to 0 bytes and our encoder never indexes, so
+ * ONE deflater and ONE inflater serve every connection, each header block
+ * decoded whole. A connection is then struct h2_conn (~500 bytes) and its
+ * socket.
+ *
+ * Per call: one send() of preface (first call) + HEADERS + DATA, usually
+ * one recv() for the answer (HEADERS, DATA, trailers), no epoll_ctl
+ * (sockets stay registered for input; output interest only while bytes
+ * wait), one wheel timer moved, nothing malloc'd (the request and the
+ * answer fit the connection's inline buffers; partial frames, continued
+ * header blocks and large answers, all rare, use malloc).
+ *
+ * Flow control: answers are at most max_message (16 KiB) on a stream
+ * window of 65,535 (we never need a stream WINDOW_UPDATE); the connection
+ * window is topped up every 32 KiB received. Our requests (< 100 bytes) are
+ * counted against the peer's windows; a connection whose window ran out is
+ * replaced by a new one rather than waiting.
+ *
  * Completions (answers, deadlines, failures) are queued on the client's
  * done list and their callbacks run at the end of h2_client_poll(), never
- * inside nghttp2's callbacks or inside h2_call(); and no socket is created
+ * inside h2_call() or in the middle of a read; and no socket is created
  * while a batch of epoll events is being handled, so an event never meets
  * a connection whose socket changed under it.
  *
  * Transport: conn_recv()/conn_send() are the only functions that move the
  * socket's bytes and conn_connected() is where a connection becomes usable;
- * a TLS transport (OpenSSL: SSL_read/SSL_write on a per-connection SSL, the
- * handshake driven from conn_connected() and the epoll events until done,
- * "h2" negotiated with ALPN) replaces those three and nothing else.
+ * a TLS transport (OpenSSL: an SSL per connection, the handshake driven
+ * from conn_connected() and the epoll events until done, "h2" by ALPN,
+ * SSL_read/SSL_write) replaces those three and nothing else.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -49,30 +70,59 @@
 #include "common/banned.h"
 
 #define TARGET_MAX  64
-#define INLINE_MSG  192 /* answers up to this many bytes (5-byte prefix included) need no malloc */
-#define DETAILS_MAX 96
+#define INLINE_MSG  128 /* answers up to this many bytes (5-byte prefix included) need no malloc */
+#define DETAILS_MAX 80
 #define PENDING_MAX (256 * 1024) /* bytes a peer that does not read may leave us holding */
 #define EVENTS_MAX  256
-/* nghttp2's frame buffer: NGHTTP2_FRAMEBUF_CHUNKLEN in its lib/nghttp2_frame.h (frame header,
-   pad length byte, largest payload) */
-#define FRAMEBUF_LEN (9 + 1 + 16384)
+#define FRAME_MAX   16384 /* SETTINGS_MAX_FRAME_SIZE: the protocol's default, ours */
+#define HBLOCK_MAX  16384 /* a header block continued over several frames, at most */
+#define WINDOW      65535 /* initial flow-control windows (protocol default) */
 
 enum state { ST_IDLE = 0, ST_CONNECTING, ST_OPEN };
 
+/* frame types and flags (RFC 9113 section 6) */
+enum {
+    F_DATA = 0,
+    F_HEADERS = 1,
+    F_RST_STREAM = 3,
+    F_SETTINGS = 4,
+    F_PUSH_PROMISE = 5,
+    F_PING = 6,
+    F_GOAWAY = 7,
+    F_WINDOW_UPDATE = 8,
+    F_CONTINUATION = 9,
+};
+enum {
+    FL_END_STREAM = 0x1,
+    FL_ACK = 0x1,
+    FL_END_HEADERS = 0x4,
+    FL_PADDED = 0x8,
+    FL_PRIORITY = 0x20
+};
+/* error codes */
+enum { E_NO_ERROR = 0, E_PROTOCOL = 1, E_REFUSED_STREAM = 7, E_CANCEL = 8, E_CALM = 11 };
+
 struct h2_conn {
     struct h2_client *cl;
-    nghttp2_session *s; /* NULL while idle */
-    int fd;             /* -1 while idle */
+    int fd; /* -1 while idle */
     uint8_t state;
-    uint8_t want_out;   /* EPOLLOUT registered */
-    uint8_t busy;       /* a call started, callback not run yet */
-    uint8_t done;       /* its outcome is known, on the done list */
-    uint8_t got_status; /* grpc-status seen */
-    uint8_t toobig;     /* answer over max_message */
-    uint8_t refused;    /* REFUSED_STREAM (GOAWAY): retry on a new connection */
-    uint8_t named;      /* target is a DNS name: resolve on each connect */
-    uint8_t magic;      /* the client preface is still to be sent (see conn_start) */
-    int32_t stream;     /* the call's stream, 0 = none */
+    uint8_t want_out;    /* EPOLLOUT registered */
+    uint8_t busy;        /* a call started, callback not run yet */
+    uint8_t done;        /* its outcome is known, on the done list */
+    uint8_t got_status;  /* grpc-status seen */
+    uint8_t toobig;      /* answer over max_message */
+    uint8_t refused;     /* REFUSED_STREAM / GOAWAY before our stream: retry on a new connection */
+    uint8_t named;       /* target is a DNS name: resolve on each connect */
+    uint8_t greeted;     /* preface and SETTINGS sent on this connection */
+    uint8_t sent;        /* the call's request frames are out */
+    uint8_t goaway;      /* the peer is closing: no new stream here */
+    uint8_t hb_end;      /* the continued header block ends the stream */
+    int32_t stream;      /* the call's stream, 0 = none */
+    uint32_t next_id;    /* next stream id (odd) */
+    int32_t hb_stream;   /* stream of the header block being continued, 0 = none */
+    int64_t send_window; /* connection-level, for our DATA */
+    int64_t peer_init_window; /* the peer's SETTINGS_INITIAL_WINDOW_SIZE: each stream's */
+    uint32_t recv_unacked;    /* DATA bytes received and not yet given back (WINDOW_UPDATE) */
     int http_status;
     grpc_status_code status; /* outcome once done */
     int backoff_ms;          /* next backoff after a failed connect */
@@ -85,17 +135,20 @@ struct h2_conn {
     struct h2_conn *next_done, **pprev_done;
     uint8_t *pend; /* bytes the socket did not take yet (malloc'd, rare) */
     size_t pendlen;
-    uint8_t *big; /* answers over INLINE_MSG (malloc'd, kept for the next) */
+    uint8_t *part; /* a frame received in pieces (malloc'd, rare) */
+    size_t partlen, partcap;
+    uint8_t *hb; /* a header block continued over frames (malloc'd, rare) */
+    size_t hblen;
+    uint8_t *big; /* answers over INLINE_MSG (malloc'd, rare) */
     size_t bigcap;
     size_t msglen; /* answer bytes received, prefix included */
-    uint16_t reqlen, reqsent;
+    uint16_t reqlen;
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
         struct sockaddr_in6 in6;
     } addr;
     socklen_t addrlen;
-    char tmo[12]; /* grpc-timeout value */
     char target[TARGET_MAX];
     char details[DETAILS_MAX];
     uint8_t req[5 + H2_REQ_MAX];
@@ -107,16 +160,14 @@ struct h2_client {
     int inflight;
     int backoff_initial_ms, backoff_max_ms;
     size_t max_message;
-    nghttp2_session_callbacks *cbs;
-    nghttp2_option *opt;
-    nghttp2_mem mem;
-    size_t ng_bytes;   /* live bytes nghttp2 allocated (see mem_*) */
-    int creating;      /* inside nghttp2_session_client_new3() */
-    uint8_t *framebuf; /* the shared frame buffer (see mem_realloc) */
+    nghttp2_hd_deflater *def; /* shared: never indexes, so stateless */
+    nghttp2_hd_inflater *inf; /* shared: the peers' tables are 0 bytes (our SETTINGS) */
     struct h2_conn *done_head;
     struct wheel wheel;
-    uint8_t rbuf[16384];
-    uint8_t wbuf[16384];
+    size_t olen; /* control frames (acks, window updates) staged for the connection being read */
+    uint8_t obuf[512];
+    uint8_t wbuf[1024];  /* a request being built */
+    uint8_t rbuf[16384]; /* reads */
 };
 
 const char *h2_strerror(int code)
@@ -139,79 +190,6 @@ const char *h2_strerror(int code)
     }
 }
 
-/* --- nghttp2's allocations ----------------------------------------------------------------- */
-
-/* Each block carries its size in front, so the live total can be counted. */
-struct blk {
-    _Alignas(max_align_t) size_t size;
-};
-
-static void *mem_malloc(size_t n, void *ud)
-{
-    struct h2_client *cl = ud;
-    struct blk *b = malloc(sizeof(*b) + n);
-    if (!b)
-        return NULL;
-    b->size = n;
-    cl->ng_bytes += n;
-    return b + 1;
-}
-
-static void mem_free(void *p, void *ud)
-{
-    struct h2_client *cl = ud;
-    if (!p || p == cl->framebuf)
-        return;
-    struct blk *b = (struct blk *)p - 1;
-    cl->ng_bytes -= b->size;
-    free(b);
-}
-
-static void *mem_calloc(size_t nmemb, size_t size, void *ud)
-{
-    if (size && nmemb > SIZE_MAX / size)
-        return NULL;
-    void *p = mem_malloc(nmemb * size, ud);
-    if (p)
-        memset(p, 0, nmemb * size);
-    return p;
-}
-
-/*
- * The one trick: while a session is being created, its frame buffer (the
- * only block of exactly FRAMEBUF_LEN nghttp2 asks for then) is the client's
- * shared one. nghttp2 writes a frame there in nghttp2_session_mem_send() and
- * hands out a pointer to it, which conn_flush() copies out before the next
- * call; conn_flush() always drains a session (mem_send returns 0) before
- * another session runs, so no session finds another's bytes in it. The one
- * thing nghttp2 leaves there across calls is the client preface it writes
- * at creation: conn_start() takes it out at once and conn_flush() sends the
- * constant itself. A block
- * of that size asked for later (a header block over 16 KiB, which this
- * client never sends) gets its own memory.
- */
-static void *mem_realloc(void *p, size_t n, void *ud)
-{
-    struct h2_client *cl = ud;
-    if (!p && cl->creating && n == FRAMEBUF_LEN) {
-        if (!cl->framebuf)
-            cl->framebuf = malloc(FRAMEBUF_LEN);
-        return cl->framebuf;
-    }
-    if (p && p == cl->framebuf)
-        return n <= FRAMEBUF_LEN ? p : NULL; /* never grown: nghttp2's chunks are fixed */
-    if (!p)
-        return mem_malloc(n, ud);
-    struct blk *b = (struct blk *)p - 1;
-    size_t old = b->size;
-    struct blk *nb = realloc(b, sizeof(*nb) + n);
-    if (!nb)
-        return NULL;
-    nb->size = n;
-    cl->ng_bytes = cl->ng_bytes - old + n;
-    return nb + 1;
-}
-
 /* --- completions ---------------------------------------------------------------------------- */
 
 /* Records the call's outcome and queues it for delivery (once). */
@@ -219,13 +197,13 @@ static void call_end(struct h2_conn *c, grpc_status_code st, const char *why)
 {
     if (!c->busy || c->done)
         return;
+    struct h2_client *cl = c->cl;
     c->done = 1;
     c->status = st;
     if (why)
         snprintf(c->details, sizeof(c->details), "%s", why);
     c->stream = 0;
-    wheel_del(&c->cl->wheel, &c->timer);
-    struct h2_client *cl = c->cl;
+    wheel_del(&cl->wheel, &c->timer);
     c->next_done = cl->done_head;
     if (c->next_done)
         c->next_done->pprev_done = &c->next_done;
@@ -244,18 +222,19 @@ static void done_unlink(struct h2_conn *c)
     c->pprev_done = NULL;
 }
 
+static void conn_close(struct h2_conn *c);
 static int conn_start(struct h2_conn *c);
 static void on_deadline(struct wheel_timer *t, int64_t now);
-
-static void conn_close(struct h2_conn *c);
 
 /* Runs the callback of a finished call. */
 static void deliver(struct h2_conn *c)
 {
+    struct h2_client *cl = c->cl;
     done_unlink(c);
     if (c->refused) {
-        /* the server refused the stream without processing it (GOAWAY): once more on a new
-           connection, within the same deadline (a failure queues the call again) */
+        /* the server refused the stream without processing it (GOAWAY, REFUSED_STREAM):
+           once more on a new connection, within the same deadline (a failure queues the
+           call again) */
         c->refused = 0;
         c->done = 0;
         conn_close(c);
@@ -263,12 +242,12 @@ static void deliver(struct h2_conn *c)
         c->msglen = 0;
         c->got_status = 0;
         c->http_status = 0;
-        c->reqsent = 0;
+        c->details[0] = '\0';
         if (c->deadline_ms <= clk_mono_ms()) {
             call_end(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
             return;
         }
-        wheel_add(&c->cl->wheel, &c->timer, c->deadline_ms, on_deadline);
+        wheel_add(&cl->wheel, &c->timer, c->deadline_ms, on_deadline);
         (void)conn_start(c);
         return;
     }
@@ -277,39 +256,48 @@ static void deliver(struct h2_conn *c)
     grpc_status_code st = c->status;
     if (st == GRPC_STATUS_OK && c->msglen) {
         const uint8_t *m = c->msglen > INLINE_MSG ? c->big : c->msg;
-        uint32_t n = (uint32_t)m[1] << 24 | (uint32_t)m[2] << 16 | (uint32_t)m[3] << 8 | m[4];
-        if (c->msglen < 5 || m[0] != 0 || (size_t)n != c->msglen - 5) {
+        if (c->msglen < 5 || m[0] != 0 ||
+            ((uint32_t)m[1] << 24 | (uint32_t)m[2] << 16 | (uint32_t)m[3] << 8 | m[4]) !=
+                c->msglen - 5) {
             st = GRPC_STATUS_INTERNAL;
             snprintf(c->details, sizeof(c->details), "%s",
                      c->msglen >= 5 && m[0] ? "compressed answer (not asked for)"
                                             : "malformed message framing");
         } else {
             data = m + 5;
-            len = n;
+            len = c->msglen - 5;
         }
     }
     c->busy = 0;
     c->done = 0;
-    c->cl->inflight--;
+    cl->inflight--;
     c->cb(c->arg, st, c->details, data, len);
 }
 
 /* --- connection life ------------------------------------------------------------------------ */
 
-/* Closes the socket and the session; the connection is idle. */
+/* Closes the socket and forgets the connection's HTTP/2 state; the connection is idle. */
 static void conn_close(struct h2_conn *c)
 {
     if (c->fd >= 0)
         close(c->fd); /* leaves the epoll set with it */
     c->fd = -1;
-    nghttp2_session_del(c->s);
-    c->s = NULL;
     c->state = ST_IDLE;
     c->want_out = 0;
     c->stream = 0;
+    c->greeted = 0;
+    c->sent = 0;
+    c->goaway = 0;
+    c->hb_stream = 0;
     free(c->pend);
     c->pend = NULL;
     c->pendlen = 0;
+    free(c->part);
+    c->part = NULL;
+    c->partlen = c->partcap = 0;
+    free(c->hb);
+    c->hb = NULL;
+    c->hblen = 0;
 }
 
 /* Closes the connection; a call in flight ends with st/why. backoff: the connection failed
@@ -367,36 +355,10 @@ static ssize_t conn_recv(struct h2_conn *c, uint8_t *buf, size_t len)
     }
 }
 
-/* Sends d, keeping what the socket does not take. -1 when the connection is dead. */
+/* Sends d after what is pending, keeping what the socket does not take. 0, or -1 (and the
+   connection down) when it is dead. */
 static int out_write(struct h2_conn *c, const uint8_t *d, size_t len)
 {
-    if (!c->pendlen) {
-        ssize_t n = conn_send(c, d, len);
-        if (n < 0)
-            return -1;
-        d += n;
-        len -= (size_t)n;
-        if (!len)
-            return 0;
-    }
-    if (c->pendlen + len > PENDING_MAX)
-        return -1;
-    uint8_t *p = realloc(c->pend, c->pendlen + len);
-    if (!p)
-        return -1;
-    memcpy(p + c->pendlen, d, len);
-    c->pend = p;
-    c->pendlen += len;
-    return 0;
-}
-
-/* Sends what nghttp2 has queued, batched into one send() where it fits. Drains the session
-   completely (the shared frame buffer's rule). 0, or -1 when the connection went down. */
-static int conn_flush(struct h2_conn *c)
-{
-    struct h2_client *cl = c->cl;
-    if (c->state != ST_OPEN)
-        return 0;
     if (c->pendlen) {
         ssize_t n = conn_send(c, c->pend, c->pendlen);
         if (n < 0)
@@ -404,40 +366,22 @@ static int conn_flush(struct h2_conn *c)
         memmove(c->pend, c->pend + n, c->pendlen - (size_t)n);
         c->pendlen -= (size_t)n;
     }
-    size_t olen = 0;
-    if (c->magic) {
-        memcpy(cl->wbuf, NGHTTP2_CLIENT_MAGIC, NGHTTP2_CLIENT_MAGIC_LEN);
-        olen = NGHTTP2_CLIENT_MAGIC_LEN;
-        c->magic = 0;
+    if (!c->pendlen && len) {
+        ssize_t n = conn_send(c, d, len);
+        if (n < 0)
+            goto dead;
+        d += n;
+        len -= (size_t)n;
     }
-    for (;;) {
-        const uint8_t *d;
-        ssize_t k = nghttp2_session_mem_send(c->s, &d);
-        if (k < 0) {
-            conn_down(c, GRPC_STATUS_INTERNAL, nghttp2_strerror((int)k), 0);
-            return -1;
-        }
-        if (k == 0)
-            break;
-        if (olen + (size_t)k > sizeof(cl->wbuf)) {
-            if (out_write(c, cl->wbuf, olen))
-                goto dead;
-            olen = 0;
-        }
-        if ((size_t)k > sizeof(cl->wbuf)) {
-            if (out_write(c, d, (size_t)k))
-                goto dead;
-        } else {
-            memcpy(cl->wbuf + olen, d, (size_t)k);
-            olen += (size_t)k;
-        }
-    }
-    if (olen && out_write(c, cl->wbuf, olen))
-        goto dead;
-    if (!c->pendlen && !nghttp2_session_want_read(c->s) && !nghttp2_session_want_write(c->s)) {
-        /* GOAWAY done: the next call reconnects */
-        conn_down(c, GRPC_STATUS_UNAVAILABLE, "connection closed by the agent (GOAWAY)", 0);
-        return -1;
+    if (len) {
+        if (c->pendlen + len > PENDING_MAX)
+            goto dead;
+        uint8_t *p = realloc(c->pend, c->pendlen + len);
+        if (!p)
+            goto dead;
+        memcpy(p + c->pendlen, d, len);
+        c->pend = p;
+        c->pendlen += len;
     }
     set_out(c, c->pendlen > 0);
     return 0;
@@ -446,34 +390,157 @@ dead:
     return -1;
 }
 
+static uint8_t *put_frame_header(uint8_t *b, size_t len, uint8_t type, uint8_t flags, uint32_t sid)
+{
+    b[0] = (uint8_t)(len >> 16);
+    b[1] = (uint8_t)(len >> 8);
+    b[2] = (uint8_t)len;
+    b[3] = type;
+    b[4] = flags;
+    b[5] = (uint8_t)(sid >> 24 & 0x7f);
+    b[6] = (uint8_t)(sid >> 16);
+    b[7] = (uint8_t)(sid >> 8);
+    b[8] = (uint8_t)sid;
+    return b + 9;
+}
+
+static void put32(uint8_t *b, uint32_t v)
+{
+    b[0] = (uint8_t)(v >> 24);
+    b[1] = (uint8_t)(v >> 16);
+    b[2] = (uint8_t)(v >> 8);
+    b[3] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *b)
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+/* Builds [preface + SETTINGS on a new connection] + HEADERS + DATA of the call and sends
+   them. 0, or -1 when the call already ended (queued on the done list). */
+static int send_request(struct h2_conn *c)
+{
+    struct h2_client *cl = c->cl;
+    uint8_t *b = cl->wbuf, *end = cl->wbuf + sizeof(cl->wbuf);
+    if (!c->greeted) {
+        memcpy(b, NGHTTP2_CLIENT_MAGIC, NGHTTP2_CLIENT_MAGIC_LEN);
+        b += NGHTTP2_CLIENT_MAGIC_LEN;
+        /* the peer's HPACK table for its answers: 0 bytes (the shared inflater's rule); no
+           push */
+        static const uint16_t ids[] = {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE,
+                                       NGHTTP2_SETTINGS_ENABLE_PUSH};
+        b = put_frame_header(b, 12, F_SETTINGS, 0, 0);
+        for (size_t i = 0; i < 2; i++) {
+            b[0] = (uint8_t)(ids[i] >> 8);
+            b[1] = (uint8_t)ids[i];
+            put32(b + 2, 0);
+            b += 6;
+        }
+        c->greeted = 1;
+        c->next_id = 1;
+        c->send_window = WINDOW;
+        c->peer_init_window = WINDOW;
+        c->recv_unacked = 0;
+    }
+    if (c->goaway || c->next_id > 0x7fffffffu || c->send_window < c->reqlen ||
+        c->peer_init_window < c->reqlen) {
+        /* this connection cannot take the stream (closing, ids or window used up): a new
+           one can */
+        conn_close(c);
+        c->retry_at_ms = 0;
+        return conn_start(c);
+    }
+    char tmo[16];
+    int64_t left = c->deadline_ms - clk_mono_ms();
+    if (left < 1)
+        left = 1;
+    if (left > 99999999)
+        left = 99999999;
+    snprintf(tmo, sizeof(tmo), "%lldm", (long long)left);
+#define HDR(n, v, vl)                                                                              \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), NGHTTP2_NV_FLAG_NONE                  \
+    }
+    const nghttp2_nv hd[] = {
+        HDR(":method", "POST", 4),
+        HDR(":scheme", "http", 4),
+        HDR(":path", c->path, strlen(c->path)),
+        HDR(":authority", c->target, strlen(c->target)),
+        HDR("content-type", "application/grpc", 16),
+        HDR("te", "trailers", 8),
+        HDR("grpc-timeout", tmo, strlen(tmo)),
+        HDR("user-agent", "asgd-poller", 11),
+    };
+#undef HDR
+    uint8_t *hf = b;
+    b += 9;
+    ssize_t hl = nghttp2_hd_deflate_hd(cl->def, b, (size_t)(end - b) - 9 - c->reqlen, hd,
+                                       sizeof(hd) / sizeof(hd[0]));
+    if (hl < 0) {
+        conn_down(c, GRPC_STATUS_INTERNAL, "cannot encode the request headers", 0);
+        return -1;
+    }
+    uint32_t sid = c->next_id;
+    c->next_id += 2;
+    put_frame_header(hf, (size_t)hl, F_HEADERS, FL_END_HEADERS, sid);
+    b += hl;
+    b = put_frame_header(b, c->reqlen, F_DATA, FL_END_STREAM, sid);
+    memcpy(b, c->req, c->reqlen);
+    b += c->reqlen;
+    c->send_window -= c->reqlen;
+    c->stream = (int32_t)sid;
+    c->sent = 1;
+    if (out_write(c, cl->wbuf, (size_t)(b - cl->wbuf)))
+        return -1;
+    return 0;
+}
+
 /* transport: the socket is connected; HTTP/2 may start. */
 static void conn_connected(struct h2_conn *c)
 {
     c->state = ST_OPEN;
     c->backoff_ms = c->cl->backoff_initial_ms;
-    (void)conn_flush(c); /* preface, SETTINGS, the request */
+    set_out(c, 0);
+    if (c->busy && !c->done && !c->sent)
+        (void)send_request(c);
 }
 
-/* --- nghttp2 callbacks (user_data: the connection) ----------------------------------------- */
+/* --- answers ------------------------------------------------------------------------------------
+ */
 
-static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
-                     const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
+/* Stages a control frame for the connection being read (sent after the read). */
+static void stage(struct h2_conn *c, uint8_t type, uint8_t flags, uint32_t sid,
+                  const uint8_t *payload, size_t len)
 {
-    (void)s;
-    (void)flags;
-    struct h2_conn *c = ud;
-    if (f->hd.type != NGHTTP2_HEADERS || f->hd.stream_id != c->stream || !c->busy || c->done)
-        return 0;
+    struct h2_client *cl = c->cl;
+    if (cl->olen + 9 + len > sizeof(cl->obuf)) {
+        if (out_write(c, cl->obuf, cl->olen))
+            return;
+        cl->olen = 0;
+    }
+    uint8_t *b = put_frame_header(cl->obuf + cl->olen, len, type, flags, sid);
+    if (len)
+        memcpy(b, payload, len);
+    cl->olen += 9 + len;
+}
+
+static int digits(const uint8_t *v, size_t n, size_t max)
+{
+    int x = 0;
+    for (size_t i = 0; i < n && i < max && v[i] >= '0' && v[i] <= '9'; i++)
+        x = x * 10 + (v[i] - '0');
+    return x;
+}
+
+static void on_header(struct h2_conn *c, const nghttp2_nv *nv)
+{
+    const uint8_t *name = nv->name, *value = nv->value;
+    size_t nlen = nv->namelen, vlen = nv->valuelen;
     if (nlen == 7 && memcmp(name, ":status", 7) == 0) {
-        int v = 0;
-        for (size_t i = 0; i < vlen && i < 4 && value[i] >= '0' && value[i] <= '9'; i++)
-            v = v * 10 + (value[i] - '0');
-        c->http_status = v;
+        c->http_status = digits(value, vlen, 4);
     } else if (nlen == 11 && memcmp(name, "grpc-status", 11) == 0) {
-        int v = 0;
-        for (size_t i = 0; i < vlen && i < 3 && value[i] >= '0' && value[i] <= '9'; i++)
-            v = v * 10 + (value[i] - '0');
-        c->status = (grpc_status_code)v;
+        c->status = (grpc_status_code)digits(value, vlen, 3);
         c->got_status = 1;
     } else if (nlen == 12 && memcmp(name, "grpc-message", 12) == 0) {
         /* percent-encoded; kept printable for log lines */
@@ -493,43 +560,43 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         }
         c->details[o] = '\0';
     }
-    return 0;
 }
 
-static int on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data, size_t len,
-                   void *ud)
+/* Decodes a whole header block with the shared inflater. 0, or -1 (connection down). */
+static int decode_block(struct h2_conn *c, int32_t sid, const uint8_t *in, size_t inlen)
 {
-    (void)s;
-    (void)flags;
-    struct h2_conn *c = ud;
-    if (sid != c->stream || !c->busy || c->done || c->toobig)
-        return 0;
-    size_t need = c->msglen + len;
-    if (need > c->cl->max_message + 5) {
-        c->toobig = 1;
-        return 0;
-    }
-    if (need > INLINE_MSG) {
-        if (need > c->bigcap) {
-            size_t cap = need < 1024 ? 1024 : need * 2;
-            if (cap > c->cl->max_message + 5)
-                cap = c->cl->max_message + 5;
-            uint8_t *b = realloc(c->big, cap);
-            if (!b) {
-                c->toobig = 1;
-                return 0;
+    struct h2_client *cl = c->cl;
+    int ours = sid == c->stream && c->busy && !c->done;
+    for (;;) {
+        nghttp2_nv nv;
+        int fl = 0;
+        ssize_t rv = nghttp2_hd_inflate_hd2(cl->inf, &nv, &fl, in, inlen, 1);
+        if (rv < 0) {
+            /* a broken inflater stays broken: a fresh one for the next blocks */
+            nghttp2_hd_inflater *fresh = NULL;
+            if (nghttp2_hd_inflate_new(&fresh) == 0 &&
+                nghttp2_hd_inflate_change_table_size(fresh, 0) == 0) {
+                nghttp2_hd_inflate_del(cl->inf);
+                cl->inf = fresh;
+            } else {
+                nghttp2_hd_inflate_del(fresh);
             }
-            c->big = b;
-            c->bigcap = cap;
+            conn_down(c, GRPC_STATUS_INTERNAL, "bad header block (HPACK)", 0);
+            return -1;
         }
-        if (c->msglen <= INLINE_MSG && c->msglen)
-            memcpy(c->big, c->msg, c->msglen); /* first spill: move what came inline */
-        memcpy(c->big + c->msglen, data, len);
-    } else {
-        memcpy(c->msg + c->msglen, data, len);
+        in += rv;
+        inlen -= (size_t)rv;
+        if ((fl & NGHTTP2_HD_INFLATE_EMIT) && ours)
+            on_header(c, &nv);
+        if (fl & NGHTTP2_HD_INFLATE_FINAL) {
+            nghttp2_hd_inflate_end_headers(cl->inf);
+            return 0;
+        }
+        if (rv == 0 && inlen == 0) {
+            nghttp2_hd_inflate_end_headers(cl->inf);
+            return 0;
+        }
     }
-    c->msglen = need;
-    return 0;
 }
 
 /* gRPC's mapping of an HTTP status without grpc-status (its doc/http-grpc-status-mapping.md) */
@@ -554,12 +621,9 @@ static grpc_status_code from_http(int http)
     }
 }
 
-static int on_close(nghttp2_session *s, int32_t sid, uint32_t code, void *ud)
+/* The call's stream ended (END_STREAM): its outcome. */
+static void stream_end(struct h2_conn *c)
 {
-    (void)s;
-    struct h2_conn *c = ud;
-    if (sid != c->stream || !c->busy || c->done)
-        return 0;
     char why[64];
     if (c->toobig) {
         call_end(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "answer larger than the limit");
@@ -570,32 +634,277 @@ static int on_close(nghttp2_session *s, int32_t sid, uint32_t code, void *ud)
     } else if (c->http_status && c->http_status != 200) {
         snprintf(why, sizeof(why), "HTTP status %d", c->http_status);
         call_end(c, from_http(c->http_status), why);
-    } else if (code == NGHTTP2_REFUSED_STREAM) {
-        c->refused = 1; /* retried by deliver() */
-        call_end(c, GRPC_STATUS_UNAVAILABLE, "stream refused by the agent");
     } else {
-        snprintf(why, sizeof(why), "stream closed without a status (%s)",
-                 nghttp2_http2_strerror(code));
-        call_end(c, code == NGHTTP2_CANCEL ? GRPC_STATUS_CANCELLED : GRPC_STATUS_INTERNAL, why);
+        call_end(c, GRPC_STATUS_INTERNAL, "stream ended without a grpc-status");
     }
+}
+
+static void on_data(struct h2_conn *c, const uint8_t *data, size_t len)
+{
+    size_t need = c->msglen + len;
+    if (c->toobig || need > c->cl->max_message + 5) {
+        c->toobig = 1;
+        return;
+    }
+    if (need > INLINE_MSG) {
+        if (need > c->bigcap) {
+            size_t cap = need < 1024 ? 1024 : need * 2;
+            if (cap > c->cl->max_message + 5)
+                cap = c->cl->max_message + 5;
+            uint8_t *b = realloc(c->big, cap);
+            if (!b) {
+                c->toobig = 1;
+                return;
+            }
+            c->big = b;
+            c->bigcap = cap;
+        }
+        if (c->msglen <= INLINE_MSG && c->msglen)
+            memcpy(c->big, c->msg, c->msglen); /* first spill: move what came inline */
+        memcpy(c->big + c->msglen, data, len);
+    } else if (len) {
+        memcpy(c->msg + c->msglen, data, len);
+    }
+    c->msglen = need;
+}
+
+/* Strips padding (and a HEADERS frame's priority fields). -1 on a malformed frame. */
+static int unpad(uint8_t flags, int prio, const uint8_t **p, size_t *len)
+{
+    size_t pad = 0;
+    if (flags & FL_PADDED) {
+        if (*len < 1)
+            return -1;
+        pad = (*p)[0];
+        (*p)++;
+        (*len)--;
+    }
+    if (prio && (flags & FL_PRIORITY)) {
+        if (*len < 5)
+            return -1;
+        *p += 5;
+        *len -= 5;
+    }
+    if (pad > *len)
+        return -1;
+    *len -= pad;
     return 0;
 }
 
-static ssize_t req_read(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
-                        nghttp2_data_source *src, void *ud)
+/* One whole frame. 0, or -1 when the connection went down. */
+static int on_frame(struct h2_conn *c, const uint8_t *f)
 {
-    (void)s;
-    (void)sid;
-    (void)ud;
-    struct h2_conn *c = src->ptr;
-    size_t left = (size_t)(c->reqlen - c->reqsent);
-    if (len > left)
-        len = left;
-    memcpy(buf, c->req + c->reqsent, len);
-    c->reqsent = (uint16_t)(c->reqsent + len);
-    if (c->reqsent == c->reqlen)
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-    return (ssize_t)len;
+    struct h2_client *cl = c->cl;
+    size_t len = (size_t)f[0] << 16 | (size_t)f[1] << 8 | f[2];
+    uint8_t type = f[3], flags = f[4];
+    int32_t sid = (int32_t)(get32(f + 5) & 0x7fffffff);
+    const uint8_t *p = f + 9;
+    int ours = sid != 0 && sid == c->stream && c->busy && !c->done;
+    if (c->hb_stream && type != F_CONTINUATION)
+        goto protocol;
+    switch (type) {
+    case F_DATA:
+        c->recv_unacked += (uint32_t)len;
+        if (unpad(flags, 0, &p, &len))
+            goto protocol;
+        if (ours) {
+            on_data(c, p, len);
+            if (flags & FL_END_STREAM)
+                stream_end(c);
+        }
+        if (c->recv_unacked >= WINDOW / 2) {
+            uint8_t inc[4];
+            put32(inc, c->recv_unacked);
+            stage(c, F_WINDOW_UPDATE, 0, 0, inc, 4);
+            c->recv_unacked = 0;
+        }
+        return c->fd < 0 ? -1 : 0;
+    case F_HEADERS:
+        if (unpad(flags, 1, &p, &len))
+            goto protocol;
+        if (!(flags & FL_END_HEADERS)) {
+            /* continued in CONTINUATION frames (rare: our answers' headers are small) */
+            c->hb = malloc(len ? len : 1);
+            if (!c->hb)
+                goto protocol;
+            memcpy(c->hb, p, len);
+            c->hblen = len;
+            c->hb_stream = sid;
+            c->hb_end = flags & FL_END_STREAM;
+            return 0;
+        }
+        if (decode_block(c, sid, p, len))
+            return -1;
+        if (ours && (flags & FL_END_STREAM))
+            stream_end(c);
+        return 0;
+    case F_CONTINUATION: {
+        if (!c->hb_stream || sid != c->hb_stream || c->hblen + len > HBLOCK_MAX)
+            goto protocol;
+        uint8_t *nb = realloc(c->hb, c->hblen + len + 1);
+        if (!nb)
+            goto protocol;
+        memcpy(nb + c->hblen, p, len);
+        c->hb = nb;
+        c->hblen += len;
+        if (!(flags & FL_END_HEADERS))
+            return 0;
+        int32_t hsid = c->hb_stream;
+        int end = c->hb_end;
+        c->hb_stream = 0;
+        int rc = decode_block(c, hsid, c->hb, c->hblen);
+        free(c->hb);
+        c->hb = NULL;
+        c->hblen = 0;
+        if (rc)
+            return -1;
+        if (end && hsid == c->stream && c->busy && !c->done)
+            stream_end(c);
+        return 0;
+    }
+    case F_RST_STREAM:
+        if (len != 4)
+            goto protocol;
+        if (ours) {
+            uint32_t code = get32(p);
+            char why[64];
+            snprintf(why, sizeof(why), "stream reset by the agent (%s)",
+                     nghttp2_http2_strerror(code));
+            if (code == E_REFUSED_STREAM) {
+                c->refused = 1; /* not processed: deliver() tries a new connection */
+                call_end(c, GRPC_STATUS_UNAVAILABLE, why);
+            } else if (c->got_status) {
+                stream_end(c); /* the status came; the reset only ends the stream */
+            } else {
+                call_end(c,
+                         code == E_CANCEL ? GRPC_STATUS_CANCELLED
+                         : code == E_CALM ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                          : GRPC_STATUS_INTERNAL,
+                         why);
+            }
+        }
+        return 0;
+    case F_SETTINGS:
+        if (sid != 0 || (flags & FL_ACK ? len != 0 : len % 6 != 0))
+            goto protocol;
+        if (flags & FL_ACK)
+            return 0;
+        for (size_t i = 0; i + 6 <= len; i += 6) {
+            uint16_t id = (uint16_t)(p[i] << 8 | p[i + 1]);
+            uint32_t v = get32(p + i + 2);
+            if (id == NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE) {
+                if (v > 0x7fffffffu)
+                    goto protocol;
+                c->peer_init_window = v;
+            }
+            /* HEADER_TABLE_SIZE is the peer decoder's: our encoder never indexes. Frame
+               sizes: ours are far below the minimum. */
+        }
+        stage(c, F_SETTINGS, FL_ACK, 0, NULL, 0);
+        return c->fd < 0 ? -1 : 0;
+    case F_PUSH_PROMISE:
+        goto protocol; /* push is off (our SETTINGS) */
+    case F_PING:
+        if (len != 8 || sid != 0)
+            goto protocol;
+        if (!(flags & FL_ACK))
+            stage(c, F_PING, FL_ACK, 0, p, 8);
+        return c->fd < 0 ? -1 : 0;
+    case F_GOAWAY:
+        if (len < 8)
+            goto protocol;
+        c->goaway = 1;
+        if (ours && (uint32_t)c->stream > (get32(p) & 0x7fffffff)) {
+            c->refused = 1; /* never processed: deliver() tries a new connection */
+            call_end(c, GRPC_STATUS_UNAVAILABLE, "connection closed by the agent (GOAWAY)");
+        }
+        return 0;
+    case F_WINDOW_UPDATE:
+        if (len != 4)
+            goto protocol;
+        if (sid == 0)
+            c->send_window += get32(p) & 0x7fffffff;
+        return 0;
+    default:
+        return 0; /* PRIORITY, unknown extensions: ignored, as the protocol says */
+    }
+protocol:
+    (void)cl;
+    conn_down(c, GRPC_STATUS_INTERNAL, "HTTP/2 protocol error from the agent", 0);
+    return -1;
+}
+
+/* Keeps the first n bytes of a frame the read cut (its whole length when known). */
+static int part_keep(struct h2_conn *c, const uint8_t *d, size_t n, size_t want)
+{
+    uint8_t *np = realloc(c->part, want);
+    if (!np) {
+        conn_down(c, GRPC_STATUS_INTERNAL, "out of memory for a frame", 0);
+        return -1;
+    }
+    c->part = np;
+    c->partcap = want;
+    memcpy(np + c->partlen, d, n);
+    c->partlen += n;
+    return 0;
+}
+
+static size_t frame_len(const uint8_t *h)
+{
+    return 9 + ((size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2]);
+}
+
+/* Feeds received bytes: whole frames straight from d, a frame cut by the read through
+   c->part. 0, or -1 when the connection went down. */
+static int on_input(struct h2_conn *c, const uint8_t *d, size_t n)
+{
+    while (n) {
+        if (c->partlen) {
+            if (c->partlen < 9) {
+                size_t take = 9 - c->partlen < n ? 9 - c->partlen : n;
+                memcpy(c->part + c->partlen, d, take);
+                c->partlen += take;
+                d += take;
+                n -= take;
+                if (c->partlen < 9)
+                    return 0;
+            }
+            size_t want = frame_len(c->part);
+            if (want > 9 + FRAME_MAX) {
+                conn_down(c, GRPC_STATUS_INTERNAL, "HTTP/2 frame over the size limit", 0);
+                return -1;
+            }
+            size_t take = want - c->partlen < n ? want - c->partlen : n;
+            if (part_keep(c, d, take, want)) /* appends, grows to the whole frame */
+                return -1;
+            d += take;
+            n -= take;
+            if (c->partlen < want)
+                return 0;
+            uint8_t *fr = c->part;
+            c->part = NULL;
+            c->partlen = c->partcap = 0;
+            int rc = on_frame(c, fr);
+            free(fr);
+            if (rc)
+                return -1;
+            continue;
+        }
+        if (n < 9)
+            return part_keep(c, d, n, 9);
+        size_t len = frame_len(d);
+        if (len > 9 + FRAME_MAX) {
+            conn_down(c, GRPC_STATUS_INTERNAL, "HTTP/2 frame over the size limit", 0);
+            return -1;
+        }
+        if (n < len)
+            return part_keep(c, d, n, len);
+        if (on_frame(c, d))
+            return -1;
+        d += len;
+        n -= len;
+    }
+    return 0;
 }
 
 /* --- calls -------------------------------------------------------------------------------------
@@ -612,12 +921,16 @@ static void on_deadline(struct wheel_timer *t, int64_t now)
         conn_down(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded while connecting", 1);
         return;
     }
-    int32_t sid = c->stream;
+    uint32_t sid = (uint32_t)c->stream;
     c->refused = 0;
     call_end(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
-    if (sid > 0 && c->s) {
-        (void)nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, sid, NGHTTP2_CANCEL);
-        (void)conn_flush(c);
+    if (sid && c->fd >= 0) {
+        /* the agent may stop working on it (gRPC servers also end it by grpc-timeout) */
+        uint8_t fr[13], code[4];
+        put32(code, E_CANCEL);
+        put_frame_header(fr, 4, F_RST_STREAM, 0, sid);
+        memcpy(fr + 9, code, 4);
+        (void)out_write(c, fr, sizeof(fr));
     }
 }
 
@@ -643,103 +956,50 @@ static int resolve(struct h2_conn *c)
     return 0;
 }
 
-/* Opens the socket and the session if needed, submits the call's request and sends what it
-   can. Returns 0, or -1 when the call already ended (failure queued on the done list). */
+/* Opens the socket if needed and sends the call's request (at once, or when connected).
+   Returns 0, or -1 when the call already ended (failure queued on the done list). */
 static int conn_start(struct h2_conn *c)
 {
     struct h2_client *cl = c->cl;
     char why[96];
-    if (c->state == ST_IDLE) {
-        if (clk_mono_ms() < c->retry_at_ms) {
-            call_end(c, GRPC_STATUS_UNAVAILABLE, "connection failed recently (backing off)");
-            return -1;
-        }
-        if (c->named && resolve(c)) {
-            snprintf(why, sizeof(why), "cannot resolve \"%s\"", c->target);
-            conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
-            return -1;
-        }
-        int fd = socket(c->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            snprintf(why, sizeof(why), "socket: %s", strerror(errno));
-            conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
-            return -1;
-        }
-        int one = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        c->fd = fd;
-        int rc = connect(fd, &c->addr.sa, c->addrlen);
-        if (rc && errno != EINPROGRESS) {
-            snprintf(why, sizeof(why), "connect: %s", strerror(errno));
-            conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
-            return -1;
-        }
-        cl->creating = 1;
-        rc = nghttp2_session_client_new3(&c->s, cl->cbs, c, cl->opt, &cl->mem);
-        cl->creating = 0;
-        if (rc == 0) {
-            /* nghttp2 writes the client preface into the (shared) frame buffer at once: take
-               it out now, and send the constant when connected */
-            const uint8_t *d;
-            ssize_t k = nghttp2_session_mem_send(c->s, &d);
-            if (k != NGHTTP2_CLIENT_MAGIC_LEN || memcmp(d, NGHTTP2_CLIENT_MAGIC, (size_t)k))
-                rc = -1;
-            c->magic = 1;
-        }
-        if (rc == 0) {
-            /* no push; everything else as the protocol's defaults */
-            nghttp2_settings_entry set[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}};
-            rc = nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, set, 1);
-        }
-        if (rc) {
-            conn_down(c, GRPC_STATUS_INTERNAL, "cannot set up the HTTP/2 session", 1);
-            return -1;
-        }
-        c->state = ST_CONNECTING;
-        /* EPOLLOUT: the connect's completion */
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-        if (epoll_ctl(cl->epfd, EPOLL_CTL_ADD, fd, &ev)) {
-            snprintf(why, sizeof(why), "epoll_ctl: %s", strerror(errno));
-            conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
-            return -1;
-        }
-        c->want_out = 1;
-    }
-    /* the headers: static strings are not copied by nghttp2 */
-    int64_t left = c->deadline_ms - clk_mono_ms();
-    if (left < 1)
-        left = 1;
-    if (left > 99999999)
-        left = 99999999;
-    snprintf(c->tmo, sizeof(c->tmo), "%lldm", (long long)left);
-    const uint8_t nc = NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE;
-#define HDR(n, v, vl, fl)                                                                          \
-    {                                                                                              \
-        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), (fl)                                  \
-    }
-    const nghttp2_nv hd[] = {
-        HDR(":method", "POST", 4, nc),
-        HDR(":scheme", "http", 4, nc),
-        HDR(":path", c->path, strlen(c->path), nc),
-        HDR(":authority", c->target, strlen(c->target), nc),
-        HDR("content-type", "application/grpc", 16, nc),
-        HDR("te", "trailers", 8, nc),
-        /* changes every call: kept out of the header table */
-        HDR("grpc-timeout", c->tmo, strlen(c->tmo), nc | NGHTTP2_NV_FLAG_NO_INDEX),
-        HDR("user-agent", "asgd-poller", 11, nc),
-    };
-#undef HDR
-    nghttp2_data_provider dp = {.source.ptr = c, .read_callback = req_read};
-    int32_t sid = nghttp2_submit_request(c->s, NULL, hd, sizeof(hd) / sizeof(hd[0]), &dp, c);
-    if (sid < 0) {
-        /* stream ids used up (2^30 calls) or the session is going away: a new connection */
-        snprintf(why, sizeof(why), "cannot start a stream: %s", nghttp2_strerror(sid));
-        conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 0);
+    c->sent = 0;
+    if (c->state == ST_OPEN)
+        return send_request(c);
+    if (c->state == ST_CONNECTING)
+        return 0; /* sent when connected */
+    if (clk_mono_ms() < c->retry_at_ms) {
+        call_end(c, GRPC_STATUS_UNAVAILABLE, "connection failed recently (backing off)");
         return -1;
     }
-    c->stream = sid;
-    (void)conn_flush(c);
-    return c->done ? -1 : 0;
+    if (c->named && resolve(c)) {
+        snprintf(why, sizeof(why), "cannot resolve \"%s\"", c->target);
+        conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
+        return -1;
+    }
+    int fd = socket(c->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(why, sizeof(why), "socket: %s", strerror(errno));
+        conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
+        return -1;
+    }
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->fd = fd;
+    if (connect(fd, &c->addr.sa, c->addrlen) && errno != EINPROGRESS) {
+        snprintf(why, sizeof(why), "connect: %s", strerror(errno));
+        conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
+        return -1;
+    }
+    c->state = ST_CONNECTING;
+    /* EPOLLOUT: the connect's completion */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    if (epoll_ctl(cl->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+        snprintf(why, sizeof(why), "epoll_ctl: %s", strerror(errno));
+        conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
+        return -1;
+    }
+    c->want_out = 1;
+    return 0;
 }
 
 int h2_call(struct h2_conn *c, const char *path, const uint8_t *req, size_t len,
@@ -753,14 +1013,10 @@ int h2_call(struct h2_conn *c, const char *path, const uint8_t *req, size_t len,
         return H2_ETOOBIG;
     struct h2_client *cl = c->cl;
     c->req[0] = 0;
-    c->req[1] = (uint8_t)(len >> 24);
-    c->req[2] = (uint8_t)(len >> 16);
-    c->req[3] = (uint8_t)(len >> 8);
-    c->req[4] = (uint8_t)len;
+    put32(c->req + 1, (uint32_t)len);
     if (len)
         memcpy(c->req + 5, req, len);
     c->reqlen = (uint16_t)(5 + len);
-    c->reqsent = 0;
     c->path = path;
     c->cb = cb;
     c->arg = arg;
@@ -798,34 +1054,35 @@ static void conn_event(struct h2_conn *c, uint32_t events)
             conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
             return;
         }
-        if (!(events & (EPOLLOUT | EPOLLIN | EPOLLERR | EPOLLHUP)))
-            return;
         conn_connected(c);
-        if (c->state != ST_OPEN)
+        if (c->fd < 0)
+            return;
+    } else if (events & EPOLLOUT) {
+        if (out_write(c, NULL, 0))
             return;
     }
-    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-        for (;;) {
-            ssize_t n = conn_recv(c, cl->rbuf, sizeof(cl->rbuf));
-            if (n == -2)
-                break;
-            if (n <= 0) {
-                conn_down(c, GRPC_STATUS_UNAVAILABLE,
-                          n == 0 ? "connection closed by the agent" : "connection lost", 0);
-                return;
-            }
-            ssize_t rv = nghttp2_session_mem_recv(c->s, cl->rbuf, (size_t)n);
-            if (rv < 0) {
-                char why[96];
-                snprintf(why, sizeof(why), "HTTP/2 error: %s", nghttp2_strerror((int)rv));
-                conn_down(c, GRPC_STATUS_INTERNAL, why, 0);
-                return;
-            }
-            if ((size_t)n < sizeof(cl->rbuf))
-                break; /* a short read drained the socket (level-triggered: more wakes us) */
+    if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+        return;
+    cl->olen = 0;
+    for (;;) {
+        ssize_t n = conn_recv(c, cl->rbuf, sizeof(cl->rbuf));
+        if (n == -2)
+            break;
+        if (n <= 0) {
+            conn_down(c, GRPC_STATUS_UNAVAILABLE,
+                      n == 0 ? "connection closed by the agent" : "connection lost", 0);
+            return;
         }
+        if (on_input(c, cl->rbuf, (size_t)n))
+            return;
+        if ((size_t)n < sizeof(cl->rbuf))
+            break; /* a short read drained the socket (level-triggered: more wakes us) */
     }
-    (void)conn_flush(c); /* SETTINGS ack, WINDOW_UPDATE, what EPOLLOUT now takes */
+    if (cl->olen && out_write(c, cl->obuf, cl->olen))
+        return;
+    cl->olen = 0;
+    if (c->goaway && !(c->busy && !c->done))
+        conn_close(c); /* the agent is closing it: the next call reconnects */
 }
 
 int h2_client_poll(struct h2_client *cl, int timeout_ms)
@@ -870,19 +1127,14 @@ int h2_client_new(const struct h2_opts *o, struct h2_client **out)
     if (cl->backoff_max_ms < cl->backoff_initial_ms)
         cl->backoff_max_ms = cl->backoff_initial_ms;
     cl->max_message = o && o->max_message ? o->max_message : 16 * 1024;
-    cl->mem = (nghttp2_mem){cl, mem_malloc, mem_free, mem_calloc, mem_realloc};
     wheel_init(&cl->wheel, clk_mono_ms());
-    if (nghttp2_session_callbacks_new(&cl->cbs) || nghttp2_option_new(&cl->opt)) {
+    /* the deflater never indexes (table 0): one serves every connection; so does the
+       inflater, whose peers were told a table of 0 bytes */
+    if (nghttp2_hd_deflate_new(&cl->def, 0) || nghttp2_hd_inflate_new(&cl->inf) ||
+        nghttp2_hd_inflate_change_table_size(cl->inf, 0)) {
         h2_client_free(cl);
         return H2_ENOMEM;
     }
-    nghttp2_session_callbacks_set_on_header_callback(cl->cbs, on_header);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cl->cbs, on_data);
-    nghttp2_session_callbacks_set_on_stream_close_callback(cl->cbs, on_close);
-    /* closed streams are not kept for priority bookkeeping; header tables stay small */
-    nghttp2_option_set_no_closed_streams(cl->opt, 1);
-    nghttp2_option_set_max_deflate_dynamic_table_size(cl->opt, 512);
-    nghttp2_option_set_peer_max_concurrent_streams(cl->opt, 100);
     *out = cl;
     return 0;
 }
@@ -891,13 +1143,10 @@ void h2_client_free(struct h2_client *cl)
 {
     if (!cl)
         return;
-    if (cl->cbs)
-        nghttp2_session_callbacks_del(cl->cbs);
-    if (cl->opt)
-        nghttp2_option_del(cl->opt);
+    nghttp2_hd_deflate_del(cl->def);
+    nghttp2_hd_inflate_del(cl->inf);
     if (cl->epfd >= 0)
         close(cl->epfd);
-    free(cl->framebuf);
     free(cl);
 }
 
@@ -911,9 +1160,9 @@ int h2_client_inflight(const struct h2_client *cl)
     return cl ? cl->inflight : 0;
 }
 
-size_t h2_client_nghttp2_bytes(const struct h2_client *cl)
+size_t h2_conn_size(void)
 {
-    return cl ? cl->ng_bytes : 0;
+    return sizeof(struct h2_conn);
 }
 
 int h2_conn_new(struct h2_client *cl, const char *target, struct h2_conn **out)
@@ -970,10 +1219,7 @@ void h2_conn_free(struct h2_conn *c)
     done_unlink(c);
     if (c->busy)
         cl->inflight--;
-    if (c->fd >= 0)
-        close(c->fd);
-    nghttp2_session_del(c->s);
-    free(c->pend);
+    conn_close(c);
     free(c->big);
     free(c);
 }

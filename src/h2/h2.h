@@ -6,10 +6,11 @@
  * Why not rpc.h's client (gRPC core): measured on this machine, gRPC core's
  * channels cost 21-55 KiB each and its per-call timers and connection setup
  * collapse a poller of 10,000 agents at one poll a second (see
- * docs/internals/monitor.md). This client keeps per connection one
- * nghttp2 session, one struct h2_conn of a few hundred bytes and a socket;
- * it allocates nothing per call in its own code (nghttp2 allocates its
- * stream and frame records through malloc).
+ * docs/internals/monitor.md). This client keeps per connection one struct
+ * h2_conn of a few hundred bytes and a socket, and allocates nothing per
+ * call: the HTTP/2 framing of a unary call is its own, header compression
+ * (HPACK) is nghttp2's, one encoder and one decoder for all connections
+ * (h2.c says why that is safe).
  *
  * The wire is exactly gRPC's (HTTP/2 with prior knowledge, plaintext "h2c"
  * as gRPC's insecure channels speak): POST with content-type
@@ -109,9 +110,9 @@ int h2_client_poll(struct h2_client *cl, int timeout_ms);
 /* Calls started whose callback has not run yet. */
 int h2_client_inflight(const struct h2_client *cl);
 
-/* Bytes nghttp2 holds (sessions, streams, header tables) over all connections, for
-   benchmarks and the docs' memory figures. */
-size_t h2_client_nghttp2_bytes(const struct h2_client *cl);
+/* sizeof(struct h2_conn): what one connection costs in memory besides its socket (for the
+   benchmarks' figures). */
+size_t h2_conn_size(void);
 
 /*
  * A connection to target "host:port": an IPv4 address, "[IPv6]" or a DNS name
