@@ -1204,6 +1204,12 @@ int h2_conn_new(struct h2_client *cl, const char *target, struct h2_conn **out)
         c->addr.in.sin_port = htons((uint16_t)port);
         c->addrlen = sizeof(c->addr.in);
     } else {
+        for (const char *q = h; *q; q++)
+            if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+                  (*q >= '0' && *q <= '9') || *q == '-' || *q == '.')) {
+                free(c);
+                return H2_EINVAL;
+            }
         c->named = 1; /* resolved on connect */
     }
     *out = c;

@@ -63,7 +63,8 @@ static inline int wheel_pending(const struct wheel_timer *t)
 }
 
 /* Fires every timer due at or before now_ms, oldest slot first. Returns how many fired.
-   Timers armed by callbacks for a time already past fire on the next call. */
+   A timer a callback arms for a time already past goes into the next slot: it fires later
+   in this run if that slot is not past now_ms, else in the next run. */
 size_t wheel_run(struct wheel *w, int64_t now_ms);
 
 /* The earliest due time of a pending timer, if one is due before limit_ms; else limit_ms.
