@@ -21,7 +21,7 @@
  * is nghttp2's (nghttp2_hd_*), and stateless: our SETTINGS set the peer's
  * HPACK table for its answers to 0 bytes and our encoder never indexes, so
  * ONE deflater and ONE inflater serve every connection, each header block
- * decoded whole. A connection is then struct h2_conn (~500 bytes) and its
+ * decoded whole. A connection is then struct h2_conn (~620 bytes) and its
  * socket.
  *
  * Per call: one send() of preface (first call) + HEADERS + DATA, usually
@@ -917,8 +917,9 @@ static void on_deadline(struct wheel_timer *t, int64_t now)
     if (!c->busy || c->done)
         return;
     if (c->state == ST_CONNECTING) {
-        /* not even connected within the deadline: drop the attempt, back off */
-        conn_down(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded while connecting", 1);
+        /* not connected within the deadline: drop the attempt; the next call tries again
+           without backoff (a busy machine, not a refusal, is the likely cause) */
+        conn_down(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded while connecting", 0);
         return;
     }
     uint32_t sid = (uint32_t)c->stream;
@@ -1093,15 +1094,23 @@ int h2_client_poll(struct h2_client *cl, int timeout_ms)
         timeout_ms = 0;
     int64_t next = wheel_next(&cl->wheel, now, now + timeout_ms);
     int wait = next > now ? (int)(next - now) : 0;
-    int k = epoll_wait(cl->epfd, evs, EVENTS_MAX, wait);
-    if (k < 0) {
-        if (errno != EINTR)
-            return H2_ESYS;
-        k = 0;
+    int n = 0;
+    /* every answer already there is read before any deadline is judged: after a stall,
+       more than one batch of events may be waiting */
+    for (int batch = 0; batch < 64; batch++) {
+        int k = epoll_wait(cl->epfd, evs, EVENTS_MAX, batch ? 0 : wait);
+        if (k < 0) {
+            if (errno != EINTR)
+                return H2_ESYS;
+            k = 0;
+        }
+        for (int i = 0; i < k; i++)
+            conn_event(evs[i].data.ptr, evs[i].events);
+        n += k;
+        if (k < EVENTS_MAX)
+            break;
     }
-    for (int i = 0; i < k; i++)
-        conn_event(evs[i].data.ptr, evs[i].events);
-    int n = k + (int)wheel_run(&cl->wheel, clk_mono_ms());
+    n += (int)wheel_run(&cl->wheel, clk_mono_ms());
     /* callbacks last: they may start calls, which may end at once and queue again */
     while (cl->done_head) {
         deliver(cl->done_head);
