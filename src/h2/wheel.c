@@ -107,8 +107,9 @@ int64_t wheel_next(const struct wheel *w, int64_t now_ms, int64_t limit_ms)
         for (const struct wheel_timer *t = w->slot[(uint64_t)tick & MASK]; t; t = t->next)
             if (t->due_ms < best)
                 best = t->due_ms;
+        /* a timer already due fires at the next wheel_run() whose time reaches w->tick */
         if (best < limit_ms)
-            return best;
+            return best > w->tick ? best : w->tick;
     }
     return limit_ms;
 }

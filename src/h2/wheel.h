@@ -67,7 +67,8 @@ static inline int wheel_pending(const struct wheel_timer *t)
    in this run if that slot is not past now_ms, else in the next run. */
 size_t wheel_run(struct wheel *w, int64_t now_ms);
 
-/* The earliest due time of a pending timer, if one is due before limit_ms; else limit_ms.
+/* When the next wheel_run() would fire a pending timer (its due time, or the wheel's next
+   millisecond for one already due), if that is before limit_ms; else limit_ms.
    Costs one look per millisecond up to limit_ms: keep limit_ms - now_ms small (~100). */
 int64_t wheel_next(const struct wheel *w, int64_t now_ms, int64_t limit_ms);
 

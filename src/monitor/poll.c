@@ -23,11 +23,11 @@
  * hysteresis (health.c) runs on the slot's own counters; only transitions
  * are logged.
  *
- * Scheduling is fixed-rate per target (next = start + interval) with new
- * targets spread over one interval. Each target's next poll is a timer in
- * the client's wheel (the same wheel as the calls' deadlines): when it fires
- * the target joins the due list, and the thread's loop starts the polls on
- * that list under mon.mu. Nothing walks every target per tick.
+ * Scheduling is fixed-rate per target (next = this poll's due time +
+ * interval, see schedule_next()) with new targets spread over one interval. Each target's next poll
+ * is a timer in the client's wheel (the same wheel as the calls' deadlines): when it fires the
+ * target joins the due list, and the thread's loop starts the polls on that list under mon.mu.
+ * Nothing walks every target per tick.
  */
 #include <math.h>
 #include <stddef.h>
@@ -52,6 +52,7 @@
 #define HEARTBEAT_MS  1000
 #define RESCAN_MIN_MS 20
 #define REASON_MAX    160
+#define BATCH_MS      10 /* polls start in batches at this granularity (see schedule()) */
 /* new connections connect on their first poll: at most this many first polls a second (a
    connection costs a few polls' CPU: socket, connect, HTTP/2 preface and SETTINGS) */
 #define CONNECT_RATE 10000
@@ -166,10 +167,34 @@ static void on_due(struct wheel_timer *w, int64_t now)
     p->due_tail = t;
 }
 
+/* Arms t's next poll, rounded up to a multiple of BATCH_MS: the polls due in the same few
+   milliseconds start together, so the poller (and the agents' side of a swarm) wakes once for
+   a batch instead of once per poll; a busy machine punishes every extra wakeup. */
 static void schedule(struct mon_target *t, int64_t due_ms)
 {
+    due_ms = (due_ms + BATCH_MS - 1) / BATCH_MS * BATCH_MS;
     t->next_due_ms = due_ms;
     wheel_add(t->p->wheel, &t->due, due_ms, on_due);
+}
+
+/*
+ * The poll after the one that just ended: one interval after the nominal due time of this one,
+ * not after its actual start, so that polls a stall bunched together (started late, all at
+ * once) go back to their own places in the spread instead of staying bunched, which would make
+ * every later cycle a burst. Cycles already past are skipped and counted as deferred.
+ */
+static void schedule_next(struct mon_target *t)
+{
+    int64_t now = clk_mono_ms();
+    int64_t iv = t->interval_ms > 0 ? t->interval_ms : 1;
+    int64_t next = t->next_due_ms + iv;
+    if (next < now) {
+        int64_t missed = (now - next) / iv + 1;
+        next += missed * iv;
+        t->p->deferred += (uint64_t)missed;
+        stats_count_deferred_polls((uint64_t)missed);
+    }
+    schedule(t, next);
 }
 
 /* Drops the target at index of g; a call in flight on it is dropped with its connection. */
@@ -362,9 +387,7 @@ static void finish(struct mon_target *t, int ok, const char *reason)
                      t->address, reason ? reason : "check failed", a.count);
     }
 
-    int64_t now = clk_mono_ms();
-    int64_t next = t->start_us / 1000 + t->interval_ms;
-    schedule(t, next < now ? now : next);
+    schedule_next(t);
     (void)p;
 }
 
@@ -520,9 +543,7 @@ static void defer(struct mon_target *t)
         log_debug("poll of instance \"%s\" deferred: its deadline passed while the poller was "
                   "behind",
                   t->id);
-    int64_t now = clk_mono_ms();
-    int64_t next = t->start_us / 1000 + t->interval_ms;
-    schedule(t, next < now ? now : next);
+    schedule_next(t);
 }
 
 static void on_done(void *arg, grpc_status_code status, const char *details, const uint8_t *data,
@@ -641,6 +662,7 @@ static void note_lateness(struct mon_poller *p, struct mon_target *t, int64_t no
     if (missed > 0) {
         p->deferred += (uint64_t)missed;
         stats_count_deferred_polls((uint64_t)missed);
+        t->next_due_ms += missed * iv; /* this poll takes the last missed cycle's place */
     }
 }
 
@@ -690,6 +712,7 @@ static int start_round(struct mon_poller *p, int64_t now)
                 return started;
             t->round = p->round;
             due_unlink(p, t);
+            t->next_due_ms = now; /* a round is off the schedule: the next poll is an interval on */
             start_poll(t, now);
             started++;
         }
