@@ -24,6 +24,7 @@
  * it kills that many agents at once and prints how long until each was
  * unhealthy (p50/p99/max; fall = BENCH_FALL, default 2) and how many of the
  * others left HEALTHY meanwhile (flaps; there should be none).
+ * BENCH_SETTLE_S waits that long after the warm-up before the window.
  * BENCH_BASELINE=0 skips seed and seq (gRPC core), so that the process's
  * RSS is the poller's alone: run N = 1,000 and 10,000 and compare the RSS
  * lines for (RSS@10k - RSS@1k) / 9,000.
@@ -549,7 +550,11 @@ int main(int argc, char **argv)
     }
     double warm = wall_s() - warm0;
     free(ok_before);
-    usleep((useconds_t)s.interval_ms * 1000); /* one more interval: the spread settles */
+    /* one more interval for the spread to settle, or BENCH_SETTLE_S seconds (after a 10,000
+       connection start the first cycles still carry the start's bunches) */
+    int64_t settle = getenv("BENCH_SETTLE_S") ? strtol(getenv("BENCH_SETTLE_S"), NULL, 10) * 1000
+                                              : s.interval_ms;
+    usleep((useconds_t)settle * 1000);
     uint64_t ok0 = 0, ok1 = 0, bad0 = 0, bad1 = 0;
     for (int i = 0; i < n; i++)
         if (fleet_read(f, (uint32_t)i, &sl) == 0)
