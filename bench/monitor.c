@@ -20,7 +20,14 @@
  * fleet looks; BENCH_INTERVAL_MS sets the steady-state interval (default:
  * about 1,000 polls/s), BENCH_TIMEOUT_MS its deadline (500). The steady-state
  * line then also gives this process's RSS growth per instance and the
- * swarm's own CPU.
+ * swarm's own CPU. Then (swarm, BENCH_KILL agents, default 100, 0 = skip)
+ * it kills that many agents at once and prints how long until each was
+ * unhealthy (p50/p99/max; fall = BENCH_FALL, default 2) and how many of the
+ * others left HEALTHY meanwhile (flaps; there should be none).
+ * BENCH_SETTLE_S waits that long after the warm-up before the window.
+ * BENCH_BASELINE=0 skips seed and seq (gRPC core), so that the process's
+ * RSS is the poller's alone: run N = 1,000 and 10,000 and compare the RSS
+ * lines for (RSS@10k - RSS@1k) / 9,000.
  *
  * With BENCH_TLS=DIR (not with BENCH_SWARM) the agents serve mutual TLS with
  * DIR/srv.pem, DIR/srv.key (an IP SAN 127.0.0.1) and DIR/ca.pem, and the
@@ -366,6 +373,68 @@ static pid_t agents_start(int n, char addrs[][64], int *nagents, int down[2])
     return child;
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Kills agents 0..k-1 of the swarm at once while the poller runs; prints how long each took
+   to become unhealthy and how many of the others left HEALTHY (they should not). */
+static void kill_and_watch(struct fleet *f, int n, int k, int swarm_cmd, int interval_ms)
+{
+    struct fleet_slot sl;
+    int64_t *changed = calloc((size_t)n, sizeof(*changed));
+    int64_t *took = calloc((size_t)k, sizeof(*took));
+    if (!changed || !took) {
+        free(changed);
+        free(took);
+        return;
+    }
+    int healthy0 = 0;
+    for (int i = 0; i < n; i++)
+        if (fleet_read(f, (uint32_t)i, &sl) == 0) {
+            changed[i] = sl.health_changed_ms;
+            healthy0 += sl.health == FLEET_HEALTH_HEALTHY;
+        }
+    char cmd[64];
+    int len = snprintf(cmd, sizeof(cmd), "kill 0-%d\n", k - 1);
+    int64_t t0 = clk_wall_ms();
+    if (write(swarm_cmd, cmd, (size_t)len) != len) {
+        fprintf(stderr, "bench_monitor: cannot command the swarm\n");
+        free(changed);
+        free(took);
+        return;
+    }
+    int down = 0;
+    while (down < k && clk_wall_ms() - t0 < 30000) {
+        usleep(20 * 1000);
+        down = 0;
+        for (int i = 0; i < k; i++)
+            if (fleet_read(f, (uint32_t)i, &sl) == 0 && sl.health == FLEET_HEALTH_UNHEALTHY)
+                down++;
+    }
+    usleep((useconds_t)(3 * interval_ms) * 1000); /* a few more cycles for a flap to show */
+    int flapped = 0;
+    for (int i = 0; i < k; i++) {
+        took[i] = INT64_MAX;
+        if (fleet_read(f, (uint32_t)i, &sl) == 0 && sl.health == FLEET_HEALTH_UNHEALTHY)
+            took[i] = sl.health_changed_ms - t0;
+    }
+    for (int i = k; i < n; i++)
+        if (fleet_read(f, (uint32_t)i, &sl) == 0 &&
+            (sl.health != FLEET_HEALTH_HEALTHY || sl.health_changed_ms != changed[i]))
+            flapped++;
+    qsort(took, (size_t)k, sizeof(*took), cmp_i64);
+    int p99 = (k * 99 + 99) / 100 - 1;
+    printf("kill     %d of %d agents killed at once (%d were healthy): %d unhealthy, after "
+           "p50 %lld ms, p99 %lld ms, max %lld ms; %d of the other %d flapped\n",
+           k, n, healthy0, down, (long long)took[k / 2], (long long)took[p99],
+           (long long)took[k - 1], flapped, n - k);
+    free(changed);
+    free(took);
+}
+
 int main(int argc, char **argv)
 {
     int n = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 1000;
@@ -447,7 +516,12 @@ int main(int argc, char **argv)
            agents, use_swarm ? " (bench_swarm)" : "", tls_poller ? " over mutual TLS" : "", rounds,
            seed_n);
     struct result seed = {0}, seq = {0}, async = {0};
-    if (!tls_poller) { /* plain text clients */
+    /* BENCH_BASELINE=0 skips the gRPC core baselines, so that this process's RSS is the
+       poller's alone (for RSS@10k - RSS@1k) */
+    int baseline = !getenv("BENCH_BASELINE") || strcmp(getenv("BENCH_BASELINE"), "0") != 0;
+    seed.cpu_us_per_poll = seq.cpu_us_per_poll = 1;
+    seed.polls_per_s = seq.polls_per_s = 1;
+    if (baseline && !tls_poller) { /* plain text clients */
         bench_seed(addrs, seed_n, &seed);
         report("seed", &seed);
         bench_seq(addrs, n, rounds, &seq);
@@ -486,6 +560,7 @@ int main(int argc, char **argv)
         s.interval_ms = strtol(getenv("BENCH_INTERVAL_MS"), NULL, 10);
     if (getenv("BENCH_TIMEOUT_MS"))
         s.timeout_ms = strtol(getenv("BENCH_TIMEOUT_MS"), NULL, 10);
+    s.fall = getenv("BENCH_FALL") ? (uint32_t)strtoul(getenv("BENCH_FALL"), NULL, 10) : 2;
     long rss0 = rss_kib(getpid());
     if (mon_new(&s, f, &m, err, sizeof(err)) || mon_start(m)) {
         fprintf(stderr, "bench_monitor: cannot start the poller\n");
@@ -513,7 +588,11 @@ int main(int argc, char **argv)
     }
     double warm = wall_s() - warm0;
     free(ok_before);
-    usleep((useconds_t)s.interval_ms * 1000); /* one more interval: the spread settles */
+    /* one more interval for the spread to settle, or BENCH_SETTLE_S seconds (after a 10,000
+       connection start the first cycles still carry the start's bunches) */
+    int64_t settle = getenv("BENCH_SETTLE_S") ? strtol(getenv("BENCH_SETTLE_S"), NULL, 10) * 1000
+                                              : s.interval_ms;
+    usleep((useconds_t)settle * 1000);
     uint64_t ok0 = 0, ok1 = 0, bad0 = 0, bad1 = 0;
     for (int i = 0; i < n; i++)
         if (fleet_read(f, (uint32_t)i, &sl) == 0)
@@ -532,6 +611,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++)
         if (fleet_read(f, (uint32_t)i, &sl) == 0)
             ok1 += sl.polls_ok, bad1 += sl.polls_failed;
+    int kill_n = getenv("BENCH_KILL") ? (int)strtol(getenv("BENCH_KILL"), NULL, 10) : 100;
+    if (use_swarm && kill_n > 0 && kill_n < n)
+        kill_and_watch(f, n, kill_n, swarm_cmd, (int)s.interval_ms);
     mon_stop(m);
     printf("thread   %d instances every %lld ms: %.0f polls/s (%llu failed), %.1f %% of one core, "
            "%.1f us CPU/poll\n",
@@ -541,11 +623,13 @@ int main(int argc, char **argv)
            (unsigned long long)deferred);
     printf("warm-up  %d of %d instances answered within %.1f s of the poller's start\n", answered,
            n, warm);
-    printf("memory   RSS %ld MiB with the poller connected, %.1f KiB per instance over the process "
+    printf("memory   RSS %ld KiB with the poller connected, %.1f KiB per instance over the process "
            "before it; agents' CPU %.1f %% of one core\n",
-           rss1 / 1024, (double)(rss1 - rss0) / n, 100.0 * sw / w);
+           rss1, (double)(rss1 - rss0) / n, 100.0 * sw / w);
     printf("ratio thread/monitor: %.2fx CPU per poll (1.0 = the raw unary limit of this run)\n",
            ok1 > ok0 ? (c * 1e6 / (double)(ok1 - ok0)) / async.cpu_us_per_poll : 0.0);
+    printf("ratio thread/seq:     %.2fx CPU per poll (seq = gRPC core's unary calls in this run)\n",
+           ok1 > ok0 ? (c * 1e6 / (double)(ok1 - ok0)) / seq.cpu_us_per_poll : 0.0);
 
     mon_free(m);
     fleet_close(f);

@@ -4,13 +4,14 @@
  * MonitorS is the half of asgd that watches instances. It serves the MonitorS
  * gRPC service, where each instance's agent (monitorc) registers at start and
  * deregisters at stop, and it polls every instance in the fleet table over one
- * persistent gRPC channel per instance: every interval one GetMetrics call
- * with a deadline (or GetStatus + GetMemoryUsage for a seed agent that answers
- * UNIMPLEMENTED to GetMetrics), all calls in flight at once on one completion
- * queue driven by one thread. Answers and silences become health with
- * HAProxy-style hysteresis (rise consecutive successes make an instance
- * healthy, fall consecutive failures make it unhealthy) and load samples,
- * written into the instance's fleet-table slot. The controller reads them.
+ * persistent HTTP/2 connection per instance speaking the gRPC wire (its own
+ * client, src/h2/h2.h): every interval one GetMetrics call with a deadline
+ * (or GetStatus + GetMemoryUsage for a seed agent that answers UNIMPLEMENTED
+ * to GetMetrics), all calls in flight at once, driven by one thread.
+ * Answers and silences become health with HAProxy-style hysteresis (rise
+ * consecutive successes make an instance healthy, fall consecutive failures
+ * make it unhealthy) and load samples, written into the instance's
+ * fleet-table slot. The controller reads them.
  *
  * A check fails when the call fails (deadline, connection refused, ...), when
  * the agent answers as another instance id, when it says its application is

@@ -1,18 +1,19 @@
 /*
  * poll.c - the poller: every instance polled every interval, one thread.
  *
- * Workload: thousands of instances, each polled every interval (2 s by
- * default) with a deadline (1 s), from ONE thread over one rpc_client (one
- * completion queue) and one persistent channel per instance. Every call is
- * asynchronous, so a stuck agent costs one call slot until its deadline and
- * never delays anybody else's poll.
+ * Workload: thousands of instances (10,000 at one poll a second is the
+ * target), each polled every interval (2 s by default) with a deadline
+ * (1 s), from ONE thread over one h2_client (src/h2/h2.h: our own HTTP/2
+ * client speaking the gRPC wire, one epoll set, one timer wheel) and one
+ * persistent connection per instance. Every call is asynchronous, so a stuck
+ * agent costs one connection until its deadline and never delays anybody
+ * else's poll.
  *
  * A target mirrors one fleet-table slot (index, generation). Targets are
  * created and dropped by a rescan, which runs when fleet_membership_gen()
- * changes or when the registry says an address or registration changed. A
- * target dropped while its call is in flight is only marked dead: the call's
- * callback (which rpc.h guarantees fires exactly once, at the latest in
- * rpc_client_shutdown()) frees it.
+ * changes or when the registry says an address or registration changed.
+ * Dropping a target frees its connection, and a call in flight on it with
+ * it (h2_conn_free() never runs the callback).
  *
  * One poll is GetMetrics. An agent answering UNIMPLEMENTED is a seed agent:
  * the same poll continues with GetStatus then GetMemoryUsage (within the
@@ -22,10 +23,11 @@
  * hysteresis (health.c) runs on the slot's own counters; only transitions
  * are logged.
  *
- * Scheduling is fixed-rate per target (next = start + interval) with new
- * targets spread over one interval; the due list is scanned at most every
- * few milliseconds, so a scan is O(targets) a few hundred times a second at
- * worst, never per completion.
+ * Scheduling is fixed-rate per target (next = this poll's due time +
+ * interval, see schedule_next()) with new targets spread over one interval. Each target's next poll
+ * is a timer in the client's wheel (the same wheel as the calls' deadlines): when it fires the
+ * target joins the due list, and the thread's loop starts the polls on that list under mon.mu.
+ * Nothing walks every target per tick.
  */
 #include <math.h>
 #include <stddef.h>
@@ -40,19 +42,20 @@
 #include "common/stats.h"
 #include "fleet/fleet.h"
 #include "monitor/mon-int.h"
-#include "rpc/rpc.h"
+#include "h2/h2.h"
+#include "h2/wheel.h"
 
 #include "common/banned.h"
 
-#define SCAN_TICK_MS       5
-#define IDLE_WAIT_MS       100
-#define HEARTBEAT_MS       1000
-#define RESCAN_MIN_MS      20
-#define CONNECT_TIMEOUT_MS 5000
-#define REASON_MAX         160
-/* new channels connect on their first poll: at most this many first polls a second (a
-   connection costs gRPC ~10 polls' CPU; 10,000 of them in one interval starved the polls) */
-#define CONNECT_RATE 2000
+#define SCAN_TICK_MS  5
+#define IDLE_WAIT_MS  100
+#define HEARTBEAT_MS  1000
+#define RESCAN_MIN_MS 20
+#define REASON_MAX    160
+#define BATCH_MS      10 /* polls start in batches at this granularity (see schedule()) */
+/* new connections connect on their first poll: at most this many first polls a second (a
+   connection costs a few polls' CPU: socket, connect, HTTP/2 preface and SETTINGS) */
+#define CONNECT_RATE 10000
 /* with TLS a connection also costs a handshake (ECDHE, signatures both ways with mutual TLS)
    on both sides: fewer a second, or a crowd of them times out and retries in a storm */
 #define CONNECT_RATE_TLS 250
@@ -70,10 +73,12 @@ struct mon_target {
     uint32_t index, generation;
     char id[FLEET_ID_MAX];
     char address[FLEET_ADDR_MAX];
-    struct rpc_channel *ch;
+    struct h2_conn *conn;
+    struct wheel_timer due;                 /* the next poll */
+    struct mon_target *due_next, *due_prev; /* on the poller's due list */
+    int on_due;
     int64_t next_due_ms; /* monotonic */
     int seed;            /* start polls with GetStatus */
-    int dead;            /* slot gone: free when the call in flight completes */
     int inflight;
     /* the poll in progress */
     enum step step;
@@ -92,12 +97,12 @@ struct mon_target {
 
 struct mon_poller {
     struct mon *m;
-    struct rpc_client *cl;
+    struct h2_client *cl;
+    struct wheel *wheel; /* the client's */
     int inflight;
     int ntargets;
-    int64_t next_scan_ms;
-    int64_t last_scan_ms;
-    uint64_t round;      /* mon_poll_once rounds */
+    struct mon_target *due_head, *due_tail; /* due, not started yet (FIFO) */
+    uint64_t round;                         /* mon_poll_once rounds */
     int64_t last_lag_ms; /* monotonic: when a poll last started more than LAG_MS late */
     uint64_t deferred;   /* polls deferred (see defer()) or whose cycle was missed */
 };
@@ -115,27 +120,87 @@ int mon__poller_new(struct mon *m, struct mon_poller **out)
     if (!p)
         return MON_ENOMEM;
     p->m = m;
+    /* a dead agent is tried again by the next poll: backoff 100 ms up to min(interval, 1 s) */
     int64_t backoff = m->interval_ms < 1000 ? m->interval_ms : 1000;
-    struct rpc_client_opts o = RPC_CLIENT_OPTS_INIT;
-    o.reconnect_initial_ms = (int)(backoff < 100 ? backoff : 100);
-    /* how long one connection attempt may take (gRPC's min connect timeout): generous, so
-       that thousands of handshakes at start under load are not cut short and retried in a
-       storm; a poll never waits for it, its own deadline ends it */
-    o.reconnect_min_ms = CONNECT_TIMEOUT_MS;
-    o.reconnect_max_ms = (int)backoff;
+    struct h2_opts o = H2_OPTS_INIT;
+    o.backoff_initial_ms = (int)(backoff < 100 ? backoff : 100);
+    o.backoff_max_ms = (int)backoff;
     o.max_message = 16 * 1024;
-    o.own_connection = 1;
-    o.tls = m->tls;
-    p->cl = rpc_client_new(&o);
-    if (!p->cl) {
+    int rc = h2_client_new(&o, &p->cl);
+    if (rc) {
         free(p);
-        return MON_ENOMEM;
+        return rc == H2_ENOMEM ? MON_ENOMEM : MON_ESYS;
     }
+    p->wheel = h2_client_wheel(p->cl);
     *out = p;
     return MON_OK;
 }
 
-/* Drops the target at index of g: freed now, or by its callback if a call is in flight. */
+static void due_unlink(struct mon_poller *p, struct mon_target *t)
+{
+    if (!t->on_due)
+        return;
+    if (t->due_prev)
+        t->due_prev->due_next = t->due_next;
+    else
+        p->due_head = t->due_next;
+    if (t->due_next)
+        t->due_next->due_prev = t->due_prev;
+    else
+        p->due_tail = t->due_prev;
+    t->due_next = t->due_prev = NULL;
+    t->on_due = 0;
+}
+
+/* The target's poll timer: onto the due list, started by the thread's loop under mu. */
+static void on_due(struct wheel_timer *w, int64_t now)
+{
+    (void)now;
+    struct mon_target *t = (struct mon_target *)((char *)w - offsetof(struct mon_target, due));
+    struct mon_poller *p = t->p;
+    if (t->on_due || t->inflight)
+        return;
+    t->on_due = 1;
+    t->due_next = NULL;
+    t->due_prev = p->due_tail;
+    if (p->due_tail)
+        p->due_tail->due_next = t;
+    else
+        p->due_head = t;
+    p->due_tail = t;
+}
+
+/* Arms t's next poll, rounded up to a multiple of BATCH_MS: the polls due in the same few
+   milliseconds start together, so the poller (and the agents' side of a swarm) wakes once for
+   a batch instead of once per poll; a busy machine punishes every extra wakeup. */
+static void schedule(struct mon_target *t, int64_t due_ms)
+{
+    due_ms = (due_ms + BATCH_MS - 1) / BATCH_MS * BATCH_MS;
+    t->next_due_ms = due_ms;
+    wheel_add(t->p->wheel, &t->due, due_ms, on_due);
+}
+
+/*
+ * The poll after the one that just ended: one interval after the nominal due time of this one,
+ * not after its actual start, so that polls a stall bunched together (started late, all at
+ * once) go back to their own places in the spread instead of staying bunched, which would make
+ * every later cycle a burst. Cycles already past are skipped and counted as deferred.
+ */
+static void schedule_next(struct mon_target *t)
+{
+    int64_t now = clk_mono_ms();
+    int64_t iv = t->interval_ms > 0 ? t->interval_ms : 1;
+    int64_t next = t->next_due_ms + iv;
+    if (next < now) {
+        int64_t missed = (now - next) / iv + 1;
+        next += missed * iv;
+        t->p->deferred += (uint64_t)missed;
+        stats_count_deferred_polls((uint64_t)missed);
+    }
+    schedule(t, next);
+}
+
+/* Drops the target at index of g; a call in flight on it is dropped with its connection. */
 static void target_drop(struct mon_poller *p, struct mon_group *g, uint32_t index)
 {
     struct mon_target *t = g->targets[index];
@@ -143,12 +208,12 @@ static void target_drop(struct mon_poller *p, struct mon_group *g, uint32_t inde
         return;
     g->targets[index] = NULL;
     p->ntargets--;
-    rpc_channel_free(t->ch); /* calls in flight still complete */
-    t->ch = NULL;
+    wheel_del(p->wheel, &t->due);
+    due_unlink(p, t);
+    h2_conn_free(t->conn);
     if (t->inflight)
-        t->dead = 1;
-    else
-        free(t);
+        p->inflight--;
+    free(t);
 }
 
 void mon__poller_drop_group(struct mon_poller *p, struct mon_group *g)
@@ -163,9 +228,8 @@ void mon__poller_free(struct mon_poller *p)
 {
     if (!p)
         return;
-    /* every group's targets were dropped by mon_free() */
-    rpc_client_shutdown(p->cl); /* fires the callbacks of dead targets, which free them */
-    rpc_client_free(p->cl);
+    /* every group's targets (and so every connection) were dropped by mon_free() */
+    h2_client_free(p->cl);
     free(p);
 }
 
@@ -218,9 +282,9 @@ static void rescan(struct mon_poller *p, struct mon_group *g, int64_t now)
         snprintf(t->address, sizeof(t->address), "%s", s->address);
         t->seed = s->seed_protocol;
         mon__warn_cleartext(p->m, g, t->address);
-        t->ch = rpc_channel_new(p->cl, t->address);
-        if (!t->ch) {
-            log_warn("cannot create a channel to instance \"%s\" at %s", t->id, t->address);
+        int rc = h2_conn_new(p->cl, t->address, &t->conn);
+        if (rc) {
+            log_warn("cannot poll instance \"%s\" at %s: %s", t->id, t->address, h2_strerror(rc));
             free(t);
             continue;
         }
@@ -230,7 +294,7 @@ static void rescan(struct mon_poller *p, struct mon_group *g, int64_t now)
         int64_t rate = p->m->tls ? CONNECT_RATE_TLS : CONNECT_RATE;
         if ((int64_t)nnew * 1000 / rate > spread)
             spread = (int64_t)nnew * 1000 / rate;
-        t->next_due_ms = now + (nnew > 1 ? (spread * k) / nnew : 0);
+        schedule(t, now + (nnew > 1 ? (spread * k) / nnew : 0));
         k++;
         g->targets[s->index] = t;
         p->ntargets++;
@@ -244,7 +308,6 @@ static void rescan(struct mon_poller *p, struct mon_group *g, int64_t now)
     }
     g->hi = hi;
     free(live);
-    p->next_scan_ms = now;
 }
 
 /* --- results -------------------------------------------------------------------------- */
@@ -330,17 +393,8 @@ static void finish(struct mon_target *t, int ok, const char *reason)
                      t->address, reason ? reason : "check failed", a.count);
     }
 
-    int64_t now = clk_mono_ms();
-    int64_t started = t->start_us / 1000;
-    t->next_due_ms = started + t->interval_ms;
-    if (t->next_due_ms < now)
-        t->next_due_ms = now;
-    /* wake the scan for this target, but never scan more often than every SCAN_TICK_MS */
-    int64_t want = t->next_due_ms;
-    if (want < p->last_scan_ms + SCAN_TICK_MS)
-        want = p->last_scan_ms + SCAN_TICK_MS;
-    if (want < p->next_scan_ms)
-        p->next_scan_ms = want;
+    schedule_next(t);
+    (void)p;
 }
 
 static void on_done(void *arg, grpc_status_code status, const char *details, const uint8_t *data,
@@ -369,15 +423,14 @@ static int issue(struct mon_target *t)
         rq.code = 1;
         len = request__pack(&rq, buf);
     }
-    int left = (int)(t->deadline_ms - clk_mono_ms());
-    if (left < 1) {
+    if (t->deadline_ms - clk_mono_ms() < 1) {
         finish(t, 0, "deadline exceeded");
         return -1;
     }
-    int rc = rpc_client_call(p->cl, t->ch, method_of(t->step), buf, len, left, on_done, t);
+    int rc = h2_call(t->conn, method_of(t->step), buf, len, t->deadline_ms, on_done, t);
     if (rc) {
         char why[REASON_MAX];
-        snprintf(why, sizeof(why), "call not started: %s", rpc_strerror(rc));
+        snprintf(why, sizeof(why), "call not started: %s", h2_strerror(rc));
         finish(t, 0, why);
         return -1;
     }
@@ -496,14 +549,7 @@ static void defer(struct mon_target *t)
         log_debug("poll of instance \"%s\" deferred: its deadline passed while the poller was "
                   "behind",
                   t->id);
-    int64_t now = clk_mono_ms();
-    t->next_due_ms = t->start_us / 1000 + t->interval_ms;
-    if (t->next_due_ms < now)
-        t->next_due_ms = now;
-    if (t->next_due_ms < p->next_scan_ms)
-        p->next_scan_ms = t->next_due_ms < p->last_scan_ms + SCAN_TICK_MS
-                              ? p->last_scan_ms + SCAN_TICK_MS
-                              : t->next_due_ms;
+    schedule_next(t);
 }
 
 static void on_done(void *arg, grpc_status_code status, const char *details, const uint8_t *data,
@@ -518,10 +564,6 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
 
     t->inflight = 0;
     p->inflight--;
-    if (t->dead) {
-        free(t);
-        return;
-    }
     if (status != GRPC_STATUS_OK || !data) {
         if (status == GRPC_STATUS_UNIMPLEMENTED && t->step == STEP_METRICS) {
             t->seed = 1;
@@ -616,67 +658,73 @@ static void on_done(void *arg, grpc_status_code status, const char *details, con
     }
 }
 
-/* Starts every due poll of g, or with force every poll not yet started in round p->round;
-   lowers *next to the earliest due time seen and sets *capped when the in-flight cap was
-   hit. Returns how many started. */
-static int start_due_group(struct mon_poller *p, struct mon_group *g, int64_t now, int force,
-                           uint32_t max, int64_t *next, int *capped)
+/* Notes a poll that starts late: the poller is behind (see poller_lagged()), and a whole
+   interval late means that cycle's poll never ran, which is counted as deferred. */
+static void note_lateness(struct mon_poller *p, struct mon_target *t, int64_t now)
 {
+    if (now - t->next_due_ms <= LAG_MS)
+        return;
+    p->last_lag_ms = now;
+    int64_t iv = t->g->interval_ms ? t->g->interval_ms : 1;
+    int64_t missed = (now - t->next_due_ms) / iv;
+    if (missed > 0) {
+        p->deferred += (uint64_t)missed;
+        stats_count_deferred_polls((uint64_t)missed);
+        t->next_due_ms += missed * iv; /* this poll takes the last missed cycle's place */
+    }
+}
+
+/* Starts the polls of the due list, oldest first, up to max_inflight (mu held). Returns how
+   many started; *capped is set when the cap left some waiting. */
+static int start_due(struct mon_poller *p, int64_t now, int *capped)
+{
+    struct mon *m = p->m;
+    uint32_t max = m->max_inflight ? m->max_inflight : UINT32_MAX;
     int started = 0;
-    /* only up to the highest slot in use: a node runs many groups whose tables are mostly
-       empty, and this loop runs every few milliseconds */
-    for (uint32_t i = 0; i < g->hi; i++) {
-        struct mon_target *t = g->targets[i];
-        if (!t || t->inflight)
+    *capped = 0;
+    while (p->due_head) {
+        struct mon_target *t = p->due_head;
+        if (t->g->removing) {
+            due_unlink(p, t); /* dropped with its group by the next rescan */
             continue;
-        if (force ? t->round != p->round : t->next_due_ms <= now) {
-            if ((uint32_t)p->inflight >= max) {
-                *next = now + SCAN_TICK_MS; /* capped: come back soon */
-                *capped = 1;
-                return started;
-            }
-            t->round = p->round;
-            if (!force && now - t->next_due_ms > LAG_MS) {
-                p->last_lag_ms = now;
-                /* a whole interval late: that cycle's poll never ran, say so */
-                int64_t missed = (now - t->next_due_ms) / (g->interval_ms ? g->interval_ms : 1);
-                if (missed > 0) {
-                    p->deferred += (uint64_t)missed;
-                    stats_count_deferred_polls((uint64_t)missed);
-                }
-            }
-            start_poll(t, now);
-            started++;
-            if (t->inflight)
-                continue;
         }
-        if (t->next_due_ms < *next)
-            *next = t->next_due_ms;
+        if ((uint32_t)p->inflight >= max) {
+            *capped = 1;
+            break;
+        }
+        due_unlink(p, t);
+        if (t->inflight)
+            continue;
+        note_lateness(p, t, now);
+        start_poll(t, now);
+        started++;
     }
     return started;
 }
 
-/* Starts every due poll of every group (mu held). Returns how many started. */
-static int start_due(struct mon_poller *p, int64_t now, int force)
+/* mon_poll_once(): starts every poll not yet started in round p->round, up to max_inflight
+   (mu held). Returns how many started. */
+static int start_round(struct mon_poller *p, int64_t now)
 {
     struct mon *m = p->m;
     uint32_t max = m->max_inflight ? m->max_inflight : UINT32_MAX;
-    int64_t next = now + 3600 * 1000;
     int started = 0;
     for (struct mon_group *g = m->groups; g; g = g->next) {
         if (g->removing)
             continue;
-        if (now + g->interval_ms < next)
-            next = now + g->interval_ms;
-        int capped = 0;
-        started += start_due_group(p, g, now, force, max, &next, &capped);
-        if (capped)
-            break;
+        for (uint32_t i = 0; i < g->hi; i++) {
+            struct mon_target *t = g->targets[i];
+            if (!t || t->inflight || t->round == p->round)
+                continue;
+            if ((uint32_t)p->inflight >= max)
+                return started;
+            t->round = p->round;
+            due_unlink(p, t);
+            t->next_due_ms = now; /* a round is off the schedule: the next poll is an interval on */
+            start_poll(t, now);
+            started++;
+        }
     }
-    if (next < now + SCAN_TICK_MS)
-        next = now + SCAN_TICK_MS;
-    p->next_scan_ms = next;
-    p->last_scan_ms = now;
     return started;
 }
 
@@ -714,11 +762,11 @@ int mon__poller_round(struct mon_poller *p)
     int n = 0;
     for (;;) {
         pthread_mutex_lock(&m->mu);
-        n += start_due(p, clk_mono_ms(), 1); /* up to max_inflight at a time */
+        n += start_round(p, clk_mono_ms()); /* up to max_inflight at a time */
         pthread_mutex_unlock(&m->mu);
         if (p->inflight == 0)
             break;
-        if (rpc_client_poll(p->cl, IDLE_WAIT_MS) < 0)
+        if (h2_client_poll(p->cl, IDLE_WAIT_MS) < 0)
             break;
     }
     return n;
@@ -730,6 +778,7 @@ void *mon__poller_thread(void *arg)
     struct mon_poller *p = m->poller;
     while (!atomic_load(&m->stop)) {
         int64_t now = clk_mono_ms();
+        int capped = 0;
         pthread_mutex_lock(&m->mu);
         maybe_rescan(p, now, 0);
         for (struct mon_group *g = m->groups; g; g = g->next) {
@@ -738,15 +787,11 @@ void *mon__poller_thread(void *arg)
                 g->next_heartbeat_ms = now + HEARTBEAT_MS;
             }
         }
-        if (now >= p->next_scan_ms)
-            start_due(p, now, 0);
+        start_due(p, now, &capped);
         pthread_mutex_unlock(&m->mu);
-        int64_t wait = p->next_scan_ms - clk_mono_ms();
-        if (wait > IDLE_WAIT_MS)
-            wait = IDLE_WAIT_MS;
-        if (wait < 0)
-            wait = 0;
-        if (rpc_client_poll(p->cl, (int)wait) < 0)
+        /* wakes for socket events and the wheel's timers (due polls, deadlines); capped by
+           max_inflight: back soon for the polls still waiting */
+        if (h2_client_poll(p->cl, capped ? SCAN_TICK_MS : IDLE_WAIT_MS) < 0)
             break;
     }
     return NULL;

@@ -5,11 +5,12 @@
  *
  * Workload. The server side answers monitorc's four MonitorC methods and
  * asgd's MonitorS Register/Deregister: small messages, a handful of calls per
- * second per agent, handlers that return at once. The client side is
- * MonitorS's poller: thousands of persistent channels (one per agent), many
- * calls in flight on ONE completion queue, each with a deadline, driven by
- * rpc_client_poll() from the poller's own thread. monitorc itself uses the
- * blocking helper rpc_call_sync() for Register/Deregister.
+ * second per agent, handlers that return at once. The asynchronous client
+ * (many persistent channels, many calls in flight on ONE completion queue,
+ * driven by rpc_client_poll()) was MonitorS's poller's; the poller now uses
+ * its own lighter client (src/h2/h2.h) and this one serves benchmarks and
+ * tests. monitorc itself uses the blocking helper rpc_call_sync() for
+ * Register/Deregister.
  *
  * Either side may speak TLS with material from tls.h (rpc_server_bind_tls,
  * rpc_client_opts.tls, rpc_call_sync_tls), re-read without restarting.
