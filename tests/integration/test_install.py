@@ -10,7 +10,7 @@
 4. asgd.ini(5) documents exactly the keys the readers read: the [group]/[policy]/[health]
    keys come from the key table (`asgd help-keys`), the others are every
    cfg_get_*/cfg_find(..., "section", "key") of src/asgd/conf.c, src/group/group_conf.c and
-   src/provider/ec2.c, so a key added without its documentation (or documented and gone)
+   src/provider/ec2_settings.c, so a key added without its documentation (or documented and gone)
    fails here;
 5. asgctl's bash completion completes commands and the API's policy/health keys.
 """
@@ -43,13 +43,13 @@ def install(prefix, destdir=None):
 def source_keys():
     """(section, key) of every key the node and provider readers ask for."""
     keys = set()
-    for rel in ("src/asgd/conf.c", "src/group/group_conf.c", "src/provider/ec2.c"):
+    for rel in ("src/asgd/conf.c", "src/group/group_conf.c", "src/provider/ec2_settings.c"):
         text = open(os.path.join(SRC, rel)).read()
         for sec, key in re.findall(r'cfg_(?:get_\w+|find)\(\s*\w+,\s*"(\w+)",\s*"(\w+)"', text):
             keys.add((sec, key))
         for sec in re.findall(r'get_listen\(\s*\w+,\s*"(\w+)"', text):
             keys.add((sec, "listen"))
-        if rel.endswith("ec2.c"):
+        if rel.endswith("ec2_settings.c"):
             for key in re.findall(r'load_list\(\s*\w+,\s*"(\w+)"', text):
                 keys.add(("ec2", key))
     return keys
@@ -177,13 +177,18 @@ def main():
                       f"COMP_CWORD={len(words)}; _asgctl; echo \"${{COMPREPLY[*]}}\"")
             return run("bash", "-c", script).stdout.split()
         assert "instances" in complete("asgctl") and "create-group" in complete("asgctl")
-        assert complete("asgctl", "set") == ["min", "max", "desired", "policy", "health"]
-        api = set(re.findall(r"API: (policy|health)\.(\w+)", open(ini5).read().replace("\\-", "-")))
-        pol = {k.rstrip("=") for k in complete("asgctl", "set", "policy")}
-        hea = {k.rstrip("=") for k in complete("asgctl", "set", "health")}
-        assert pol == {k for s, k in api if s == "policy"}, (pol, api)
-        assert hea == {k for s, k in api if s == "health"}, (hea, api)
-        print("bash completion: commands, and every policy/health key of the API")
+        assert complete("asgctl", "set") == ["min", "max", "desired", "policy", "health", "group",
+                                             "notify"]
+        # every command asgctl has (its usage lists them) completes
+        usage = run(os.path.join(px, "bin/asgctl"), "--help", check=False)
+        cmds = set(re.findall(r"^  ([a-z][a-z-]+) ", usage.stdout + usage.stderr, re.M))
+        assert cmds and cmds <= set(complete("asgctl")), cmds - set(complete("asgctl"))
+        text = open(ini5).read().replace("\\-", "-")
+        api = set(re.findall(r"API: (policy|health|notify)\.(\w+)", text))
+        for sec in ("policy", "health", "notify"):
+            got = {k.rstrip("=") for k in complete("asgctl", "set", sec)}
+            assert got == {k for s, k in api if s == sec}, (sec, got, api)
+        print("bash completion: every command, and every policy/health/notify key of the API")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
