@@ -89,7 +89,7 @@ static void usage(FILE *out)
             "  check-config   validate FILE and exit 0 (valid) or 1\n"
             "  simulate       replay a demand trace through the policy in virtual time\n"
             "                 (asgd simulate --help for its options)\n"
-            "  help-keys      every group key with defaults (--man: roff)\n"
+            "  help-keys      every group key with defaults (--man: roff, --json: data)\n"
             "\n"
             "options:\n"
             "  -c, --config FILE     the config file (INI; see examples/asgd.ini)\n"
@@ -674,6 +674,8 @@ out:
 /* The group keys of asgd.ini(5), from the one key table (--man: roff, for the build). */
 static int cmd_help_keys(const struct opts *o)
 {
+    if (o->json)
+        return group_keys_print_json(stdout) == 0 ? 0 : 1;
     group_keys_print(stdout, o->man);
     return 0;
 }

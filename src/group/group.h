@@ -160,6 +160,9 @@ extern const size_t group_n_keys;
 const struct group_key *group_key_find(const char *section, const char *key, int json);
 /* The table as documentation (keys_doc.c): plain text, or roff for asgd.ini(5) when man. */
 void group_keys_print(FILE *out, int man);
+/* The table as a JSON array of {section, key, json, kind, choices, default, description}
+   (help-keys --json); -1 with a message on stderr when it cannot be written. */
+int group_keys_print_json(FILE *out);
 
 /* Whether sec is a section of the table other than "group" (a nested JSON object). */
 int group_section_nested(const char *sec);

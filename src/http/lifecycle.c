@@ -201,7 +201,8 @@ void http__patch_instance(struct http_req *r, struct http_reply *rep)
     int p = get_bool(b, "protected", -1, rep);
     json_decref(b);
     if (p < 0) {
-        if (rep->status == 0)
+        /* no "protected": get_bool answered nothing (the server presets status 500) */
+        if (rep->body == NULL)
             http__error(rep, 400, "invalid request",
                         "nothing to change: send {\"protected\": "
                         "true|false}");

@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 
+import openapi_check
 from asgd_harness import BIN, Group, pid_alive, wait_until
 
 TOKEN = "lifecycle-" + str(os.getpid())
@@ -24,13 +25,23 @@ TOKEN = "lifecycle-" + str(os.getpid())
 
 def api(g, method, path, body=None):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{g.api_port}/api/v1/groups/{g.name}{path}",
-                                 data=data, method=method)
+    url_path = f"/api/v1/groups/{g.name}{path}"
+    req = urllib.request.Request(f"http://127.0.0.1:{g.api_port}{url_path}", data=data,
+                                 method=method)
     req.add_header("Authorization", "Bearer " + TOKEN)
     if data:
         req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read().decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            st, ctype, text = r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        # an error is checked against the document too, then raised as before
+        openapi_check.check(method, url_path, e.code, e.read().decode(),
+                            e.headers.get("Content-Type"), data)
+        raise
+    # every answer is checked against the OpenAPI document (raises on a mismatch)
+    openapi_check.check(method, url_path, st, text, ctype, data)
+    return json.loads(text)
 
 
 def asgctl(g, *args):

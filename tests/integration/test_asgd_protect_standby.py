@@ -13,20 +13,48 @@ import sys
 import time
 import urllib.request
 
+import openapi_check
 from asgd_harness import BIN, Group, pid_alive, wait_until
 
 TOKEN = "protect-" + str(os.getpid())
 
 
-def api(g, method, path, body=None):
+def call(g, method, url_path, body=None):
+    """(status, JSON answer) of any route, errors included, checked against the document."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{g.api_port}/api/v1/groups/{g.name}{path}",
-                                 data=data, method=method)
+    req = urllib.request.Request(f"http://127.0.0.1:{g.api_port}{url_path}", data=data,
+                                 method=method)
     req.add_header("Authorization", "Bearer " + TOKEN)
     if data:
         req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read().decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            st, ctype, text = r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        st, ctype, text = e.code, e.headers.get("Content-Type"), e.read().decode()
+    openapi_check.check(method, url_path, st, text, ctype, data)
+    return st, json.loads(text)
+
+
+def api(g, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    url_path = f"/api/v1/groups/{g.name}{path}"
+    req = urllib.request.Request(f"http://127.0.0.1:{g.api_port}{url_path}", data=data,
+                                 method=method)
+    req.add_header("Authorization", "Bearer " + TOKEN)
+    if data:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            st, ctype, text = r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        # an error is checked against the document too, then raised as before
+        openapi_check.check(method, url_path, e.code, e.read().decode(),
+                            e.headers.get("Content-Type"), data)
+        raise
+    # every answer is checked against the OpenAPI document (raises on a mismatch)
+    openapi_check.check(method, url_path, st, text, ctype, data)
+    return json.loads(text)
 
 
 def asgctl(g, *args):
@@ -117,6 +145,45 @@ def detach_attach(g):
     assert kinds(g, "detach") and kinds(g, "attach")
 
 
+def routes(g):
+    """The lifecycle, hook and suspend routes answered directly (asgctl drives them above), so
+    their real answers, errors included, are checked against the OpenAPI document."""
+    base = f"/api/v1/groups/{g.name}"
+    one = in_service(g)[0]
+    st, h = call(g, "GET", base + "/hooks")
+    assert st == 200 and h["launch_timeout"] == "0s" and h["terminate_default"] == "abandon", h
+    st, grp = call(g, "PUT", base + "/hooks", {"terminate_default": "continue"})
+    assert st == 200 and grp["hooks"]["terminate_default"] == "continue", grp
+    st, grp = call(g, "PATCH", base + "/hooks", {"terminate_default": "abandon"})
+    assert st == 200 and grp["hooks"]["terminate_default"] == "abandon", grp
+    st, a = call(g, "PATCH", f"{base}/instances/{one}", {"protected": True})
+    assert st == 202 and a["id"] == one, a
+    wait_until(lambda: insts(g)[one]["protected"], 5, what="protected through PATCH")
+    st, a = call(g, "PATCH", f"{base}/instances/{one}", {"protected": False})
+    assert st == 202, a
+    wait_until(lambda: not insts(g)[one]["protected"], 5, what="unprotected through PATCH")
+    refused = [("PATCH", f"{base}/instances/i-none", {"protected": True}, 404),
+               ("PATCH", f"{base}/instances/{one}", {}, 400),
+               ("PATCH", f"{base}/instances/{one}", {"protected": 1}, 400),
+               ("POST", f"{base}/instances/{one}/lifecycle", {"action": "continue"}, 409),
+               ("POST", f"{base}/instances/{one}/lifecycle", {"action": "maybe"}, 400),
+               ("POST", f"{base}/instances/{one}/exit-standby", None, 409),
+               ("POST", f"{base}/instances/{one}/detach", {"decrement": True}, 400),
+               ("POST", f"{base}/instances", {"attach": ""}, 400),
+               ("POST", f"{base}/suspend", {"processes": ["Nap"]}, 400),
+               ("PUT", base + "/hooks", {"launch_default": "maybe"}, 400)]
+    for method, path, body, want in refused:
+        st, e = call(g, method, path, body)
+        assert st == want, f"{method} {path} {body}: {st} {e}"
+    for path in (base + "/suspend", "/api/v1/group/suspend"):
+        st, grp = call(g, "POST", path, {"processes": ["azrebalance"]})
+        assert st == 200 and grp["suspended_processes"] == ["AZRebalance"], grp
+        st, grp = call(g, "POST", path.replace("suspend", "resume"))
+        assert st == 200 and grp["suspended_processes"] == [], grp
+    print(f"routes: hooks, protection, suspend/resume and {len(refused)} refusals answered as "
+          "documented")
+
+
 def main():
     health = {"interval": "500ms", "timeout": "300ms", "healthy_threshold": 2,
               "unhealthy_threshold": 3, "grace_period": "3s", "panic_threshold": 0}
@@ -135,6 +202,7 @@ def main():
         protection(g)
         standby(g)
         detach_attach(g)
+        routes(g)
         g.stop(p)
         print("ok")
     finally:

@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 
+import openapi_check
 from asgd_harness import BIN, Group, free_port, wait_until
 
 TOKEN = "it-token-" + str(os.getpid())
@@ -64,12 +65,14 @@ class Api:
             req.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
-                text = r.read().decode()
-                return r.status, (json.loads(text) if text.startswith(("{", "[")) else text)
+                st, ctype, text = r.status, r.headers.get("Content-Type"), r.read().decode()
         except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read().decode())
+            st, ctype, text = e.code, e.headers.get("Content-Type"), e.read().decode()
         except OSError:
             return 0, None
+        # every answer is checked against the OpenAPI document (raises on a mismatch)
+        openapi_check.check(method, path, st, text, ctype, data)
+        return st, (json.loads(text) if text.startswith(("{", "[")) else text)
 
 
 def main():

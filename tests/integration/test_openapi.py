@@ -2,6 +2,10 @@
 
 - every route of src/http/routes.c is in the document, and every /api/ path of the document is
   a route (they cannot drift apart);
+- every key of the group key table (src/group/settings.c, as `asgd help-keys --json` prints it)
+  is in the Group and GroupPatch schemas, where the JSON form puts it, with a type that takes
+  the table's kind of value and refuses another kind (and the settings sections list no key the
+  table does not have);
 - the served document is the source file src/http/assets/openapi.json (compiled in);
 - every $ref resolves, and the document validates as OpenAPI 3.1 with an independent validator:
   npm's @seriousme/openapi-schema-validator, installed once into <build>/npm-openapi (no network:
@@ -69,6 +73,82 @@ def check_refs(doc):
     return n
 
 
+# per kind of the key table: values the API writes or accepts, and values it refuses
+GOOD = {"integer": [0, 3], "number": [0.5, 2], "boolean": [True, False], "duration": ["30s", "0"],
+        "string": ["", "x"]}
+BAD = {"integer": ["3", 0.5], "number": ["0.5", None], "boolean": ["true", 1],
+       "duration": [True, "soon"], "string": [3, None], "enum": ["not-a-choice", 1],
+       "list": [3, None]}
+
+
+def key_table():
+    asgd = os.path.join(os.environ.get("ASGD_BIN", os.path.join(BUILD, "bin")), "asgd")
+    out = subprocess.run([asgd, "help-keys", "--json"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, f"asgd help-keys --json failed: {out.stderr}"
+    keys = json.loads(out.stdout)
+    assert len(keys) >= 40 and {k["section"] for k in keys} >= {"group", "policy", "health"}, keys
+    return keys
+
+
+def check_settings_keys(doc):
+    """Every key of the table is in Group (the answer: every key, required, as the API writes
+    it) and GroupPatch (as it is accepted: durations also as seconds, lists also as text; the
+    name is read-only), with a compatible type. Returns how many (schema, key) pairs."""
+    keys = key_table()
+    schemas = doc["components"]["schemas"]
+    n = 0
+    for top, patch in (("Group", False), ("GroupPatch", True)):
+        seen = {}
+        for k in keys:
+            sec, js = k["section"], k["json"]
+            if patch and sec == "group" and js == "name":
+                continue
+            obj = openapi_check._resolve(schemas[top])
+            where = top
+            if sec != "group":
+                assert sec in obj["properties"], f"{top} has no \"{sec}\" object (src/group/settings.c)"
+                obj = openapi_check._resolve(obj["properties"][sec])
+                where += "." + sec
+            where += "." + js
+            seen.setdefault(sec, (obj, set()))[1].update({js, k["key"]} if patch else {js})
+            prop = obj.get("properties", {}).get(js)
+            assert prop is not None, (f"{where}: the key [{sec}] {k['key']} of src/group/settings.c "
+                                      f"is missing from src/http/assets/openapi.json")
+            if not patch:
+                assert js in obj.get("required", []), f"{where}: the API always writes it: required"
+            kind, choices = k["kind"], k.get("choices") or []
+            good = list(GOOD.get(kind, []))
+            if kind == "enum":
+                good = list(choices)
+            elif kind == "list":
+                good = [list(choices), [choices[0]], []]
+                if patch:
+                    good.append(", ".join(c.lower() for c in choices))
+            elif kind == "duration" and patch:
+                good.append(30)
+            assert good and kind in BAD, f"{where}: kind {kind!r} unknown to this test"
+            for v in good:
+                openapi_check.validate(prop, v, f"{where} ({kind}) must take {v!r}")
+            bad = list(BAD[kind])
+            if kind == "list" and not patch:
+                bad.append(["not-a-choice"])
+            for v in bad:
+                try:
+                    openapi_check.validate(prop, v, where)
+                except AssertionError:
+                    continue
+                raise AssertionError(f"{where} ({kind}) takes {v!r}, which the API refuses")
+            n += 1
+        # no stale key: a settings section of the document lists only keys of the table
+        for sec, (obj, names) in seen.items():
+            if sec == "group":
+                continue
+            stale = set(obj["properties"]) - names
+            assert not stale, (f"{top}.{sec} lists keys src/group/settings.c does not have: "
+                               f"{sorted(stale)}")
+    return n
+
+
 def npm_validate(path):
     """Validates the document with the npm validator; None when it cannot be installed."""
     if not shutil.which("node") or not shutil.which("npm"):
@@ -100,6 +180,9 @@ def main():
     assert not extra, f"openapi.json documents API routes routes.c does not have: {sorted(extra)}"
     print(f"{len(routes)} routes of routes.c, all in the document ({len(docs)} operations)")
     print(f"{check_refs(doc)} $refs resolve")
+    # 2. the group settings of the document against the key table
+    print(f"{check_settings_keys(doc)} settings keys of src/group/settings.c in Group and "
+          "GroupPatch with compatible types")
     # the checker the integration tests use refuses what the document does not allow
     ok_reload = '{"requested": true, "generation": 1}'
     for method, path, st, body, req in [

@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 
+import openapi_check
 from asgd_harness import Group, wait_until
 
 SRC = os.environ.get("ASGD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -30,9 +31,12 @@ def post(port, path, body, token):
         req.add_header("Authorization", "Bearer " + token)
     try:
         with urllib.request.urlopen(req, timeout=20) as r:
-            return r.status, json.loads(r.read())
+            st, ctype, text = r.status, r.headers.get("Content-Type"), r.read().decode()
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+        st, ctype, text = e.code, e.headers.get("Content-Type"), e.read().decode()
+    # every answer is checked against the OpenAPI document (raises on a mismatch)
+    openapi_check.check("POST", path, st, text, ctype, body)
+    return st, json.loads(text or "{}")
 
 
 def main():
@@ -66,8 +70,11 @@ def main():
         code, w1 = post(g.api_port, "/api/v1/simulate", {"max_size": 3}, token)
         assert code == 200 and w1["proposed"]["settings"]["max_size"] == 3, w1
         # nothing applied
-        with urllib.request.urlopen(f"http://127.0.0.1:{g.api_port}/api/v1/groups/{g.name}") as r:
-            assert json.loads(r.read())["policy"]["type"] == "threshold"
+        gpath = f"/api/v1/groups/{g.name}"
+        with urllib.request.urlopen(f"http://127.0.0.1:{g.api_port}{gpath}") as r:
+            text = r.read().decode()
+            openapi_check.check("GET", gpath, r.status, text, r.headers.get("Content-Type"))
+            assert json.loads(text)["policy"]["type"] == "threshold"
         # refused: bad proposal, bad since, no token
         code, e = post(g.api_port, path, {"policy": {"target": 500}}, token)
         assert code == 400 and "policy.target" in e["detail"], e
