@@ -52,6 +52,7 @@
 
 struct h2_client;
 struct h2_conn;
+struct tls_conf;
 struct wheel;
 
 enum {
@@ -70,10 +71,12 @@ struct h2_opts {
     int backoff_initial_ms; /* first reconnect backoff after a failed connect; 0 = 100 */
     int backoff_max_ms;     /* backoff cap; 0 = 1000 */
     size_t max_message;     /* largest response accepted; 0 = 16 KiB (more: RESOURCE_EXHAUSTED) */
+    struct tls_conf *tls;   /* TLS to every agent (borrowed: outlives the client; reloads are
+                               picked up by new connections); NULL = plain text (h2c) */
 };
 #define H2_OPTS_INIT                                                                               \
     {                                                                                              \
-        0, 0, 0                                                                                    \
+        0, 0, 0, NULL                                                                              \
     }
 
 /*
