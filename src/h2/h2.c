@@ -169,6 +169,7 @@ struct h2_client {
     nghttp2_hd_inflater *inf; /* shared: the peers' tables are 0 bytes (our SETTINGS) */
     struct tls_conf *tls;     /* borrowed; NULL: plain text */
     SSL_CTX *ctx;             /* for new connections (each SSL holds its own reference) */
+    BIO_METHOD *bio;          /* the sockets' BIO: send() with MSG_NOSIGNAL (see bio_write) */
     uint64_t ctx_gen;         /* the tls_conf generation ctx was built from */
     struct h2_conn *done_head;
     struct wheel wheel;
@@ -351,6 +352,35 @@ static void set_out(struct h2_conn *c, int want)
  * is idle between polls (OpenSSL keeps ~34 KiB of record buffers otherwise).
  */
 
+/* OpenSSL's socket BIO write()s, and a write to a socket the agent closed raises SIGPIPE,
+   which kills a process that does not ignore it (a library must not count on that): this
+   BIO moves the same bytes with send(MSG_NOSIGNAL) / recv(). Its data is the fd. */
+static int bio_write(BIO *b, const char *d, int n)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t r = send((int)(intptr_t)BIO_get_data(b), d, (size_t)n, MSG_NOSIGNAL);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_write(b);
+    return (int)r;
+}
+
+static int bio_read(BIO *b, char *d, int n)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t r = recv((int)(intptr_t)BIO_get_data(b), d, (size_t)n, 0);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_read(b);
+    return (int)r;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* nothing buffered here */
+}
+
 /* The context for a new connection: rebuilt when the certificates were re-read (SIGHUP);
    connections already up keep theirs. NULL with err. */
 static SSL_CTX *tls_ctx(struct h2_client *cl, char *err, size_t errlen)
@@ -463,7 +493,7 @@ static void tls_start(struct h2_conn *c)
     err[0] = '\0';
     SSL_CTX *ctx = tls_ctx(cl, err, sizeof(err));
     if (!ctx) {
-        snprintf(why, sizeof(why), "TLS: %s", err);
+        snprintf(why, sizeof(why), "TLS: %.100s", err);
         conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
         return;
     }
@@ -473,10 +503,15 @@ static void tls_start(struct h2_conn *c)
     if (colon)
         *colon = '\0';
     c->ssl = SSL_new(ctx);
-    if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 ||
-        tls_client_ssl_setup(c->ssl, cl->tls, host, err, sizeof(err))) {
+    BIO *bio = c->ssl ? BIO_new(cl->bio) : NULL;
+    if (bio) {
+        BIO_set_data(bio, (void *)(intptr_t)c->fd);
+        BIO_set_init(bio, 1);
+        SSL_set_bio(c->ssl, bio, bio); /* the SSL owns it now */
+    }
+    if (!bio || tls_client_ssl_setup(c->ssl, cl->tls, host, err, sizeof(err))) {
         ERR_clear_error();
-        snprintf(why, sizeof(why), "TLS: %s", c->ssl ? err : "out of memory");
+        snprintf(why, sizeof(why), "TLS: %.100s", bio ? err : "out of memory");
         conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
         return;
     }
@@ -1220,30 +1255,29 @@ static void conn_event(struct h2_conn *c, uint32_t events)
     struct h2_client *cl = c->cl;
     if (c->fd < 0)
         return; /* closed earlier in this batch */
-    if (c->state == ST_CONNECTING) {
-        int err = 0;
-        socklen_t el = sizeof(err);
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) || err) {
-            char why[96];
-            snprintf(why, sizeof(why), "connect: %s", strerror(err ? err : errno));
-            conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
-            return;
+    if (c->state != ST_OPEN) {
+        if (c->state == ST_CONNECTING) {
+            int err = 0;
+            socklen_t el = sizeof(err);
+            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) || err) {
+                char why[96];
+                snprintf(why, sizeof(why), "connect: %s", strerror(err ? err : errno));
+                conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
+                return;
+            }
+            conn_connected(c);
+        } else {
+            tls_step(c); /* ST_HANDSHAKE */
         }
-        conn_connected(c);
-        if (c->fd < 0 || c->state == ST_HANDSHAKE)
+        if (c->fd < 0 || c->state != ST_OPEN)
             return;
-    } else if (c->state == ST_HANDSHAKE) {
-        tls_step(c);
-        if (c->fd < 0 || c->state == ST_HANDSHAKE)
-            return;
-        /* open: OpenSSL may hold the agent's first bytes already; read below */
-        events |= EPOLLIN;
     } else if (events & EPOLLOUT) {
         if (out_write(c, NULL, 0))
             return;
     }
     if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && !c->ssl)
-        return; /* (TLS: a read may wait for the socket to take bytes, so always read) */
+        return; /* TLS reads on any event: OpenSSL may hold bytes read during the handshake,
+                   or a read may have waited for the socket to take bytes (WANT_WRITE) */
     cl->olen = 0;
     for (;;) {
         ssize_t n = conn_recv(c, cl->rbuf, sizeof(cl->rbuf));
@@ -1330,6 +1364,15 @@ int h2_client_new(const struct h2_opts *o, struct h2_client **out)
         h2_client_free(cl);
         return H2_ENOMEM;
     }
+    if (cl->tls) {
+        int idx = BIO_get_new_index();
+        cl->bio = idx < 0 ? NULL : BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK, "asgd-h2-socket");
+        if (!cl->bio || !BIO_meth_set_write(cl->bio, bio_write) ||
+            !BIO_meth_set_read(cl->bio, bio_read) || !BIO_meth_set_ctrl(cl->bio, bio_ctrl)) {
+            h2_client_free(cl);
+            return H2_ENOMEM;
+        }
+    }
     *out = cl;
     return 0;
 }
@@ -1338,9 +1381,12 @@ void h2_client_free(struct h2_client *cl)
 {
     if (!cl)
         return;
-    nghttp2_hd_deflate_del(cl->def);
-    nghttp2_hd_inflate_del(cl->inf);
+    if (cl->def) /* nghttp2's *_del() do not take NULL (a failed h2_client_new) */
+        nghttp2_hd_deflate_del(cl->def);
+    if (cl->inf)
+        nghttp2_hd_inflate_del(cl->inf);
     SSL_CTX_free(cl->ctx);
+    BIO_meth_free(cl->bio);
     if (cl->epfd >= 0)
         close(cl->epfd);
     free(cl);
