@@ -21,7 +21,7 @@
  * is nghttp2's (nghttp2_hd_*), and stateless: our SETTINGS set the peer's
  * HPACK table for its answers to 0 bytes and our encoder never indexes, so
  * ONE deflater and ONE inflater serve every connection, each header block
- * decoded whole. A connection is then struct h2_conn (~620 bytes) and its
+ * decoded whole. A connection is then struct h2_conn (~660 bytes) and its
  * socket.
  *
  * Per call: one send() of preface (first call) + HEADERS + DATA, usually
@@ -45,9 +45,9 @@
  *
  * Transport: conn_recv()/conn_send() are the only functions that move the
  * socket's bytes and conn_connected() is where a connection becomes usable;
- * a TLS transport (OpenSSL: an SSL per connection, the handshake driven
- * from conn_connected() and the epoll events until done, "h2" by ALPN,
- * SSL_read/SSL_write) replaces those three and nothing else.
+ * with TLS (see "TLS transport" below) they go through the connection's SSL
+ * and conn_connected() starts the handshake (ST_HANDSHAKE) that ends in
+ * conn_open(). Plain text pays one pointer test per read and write.
  */
 #include <arpa/inet.h>
 #include <errno.h>
