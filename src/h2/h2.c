@@ -21,7 +21,7 @@
  * is nghttp2's (nghttp2_hd_*), and stateless: our SETTINGS set the peer's
  * HPACK table for its answers to 0 bytes and our encoder never indexes, so
  * ONE deflater and ONE inflater serve every connection, each header block
- * decoded whole. A connection is then struct h2_conn (~620 bytes) and its
+ * decoded whole. A connection is then struct h2_conn (~660 bytes) and its
  * socket.
  *
  * Per call: one send() of preface (first call) + HEADERS + DATA, usually
@@ -45,9 +45,9 @@
  *
  * Transport: conn_recv()/conn_send() are the only functions that move the
  * socket's bytes and conn_connected() is where a connection becomes usable;
- * a TLS transport (OpenSSL: an SSL per connection, the handshake driven
- * from conn_connected() and the epoll events until done, "h2" by ALPN,
- * SSL_read/SSL_write) replaces those three and nothing else.
+ * with TLS (see "TLS transport" below) they go through the connection's SSL
+ * and conn_connected() starts the handshake (ST_HANDSHAKE) that ends in
+ * conn_open(). Plain text pays one pointer test per read and write.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -62,23 +62,27 @@
 #include <unistd.h>
 
 #include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "common/clock.h"
 #include "h2/h2.h"
 #include "h2/wheel.h"
+#include "tls/tls.h"
 
 #include "common/banned.h"
 
 #define TARGET_MAX  64
 #define INLINE_MSG  128 /* answers up to this many bytes (5-byte prefix included) need no malloc */
-#define DETAILS_MAX 80
+#define DETAILS_MAX 112 /* room for "TLS handshake failed: certificate verify failed (...)" */
 #define PENDING_MAX (256 * 1024) /* bytes a peer that does not read may leave us holding */
 #define EVENTS_MAX  256
 #define FRAME_MAX   16384 /* SETTINGS_MAX_FRAME_SIZE: the protocol's default, ours */
 #define HBLOCK_MAX  16384 /* a header block continued over several frames, at most */
 #define WINDOW      65535 /* initial flow-control windows (protocol default) */
 
-enum state { ST_IDLE = 0, ST_CONNECTING, ST_OPEN };
+enum state { ST_IDLE = 0, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN };
 
 /* frame types and flags (RFC 9113 section 6) */
 enum {
@@ -104,7 +108,8 @@ enum { E_NO_ERROR = 0, E_PROTOCOL = 1, E_REFUSED_STREAM = 7, E_CANCEL = 8, E_CAL
 
 struct h2_conn {
     struct h2_client *cl;
-    int fd; /* -1 while idle */
+    SSL *ssl; /* TLS: this connection's session (NULL: plain text, or not connected) */
+    int fd;   /* -1 while idle */
     uint8_t state;
     uint8_t want_out;    /* EPOLLOUT registered */
     uint8_t busy;        /* a call started, callback not run yet */
@@ -162,6 +167,10 @@ struct h2_client {
     size_t max_message;
     nghttp2_hd_deflater *def; /* shared: never indexes, so stateless */
     nghttp2_hd_inflater *inf; /* shared: the peers' tables are 0 bytes (our SETTINGS) */
+    struct tls_conf *tls;     /* borrowed; NULL: plain text */
+    SSL_CTX *ctx;             /* for new connections (each SSL holds its own reference) */
+    BIO_METHOD *bio;          /* the sockets' BIO: send() with MSG_NOSIGNAL (see bio_write) */
+    uint64_t ctx_gen;         /* the tls_conf generation ctx was built from */
     struct h2_conn *done_head;
     struct wheel wheel;
     size_t olen; /* control frames (acks, window updates) staged for the connection being read */
@@ -279,6 +288,11 @@ static void deliver(struct h2_conn *c)
 /* Closes the socket and forgets the connection's HTTP/2 state; the connection is idle. */
 static void conn_close(struct h2_conn *c)
 {
+    if (c->ssl) {
+        /* no close_notify: the socket closes now anyway, and the agent treats both alike */
+        SSL_free(c->ssl); /* drops its reference to its SSL_CTX (maybe an older one) */
+        c->ssl = NULL;
+    }
     if (c->fd >= 0)
         close(c->fd); /* leaves the epoll set with it */
     c->fd = -1;
@@ -327,10 +341,190 @@ static void set_out(struct h2_conn *c, int want)
         c->want_out = (uint8_t)want;
 }
 
+/* --- TLS transport (OpenSSL) ------------------------------------------------------------------
+ *
+ * One SSL per connection, on the client's current SSL_CTX (tls_client_ctx_new: ALPN "h2",
+ * the agent's chain verified, our certificate for mutual TLS). The handshake runs between
+ * the TCP connect and ST_OPEN (ST_HANDSHAKE), driven by the epoll events: SSL_connect
+ * asking to read keeps input interest only, asking to write adds output interest. Modes:
+ * partial writes and a moving write buffer, because out_write() retries what SSL_write did
+ * not take from the connection's pending buffer; released buffers, because a connection
+ * is idle between polls (OpenSSL keeps ~34 KiB of record buffers otherwise).
+ */
+
+/* OpenSSL's socket BIO write()s, and a write to a socket the agent closed raises SIGPIPE,
+   which kills a process that does not ignore it (a library must not count on that): this
+   BIO moves the same bytes with send(MSG_NOSIGNAL) / recv(). Its data is the fd. */
+static int bio_write(BIO *b, const char *d, int n)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t r = send((int)(intptr_t)BIO_get_data(b), d, (size_t)n, MSG_NOSIGNAL);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_write(b);
+    return (int)r;
+}
+
+static int bio_read(BIO *b, char *d, int n)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t r = recv((int)(intptr_t)BIO_get_data(b), d, (size_t)n, 0);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_read(b);
+    return (int)r;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* nothing buffered here */
+}
+
+/* The context for a new connection: rebuilt when the certificates were re-read (SIGHUP);
+   connections already up keep theirs. NULL with err. */
+static SSL_CTX *tls_ctx(struct h2_client *cl, char *err, size_t errlen)
+{
+    if (cl->ctx && tls_conf_generation(cl->tls) == cl->ctx_gen)
+        return cl->ctx;
+    uint64_t gen = 0;
+    SSL_CTX *ctx = tls_client_ctx_new(cl->tls, &gen, err, errlen);
+    if (!ctx)
+        return cl->ctx; /* the previous material, if any, is still valid */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_free(cl->ctx);
+    cl->ctx = ctx;
+    cl->ctx_gen = gen;
+    return ctx;
+}
+
+/* Why the TLS layer failed, for the call's details. */
+static void tls_reason(struct h2_conn *c, const char *what, char *why, size_t n)
+{
+    char r[96];
+    long v = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+    if (v != X509_V_OK) {
+        snprintf(why, n, "%s: certificate verify failed (%s)", what,
+                 X509_verify_cert_error_string(v));
+        ERR_clear_error();
+        return;
+    }
+    if (!ERR_peek_error()) { /* no TLS error: the socket ended (reset, or closed) */
+        snprintf(why, n, "%s: connection closed by the agent", what);
+        return;
+    }
+    tls_handshake_error(c->ssl, r, sizeof(r)); /* clears the thread's error queue */
+    snprintf(why, n, "%s: %s", what, r);
+}
+
+static ssize_t tls_send(struct h2_conn *c, const uint8_t *d, size_t len)
+{
+    if (!len)
+        return 0;
+    int n = SSL_write(c->ssl, d, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+        return 0; /* retried with the same bytes first (out_write's pending buffer) */
+    ERR_clear_error();
+    return -1;
+}
+
+static ssize_t tls_recv(struct h2_conn *c, uint8_t *buf, size_t len)
+{
+    int n = SSL_read(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+        return -2;
+    case SSL_ERROR_WANT_WRITE:
+        set_out(c, 1); /* rare (a key update): conn_event() reads again on EPOLLOUT */
+        return -2;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+static void conn_open(struct h2_conn *c);
+
+/* Moves the handshake on. The connection is open, still handshaking, or down (fd -1). */
+static void tls_step(struct h2_conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_connect(c->ssl);
+    if (r == 1) {
+        const unsigned char *proto = NULL;
+        unsigned plen = 0;
+        SSL_get0_alpn_selected(c->ssl, &proto, &plen);
+        if (plen != 2 || memcmp(proto, "h2", 2) != 0) {
+            conn_down(c, GRPC_STATUS_UNAVAILABLE,
+                      "TLS: the agent did not select HTTP/2 by ALPN (not a gRPC server?)", 1);
+            return;
+        }
+        conn_open(c);
+        return;
+    }
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        set_out(c, 0);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        set_out(c, 1);
+        return;
+    default: {
+        char why[DETAILS_MAX];
+        tls_reason(c, "TLS handshake failed", why, sizeof(why));
+        conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
+        return;
+    }
+    }
+}
+
+/* The TCP connection is up: starts the handshake. */
+static void tls_start(struct h2_conn *c)
+{
+    struct h2_client *cl = c->cl;
+    char err[160], why[DETAILS_MAX];
+    err[0] = '\0';
+    SSL_CTX *ctx = tls_ctx(cl, err, sizeof(err));
+    if (!ctx) {
+        snprintf(why, sizeof(why), "TLS: %.100s", err);
+        conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
+        return;
+    }
+    char host[TARGET_MAX];
+    snprintf(host, sizeof(host), "%s", c->target);
+    char *colon = strrchr(host, ':');
+    if (colon)
+        *colon = '\0';
+    c->ssl = SSL_new(ctx);
+    BIO *bio = c->ssl ? BIO_new(cl->bio) : NULL;
+    if (bio) {
+        BIO_set_data(bio, (void *)(intptr_t)c->fd);
+        BIO_set_init(bio, 1);
+        SSL_set_bio(c->ssl, bio, bio); /* the SSL owns it now */
+    }
+    if (!bio || tls_client_ssl_setup(c->ssl, cl->tls, host, err, sizeof(err))) {
+        ERR_clear_error();
+        snprintf(why, sizeof(why), "TLS: %.100s", bio ? err : "out of memory");
+        conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
+        return;
+    }
+    c->state = ST_HANDSHAKE;
+    tls_step(c);
+}
+
 /* transport: the bytes out. Returns bytes taken (0 when the socket is full), -1 on a dead
    connection. */
 static ssize_t conn_send(struct h2_conn *c, const uint8_t *d, size_t len)
 {
+    if (c->ssl)
+        return tls_send(c, d, len);
     for (;;) {
         ssize_t n = send(c->fd, d, len, MSG_NOSIGNAL);
         if (n >= 0)
@@ -345,6 +539,8 @@ static ssize_t conn_send(struct h2_conn *c, const uint8_t *d, size_t len)
    nothing is there now. */
 static ssize_t conn_recv(struct h2_conn *c, uint8_t *buf, size_t len)
 {
+    if (c->ssl)
+        return tls_recv(c, buf, len);
     for (;;) {
         ssize_t n = recv(c->fd, buf, len, 0);
         if (n >= 0)
@@ -464,7 +660,7 @@ static int send_request(struct h2_conn *c)
     }
     const nghttp2_nv hd[] = {
         HDR(":method", "POST", 4),
-        HDR(":scheme", "http", 4),
+        HDR(":scheme", c->ssl ? "https" : "http", c->ssl ? 5 : 4),
         HDR(":path", c->path, strlen(c->path)),
         HDR(":authority", c->target, strlen(c->target)),
         HDR("content-type", "application/grpc", 16),
@@ -496,8 +692,18 @@ static int send_request(struct h2_conn *c)
     return 0;
 }
 
-/* transport: the socket is connected; HTTP/2 may start. */
+/* transport: the socket is connected; with TLS the handshake starts, else HTTP/2 may. */
 static void conn_connected(struct h2_conn *c)
+{
+    if (c->cl->tls) {
+        tls_start(c);
+        return;
+    }
+    conn_open(c);
+}
+
+/* HTTP/2 may start: the request waiting for the connection goes out. */
+static void conn_open(struct h2_conn *c)
 {
     c->state = ST_OPEN;
     c->backoff_ms = c->cl->backoff_initial_ms;
@@ -916,10 +1122,13 @@ static void on_deadline(struct wheel_timer *t, int64_t now)
     struct h2_conn *c = (struct h2_conn *)((char *)t - offsetof(struct h2_conn, timer));
     if (!c->busy || c->done)
         return;
-    if (c->state == ST_CONNECTING) {
+    if (c->state == ST_CONNECTING || c->state == ST_HANDSHAKE) {
         /* not connected within the deadline: drop the attempt; the next call tries again
            without backoff (a busy machine, not a refusal, is the likely cause) */
-        conn_down(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded while connecting", 0);
+        conn_down(c, GRPC_STATUS_DEADLINE_EXCEEDED,
+                  c->state == ST_CONNECTING ? "deadline exceeded while connecting"
+                                            : "deadline exceeded in the TLS handshake",
+                  0);
         return;
     }
     uint32_t sid = (uint32_t)c->stream;
@@ -966,7 +1175,7 @@ static int conn_start(struct h2_conn *c)
     c->sent = 0;
     if (c->state == ST_OPEN)
         return send_request(c);
-    if (c->state == ST_CONNECTING)
+    if (c->state == ST_CONNECTING || c->state == ST_HANDSHAKE)
         return 0; /* sent when connected */
     if (clk_mono_ms() < c->retry_at_ms) {
         call_end(c, GRPC_STATUS_UNAVAILABLE, "connection failed recently (backing off)");
@@ -1046,37 +1255,47 @@ static void conn_event(struct h2_conn *c, uint32_t events)
     struct h2_client *cl = c->cl;
     if (c->fd < 0)
         return; /* closed earlier in this batch */
-    if (c->state == ST_CONNECTING) {
-        int err = 0;
-        socklen_t el = sizeof(err);
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) || err) {
-            char why[96];
-            snprintf(why, sizeof(why), "connect: %s", strerror(err ? err : errno));
-            conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
-            return;
+    if (c->state != ST_OPEN) {
+        if (c->state == ST_CONNECTING) {
+            int err = 0;
+            socklen_t el = sizeof(err);
+            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) || err) {
+                char why[96];
+                snprintf(why, sizeof(why), "connect: %s", strerror(err ? err : errno));
+                conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 1);
+                return;
+            }
+            conn_connected(c);
+        } else {
+            tls_step(c); /* ST_HANDSHAKE */
         }
-        conn_connected(c);
-        if (c->fd < 0)
+        if (c->fd < 0 || c->state != ST_OPEN)
             return;
     } else if (events & EPOLLOUT) {
         if (out_write(c, NULL, 0))
             return;
     }
-    if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
-        return;
+    if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && !c->ssl)
+        return; /* TLS reads on any event: OpenSSL may hold bytes read during the handshake,
+                   or a read may have waited for the socket to take bytes (WANT_WRITE) */
     cl->olen = 0;
     for (;;) {
         ssize_t n = conn_recv(c, cl->rbuf, sizeof(cl->rbuf));
         if (n == -2)
             break;
         if (n <= 0) {
-            conn_down(c, GRPC_STATUS_UNAVAILABLE,
-                      n == 0 ? "connection closed by the agent" : "connection lost", 0);
+            char why[DETAILS_MAX];
+            if (n < 0 && c->ssl) /* e.g. our certificate refused after the handshake (TLS 1.3) */
+                tls_reason(c, "TLS connection failed", why, sizeof(why));
+            else
+                snprintf(why, sizeof(why), "%s",
+                         n == 0 ? "connection closed by the agent" : "connection lost");
+            conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 0);
             return;
         }
         if (on_input(c, cl->rbuf, (size_t)n))
             return;
-        if ((size_t)n < sizeof(cl->rbuf))
+        if ((size_t)n < sizeof(cl->rbuf) && !(c->ssl && SSL_has_pending(c->ssl)))
             break; /* a short read drained the socket (level-triggered: more wakes us) */
     }
     if (cl->olen && out_write(c, cl->obuf, cl->olen))
@@ -1136,6 +1355,7 @@ int h2_client_new(const struct h2_opts *o, struct h2_client **out)
     if (cl->backoff_max_ms < cl->backoff_initial_ms)
         cl->backoff_max_ms = cl->backoff_initial_ms;
     cl->max_message = o && o->max_message ? o->max_message : 16 * 1024;
+    cl->tls = o ? o->tls : NULL; /* the SSL_CTX is built by the first connect */
     wheel_init(&cl->wheel, clk_mono_ms());
     /* the deflater never indexes (table 0): one serves every connection; so does the
        inflater, whose peers were told a table of 0 bytes */
@@ -1143,6 +1363,15 @@ int h2_client_new(const struct h2_opts *o, struct h2_client **out)
         nghttp2_hd_inflate_change_table_size(cl->inf, 0)) {
         h2_client_free(cl);
         return H2_ENOMEM;
+    }
+    if (cl->tls) {
+        int idx = BIO_get_new_index();
+        cl->bio = idx < 0 ? NULL : BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK, "asgd-h2-socket");
+        if (!cl->bio || !BIO_meth_set_write(cl->bio, bio_write) ||
+            !BIO_meth_set_read(cl->bio, bio_read) || !BIO_meth_set_ctrl(cl->bio, bio_ctrl)) {
+            h2_client_free(cl);
+            return H2_ENOMEM;
+        }
     }
     *out = cl;
     return 0;
@@ -1152,8 +1381,12 @@ void h2_client_free(struct h2_client *cl)
 {
     if (!cl)
         return;
-    nghttp2_hd_deflate_del(cl->def);
-    nghttp2_hd_inflate_del(cl->inf);
+    if (cl->def) /* nghttp2's *_del() do not take NULL (a failed h2_client_new) */
+        nghttp2_hd_deflate_del(cl->def);
+    if (cl->inf)
+        nghttp2_hd_inflate_del(cl->inf);
+    SSL_CTX_free(cl->ctx);
+    BIO_meth_free(cl->bio);
     if (cl->epfd >= 0)
         close(cl->epfd);
     free(cl);

@@ -32,10 +32,15 @@
  * there, and the owner may arm its own timers in it (the poller's schedule):
  * they fire inside h2_client_poll().
  *
- * Transport: plaintext TCP. TLS (OpenSSL) plugs in below the HTTP/2 layer:
- * every byte goes through conn_recv()/conn_send() in h2.c, the only places
- * that touch the socket's data, and the connect step has one place for a
- * handshake; see the comment "transport" in h2.c.
+ * Transport: plaintext TCP (h2c), or TLS when opts->tls is set (OpenSSL,
+ * context from tls_client_ctx_new(): the agent's certificate verified against
+ * the CA bundle and its address or name, our certificate for mutual TLS,
+ * ALPN "h2" required, :scheme https). The handshake counts as connecting (the
+ * call's deadline covers it; a failure backs off like a refused connect) and
+ * its failure is the call's UNAVAILABLE details: "TLS handshake failed:
+ * certificate verify failed (certificate has expired)", ... After a reload of
+ * the tls_conf (tls_conf_generation() moved), new connections use the new
+ * material, open ones keep theirs.
  *
  * Threads: none of its own; one thread at a time uses a client and its
  * connections (the poller's thread, or mon_poll_once()'s caller).
@@ -52,6 +57,7 @@
 
 struct h2_client;
 struct h2_conn;
+struct tls_conf;
 struct wheel;
 
 enum {
@@ -70,10 +76,12 @@ struct h2_opts {
     int backoff_initial_ms; /* first reconnect backoff after a failed connect; 0 = 100 */
     int backoff_max_ms;     /* backoff cap; 0 = 1000 */
     size_t max_message;     /* largest response accepted; 0 = 16 KiB (more: RESOURCE_EXHAUSTED) */
+    struct tls_conf *tls;   /* TLS to every agent (borrowed: outlives the client; reloads are
+                               picked up by new connections); NULL = plain text (h2c) */
 };
 #define H2_OPTS_INIT                                                                               \
     {                                                                                              \
-        0, 0, 0                                                                                    \
+        0, 0, 0, NULL                                                                              \
     }
 
 /*

@@ -126,6 +126,7 @@ int mon__poller_new(struct mon *m, struct mon_poller **out)
     o.backoff_initial_ms = (int)(backoff < 100 ? backoff : 100);
     o.backoff_max_ms = (int)backoff;
     o.max_message = 16 * 1024;
+    o.tls = m->tls; /* NULL: plain text */
     int rc = h2_client_new(&o, &p->cl);
     if (rc) {
         free(p);

@@ -9,8 +9,13 @@
  * (refused, then failing fast while backing off, then connecting once a
  * server is there), DNS-name and IPv6 targets, bad arguments. The seed's
  * Python agents (grpcio) and monitorc are polled through it in
- * test_monitor.c. The wheel: order, re-arming from a callback, cancelling,
- * far timers, wheel_next().
+ * test_monitor.c. Over TLS (certificates made by the openssl command), against
+ * a gRPC core server with mutual TLS: answers small and large, many calls on
+ * one connection; refusals with the reason in the details (a server of
+ * another CA, no client certificate, a plain-text server, plain text to a TLS
+ * server); a reloaded client certificate used by new connections only. The
+ * wheel: order, re-arming from a callback, cancelling, far timers,
+ * wheel_next().
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +35,7 @@
 #include "h2/h2.h"
 #include "h2/wheel.h"
 #include "rpc/rpc.h"
+#include "tls/tls.h"
 #include "common/banned.h"
 
 /* --- a gRPC core server ---------------------------------------------------------------------- */
@@ -403,12 +409,204 @@ static void wheel_orders_rearms_cancels(void **state)
     free(w);
 }
 
+/* --- TLS ----------------------------------------------------------------------------------- */
+
+static char tdir[64];
+
+static int tsh(const char *cmd)
+{
+    char full[2048];
+    snprintf(full, sizeof(full), "cd '%s' && (%s) >/dev/null 2>&1", tdir, cmd);
+    return system(full);
+}
+
+static struct tls_conf *tconf(const char *ca, const char *cert, const char *key)
+{
+    char a[128], b[128], k[128], err[512];
+    snprintf(a, sizeof(a), "%s/%s", tdir, ca ? ca : "");
+    snprintf(b, sizeof(b), "%s/%s", tdir, cert ? cert : "");
+    snprintf(k, sizeof(k), "%s/%s", tdir, key ? key : "");
+    struct tls_files f = {
+        .ca_file = ca ? a : NULL, .cert_file = cert ? b : NULL, .key_file = key ? k : NULL};
+    struct tls_conf *t = NULL;
+    if (tls_conf_new(&f, &t, err, sizeof(err)))
+        fail_msg("%s", err);
+    return t;
+}
+
+/* One call on a new connection of a new client over t (NULL: plain text). */
+static void tls_call(struct tls_conf *t, const char *target, const char *path, struct res *r)
+{
+    struct h2_opts o = H2_OPTS_INIT;
+    o.tls = t;
+    o.max_message = 256 * 1024;
+    struct h2_client *cl = NULL;
+    struct h2_conn *c = NULL;
+    assert_int_equal(h2_client_new(&o, &cl), 0);
+    assert_int_equal(h2_conn_new(cl, target, &c), 0);
+    call_wait(cl, c, path, "x", 1, 5000, r);
+    h2_conn_free(c);
+    h2_client_free(cl);
+}
+
+static void expect_refused(struct res *r, const char *want)
+{
+    assert_int_equal(r->st, GRPC_STATUS_UNAVAILABLE);
+    if (!strstr(r->details, want))
+        fail_msg("details \"%s\" do not say \"%s\"", r->details, want);
+}
+
+static void over_tls(void **state)
+{
+    (void)state;
+    snprintf(tdir, sizeof(tdir), "/tmp/asgd-h2-tls-XXXXXX");
+    assert_non_null(mkdtemp(tdir));
+    /* CAs "ca" and "rogue"; srv (ca), cli (ca), rogue_cli (rogue) for 127.0.0.1 */
+    const char *ca = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                     "-days 2 -addext basicConstraints=critical,CA:TRUE";
+    char cmd[1024];
+    for (int i = 0; i < 2; i++) {
+        const char *n = i ? "rogue" : "ca";
+        snprintf(cmd, sizeof(cmd), "%s -keyout %s.key -out %s.pem -subj /CN=%s", ca, n, n, n);
+        assert_int_equal(tsh(cmd), 0);
+    }
+    assert_int_equal(tsh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n"
+                         "extendedKeyUsage=serverAuth,clientAuth\\n' > ext"),
+                     0);
+    static const char *const certs[][2] = {
+        {"srv", "ca"}, {"rogue_srv", "rogue"}, {"cli", "ca"}, {"rogue_cli", "rogue"}};
+    for (size_t i = 0; i < sizeof(certs) / sizeof(certs[0]); i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key "
+                 "-out %s.csr -subj /CN=%s && chmod 600 %s.key && openssl x509 -req -in %s.csr "
+                 "-CA %s.pem -CAkey %s.key -CAcreateserial -days 2 -extfile ext -out %s.pem",
+                 certs[i][0], certs[i][0], certs[i][0], certs[i][0], certs[i][0], certs[i][1],
+                 certs[i][1], certs[i][0]);
+        assert_int_equal(tsh(cmd), 0);
+    }
+
+    /* a gRPC core server with mutual TLS (client certificates of "ca" required) */
+    struct tls_conf *srv_tls = tconf("ca.pem", "srv.pem", "srv.key");
+    struct rpc_server_opts so = RPC_SERVER_OPTS_INIT;
+    so.max_message = 256 * 1024;
+    struct rpc_server *srv = rpc_server_new(&so);
+    assert_non_null(srv);
+    assert_int_equal(rpc_server_add_method(srv, "/T/Echo", h_echo, NULL), 0);
+    assert_int_equal(rpc_server_add_method(srv, "/T/Big", h_big, NULL), 0);
+    assert_int_equal(rpc_server_add_method(srv, "/T/Fail", h_fail, NULL), 0);
+    int port = 0;
+    assert_int_equal(rpc_server_bind_tls(srv, "127.0.0.1:0", srv_tls, &port), 0);
+    assert_int_equal(rpc_server_start(srv), 0);
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+
+    /* the right CA and a client certificate: answers small and large, statuses, many calls
+       on one connection (the reloadable files are copies: live.*) */
+    assert_int_equal(tsh("cp cli.pem live.pem && cp cli.key live.key"), 0);
+    struct tls_conf *cli = tconf("ca.pem", "live.pem", "live.key");
+    struct h2_opts o = H2_OPTS_INIT;
+    o.tls = cli;
+    o.max_message = 256 * 1024;
+    struct h2_client *cl = NULL;
+    struct h2_conn *c = NULL, *c2 = NULL;
+    assert_int_equal(h2_client_new(&o, &cl), 0);
+    assert_int_equal(h2_conn_new(cl, target, &c), 0);
+    struct res r = {0};
+    call_wait(cl, c, "/T/Echo", "hello", 5, 5000, &r);
+    assert_int_equal(r.st, GRPC_STATUS_OK);
+    assert_int_equal(r.len, 5);
+    assert_memory_equal(r.data, "hello", 5);
+    const uint8_t big = 60; /* 60 KiB (within a stream window): several TLS records and reads */
+    call_wait(cl, c, "/T/Big", &big, 1, 5000, &r);
+    assert_int_equal(r.st, GRPC_STATUS_OK);
+    assert_int_equal(r.len, 60 * 1024);
+    for (size_t i = 0; i < r.len; i += 997)
+        assert_int_equal(r.data[i], (uint8_t)(i % 251));
+    call_wait(cl, c, "/T/Fail", NULL, 0, 5000, &r);
+    assert_int_equal(r.st, GRPC_STATUS_NOT_FOUND);
+    assert_string_equal(r.details, "no such thing: 100% gone");
+    for (int i = 0; i < 300; i++) {
+        uint8_t m[2] = {(uint8_t)i, (uint8_t)(i >> 8)};
+        call_wait(cl, c, "/T/Echo", m, 2, 5000, &r);
+        assert_int_equal(r.st, GRPC_STATUS_OK);
+        assert_memory_equal(r.data, m, 2);
+    }
+    /* the certificate's DNS name works as a target too */
+    char named[64];
+    snprintf(named, sizeof(named), "localhost:%d", port);
+    tls_call(cli, named, "/T/Echo", &r);
+    assert_int_equal(r.st, GRPC_STATUS_OK);
+
+    /* reload: the client's certificate is now of another CA. New connections present it
+       (and are refused by the server); the open one keeps its session */
+    assert_int_equal(tsh("cp rogue_cli.pem live.pem && cp rogue_cli.key live.key"), 0);
+    char err[512];
+    assert_int_equal(tls_conf_reload(cli, err, sizeof(err)), 0);
+    assert_int_equal(h2_conn_new(cl, target, &c2), 0);
+    call_wait(cl, c2, "/T/Echo", "x", 1, 5000, &r);
+    expect_refused(&r, "TLS");
+    call_wait(cl, c, "/T/Echo", "y", 1, 5000, &r);
+    assert_int_equal(r.st, GRPC_STATUS_OK);
+    assert_memory_equal(r.data, "y", 1);
+    h2_conn_free(c2);
+    h2_conn_free(c);
+    h2_client_free(cl);
+
+    /* trusting another CA: the server's certificate fails verification */
+    struct tls_conf *rogue = tconf("rogue.pem", "rogue_cli.pem", "rogue_cli.key");
+    tls_call(rogue, target, "/T/Echo", &r);
+    expect_refused(&r, "TLS handshake failed: certificate verify failed");
+    /* no client certificate: the server refuses us (TLS 1.3: after our side's handshake) */
+    struct tls_conf *nocert = tconf("ca.pem", NULL, NULL);
+    tls_call(nocert, target, "/T/Echo", &r);
+    expect_refused(&r, "TLS");
+    /* plain text to the TLS server: no answer */
+    tls_call(NULL, target, "/T/Echo", &r);
+    assert_int_not_equal(r.st, GRPC_STATUS_OK);
+
+    /* a server of another CA: refused with the verification's reason */
+    struct tls_conf *rsrv_tls = tconf("ca.pem", "rogue_srv.pem", "rogue_srv.key");
+    struct rpc_server *rsrv = rpc_server_new(&so);
+    assert_non_null(rsrv);
+    assert_int_equal(rpc_server_add_method(rsrv, "/T/Echo", h_echo, NULL), 0);
+    int rport = 0;
+    assert_int_equal(rpc_server_bind_tls(rsrv, "127.0.0.1:0", rsrv_tls, &rport), 0);
+    assert_int_equal(rpc_server_start(rsrv), 0);
+    char rtarget[64];
+    snprintf(rtarget, sizeof(rtarget), "127.0.0.1:%d", rport);
+    struct tls_conf *good = tconf("ca.pem", "cli.pem", "cli.key");
+    tls_call(good, rtarget, "/T/Echo", &r);
+    expect_refused(&r, "TLS handshake failed: certificate verify failed");
+    rpc_server_free(rsrv);
+
+    /* TLS to a plain-text server: the handshake fails */
+    int pport = 0;
+    struct rpc_server *plain = server_start("127.0.0.1:0", &pport);
+    assert_non_null(plain);
+    snprintf(rtarget, sizeof(rtarget), "127.0.0.1:%d", pport);
+    tls_call(good, rtarget, "/T/Echo", &r);
+    expect_refused(&r, "TLS handshake failed");
+    rpc_server_free(plain);
+
+    res_release(&r);
+    rpc_server_free(srv);
+    tls_conf_free(good);
+    tls_conf_free(rsrv_tls);
+    tls_conf_free(nocert);
+    tls_conf_free(rogue);
+    tls_conf_free(cli);
+    tls_conf_free(srv_tls);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tdir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(answers_statuses_and_many_calls),
         cmocka_unit_test(deadline_refused_backoff_and_reconnect),
         cmocka_unit_test(targets),
+        cmocka_unit_test(over_tls),
         cmocka_unit_test(wheel_orders_rearms_cancels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
