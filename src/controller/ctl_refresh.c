@@ -100,13 +100,14 @@ void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
     if (old == NULL || go == NULL)
         goto out;
     size_t n_old = 0, n_go = 0;
-    int healthy = 0, warming = 0, left = 0;
+    int healthy = 0, warming = 0, left = 0, present = 0;
     char from[REFRESH_LC_MAX] = "";
     for (size_t i = 0; i < cs->n; i++) {
         const struct fleet_slot *s = &c->snap[i];
         if (s->lifecycle == FLEET_TERMINATING || s->lifecycle == FLEET_TERMINATING_WAIT ||
             s->lifecycle == FLEET_STANDBY)
             continue;
+        present++;
         const char *tok = row_token(rows, n_rows, s->id);
         char lc[REFRESH_LC_MAX];
         ctl__token_launch_config(tok, lc, sizeof(lc));
@@ -149,7 +150,9 @@ void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
     }
     r.left = left;
     int pct = refresh_percent(&r);
-    if (left == 0 && warming == 0) {
+    /* a batch is done when its replacements are launched and warmed up */
+    int settled = warming == 0 && present >= g->desired_capacity;
+    if (left == 0 && settled) {
         r.status = REFRESH_SUCCESSFUL;
         ctl__activity(c, "refresh", "ok", g->desired_capacity, g->desired_capacity, "",
                       "instance refresh successful: %d instance%s replaced (launch config %s)",
@@ -158,7 +161,7 @@ void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
         goto out;
     }
     if (r.next_checkpoint < r.n_checkpoints && pct >= r.checkpoints[r.next_checkpoint] &&
-        left > 0 && warming == 0) {
+        left > 0 && settled) {
         r.status = REFRESH_PAUSED;
         ctl__activity(c, "refresh", "ok", g->desired_capacity, g->desired_capacity, "",
                       "instance refresh paused at checkpoint %d %% (%d of %d replaced): resume "
@@ -168,7 +171,7 @@ void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
         goto out;
     }
     save(c, &r, now);
-    /* past a checkpoint's percentage but new instances still warming: wait for them */
+    /* past a checkpoint's percentage but its batch not settled yet: wait for it */
     if (r.next_checkpoint < r.n_checkpoints && pct >= r.checkpoints[r.next_checkpoint])
         goto out;
     if (cs->panic || g->desired_capacity == 0 ||
