@@ -1,6 +1,6 @@
 """Instance refresh (issue 12 item 5) with real processes, local provider: a group of 6 whose
 [local] agent_args change (SIGHUP reload: a new launch configuration) is refreshed with
-min_healthy_percentage = 50, a 2 s warmup and a checkpoint at 50 %:
+min_healthy_percentage = 50, a 3 s warmup and a checkpoint at 50 %:
 - the healthy in-service count, sampled every 100 ms, never drops below 3 while asgd runs;
 - it pauses at the checkpoint (nothing replaced while paused) until resumed;
 - kill -9 of asgd mid-refresh and a restart: it continues where it was (same total, the
@@ -97,50 +97,54 @@ def main():
         th.start()
         sampling.set()
         st, j = call(g.api_port, "POST", f"{base}/instance-refresh",
-                     {"min_healthy_percentage": 50, "instance_warmup": "2s", "checkpoints": [50]})
+                     {"min_healthy_percentage": 50, "instance_warmup": "3s", "checkpoints": [50]})
         assert st == 202 and j["status"] == "pending", (st, j)
         st, j = call(g.api_port, "POST", f"{base}/instance-refresh", {})
         assert st == 409, (st, j)
         t0 = time.monotonic()
 
-        # 1. the checkpoint: paused at >= 50 %, nothing replaced while paused
-        wait_until(lambda: (refresh() or {}).get("status") == "paused_at_checkpoint", 60,
-                   what="the refresh paused at its checkpoint")
+        # 1. kill -9 of asgd mid-way: the first batch terminated, its replacements warming
+        wait_until(lambda: (refresh() or {}).get("instances_left", 6) < 6, 30,
+                   what="the first batch replaced")
         r = refresh()
-        assert r["instances_to_replace"] == 6 and r["percentage_complete"] >= 50, r
-        left_paused = r["instances_left"]
-        ids_paused = {i["id"] for i in instances()}
-        time.sleep(3)
-        r = refresh()
-        assert r["status"] == "paused_at_checkpoint" and r["instances_left"] == left_paused, r
-        assert {i["id"] for i in instances()} == ids_paused, "an instance changed while paused"
-        print(f"paused at {r['percentage_complete']} % after {time.monotonic() - t0:.1f}s, "
-              f"{left_paused} left")
-
-        # 2. resume, then kill -9 asgd mid-way
-        st, j = call(g.api_port, "POST", f"{base}/instance-refresh/resume")
-        assert st == 200 and j["status"] == "in_progress", (st, j)
-        st, j = call(g.api_port, "POST", f"{base}/instance-refresh/resume")
-        assert st == 409, (st, j)
-        wait_until(lambda: (refresh() or {}).get("instances_left", 99) < left_paused, 30,
-                   what="a replacement after the resume")
-        r = refresh()
-        assert r["status"] == "in_progress", r
+        assert r["status"] == "in_progress" and r["instances_to_replace"] == 6, r
         left_killed = r["instances_left"]
+        gone = originals - {i["id"] for i in instances()}
         sampling.clear()
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        print(f"asgd killed with the refresh in progress, {left_killed} left")
+        print(f"asgd killed {time.monotonic() - t0:.1f}s into the refresh: {r['status']}, "
+              f"{left_killed} of 6 left")
         proc = g.start()
         # adopted instances are polled again before they count: the floor holds once they do
         wait_until(lambda: len(healthy() or []) >= 3, 30, what="asgd back with 3 healthy")
         restarted = time.monotonic()
         sampling.set()
         r = refresh()
-        assert r["status"] in ("in_progress", "successful") and r["instances_to_replace"] == 6, r
-        assert r["instances_left"] <= left_killed, (r, left_killed)
+        assert r["status"] in ("in_progress", "paused_at_checkpoint") and \
+            r["instances_to_replace"] == 6 and r["instances_left"] == left_killed, r
+        assert not gone & {i["id"] for i in instances()}, "a replaced instance came back"
+
+        # 2. the checkpoint, reached after the restart: nothing replaced while paused
+        wait_until(lambda: (refresh() or {}).get("status") == "paused_at_checkpoint", 60,
+                   what="the refresh paused at its checkpoint")
+        r = refresh()
+        assert r["percentage_complete"] >= 50 and r["instances_left"] == left_killed, r
+        ids_paused = {i["id"] for i in instances()}
+        time.sleep(3)
+        r = refresh()
+        assert r["status"] == "paused_at_checkpoint" and r["instances_left"] == left_killed, r
+        assert {i["id"] for i in instances()} == ids_paused, "an instance changed while paused"
+        print(f"continued after the restart; paused at {r['percentage_complete']} %, "
+              f"{left_killed} left, nothing replaced in 3 s")
+
+        # 3. resume: it ends successful
+        st, j = call(g.api_port, "POST", f"{base}/instance-refresh/resume")
+        assert st == 200 and j["status"] == "in_progress", (st, j)
+        st, j = call(g.api_port, "POST", f"{base}/instance-refresh/resume")
+        assert st == 409, (st, j)
         wait_until(lambda: (refresh() or {}).get("status") == "successful", 90,
-                   what="the refresh successful after the restart")
+                   what="the refresh successful")
         wait_until(lambda: len(healthy() or []) == 6, 30, what="6 healthy at the end")
         now_ids = {i["id"] for i in healthy()}
         assert not originals & now_ids, f"originals left: {originals & now_ids}"
@@ -156,7 +160,7 @@ def main():
             assert any(oid in a["cause"] for a in repl), (oid, repl)
         print("e.g.", repl[0]["cause"])
 
-        # 3. cancel: a second refresh (agent_args back) is stopped mid-way
+        # 4. cancel: a second refresh (agent_args back) is stopped mid-way
         gen2 = {i["id"] for i in healthy()}
         reload_with("agent_args = --log-level info --load file:", "agent_args = --load file:")
         wait_until(lambda: len(healthy() or []) == 6, 30, what="6 healthy after the 2nd reload")
