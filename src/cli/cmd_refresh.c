@@ -1,7 +1,7 @@
 /*
- * cmd_refresh.c - asgctl instance-refresh start|status|cancel|resume: the
+ * cmd_refresh.c - asgctl instance-refresh start|status|cancel|resume|rollback: the
  * group's instance refresh (docs/instance-refresh.md) through
- * /api/v1/groups/NAME/instance-refresh[/cancel|/resume]. Needs -g GROUP
+ * /api/v1/groups/NAME/instance-refresh[/cancel|/resume|/rollback]. Needs -g GROUP
  * (there is no single-group route for it).
  */
 #include "cli/cli.h"
@@ -15,7 +15,7 @@
 #define USAGE                                                                                      \
     "usage: asgctl -g GROUP instance-refresh start [--min-healthy PCT] [--warmup DURATION] "       \
     "[--checkpoint PCT]...\n"                                                                      \
-    "       asgctl -g GROUP instance-refresh status|cancel|resume\n"
+    "       asgctl -g GROUP instance-refresh status|cancel|resume|rollback\n"
 
 static void print_state(const json_t *j)
 {
@@ -84,7 +84,8 @@ int cli_cmd_instance_refresh(const struct cli *c, int argc, char **argv)
 {
     const char *sub = argc >= 2 ? argv[1] : "";
     int start = strcmp(sub, "start") == 0, status = strcmp(sub, "status") == 0;
-    if (!start && !status && strcmp(sub, "cancel") != 0 && strcmp(sub, "resume") != 0) {
+    if (!start && !status && strcmp(sub, "cancel") != 0 && strcmp(sub, "resume") != 0 &&
+        strcmp(sub, "rollback") != 0) {
         fputs(USAGE, stderr);
         return CLI_EUSAGE;
     }

@@ -59,7 +59,7 @@ static const struct command commands[] = {
      "show or set the group's lifecycle hooks (launch_timeout=5m, terminate_timeout=90s...)"},
     {"instance-refresh", cli_cmd_instance_refresh,
      "instance-refresh start [--min-healthy PCT] [--warmup DUR] [--checkpoint PCT]... | status | "
-     "cancel | resume",
+     "cancel | resume | rollback",
      "replace the instances of an old launch configuration in batches (needs -g GROUP)"},
 };
 

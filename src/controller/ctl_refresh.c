@@ -78,8 +78,19 @@ void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
     if (g->instance_refresh[0] == '\0' || c->reconciled_ms == 0)
         return;
     if (refresh_parse(g->instance_refresh, &r) != 0 ||
-        (r.status != REFRESH_PENDING && r.status != REFRESH_IN_PROGRESS))
+        (r.status != REFRESH_PENDING && r.status != REFRESH_IN_PROGRESS &&
+         r.status != REFRESH_ROLLBACK_IN_PROGRESS))
         return;
+    int rollback = r.status == REFRESH_ROLLBACK_IN_PROGRESS;
+    if (rollback && !r.rb_counted && strcmp(r.from, c->launch_config) != 0) {
+        /* asgd keeps no copy of the previous launch settings: the operator restores them */
+        snprintf(r.reason, sizeof(r.reason),
+                 "waiting for the previous launch settings (launch config %.16s): restore them "
+                 "and reload",
+                 r.from);
+        save(c, &r, now);
+        return;
+    }
     if (c->launch_config[0] == '\0') {
         r.status = REFRESH_FAILED;
         snprintf(r.reason, sizeof(r.reason), "the provider gives no launch configuration");
@@ -142,6 +153,19 @@ void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
                       left, left == 1 ? "" : "s", from[0] ? from : "-", c->launch_config,
                       r.min_healthy);
     }
+    if (rollback && !r.rb_counted) {
+        /* the previous launch settings are back: the new config's instances go */
+        snprintf(r.from, sizeof(r.from), "%s", r.target);
+        snprintf(r.target, sizeof(r.target), "%s", c->launch_config);
+        r.rb_counted = 1;
+        r.total = left;
+        r.next_checkpoint = r.n_checkpoints; /* a rollback does not pause */
+        r.reason[0] = '\0';
+        ctl__activity(c, "refresh", "ok", g->desired_capacity, g->desired_capacity, "",
+                      "instance refresh rollback: %d instance%s of launch config %s to replace "
+                      "by launch config %s",
+                      left, left == 1 ? "" : "s", r.from, r.target);
+    }
     if (strcmp(r.target, c->launch_config) != 0) {
         /* the launch settings changed again mid-way: the new ones are rolled out */
         snprintf(r.target, sizeof(r.target), "%s", c->launch_config);
@@ -153,10 +177,11 @@ void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
     /* a batch is done when its replacements are launched and warmed up */
     int settled = warming == 0 && present >= g->desired_capacity;
     if (left == 0 && settled) {
-        r.status = REFRESH_SUCCESSFUL;
+        r.status = rollback ? REFRESH_ROLLED_BACK : REFRESH_SUCCESSFUL;
         ctl__activity(c, "refresh", "ok", g->desired_capacity, g->desired_capacity, "",
-                      "instance refresh successful: %d instance%s replaced (launch config %s)",
-                      r.total, r.total == 1 ? "" : "s", r.target);
+                      "instance refresh %s: %d instance%s replaced (launch config %s)",
+                      rollback ? "rolled back" : "successful", r.total, r.total == 1 ? "" : "s",
+                      r.target);
         save(c, &r, now);
         goto out;
     }
@@ -174,8 +199,7 @@ void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
     /* past a checkpoint's percentage but its batch not settled yet: wait for it */
     if (r.next_checkpoint < r.n_checkpoints && pct >= r.checkpoints[r.next_checkpoint])
         goto out;
-    if (cs->panic || g->desired_capacity == 0 ||
-        group_process_suspended(g, GROUP_PROC_LAUNCH) ||
+    if (cs->panic || g->desired_capacity == 0 || group_process_suspended(g, GROUP_PROC_LAUNCH) ||
         group_process_suspended(g, GROUP_PROC_TERMINATE))
         goto out;
     int desired = g->desired_capacity;
@@ -202,9 +226,9 @@ void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
         int done = r.total - left + (int)i + 1;
         log_info("instance refresh of group \"%s\": replacing \"%s\"", c->group, go[i]->id);
         ctl__activity(c, "replace", "ok", desired, desired, "",
-                      "instance refresh %d %%: replaced %s (launch config %s → %s)",
-                      r.total ? done * 100 / r.total : 100, go[i]->id, r.from[0] ? r.from : "-",
-                      r.target);
+                      "instance refresh%s %d %%: replaced %s (launch config %s → %s)",
+                      rollback ? " rollback" : "", r.total ? done * 100 / r.total : 100, go[i]->id,
+                      r.from[0] ? r.from : "-", r.target);
     }
     if (n_go > 0)
         ctl__terminate(c, go, n_go, now);

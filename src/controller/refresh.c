@@ -16,8 +16,8 @@
 #include "common/banned.h"
 
 static const char *const names[] = {
-    "",          "pending",   "in_progress",          "paused_at_checkpoint", "successful",
-    "cancelled", "failed",
+    "",          "pending", "in_progress",          "paused_at_checkpoint", "successful",
+    "cancelled", "failed",  "rollback_in_progress", "rolled_back",
 };
 
 const char *refresh_status_name(int status)
@@ -27,7 +27,8 @@ const char *refresh_status_name(int status)
 
 int refresh_active(int status)
 {
-    return status == REFRESH_PENDING || status == REFRESH_IN_PROGRESS || status == REFRESH_PAUSED;
+    return status == REFRESH_PENDING || status == REFRESH_IN_PROGRESS || status == REFRESH_PAUSED ||
+           status == REFRESH_ROLLBACK_IN_PROGRESS;
 }
 
 int refresh_percent(const struct refresh *r)
@@ -103,6 +104,8 @@ int refresh_parse(const char *text, struct refresh *r)
                 r->next_checkpoint = (int)x;
             else if (strcmp(k, "total") == 0)
                 r->total = (int)x;
+            else if (strcmp(k, "rb") == 0)
+                r->rb_counted = x != 0;
             else if (strcmp(k, "left") == 0)
                 r->left = (int)x;
             else if (strcmp(k, "start") == 0)
@@ -133,14 +136,14 @@ int refresh_format(const struct refresh *r, char *buf, size_t len)
     size_t u = 0;
     for (int i = 0; i < r->n_checkpoints; i++)
         u += (size_t)snprintf(cp + u, sizeof(cp) - u, "%s%d", i ? "," : "", r->checkpoints[i]);
-    int n = snprintf(buf, len,
-                     "st=%s min=%d warm=%" PRId64 "%s%s next=%d total=%d left=%d start=%" PRId64
-                     " upd=%" PRId64 "%s%s%s%s%s%s",
-                     refresh_status_name(r->status), r->min_healthy, r->warmup_ms,
-                     r->n_checkpoints ? " cp=" : "", cp, r->next_checkpoint, r->total, r->left,
-                     r->started_ms, r->updated_ms, r->target[0] ? " to=" : "", r->target,
-                     r->from[0] ? " from=" : "", r->from,
-                     r->reason[0] ? " why=" : "", r->reason);
+    int n =
+        snprintf(buf, len,
+                 "st=%s min=%d warm=%" PRId64 "%s%s next=%d total=%d left=%d rb=%d start=%" PRId64
+                 " upd=%" PRId64 "%s%s%s%s%s%s",
+                 refresh_status_name(r->status), r->min_healthy, r->warmup_ms,
+                 r->n_checkpoints ? " cp=" : "", cp, r->next_checkpoint, r->total, r->left,
+                 r->rb_counted, r->started_ms, r->updated_ms, r->target[0] ? " to=" : "", r->target,
+                 r->from[0] ? " from=" : "", r->from, r->reason[0] ? " why=" : "", r->reason);
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
@@ -190,8 +193,7 @@ int refresh_from_request(const json_t *body, int64_t now, struct refresh *r, cha
             json_array_foreach(v, i, e)
             {
                 json_int_t x = json_is_integer(e) ? json_integer_value(e) : -1;
-                if (x < 1 || x > 100 ||
-                    (i > 0 && x <= r->checkpoints[r->n_checkpoints - 1])) {
+                if (x < 1 || x > 100 || (i > 0 && x <= r->checkpoints[r->n_checkpoints - 1])) {
                     util_set_err(err, errlen,
                                  "checkpoints: ascending integer percentages in 1..100");
                     return -1;
@@ -216,15 +218,13 @@ json_t *refresh_to_json(const struct refresh *r)
         json_array_append_new(cp, json_integer(r->checkpoints[i]));
     char warm[32];
     clk_format_duration(r->warmup_ms, warm, sizeof(warm));
-    return json_pack("{s:s, s:i, s:i, s:s, s:o, s:i, s:i, s:i, s:I, s:I, s:s, s:s, s:s}",
-                     "status", r->status ? refresh_status_name(r->status) : "none",
-                     "percentage_complete", refresh_percent(r), "min_healthy_percentage",
-                     r->min_healthy, "instance_warmup", warm, "checkpoints",
-                     cp ? cp : json_array(), "next_checkpoint",
-                     r->next_checkpoint < r->n_checkpoints ? r->checkpoints[r->next_checkpoint]
-                                                           : 0,
-                     "instances_to_replace", r->total, "instances_left", r->left,
-                     "started_at_ms", (json_int_t)r->started_ms, "updated_at_ms",
-                     (json_int_t)r->updated_ms, "launch_config", r->target,
-                     "previous_launch_config", r->from, "reason", r->reason);
+    return json_pack(
+        "{s:s, s:i, s:i, s:s, s:o, s:i, s:i, s:i, s:I, s:I, s:s, s:s, s:s}", "status",
+        r->status ? refresh_status_name(r->status) : "none", "percentage_complete",
+        refresh_percent(r), "min_healthy_percentage", r->min_healthy, "instance_warmup", warm,
+        "checkpoints", cp ? cp : json_array(), "next_checkpoint",
+        r->next_checkpoint < r->n_checkpoints ? r->checkpoints[r->next_checkpoint] : 0,
+        "instances_to_replace", r->total, "instances_left", r->left, "started_at_ms",
+        (json_int_t)r->started_ms, "updated_at_ms", (json_int_t)r->updated_ms, "launch_config",
+        r->target, "previous_launch_config", r->from, "reason", r->reason);
 }

@@ -4,7 +4,7 @@
  * (key instance_refresh, so the store persists it and a restarted asgd
  * continues), and its JSON view for the API.
  *
- * The HTTP API starts, cancels and resumes a refresh by editing
+ * The HTTP API starts, cancels, resumes and rolls back a refresh by editing
  * this text; the group's controller (ctl_refresh.c) drives it and writes its
  * progress back. Both write with the settings' revision, so neither loses the
  * other's change. Pure functions, no allocation but the JSON view's; any
@@ -28,12 +28,16 @@ enum refresh_status {
     REFRESH_SUCCESSFUL,
     REFRESH_CANCELLED,
     REFRESH_FAILED,
+    /* rollback: replacing the instances of the new launch config by ones of the previous config,
+       once the previous launch settings are the group's again (docs/instance-refresh.md) */
+    REFRESH_ROLLBACK_IN_PROGRESS,
+    REFRESH_ROLLED_BACK,
 };
 
 struct refresh {
-    int status;             /* enum refresh_status */
-    int min_healthy;        /* percent of desired kept healthy in service */
-    int64_t warmup_ms;      /* a new instance counts this long after it is in service */
+    int status;        /* enum refresh_status */
+    int min_healthy;   /* percent of desired kept healthy in service */
+    int64_t warmup_ms; /* a new instance counts this long after it is in service */
     int checkpoints[REFRESH_MAX_CHECKPOINTS]; /* percentages, ascending */
     int n_checkpoints;
     int next_checkpoint; /* index of the next checkpoint to pause at */
@@ -42,12 +46,13 @@ struct refresh {
     int64_t started_ms, updated_ms;
     char target[REFRESH_LC_MAX]; /* launch config being rolled out ("" until counted) */
     char from[REFRESH_LC_MAX];   /* the launch config most old instances had */
-    char reason[96];             /* why it failed or ended, "" otherwise */
+    int rb_counted;              /* rollback: the instances to replace back were counted */
+    char reason[128];            /* why it failed or ended, "" otherwise */
 };
 
 /* "pending", "in_progress", "paused_at_checkpoint", ... ("" for REFRESH_NONE). */
 const char *refresh_status_name(int status);
-/* 1 when status is one the controller still works on (pending, in progress, paused). */
+/* 1 when status is one the controller still works on (pending, in progress, paused, rollback). */
 int refresh_active(int status);
 /* Reads text (refresh_format()'s) into *r; "" gives status REFRESH_NONE. -1 when malformed. */
 int refresh_parse(const char *text, struct refresh *r);

@@ -8,6 +8,9 @@
  *                                                     "checkpoints": [50]}: 202, 409 if one runs
  *   POST /api/v1/groups/{g}/instance-refresh/cancel   stops it (409 if none runs)
  *   POST /api/v1/groups/{g}/instance-refresh/resume   goes on past a checkpoint (409 if not paused)
+ *   POST /api/v1/groups/{g}/instance-refresh/rollback replaces the new config's instances back,
+ *                                                     once the previous launch settings are
+ *                                                     restored (409 if none runs)
  *
  * Each one edits the refresh's text in the group's stored settings with the
  * settings' revision (retried on a conflict with the controller's own
@@ -28,12 +31,15 @@
 
 #define PUT_TRIES 8
 
-enum op { OP_START, OP_CANCEL, OP_RESUME };
+enum op { OP_START, OP_CANCEL, OP_RESUME, OP_ROLLBACK };
 
 static void store_error(struct http_req *r, struct http_reply *rep, int rc, const char *what)
 {
-    http__error(rep, rc == STORE_EUNAVAIL ? 503 : rc == STORE_ENOENT ? 404 : 500,
-                rc == STORE_EUNAVAIL  ? "unavailable"
+    http__error(rep,
+                rc == STORE_EUNAVAIL ? 503
+                : rc == STORE_ENOENT ? 404
+                                     : 500,
+                rc == STORE_EUNAVAIL ? "unavailable"
                 : rc == STORE_ENOENT ? "not found"
                                      : "internal error",
                 "%s group \"%s\": %s", what, r->group, store_errmsg(r->srv->store));
@@ -86,6 +92,18 @@ static int edit(struct refresh *f, enum op op, const struct refresh *start, char
         f->status = REFRESH_IN_PROGRESS;
         f->next_checkpoint++;
         return 0;
+    case OP_ROLLBACK:
+        /* as AWS: a running (or paused) refresh; a finished one is undone by a new refresh */
+        if (!refresh_active(f->status) || f->status == REFRESH_ROLLBACK_IN_PROGRESS ||
+            f->from[0] == '\0') {
+            snprintf(err, errlen, "no instance refresh to roll back (status %s%s)",
+                     f->status ? refresh_status_name(f->status) : "none",
+                     f->status && f->from[0] == '\0' ? ", no previous launch config known" : "");
+            return 409;
+        }
+        f->status = REFRESH_ROLLBACK_IN_PROGRESS;
+        f->rb_counted = 0;
+        return 0;
     }
     return 500;
 }
@@ -122,7 +140,7 @@ static void change(struct http_req *r, struct http_reply *rep, enum op op,
             store_error(r, rep, rc, "saving the instance refresh of");
             return;
         }
-        static const char *const verbs[] = {"started", "cancelled", "resumed"};
+        static const char *const verbs[] = {"started", "cancelled", "resumed", "rolled back"};
         struct store_activity a = {0};
         snprintf(a.group, sizeof a.group, "%s", r->group);
         a.at_ms = clk_wall_ms();
@@ -174,4 +192,9 @@ void http__post_refresh_cancel(struct http_req *r, struct http_reply *rep)
 void http__post_refresh_resume(struct http_req *r, struct http_reply *rep)
 {
     change(r, rep, OP_RESUME, NULL);
+}
+
+void http__post_refresh_rollback(struct http_req *r, struct http_reply *rep)
+{
+    change(r, rep, OP_ROLLBACK, NULL);
 }

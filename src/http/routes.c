@@ -67,6 +67,8 @@ static const struct http_route routes[] = {
      "POST"},
     {"POST", "/api/v1/groups/*/instance-refresh/resume", http__post_refresh_resume, SCOPE_GROUP,
      "POST"},
+    {"POST", "/api/v1/groups/*/instance-refresh/rollback", http__post_refresh_rollback,
+     SCOPE_GROUP, "POST"},
     {"GET", "/api/v1/groups/*/activities", http__get_activities, SCOPE_GROUP, "GET, HEAD"},
     {"GET", "/api/v1/groups/*/metrics/history", http__get_history, SCOPE_GROUP, "GET, HEAD"},
     {"POST", "/api/v1/groups/*/simulate", http__post_simulate, SCOPE_GROUP, "POST"},

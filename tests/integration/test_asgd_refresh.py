@@ -6,6 +6,8 @@ min_healthy_percentage = 50, a 3 s warmup and a checkpoint at 50 %:
 - kill -9 of asgd mid-refresh and a restart: it continues where it was (same total, the
   instances already replaced stay, it ends successful with every original gone);
 - a second refresh is cancelled mid-way: it stops replacing;
+- a third is rolled back: it waits until the previous launch settings are restored (reload),
+  then replaces the new config's instances by ones of the restored config;
 - a start while one runs is refused (409); each replacement is an activity."""
 import json
 import os
@@ -75,6 +77,7 @@ def main():
     samples = []
     stop = threading.Event()
     sampling = threading.Event()
+    proc = None
 
     def sampler():
         while not stop.is_set():
@@ -104,8 +107,8 @@ def main():
         t0 = time.monotonic()
 
         # 1. kill -9 of asgd mid-way: the first batch terminated, its replacements warming
-        wait_until(lambda: (refresh() or {}).get("instances_left", 6) < 6, 30,
-                   what="the first batch replaced")
+        wait_until(lambda: (refresh() or {}).get("status") == "in_progress" and
+                   refresh()["instances_left"] < 6, 30, what="the first batch replaced")
         r = refresh()
         assert r["status"] == "in_progress" and r["instances_to_replace"] == 6, r
         left_killed = r["instances_left"]
@@ -167,7 +170,8 @@ def main():
         st, j = call(g.api_port, "POST", f"{base}/instance-refresh",
                      {"min_healthy_percentage": 80, "instance_warmup": "3s"})
         assert st == 202, (st, j)
-        wait_until(lambda: 0 < (refresh() or {}).get("instances_left", 0) < 6, 60,
+        wait_until(lambda: (refresh() or {}).get("status") == "in_progress" and
+                   0 < refresh()["instances_left"] < 6, 60,
                    what="the second refresh under way")
         st, j = call(g.api_port, "POST", f"{base}/instance-refresh/cancel")
         assert st == 200 and j["status"] == "cancelled", (st, j)
@@ -184,6 +188,36 @@ def main():
         kept = gen2 & {i["id"] for i in healthy()}
         assert kept, "every instance was replaced despite the cancel"
         print(f"cancelled: {len(kept)} of 6 instances of the previous config kept")
+
+        # 5. rollback: a third refresh (the same target: the kept ones go) paused at 50 %, rolled
+        # back: it waits, replacing nothing, until the previous launch settings are restored
+        st, j = call(g.api_port, "POST", f"{base}/instance-refresh/rollback")
+        assert st == 409, (st, j)  # the cancelled one cannot be
+        st, j = call(g.api_port, "POST", f"{base}/instance-refresh",
+                     {"min_healthy_percentage": 50, "instance_warmup": "1s", "checkpoints": [50]})
+        assert st == 202, (st, j)
+        wait_until(lambda: (refresh() or {}).get("status") == "paused_at_checkpoint", 60,
+                   what="the third refresh paused")
+        st, j = call(g.api_port, "POST", f"{base}/instance-refresh/rollback")
+        assert st == 200 and j["status"] == "rollback_in_progress", (st, j)
+        wait_until(lambda: "restore them" in (refresh() or {}).get("reason", ""), 10,
+                   what="the rollback waiting for the previous launch settings")
+        ids = {i["id"] for i in instances()}
+        still_b = kept & ids  # the old config's instances the paused refresh had not replaced
+        assert still_b, (kept, ids)
+        time.sleep(2)
+        assert {i["id"] for i in instances()} == ids, "replaced before the settings were restored"
+        print("rollback waits:", refresh()["reason"])
+        reload_with("agent_args = --load file:", "agent_args = --log-level info --load file:")
+        wait_until(lambda: (refresh() or {}).get("status") == "rolled_back", 60,
+                   what="the refresh rolled back")
+        r = refresh()
+        wait_until(lambda: len(healthy() or []) == 6, 30, what="6 healthy after the rollback")
+        back = {i["id"] for i in healthy()}
+        assert still_b <= back, "an instance of the restored config was replaced by the rollback"
+        assert not (ids - still_b) & back, "an instance of the rolled-back config is left"
+        print(f"rolled back: {r['instances_to_replace']} instances of the new config replaced, "
+              f"the {len(still_b)} of the restored config kept")
         print("ok")
     finally:
         stop.set()
