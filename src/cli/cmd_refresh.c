@@ -32,7 +32,10 @@ static void print_state(const json_t *j)
     size_t i;
     json_t *e;
     printf("checkpoints        ");
-    json_array_foreach(cp, i, e) printf(" %d%%", (int)json_integer_value(e));
+    json_array_foreach(cp, i, e)
+    {
+        printf(" %d%%", (int)json_integer_value(e));
+    }
     printf("%s\n", json_array_size(cp) ? "" : " none");
     const char *from = json_string_value(json_object_get(j, "previous_launch_config"));
     const char *to = json_string_value(json_object_get(j, "launch_config"));

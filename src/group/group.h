@@ -81,10 +81,10 @@ struct group_health {
     int64_t deregister_grace_ms;     /* a Deregister's reconnect window */
 };
 
-#define GROUP_LIST_MAX 160 /* a list's canonical text, NUL included */
-#define GROUP_URL_MAX  512
+#define GROUP_LIST_MAX    160 /* a list's canonical text, NUL included */
+#define GROUP_URL_MAX     512
 #define GROUP_REFRESH_MAX 512 /* instance_refresh's text, NUL included */
-#define GROUP_PATH_MAX 256
+#define GROUP_PATH_MAX    256
 
 /* [notify]: webhooks for the group's activities (src/notify/notify.h). */
 struct group_notify {
