@@ -69,6 +69,14 @@ static const char *row_token(const struct store_instance *rows, size_t n, const 
     return NULL;
 }
 
+static int being_replaced(const struct census *cs, const char *id)
+{
+    for (size_t i = 0; i < cs->n_replace; i++)
+        if (strcmp(cs->replace[i]->id, id) == 0)
+            return 1;
+    return 0;
+}
+
 void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
 {
     const struct group_settings *g = &c->settings;
@@ -118,8 +126,13 @@ void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
         if (s->lifecycle == FLEET_TERMINATING || s->lifecycle == FLEET_TERMINATING_WAIT ||
             s->lifecycle == FLEET_STANDBY)
             continue;
-        present++;
+        /* an instance the health duty replaces this tick is gone already (the snapshot
+           predates it); one without a live store row was just terminated or not yet written:
+           neither is counted, or it would be "old" and terminated twice */
         const char *tok = row_token(rows, n_rows, s->id);
+        if (tok == NULL || being_replaced(cs, s->id))
+            continue;
+        present++;
         char lc[REFRESH_LC_MAX];
         ctl__token_launch_config(tok, lc, sizeof(lc));
         int is_old = strcmp(lc, c->launch_config) != 0;
