@@ -92,6 +92,7 @@ int cli_cmd_exit_standby(const struct cli *c, int argc, char **argv);
 int cli_cmd_detach(const struct cli *c, int argc, char **argv);
 int cli_cmd_attach(const struct cli *c, int argc, char **argv);
 int cli_cmd_hooks(const struct cli *c, int argc, char **argv);
+int cli_cmd_instance_refresh(const struct cli *c, int argc, char **argv); /* cmd_refresh.c */
 
 /*
  * Reads an INI group file (the [group], [policy], [health], [provider],

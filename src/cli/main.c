@@ -57,6 +57,10 @@ static const struct command commands[] = {
      "take a running instance (EC2 id, or a local agent's address) into the group"},
     {"hooks", cli_cmd_hooks, "hooks [KEY=VALUE...]",
      "show or set the group's lifecycle hooks (launch_timeout=5m, terminate_timeout=90s...)"},
+    {"instance-refresh", cli_cmd_instance_refresh,
+     "instance-refresh start [--min-healthy PCT] [--warmup DUR] [--checkpoint PCT]... | status | "
+     "cancel | resume | rollback",
+     "replace the instances of an old launch configuration in batches (needs -g GROUP)"},
 };
 
 static void usage(FILE *f)

@@ -234,6 +234,7 @@ int ctl_tick(struct ctl *c, int64_t now)
     struct policy_decision d;
     ctl__scale(c, &cs, now, &d);
     ctl__lifetime(c, &cs, now);
+    ctl__refresh(c, &cs, now);
     ctl__converge(c, &cs, now);
     ctl__flush(c);
     record_history(c, &cs, now);

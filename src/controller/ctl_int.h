@@ -12,6 +12,8 @@
  *                 the choice of scale-in victims (victims.c chooses)
  *   ctl_lifetime.c max_instance_lifetime: replacing old instances, launch
  *                 first
+ *   ctl_refresh.c the instance refresh (refresh.h): replacing instances of an
+ *                 old launch config in batches, over ctl_lifetime's surge
  *   ctl_suspend.c suspended processes: the check each duty makes, and its
  *                 "skipped" activity
  *
@@ -188,6 +190,8 @@ int ctl__suspended(struct ctl *c, int proc, int64_t want, const char *kind, cons
 
 /* ctl_lifetime.c: max_instance_lifetime (sets c->surge, terminates the surplus expired) */
 void ctl__lifetime(struct ctl *c, const struct census *cs, int64_t now);
+/* ctl_refresh.c: the instance refresh (adds to c->surge; call after ctl__lifetime) */
+void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now);
 
 /* ctl_cloud.c */
 /* The launch configuration a token carries (ctl_deps.launch_config), or "" into out. */

@@ -81,9 +81,10 @@ struct group_health {
     int64_t deregister_grace_ms;     /* a Deregister's reconnect window */
 };
 
-#define GROUP_LIST_MAX 160 /* a list's canonical text, NUL included */
-#define GROUP_URL_MAX  512
-#define GROUP_PATH_MAX 256
+#define GROUP_LIST_MAX    160 /* a list's canonical text, NUL included */
+#define GROUP_URL_MAX     512
+#define GROUP_REFRESH_MAX 512 /* instance_refresh's text, NUL included */
+#define GROUP_PATH_MAX    256
 
 /* [notify]: webhooks for the group's activities (src/notify/notify.h). */
 struct group_notify {
@@ -124,6 +125,9 @@ struct group_settings {
     int64_t max_instance_lifetime_ms;         /* 0: none; older instances are replaced */
     struct group_notify notify;
     struct group_hooks hooks;
+    /* the instance refresh's state (controller/refresh.h's text form; "" = none ever started):
+       kept here so that it is persisted with the settings and survives a restart */
+    char instance_refresh[GROUP_REFRESH_MAX];
     int64_t revision;      /* bumped by every store write; 1 after the first put */
     int64_t updated_at_ms; /* wall clock of the last write */
 };

@@ -134,6 +134,10 @@ const struct group_key group_keys[] = {
     {"group", "max_instance_lifetime", "max_instance_lifetime", GROUP_K_DURATION,
      OFF(max_instance_lifetime_ms), 0, 0, 365 * (double)DAY_MS, NULL, "0",
      "instances older than this are replaced, a few at a time, launching first (0: never)"},
+    {"group", "instance_refresh", "instance_refresh", GROUP_K_STRING, OFF(instance_refresh),
+     SZ(instance_refresh), 0, 0, NULL, "",
+     "the instance refresh's state, written by POST .../instance-refresh and the controller "
+     "(not meant to be edited: docs/instance-refresh.md)"},
     {"notify", "url", "url", GROUP_K_STRING, OFF(notify.url), SZ(notify.url), 0, 0, NULL, "",
      "webhook receiving the group's events as JSON (http:// or https://; empty: off)"},
     {"notify", "secret_file", "secret_file", GROUP_K_STRING, OFF(notify.secret_file),

@@ -164,6 +164,12 @@ void http__post_suspend(struct http_req *r, struct http_reply *rep);
 void http__post_resume(struct http_req *r, struct http_reply *rep);
 void http__get_instances(struct http_req *r, struct http_reply *rep);
 void http__post_terminate(struct http_req *r, struct http_reply *rep);
+/* refresh.c (issue 12 item 5): the instance refresh */
+void http__get_refresh(struct http_req *r, struct http_reply *rep);
+void http__post_refresh(struct http_req *r, struct http_reply *rep);
+void http__post_refresh_cancel(struct http_req *r, struct http_reply *rep);
+void http__post_refresh_resume(struct http_req *r, struct http_reply *rep);
+void http__post_refresh_rollback(struct http_req *r, struct http_reply *rep);
 /* lifecycle.c (issue 12): hooks, hook completion, protection, standby, detach, attach */
 void http__get_hooks(struct http_req *r, struct http_reply *rep);
 void http__put_hooks(struct http_req *r, struct http_reply *rep);

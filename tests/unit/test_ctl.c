@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "controller/ctl.h"
+#include "controller/refresh.h"
 #include "controller/policy.h"
 #include "fleet/fleet.h"
 #include "provider/provider.h"
@@ -953,6 +954,62 @@ static void max_lifetime_replaces_launching_first(void **state)
     assert_int_equal(count_activities(x, "replace"), 2);
 }
 
+/* Instance refresh (ctl_refresh.c): 4 instances of an old launch config, max_size = desired
+   (no room to launch first), min_healthy 50 %: replaced 2 at a time, never fewer than 2
+   healthy in service, ending successful with every instance of the new config. */
+static void refresh_replaces_within_the_floor(void **state)
+{
+    struct fx *x = *state;
+    set_group(x, 4, 0, 0, 30000);
+    healthy_group(x, 4); /* tokens without a launch config: all "old" below */
+    ctl_free(x->ctl);
+    struct ctl_deps deps = {
+        .group = x->name,
+        .describe_every_ms = 5000,
+        .history_every_ms = 5000,
+        .fleet = x->fleet,
+        .store = x->store,
+        .provider = &x->prov->base,
+        .launch_config = "lc2",
+    };
+    char err[256];
+    assert_int_equal(ctl_new(&deps, &x->ctl, err, sizeof(err)), 0);
+    int64_t now = T0 + 2000;
+    ctl_reconcile(x->ctl, now);
+    struct group_settings g;
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    g.max_size = 4;
+    snprintf(g.instance_refresh, sizeof(g.instance_refresh), "st=pending min=50 warm=0");
+    assert_int_equal(store_put_settings(x->store, &g, g.revision, NULL), 0);
+    struct fleet_slot s[64];
+    int low = 99, ticks = 0;
+    struct refresh r;
+    memset(&r, 0, sizeof(r));
+    while (ticks++ < 40) {
+        x->prov->now = now += 1000;
+        ctl_tick(x->ctl, now);
+        size_t n = slots(x, s);
+        int healthy = 0;
+        for (size_t i = 0; i < n; i++)
+            healthy += s[i].lifecycle == FLEET_IN_SERVICE && s[i].health == FLEET_HEALTH_HEALTHY;
+        low = healthy < low ? healthy : low;
+        monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+        assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+        assert_int_equal(refresh_parse(g.instance_refresh, &r), 0);
+        if (r.status == REFRESH_SUCCESSFUL)
+            break;
+    }
+    assert_int_equal(r.status, REFRESH_SUCCESSFUL);
+    assert_int_equal(r.total, 4);
+    assert_true(low >= 2);
+    assert_int_equal(x->prov->n_terminated, 4);
+    assert_int_equal(count_activities(x, "replace"), 4);
+    /* the first call launched the originals; the replacements carry the new launch config */
+    assert_true(x->prov->launch_calls >= 2);
+    for (int i = 1; i < x->prov->launch_calls && i < 32; i++)
+        assert_true(strncmp(x->prov->tokens[i], "asgd-lc2-", 9) == 0);
+}
+
 static void activity_hook_sees_every_activity(void **state)
 {
     struct fx *x = *state;
@@ -1147,6 +1204,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(suspended_replacement_keeps_the_unhealthy, setup, teardown),
         cmocka_unit_test_setup_teardown(activity_hook_sees_every_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(max_lifetime_replaces_launching_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(refresh_replaces_within_the_floor, setup, teardown),
         cmocka_unit_test_setup_teardown(launch_hook_holds_until_completed, setup, teardown),
         cmocka_unit_test_setup_teardown(protection_and_terminate_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(standby_round_trip, setup, teardown),

@@ -81,7 +81,7 @@ static void json_round_trip(void **state)
               "\"protect_new_instances\":false,"
               "\"termination_policy\":[\"oldest_instance\",\"default\"],"
               "\"suspended_processes\":[\"Launch\",\"AlarmNotification\"],"
-              "\"max_instance_lifetime\":\"48h\","
+              "\"max_instance_lifetime\":\"48h\",\"instance_refresh\":\"\","
               "\"policy\":{\"type\":\"target\",\"up_threshold\":80.5,\"down_threshold\":10.25,"
               "\"up_factor\":1.5,\"down_factor\":0.29999999999999999,\"cooldown\":\"1500ms\","
               "\"evaluation_period\":\"2m\",\"target\":55.0,\"tolerance\":0.050000000000000003,"
@@ -192,6 +192,7 @@ static void every_key_from_ini_and_json(void **state)
          "[\"newest_instance\", \"default\"]"},
         {"group", "suspended_processes", "launch terminate", "\"Launch, Terminate\""},
         {"group", "max_instance_lifetime", "168h", "\"168h\""},
+        {"group", "instance_refresh", "st=successful total=1", "\"st=successful total=1\""},
         {"notify", "url", "https://h.example/x", "\"https://h.example/x\""},
         {"notify", "secret_file", "/k", "\"/k\""},
         {"notify", "events", "hook, scale", "[\"hook\", \"scale\"]"},
