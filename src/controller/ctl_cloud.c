@@ -478,6 +478,9 @@ int ctl__terminate(struct ctl *c, const struct fleet_slot *const *victims, size_
         free(go);
         return n == 0 ? 0 : PROV_ERETRY;
     }
+    /* what led here (a replace, scale-in or hook activity, the TERMINATING state) is in the
+       store before the instances go: a reader never sees one gone without its cause */
+    ctl__flush(c);
     size_t max = provider_max_terminate(c->prov);
     int first_rc = 0, in_a_row = 0;
     for (size_t off = 0; off < n && in_a_row < 2; off += max) {
