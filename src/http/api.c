@@ -24,9 +24,6 @@
 
 #include "common/banned.h"
 
-/* The most store look-ups one page of instances makes one by one (see http__get_instances). */
-#define PAGE_LOOKUPS_MAX 1000
-
 #define PATCH_RETRIES      5
 #define INSTANCES_PAGE_MAX 1000
 #define HISTORY_DEFAULT_MS (15 * 60 * 1000)
@@ -392,8 +389,8 @@ static int cmp_store_inst(const void *a, const void *b)
     return strcmp(((const struct store_instance *)a)->id, ((const struct store_instance *)b)->id);
 }
 
-/* One instance from the fleet table (+ provider and zone from its store row, if any). */
-static json_t *slot_json(const struct fleet_slot *x, const struct store_instance *si)
+/* One instance from the fleet table (+ provider and zone from its store row: NULL if none). */
+static json_t *slot_json(const struct fleet_slot *x, const char *provider, const char *zone)
 {
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:b, s:b, s:b, s:b, "
@@ -408,8 +405,8 @@ static json_t *slot_json(const struct fleet_slot *x, const struct store_instance
         "polls_failed", (json_int_t)x->polls_failed, "rtt_ms", (double)x->last_rtt_us / 1000.0,
         "live", 1);
     if (o) {
-        json_object_set_new(o, "provider", si ? json_string(si->provider) : json_null());
-        json_object_set_new(o, "zone", si ? json_string(si->zone) : json_null());
+        json_object_set_new(o, "provider", provider ? json_string(provider) : json_null());
+        json_object_set_new(o, "zone", zone ? json_string(zone) : json_null());
         /* lifecycle (issue 12): protection, and when a hook wait ends by its timeout */
         json_object_set_new(o, "protected", json_boolean(x->protect));
         json_object_set_new(o, "hook_deadline_at",
@@ -430,12 +427,6 @@ static json_t *row_json(const struct store_instance *x)
     if (o)
         json_object_set_new(o, "protected", json_boolean(x->protect));
     return o;
-}
-
-static int cmp_slot_ptr_id(const void *a, const void *b)
-{
-    return strcmp((*(const struct fleet_slot *const *)a)->id,
-                  (*(const struct fleet_slot *const *)b)->id);
 }
 
 /* Paging arguments: limit (0: all) and after (NULL: from the start). -1 and rep set if bad. */
@@ -514,6 +505,79 @@ static void instances_from_store(struct http_req *r, struct http_reply *rep, lon
     http__json(rep, 200, arr);
 }
 
+/* A page of a group this node runs, in id order (pager.c keeps the order between requests). */
+static void instances_page(struct http_req *r, struct http_reply *rep, size_t limit,
+                           const char *after)
+{
+    struct fleet *f = r->ref->fleet;
+    if (!limit) /* only `after`: the rest of the table */
+        limit = fleet_capacity(f) ? fleet_capacity(f) : 1;
+    struct http_page_item *items = malloc(limit * sizeof *items);
+    json_t *arr = json_array();
+    size_t n = 0;
+    int more = 0;
+    if (!items || !arr || http__pager_page(r->srv, f, after, limit, items, &n, &more)) {
+        free(items);
+        json_decref(arr);
+        http__error(rep, 500, "internal error", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = slot_json(&items[i].slot, items[i].provider, items[i].zone);
+        if (!o || json_array_append_new(arr, o)) {
+            free(items);
+            json_decref(arr);
+            http__error(rep, 500, "internal error", "out of memory");
+            return;
+        }
+    }
+    if (more && n)
+        link_next(r, rep, (long long)limit, items[n - 1].slot.id);
+    free(items);
+    http__json(rep, 200, arr);
+}
+
+/* Every instance of a group this node runs, in the table's order; provider and zone from one
+   read of the group's rows (a look-up per instance would cost a store query each). */
+static void instances_all(struct http_req *r, struct http_reply *rep)
+{
+    struct http_server *s = r->srv;
+    size_t n = 0, nstored = 0;
+    struct fleet_slot *slots = http__snapshot(r->ref->fleet, &n);
+    json_t *arr = json_array();
+    if ((!slots && n) || !arr) {
+        free(slots);
+        json_decref(arr);
+        http__error(rep, 500, "internal error", "out of memory");
+        return;
+    }
+    struct store_instance *stored = NULL;
+    if (store_list_instances(s->store, r->group, 0, &stored, &nstored) != 0) {
+        stored = NULL;
+        nstored = 0;
+    }
+    if (nstored > 1)
+        qsort(stored, nstored, sizeof *stored, cmp_store_inst);
+    for (size_t i = 0; i < n; i++) {
+        struct store_instance key;
+        memset(&key, 0, sizeof key);
+        snprintf(key.id, sizeof key.id, "%s", slots[i].id);
+        const struct store_instance *si =
+            nstored ? bsearch(&key, stored, nstored, sizeof *stored, cmp_store_inst) : NULL;
+        json_t *o = slot_json(&slots[i], si ? si->provider : NULL, si ? si->zone : NULL);
+        if (!o || json_array_append_new(arr, o)) {
+            free(slots);
+            store_instances_free(stored);
+            json_decref(arr);
+            http__error(rep, 500, "internal error", "out of memory");
+            return;
+        }
+    }
+    free(slots);
+    store_instances_free(stored);
+    http__json(rep, 200, arr);
+}
+
 void http__get_instances(struct http_req *r, struct http_reply *rep)
 {
     struct http_server *s = r->srv;
@@ -557,65 +621,10 @@ void http__get_instances(struct http_req *r, struct http_reply *rep)
         instances_from_store(r, rep, limit, after);
         return;
     }
-    size_t n = 0, nstored = 0;
-    struct fleet_slot *slots = http__snapshot(r->ref->fleet, &n);
-    json_t *arr = json_array();
-    const struct fleet_slot **ord = calloc(n ? n : 1, sizeof *ord);
-    if ((!slots && n) || !arr || !ord) {
-        free(slots);
-        free(ord);
-        json_decref(arr);
-        http__error(rep, 500, "internal error", "out of memory");
-        return;
-    }
-    /* paging needs a stable order: by id (without paging, the table's order as always). The
-       slots past `after` are sorted as pointers: a page costs one pass over the table, not
-       moving every slot around */
-    size_t m = 0;
-    for (size_t k = 0; k < n; k++)
-        if (!after || strcmp(slots[k].id, after) > 0)
-            ord[m++] = &slots[k];
-    if ((limit || after) && m > 1)
-        qsort(ord, m, sizeof *ord, cmp_slot_ptr_id);
-    size_t take = limit && (size_t)limit < m ? (size_t)limit : m;
-    /* provider and zone live in the store: a page looks its instances up one by one (an
-       indexed read each), a long listing reads the group's rows once and searches them */
-    struct store_instance *stored = NULL;
-    int one_by_one = take <= PAGE_LOOKUPS_MAX && take * 8 < n;
-    if (!one_by_one && store_list_instances(s->store, r->group, 0, &stored, &nstored) != 0) {
-        stored = NULL;
-        nstored = 0;
-    }
-    if (nstored > 1)
-        qsort(stored, nstored, sizeof *stored, cmp_store_inst);
-    const char *last = NULL;
-    for (size_t i = 0; i < take; i++) {
-        const struct fleet_slot *x = ord[i];
-        struct store_instance key, one;
-        memset(&key, 0, sizeof key);
-        snprintf(key.id, sizeof key.id, "%s", x->id);
-        const struct store_instance *si = NULL;
-        if (one_by_one)
-            si = store_get_instance(s->store, x->id, &one) == 0 ? &one : NULL;
-        else if (nstored)
-            si = bsearch(&key, stored, nstored, sizeof *stored, cmp_store_inst);
-        json_t *o = slot_json(x, si);
-        if (!o || json_array_append_new(arr, o)) {
-            free(slots);
-            free(ord);
-            store_instances_free(stored);
-            json_decref(arr);
-            http__error(rep, 500, "internal error", "out of memory");
-            return;
-        }
-        last = x->id;
-    }
-    if (limit && take < m && last)
-        link_next(r, rep, limit, last);
-    free(slots);
-    free(ord);
-    store_instances_free(stored);
-    http__json(rep, 200, arr);
+    if (limit || after)
+        instances_page(r, rep, (size_t)limit, after);
+    else
+        instances_all(r, rep);
 }
 
 void http__post_terminate(struct http_req *r, struct http_reply *rep)

@@ -60,6 +60,7 @@ struct http_server {
     struct http_guard *guard; /* slow-client reaper (server.c) */
     struct http_tls *tls;     /* HTTPS material (tls.c); NULL: plain HTTP */
     char *tls_ca_file;        /* verifies owners' https:// APIs (proxy.c); NULL: system CAs */
+    struct http_pager *pager; /* sorted instance ids per group (pager.c); HTTP thread only */
 };
 
 /* ---- HTTPS (tls.c) ------------------------------------------------------------------------- */
@@ -207,6 +208,26 @@ json_t *http__group_summary(struct http_server *s, const struct group_settings *
 /* Snapshot of the fleet table into a malloc'd array (*n items); NULL + *n = 0 when empty
  * (and NULL with *n > 0: out of memory). */
 struct fleet_slot *http__snapshot(struct fleet *f, size_t *n);
+
+/* ---- instance pages in id order (pager.c) --------------------------------------------------- */
+
+struct http_pager;
+/* NULL on ENOMEM. */
+struct http_pager *http__pager_new(void);
+/* NULL is a no-op. */
+void http__pager_free(struct http_pager *p);
+
+struct http_page_item {
+    struct fleet_slot slot;
+    const char *provider, *zone; /* from the store; NULL if unknown. Valid until the next page */
+};
+/*
+ * Up to limit instances of fleet f whose ids sort after `after` (NULL: from the first), in id
+ * order, into out (room for limit); *more: some sort after the last one given. 0, or -1 on
+ * ENOMEM. HTTP thread only.
+ */
+int http__pager_page(struct http_server *s, struct fleet *f, const char *after, size_t limit,
+                     struct http_page_item *out, size_t *n_out, int *more);
 
 /* ---- proxy to the owner (proxy.c) ----------------------------------------------------------- */
 

@@ -604,6 +604,7 @@ static void server_free_fields(struct http_server *s)
     }
     free(s->node);
     free(s->tls_ca_file);
+    http__pager_free(s->pager); /* after the daemon: no handler can page any more */
     free(s);
 }
 
@@ -627,13 +628,14 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
     s->token = deps->token && *deps->token ? strdup(deps->token) : NULL;
     s->node = strdup(deps->node ? deps->node : "");
     s->tls_ca_file = deps->tls_ca_file ? strdup(deps->tls_ca_file) : NULL;
+    s->pager = http__pager_new();
     s->store = deps->store;
     s->ops = deps->ops;
     s->ops_arg = deps->ops_arg;
     s->proxy_timeout_ms =
         deps->proxy_timeout_ms > 0 ? deps->proxy_timeout_ms : HTTP_DEFAULT_PROXY_TIMEOUT_MS;
     s->max_body = deps->max_body ? deps->max_body : HTTP_DEFAULT_MAX_BODY;
-    if (!s->listen || !s->node || (deps->token && *deps->token && !s->token) ||
+    if (!s->listen || !s->node || !s->pager || (deps->token && *deps->token && !s->token) ||
         (deps->tls_ca_file && !s->tls_ca_file)) {
         snprintf(err, errlen, "out of memory");
         goto out;

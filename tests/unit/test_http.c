@@ -1476,6 +1476,36 @@ static void local_instances_page_by_id(void **state)
     assert_int_equal(r.status, 200);
     assert_int_equal(json_array_size(r.json), 3);
     resp_free(&r);
+
+    /* the order is kept between requests (pager.c): membership moving between two pages shows
+       on the next page, a gone instance never reappears, and a store row written after the
+       instance was first paged gives its provider once it exists */
+    uint32_t idx;
+    assert_int_equal(fleet_find(e->fleet, "i-3", &idx), 0);
+    struct fleet_slot gone;
+    assert_int_equal(fleet_read(e->fleet, idx, &gone), 0);
+    assert_int_equal(fleet_free(e->fleet, idx, gone.generation), 0);
+    add_instance(e, "i-4", "127.0.0.1:4", FLEET_PENDING, FLEET_HEALTH_UNKNOWN, -1);
+    add_instance(e, "i-0", "127.0.0.1:5", FLEET_PENDING, FLEET_HEALTH_UNKNOWN, -1);
+    request(e, "GET", "/api/v1/groups/web/instances?limit=2&after=i-1", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 1);
+    json_t *four = json_array_get(r.json, 0);
+    assert_string_equal(json_string_value(json_object_get(four, "id")), "i-4");
+    assert_true(json_is_null(json_object_get(four, "provider"))); /* no row yet */
+    resp_free(&r);
+    put_row(e->store, "web", "i-4", "pending");
+    request(e, "GET", "/api/v1/groups/web/instances?limit=1000", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 4);
+    const char *want[] = {"i-\"2", "i-0", "i-1", "i-4"};
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(r.json, i), "id")),
+                            want[i]);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r.json, 3), "provider")),
+                        "local");
+    assert_null(strstr(r.headers, "Link:"));
+    resp_free(&r);
     const char *bad[] = {"limit=0", "limit=abc", "limit=1001", "limit=-1", "after="};
     for (size_t i = 0; i < 5; i++) {
         char path[128];
