@@ -471,6 +471,8 @@ int ctl__terminate(struct ctl *c, const struct fleet_slot *const *victims, size_
     victims = go;
     for (size_t i = 0; i < n; i++) {
         ids[i] = victims[i]->id;
+        if (victims[i]->lifecycle != FLEET_TERMINATING) /* (else the census counted it) */
+            c->term_unconfirmed++;
         ctl__set_lifecycle(c, victims[i], FLEET_TERMINATING, now);
     }
     if (n == 0 || !ctl__may_act(c)) {
@@ -498,6 +500,7 @@ int ctl__terminate(struct ctl *c, const struct fleet_slot *const *victims, size_
         }
         in_a_row = 0;
         provider_ok(c, 1);
+        c->term_unconfirmed = c->term_unconfirmed > (int)m ? c->term_unconfirmed - (int)m : 0;
         for (size_t i = off; i < off + m; i++) {
             log_info("terminated instance \"%s\" of group \"%s\"", victims[i]->id, c->group);
             fleet_free(c->fleet, victims[i]->index, victims[i]->generation);

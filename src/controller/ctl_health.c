@@ -117,6 +117,7 @@ int ctl__census(struct ctl *c, int64_t now, struct census *cs)
         }
     }
     cs->avg = counted ? load_sum / counted : -1;
+    c->term_unconfirmed = (int)cs->n_retry;
     return 0;
 }
 

@@ -140,6 +140,10 @@ struct ctl {
        recorded (CTL_SKIP_NONE: nothing recorded since it last ran) */
     int64_t skipped_want[CTL_PROC_COUNT];
     int surge; /* extra instances convergence launches to replace expired ones (ctl_lifetime.c) */
+    /* instances set TERMINATING whose termination the provider has not confirmed yet (a call
+       failed or is to be retried): still running there, so launches leave room for them under
+       max_size. Counted by the census, kept current by ctl__terminate() during the tick */
+    int term_unconfirmed;
 
     /* shared with other threads, under mu */
     pthread_mutex_t mu;

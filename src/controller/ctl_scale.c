@@ -184,10 +184,23 @@ void ctl__converge(struct ctl *c, const struct census *cs, int64_t now)
                            "running, desired %d)",
                            desired - live, desired - live == 1 ? "" : "s", live, desired))
             return;
+        /* the ones being terminated still run until the provider confirms it: launching their
+           replacements first would take the group past max_size (terminate, then launch) */
+        int want = desired - live;
+        int room = c->settings.max_size - live - c->term_unconfirmed;
+        if (want > room) {
+            log_debug("group \"%s\": launching %d of %d: %d terminations not confirmed yet "
+                      "(max_size %d)",
+                      c->group, room > 0 ? room : 0, want, c->term_unconfirmed,
+                      c->settings.max_size);
+            want = room;
+        }
+        if (want <= 0)
+            return;
         char why[128];
         snprintf(why, sizeof(why), "%d running, desired %d%s", live, desired,
                  c->surge ? " (replacing instances past max_instance_lifetime)" : "");
-        ctl__launch(c, desired - live, now, why);
+        ctl__launch(c, want, now, why);
     } else if (live > desired && now >= c->terminate_backoff_until) {
         if (ctl__suspended(c, CTL_PROC_TERMINATE, desired, "terminate",
                            "scale in of %d instance%s (%d running, desired %d)", live - desired,

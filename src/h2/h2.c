@@ -136,6 +136,8 @@ struct h2_conn {
     struct wheel_timer timer; /* the call's deadline */
     h2_done_fn cb;
     void *arg;
+    h2_lost_fn lost; /* the peer closed it while idle (h2_conn_on_lost) */
+    void *lost_arg;
     const char *path;
     struct h2_conn *next_done, **pprev_done;
     uint8_t *pend; /* bytes the socket did not take yet (malloc'd, rare) */
@@ -1290,7 +1292,10 @@ static void conn_event(struct h2_conn *c, uint32_t events)
             else
                 snprintf(why, sizeof(why), "%s",
                          n == 0 ? "connection closed by the agent" : "connection lost");
+            int idle = !c->busy || c->done; /* else the call in flight reports it */
             conn_down(c, GRPC_STATUS_UNAVAILABLE, why, 0);
+            if (idle && c->lost)
+                c->lost(c->lost_arg);
             return;
         }
         if (on_input(c, cl->rbuf, (size_t)n))
@@ -1301,8 +1306,11 @@ static void conn_event(struct h2_conn *c, uint32_t events)
     if (cl->olen && out_write(c, cl->obuf, cl->olen))
         return;
     cl->olen = 0;
-    if (c->goaway && !(c->busy && !c->done))
+    if (c->goaway && !(c->busy && !c->done)) {
         conn_close(c); /* the agent is closing it: the next call reconnects */
+        if (c->lost)
+            c->lost(c->lost_arg);
+    }
 }
 
 int h2_client_poll(struct h2_client *cl, int timeout_ms)
@@ -1456,6 +1464,12 @@ int h2_conn_new(struct h2_client *cl, const char *target, struct h2_conn **out)
     }
     *out = c;
     return 0;
+}
+
+void h2_conn_on_lost(struct h2_conn *c, h2_lost_fn fn, void *arg)
+{
+    c->lost = fn;
+    c->lost_arg = arg;
 }
 
 void h2_conn_free(struct h2_conn *c)

@@ -147,4 +147,13 @@ void h2_conn_free(struct h2_conn *c);
 int h2_call(struct h2_conn *c, const char *path, const uint8_t *req, size_t len,
             int64_t deadline_ms, h2_done_fn cb, void *arg) __attribute__((warn_unused_result));
 
+/*
+ * Called when the peer closes an open connection while no call is in flight on it (a close or
+ * a GOAWAY: the agent's process stopped or restarts), so the owner may check the agent now
+ * instead of at its next call. Runs inside h2_client_poll() with the rules of h2_done_fn; the
+ * next call reconnects as usual. fn NULL: no notice (the default).
+ */
+typedef void (*h2_lost_fn)(void *arg);
+void h2_conn_on_lost(struct h2_conn *c, h2_lost_fn fn, void *arg);
+
 #endif

@@ -409,6 +409,9 @@ static json_t *slot_json(const struct fleet_slot *x, const char *provider, const
         json_object_set_new(o, "zone", zone ? json_string(zone) : json_null());
         /* lifecycle (issue 12): protection, and when a hook wait ends by its timeout */
         json_object_set_new(o, "protected", json_boolean(x->protect));
+        /* since when it has been in its health state: how long an instance has been failing,
+           and how fast a death was seen */
+        json_object_set_new(o, "health_changed_at", iso_json(x->health_changed_ms));
         json_object_set_new(o, "hook_deadline_at",
                             x->hook_deadline_ms > 0 ? iso_json(x->hook_deadline_ms) : json_null());
     }

@@ -201,6 +201,23 @@ static void schedule_next(struct mon_target *t)
     schedule(t, next);
 }
 
+/*
+ * The agent closed its idle connection: its process died or is restarting. It is checked now
+ * instead of up to an interval later, and its schedule goes on from here: a killed agent is
+ * then unhealthy after (fall - 1) intervals instead of up to fall, while its checks stay an
+ * interval apart, so `fall` failures still mean what they say (an agent back within an interval
+ * never fails twice). An agent that closes idle connections while healthy costs one poll early.
+ */
+static void on_lost(void *arg)
+{
+    struct mon_target *t = arg;
+    int64_t now = clk_mono_ms();
+    if (t->inflight || t->on_due || t->next_due_ms - now <= BATCH_MS)
+        return;
+    wheel_del(t->p->wheel, &t->due);
+    schedule(t, now);
+}
+
 /* Drops the target at index of g; a call in flight on it is dropped with its connection. */
 static void target_drop(struct mon_poller *p, struct mon_group *g, uint32_t index)
 {
@@ -289,6 +306,7 @@ static void rescan(struct mon_poller *p, struct mon_group *g, int64_t now)
             free(t);
             continue;
         }
+        h2_conn_on_lost(t->conn, on_lost, t);
         /* a single newcomer is polled at once; a crowd is spread over one interval, or over
            longer when connecting them all in one interval would pass CONNECT_RATE */
         int64_t spread = g->interval_ms;

@@ -44,6 +44,8 @@ struct fake {
     int launch_rc[8]; /* rc of the next launch calls (0 = succeed), consumed in order */
     int n_launch_rc;
     int describe_rc;
+    int terminate_rc[8]; /* rc of the next terminate calls (0 = succeed), consumed in order */
+    int n_terminate_rc;
     int launch_calls, terminate_calls, describe_calls;
     char tokens[32][64];
     int counts[32];
@@ -93,6 +95,13 @@ static int fake_terminate(struct provider *p, const char *const *ids, size_t n)
 {
     struct fake *f = (struct fake *)p;
     f->terminate_calls++;
+    if (f->n_terminate_rc > 0) {
+        int rc = f->terminate_rc[0];
+        memmove(f->terminate_rc, f->terminate_rc + 1, sizeof(f->terminate_rc) - sizeof(int));
+        f->n_terminate_rc--;
+        if (rc != 0)
+            return provider__fail(p, rc, "scripted terminate failure %d", rc);
+    }
     for (size_t k = 0; k < n; k++) {
         if (f->n_terminated < 64)
             snprintf(f->terminated[f->n_terminated++], PROV_ID_MAX, "%s", ids[k]);
@@ -435,6 +444,46 @@ static void unhealthy_replaced_only_after_grace(void **state)
     for (size_t i = 0; i < 2; i++)
         assert_string_not_equal(s[i].id, victim);
     assert_int_equal(count_activities(x, "replace"), 1);
+}
+
+/* At max_size, an unhealthy instance whose termination fails is still running at the
+   provider: its replacement waits for the termination (terminate, then launch), so the group
+   never runs more than max_size. */
+static void replacement_waits_for_its_termination(void **state)
+{
+    struct fx *x = *state;
+    struct group_settings g;
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    g.max_size = 2;
+    assert_int_equal(store_put_settings(x->store, &g, g.revision, NULL), 0);
+    ctl_reconcile(x->ctl, T0);
+    ctl_tick(x->ctl, T0);
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+    ctl_tick(x->ctl, T0 + 1000);
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 2);
+    monitor_says(x, s[0].id, FLEET_HEALTH_UNHEALTHY, -1);
+    x->prov->terminate_rc[0] = PROV_ERETRY;
+    x->prov->terminate_rc[1] = PROV_ERETRY;
+    x->prov->n_terminate_rc = 2;
+    x->prov->now = T0 + 31000;
+    ctl_tick(x->ctl, T0 + 31000); /* replaced: the terminate fails */
+    assert_int_equal(x->prov->terminate_calls, 1);
+    assert_int_equal(x->prov->launch_calls, 1); /* no replacement yet */
+    assert_int_equal((int)x->prov->live.n, 2);
+    for (int64_t t = T0 + 32000; t < T0 + 34000; t += 1000)
+        ctl_tick(x->ctl, t); /* within the backoff: neither retried nor replaced */
+    assert_int_equal(x->prov->launch_calls, 1);
+    int64_t t = T0 + 34000;
+    for (; x->prov->terminate_calls < 3 && t < T0 + 200000; t += 1000) {
+        x->prov->now = t;
+        ctl_tick(x->ctl, t);
+        assert_true((int)x->prov->live.n <= 2);
+    }
+    assert_int_equal(x->prov->terminate_calls, 3); /* the second retry went through */
+    assert_int_equal(x->prov->launch_calls, 2);    /* and then the replacement */
+    assert_int_equal((int)x->prov->live.n, 2);
+    assert_int_equal(slots(x, s), 2);
 }
 
 static void scale_in_order(void **state)
@@ -1189,6 +1238,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(vanished_instance_is_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(unhealthy_replaced_only_after_grace, setup, teardown),
         cmocka_unit_test_setup_teardown(warmup_counts_before_grace, setup, teardown),
+        cmocka_unit_test_setup_teardown(replacement_waits_for_its_termination, setup, teardown),
         cmocka_unit_test_setup_teardown(scale_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(restart_adopts_and_launches_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(open_intent_resent_with_its_token, setup, teardown),

@@ -295,6 +295,59 @@ static void deadline_refused_backoff_and_reconnect(void **state)
     h2_client_free(cl);
 }
 
+static void count_lost(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* The peer closing an idle connection is told to the owner once (the poller checks the agent
+   at once); a failed connect is not a lost connection. */
+static void lost_connection_is_noticed(void **state)
+{
+    (void)state;
+    struct h2_client *cl = NULL;
+    assert_int_equal(h2_client_new(NULL, &cl), 0);
+    struct res r = {0};
+    char target[64];
+    int port = free_port();
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    struct h2_conn *c = NULL;
+    assert_int_equal(h2_conn_new(cl, target, &c), 0);
+    int lost = 0;
+    h2_conn_on_lost(c, count_lost, &lost);
+    call_wait(cl, c, "/T/Echo", "a", 1, 2000, &r); /* nobody listens yet */
+    assert_int_equal(r.st, GRPC_STATUS_UNAVAILABLE);
+    assert_int_equal(lost, 0);
+
+    int got = 0;
+    struct rpc_server *srv = server_start(target, &got);
+    assert_non_null(srv);
+    int64_t t0 = clk_mono_ms();
+    do {
+        usleep(100 * 1000); /* past the backoff */
+        call_wait(cl, c, "/T/Echo", "b", 1, 2000, &r);
+    } while (r.st != GRPC_STATUS_OK && clk_mono_ms() - t0 < 10000);
+    assert_int_equal(r.st, GRPC_STATUS_OK);
+    for (int i = 0; i < 3; i++)
+        assert_true(h2_client_poll(cl, 20) >= 0);
+    assert_int_equal(lost, 0); /* open and idle: nothing to tell */
+
+    rpc_server_free(srv); /* the agent stops: GOAWAY and/or close, no call in flight */
+    t0 = clk_mono_ms();
+    while (lost == 0 && clk_mono_ms() - t0 < 10000)
+        assert_true(h2_client_poll(cl, 100) >= 0);
+    assert_int_equal(lost, 1);
+    for (int i = 0; i < 3; i++)
+        assert_true(h2_client_poll(cl, 20) >= 0);
+    assert_int_equal(lost, 1);                     /* once */
+    call_wait(cl, c, "/T/Echo", "c", 1, 2000, &r); /* the next call finds nobody */
+    assert_int_equal(r.st, GRPC_STATUS_UNAVAILABLE);
+    assert_int_equal(lost, 1);
+    res_release(&r);
+    h2_conn_free(c);
+    h2_client_free(cl);
+}
+
 static void targets(void **state)
 {
     (void)state;
@@ -605,6 +658,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(answers_statuses_and_many_calls),
         cmocka_unit_test(deadline_refused_backoff_and_reconnect),
+        cmocka_unit_test(lost_connection_is_noticed),
         cmocka_unit_test(targets),
         cmocka_unit_test(over_tls),
         cmocka_unit_test(wheel_orders_rearms_cancels),
