@@ -7,25 +7,16 @@
 //   refresh  ms of one whole poll() cycle as the page's own 2 s timer runs it (the five API
 //            calls, then every render and chart), timed by calling the page's poll() itself,
 //            REFRESHES times one after the other
-// Env: ASGD_URL, ASGD_PROFILE (a fresh user-data-dir), REFRESHES (default 10), BROWSER_DIR (the
-// directory whose node_modules holds playwright-core: tests/browser, installed by make test).
+// Env: ASGD_URL, ASGD_PROFILE (a fresh user-data-dir), REFRESHES (default 10). playwright-core
+// comes from tests/browser/node_modules (installed by make test).
 // Prints one JSON line {"load_ms", "refresh_ms": [...], "rows"}; exits non-zero on failure.
-import { createRequire } from 'module';
-
-// ESM ignores NODE_PATH: resolve playwright-core from the tests' install instead
-const { chromium } = createRequire(process.env.BROWSER_DIR + '/')('playwright-core');
+import { launch } from '../tests/browser/chromium.mjs';
 
 const url = process.env.ASGD_URL;
 const profile = process.env.ASGD_PROFILE;
 const refreshes = Number(process.env.REFRESHES || 10);
 
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1360, height: 1000 },
-});
+const ctx = await launch(profile);
 let code = 0;
 try {
   const page = ctx.pages()[0] || await ctx.newPage();

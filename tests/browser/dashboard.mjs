@@ -1,7 +1,7 @@
 // Drives the asgd dashboard in the system's headless Chromium with playwright-core.
 // Env: ASGD_URL (http://127.0.0.1:PORT), ASGD_TOKEN, ASGD_GROUP, ASGD_SCREENSHOT (png path),
 // ASGD_PROFILE (fresh user-data-dir). Prints one line per check; exits non-zero on failure.
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const url = process.env.ASGD_URL;
 const token = process.env.ASGD_TOKEN;
@@ -19,13 +19,7 @@ async function api(path) {
   return r.json();
 }
 
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1360, height: 1000 },
-});
+const ctx = await launch(profile);
 let failed = false;
 try {
   const page = ctx.pages()[0] || await ctx.newPage();

@@ -2,7 +2,7 @@
 // proposes another policy, the button simulates it on the group's recorded load next to the
 // current settings (numbers and chart), and nothing is applied.
 // Env: ASGD_URL, ASGD_TOKEN, ASGD_GROUP, ASGD_SCREENSHOT, ASGD_PROFILE. Exits non-zero on failure.
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const url = process.env.ASGD_URL;
 const token = process.env.ASGD_TOKEN;
@@ -13,13 +13,7 @@ function check(cond, what) {
   console.log('ok: ' + what);
 }
 
-const ctx = await chromium.launchPersistentContext(process.env.ASGD_PROFILE, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1360, height: 1400 },
-});
+const ctx = await launch(process.env.ASGD_PROFILE, 1400);
 let failed = false;
 try {
   const page = ctx.pages()[0] || await ctx.newPage();

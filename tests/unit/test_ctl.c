@@ -54,6 +54,17 @@ struct fake {
     int64_t now;
 };
 
+/* The next scripted rc of a list of 8 (0 when the list is empty), taken off its front. */
+static int next_rc(int *rcs, int *n)
+{
+    if (*n == 0)
+        return 0;
+    int rc = rcs[0];
+    memmove(rcs, rcs + 1, 7 * sizeof(int));
+    (*n)--;
+    return rc;
+}
+
 static int fake_launch(struct provider *p, int count, const char *token, struct prov_list *out)
 {
     struct fake *f = (struct fake *)p;
@@ -62,13 +73,9 @@ static int fake_launch(struct provider *p, int count, const char *token, struct 
         snprintf(f->tokens[call], sizeof(f->tokens[call]), "%s", token);
         f->counts[call] = count;
     }
-    if (f->n_launch_rc > 0) {
-        int rc = f->launch_rc[0];
-        memmove(f->launch_rc, f->launch_rc + 1, sizeof(f->launch_rc) - sizeof(int));
-        f->n_launch_rc--;
-        if (rc != 0)
-            return provider__fail(p, rc, "scripted failure %d", rc);
-    }
+    int rc = next_rc(f->launch_rc, &f->n_launch_rc);
+    if (rc != 0)
+        return provider__fail(p, rc, "scripted failure %d", rc);
     int have = 0;
     for (size_t i = 0; i < f->live.n; i++)
         if (strcmp(f->live.items[i].launch_token, token) == 0) {
@@ -95,13 +102,9 @@ static int fake_terminate(struct provider *p, const char *const *ids, size_t n)
 {
     struct fake *f = (struct fake *)p;
     f->terminate_calls++;
-    if (f->n_terminate_rc > 0) {
-        int rc = f->terminate_rc[0];
-        memmove(f->terminate_rc, f->terminate_rc + 1, sizeof(f->terminate_rc) - sizeof(int));
-        f->n_terminate_rc--;
-        if (rc != 0)
-            return provider__fail(p, rc, "scripted terminate failure %d", rc);
-    }
+    int rc = next_rc(f->terminate_rc, &f->n_terminate_rc);
+    if (rc != 0)
+        return provider__fail(p, rc, "scripted terminate failure %d", rc);
     for (size_t k = 0; k < n; k++) {
         if (f->n_terminated < 64)
             snprintf(f->terminated[f->n_terminated++], PROV_ID_MAX, "%s", ids[k]);
