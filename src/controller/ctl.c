@@ -356,6 +356,7 @@ void ctl_free(struct ctl *c)
     ctl_stop(c);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
+    ctl__drain_free(c);
     free(c->snap);
     free(c->census_buf);
     free(c->lc_pend);

@@ -94,6 +94,7 @@ struct ctl {
     void *on_activity_arg;
     char launch_config[LAUNCH_CONFIG_MAX]; /* "" when the caller gave none */
     struct tls_conf *agent_tls;            /* borrowed; NULL: plain text (ctl_deps) */
+    struct h2_client *drain_cl;            /* asks draining agents (ctl_drain.c); lazily made */
 
     /* controller-thread state */
     int fenced;            /* last may_act() said no (logged once per change) */
@@ -175,6 +176,18 @@ static inline int census_live(const struct census *cs)
 {
     return (int)cs->n - cs->terminating - (int)cs->n_replace - cs->standby;
 }
+
+/* ctl_drain.c: what the agents of instances in terminating:wait say of their drain */
+struct ctl_drain_answer {
+    int result;       /* 1: the drain command succeeded, -1: it failed, 0: running or no answer */
+    char detail[200]; /* why it failed */
+};
+/* Asks the n agents at once and waits one deadline (500 ms) at most for all of them; out[i]
+   answers slots[i]. 0, or -1 when nothing could be asked (every out[i] then says 0). */
+int ctl__drain_ask(struct ctl *c, const struct fleet_slot *const *slots, size_t n,
+                   struct ctl_drain_answer *out);
+/* Frees the client of ctl__drain_ask(), if any. */
+void ctl__drain_free(struct ctl *c);
 
 /* ctl.c */
 int ctl__may_act(struct ctl *c);

@@ -7,10 +7,9 @@
  *
  * Workload: operator requests are rare (a handful a minute at most) and each
  * costs one store read and write; the hooks duty walks the tick's snapshot
- * and, for each instance draining in terminating:wait, makes one short gRPC
- * call to its agent (MonitorC/Lifecycle, AGENT_CALL_MS deadline) per tick: a
- * group that drains many instances at once pays up to that per instance per
- * tick on the controller thread, which is also where provider calls block.
+ * and asks the agents of the instances draining in terminating:wait about
+ * their drain (MonitorC/Lifecycle) once a tick, all at once (ctl_drain.c): a
+ * tick waits 500 ms at most however many drain.
  *
  * Every transition is written to the instance's store row (lifecycle text,
  * protected, hook_deadline_ms), so a restarted asgd adopts the instance back
@@ -32,8 +31,6 @@
 #include "rpc/rpc.h"
 
 #include "common/banned.h"
-
-#define AGENT_CALL_MS 500 /* one MonitorC/Lifecycle call (the agent answers from memory) */
 
 static const char *const action_names[] = {"continue", "abandon", "heartbeat"};
 
@@ -160,49 +157,12 @@ static int result_action(const char *def)
     return strcmp(def, "continue") == 0 ? HOOK_CONTINUE : HOOK_ABANDON;
 }
 
-/*
- * Asks the agent of s about its drain (state terminating:wait starts its
- * --on-terminate command, once). Returns 1 when the command succeeded, -1 when
- * it failed (why in detail), 0 otherwise (running, no command, no answer, a
- * seed agent: the hook then waits for the operator or its timeout).
- */
-static int agent_drain(struct ctl *c, const struct fleet_slot *s, char *detail, size_t len)
-{
-    if (s->address[0] == '\0' || s->seed_protocol)
-        return 0;
-    LifecycleRequest rq = LIFECYCLE_REQUEST__INIT;
-    rq.state = (char *)"terminating:wait";
-    rq.group = c->group;
-    rq.instance_id = (char *)s->id;
-    uint8_t *buf = NULL;
-    size_t n = 0;
-    if (rpc_pack(&rq.base, &buf, &n) != 0)
-        return 0;
-    struct rpc_result res = RPC_RESULT_INIT;
-    int rc = rpc_call_sync_tls(s->address, c->agent_tls, "/MonitorC/Lifecycle", buf, n,
-                               AGENT_CALL_MS, &res);
-    free(buf);
-    int out = 0;
-    if (rc == 0 && res.status == GRPC_STATUS_OK) {
-        LifecycleReply *r = lifecycle_reply__unpack(NULL, res.len, res.data);
-        if (r && r->instance_id && strcmp(r->instance_id, s->id) == 0 && r->drain) {
-            if (strcmp(r->drain, "done") == 0) {
-                out = 1;
-            } else if (strcmp(r->drain, "failed") == 0) {
-                out = -1;
-                snprintf(detail, len, "%.200s", r->detail ? r->detail : "");
-            }
-        }
-        if (r)
-            lifecycle_reply__free_unpacked(r, NULL);
-    }
-    rpc_result_release(&res);
-    return out;
-}
-
 void ctl__hooks(struct ctl *c, const struct census *cs, int64_t now)
 {
     const struct group_hooks *h = &c->settings.hooks;
+    /* the draining ones still waiting: their agents are asked all at once (ctl_drain.c) */
+    struct fleet_slot **ask = NULL;
+    size_t nask = 0;
     for (size_t i = 0; i < cs->n; i++) {
         struct fleet_slot *s = &c->snap[i];
         int launch = s->lifecycle == FLEET_PENDING_WAIT;
@@ -217,23 +177,37 @@ void ctl__hooks(struct ctl *c, const struct census *cs, int64_t now)
         }
         if (launch)
             continue;
-        char detail[256] = "", why[400];
-        int d = agent_drain(c, s, detail, sizeof(detail));
-        if (d > 0) {
-            complete_hook(c, s, HOOK_CONTINUE, "the agent's drain command succeeded", now);
-        } else if (d < 0) {
-            snprintf(why, sizeof(why),
-                     "the agent's drain command failed (%s): the default result %s", detail, def);
-            complete_hook(c, s, result_action(def), why, now);
+        if (!ask && !(ask = calloc(cs->n, sizeof(*ask))))
+            return; /* out of memory: asked next tick (the timeout still applies) */
+        ask[nask++] = s;
+    }
+    struct ctl_drain_answer *ans = nask ? calloc(nask, sizeof(*ans)) : NULL;
+    if (ans && ctl__drain_ask(c, (const struct fleet_slot *const *)ask, nask, ans) == 0) {
+        for (size_t i = 0; i < nask; i++) {
+            const char *def = h->terminate_default;
+            char why[400];
+            if (ans[i].result > 0) {
+                complete_hook(c, ask[i], HOOK_CONTINUE, "the agent's drain command succeeded", now);
+            } else if (ans[i].result < 0) {
+                snprintf(why, sizeof(why),
+                         "the agent's drain command failed (%s): the default result %s",
+                         ans[i].detail, def);
+                complete_hook(c, ask[i], result_action(def), why, now);
+            }
         }
     }
+    free(ans);
+    free(ask);
 }
 
 size_t ctl__hold_for_hook(struct ctl *c, const struct fleet_slot *const *victims, size_t n,
                           const struct fleet_slot **go, int64_t now)
 {
     const struct group_hooks *h = &c->settings.hooks;
-    size_t k = 0;
+    size_t k = 0, nheld = 0;
+    /* the held ones' agents are told at once (they start draining and stop reporting load)
+       rather than at the next tick; their answers are read by ctl__hooks from then on */
+    const struct fleet_slot **held = h->terminate_timeout_ms > 0 ? calloc(n, sizeof(*held)) : NULL;
     for (size_t i = 0; i < n; i++) {
         const struct fleet_slot *s = victims[i];
         if (s->lifecycle == FLEET_TERMINATING_WAIT)
@@ -253,14 +227,17 @@ size_t ctl__hold_for_hook(struct ctl *c, const struct fleet_slot *const *victims
                           "instance %s waits for its terminate hook (drain) for at most %s, "
                           "default result %s",
                           s->id, t, h->terminate_default);
-            /* tell the agent now (it starts draining and stops reporting load) rather than
-               at the next tick; its answer is read by ctl__hooks from then on */
-            char detail[8];
-            agent_drain(c, &copy, detail, sizeof(detail));
+            if (held)
+                held[nheld++] = s;
             continue;
         }
         go[k++] = s;
     }
+    struct ctl_drain_answer *ans = nheld ? calloc(nheld, sizeof(*ans)) : NULL;
+    if (ans)
+        (void)ctl__drain_ask(c, held, nheld, ans); /* (failure: told at the next tick) */
+    free(ans);
+    free(held);
     return k;
 }
 

@@ -24,7 +24,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "controller/ctl.h"
+#include "monitor.pb-c.h"
+#include "rpc/rpc.h"
 #include "controller/refresh.h"
 #include "controller/policy.h"
 #include "fleet/fleet.h"
@@ -51,6 +57,8 @@ struct fake {
     int counts[32];
     char terminated[64][PROV_ID_MAX];
     int n_terminated;
+    char next_addr[8][64]; /* addresses of the next launched instances, if set */
+    int n_next_addr;
     int64_t now;
 };
 
@@ -86,7 +94,13 @@ static int fake_launch(struct provider *p, int count, const char *token, struct 
         struct prov_instance in;
         memset(&in, 0, sizeof(in));
         snprintf(in.id, sizeof(in.id), "i-%03d", f->next_id);
-        snprintf(in.address, sizeof(in.address), "127.0.0.1:%d", 20000 + f->next_id);
+        if (f->n_next_addr > 0) {
+            snprintf(in.address, sizeof(in.address), "%s", f->next_addr[0]);
+            memmove(f->next_addr, f->next_addr + 1, sizeof(f->next_addr) - sizeof(f->next_addr[0]));
+            f->n_next_addr--;
+        } else {
+            snprintf(in.address, sizeof(in.address), "127.0.0.1:%d", 20000 + f->next_id);
+        }
         snprintf(in.launch_token, sizeof(in.launch_token), "%s", token);
         f->next_id++;
         in.state = PROV_RUNNING;
@@ -876,18 +890,24 @@ static void deregistered_back_in_time_is_kept(void **state)
 
 /* ---- suspended processes and the activity hook (issue 12) --------------------------------- */
 
-static int skipped_with(struct fx *x, const char *kind, const char *needle)
+/* Activities of kind (and status, unless NULL) whose cause holds needle. */
+static int activities_with(struct fx *x, const char *kind, const char *status, const char *needle)
 {
     struct store_activity *a = NULL;
     size_t n = 0;
     assert_int_equal(store_activity_list(x->store, x->name, 0, 1000, &a, &n), 0);
     int k = 0;
     for (size_t i = 0; i < n; i++)
-        if (strcmp(a[i].kind, kind) == 0 && strcmp(a[i].status, "skipped") == 0 &&
+        if (strcmp(a[i].kind, kind) == 0 && (!status || strcmp(a[i].status, status) == 0) &&
             strstr(a[i].cause, needle) != NULL)
             k++;
     store_activities_free(a);
     return k;
+}
+
+static int skipped_with(struct fx *x, const char *kind, const char *needle)
+{
+    return activities_with(x, kind, "skipped", needle);
 }
 
 static void suspend(struct fx *x, const char *procs)
@@ -1195,6 +1215,94 @@ static void protection_and_terminate_hook(void **state)
     assert_string_equal(x->prov->terminated[2], "i-000");
 }
 
+/* ---- agents that drain (real gRPC servers answering MonitorC/Lifecycle) ---- */
+
+struct drainer {
+    const char *id;
+    const char *drain; /* "done" | "failed" | "running" */
+    int asked;
+};
+
+static grpc_status_code h_lifecycle(void *ctx, const struct rpc_request *req,
+                                    struct rpc_reply *reply)
+{
+    struct drainer *d = ctx;
+    LifecycleRequest *in = lifecycle_request__unpack(NULL, req->len, req->data);
+    assert_non_null(in);
+    assert_string_equal(in->state, "terminating:wait");
+    lifecycle_request__free_unpacked(in, NULL);
+    d->asked++;
+    LifecycleReply out = LIFECYCLE_REPLY__INIT;
+    out.drain = (char *)d->drain;
+    out.detail = (char *)(strcmp(d->drain, "failed") == 0 ? "exit 3" : "");
+    out.instance_id = (char *)d->id;
+    reply->len = lifecycle_reply__get_packed_size(&out);
+    reply->data = malloc(reply->len ? reply->len : 1);
+    assert_non_null(reply->data);
+    lifecycle_reply__pack(&out, reply->data);
+    return GRPC_STATUS_OK;
+}
+
+/* Draining instances' agents are asked together once a tick: a drain done completes the hook
+   with continue, a failed one with the default result (abandon), a running one and one whose
+   agent never answers (a listener that does not speak) keep waiting for their timeout. */
+static void draining_agents_asked_together(void **state)
+{
+    struct fx *x = *state;
+    struct drainer d[3] = {{"i-000", "done", 0}, {"i-001", "failed", 0}, {"i-002", "running", 0}};
+    struct rpc_server *srv[3];
+    for (int i = 0; i < 3; i++) {
+        struct rpc_server_opts o = RPC_SERVER_OPTS_INIT;
+        srv[i] = rpc_server_new(&o);
+        assert_non_null(srv[i]);
+        assert_int_equal(rpc_server_add_method(srv[i], "/MonitorC/Lifecycle", h_lifecycle, &d[i]),
+                         0);
+        int port = 0;
+        assert_int_equal(rpc_server_bind(srv[i], "127.0.0.1:0", &port), 0);
+        assert_int_equal(rpc_server_start(srv[i]), 0);
+        snprintf(x->prov->next_addr[i], sizeof(x->prov->next_addr[i]), "127.0.0.1:%d", port);
+    }
+    int mute = socket(AF_INET, SOCK_STREAM, 0); /* accepts (the kernel does), never answers */
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(mute, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(mute, 8), 0);
+    assert_int_equal(getsockname(mute, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(x->prov->next_addr[3], sizeof(x->prov->next_addr[3]), "127.0.0.1:%d",
+             ntohs(sa.sin_port));
+    x->prov->n_next_addr = 4;
+    set_group(x, 4, 0, 0, 30000);
+    healthy_group(x, 4);
+    set_hooks(x, 0, "abandon", 60000);
+    struct group_settings g;
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    g.min_size = 0;
+    g.desired_capacity = 0;
+    assert_int_equal(store_put_settings(x->store, &g, g.revision, NULL), 0);
+    ctl_tick(x->ctl, T0 + 2000); /* all four to terminating:wait; their agents told at once */
+    struct fleet_slot s[64];
+    size_t n = slots(x, s);
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(s[i].lifecycle, FLEET_TERMINATING_WAIT);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(d[i].asked, 1);
+    assert_int_equal(x->prov->n_terminated, 0);
+    ctl_tick(x->ctl, T0 + 3000); /* the answers: done -> continue, failed -> abandon */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(d[i].asked, 2);
+    assert_int_equal(x->prov->n_terminated, 2);
+    n = slots(x, s);
+    assert_int_equal(n, 2);
+    assert_int_equal(slot_of(s, n, "i-002")->lifecycle, FLEET_TERMINATING_WAIT);
+    assert_int_equal(slot_of(s, n, "i-003")->lifecycle, FLEET_TERMINATING_WAIT);
+    assert_int_equal(activities_with(x, "hook", NULL, "drain command succeeded"), 1);
+    assert_int_equal(activities_with(x, "hook", NULL, "drain command failed (exit 3)"), 1);
+    for (int i = 0; i < 3; i++)
+        rpc_server_free(srv[i]);
+    close(mute);
+}
+
 /* Standby leaves the count (a replacement is launched) and comes back raising desired. */
 static void standby_round_trip(void **state)
 {
@@ -1260,6 +1368,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(refresh_replaces_within_the_floor, setup, teardown),
         cmocka_unit_test_setup_teardown(launch_hook_holds_until_completed, setup, teardown),
         cmocka_unit_test_setup_teardown(protection_and_terminate_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(draining_agents_asked_together, setup, teardown),
         cmocka_unit_test_setup_teardown(standby_round_trip, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
