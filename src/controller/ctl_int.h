@@ -216,6 +216,14 @@ int ctl__sync(struct ctl *c, int64_t now, int strict);
 /* ctl_health.c */
 int ctl__census(struct ctl *c, int64_t now, struct census *cs);
 void ctl__replace_unhealthy(struct ctl *c, struct census *cs, int64_t now);
+/*
+ * 1 when s (a slot of this tick's snapshot) is already leaving the group: terminating or
+ * draining (terminating:wait), among the instances ctl__replace_unhealthy replaces this tick,
+ * or terminated since the snapshot was taken (its slot freed, reused or terminating in the
+ * fleet table). A duty that chooses instances to terminate after the health duty (lifetime,
+ * refresh) skips these, or it would replace one instance twice.
+ */
+int ctl__leaving(struct ctl *c, const struct census *cs, const struct fleet_slot *s);
 
 /* ctl_life.c: hooks, protection, standby, detach, attach (issue 12) */
 int ctl__queue(struct ctl *c, const struct term_request *rq, char *err, size_t errlen);

@@ -3,8 +3,9 @@
  * are replaced, a few at a time, launching first so the healthy count never
  * drops below desired (see ctl.h).
  *
- * Each tick: the expired instances (not terminating, launched more than the
- * lifetime ago) are counted; c->surge asks convergence for up to a batch of
+ * Each tick: the expired instances (not leaving already: terminating,
+ * draining or replaced for health this tick; launched more than the lifetime
+ * ago) are counted; c->surge asks convergence for up to a batch of
  * extra instances (max(1, desired / 10)); once the in-service healthy count
  * exceeds desired, that many expired instances (oldest first) are terminated
  * and recorded as "replace". The surge shrinks with the expired count, so the
@@ -45,7 +46,9 @@ void ctl__lifetime(struct ctl *c, const struct census *cs, int64_t now)
     int healthy = 0;
     for (size_t i = 0; i < cs->n; i++) {
         const struct fleet_slot *s = &c->snap[i];
-        if (s->lifecycle == FLEET_TERMINATING)
+        /* one the health duty replaced this tick (the snapshot predates it) is neither a
+           healthy one nor expired: choosing it again would replace it twice */
+        if (ctl__leaving(c, cs, s))
             continue;
         int ok = s->lifecycle == FLEET_IN_SERVICE &&
                  (c->health_from_provider || s->health == FLEET_HEALTH_HEALTHY);
