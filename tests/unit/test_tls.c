@@ -31,6 +31,7 @@
 #include <openssl/ssl.h>
 
 #include "rpc/rpc.h"
+#include "support/grpc_server.h"
 #include "tls/tls.h"
 #include "common/banned.h"
 
@@ -171,17 +172,6 @@ static void test_reload(void **state)
 
 /* ---- a real gRPC server over mutual TLS ------------------------------------------------- */
 
-static grpc_status_code h_echo(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
-{
-    (void)ctx;
-    reply->data = malloc(req->len ? req->len : 1);
-    if (!reply->data)
-        return GRPC_STATUS_RESOURCE_EXHAUSTED;
-    memcpy(reply->data, req->data, req->len);
-    reply->len = req->len;
-    return GRPC_STATUS_OK;
-}
-
 static struct tls_conf *conf(const char *ca, const char *cert, const char *key)
 {
     struct tls_files f = {.ca_file = ca ? P(ca) : NULL,
@@ -250,14 +240,12 @@ static void test_grpc_and_openssl_client(void **state)
     (void)state;
     assert_int_equal(sh("cp srv.pem live.pem && cp srv.key live.key"), 0);
     struct tls_conf *srv_tls = conf("ca.pem", "live.pem", "live.key");
-    struct rpc_server *srv = rpc_server_new(NULL);
-    assert_non_null(srv);
-    assert_int_equal(rpc_server_add_method(srv, "/T/Echo", h_echo, NULL), 0);
+    static const struct test_method echo[] = {{"/T/Echo", test_echo, NULL}, {NULL}};
+    struct test_server_opts so = {.tls = srv_tls, .methods = echo};
     int port = 0;
-    assert_int_equal(rpc_server_bind_tls(srv, "127.0.0.1:0", srv_tls, &port), 0);
-    assert_int_equal(rpc_server_start(srv), 0);
     char target[64], details[256], why[256], cn[64];
-    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    struct rpc_server *srv = test_server_start(&so, &port, target, sizeof(target));
+    assert_non_null(srv);
 
     /* gRPC client with the CA and a client certificate: served */
     struct tls_conf *cli = conf("ca.pem", "cli.pem", "cli.key");
