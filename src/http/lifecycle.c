@@ -79,7 +79,8 @@ static int get_bool(json_t *b, const char *key, int def, struct http_reply *rep)
     return json_is_true(v);
 }
 
-/* Answers a ctl_* result: 202 with what was asked, or the error. */
+/* Answers a ctl_* result: 202 with what was asked, or the error. An attach names no instance
+   yet: its answer has no "id" (s*: the key is left out, as the OpenAPI document says). */
 static void answer(struct http_req *r, struct http_reply *rep, int rc, const char *err,
                    const char *what)
 {
@@ -88,7 +89,7 @@ static void answer(struct http_req *r, struct http_reply *rep, int rc, const cha
                  r->param ? r->param : "", r->group);
         http__json(
             rep, 202,
-            json_pack("{s:s?, s:s, s:s}", "id", r->param, "group", r->group, "status", what));
+            json_pack("{s:s*, s:s, s:s}", "id", r->param, "group", r->group, "status", what));
         return;
     }
     int st = rc == CTL_ENOENT ? 404 : rc == CTL_EINVAL ? 400 : rc == CTL_ESTATE ? 409 : 500;
@@ -129,7 +130,7 @@ static void submit(struct http_req *r, struct http_reply *rep, json_t *req, cons
             log_info("http: %s of group \"%s\" forwarded to its owner", what, r->group);
             http__json(
                 rep, 202,
-                json_pack("{s:s?, s:s, s:s}", "id", r->param, "group", r->group, "status", st));
+                json_pack("{s:s*, s:s, s:s}", "id", r->param, "group", r->group, "status", st));
         }
     }
     free(text);
