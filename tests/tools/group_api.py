@@ -32,8 +32,8 @@ def _send(g, method, url_path, body):
 
 
 def call(g, method, url_path, body=None):
-    """(status, JSON answer) of any route of g's asgd, errors included; (0, None) when asgd
-    does not answer (restarting) or the answer is not JSON."""
+    """(status, answer) of any route of g's asgd, errors included: the answer's JSON, or its
+    text when it is not JSON (/metrics); (0, None) when asgd does not answer (restarting)."""
     try:
         st, text = _send(g, method, url_path, body)
     except OSError:
@@ -41,7 +41,7 @@ def call(g, method, url_path, body=None):
     try:
         return st, json.loads(text)
     except ValueError:
-        return st, None
+        return st, text
 
 
 def api(g, method, path, body=None):
