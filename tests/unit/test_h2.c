@@ -36,6 +36,7 @@
 #include "h2/wheel.h"
 #include "rpc/rpc.h"
 #include "support/grpc_server.h"
+#include "support/test_certs.h"
 #include "tls/tls.h"
 #include "common/banned.h"
 
@@ -396,9 +397,7 @@ static char tdir[64];
 
 static int tsh(const char *cmd)
 {
-    char full[2048];
-    snprintf(full, sizeof(full), "cd '%s' && (%s) >/dev/null 2>&1", tdir, cmd);
-    return system(full);
+    return test_sh(tdir, cmd);
 }
 
 static struct tls_conf *tconf(const char *ca, const char *cert, const char *key)
@@ -442,29 +441,10 @@ static void over_tls(void **state)
     (void)state;
     snprintf(tdir, sizeof(tdir), "/tmp/asgd-h2-tls-XXXXXX");
     assert_non_null(mkdtemp(tdir));
-    /* CAs "ca" and "rogue"; srv (ca), cli (ca), rogue_cli (rogue) for 127.0.0.1 */
-    const char *ca = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                     "-days 2 -addext basicConstraints=critical,CA:TRUE";
-    char cmd[1024];
-    for (int i = 0; i < 2; i++) {
-        const char *n = i ? "rogue" : "ca";
-        snprintf(cmd, sizeof(cmd), "%s -keyout %s.key -out %s.pem -subj /CN=%s", ca, n, n, n);
-        assert_int_equal(tsh(cmd), 0);
-    }
-    assert_int_equal(tsh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n"
-                         "extendedKeyUsage=serverAuth,clientAuth\\n' > ext"),
-                     0);
-    static const char *const certs[][2] = {
+    /* CAs "ca" and "rogue"; srv, rogue_srv, cli and rogue_cli, each of one of them */
+    static const struct test_cert certs[] = {
         {"srv", "ca"}, {"rogue_srv", "rogue"}, {"cli", "ca"}, {"rogue_cli", "rogue"}};
-    for (size_t i = 0; i < sizeof(certs) / sizeof(certs[0]); i++) {
-        snprintf(cmd, sizeof(cmd),
-                 "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key "
-                 "-out %s.csr -subj /CN=%s && chmod 600 %s.key && openssl x509 -req -in %s.csr "
-                 "-CA %s.pem -CAkey %s.key -CAcreateserial -days 2 -extfile ext -out %s.pem",
-                 certs[i][0], certs[i][0], certs[i][0], certs[i][0], certs[i][0], certs[i][1],
-                 certs[i][1], certs[i][0]);
-        assert_int_equal(tsh(cmd), 0);
-    }
+    assert_int_equal(test_certs_make(tdir, certs, sizeof(certs) / sizeof(certs[0])), 0);
 
     /* a gRPC core server with mutual TLS (client certificates of "ca" required) */
     struct tls_conf *srv_tls = tconf("ca.pem", "srv.pem", "srv.key");
@@ -562,6 +542,7 @@ static void over_tls(void **state)
     tls_conf_free(rogue);
     tls_conf_free(cli);
     tls_conf_free(srv_tls);
+    char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tdir);
     assert_int_equal(system(cmd), 0);
 }

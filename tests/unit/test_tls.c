@@ -32,6 +32,7 @@
 
 #include "rpc/rpc.h"
 #include "support/grpc_server.h"
+#include "support/test_certs.h"
 #include "tls/tls.h"
 #include "common/banned.h"
 
@@ -48,9 +49,7 @@ static const char *P(const char *name)
 
 static int sh(const char *cmd)
 {
-    char full[2048];
-    snprintf(full, sizeof(full), "cd '%s' && (%s) >/dev/null 2>&1", dir, cmd);
-    return system(full);
+    return test_sh(dir, cmd);
 }
 
 /* CA "ca" and "rogue"; certificates srv, srv2 (ca), cli (ca), rogue_cli (rogue). */
@@ -60,31 +59,9 @@ static int setup(void **state)
     snprintf(dir, sizeof(dir), "/tmp/asgd-tls-unit-XXXXXX");
     if (!mkdtemp(dir))
         return -1;
-    const char *ca = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                     "-days 2 -addext basicConstraints=critical,CA:TRUE";
-    char cmd[1024];
-    for (int i = 0; i < 2; i++) {
-        const char *n = i ? "rogue" : "ca";
-        snprintf(cmd, sizeof(cmd), "%s -keyout %s.key -out %s.pem -subj /CN=%s", ca, n, n, n);
-        if (sh(cmd))
-            return -1;
-    }
-    if (sh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n"
-           "extendedKeyUsage=serverAuth,clientAuth\\n' > ext"))
-        return -1;
-    static const char *const certs[][2] = {
+    static const struct test_cert certs[] = {
         {"srv", "ca"}, {"srv2", "ca"}, {"cli", "ca"}, {"rogue_cli", "rogue"}};
-    for (size_t i = 0; i < sizeof(certs) / sizeof(certs[0]); i++) {
-        snprintf(cmd, sizeof(cmd),
-                 "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key "
-                 "-out %s.csr -subj /CN=%s && chmod 600 %s.key && openssl x509 -req -in %s.csr "
-                 "-CA %s.pem -CAkey %s.key -CAcreateserial -days 2 -extfile ext -out %s.pem",
-                 certs[i][0], certs[i][0], certs[i][0], certs[i][0], certs[i][0], certs[i][1],
-                 certs[i][1], certs[i][0]);
-        if (sh(cmd))
-            return -1;
-    }
-    return 0;
+    return test_certs_make(dir, certs, sizeof(certs) / sizeof(certs[0]));
 }
 
 static int teardown(void **state)
