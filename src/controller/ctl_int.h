@@ -163,13 +163,14 @@ struct census {
     const struct fleet_slot **retry_term; /* TERMINATING: the call is re-sent */
     size_t n_replace, n_retry;
     int panic;
+    int left; /* live in the snapshot, terminated since by a later duty (lifetime, refresh) */
 };
 
 /* Instances that count toward desired: all but the terminating (draining included), the ones
-   being replaced and the standby. */
+   being replaced, the standby and the ones a duty of this tick terminated since the census. */
 static inline int census_live(const struct census *cs)
 {
-    return (int)cs->n - cs->terminating - (int)cs->n_replace - cs->standby;
+    return (int)cs->n - cs->terminating - (int)cs->n_replace - cs->standby - cs->left;
 }
 
 /* ctl.c */
@@ -188,10 +189,12 @@ void ctl__activity(struct ctl *c, const char *kind, const char *status, int from
 int ctl__suspended(struct ctl *c, int proc, int64_t want, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-/* ctl_lifetime.c: max_instance_lifetime (sets c->surge, terminates the surplus expired) */
-void ctl__lifetime(struct ctl *c, const struct census *cs, int64_t now);
-/* ctl_refresh.c: the instance refresh (adds to c->surge; call after ctl__lifetime) */
-void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now);
+/* ctl_lifetime.c: max_instance_lifetime (sets c->surge, terminates the surplus expired and
+   counts them in cs->left) */
+void ctl__lifetime(struct ctl *c, struct census *cs, int64_t now);
+/* ctl_refresh.c: the instance refresh (adds to c->surge and cs->left; call after
+   ctl__lifetime) */
+void ctl__refresh(struct ctl *c, struct census *cs, int64_t now);
 
 /* ctl_cloud.c */
 /* The launch configuration a token carries (ctl_deps.launch_config), or "" into out. */
@@ -221,7 +224,7 @@ void ctl__replace_unhealthy(struct ctl *c, struct census *cs, int64_t now);
  * draining (terminating:wait), among the instances ctl__replace_unhealthy replaces this tick,
  * or terminated since the snapshot was taken (its slot freed, reused or terminating in the
  * fleet table). A duty that chooses instances to terminate after the health duty (lifetime,
- * refresh) skips these, or it would replace one instance twice.
+ * refresh, convergence's scale-in) skips these, or it would terminate one instance twice.
  */
 int ctl__leaving(struct ctl *c, const struct census *cs, const struct fleet_slot *s);
 

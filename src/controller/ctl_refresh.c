@@ -69,7 +69,7 @@ static const char *row_token(const struct store_instance *rows, size_t n, const 
     return NULL;
 }
 
-void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
+void ctl__refresh(struct ctl *c, struct census *cs, int64_t now)
 {
     const struct group_settings *g = &c->settings;
     struct refresh r;
@@ -236,6 +236,7 @@ void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
     }
     if (n_go > 0)
         ctl__terminate(c, go, n_go, now);
+    cs->left += (int)n_go; /* no longer live for convergence (none is standby) */
 out:
     free(old);
     free(go);

@@ -97,7 +97,7 @@ static int row_cmp(const void *a, const void *b)
     return strcmp(((const struct store_instance *)a)->id, ((const struct store_instance *)b)->id);
 }
 
-/* The scale-in candidates (live, not terminating, not being replaced) as victims.h wants them,
+/* The scale-in candidates (live, not leaving already: ctl__leaving) as victims.h wants them,
    with zone and launch configuration from the instances' store rows. */
 static void pick_victims(struct ctl *c, const struct census *cs, int live, int desired, int64_t now)
 {
@@ -117,11 +117,9 @@ static void pick_victims(struct ctl *c, const struct census *cs, int live, int d
         qsort(rows, nrows, sizeof(*rows), row_cmp);
     for (size_t i = 0; i < cs->n && k < (size_t)live; i++) {
         const struct fleet_slot *s = &c->snap[i];
-        /* protected, standby and draining instances are never scale-in victims */
-        int skip = s->lifecycle == FLEET_TERMINATING || !ctl__scale_in_candidate(s);
-        for (size_t j = 0; j < cs->n_replace && !skip; j++)
-            skip = cs->replace[j] == s;
-        if (skip)
+        /* protected, standby and draining instances are never scale-in victims, nor the
+           ones already leaving (terminated by the health, lifetime or refresh duty) */
+        if (!ctl__scale_in_candidate(s) || ctl__leaving(c, cs, s))
             continue;
         struct store_instance key;
         memset(&key, 0, sizeof(key));

@@ -12,7 +12,8 @@
  * replaced, not ones inside it; scale-in order; a restart adopts and
  * launches nothing; an intent left open by a crash is re-sent with its token;
  * operator terminate requests; max_instance_lifetime never picks an instance
- * the health duty replaced in the same tick.
+ * the health duty replaced in the same tick, nor does a scale-in pick one the
+ * lifetime duty terminated.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1024,6 +1025,42 @@ static void replaced_for_health_is_not_expired_too(void **state)
     assert_int_equal(count_activities(x, "replace"), 2);
 }
 
+/* desired drops from 4 to 2 while all four are past max_instance_lifetime: the lifetime duty
+   terminates the surplus (the two oldest), and convergence, in the same tick, must count them
+   gone: it neither picks one of them again as a scale-in victim nor terminates a third (which
+   would leave fewer healthy than desired); it launches the lifetime's surge instead. */
+static void lifetime_and_scale_in_terminate_each_once(void **state)
+{
+    struct fx *x = *state;
+    set_sizes(x, 1, 4, 0);
+    ctl_reconcile(x->ctl, T0);
+    ctl_tick(x->ctl, T0);
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+    ctl_tick(x->ctl, T0 + 1000);
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 4);
+    int launches = x->prov->launch_calls;
+
+    set_sizes(x, 2, 2, 60000);
+    x->prov->now = T0 + 70000;
+    ctl_tick(x->ctl, T0 + 70000);
+    assert_int_equal(x->prov->n_terminated, 2);
+    for (int i = 0; i < x->prov->n_terminated; i++) {
+        int term = 0, acts = 0;
+        times_replaced(x, x->prov->terminated[i], &term, &acts);
+        assert_int_equal(term, 1);
+        assert_int_equal(acts, 1);
+    }
+    assert_int_equal(count_activities(x, "terminate"), 0); /* no scale-in */
+    size_t n = slots(x, s);
+    int healthy = 0;
+    for (size_t i = 0; i < n; i++)
+        healthy += s[i].lifecycle == FLEET_IN_SERVICE && s[i].health == FLEET_HEALTH_HEALTHY;
+    assert_int_equal(healthy, 2);
+    assert_int_equal(x->prov->launch_calls, launches + 1); /* the surge: one, launching first */
+    assert_int_equal(n, 3);
+}
+
 /* Instance refresh (ctl_refresh.c): 4 instances of an old launch config, max_size = desired
    (no room to launch first), min_healthy 50 %: replaced 2 at a time, never fewer than 2
    healthy in service, ending successful with every instance of the new config. */
@@ -1275,6 +1312,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(activity_hook_sees_every_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(max_lifetime_replaces_launching_first, setup, teardown),
         cmocka_unit_test_setup_teardown(replaced_for_health_is_not_expired_too, setup, teardown),
+        cmocka_unit_test_setup_teardown(lifetime_and_scale_in_terminate_each_once, setup, teardown),
         cmocka_unit_test_setup_teardown(refresh_replaces_within_the_floor, setup, teardown),
         cmocka_unit_test_setup_teardown(launch_hook_holds_until_completed, setup, teardown),
         cmocka_unit_test_setup_teardown(protection_and_terminate_hook, setup, teardown),
