@@ -163,14 +163,15 @@ struct census {
     const struct fleet_slot **retry_term; /* TERMINATING: the call is re-sent */
     size_t n_replace, n_retry;
     int panic;
-    int left; /* live in the snapshot, terminated since by a later duty (lifetime, refresh) */
+    int left; /* live in the snapshot, terminated since by a later duty (lifetime, refresh):
+                 convergence scales in only what is left after them (ctl__converge) */
 };
 
 /* Instances that count toward desired: all but the terminating (draining included), the ones
-   being replaced, the standby and the ones a duty of this tick terminated since the census. */
+   being replaced and the standby. */
 static inline int census_live(const struct census *cs)
 {
-    return (int)cs->n - cs->terminating - (int)cs->n_replace - cs->standby - cs->left;
+    return (int)cs->n - cs->terminating - (int)cs->n_replace - cs->standby;
 }
 
 /* ctl.c */

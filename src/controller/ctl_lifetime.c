@@ -58,6 +58,7 @@ void ctl__lifetime(struct ctl *c, struct census *cs, int64_t now)
     }
     if (n_old > 0) {
         int batch = g->desired_capacity / 10 > 1 ? g->desired_capacity / 10 : 1;
+        c->surge = (int)n_old < batch ? (int)n_old : batch;
         /* the surplus of healthy instances over desired may go: oldest first */
         int k = healthy - g->desired_capacity;
         if (k > (int)n_old)
@@ -77,17 +78,11 @@ void ctl__lifetime(struct ctl *c, struct census *cs, int64_t now)
                               healthy - i - 1);
             }
             ctl__terminate(c, old, (size_t)k, now);
-            /* no longer live for convergence, whatever the provider said (a failed call
+            /* gone for convergence's scale-in, whatever the provider said (a failed call
                leaves them terminating, to be re-sent) */
             for (int i = 0; i < k; i++)
                 cs->left += old[i]->lifecycle != FLEET_STANDBY;
-        } else {
-            k = 0;
         }
-        /* launch first: a batch of extra instances for the expired ones still there (the ones
-           just terminated had theirs: the surplus they left) */
-        int rest = (int)n_old - k;
-        c->surge = rest < batch ? rest : batch;
     }
     free(old);
 }

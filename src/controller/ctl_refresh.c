@@ -236,7 +236,7 @@ void ctl__refresh(struct ctl *c, struct census *cs, int64_t now)
     }
     if (n_go > 0)
         ctl__terminate(c, go, n_go, now);
-    cs->left += (int)n_go; /* no longer live for convergence (none is standby) */
+    cs->left += (int)n_go; /* gone for convergence's scale-in (none is standby) */
 out:
     free(old);
     free(go);

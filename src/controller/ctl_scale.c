@@ -186,7 +186,14 @@ void ctl__converge(struct ctl *c, const struct census *cs, int64_t now)
         snprintf(why, sizeof(why), "%d running, desired %d%s", live, desired,
                  c->surge ? " (replacing instances past max_instance_lifetime)" : "");
         ctl__launch(c, desired - live, now, why);
-    } else if (live > desired && now >= c->terminate_backoff_until) {
+        return;
+    }
+    /* the instances the lifetime and refresh duties terminated this tick still count for the
+       launches above (those duties pace their replacements through c->surge), not here: a
+       scale-in takes only what is left after them, or it would go below desired or pick one of
+       them a second time */
+    live -= cs->left;
+    if (live > desired && now >= c->terminate_backoff_until) {
         if (ctl__suspended(c, CTL_PROC_TERMINATE, desired, "terminate",
                            "scale in of %d instance%s (%d running, desired %d)", live - desired,
                            live - desired == 1 ? "" : "s", live, desired))

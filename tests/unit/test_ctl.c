@@ -1027,8 +1027,8 @@ static void replaced_for_health_is_not_expired_too(void **state)
 
 /* desired drops from 4 to 2 while all four are past max_instance_lifetime: the lifetime duty
    terminates the surplus (the two oldest), and convergence, in the same tick, must count them
-   gone: it neither picks one of them again as a scale-in victim nor terminates a third (which
-   would leave fewer healthy than desired); it launches the lifetime's surge instead. */
+   gone for its scale-in: it neither picks one of them again as a victim nor terminates a third
+   (which would leave fewer healthy than desired). */
 static void lifetime_and_scale_in_terminate_each_once(void **state)
 {
     struct fx *x = *state;
@@ -1057,8 +1057,12 @@ static void lifetime_and_scale_in_terminate_each_once(void **state)
     for (size_t i = 0; i < n; i++)
         healthy += s[i].lifecycle == FLEET_IN_SERVICE && s[i].health == FLEET_HEALTH_HEALTHY;
     assert_int_equal(healthy, 2);
-    assert_int_equal(x->prov->launch_calls, launches + 1); /* the surge: one, launching first */
-    assert_int_equal(n, 3);
+    assert_int_equal(n, 2);
+    /* the next tick launches the lifetime's surge (one, launching first) and terminates none */
+    ctl_tick(x->ctl, T0 + 71000);
+    assert_int_equal(x->prov->launch_calls, launches + 1);
+    assert_int_equal(x->prov->n_terminated, 2);
+    assert_int_equal(slots(x, s), 3);
 }
 
 /* Instance refresh (ctl_refresh.c): 4 instances of an old launch config, max_size = desired
