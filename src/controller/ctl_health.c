@@ -185,9 +185,18 @@ int ctl__leaving(struct ctl *c, const struct census *cs, const struct fleet_slot
 {
     if (s->lifecycle == FLEET_TERMINATING || s->lifecycle == FLEET_TERMINATING_WAIT)
         return 1;
-    for (size_t i = 0; i < cs->n_replace; i++)
-        if (cs->replace[i] == s)
+    /* census fills replace in snapshot order: the pointers ascend (a binary search, as a
+       duty asks this of every slot of a fleet that may have many to replace) */
+    size_t lo = 0, hi = cs->n_replace;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cs->replace[mid] == s)
             return 1;
+        if (cs->replace[mid] < s)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     /* the snapshot predates this tick's duties: a hook that ended, or any other termination
        since, shows only in the table (the slot freed or reused, or terminating) */
     struct fleet_slot live;
