@@ -182,6 +182,30 @@ static size_t repl_allowed(struct ctl *c, int64_t now)
 
 /* Replaces the unhealthy instances the census found (unless the panic rule or the rate limit
    holds them back), and re-sends terminations that did not go through. */
+int ctl__leaving(struct ctl *c, const struct census *cs, const struct fleet_slot *s)
+{
+    if (s->lifecycle == FLEET_TERMINATING || s->lifecycle == FLEET_TERMINATING_WAIT)
+        return 1;
+    /* census fills replace in snapshot order: the pointers ascend (a binary search, as a
+       duty asks this of every slot of a fleet that may have many to replace) */
+    size_t lo = 0, hi = cs->n_replace;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cs->replace[mid] == s)
+            return 1;
+        if (cs->replace[mid] < s)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    /* the snapshot predates this tick's duties: a hook that ended, or any other termination
+       since, shows only in the table (the slot freed or reused, or terminating) */
+    struct fleet_slot live;
+    if (fleet_read(c->fleet, s->index, &live) != 0 || live.generation != s->generation)
+        return 1;
+    return live.lifecycle == FLEET_TERMINATING || live.lifecycle == FLEET_TERMINATING_WAIT;
+}
+
 void ctl__replace_unhealthy(struct ctl *c, struct census *cs, int64_t now)
 {
     const struct group_settings *g = &c->settings;

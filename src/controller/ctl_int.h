@@ -168,6 +168,8 @@ struct census {
     const struct fleet_slot **retry_term; /* TERMINATING: the call is re-sent */
     size_t n_replace, n_retry;
     int panic;
+    int left; /* live in the snapshot, terminated since by a later duty (lifetime, refresh):
+                 convergence scales in only what is left after them (ctl__converge) */
 };
 
 /* Instances that count toward desired: all but the terminating (draining included), the ones
@@ -205,10 +207,12 @@ void ctl__activity(struct ctl *c, const char *kind, const char *status, int from
 int ctl__suspended(struct ctl *c, int proc, int64_t want, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-/* ctl_lifetime.c: max_instance_lifetime (sets c->surge, terminates the surplus expired) */
-void ctl__lifetime(struct ctl *c, const struct census *cs, int64_t now);
-/* ctl_refresh.c: the instance refresh (adds to c->surge; call after ctl__lifetime) */
-void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now);
+/* ctl_lifetime.c: max_instance_lifetime (sets c->surge, terminates the surplus expired and
+   counts them in cs->left) */
+void ctl__lifetime(struct ctl *c, struct census *cs, int64_t now);
+/* ctl_refresh.c: the instance refresh (adds to c->surge and cs->left; call after
+   ctl__lifetime) */
+void ctl__refresh(struct ctl *c, struct census *cs, int64_t now);
 
 /* ctl_cloud.c */
 /* The launch configuration a token carries (ctl_deps.launch_config), or "" into out. */
@@ -233,6 +237,14 @@ int ctl__sync(struct ctl *c, int64_t now, int strict);
 /* ctl_health.c */
 int ctl__census(struct ctl *c, int64_t now, struct census *cs);
 void ctl__replace_unhealthy(struct ctl *c, struct census *cs, int64_t now);
+/*
+ * 1 when s (a slot of this tick's snapshot) is already leaving the group: terminating or
+ * draining (terminating:wait), among the instances ctl__replace_unhealthy replaces this tick,
+ * or terminated since the snapshot was taken (its slot freed, reused or terminating in the
+ * fleet table). A duty that chooses instances to terminate after the health duty (lifetime,
+ * refresh, convergence's scale-in) skips these, or it would terminate one instance twice.
+ */
+int ctl__leaving(struct ctl *c, const struct census *cs, const struct fleet_slot *s);
 
 /* ctl_life.c: hooks, protection, standby, detach, attach (issue 12) */
 int ctl__queue(struct ctl *c, const struct term_request *rq, char *err, size_t errlen);

@@ -3,8 +3,9 @@
  * are replaced, a few at a time, launching first so the healthy count never
  * drops below desired (see ctl.h).
  *
- * Each tick: the expired instances (not terminating, launched more than the
- * lifetime ago) are counted; c->surge asks convergence for up to a batch of
+ * Each tick: the expired instances (not leaving already: terminating,
+ * draining or replaced for health this tick; launched more than the lifetime
+ * ago) are counted; c->surge asks convergence for up to a batch of
  * extra instances (max(1, desired / 10)); once the in-service healthy count
  * exceeds desired, that many expired instances (oldest first) are terminated
  * and recorded as "replace". The surge shrinks with the expired count, so the
@@ -29,7 +30,7 @@ static int older_first(const void *pa, const void *pb)
     return a->launched_at_ms < b->launched_at_ms ? -1 : a->launched_at_ms > b->launched_at_ms;
 }
 
-void ctl__lifetime(struct ctl *c, const struct census *cs, int64_t now)
+void ctl__lifetime(struct ctl *c, struct census *cs, int64_t now)
 {
     const struct group_settings *g = &c->settings;
     int64_t life = g->max_instance_lifetime_ms;
@@ -45,7 +46,9 @@ void ctl__lifetime(struct ctl *c, const struct census *cs, int64_t now)
     int healthy = 0;
     for (size_t i = 0; i < cs->n; i++) {
         const struct fleet_slot *s = &c->snap[i];
-        if (s->lifecycle == FLEET_TERMINATING)
+        /* one the health duty replaced this tick (the snapshot predates it) is neither a
+           healthy one nor expired: choosing it again would replace it twice */
+        if (ctl__leaving(c, cs, s))
             continue;
         int ok = s->lifecycle == FLEET_IN_SERVICE &&
                  (c->health_from_provider || s->health == FLEET_HEALTH_HEALTHY);
@@ -75,6 +78,10 @@ void ctl__lifetime(struct ctl *c, const struct census *cs, int64_t now)
                               healthy - i - 1);
             }
             ctl__terminate(c, old, (size_t)k, now);
+            /* gone for convergence's scale-in, whatever the provider said (a failed call
+               leaves them terminating, to be re-sent) */
+            for (int i = 0; i < k; i++)
+                cs->left += old[i]->lifecycle != FLEET_STANDBY;
         }
     }
     free(old);

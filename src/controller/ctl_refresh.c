@@ -69,15 +69,7 @@ static const char *row_token(const struct store_instance *rows, size_t n, const 
     return NULL;
 }
 
-static int being_replaced(const struct census *cs, const char *id)
-{
-    for (size_t i = 0; i < cs->n_replace; i++)
-        if (strcmp(cs->replace[i]->id, id) == 0)
-            return 1;
-    return 0;
-}
-
-void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
+void ctl__refresh(struct ctl *c, struct census *cs, int64_t now)
 {
     const struct group_settings *g = &c->settings;
     struct refresh r;
@@ -123,14 +115,13 @@ void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
     char from[REFRESH_LC_MAX] = "";
     for (size_t i = 0; i < cs->n; i++) {
         const struct fleet_slot *s = &c->snap[i];
-        if (s->lifecycle == FLEET_TERMINATING || s->lifecycle == FLEET_TERMINATING_WAIT ||
-            s->lifecycle == FLEET_STANDBY)
-            continue;
         /* an instance the health duty replaces this tick is gone already (the snapshot
            predates it); one without a live store row was just terminated or not yet written:
            neither is counted, or it would be "old" and terminated twice */
+        if (s->lifecycle == FLEET_STANDBY || ctl__leaving(c, cs, s))
+            continue;
         const char *tok = row_token(rows, n_rows, s->id);
-        if (tok == NULL || being_replaced(cs, s->id))
+        if (tok == NULL)
             continue;
         present++;
         char lc[REFRESH_LC_MAX];
@@ -245,6 +236,7 @@ void ctl__refresh(struct ctl *c, const struct census *cs, int64_t now)
     }
     if (n_go > 0)
         ctl__terminate(c, go, n_go, now);
+    cs->left += (int)n_go; /* gone for convergence's scale-in (none is standby) */
 out:
     free(old);
     free(go);

@@ -97,7 +97,7 @@ static int row_cmp(const void *a, const void *b)
     return strcmp(((const struct store_instance *)a)->id, ((const struct store_instance *)b)->id);
 }
 
-/* The scale-in candidates (live, not terminating, not being replaced) as victims.h wants them,
+/* The scale-in candidates (live, not leaving already: ctl__leaving) as victims.h wants them,
    with zone and launch configuration from the instances' store rows. */
 static void pick_victims(struct ctl *c, const struct census *cs, int live, int desired, int64_t now)
 {
@@ -117,11 +117,9 @@ static void pick_victims(struct ctl *c, const struct census *cs, int live, int d
         qsort(rows, nrows, sizeof(*rows), row_cmp);
     for (size_t i = 0; i < cs->n && k < (size_t)live; i++) {
         const struct fleet_slot *s = &c->snap[i];
-        /* protected, standby and draining instances are never scale-in victims */
-        int skip = s->lifecycle == FLEET_TERMINATING || !ctl__scale_in_candidate(s);
-        for (size_t j = 0; j < cs->n_replace && !skip; j++)
-            skip = cs->replace[j] == s;
-        if (skip)
+        /* protected, standby and draining instances are never scale-in victims, nor the
+           ones already leaving (terminated by the health, lifetime or refresh duty) */
+        if (!ctl__scale_in_candidate(s) || ctl__leaving(c, cs, s))
             continue;
         struct store_instance key;
         memset(&key, 0, sizeof(key));
@@ -201,7 +199,14 @@ void ctl__converge(struct ctl *c, const struct census *cs, int64_t now)
         snprintf(why, sizeof(why), "%d running, desired %d%s", live, desired,
                  c->surge ? " (replacing instances past max_instance_lifetime)" : "");
         ctl__launch(c, want, now, why);
-    } else if (live > desired && now >= c->terminate_backoff_until) {
+        return;
+    }
+    /* the instances the lifetime and refresh duties terminated this tick still count for the
+       launches above (those duties pace their replacements through c->surge), not here: a
+       scale-in takes only what is left after them, or it would go below desired or pick one of
+       them a second time */
+    live -= cs->left;
+    if (live > desired && now >= c->terminate_backoff_until) {
         if (ctl__suspended(c, CTL_PROC_TERMINATE, desired, "terminate",
                            "scale in of %d instance%s (%d running, desired %d)", live - desired,
                            live - desired == 1 ? "" : "s", live, desired))

@@ -79,7 +79,8 @@ static int get_bool(json_t *b, const char *key, int def, struct http_reply *rep)
     return json_is_true(v);
 }
 
-/* Answers a ctl_* result: 202 with what was asked, or the error. */
+/* Answers a ctl_* result: 202 with what was asked, or the error. An attach names no instance
+   yet: its answer has no "id" (s*: the key is left out, as the OpenAPI document says). */
 static void answer(struct http_req *r, struct http_reply *rep, int rc, const char *err,
                    const char *what)
 {
@@ -88,7 +89,7 @@ static void answer(struct http_req *r, struct http_reply *rep, int rc, const cha
                  r->param ? r->param : "", r->group);
         http__json(
             rep, 202,
-            json_pack("{s:s?, s:s, s:s}", "id", r->param, "group", r->group, "status", what));
+            json_pack("{s:s*, s:s, s:s}", "id", r->param, "group", r->group, "status", what));
         return;
     }
     int st = rc == CTL_ENOENT ? 404 : rc == CTL_EINVAL ? 400 : rc == CTL_ESTATE ? 409 : 500;
@@ -129,7 +130,7 @@ static void submit(struct http_req *r, struct http_reply *rep, json_t *req, cons
             log_info("http: %s of group \"%s\" forwarded to its owner", what, r->group);
             http__json(
                 rep, 202,
-                json_pack("{s:s?, s:s, s:s}", "id", r->param, "group", r->group, "status", st));
+                json_pack("{s:s*, s:s, s:s}", "id", r->param, "group", r->group, "status", st));
         }
     }
     free(text);
@@ -176,91 +177,119 @@ void http__put_hooks(struct http_req *r, struct http_reply *rep)
     free(wrapped);
 }
 
-void http__post_lifecycle(struct http_req *r, struct http_reply *rep)
+/*
+ * What a body of one key asks the controller: {"op": op, "instance_id": ID (by_id), out:
+ * value}. A boolean key that is absent is def (-1: refused, and so is an empty body); a string
+ * key that is absent is "" (the controller says why that is refused).
+ */
+struct body_op {
+    const char *op;      /* the request's "op" */
+    const char *key;     /* the body's one accepted key */
+    const char *out;     /* the key's name in the request */
+    int by_id;           /* the request names the path's instance */
+    int boolean;         /* key is true|false, else a string */
+    int def;             /* boolean: the value when absent, -1 when required */
+    const char *what[2]; /* the answered status: boolean: for false, for true; string: [0] */
+    int what_value;      /* string: the status names the value too ("lifecycle hook continue") */
+};
+
+/* Parses r's body as o says and submits the request it makes (answered in rep). */
+static void submit_body_op(struct http_req *r, struct http_reply *rep, const struct body_op *o)
 {
-    static const char *const keys[] = {"action", NULL};
-    json_t *b = body_object(r, rep, keys, 0);
+    const char *const keys[] = {o->key, NULL};
+    json_t *b = body_object(r, rep, keys, o->boolean && o->def >= 0);
     if (!b)
         return;
-    const char *action = json_string_value(json_object_get(b, "action"));
     char what[64];
-    snprintf(what, sizeof what, "lifecycle hook %.20s", action ? action : "");
-    submit(r, rep,
-           json_pack("{s:s, s:s, s:s}", "op", "hook", "instance_id", r->param, "action",
-                     action ? action : ""),
-           what);
+    json_t *value;
+    if (o->boolean) {
+        int v = get_bool(b, o->key, o->def, rep);
+        if (v < 0) {
+            /* absent: get_bool answered nothing (the server presets status 500) */
+            if (rep->body == NULL)
+                http__error(rep, 400, "invalid request",
+                            "nothing to change: send {\"%s\": true|false}", o->key);
+            json_decref(b);
+            return;
+        }
+        snprintf(what, sizeof what, "%s", o->what[v]);
+        value = json_boolean(v);
+    } else {
+        const char *v = json_string_value(json_object_get(b, o->key));
+        if (o->what_value)
+            snprintf(what, sizeof what, "%s %.20s", o->what[0], v ? v : "");
+        else
+            snprintf(what, sizeof what, "%s", o->what[0]);
+        value = json_string(v ? v : "");
+    }
     json_decref(b);
+    json_t *req = o->by_id ? json_pack("{s:s, s:s}", "op", o->op, "instance_id", r->param)
+                           : json_pack("{s:s}", "op", o->op);
+    /* (json_object_set_new takes value, also when it fails; NULL req: submit answers 500) */
+    if (req == NULL)
+        json_decref(value);
+    else if (json_object_set_new(req, o->out, value) != 0) {
+        json_decref(req);
+        req = NULL;
+    }
+    submit(r, rep, req, what);
+}
+
+void http__post_lifecycle(struct http_req *r, struct http_reply *rep)
+{
+    static const struct body_op o = {.op = "hook",
+                                     .key = "action",
+                                     .out = "action",
+                                     .by_id = 1,
+                                     .what = {"lifecycle hook"},
+                                     .what_value = 1};
+    submit_body_op(r, rep, &o);
 }
 
 void http__patch_instance(struct http_req *r, struct http_reply *rep)
 {
-    static const char *const keys[] = {"protected", NULL};
-    json_t *b = body_object(r, rep, keys, 0);
-    if (!b)
-        return;
-    int p = get_bool(b, "protected", -1, rep);
-    json_decref(b);
-    if (p < 0) {
-        /* no "protected": get_bool answered nothing (the server presets status 500) */
-        if (rep->body == NULL)
-            http__error(rep, 400, "invalid request",
-                        "nothing to change: send {\"protected\": "
-                        "true|false}");
-        return;
-    }
-    submit(r, rep,
-           json_pack("{s:s, s:s, s:b}", "op", "protect", "instance_id", r->param, "protected", p),
-           p ? "protected from scale-in" : "not protected from scale-in");
+    static const struct body_op o = {
+        .op = "protect",
+        .key = "protected",
+        .out = "protected",
+        .by_id = 1,
+        .boolean = 1,
+        .def = -1,
+        .what = {"not protected from scale-in", "protected from scale-in"}};
+    submit_body_op(r, rep, &o);
 }
 
-static void standby(struct http_req *r, struct http_reply *rep, int enter)
+/* standby, exit-standby and detach: {"decrement_desired": true|false}, false when absent */
+static void decrement_op(struct http_req *r, struct http_reply *rep, const char *op,
+                         const char *what)
 {
-    static const char *const keys[] = {"decrement_desired", NULL};
-    json_t *b = body_object(r, rep, keys, 1);
-    if (!b)
-        return;
-    int dec = get_bool(b, "decrement_desired", 0, rep);
-    json_decref(b);
-    if (dec < 0)
-        return;
-    submit(r, rep,
-           json_pack("{s:s, s:s, s:b}", "op", enter ? "standby" : "exit-standby", "instance_id",
-                     r->param, "decrement", dec),
-           enter ? "enter standby" : "exit standby");
+    const struct body_op o = {.op = op,
+                              .key = "decrement_desired",
+                              .out = "decrement",
+                              .by_id = 1,
+                              .boolean = 1,
+                              .what = {what, what}};
+    submit_body_op(r, rep, &o);
 }
 
 void http__post_standby(struct http_req *r, struct http_reply *rep)
 {
-    standby(r, rep, 1);
+    decrement_op(r, rep, "standby", "enter standby");
 }
 
 void http__post_exit_standby(struct http_req *r, struct http_reply *rep)
 {
-    standby(r, rep, 0);
+    decrement_op(r, rep, "exit-standby", "exit standby");
 }
 
 void http__post_detach(struct http_req *r, struct http_reply *rep)
 {
-    static const char *const keys[] = {"decrement_desired", NULL};
-    json_t *b = body_object(r, rep, keys, 1);
-    if (!b)
-        return;
-    int dec = get_bool(b, "decrement_desired", 0, rep);
-    json_decref(b);
-    if (dec < 0)
-        return;
-    submit(r, rep,
-           json_pack("{s:s, s:s, s:b}", "op", "detach", "instance_id", r->param, "decrement", dec),
-           "detach");
+    decrement_op(r, rep, "detach", "detach");
 }
 
 void http__post_attach(struct http_req *r, struct http_reply *rep)
 {
-    static const char *const keys[] = {"attach", NULL};
-    json_t *b = body_object(r, rep, keys, 0);
-    if (!b)
-        return;
-    const char *ref = json_string_value(json_object_get(b, "attach"));
-    submit(r, rep, json_pack("{s:s, s:s}", "op", "attach", "attach", ref ? ref : ""), "attach");
-    json_decref(b);
+    static const struct body_op o = {
+        .op = "attach", .key = "attach", .out = "attach", .what = {"attach"}};
+    submit_body_op(r, rep, &o);
 }

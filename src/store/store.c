@@ -307,6 +307,40 @@ int store_get_spec(struct store *st, const char *name, char **text, int64_t *rev
     return rc;
 }
 
+/* ---- batches -------------------------------------------------------------------------------- */
+
+/* Checks or writes row i of a batch (rows: the caller's array, or its arguments). */
+typedef int (*batch_row_fn)(struct store *st, const void *rows, size_t i);
+
+/*
+ * A batch of n rows under the handle's mutex: every row checked first (valid, unless NULL),
+ * then all written as one backend transaction when the backend has batches (else each its
+ * own), stopping at the first error; the transaction commits only when every row was
+ * written. Nothing to write is success.
+ */
+static int batch_write(struct store *st, const void *rows, size_t n, batch_row_fn valid,
+                       batch_row_fn write)
+{
+    if (n == 0)
+        return 0;
+    lock(st);
+    int rc = 0;
+    for (size_t i = 0; valid && i < n && !rc; i++)
+        rc = valid(st, rows, i);
+    if (!rc && st->ops->batch_begin)
+        rc = st->ops->batch_begin(st);
+    int in_batch = !rc && st->ops->batch_begin;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = write(st, rows, i);
+    if (in_batch) {
+        int erc = st->ops->batch_end(st, rc == 0);
+        if (!rc)
+            rc = erc;
+    }
+    unlock(st);
+    return rc;
+}
+
 /* ---- instances ------------------------------------------------------------------------------ */
 
 static int instance_valid(struct store *st, const struct store_instance *in)
@@ -335,28 +369,34 @@ int store_put_instance(struct store *st, const struct store_instance *in)
     return rc;
 }
 
+static int instance_row_valid(struct store *st, const void *rows, size_t i)
+{
+    return instance_valid(st, &((const struct store_instance *)rows)[i]);
+}
+
+static int instance_row_put(struct store *st, const void *rows, size_t i)
+{
+    return st->ops->put_instance(st, &((const struct store_instance *)rows)[i]);
+}
+
 int store_put_instances(struct store *st, const struct store_instance *v, size_t n)
 {
     if (!st || (!v && n))
         return STORE_EINVAL;
-    if (n == 0)
-        return 0;
-    lock(st);
-    int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++)
-        rc = instance_valid(st, &v[i]);
-    if (!rc && st->ops->batch_begin)
-        rc = st->ops->batch_begin(st);
-    int in_batch = !rc && st->ops->batch_begin;
-    for (size_t i = 0; i < n && !rc; i++)
-        rc = st->ops->put_instance(st, &v[i]);
-    if (in_batch) {
-        int erc = st->ops->batch_end(st, rc == 0);
-        if (!rc)
-            rc = erc;
-    }
-    unlock(st);
-    return rc;
+    return batch_write(st, v, n, instance_row_valid, instance_row_put);
+}
+
+struct lifecycle_rows {
+    const char *const *ids;
+    const char *lifecycle;
+    int64_t terminated_at_ms;
+};
+
+static int lifecycle_row(struct store *st, const void *rows, size_t i)
+{
+    const struct lifecycle_rows *r = rows;
+    int rc = st->ops->set_instance_lifecycle(st, r->ids[i], r->lifecycle, r->terminated_at_ms);
+    return rc == STORE_ENOENT ? 0 : rc; /* a row never written (or swept): nothing to update */
 }
 
 int store_set_instances_lifecycle(struct store *st, const char *const *ids, size_t n,
@@ -367,23 +407,8 @@ int store_set_instances_lifecycle(struct store *st, const char *const *ids, size
     for (size_t i = 0; i < n; i++)
         if (!key_ok(st, ids[i], STORE_ID_MAX, 1))
             return STORE_EINVAL;
-    if (n == 0)
-        return 0;
-    lock(st);
-    int rc = st->ops->batch_begin ? st->ops->batch_begin(st) : 0;
-    int in_batch = !rc && st->ops->batch_begin;
-    for (size_t i = 0; i < n && !rc; i++) {
-        rc = st->ops->set_instance_lifecycle(st, ids[i], lifecycle, terminated_at_ms);
-        if (rc == STORE_ENOENT)
-            rc = 0; /* a row never written (or swept): nothing to update */
-    }
-    if (in_batch) {
-        int erc = st->ops->batch_end(st, rc == 0);
-        if (!rc)
-            rc = erc;
-    }
-    unlock(st);
-    return rc;
+    struct lifecycle_rows rows = {ids, lifecycle, terminated_at_ms};
+    return batch_write(st, &rows, n, NULL, lifecycle_row);
 }
 
 int store_set_instance_lifecycle(struct store *st, const char *id, const char *lifecycle,
@@ -515,28 +540,21 @@ int store_activity_add(struct store *st, const struct store_activity *a, int64_t
     return rc;
 }
 
+static int activity_row_valid(struct store *st, const void *rows, size_t i)
+{
+    return activity_valid(st, &((const struct store_activity *)rows)[i]);
+}
+
+static int activity_row_add(struct store *st, const void *rows, size_t i)
+{
+    return st->ops->activity_add(st, &((const struct store_activity *)rows)[i], NULL);
+}
+
 int store_activities_add(struct store *st, const struct store_activity *a, size_t n)
 {
     if (!st || (!a && n))
         return STORE_EINVAL;
-    if (n == 0)
-        return 0;
-    lock(st);
-    int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++)
-        rc = activity_valid(st, &a[i]);
-    if (!rc && st->ops->batch_begin)
-        rc = st->ops->batch_begin(st);
-    int in_batch = !rc && st->ops->batch_begin;
-    for (size_t i = 0; i < n && !rc; i++)
-        rc = st->ops->activity_add(st, &a[i], NULL);
-    if (in_batch) {
-        int erc = st->ops->batch_end(st, rc == 0);
-        if (!rc)
-            rc = erc;
-    }
-    unlock(st);
-    return rc;
+    return batch_write(st, a, n, activity_row_valid, activity_row_add);
 }
 
 int store_activity_list(struct store *st, const char *group, int64_t before_id, int limit,

@@ -66,9 +66,10 @@ struct store_ops {
     /* NULL: accepted and ignored. owner_key NULL: clear. */
     int (*set_fence)(struct store *st, const char *group, const char *owner_key,
                      int64_t owner_create_revision);
-    /* NULL: the writes of a batch (store_put_instances, store_set_instances_lifecycle) are
-       separate transactions. Else batch_begin() opens one transaction for them all and
-       batch_end(ok) commits it (ok) or rolls it back. */
+    /* NULL: the writes of a batch (store_put_instances, store_set_instances_lifecycle,
+       store_activities_add: store.c's batch_write()) are separate transactions. Else
+       batch_begin() opens one transaction for them all and batch_end(ok) commits it (ok) or
+       rolls it back. */
     int (*batch_begin)(struct store *st);
     int (*batch_end)(struct store *st, int ok);
 };

@@ -33,6 +33,7 @@ from concurrent import futures
 
 import grpc
 import monitor_pb2 as pb
+from asgd_harness import free_port
 
 TLS = None
 if os.environ.get("ASGD_TEST_TLS") == "1":
@@ -62,14 +63,6 @@ def channel(target, options=None):
 
 BIN = os.path.join(os.environ.get("ASGD_BIN", "build/bin"), "monitorc")
 SRC = os.environ.get("ASGD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def seed_call(target, method, req, resp_type, timeout=3.0):

@@ -62,12 +62,7 @@ def in_service(api):
 
 def main():
     g = Group("api", min_size=1, max_size=4, load=50)
-    tok = os.path.join(g.dir, "api.token")
-    with open(tok, "w") as f:
-        f.write(TOKEN + "\n")
-    os.chmod(tok, 0o600)
-    with open(g.config, "a") as f:  # the harness's config ends in [api]
-        f.write(f"token_file = {tok}\n")
+    g.use_token(TOKEN)
     api = Api(g.api_port)
     try:
         g.start()

@@ -2,41 +2,23 @@
 docs/lifecycle.md): detach --decrement removes the group tag (DeleteTags) and leaves the
 instance running; attach by instance id tags it again (CreateTags), raises desired and the
 instance is in service again, its address learnt from the next describe."""
-import json
 import os
 import sys
 import time
-import urllib.request
 import warnings
 
 from asgd_harness import wait_until
+from group_api import api
 from test_asgd_ec2 import ec2_group, live_ids, running_ids, standin, start_with_env, SK
 
 TOKEN = "ec2-attach-" + str(os.getpid())
-
-
-def api(g, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{g.api_port}/api/v1/groups/{g.name}{path}",
-                                 data=data, method=method)
-    req.add_header("Authorization", "Bearer " + TOKEN)
-    if data:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read().decode())
 
 
 def main():
     warnings.simplefilter("ignore", ResourceWarning)
     srv, st, url = standin()
     g = ec2_group("ec2att", url, 1, 3)
-    tok = os.path.join(g.dir, "api.token")
-    with open(tok, "w") as f:
-        f.write(TOKEN + "\n")
-    os.chmod(tok, 0o600)
-    text = open(g.config).read().replace("[api]\n", f"[api]\ntoken_file = {tok}\n", 1)
-    with open(g.config, "w") as f:
-        f.write(text)
+    g.use_token(TOKEN)
     try:
         p = start_with_env(g, SK)
         wait_until(lambda: len(running_ids(g)) == 1, 40, what="1 running instance")

@@ -7,7 +7,6 @@
 - after one 64 MiB GetMetrics request (refused) a monitorc's RSS returns near idle;
 - logs of terminated agents are pruned to [local] keep_logs.
 """
-import json
 import os
 import socket
 import stat
@@ -15,7 +14,7 @@ import sys
 import time
 import urllib.request
 
-from asgd_harness import Group, wait_until
+from asgd_harness import Group, edit_file, wait_until
 
 TOKEN = "files-token-" + str(os.getpid())
 
@@ -78,16 +77,10 @@ def check_monitorc_rss(g):
 
 def main():
     g = Group("fm", min_size=2, max_size=4, load=40)
-    exposed = os.path.join(g.dir, "api.token")
-    with open(exposed, "w") as f:
-        f.write(TOKEN + "\n")
-    os.chmod(exposed, 0o644)
-    with open(g.config) as f:
-        text = f.read()
-    text = text.replace("[local]\n", "[local]\nkeep_logs = 2\n", 1)
-    text = text.replace("[api]\n", f"[api]\ntoken_file = {exposed}\n", 1)
-    with open(g.config, "w") as f:
-        f.write(text)
+    g.use_token(TOKEN)
+    exposed = g.token_file
+    os.chmod(exposed, 0o644)  # readable by others: asgd must refuse it (below)
+    edit_file(g.config, "[local]\n", "[local]\nkeep_logs = 2\n")
     try:
         p = g.start()
         wait_until(lambda: len(g.healthy()) == 2, 30, what="2 healthy")

@@ -8,55 +8,15 @@ echo drained > FILE`, or fail, or hang, as flag files say) and a terminate hook 
 - a launch hook held 5 s: the new instance is not in service until `asgctl complete-hook`, and
   the wait survives a kill -9 and restart of asgd.
 Durations measured are printed."""
-import json
 import os
 import signal
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
-import openapi_check
-from asgd_harness import BIN, Group, pid_alive, wait_until
+from asgd_harness import Group, pid_alive, wait_until
+from group_api import api, asgctl, insts
 
 TOKEN = "lifecycle-" + str(os.getpid())
-
-
-def api(g, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    url_path = f"/api/v1/groups/{g.name}{path}"
-    req = urllib.request.Request(f"http://127.0.0.1:{g.api_port}{url_path}", data=data,
-                                 method=method)
-    req.add_header("Authorization", "Bearer " + TOKEN)
-    if data:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            st, ctype, text = r.status, r.headers.get("Content-Type"), r.read().decode()
-    except urllib.error.HTTPError as e:
-        # an error is checked against the document too, then raised as before
-        openapi_check.check(method, url_path, e.code, e.read().decode(),
-                            e.headers.get("Content-Type"), data)
-        raise
-    # every answer is checked against the OpenAPI document (raises on a mismatch)
-    openapi_check.check(method, url_path, st, text, ctype, data)
-    return json.loads(text)
-
-
-def asgctl(g, *args):
-    r = subprocess.run([os.path.join(BIN, "asgctl"), "--url", f"http://127.0.0.1:{g.api_port}",
-                        "--token-file", g.token_file, "-g", g.name] + list(args),
-                       capture_output=True, text=True, timeout=20)
-    assert r.returncode == 0, (args, r.stdout, r.stderr)
-    return r.stdout
-
-
-def insts(g):
-    try:
-        return {i["id"]: i for i in api(g, "GET", "/instances")}
-    except OSError:
-        return {}
 
 
 def by_lifecycle(g, lc):
@@ -97,12 +57,9 @@ def make_group():
     text = open(g.config).read().replace("DRAIN", drain)
     text = text.replace("[store]", "[hooks]\nterminate_timeout = 30s\nterminate_default = "
                         "abandon\n\n[store]")
-    g.token_file = os.path.join(g.dir, "api.token")
-    with open(g.token_file, "w") as f:
-        f.write(TOKEN + "\n")
-    os.chmod(g.token_file, 0o600)
     with open(g.config, "w") as f:
-        f.write(text + f"token_file = {g.token_file}\n")
+        f.write(text)
+    g.use_token(TOKEN)
     return g
 
 

@@ -5,71 +5,15 @@ docs/lifecycle.md), through asgctl:
 - standby: out of the group's count (a replacement is launched), back with exit-standby;
 - detach --decrement: the process keeps running outside the group; attach by its agent's
   address: it is the group's again and in service."""
-import json
 import os
 import signal
-import subprocess
 import sys
 import time
-import urllib.request
 
-import openapi_check
-from asgd_harness import BIN, Group, pid_alive, wait_until
+from asgd_harness import Group, pid_alive, wait_until
+from group_api import api, asgctl, call, insts
 
 TOKEN = "protect-" + str(os.getpid())
-
-
-def call(g, method, url_path, body=None):
-    """(status, JSON answer) of any route, errors included, checked against the document."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{g.api_port}{url_path}", data=data,
-                                 method=method)
-    req.add_header("Authorization", "Bearer " + TOKEN)
-    if data:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            st, ctype, text = r.status, r.headers.get("Content-Type"), r.read().decode()
-    except urllib.error.HTTPError as e:
-        st, ctype, text = e.code, e.headers.get("Content-Type"), e.read().decode()
-    openapi_check.check(method, url_path, st, text, ctype, data)
-    return st, json.loads(text)
-
-
-def api(g, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    url_path = f"/api/v1/groups/{g.name}{path}"
-    req = urllib.request.Request(f"http://127.0.0.1:{g.api_port}{url_path}", data=data,
-                                 method=method)
-    req.add_header("Authorization", "Bearer " + TOKEN)
-    if data:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            st, ctype, text = r.status, r.headers.get("Content-Type"), r.read().decode()
-    except urllib.error.HTTPError as e:
-        # an error is checked against the document too, then raised as before
-        openapi_check.check(method, url_path, e.code, e.read().decode(),
-                            e.headers.get("Content-Type"), data)
-        raise
-    # every answer is checked against the OpenAPI document (raises on a mismatch)
-    openapi_check.check(method, url_path, st, text, ctype, data)
-    return json.loads(text)
-
-
-def asgctl(g, *args):
-    r = subprocess.run([os.path.join(BIN, "asgctl"), "--url", f"http://127.0.0.1:{g.api_port}",
-                        "--token-file", g.token_file, "-g", g.name] + list(args),
-                       capture_output=True, text=True, timeout=20)
-    assert r.returncode == 0, (args, r.stdout, r.stderr)
-    return r.stdout
-
-
-def insts(g):
-    try:
-        return {i["id"]: i for i in api(g, "GET", "/instances")}
-    except OSError:
-        return {}
 
 
 def in_service(g):
@@ -190,12 +134,7 @@ def main():
     policy = {"type": "threshold", "evaluation_period": "3s", "cooldown": "3s",
               "scale_up_threshold": 99, "scale_down_threshold": 1}
     g = Group("prot", min_size=1, max_size=4, policy=policy, health=health, load=50)
-    g.token_file = os.path.join(g.dir, "api.token")
-    with open(g.token_file, "w") as f:
-        f.write(TOKEN + "\n")
-    os.chmod(g.token_file, 0o600)
-    with open(g.config, "a") as f:
-        f.write(f"token_file = {g.token_file}\n")
+    g.use_token(TOKEN)
     try:
         p = g.start()
         wait_until(lambda: len(g.healthy()) == 1, 30, what="1 healthy instance")

@@ -9,48 +9,26 @@ min_healthy_percentage = 50, a 3 s warmup and a checkpoint at 50 %:
 - a third is rolled back: it waits until the previous launch settings are restored (reload),
   then replaces the new config's instances by ones of the restored config;
 - a start while one runs is refused (409); each replacement is an activity."""
-import json
 import os
 import re
 import signal
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 from asgd_harness import Group, wait_until
+from group_api import call
 
 TOKEN = "it-token-" + str(os.getpid())
 
 
-def call(port, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
-    req.add_header("Authorization", "Bearer " + TOKEN)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read().decode())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read().decode())
-    except (OSError, ValueError):
-        return 0, None
-
-
 def main():
     g = Group("refr", min_size=6, max_size=7, load=50)
-    tok = os.path.join(g.dir, "api.token")
-    with open(tok, "w") as f:
-        f.write(TOKEN + "\n")
-    os.chmod(tok, 0o600)
-    with open(g.config, "a") as f:  # the harness's config ends in [api]
-        f.write(f"token_file = {tok}\n")
+    g.use_token(TOKEN)
     base = f"/api/v1/groups/{g.name}"
 
     def instances():
-        st, inst = call(g.api_port, "GET", f"{base}/instances")
+        st, inst = call(g, "GET", f"{base}/instances")
         return inst if st == 200 and isinstance(inst, list) else None
 
     def healthy():
@@ -59,7 +37,7 @@ def main():
                                           and i["health"] == "healthy"]
 
     def refresh():
-        st, j = call(g.api_port, "GET", f"{base}/instance-refresh")
+        st, j = call(g, "GET", f"{base}/instance-refresh")
         return j if st == 200 else None
 
     def reload_with(args_from, args_to):
@@ -92,17 +70,17 @@ def main():
         proc = g.start()
         wait_until(lambda: len(healthy() or []) == 6, 40, what="6 healthy instances")
         originals = {i["id"] for i in healthy()}
-        st, j = call(g.api_port, "GET", f"{base}/instance-refresh")
+        st, j = call(g, "GET", f"{base}/instance-refresh")
         assert st == 200 and j["status"] == "none", (st, j)
 
         reload_with("agent_args = --load file:", "agent_args = --log-level info --load file:")
         wait_until(lambda: len(healthy() or []) == 6, 30, what="6 healthy after the reload")
         th.start()
         sampling.set()
-        st, j = call(g.api_port, "POST", f"{base}/instance-refresh",
+        st, j = call(g, "POST", f"{base}/instance-refresh",
                      {"min_healthy_percentage": 50, "instance_warmup": "3s", "checkpoints": [50]})
         assert st == 202 and j["status"] == "pending", (st, j)
-        st, j = call(g.api_port, "POST", f"{base}/instance-refresh", {})
+        st, j = call(g, "POST", f"{base}/instance-refresh", {})
         assert st == 409, (st, j)
         t0 = time.monotonic()
 
@@ -142,9 +120,9 @@ def main():
               f"{left_killed} left, nothing replaced in 3 s")
 
         # 3. resume: it ends successful
-        st, j = call(g.api_port, "POST", f"{base}/instance-refresh/resume")
+        st, j = call(g, "POST", f"{base}/instance-refresh/resume")
         assert st == 200 and j["status"] == "in_progress", (st, j)
-        st, j = call(g.api_port, "POST", f"{base}/instance-refresh/resume")
+        st, j = call(g, "POST", f"{base}/instance-refresh/resume")
         assert st == 409, (st, j)
         wait_until(lambda: (refresh() or {}).get("status") == "successful", 90,
                    what="the refresh successful")
@@ -157,7 +135,7 @@ def main():
               f"({time.monotonic() - restarted:.1f}s after the restart); healthy in service "
               f"never below {low} in {len(samples)} samples at 100 ms")
         assert low >= 3, f"healthy count dropped to {low}"
-        st, acts = call(g.api_port, "GET", f"{base}/activities?limit=200")
+        st, acts = call(g, "GET", f"{base}/activities?limit=200")
         repl = [a for a in acts if a["kind"] == "replace" and "instance refresh" in a["cause"]]
         for oid in originals:
             assert any(oid in a["cause"] for a in repl), (oid, repl)
@@ -167,21 +145,21 @@ def main():
         gen2 = {i["id"] for i in healthy()}
         reload_with("agent_args = --log-level info --load file:", "agent_args = --load file:")
         wait_until(lambda: len(healthy() or []) == 6, 30, what="6 healthy after the 2nd reload")
-        st, j = call(g.api_port, "POST", f"{base}/instance-refresh",
+        st, j = call(g, "POST", f"{base}/instance-refresh",
                      {"min_healthy_percentage": 80, "instance_warmup": "3s"})
         assert st == 202, (st, j)
         wait_until(lambda: (refresh() or {}).get("status") == "in_progress" and
                    0 < refresh()["instances_left"] < 6, 60,
                    what="the second refresh under way")
-        st, j = call(g.api_port, "POST", f"{base}/instance-refresh/cancel")
+        st, j = call(g, "POST", f"{base}/instance-refresh/cancel")
         assert st == 200 and j["status"] == "cancelled", (st, j)
-        st, j = call(g.api_port, "POST", f"{base}/instance-refresh/cancel")
+        st, j = call(g, "POST", f"{base}/instance-refresh/cancel")
         assert st == 409, (st, j)
         time.sleep(1)  # a termination sent in the same tick as the cancel may still finish
-        n_repl = len([a for a in call(g.api_port, "GET", f"{base}/activities?limit=400")[1]
+        n_repl = len([a for a in call(g, "GET", f"{base}/activities?limit=400")[1]
                       if a["kind"] == "replace" and "instance refresh" in a["cause"]])
         time.sleep(5)
-        n_after = len([a for a in call(g.api_port, "GET", f"{base}/activities?limit=400")[1]
+        n_after = len([a for a in call(g, "GET", f"{base}/activities?limit=400")[1]
                        if a["kind"] == "replace" and "instance refresh" in a["cause"]])
         assert n_after == n_repl, f"replacements went on after the cancel: {n_repl} -> {n_after}"
         wait_until(lambda: len(healthy() or []) == 6, 30, what="6 healthy after the cancel")
@@ -191,14 +169,14 @@ def main():
 
         # 5. rollback: a third refresh (the same target: the kept ones go) paused at 50 %, rolled
         # back: it waits, replacing nothing, until the previous launch settings are restored
-        st, j = call(g.api_port, "POST", f"{base}/instance-refresh/rollback")
+        st, j = call(g, "POST", f"{base}/instance-refresh/rollback")
         assert st == 409, (st, j)  # the cancelled one cannot be
-        st, j = call(g.api_port, "POST", f"{base}/instance-refresh",
+        st, j = call(g, "POST", f"{base}/instance-refresh",
                      {"min_healthy_percentage": 50, "instance_warmup": "1s", "checkpoints": [50]})
         assert st == 202, (st, j)
         wait_until(lambda: (refresh() or {}).get("status") == "paused_at_checkpoint", 60,
                    what="the third refresh paused")
-        st, j = call(g.api_port, "POST", f"{base}/instance-refresh/rollback")
+        st, j = call(g, "POST", f"{base}/instance-refresh/rollback")
         assert st == 200 and j["status"] == "rollback_in_progress", (st, j)
         wait_until(lambda: "restore them" in (refresh() or {}).get("reason", ""), 10,
                    what="the rollback waiting for the previous launch settings")

@@ -20,8 +20,8 @@ import subprocess
 import sys
 import time
 
-from asgd_harness import BIN, pid_alive, wait_until
-from cluster_harness import Estate, Node, healthy_in_service
+from asgd_harness import BIN, agent_polls, edit_file, pid_alive, poll_rate, wait_until
+from cluster_harness import Estate, Node, healthy_in_service, reload_and_wait
 
 HEALTH = {"interval": "500ms", "timeout": "300ms", "healthy_threshold": 2,
           "unhealthy_threshold": 3, "grace_period": "3s"}
@@ -31,41 +31,9 @@ def group_file(est, short):
     return os.path.join(est.groups_dir, f"{short}.ini")
 
 
-def edit(path, old, new):
-    with open(path) as f:
-        text = f.read()
-    assert old in text, (old, text)
-    with open(path, "w") as f:
-        f.write(text.replace(old, new, 1))
-
-
 def group(node, name):
     st, j = node.api("GET", f"/api/v1/groups/{name}")
     return j if st == 200 else None
-
-
-def polls(path):
-    try:
-        with open(path) as f:
-            return f.read().count("polled (")
-    except OSError:
-        return 0
-
-
-def poll_rate(path, seconds):
-    """Polls per second answered by the agent that logs to path, over a window."""
-    a = polls(path)
-    time.sleep(seconds)
-    return (polls(path) - a) / seconds
-
-
-def reload_and_wait(node):
-    """SIGHUP, then wait for the log to say the reload ended (done or refused)."""
-    mark = len(node.log_text())
-    node.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: re.search(r"reload of .* done|reload refused", node.log_text()[mark:]), 30,
-               what="the reload logged")
-    return node.log_text()[mark:]
 
 
 def activities(node, name):
@@ -90,7 +58,7 @@ def main():
     poll = est.add_group("poll", min_size=1, max_size=3, load=50, health=HEALTH)
     gone = est.add_group("gone", min_size=2, max_size=3, load=50, health=HEALTH)
     pf = group_file(est, "poll")
-    edit(pf, "agent_args = --load file:", "agent_args = --log-level debug --load file:")
+    edit_file(pf, "agent_args = --load file:", "agent_args = --log-level debug --load file:")
     node = Node(est, "solo")
     try:
         node.start()
@@ -106,7 +74,7 @@ def main():
         wait_until(lambda: len(healthy_in_service(node, poll)) == 2, 30, what="poll: 2 healthy")
         inst = sorted(i["id"] for i in healthy_in_service(node, poll))[0]
         agent_log = os.path.join(est.groups["poll"]["local_dir"], "local", inst + ".log")
-        wait_until(lambda: polls(agent_log) > 3, 10, what="the agent logs its polls")
+        wait_until(lambda: agent_polls(agent_log) > 3, 10, what="the agent logs its polls")
         before = poll_rate(agent_log, 5)
         gone_pids = est.agent_pids("gone")
         assert len(gone_pids) == 2, gone_pids
@@ -114,7 +82,7 @@ def main():
         # 1. one reload: a group added, one removed, a health interval changed
         new = est.add_group("new", min_size=1, max_size=2, load=50, health=HEALTH)
         os.unlink(group_file(est, "gone"))
-        edit(pf, "interval = 500ms", "interval = 2s")
+        edit_file(pf, "interval = 500ms", "interval = 2s")
         out = reload_and_wait(node)
         assert "reload of" in out and "done" in out, out
         wait_until(lambda: len(healthy_in_service(node, new)) == 1, 30, what="new: 1 healthy")
@@ -149,7 +117,7 @@ def main():
         bad = os.path.join(est.groups_dir, "bad.ini")
         with open(bad, "w") as f:
             f.write(f"[group]\nname = {est.tag}-bad\nmin_size = 3\nmax_size = 2\n")
-        edit(pf, "interval = 2s", "interval = 500ms")
+        edit_file(pf, "interval = 2s", "interval = 500ms")
         out = reload_and_wait(node)
         m = re.search(r"reload refused, nothing changed: (\S+bad\.ini:\d+: \[group\] \S+: .*)", out)
         assert m, out
@@ -165,7 +133,7 @@ def main():
         assert r.returncode == 1 and "reload refused, nothing changed" in r.stderr and \
             "bad.ini:" in r.stderr, (r.returncode, r.stdout, r.stderr)
         os.unlink(bad)
-        edit(pf, "interval = 500ms", "interval = 2s")
+        edit_file(pf, "interval = 500ms", "interval = 2s")
 
         # 3. POST /api/v1/reload with a node-level key changed: needs restart, nothing else
         node.lines.insert(node.lines.index("[monitor]") + 1, "accept_unknown = true")

@@ -153,14 +153,7 @@ def check_chunked_413(port):
 
 def main():
     g = Group("sl", min_size=1, max_size=2, load=40)
-    tok = os.path.join(g.dir, "api.token")
-    with open(tok, "w") as f:
-        f.write(TOKEN + "\n")
-    os.chmod(tok, 0o600)
-    with open(g.config) as f:
-        text = f.read()
-    with open(g.config, "w") as f:
-        f.write(text.replace("[api]\n", f"[api]\ntoken_file = {tok}\n", 1))
+    g.use_token(TOKEN)
     attack = None
     try:
         p = g.start()

@@ -16,15 +16,12 @@ import http.server
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
-import openapi_check
-from asgd_harness import BIN, Group, free_port, wait_until
+from asgd_harness import Group, free_port, wait_until
+from group_api import asgctl, call
 
 TOKEN = "it-token-" + str(os.getpid())
 SECRET = b"s3cret-key-" + str(os.getpid()).encode()
@@ -53,71 +50,41 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class Api:
-    def __init__(self, port):
-        self.base = f"http://127.0.0.1:{port}"
-
-    def json(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("Authorization", "Bearer " + TOKEN)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                st, ctype, text = r.status, r.headers.get("Content-Type"), r.read().decode()
-        except urllib.error.HTTPError as e:
-            st, ctype, text = e.code, e.headers.get("Content-Type"), e.read().decode()
-        except OSError:
-            return 0, None
-        # every answer is checked against the OpenAPI document (raises on a mismatch)
-        openapi_check.check(method, path, st, text, ctype, data)
-        return st, (json.loads(text) if text.startswith(("{", "[")) else text)
-
-
 def main():
     recv_port = free_port()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", recv_port), Receiver)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
 
     g = Group("susp", min_size=1, max_size=4, load=50)
-    tok = os.path.join(g.dir, "api.token")
+    g.use_token(TOKEN)
     key = os.path.join(g.dir, "hook.key")
-    for path, data in ((tok, TOKEN.encode() + b"\n"), (key, SECRET + b"\n")):
-        with open(path, "wb") as f:
-            f.write(data)
-        os.chmod(path, 0o600)
-    with open(g.config, "a") as f:  # the harness's config ends in [api]
-        f.write(f"token_file = {tok}\n\n[notify]\nurl = http://127.0.0.1:{recv_port}/hook\n"
+    with open(key, "wb") as f:
+        f.write(SECRET + b"\n")
+    os.chmod(key, 0o600)
+    with open(g.config, "a") as f:
+        f.write(f"\n[notify]\nurl = http://127.0.0.1:{recv_port}/hook\n"
                 f"secret_file = {key}\nevents = launch, terminate, skipped\n"
                 f"max_retries = 3\nretry_base = 200ms\nretry_max = 1s\ntimeout = 2s\n")
-    api = Api(g.api_port)
-
-    def asgctl(*args):
-        r = subprocess.run([os.path.join(BIN, "asgctl"), "--url", api.base, "--token-file", tok,
-                            *args], capture_output=True, text=True, timeout=20)
-        assert r.returncode == 0, f"asgctl {args}: {r.returncode} {r.stderr}"
-        return r.stdout
 
     def instances():
-        st, inst = api.json("GET", "/api/v1/instances")
+        st, inst = call(g, "GET", "/api/v1/instances")
         return inst if st == 200 else []
 
     def healthy():
         return [i for i in instances() if i["lifecycle"] == "in-service" and i["health"] == "healthy"]
 
     def activities():
-        st, acts = api.json("GET", "/api/v1/activities?limit=200")
+        st, acts = call(g, "GET", "/api/v1/activities?limit=200")
         return acts if st == 200 else []
 
     def metric(name, labels):
-        st, text = api.json("GET", "/metrics")
+        st, text = call(g, "GET", "/metrics")
         m = re.search(re.escape(name + labels) + r" (\S+)", text or "")
         return float(m.group(1)) if m else None
 
     try:
         g.start()
-        wait_until(lambda: api.json("GET", "/readyz")[0] == 200, 20, what="readyz")
+        wait_until(lambda: call(g, "GET", "/readyz")[0] == 200, 20, what="readyz")
         wait_until(lambda: len(healthy()) == 1, 30, what="1 healthy instance")
 
         # --- webhooks: the launch event, on its third attempt, signed ------------------------
@@ -134,12 +101,12 @@ def main():
         print(f"launch event delivered on attempt 3 with a valid signature: {ev['cause']}")
 
         # --- termination policies -------------------------------------------------------------
-        st, _ = api.json("PATCH", "/api/v1/group", {"desired_capacity": 3})
+        st, _ = call(g, "PATCH", "/api/v1/group", {"desired_capacity": 3})
         assert st == 200
         wait_until(lambda: len(healthy()) == 3, 40, what="3 healthy instances")
         by_age = sorted(instances(), key=lambda i: (i["launched_at_ms"], i["id"]))
         # (the two added together may share a launch time: either is then the newest)
-        st, _ = api.json("PATCH", "/api/v1/group", {"termination_policy": ["newest_instance"],
+        st, _ = call(g, "PATCH", "/api/v1/group", {"termination_policy": ["newest_instance"],
                                                     "desired_capacity": 2})
         assert st == 200, st
         wait_until(lambda: len(instances()) == 2, 30, what="scale-in to 2")
@@ -156,22 +123,22 @@ def main():
         print(f"newest_instance: terminated {gone} ({cause[0]})")
 
         left = sorted(instances(), key=lambda i: (i["launched_at_ms"], i["id"]))
-        out = asgctl("set", "group", "termination_policy=oldest_instance")
+        out = asgctl(g, "set", "group", "termination_policy=oldest_instance")
         assert "termination_policy" in out and "oldest_instance" in out, out
-        st, grp = api.json("PATCH", "/api/v1/group", {"desired_capacity": 1})
+        st, grp = call(g, "PATCH", "/api/v1/group", {"desired_capacity": 1})
         assert st == 200 and grp["termination_policy"] == ["oldest_instance"], grp
         wait_until(lambda: len(instances()) == 1, 30, what="scale-in to 1")
         assert instances()[0]["id"] == left[-1]["id"], (instances(), left)
         print(f"oldest_instance: terminated {left[0]['id']}, kept {left[-1]['id']}")
 
         # --- suspended Launch -----------------------------------------------------------------
-        out = asgctl("suspend", "Launch")
+        out = asgctl(g, "suspend", "Launch")
         assert "Launch" in out, out
-        st, grp = api.json("GET", "/api/v1/group")
+        st, grp = call(g, "GET", "/api/v1/group")
         assert grp["suspended_processes"] == ["Launch"], grp
-        assert "Launch" in asgctl("status")
+        assert "Launch" in asgctl(g, "status")
         assert metric("asgd_process_suspended", f'{{group="{g.name}",process="Launch"}}') == 1
-        st, _ = api.json("PATCH", "/api/v1/group", {"desired_capacity": 2})
+        st, _ = call(g, "PATCH", "/api/v1/group", {"desired_capacity": 2})
         assert st == 200
 
         def skipped():
@@ -191,7 +158,7 @@ def main():
         # --- resume; the receiver now always fails: dead letter -------------------------------
         Receiver.mode = "always-fail"
         dead0 = metric("asgd_notify_events_total", '{result="dead_letter"}') or 0
-        out = asgctl("resume", "Launch")
+        out = asgctl(g, "resume", "Launch")
         assert "none" in out, out
         wait_until(lambda: len(healthy()) == 2, 40, what="the launch after resume")
         print("resumed Launch: the second instance launched")

@@ -8,29 +8,14 @@ interval reaches the owner's monitor (the poll rate measured at the group's agen
 other node's API shows the new setting).
 """
 import os
-import signal
 import sys
 import time
 
-from asgd_harness import pid_alive, wait_until
-from cluster_harness import Estate, Etcd, Node, advertise_all, healthy_in_service
+from asgd_harness import agent_polls, edit_file, pid_alive, poll_rate, wait_until
+from cluster_harness import Estate, Etcd, Node, advertise_all, healthy_in_service, reload_and_wait
 
 HEALTH = {"interval": "500ms", "timeout": "300ms", "healthy_threshold": 2,
           "unhealthy_threshold": 3, "grace_period": "3s"}
-
-
-def polls(path):
-    try:
-        with open(path) as f:
-            return f.read().count("polled (")
-    except OSError:
-        return 0
-
-
-def poll_rate(path, seconds):
-    a = polls(path)
-    time.sleep(seconds)
-    return (polls(path) - a) / seconds
 
 
 def main():
@@ -38,10 +23,7 @@ def main():
     keep = est.add_group("keep", min_size=1, max_size=2, health=HEALTH)
     drop = est.add_group("drop", min_size=1, max_size=2, health=HEALTH)
     kf = os.path.join(est.groups_dir, "keep.ini")
-    with open(kf) as f:
-        text = f.read()
-    with open(kf, "w") as f:
-        f.write(text.replace("agent_args = --load file:", "agent_args = --log-level debug --load file:"))
+    edit_file(kf, "agent_args = --load file:", "agent_args = --log-level debug --load file:")
     etcd = None
     try:
         etcd = Etcd(est.dir)
@@ -57,7 +39,7 @@ def main():
             wait_until(lambda: len(healthy_in_service(a, g)) == 1, 60, what=f"{g}: 1 healthy")
         inst = healthy_in_service(a, keep)[0]["id"]
         agent_log = os.path.join(est.groups["keep"]["local_dir"], "local", inst + ".log")
-        wait_until(lambda: polls(agent_log) > 3, 10, what="keep's agent logs its polls")
+        wait_until(lambda: agent_polls(agent_log) > 3, 10, what="keep's agent logs its polls")
         before = poll_rate(agent_log, 4)
         drop_pids = est.agent_pids("drop")
         assert len(drop_pids) == 1, drop_pids
@@ -65,14 +47,10 @@ def main():
         # the folder changes; only node a is reloaded
         fresh = est.add_group("fresh", min_size=1, max_size=2, health=HEALTH)
         os.unlink(os.path.join(est.groups_dir, "drop.ini"))
-        with open(kf) as f:
-            text = f.read()
-        with open(kf, "w") as f:
-            f.write(text.replace("interval = 500ms", "interval = 2s"))
-        mark = len(a.log_text())
-        a.proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: "reload of" in a.log_text()[mark:], 30, what="a reloaded")
-        print(a.log_text()[mark:].strip().splitlines()[-1])
+        edit_file(kf, "interval = 500ms", "interval = 2s")
+        out = reload_and_wait(a)
+        assert "reload of" in out and "done" in out, out
+        print(out.strip().splitlines()[-1])
 
         wait_until(lambda: len(healthy_in_service(b, fresh)) == 1, 60, what="fresh runs")
         for n in nodes:

@@ -28,6 +28,7 @@ import time
 import grpc
 import monitor_pb2
 import tlsca
+from asgd_harness import free_port
 
 BIN = os.environ.get("ASGD_BIN", "build/bin")
 SRC = os.environ.get("ASGD_SOURCE_DIR", ".")
@@ -41,14 +42,6 @@ def channel(target):
     if CREDS:
         return grpc.secure_channel(target, CREDS)
     return grpc.insecure_channel(target)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def register(port, instance_id, address, token):

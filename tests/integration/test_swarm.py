@@ -15,7 +15,6 @@ import os
 import time
 import random
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,16 +25,9 @@ sys.path.insert(0, os.path.join(BUILD, "gen", "py"))
 
 import grpc  # noqa: E402
 import monitor_pb2 as pb  # noqa: E402
+from asgd_harness import free_port  # noqa: E402
 
 BIN = os.path.join(BUILD, "bench", "bench_swarm")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Swarm:

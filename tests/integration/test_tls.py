@@ -31,17 +31,10 @@ import unittest
 import grpc
 import monitor_pb2 as pb
 import tlsca
+from asgd_harness import free_port
 
 BIN = os.environ.get("ASGD_BIN", "build/bin")
 TOKEN = "tls-token-%d" % os.getpid()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_until(pred, timeout=15.0, step=0.05):

@@ -45,6 +45,31 @@ def pid_alive(pid):
         return False
 
 
+def edit_file(path, old, new):
+    """Replaces the first old in the file at path by new (old must be there)."""
+    with open(path) as f:
+        text = f.read()
+    assert old in text, (path, old, text)
+    with open(path, "w") as f:
+        f.write(text.replace(old, new, 1))
+
+
+def agent_polls(path):
+    """How many polls the agent logging to path answered (monitorc --log-level debug)."""
+    try:
+        with open(path) as f:
+            return f.read().count("polled (")
+    except OSError:
+        return 0
+
+
+def poll_rate(path, seconds):
+    """Polls per second answered by the agent that logs to path, over a window."""
+    a = agent_polls(path)
+    time.sleep(seconds)
+    return (agent_polls(path) - a) / seconds
+
+
 class Group:
     def __init__(self, name_prefix="t", min_size=2, max_size=5, policy=None, health=None,
                  agent_args="", extra="", load=50, mon_host="127.0.0.1", base=None):
@@ -99,6 +124,16 @@ class Group:
             with open(name) as f:
                 out.append(f.read())
         return "\n".join(out)
+
+    def use_token(self, token):
+        """The API wants token (a bearer token): written to a 0600 file in the group's dir,
+        named in the config's [api] section. Call before start()."""
+        self.token = token
+        self.token_file = os.path.join(self.dir, "api.token")
+        with open(self.token_file, "w") as f:
+            f.write(token + "\n")
+        os.chmod(self.token_file, 0o600)
+        edit_file(self.config, "[api]\n", f"[api]\ntoken_file = {self.token_file}\n")
 
     def set_load(self, value):
         tmp = self.load_file + ".tmp"

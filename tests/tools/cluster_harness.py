@@ -9,6 +9,7 @@ the agents that the previous owner started, as a restarted asgd does). An Etcd i
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import tempfile
@@ -232,3 +233,13 @@ def healthy_in_service(node, group):
         return []
     items = inst["instances"] if isinstance(inst, dict) else inst
     return [i for i in items if i.get("lifecycle") == "in-service" and i.get("health") == "healthy"]
+
+
+def reload_and_wait(node):
+    """SIGHUP to node's asgd, then wait for its log to say the reload ended (done or refused);
+    returns what it logged meanwhile."""
+    mark = len(node.log_text())
+    node.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: re.search(r"reload of .* done|reload refused", node.log_text()[mark:]), 30,
+               what="the reload logged")
+    return node.log_text()[mark:]

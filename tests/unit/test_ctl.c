@@ -11,7 +11,9 @@
  * never forgets instances; unhealthy instances past the grace period are
  * replaced, not ones inside it; scale-in order; a restart adopts and
  * launches nothing; an intent left open by a crash is re-sent with its token;
- * operator terminate requests.
+ * operator terminate requests; max_instance_lifetime never picks an instance
+ * the health duty replaced in the same tick, nor does a scale-in pick one the
+ * lifetime duty terminated.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1026,6 +1028,111 @@ static void max_lifetime_replaces_launching_first(void **state)
     assert_int_equal(count_activities(x, "replace"), 2);
 }
 
+/* Sets the group's sizes and max_instance_lifetime (0: none). */
+static void set_sizes(struct fx *x, int min, int desired, int64_t lifetime_ms)
+{
+    struct group_settings g;
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    g.min_size = min;
+    g.desired_capacity = desired;
+    g.max_instance_lifetime_ms = lifetime_ms;
+    assert_int_equal(store_put_settings(x->store, &g, g.revision, NULL), 0);
+}
+
+/* How many times the provider was asked to terminate id, and how many "replace" activities
+   name it. */
+static void times_replaced(struct fx *x, const char *id, int *terminated, int *activities)
+{
+    *terminated = 0;
+    for (int i = 0; i < x->prov->n_terminated; i++)
+        *terminated += strcmp(x->prov->terminated[i], id) == 0;
+    struct store_activity *a = NULL;
+    size_t n = 0;
+    assert_int_equal(store_activity_list(x->store, x->name, 0, 1000, &a, &n), 0);
+    *activities = 0;
+    for (size_t i = 0; i < n; i++)
+        *activities += strcmp(a[i].kind, "replace") == 0 && strstr(a[i].cause, id) != NULL;
+    store_activities_free(a);
+}
+
+/* The oldest instance is past max_instance_lifetime AND unhealthy past its grace period: the
+   health duty replaces it, and in the same tick (from the same snapshot) the lifetime duty,
+   with a surplus of healthy instances over desired, must not pick it again: it is terminated
+   once, recorded once, and the lifetime duty takes the next oldest instead. */
+static void replaced_for_health_is_not_expired_too(void **state)
+{
+    struct fx *x = *state;
+    set_sizes(x, 1, 1, 0);
+    ctl_reconcile(x->ctl, T0);
+    ctl_tick(x->ctl, T0); /* the oldest, launched at T0 */
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+    ctl_tick(x->ctl, T0 + 1000);
+    set_sizes(x, 1, 4, 0);
+    x->prov->now = T0 + 5000; /* three more, launched 5 s later */
+    ctl_tick(x->ctl, T0 + 5000);
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+    ctl_tick(x->ctl, T0 + 6000);
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 4);
+    char oldest[FLEET_ID_MAX] = "";
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(s[i].lifecycle, FLEET_IN_SERVICE);
+        if (s[i].launched_at_ms == T0)
+            snprintf(oldest, sizeof(oldest), "%s", s[i].id);
+    }
+    assert_string_not_equal(oldest, "");
+    assert_int_equal(x->prov->n_terminated, 0);
+
+    /* all four expired; desired 2, so 3 healthy (the oldest aside) are a surplus of one */
+    set_sizes(x, 2, 2, 60000);
+    monitor_says(x, oldest, FLEET_HEALTH_UNHEALTHY, -1);
+    x->prov->now = T0 + 70000;
+    ctl_tick(x->ctl, T0 + 70000);
+    int term = 0, acts = 0;
+    times_replaced(x, oldest, &term, &acts);
+    assert_int_equal(term, 1);
+    assert_int_equal(acts, 1);
+    /* the surplus went all the same: one of the others, for its age */
+    assert_int_equal(x->prov->n_terminated, 2);
+    assert_int_equal(count_activities(x, "replace"), 2);
+}
+
+/* desired drops from 4 to 2 while all four are past max_instance_lifetime: the lifetime duty
+   terminates the surplus (the two oldest), and convergence, in the same tick, must count them
+   gone for its scale-in: it neither picks one of them again as a victim nor terminates a third
+   (which would leave fewer healthy than desired). */
+static void lifetime_and_scale_in_terminate_each_once(void **state)
+{
+    struct fx *x = *state;
+    set_sizes(x, 1, 4, 0);
+    healthy_group(x, 4); /* launched at T0 */
+    struct fleet_slot s[64];
+    int launches = x->prov->launch_calls;
+
+    set_sizes(x, 2, 2, 60000);
+    x->prov->now = T0 + 70000;
+    ctl_tick(x->ctl, T0 + 70000);
+    assert_int_equal(x->prov->n_terminated, 2);
+    for (int i = 0; i < x->prov->n_terminated; i++) {
+        int term = 0, acts = 0;
+        times_replaced(x, x->prov->terminated[i], &term, &acts);
+        assert_int_equal(term, 1);
+        assert_int_equal(acts, 1);
+    }
+    assert_int_equal(count_activities(x, "terminate"), 0); /* no scale-in */
+    size_t n = slots(x, s);
+    int healthy = 0;
+    for (size_t i = 0; i < n; i++)
+        healthy += s[i].lifecycle == FLEET_IN_SERVICE && s[i].health == FLEET_HEALTH_HEALTHY;
+    assert_int_equal(healthy, 2);
+    assert_int_equal(n, 2);
+    /* the next tick launches the lifetime's surge (one, launching first) and terminates none */
+    ctl_tick(x->ctl, T0 + 71000);
+    assert_int_equal(x->prov->launch_calls, launches + 1);
+    assert_int_equal(x->prov->n_terminated, 2);
+    assert_int_equal(slots(x, s), 3);
+}
+
 /* Instance refresh (ctl_refresh.c): 4 instances of an old launch config, max_size = desired
    (no room to launch first), min_healthy 50 %: replaced 2 at a time, never fewer than 2
    healthy in service, ending successful with every instance of the new config. */
@@ -1365,6 +1472,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(suspended_replacement_keeps_the_unhealthy, setup, teardown),
         cmocka_unit_test_setup_teardown(activity_hook_sees_every_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(max_lifetime_replaces_launching_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(replaced_for_health_is_not_expired_too, setup, teardown),
+        cmocka_unit_test_setup_teardown(lifetime_and_scale_in_terminate_each_once, setup, teardown),
         cmocka_unit_test_setup_teardown(refresh_replaces_within_the_floor, setup, teardown),
         cmocka_unit_test_setup_teardown(launch_hook_holds_until_completed, setup, teardown),
         cmocka_unit_test_setup_teardown(protection_and_terminate_hook, setup, teardown),

@@ -35,21 +35,12 @@
 #include "h2/h2.h"
 #include "h2/wheel.h"
 #include "rpc/rpc.h"
+#include "support/grpc_server.h"
+#include "support/test_certs.h"
 #include "tls/tls.h"
 #include "common/banned.h"
 
 /* --- a gRPC core server ---------------------------------------------------------------------- */
-
-static grpc_status_code h_echo(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
-{
-    (void)ctx;
-    reply->data = malloc(req->len ? req->len : 1);
-    if (!reply->data)
-        return GRPC_STATUS_RESOURCE_EXHAUSTED;
-    memcpy(reply->data, req->data, req->len);
-    reply->len = req->len;
-    return GRPC_STATUS_OK;
-}
 
 /* answers as many bytes as the request's first byte says, in KiB (byte i = i % 251) */
 static grpc_status_code h_big(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
@@ -73,21 +64,17 @@ static grpc_status_code h_fail(void *ctx, const struct rpc_request *req, struct 
     return GRPC_STATUS_NOT_FOUND;
 }
 
-static struct rpc_server *server_start(const char *addr, int *port)
+static const struct test_method methods[] = {
+    {"/T/Echo", test_echo, NULL}, {"/T/Big", h_big, NULL}, {"/T/Fail", h_fail, NULL}, {NULL}};
+
+/* This file's server (Echo, Big, Fail; 256 KiB messages) on addr, over tls unless NULL; NULL
+   when addr cannot be bound. */
+static struct rpc_server *server_start(const char *addr, struct tls_conf *tls, int *port,
+                                       char *target, size_t n)
 {
-    struct rpc_server_opts o = RPC_SERVER_OPTS_INIT;
-    o.max_message = 256 * 1024;
-    struct rpc_server *srv = rpc_server_new(&o);
-    assert_non_null(srv);
-    assert_int_equal(rpc_server_add_method(srv, "/T/Echo", h_echo, NULL), 0);
-    assert_int_equal(rpc_server_add_method(srv, "/T/Big", h_big, NULL), 0);
-    assert_int_equal(rpc_server_add_method(srv, "/T/Fail", h_fail, NULL), 0);
-    if (rpc_server_bind(srv, addr, port)) {
-        rpc_server_free(srv);
-        return NULL;
-    }
-    assert_int_equal(rpc_server_start(srv), 0);
-    return srv;
+    struct test_server_opts o = {
+        .addr = addr, .max_message = 256 * 1024, .tls = tls, .methods = methods};
+    return test_server_start(&o, port, target, n);
 }
 
 /* --- calls ------------------------------------------------------------------------------------ */
@@ -138,11 +125,9 @@ static void call_wait(struct h2_client *cl, struct h2_conn *c, const char *path,
 static void answers_statuses_and_many_calls(void **state)
 {
     (void)state;
-    int port = 0;
-    struct rpc_server *srv = server_start("127.0.0.1:0", &port);
-    assert_non_null(srv);
     char target[64];
-    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    struct rpc_server *srv = server_start(NULL, NULL, NULL, target, sizeof(target));
+    assert_non_null(srv);
     struct h2_client *cl = NULL;
     assert_int_equal(h2_client_new(NULL, &cl), 0);
     struct h2_conn *c = NULL;
@@ -265,9 +250,7 @@ static void deadline_refused_backoff_and_reconnect(void **state)
     call_wait(cl, c, "/T/Echo", "b", 1, 2000, &r);
     assert_int_equal(r.st, GRPC_STATUS_UNAVAILABLE);
     assert_non_null(strstr(r.details, "backing off"));
-    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-    int got = 0;
-    struct rpc_server *srv = server_start(target, &got);
+    struct rpc_server *srv = server_start(target, NULL, NULL, NULL, 0);
     assert_non_null(srv);
     int64_t t0 = clk_mono_ms();
     do {
@@ -365,9 +348,9 @@ static void targets(void **state)
 
     struct res r = {0};
     int port = 0;
-    struct rpc_server *srv = server_start("127.0.0.1:0", &port);
-    assert_non_null(srv);
     char target[64];
+    struct rpc_server *srv = server_start(NULL, NULL, &port, NULL, 0);
+    assert_non_null(srv);
     snprintf(target, sizeof(target), "localhost:%d", port); /* a name: resolved on connect */
     assert_int_equal(h2_conn_new(cl, target, &c), 0);
     call_wait(cl, c, "/T/Echo", "n", 1, 5000, &r);
@@ -375,9 +358,8 @@ static void targets(void **state)
     h2_conn_free(c);
     rpc_server_free(srv);
 
-    struct rpc_server *srv6 = server_start("[::1]:0", &port);
+    struct rpc_server *srv6 = server_start("[::1]:0", NULL, NULL, target, sizeof(target));
     if (srv6) { /* no IPv6 loopback here: nothing to check */
-        snprintf(target, sizeof(target), "[::1]:%d", port);
         assert_int_equal(h2_conn_new(cl, target, &c), 0);
         call_wait(cl, c, "/T/Echo", "6", 1, 5000, &r);
         assert_int_equal(r.st, GRPC_STATUS_OK);
@@ -468,9 +450,7 @@ static char tdir[64];
 
 static int tsh(const char *cmd)
 {
-    char full[2048];
-    snprintf(full, sizeof(full), "cd '%s' && (%s) >/dev/null 2>&1", tdir, cmd);
-    return system(full);
+    return test_sh(tdir, cmd);
 }
 
 static struct tls_conf *tconf(const char *ca, const char *cert, const char *key)
@@ -514,44 +494,17 @@ static void over_tls(void **state)
     (void)state;
     snprintf(tdir, sizeof(tdir), "/tmp/asgd-h2-tls-XXXXXX");
     assert_non_null(mkdtemp(tdir));
-    /* CAs "ca" and "rogue"; srv (ca), cli (ca), rogue_cli (rogue) for 127.0.0.1 */
-    const char *ca = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                     "-days 2 -addext basicConstraints=critical,CA:TRUE";
-    char cmd[1024];
-    for (int i = 0; i < 2; i++) {
-        const char *n = i ? "rogue" : "ca";
-        snprintf(cmd, sizeof(cmd), "%s -keyout %s.key -out %s.pem -subj /CN=%s", ca, n, n, n);
-        assert_int_equal(tsh(cmd), 0);
-    }
-    assert_int_equal(tsh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n"
-                         "extendedKeyUsage=serverAuth,clientAuth\\n' > ext"),
-                     0);
-    static const char *const certs[][2] = {
+    /* CAs "ca" and "rogue"; srv, rogue_srv, cli and rogue_cli, each of one of them */
+    static const struct test_cert certs[] = {
         {"srv", "ca"}, {"rogue_srv", "rogue"}, {"cli", "ca"}, {"rogue_cli", "rogue"}};
-    for (size_t i = 0; i < sizeof(certs) / sizeof(certs[0]); i++) {
-        snprintf(cmd, sizeof(cmd),
-                 "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key "
-                 "-out %s.csr -subj /CN=%s && chmod 600 %s.key && openssl x509 -req -in %s.csr "
-                 "-CA %s.pem -CAkey %s.key -CAcreateserial -days 2 -extfile ext -out %s.pem",
-                 certs[i][0], certs[i][0], certs[i][0], certs[i][0], certs[i][0], certs[i][1],
-                 certs[i][1], certs[i][0]);
-        assert_int_equal(tsh(cmd), 0);
-    }
+    assert_int_equal(test_certs_make(tdir, certs, sizeof(certs) / sizeof(certs[0])), 0);
 
     /* a gRPC core server with mutual TLS (client certificates of "ca" required) */
     struct tls_conf *srv_tls = tconf("ca.pem", "srv.pem", "srv.key");
-    struct rpc_server_opts so = RPC_SERVER_OPTS_INIT;
-    so.max_message = 256 * 1024;
-    struct rpc_server *srv = rpc_server_new(&so);
-    assert_non_null(srv);
-    assert_int_equal(rpc_server_add_method(srv, "/T/Echo", h_echo, NULL), 0);
-    assert_int_equal(rpc_server_add_method(srv, "/T/Big", h_big, NULL), 0);
-    assert_int_equal(rpc_server_add_method(srv, "/T/Fail", h_fail, NULL), 0);
     int port = 0;
-    assert_int_equal(rpc_server_bind_tls(srv, "127.0.0.1:0", srv_tls, &port), 0);
-    assert_int_equal(rpc_server_start(srv), 0);
     char target[64];
-    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    struct rpc_server *srv = server_start(NULL, srv_tls, &port, target, sizeof(target));
+    assert_non_null(srv);
 
     /* the right CA and a client certificate: answers small and large, statuses, many calls
        on one connection (the reloadable files are copies: live.*) */
@@ -619,24 +572,17 @@ static void over_tls(void **state)
 
     /* a server of another CA: refused with the verification's reason */
     struct tls_conf *rsrv_tls = tconf("ca.pem", "rogue_srv.pem", "rogue_srv.key");
-    struct rpc_server *rsrv = rpc_server_new(&so);
-    assert_non_null(rsrv);
-    assert_int_equal(rpc_server_add_method(rsrv, "/T/Echo", h_echo, NULL), 0);
-    int rport = 0;
-    assert_int_equal(rpc_server_bind_tls(rsrv, "127.0.0.1:0", rsrv_tls, &rport), 0);
-    assert_int_equal(rpc_server_start(rsrv), 0);
     char rtarget[64];
-    snprintf(rtarget, sizeof(rtarget), "127.0.0.1:%d", rport);
+    struct rpc_server *rsrv = server_start(NULL, rsrv_tls, NULL, rtarget, sizeof(rtarget));
+    assert_non_null(rsrv);
     struct tls_conf *good = tconf("ca.pem", "cli.pem", "cli.key");
     tls_call(good, rtarget, "/T/Echo", &r);
     expect_refused(&r, "TLS handshake failed: certificate verify failed");
     rpc_server_free(rsrv);
 
     /* TLS to a plain-text server: the handshake fails */
-    int pport = 0;
-    struct rpc_server *plain = server_start("127.0.0.1:0", &pport);
+    struct rpc_server *plain = server_start(NULL, NULL, NULL, rtarget, sizeof(rtarget));
     assert_non_null(plain);
-    snprintf(rtarget, sizeof(rtarget), "127.0.0.1:%d", pport);
     tls_call(good, rtarget, "/T/Echo", &r);
     expect_refused(&r, "TLS handshake failed");
     rpc_server_free(plain);
@@ -649,6 +595,7 @@ static void over_tls(void **state)
     tls_conf_free(rogue);
     tls_conf_free(cli);
     tls_conf_free(srv_tls);
+    char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tdir);
     assert_int_equal(system(cmd), 0);
 }

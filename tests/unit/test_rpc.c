@@ -19,24 +19,10 @@
 #include "common/clock.h"
 #include "monitor.pb-c.h"
 #include "rpc/rpc.h"
+#include "support/grpc_server.h"
 #include "common/banned.h"
 
 /* --- server side ------------------------------------------------------- */
-
-static grpc_status_code h_echo(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
-{
-    int *count = ctx;
-    if (count)
-        (*count)++;
-    assert_non_null(req->data);
-    assert_non_null(req->peer);
-    reply->data = malloc(req->len ? req->len : 1);
-    if (!reply->data)
-        return GRPC_STATUS_RESOURCE_EXHAUSTED;
-    memcpy(reply->data, req->data, req->len);
-    reply->len = req->len;
-    return GRPC_STATUS_OK;
-}
 
 static grpc_status_code h_fail(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
 {
@@ -50,7 +36,7 @@ static grpc_status_code h_slow(void *ctx, const struct rpc_request *req, struct 
 {
     int ms = ctx ? *(int *)ctx : 300;
     usleep((useconds_t)ms * 1000);
-    return h_echo(NULL, req, reply);
+    return test_echo(NULL, req, reply);
 }
 
 static grpc_status_code h_ping(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
@@ -79,18 +65,15 @@ static struct fixture *fixture_start(size_t max_message)
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->slow_ms = 300;
-    struct rpc_server_opts o = RPC_SERVER_OPTS_INIT;
-    o.max_message = max_message;
-    f->srv = rpc_server_new(&o);
+    const struct test_method methods[] = {{"/T/Echo", test_echo, &f->echo_count},
+                                          {"/T/Fail", h_fail, NULL},
+                                          {"/T/Slow", h_slow, &f->slow_ms},
+                                          {"/MonitorC/Ping", h_ping, NULL},
+                                          {NULL}};
+    struct test_server_opts o = {.max_message = max_message, .methods = methods};
+    f->srv = test_server_start(&o, &f->port, f->target, sizeof(f->target));
     assert_non_null(f->srv);
-    assert_int_equal(rpc_server_add_method(f->srv, "/T/Echo", h_echo, &f->echo_count), 0);
-    assert_int_equal(rpc_server_add_method(f->srv, "/T/Fail", h_fail, NULL), 0);
-    assert_int_equal(rpc_server_add_method(f->srv, "/T/Slow", h_slow, &f->slow_ms), 0);
-    assert_int_equal(rpc_server_add_method(f->srv, "/MonitorC/Ping", h_ping, NULL), 0);
-    assert_int_equal(rpc_server_bind(f->srv, "127.0.0.1:0", &f->port), 0);
     assert_true(f->port > 0);
-    assert_int_equal(rpc_server_start(f->srv), 0);
-    snprintf(f->target, sizeof(f->target), "127.0.0.1:%d", f->port);
     return f;
 }
 
@@ -394,12 +377,12 @@ static void persistent_channel_survives_server_restart(void **state)
         st = call_once(cl, ch, 500);
     assert_int_not_equal(st, GRPC_STATUS_OK);
     /* it comes back on the same port: the same channel reconnects by itself */
-    f->srv = rpc_server_new(NULL);
-    assert_int_equal(rpc_server_add_method(f->srv, "/T/Echo", h_echo, NULL), 0);
+    static const struct test_method echo[] = {{"/T/Echo", test_echo, NULL}, {NULL}};
     char addr[64];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-    assert_int_equal(rpc_server_bind(f->srv, addr, NULL), 0);
-    assert_int_equal(rpc_server_start(f->srv), 0);
+    struct test_server_opts o = {.addr = addr, .methods = echo};
+    f->srv = test_server_start(&o, NULL, NULL, 0);
+    assert_non_null(f->srv);
     int64_t end = clk_mono_ms() + 20000;
     while ((st = call_once(cl, ch, 500)) != GRPC_STATUS_OK && clk_mono_ms() < end)
         usleep(50000);
@@ -414,10 +397,10 @@ static void server_api_errors(void **state)
     struct fixture *f = fixture_start(0);
     struct rpc_server *srv = rpc_server_new(NULL);
     assert_non_null(srv);
-    assert_int_equal(rpc_server_add_method(srv, "NoSlash", h_echo, NULL), RPC_EINVAL);
+    assert_int_equal(rpc_server_add_method(srv, "NoSlash", test_echo, NULL), RPC_EINVAL);
     assert_int_equal(rpc_server_add_method(srv, "/A/B", NULL, NULL), RPC_EINVAL);
-    assert_int_equal(rpc_server_add_method(srv, "/A/B", h_echo, NULL), 0);
-    assert_int_equal(rpc_server_add_method(srv, "/A/B", h_echo, NULL), RPC_EINVAL);
+    assert_int_equal(rpc_server_add_method(srv, "/A/B", test_echo, NULL), 0);
+    assert_int_equal(rpc_server_add_method(srv, "/A/B", test_echo, NULL), RPC_EINVAL);
     assert_int_equal(rpc_server_start(srv), RPC_ESTATE); /* nothing bound */
     /* the fixture holds that port already */
     char taken[64];
@@ -429,7 +412,7 @@ static void server_api_errors(void **state)
     assert_int_equal(rpc_server_bind(srv, "127.0.0.1:0", &port), 0);
     assert_int_equal(rpc_server_start(srv), 0);
     assert_int_equal(rpc_server_start(srv), RPC_ESTATE);
-    assert_int_equal(rpc_server_add_method(srv, "/A/C", h_echo, NULL), RPC_ESTATE);
+    assert_int_equal(rpc_server_add_method(srv, "/A/C", test_echo, NULL), RPC_ESTATE);
     rpc_server_free(srv); /* shuts down by itself */
     rpc_server_free(NULL);
     rpc_client_free(NULL);

@@ -31,6 +31,8 @@
 #include <openssl/ssl.h>
 
 #include "rpc/rpc.h"
+#include "support/grpc_server.h"
+#include "support/test_certs.h"
 #include "tls/tls.h"
 #include "common/banned.h"
 
@@ -47,9 +49,7 @@ static const char *P(const char *name)
 
 static int sh(const char *cmd)
 {
-    char full[2048];
-    snprintf(full, sizeof(full), "cd '%s' && (%s) >/dev/null 2>&1", dir, cmd);
-    return system(full);
+    return test_sh(dir, cmd);
 }
 
 /* CA "ca" and "rogue"; certificates srv, srv2 (ca), cli (ca), rogue_cli (rogue). */
@@ -59,31 +59,9 @@ static int setup(void **state)
     snprintf(dir, sizeof(dir), "/tmp/asgd-tls-unit-XXXXXX");
     if (!mkdtemp(dir))
         return -1;
-    const char *ca = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                     "-days 2 -addext basicConstraints=critical,CA:TRUE";
-    char cmd[1024];
-    for (int i = 0; i < 2; i++) {
-        const char *n = i ? "rogue" : "ca";
-        snprintf(cmd, sizeof(cmd), "%s -keyout %s.key -out %s.pem -subj /CN=%s", ca, n, n, n);
-        if (sh(cmd))
-            return -1;
-    }
-    if (sh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n"
-           "extendedKeyUsage=serverAuth,clientAuth\\n' > ext"))
-        return -1;
-    static const char *const certs[][2] = {
+    static const struct test_cert certs[] = {
         {"srv", "ca"}, {"srv2", "ca"}, {"cli", "ca"}, {"rogue_cli", "rogue"}};
-    for (size_t i = 0; i < sizeof(certs) / sizeof(certs[0]); i++) {
-        snprintf(cmd, sizeof(cmd),
-                 "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key "
-                 "-out %s.csr -subj /CN=%s && chmod 600 %s.key && openssl x509 -req -in %s.csr "
-                 "-CA %s.pem -CAkey %s.key -CAcreateserial -days 2 -extfile ext -out %s.pem",
-                 certs[i][0], certs[i][0], certs[i][0], certs[i][0], certs[i][0], certs[i][1],
-                 certs[i][1], certs[i][0]);
-        if (sh(cmd))
-            return -1;
-    }
-    return 0;
+    return test_certs_make(dir, certs, sizeof(certs) / sizeof(certs[0]));
 }
 
 static int teardown(void **state)
@@ -171,17 +149,6 @@ static void test_reload(void **state)
 
 /* ---- a real gRPC server over mutual TLS ------------------------------------------------- */
 
-static grpc_status_code h_echo(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
-{
-    (void)ctx;
-    reply->data = malloc(req->len ? req->len : 1);
-    if (!reply->data)
-        return GRPC_STATUS_RESOURCE_EXHAUSTED;
-    memcpy(reply->data, req->data, req->len);
-    reply->len = req->len;
-    return GRPC_STATUS_OK;
-}
-
 static struct tls_conf *conf(const char *ca, const char *cert, const char *key)
 {
     struct tls_files f = {.ca_file = ca ? P(ca) : NULL,
@@ -250,14 +217,12 @@ static void test_grpc_and_openssl_client(void **state)
     (void)state;
     assert_int_equal(sh("cp srv.pem live.pem && cp srv.key live.key"), 0);
     struct tls_conf *srv_tls = conf("ca.pem", "live.pem", "live.key");
-    struct rpc_server *srv = rpc_server_new(NULL);
-    assert_non_null(srv);
-    assert_int_equal(rpc_server_add_method(srv, "/T/Echo", h_echo, NULL), 0);
+    static const struct test_method echo[] = {{"/T/Echo", test_echo, NULL}, {NULL}};
+    struct test_server_opts so = {.tls = srv_tls, .methods = echo};
     int port = 0;
-    assert_int_equal(rpc_server_bind_tls(srv, "127.0.0.1:0", srv_tls, &port), 0);
-    assert_int_equal(rpc_server_start(srv), 0);
     char target[64], details[256], why[256], cn[64];
-    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    struct rpc_server *srv = test_server_start(&so, &port, target, sizeof(target));
+    assert_non_null(srv);
 
     /* gRPC client with the CA and a client certificate: served */
     struct tls_conf *cli = conf("ca.pem", "cli.pem", "cli.key");
