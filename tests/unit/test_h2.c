@@ -302,8 +302,7 @@ static void lost_connection_is_noticed(void **state)
     assert_int_equal(r.st, GRPC_STATUS_UNAVAILABLE);
     assert_int_equal(lost, 0);
 
-    int got = 0;
-    struct rpc_server *srv = server_start(target, &got);
+    struct rpc_server *srv = server_start(target, NULL, NULL, NULL, 0);
     assert_non_null(srv);
     int64_t t0 = clk_mono_ms();
     do {
