@@ -7,6 +7,9 @@
 
 const POLL_MS = 2000;
 const PAGE = 100;     // instance table rows per page: a group of 10,000 is read a page at a time
+// the load chart draws a line per instance up to this many instances; above, the group's
+// average alone (a hundred lines say nothing, and drawing them cost most of a refresh)
+const LINES_MAX = 24;
 const WINDOW_MS = 10 * 60 * 1000;
 const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2', '#db2777',
                  '#65a30d', '#ea580c', '#4f46e5', '#0d9488', '#9333ea'];
@@ -287,7 +290,9 @@ function drawCharts() {
   loadSeries.push({ color: '#111827', width: 2.5, dash: [6, 4], points: state.avg });
   const avgKey = el('span', { class: 'swatch' });
   avgKey.style.background = '#111827';
-  legend.append(el('span', {}, avgKey, 'average'));
+  const n = state.group && state.group.instances;
+  legend.append(el('span', {}, avgKey, n > LINES_MAX
+    ? 'average of ' + n + ' instances (a line each up to ' + LINES_MAX + ')' : 'average'));
   drawChart($('#load-chart'), loadSeries, { yMax: 100 });
   drawChart($('#cap-chart'), [
     { color: '#7c3aed', width: 2.5, step: true, points: state.cap.map((p) => [p.t, p.desired]) },
@@ -309,11 +314,13 @@ async function loadHistory() {
   try {
     if (!state.name) return;
     const h = await api('GET', gp('/metrics/history?since=10m'));
-    for (const r of h.group) {
-      state.cap.push({ t: r.t, desired: r.desired, in_service: r.in_service });
-      state.avg.push([r.t, r.avg_load]);
-    }
-    for (const [id, pts] of Object.entries(h.instances)) state.loads.set(id, pts.slice());
+    // the first poll runs meanwhile: what it drew is newer, the history goes before it
+    state.cap = h.group.map((r) => ({ t: r.t, desired: r.desired, in_service: r.in_service }))
+      .concat(state.cap);
+    state.avg = h.group.map((r) => [r.t, r.avg_load]).concat(state.avg);
+    const inst = Object.entries(h.instances);
+    if (inst.length <= LINES_MAX)
+      for (const [id, pts] of inst) state.loads.set(id, pts.concat(state.loads.get(id) || []));
   } catch (e) { /* charts start empty */ }
 }
 
@@ -620,10 +627,14 @@ async function poll() {
     renderActivities(acts);
     state.cap.push({ t: now, desired: g.desired_capacity, in_service: g.in_service });
     state.avg.push([now, g.average_load]);
-    for (const i of inst) {
-      if (i.load === null) continue;
-      if (!state.loads.has(i.id)) state.loads.set(i.id, []);
-      state.loads.get(i.id).push([now, i.load]);
+    const total = typeof g.instances === 'number' ? g.instances : inst.length;
+    if (total > LINES_MAX) state.loads.clear();
+    else {
+      for (const i of inst) {
+        if (i.load === null) continue;
+        if (!state.loads.has(i.id)) state.loads.set(i.id, []);
+        state.loads.get(i.id).push([now, i.load]);
+      }
     }
     trim();
     drawCharts();
@@ -678,7 +689,7 @@ function init() {
   api('GET', '/api/v1/groups').then((groups) => {
     state.groups = Array.isArray(groups) ? groups : [];
     renderPicker();
-  }).catch(() => {}).then(loadHistory).then(poll);
+  }).catch(() => {}).then(() => Promise.all([loadHistory(), poll()])).then(drawCharts);
   setInterval(poll, POLL_MS);
 }
 
