@@ -33,6 +33,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "etcd/etcd.h"
+#include "unit/tool_etcd.h"
 
 #include "common/banned.h"
 
@@ -148,6 +149,9 @@ static int group_setup(void **state)
         return -1;
     g_base = 26000 + (int)(getpid() % 100) * 20;
     char cmd[1024];
+    /* the cluster goes with this process however it ends (a crash, ctest's timeout) */
+    snprintf(cmd, sizeof(cmd), "%s/scripts/etcd-cluster", src_dir());
+    tool_etcd_watchdog(cmd, g_dir);
     snprintf(cmd, sizeof(cmd), "%s/scripts/etcd-cluster start %s %d", src_dir(), g_dir, g_base);
     FILE *p = popen(cmd, "r");
     if (!p)
