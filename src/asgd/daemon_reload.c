@@ -4,9 +4,9 @@
  * configuration (reload.h, whose hooks into the daemon are here).
  *
  * Separate because it is the one path that changes a running daemon's
- * configuration: it runs on the main thread (SIGHUP) or the HTTP thread
- * (POST /api/v1/reload, through reload.h), and touches the files' groups
- * only under d->mu.
+ * configuration, and it all runs on the main thread: SIGHUP, `systemctl
+ * reload` and POST /api/v1/reload (which raises SIGHUP, reload.h) all end
+ * in the sigwait() loop here. It touches the files' groups only under d->mu.
  */
 #include "asgd/daemon_int.h"
 
@@ -16,7 +16,6 @@
 #include "asgd/reload.h"
 #include "common/log.h"
 #include "common/sdnotify.h"
-#include "monitor/mon.h"
 #include "tls/tls.h"
 
 #include "common/banned.h"
