@@ -6,6 +6,7 @@ its own load file, loopback range and [local] dir (shared too: on one host a new
 the agents that the previous owner started, as a restarted asgd does). An Etcd is a real
 3-member etcd cluster on loopback started with scripts/etcd-cluster.
 """
+import atexit
 import json
 import os
 import random
@@ -13,6 +14,7 @@ import re
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -51,13 +53,47 @@ def http(method, url, body=None, token=None, timeout=5):
         return status, text
 
 
+# The clusters this process started and has not stopped: reaped at exit (atexit), and on SIGTERM
+# (turned into SystemExit so that the tests' finally blocks run first). A SIGKILL, which is what
+# ctest's timeout sends to the test and its children, runs nothing here: each cluster's guard
+# (etcd-cluster guard, outside our process tree) stops it when our end of its pipe closes.
+_LIVE = set()
+
+
+def _reap_live():
+    for e in list(_LIVE):
+        e.stop()
+
+
+def _on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+atexit.register(_reap_live)
+if threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 class Etcd:
+    """A 3-member cluster under workdir/etcd. It goes with this process however the process
+    ends: stop() at exit or on SIGTERM, and the guard otherwise; stopping sends the members'
+    process groups SIGCONT (a test may have paused one) then SIGKILL, and waits for them."""
+
     def __init__(self, workdir):
         self.dir = os.path.join(workdir, "etcd")
         self.base = 24000 + (os.getpid() % 200) * 20
+        # the guard first: no moment when a member runs without one
+        rfd, self._guard_fd = os.pipe()  # the write end is not inherited by our children
+        try:
+            subprocess.run([ETCD_SCRIPT, "guard", self.dir], stdin=rfd, check=True, timeout=30)
+        finally:
+            os.close(rfd)
+        _LIVE.add(self)
         r = subprocess.run([ETCD_SCRIPT, "start", self.dir, str(self.base)], capture_output=True,
                            text=True, timeout=60)
         if r.returncode != 0:
+            self.stop()
             raise AssertionError(f"etcd-cluster start failed: {r.stdout} {r.stderr}")
         self.endpoints = r.stdout.strip().splitlines()[-1]
 
@@ -68,7 +104,12 @@ class Etcd:
         subprocess.run([ETCD_SCRIPT, "start-member", self.dir, str(n)], check=True, timeout=60)
 
     def stop(self):
+        """Stops every member (SIGCONT, SIGKILL, waited for). Idempotent."""
         subprocess.run([ETCD_SCRIPT, "stop", self.dir], timeout=30)
+        _LIVE.discard(self)
+        if self._guard_fd is not None:
+            os.close(self._guard_fd)  # the guard finds nothing left to stop, and exits
+            self._guard_fd = None
 
 
 class Estate:

@@ -4,9 +4,13 @@
  *
  * tool_etcd_run() runs the script with printf-style arguments ("start DIR
  * PORT", "kill DIR 2", ...) and returns its exit status. tool_etcd_watchdog()
- * forks a child that stops the clusters under dir (and the TLS one at
+ * leaves a process that stops the clusters under dir (and the TLS one at
  * dir/tls) and removes dir once this process is gone, even after a crash: it
- * waits for EOF on a pipe whose write end only this process holds.
+ * waits for EOF on a pipe whose write end only this process holds. It is
+ * detached (a grandchild whose parent exits at once, so init adopts it):
+ * ctest's timeout SIGKILLs the test and every process whose parent chain
+ * leads to it, and a child watchdog went with the test, leaving the cluster
+ * running (paused members included) with its ports taken.
  */
 #ifndef ASGD_TEST_TOOL_ETCD_H
 #define ASGD_TEST_TOOL_ETCD_H
@@ -20,7 +24,7 @@
 #include <unistd.h>
 
 static int tool_etcd_run(const char *script, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3), unused)); /* not every test runs verbs */
 static int tool_etcd_run(const char *script, const char *fmt, ...)
 {
     char args[512], cmd[2048];
@@ -41,6 +45,17 @@ static void tool_etcd_watchdog(const char *script, const char *dir)
     pid_t pid = fork();
     if (pid == 0) {
         close(fds[1]);
+        if (fork() !=
+            0) /* the middle process exits (or failed to fork): the watchdog is orphaned */
+            _exit(0);
+        /* not the test's stdout / stderr: a runner reading them would wait for the watchdog */
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 1);
+            dup2(null, 2);
+            if (null > 2)
+                close(null);
+        }
         char c;
         while (read(fds[0], &c, 1) != 0 && errno == EINTR)
             ;
@@ -51,6 +66,8 @@ static void tool_etcd_watchdog(const char *script, const char *dir)
         _exit(system(cmd) == 0 ? 0 : 1);
     }
     close(fds[0]);
+    if (pid > 0)
+        waitpid(pid, NULL, 0); /* the middle process */
     /* fds[1] stays open (close-on-exec) until this process ends */
 }
 

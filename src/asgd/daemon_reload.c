@@ -1,0 +1,98 @@
+/*
+ * daemon_reload.c - signals and reload (see daemon_int.h): the main
+ * thread's sigwait() loop, SIGHUP's re-reading of the TLS files and of the
+ * configuration (reload.h, whose hooks into the daemon are here).
+ *
+ * Separate because it is the one path that changes a running daemon's
+ * configuration, and it all runs on the main thread: SIGHUP, `systemctl
+ * reload` and POST /api/v1/reload (which raises SIGHUP, reload.h) all end
+ * in the sigwait() loop here. It touches the files' groups only under d->mu.
+ */
+#include "asgd/daemon_int.h"
+
+#include <signal.h>
+#include <stdio.h>
+
+#include "asgd/reload.h"
+#include "common/log.h"
+#include "common/sdnotify.h"
+#include "tls/tls.h"
+
+#include "common/banned.h"
+
+/* ---- reload (reload.h) ---------------------------------------------------------------------- */
+
+static int reload_seed(void *arg, struct store *st, const struct group_conf *gc, char *err,
+                       size_t errlen)
+{
+    return daemon__seed_group(arg, st, gc, err, errlen);
+}
+
+/* One node: start it here. A cluster: only when this node owns it (a restart after a change
+   of its provider part); ownership starts the others. */
+static int reload_start(void *arg, struct store *st, const char *name)
+{
+    struct daemon *d = arg;
+    if (!d->cluster)
+        return daemon__start_group(d, st, name, NULL, 0);
+    char key[CLU_KEY_MAX];
+    int64_t rev = 0;
+    if (d->clu == NULL || clu_fence(d->clu, name, key, sizeof(key), &rev) != 0)
+        return 0;
+    return daemon__start_group(d, st, name, key, rev);
+}
+
+static int reload_open_store(void *arg, struct store **out, char *err, size_t errlen)
+{
+    return daemon__open_store(arg, out, err, errlen);
+}
+
+/*
+ * SIGHUP: re-read the TLS files of [monitor] and [api] (the paths of the running
+ * configuration). A bad file is logged and the previous material stays in use.
+ * (The SIGHUP reload of the configuration calls this too.)
+ */
+static void reload_tls(struct daemon *d)
+{
+    char err[512];
+    if (d->mon_tls) {
+        if (tls_conf_reload(d->mon_tls, err, sizeof(err)) != 0)
+            log_error("reload: [monitor] TLS files not reloaded, the previous ones stay in use: "
+                      "%s",
+                      err);
+        else
+            log_info("reload: [monitor] TLS files re-read");
+    }
+    if (http_reload_tls(d->http, err, sizeof(err)) != 0)
+        log_error("reload: [api] TLS files not reloaded, the previous ones stay in use: %s", err);
+}
+
+int daemon__reload_new(struct daemon *d)
+{
+    struct reload_host rh = {
+        .conf = &d->conf,
+        .mu = &d->mu,
+        .node = d->node,
+        .cluster = d->cluster,
+        .open_store = reload_open_store,
+        .seed_group = reload_seed,
+        .start_group = reload_start,
+        .arg = d,
+    };
+    return reload_ctl_new(&rh, &d->reload) != 0 ? -1 : 0;
+}
+
+int daemon__wait_stop(struct daemon *d, const sigset_t *stop)
+{
+    int sig = 0;
+    while (sigwait(stop, &sig) != 0 || sig == SIGHUP) {
+        if (sig == SIGHUP) {
+            sdn_notify("RELOADING=1"); /* systemctl reload waits for the READY=1 below */
+            reload_tls(d);             /* certificates: the next handshakes use them */
+            reload_ctl_run(d->reload); /* the files again (reload.h) */
+            sdn_notify("READY=1");
+        }
+        sig = 0;
+    }
+    return sig;
+}
