@@ -126,6 +126,14 @@ const struct group_key group_keys[] = {
     {"group", "max_instance_lifetime", "max_instance_lifetime", GROUP_K_DURATION,
      OFF(max_instance_lifetime_ms), 0, 0, 365 * (double)DAY_MS, NULL, "0",
      "instances older than this are replaced, a few at a time, launching first (0: never)"},
+    {"group", "history_instances_max", "history_instances_max", GROUP_K_INT,
+     OFF(history_instances_max), 0, -1, FLEET_MAX_SIZE, NULL, "500",
+     "per-instance load history (the dashboard's charts) is recorded while the group has at most "
+     "this many instances (0: 500, -1: never)"},
+    {"group", "metrics_instances_max", "metrics_instances_max", GROUP_K_INT,
+     OFF(metrics_instances_max), 0, -1, FLEET_MAX_SIZE, NULL, "1000",
+     "/metrics has per-instance series while the group has at most this many instances (0: 1000, "
+     "-1: never)"},
     {"group", "instance_refresh", "instance_refresh", GROUP_K_STRING, OFF(instance_refresh),
      SZ(instance_refresh), 0, 0, NULL, "",
      "the instance refresh's state, written by POST .../instance-refresh and the controller "
@@ -276,6 +284,8 @@ void group_settings_default(struct group_settings *g, const char *name)
     g->health.max_replacements_per_minute = 10;
     g->health.deregister_grace_ms = 30 * SEC_MS;
     snprintf(g->termination_policy, sizeof(g->termination_policy), "%s", "default");
+    g->history_instances_max = GROUP_HISTORY_INSTANCES_MAX;
+    g->metrics_instances_max = GROUP_METRICS_INSTANCES_MAX;
     snprintf(g->notify.events, sizeof(g->notify.events), "%s", "launch, terminate, failure, hook");
     g->notify.max_retries = 5;
     g->notify.retry_base_ms = 1 * SEC_MS;

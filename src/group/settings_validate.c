@@ -169,6 +169,12 @@ int group_settings_validate(const struct group_settings *g, const char **sec, co
              strcmp(canon, f) != 0))
             FAIL(k->section, k->key, "\"%.64s\" is not a list of: %s", f, k->desc);
     }
+    if (g->history_instances_max < -1 || g->history_instances_max > FLEET_MAX_SIZE)
+        FAIL("group", "history_instances_max", "%d is out of range (-1..%d; 0: %d, -1: never)",
+             g->history_instances_max, FLEET_MAX_SIZE, GROUP_HISTORY_INSTANCES_MAX);
+    if (g->metrics_instances_max < -1 || g->metrics_instances_max > FLEET_MAX_SIZE)
+        FAIL("group", "metrics_instances_max", "%d is out of range (-1..%d; 0: %d, -1: never)",
+             g->metrics_instances_max, FLEET_MAX_SIZE, GROUP_METRICS_INSTANCES_MAX);
     if (!dur_in(g->max_instance_lifetime_ms, 0, 365 * DAY_MS))
         FAIL("group", "max_instance_lifetime", "out of range (0s..365d)");
     const struct group_notify *nt = &g->notify;
