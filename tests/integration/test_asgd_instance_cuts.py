@@ -14,29 +14,16 @@ import os
 import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
-import openapi_check
 from asgd_harness import BIN, Group, wait_until
+from cluster_harness import http
 
 TOKEN = "cuts-" + str(os.getpid())
 
 
 def call(g, method, path, body=None):
-    """(status, text) of one API call; every answer is checked against the OpenAPI document."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{g.api_port}{path}", data=data, method=method)
-    req.add_header("Authorization", "Bearer " + TOKEN)
-    if data:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            status, text, ctype = r.status, r.read().decode(), r.headers.get("Content-Type")
-    except urllib.error.HTTPError as e:
-        status, text, ctype = e.code, e.read().decode(), e.headers.get("Content-Type")
-    openapi_check.check(method, path, status, text, ctype, data)
-    return status, text
+    """(status, JSON or text) of one API call, checked against the OpenAPI document."""
+    return http(method, f"http://127.0.0.1:{g.api_port}{path}", body, TOKEN, timeout=10)
 
 
 def metrics(g):
@@ -46,9 +33,9 @@ def metrics(g):
 
 
 def history(g):
-    st, text = call(g, "GET", "/api/v1/metrics/history?since=10m")
-    assert st == 200, (st, text)
-    return json.loads(text)
+    st, h = call(g, "GET", "/api/v1/metrics/history?since=10m")
+    assert st == 200, (st, h)
+    return h
 
 
 def with_keys(g, keys):
@@ -81,9 +68,8 @@ def main():
             f.write(text + f"token_file = {tok}\n")
         g.start()
         wait_until(lambda: len(g.healthy()) == 2, 30, what="2 healthy")
-        st, body = call(g, "GET", "/api/v1/group")
+        st, got = call(g, "GET", "/api/v1/group")
         assert st == 200, st
-        got = json.loads(body)
         assert got["history_instances_max"] == 1 and got["metrics_instances_max"] == 1, got
 
         # 2 instances > 1: no per-instance series, a comment says so
@@ -102,7 +88,7 @@ def main():
                            ({"metrics_instances_max": 100001}, "metrics_instances_max"),
                            ({"metrics_instances_max": "many"}, "metrics_instances_max")):
             st, body = call(g, "PATCH", "/api/v1/group", patch)
-            assert st == 400 and key in body, (patch, st, body)
+            assert st == 400 and key in json.dumps(body), (patch, st, body)
         # 0: the defaults, both come back
         st, body = call(g, "PATCH", "/api/v1/group",
                         {"history_instances_max": 0, "metrics_instances_max": 0})
