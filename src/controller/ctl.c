@@ -143,11 +143,15 @@ static void record_history(struct ctl *c, const struct census *cs, int64_t now)
         mg.avg_load = cs->avg;
         mg.in_service = cs->in_service;
         mg.desired = c->settings.desired_capacity;
-        int per_instance =
-            c->history_instances_max >= 0 && cs->n <= (size_t)c->history_instances_max;
+        /* ctl_deps' override, else the group's history_instances_max (0: the default) */
+        int hmax =
+            c->history_instances_max ? c->history_instances_max : c->settings.history_instances_max;
+        if (hmax == 0)
+            hmax = GROUP_HISTORY_INSTANCES_MAX;
+        int per_instance = hmax >= 0 && cs->n <= (size_t)hmax;
         if ((!per_instance) != c->history_big)
             log_info("group \"%s\": %zu instances, per-instance load history %s (at most %d)",
-                     c->group, cs->n, per_instance ? "on again" : "off", c->history_instances_max);
+                     c->group, cs->n, per_instance ? "on again" : "off", hmax);
         c->history_big = !per_instance;
         struct store_metric_instance *mi = calloc(per_instance && cs->n ? cs->n : 1, sizeof(*mi));
         size_t ni = 0;
@@ -290,8 +294,7 @@ int ctl_new(const struct ctl_deps *deps, struct ctl **out, char *err, size_t err
     c->tick_ms = deps->tick_ms > 0 ? deps->tick_ms : 1000;
     c->describe_every_ms = deps->describe_every_ms > 0 ? deps->describe_every_ms : 5000;
     c->history_every_ms = deps->history_every_ms > 0 ? deps->history_every_ms : 5000;
-    c->history_instances_max =
-        deps->history_instances_max == 0 ? CTL_HISTORY_INSTANCES_MAX : deps->history_instances_max;
+    c->history_instances_max = deps->history_instances_max; /* 0: the group's setting */
     c->fleet = deps->fleet;
     c->store = deps->store;
     c->prov = deps->provider;

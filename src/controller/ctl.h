@@ -88,13 +88,12 @@ struct ctl_deps {
     void *on_activity_arg;
     /*
      * Per-instance load series in the metric history only while the group has at most this
-     * many instances (0 means CTL_HISTORY_INSTANCES_MAX, < 0 never); the group's own series
-     * is always kept. 10,000 instances every 5 s would be 170 million rows a day.
+     * many instances (0 means the group's history_instances_max setting, whose own 0 is
+     * GROUP_HISTORY_INSTANCES_MAX, 500; < 0 never); the group's own series is always kept.
+     * 10,000 instances every 5 s would be 170 million rows a day.
      */
     int history_instances_max;
 };
-
-#define CTL_HISTORY_INSTANCES_MAX 500
 
 enum ctl_error { CTL_OK = 0, CTL_ENOENT = -1, CTL_EINVAL = -2, CTL_ESTATE = -3, CTL_ENOMEM = -4 };
 

@@ -31,6 +31,8 @@
  *            max_replacements_per_minute (same)       int       10 (0 = no limit)
  *            deregister_grace      deregister_grace   duration  30s
  *   group    protect_new_instances (same)             bool      false
+ *            history_instances_max (same)             int       500 (0 = 500, -1 = never)
+ *            metrics_instances_max (same)             int       1000 (0 = 1000, -1 = never)
  *   hooks    launch_timeout        launch_timeout     duration  0 (no launch hook)
  *            launch_default        launch_default     enum      abandon (| continue)
  *            terminate_timeout     terminate_timeout  duration  0 (no terminate hook)
@@ -86,6 +88,10 @@ struct group_health {
 #define GROUP_REFRESH_MAX 512 /* instance_refresh's text, NUL included */
 #define GROUP_PATH_MAX    256
 
+/* history_instances_max and metrics_instances_max when 0 (the defaults) */
+#define GROUP_HISTORY_INSTANCES_MAX 500
+#define GROUP_METRICS_INSTANCES_MAX 1000
+
 /* [notify]: webhooks for the group's activities (src/notify/notify.h). */
 struct group_notify {
     char url[GROUP_URL_MAX];                         /* "" = off; http:// or https:// */
@@ -123,6 +129,11 @@ struct group_settings {
     char termination_policy[GROUP_LIST_MAX];  /* list of victims.h policy names; "" = default */
     char suspended_processes[GROUP_LIST_MAX]; /* list of GROUP_PROC_* names */
     int64_t max_instance_lifetime_ms;         /* 0: none; older instances are replaced */
+    /* per-instance load history (the controller's) and per-instance /metrics series are kept
+       only while the group has at most this many instances: 0 is the default (500, 1000, so
+       that a struct zeroed by hand or a store row older than the key keeps them), -1 never */
+    int history_instances_max;
+    int metrics_instances_max;
     struct group_notify notify;
     struct group_hooks hooks;
     /* the instance refresh's state (controller/refresh.h's text form; "" = none ever started):

@@ -9,9 +9,10 @@
  * the process-wide counters (polls, provider calls, scaling actions) are
  * counted by the stats module for the whole process and carry no group.
  * Per-instance series are written only for groups of at most
- * PROM_INSTANCES_MAX instances (a comment line says which groups were left
- * out): a scrape of a 10,000-instance group would be 20,000 series of which
- * the by-health and by-lifecycle counts already say what alerting needs.
+ * metrics_instances_max instances (a group setting, 1,000 by default; a
+ * comment line says which groups were left out): a scrape of a
+ * 10,000-instance group would be 20,000 series of which the by-health and
+ * by-lifecycle counts already say what alerting needs.
  */
 #include "http/http_int.h"
 
@@ -21,7 +22,19 @@
 
 #include "common/banned.h"
 
-#define PROM_INSTANCES_MAX 1000
+/* The group's metrics_instances_max (0, or settings unknown: the default; -1: never). */
+static int instances_max(const struct http_prom_group *G)
+{
+    int max = G->settings ? G->settings->metrics_instances_max : 0;
+    return max ? max : GROUP_METRICS_INSTANCES_MAX;
+}
+
+/* Whether the group's per-instance series are written. */
+static int per_instance(const struct http_prom_group *G)
+{
+    int max = instances_max(G);
+    return max >= 0 && G->n_slots <= (size_t)max;
+}
 
 /* Appends s as a label value (escaped). */
 static void label(struct http_buf *b, const char *s)
@@ -141,16 +154,19 @@ int http__prom_render(struct http_buf *b, const struct http_prom_input *in)
 
     if (in->n_groups) {
         for (size_t k = 0; k < in->n_groups; k++)
-            if (in->groups[k].n_slots > PROM_INSTANCES_MAX) {
+            if (!per_instance(&in->groups[k])) {
                 http__buf_printf(b, "# per-instance series of group \"");
                 label(b, in->groups[k].group);
-                http__buf_printf(b, "\" left out: %zu instances (more than %d)\n",
-                                 in->groups[k].n_slots, PROM_INSTANCES_MAX);
+                if (instances_max(&in->groups[k]) < 0)
+                    http__buf_printf(b, "\" left out: metrics_instances_max is -1\n");
+                else
+                    http__buf_printf(b, "\" left out: %zu instances (more than %d)\n",
+                                     in->groups[k].n_slots, instances_max(&in->groups[k]));
             }
         family(b, "asgd_instance_load", "gauge", "Load (0-100) each instance last reported.");
         for (size_t k = 0; k < in->n_groups; k++) {
             const struct http_prom_group *G = &in->groups[k];
-            for (size_t i = 0; G->n_slots <= PROM_INSTANCES_MAX && i < G->n_slots; i++) {
+            for (size_t i = 0; per_instance(G) && i < G->n_slots; i++) {
                 const struct fleet_slot *s = &G->slots[i];
                 if (s->load < 0 || !isfinite(s->load))
                     continue;
@@ -165,7 +181,7 @@ int http__prom_render(struct http_buf *b, const struct http_prom_input *in)
                "1 if the instance is healthy, 0 if unhealthy or not yet decided.");
         for (size_t k = 0; k < in->n_groups; k++) {
             const struct http_prom_group *G = &in->groups[k];
-            for (size_t i = 0; G->n_slots <= PROM_INSTANCES_MAX && i < G->n_slots; i++) {
+            for (size_t i = 0; per_instance(G) && i < G->n_slots; i++) {
                 const struct fleet_slot *s = &G->slots[i];
                 http__buf_printf(b, "asgd_instance_healthy{group=\"");
                 label(b, G->group);

@@ -1445,6 +1445,68 @@ static void standby_round_trip(void **state)
     assert_int_equal(count_activities(x, "standby"), 2);
 }
 
+/* Rows of the metric history since t: the group's and the instances'. */
+static void history_rows(struct fx *x, int64_t since, size_t *ng, size_t *ni)
+{
+    struct store_metric_group *mg = NULL;
+    struct store_metric_instance *mi = NULL;
+    assert_int_equal(store_metrics_group_since(x->store, x->name, since, 1000, &mg, ng), 0);
+    assert_int_equal(store_metrics_instance_since(x->store, x->name, NULL, since, 1000, &mi, ni),
+                     0);
+    free(mg);
+    free(mi);
+}
+
+static void set_history_max(struct fx *x, int v)
+{
+    struct group_settings g;
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    g.history_instances_max = v;
+    assert_int_equal(store_put_settings(x->store, &g, g.revision, NULL), 0);
+}
+
+/* [group] history_instances_max: per-instance load history only while the group has at most
+   that many instances (0: the default, 500; -1: never); the group's own rows always. */
+static void history_per_instance_follows_the_setting(void **state)
+{
+    struct fx *x = *state;
+    set_history_max(x, 1); /* the group has 2 */
+    assert_int_equal(ctl_reconcile(x->ctl, T0), 0);
+    ctl_tick(x->ctl, T0);
+    monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+    int64_t now = T0;
+    for (int i = 1; i <= 12; i++) /* history every 5 s: rows at +5 s and +10 s */
+        ctl_tick(x->ctl, now = T0 + i * 1000);
+    size_t ng = 0, ni = 0;
+    history_rows(x, T0 + 1, &ng, &ni);
+    assert_true(ng >= 2);
+    assert_int_equal(ni, 0);
+    /* 2 allows the 2 instances: a row each per history period */
+    set_history_max(x, 2);
+    int64_t since = now + 1;
+    for (int i = 1; i <= 6; i++)
+        ctl_tick(x->ctl, now += 1000);
+    history_rows(x, since, &ng, &ni);
+    assert_int_equal(ni, 2 * ng);
+    assert_true(ni >= 2);
+    /* -1: never */
+    set_history_max(x, -1);
+    since = now + 1;
+    for (int i = 1; i <= 6; i++)
+        ctl_tick(x->ctl, now += 1000);
+    history_rows(x, since, &ng, &ni);
+    assert_true(ng >= 1);
+    assert_int_equal(ni, 0);
+    /* 0: the default (500) */
+    set_history_max(x, 0);
+    since = now + 1;
+    for (int i = 1; i <= 6; i++)
+        ctl_tick(x->ctl, now += 1000);
+    history_rows(x, since, &ng, &ni);
+    assert_true(ng >= 1);
+    assert_int_equal(ni, 2 * ng);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1479,6 +1541,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(protection_and_terminate_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(draining_agents_asked_together, setup, teardown),
         cmocka_unit_test_setup_teardown(standby_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(history_per_instance_follows_the_setting, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

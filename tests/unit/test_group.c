@@ -54,6 +54,8 @@ static void sample(struct group_settings *g)
     snprintf(g->termination_policy, sizeof g->termination_policy, "oldest_instance, default");
     snprintf(g->suspended_processes, sizeof g->suspended_processes, "Launch, AlarmNotification");
     g->max_instance_lifetime_ms = 2 * 86400 * 1000LL;
+    g->history_instances_max = 50;
+    g->metrics_instances_max = -1;
     snprintf(g->notify.url, sizeof g->notify.url, "http://127.0.0.1:9/h");
     snprintf(g->notify.secret_file, sizeof g->notify.secret_file, "/etc/asgd/hook.key");
     memset(g->notify.events, 0, sizeof g->notify.events);
@@ -81,7 +83,8 @@ static void json_round_trip(void **state)
               "\"protect_new_instances\":false,"
               "\"termination_policy\":[\"oldest_instance\",\"default\"],"
               "\"suspended_processes\":[\"Launch\",\"AlarmNotification\"],"
-              "\"max_instance_lifetime\":\"48h\",\"instance_refresh\":\"\","
+              "\"max_instance_lifetime\":\"48h\",\"history_instances_max\":50,"
+              "\"metrics_instances_max\":-1,\"instance_refresh\":\"\","
               "\"policy\":{\"type\":\"target\",\"up_threshold\":80.5,\"down_threshold\":10.25,"
               "\"up_factor\":1.5,\"down_factor\":0.29999999999999999,\"cooldown\":\"1500ms\","
               "\"evaluation_period\":\"2m\",\"target\":55.0,\"tolerance\":0.050000000000000003,"
@@ -192,6 +195,8 @@ static void every_key_from_ini_and_json(void **state)
          "[\"newest_instance\", \"default\"]"},
         {"group", "suspended_processes", "launch terminate", "\"Launch, Terminate\""},
         {"group", "max_instance_lifetime", "168h", "\"168h\""},
+        {"group", "history_instances_max", "0", "0"},
+        {"group", "metrics_instances_max", "-1", "-1"},
         {"group", "instance_refresh", "st=successful total=1", "\"st=successful total=1\""},
         {"notify", "url", "https://h.example/x", "\"https://h.example/x\""},
         {"notify", "secret_file", "/k", "\"/k\""},
@@ -309,6 +314,12 @@ static void validator_messages(void **state)
          "health.timeout: 2s must be shorter than interval (2s)"},
         {"{\"health\": {\"healthy_threshold\": 0}}", "health", "healthy_threshold",
          "0 is out of range (1..1000)", "health.healthy_threshold: 0 is out of range (1..1000)"},
+        {"{\"history_instances_max\": -2}", "group", "history_instances_max",
+         "-2 is out of range (-1..100000; 0: 500, -1: never)",
+         "history_instances_max: -2 is out of range (-1..100000; 0: 500, -1: never)"},
+        {"{\"metrics_instances_max\": 100001}", "group", "metrics_instances_max",
+         "100001 is out of range (-1..100000; 0: 1000, -1: never)",
+         "metrics_instances_max: 100001 is out of range (-1..100000; 0: 1000, -1: never)"},
         {"{\"health\": {\"grace_period\": \"2d\"}}", NULL, NULL, NULL,
          "health.grace_period: \"2d\" is not a duration"},
     };
@@ -504,6 +515,25 @@ static void spec_round_trip(void **state)
     assert_int_equal(group_conf_load_file(path, 0, &a, err, sizeof err), -1);
     snprintf(want, sizeof want, "%s:2: [api]: unknown section", path);
     assert_string_equal(err, want);
+    group_conf_release(&a);
+    unlink(path);
+    free(path);
+    /* the per-instance cuts: read from the file, a value out of range refused at its line */
+    path = write_tmp(dir, "cut.ini",
+                     "[group]\nname = c\nhistory_instances_max = 5\nmetrics_instances_max = 0\n");
+    if (group_conf_load_file(path, 0, &a, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(a.settings.history_instances_max, 5);
+    assert_int_equal(a.settings.metrics_instances_max, 0);
+    group_conf_release(&a);
+    unlink(path);
+    free(path);
+    path = write_tmp(dir, "cut.ini",
+                     "[group]\nname = c\nhistory_instances_max = 5\nmetrics_instances_max = -7\n");
+    assert_int_equal(group_conf_load_file(path, 0, &a, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s:4: [group] metrics_instances_max: ", path);
+    if (strncmp(err, want, strlen(want)) != 0)
+        fail_msg("\"%s\" does not start with \"%s\"", err, want);
     group_conf_release(&a);
     unlink(path);
     free(path);

@@ -1715,6 +1715,53 @@ static void token_compare_and_load(void **state)
     assert_non_null(strstr(err, "cannot read"));
 }
 
+/* [group] metrics_instances_max: per-instance series only for groups of at most that many
+   instances (0: the default, 1000; -1: never), a comment naming the group otherwise. */
+static void prom_per_instance_cut_follows_the_setting(void **state)
+{
+    (void)state;
+    struct fleet_slot s[2];
+    memset(s, 0, sizeof s);
+    for (int i = 0; i < 2; i++) {
+        snprintf(s[i].id, sizeof s[i].id, "i-%d", i);
+        s[i].lifecycle = FLEET_IN_SERVICE;
+        s[i].health = FLEET_HEALTH_HEALTHY;
+        s[i].load = 10 + i;
+    }
+    struct group_settings g;
+    group_settings_default(&g, "web");
+    struct http_prom_group pg = {.group = "web", .settings = &g, .slots = s, .n_slots = 2};
+    struct http_prom_input in = {.groups = &pg, .n_groups = 1};
+    static const struct {
+        int max, series;
+        const char *comment;
+    } cases[] = {
+        {1, 0, "# per-instance series of group \"web\" left out: 2 instances (more than 1)\n"},
+        {2, 1, NULL},
+        {0, 1, NULL},
+        {-1, 0, "# per-instance series of group \"web\" left out: metrics_instances_max is -1\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        g.metrics_instances_max = cases[i].max;
+        struct http_buf b = HTTP_BUF_INIT;
+        assert_int_equal(http__prom_render(&b, &in), 0);
+        const char *load =
+            strstr(b.p, "asgd_instance_load{group=\"web\",instance_id=\"i-1\"} 11\n");
+        const char *healthy =
+            strstr(b.p, "asgd_instance_healthy{group=\"web\",instance_id=\"i-0\"");
+        if ((load != NULL) != cases[i].series || (healthy != NULL) != cases[i].series)
+            fail_msg("metrics_instances_max %d: per-instance series %s:\n%s", cases[i].max,
+                     cases[i].series ? "missing" : "written", b.p);
+        if (cases[i].comment ? !strstr(b.p, cases[i].comment)
+                             : strstr(b.p, "# per-instance series") != NULL)
+            fail_msg("metrics_instances_max %d: comment line wrong:\n%s", cases[i].max, b.p);
+        /* the group's own families stay */
+        assert_non_null(
+            strstr(b.p, "asgd_instances_by_health{group=\"web\",health=\"healthy\"} 2\n"));
+        http__buf_release(&b);
+    }
+}
+
 static void prom_render_escapes_and_sums(void **state)
 {
     (void)state;
@@ -1850,6 +1897,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(node_without_optional_ops_answers_501_and_503, setup_multi,
                                         teardown),
         cmocka_unit_test(prom_render_escapes_and_sums),
+        cmocka_unit_test(prom_per_instance_cut_follows_the_setting),
         cmocka_unit_test(group_patch_pure),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
