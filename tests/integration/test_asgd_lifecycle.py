@@ -81,10 +81,13 @@ def drain_ok(g):
     t_file = t_gone = None
     loads = []
     while time.monotonic() - t0 < 20:
+        # the file first, then the process: a file seen before a live process proves the
+        # order (the other way round, both could change between the two looks)
         now = time.monotonic()
-        alive = pid_alive(pid)
         if t_file is None and os.path.exists(g.drained):
             t_file = now
+        alive = pid_alive(pid)
+        if t_file == now:
             assert alive, "the drain's file appeared after the process was gone"
         if not alive:
             t_gone = now
