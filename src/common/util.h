@@ -54,4 +54,8 @@ int util_token_file(const char *path, int create, char **out, char *err, size_t 
 /* "dir/name", malloc'd (caller frees); NULL when out of memory. */
 char *util_path_join(const char *dir, const char *name);
 
+/* Standard base64 (RFC 4648, with '=' padding) of len bytes: a NUL-terminated malloc'd string,
+   NULL on ENOMEM or when len is too large to encode. */
+char *util_base64(const unsigned char *in, size_t len);
+
 #endif

@@ -17,36 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
+
 #include "common/banned.h"
 
 /* ---- base64 (standard alphabet, padded: what Go's encoding/json writes) -- */
-
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* Returns a NUL-terminated malloc'd encoding of len bytes, or NULL. */
-static char *b64_encode(const unsigned char *in, size_t len)
-{
-    if (len > (SIZE_MAX - 1) / 4 * 3 - 3)
-        return NULL;
-    size_t out_len = (len + 2) / 3 * 4;
-    char *out = malloc(out_len + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[o++] = b64_chars[(v >> 18) & 63];
-        out[o++] = b64_chars[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? b64_chars[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? b64_chars[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return out;
-}
 
 static int b64_val(unsigned char c)
 {
@@ -183,7 +158,7 @@ int etcd__j_set(json_t *obj, const char *name, json_t *v)
 
 int etcd__j_set_bytes(json_t *obj, const char *name, const void *p, size_t len)
 {
-    char *enc = b64_encode(p, len);
+    char *enc = util_base64(p, len);
     if (!enc)
         return ETCD_ENOMEM;
     int rc = etcd__j_set(obj, name, json_string(enc));

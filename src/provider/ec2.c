@@ -38,6 +38,8 @@
 #include "provider/ec2_xml.h"
 #include "provider/sigv4.h"
 
+#include "common/util.h"
+
 #include "common/banned.h"
 
 /* ---- small buffers ------------------------------------------------------------- */
@@ -121,29 +123,6 @@ static size_t buf_write_cb(char *data, size_t size, size_t nmemb, void *ud)
     size_t len = size * nmemb;
     buf_put(b, data, len);
     return b->failed ? 0 : len;
-}
-
-static char *base64(const unsigned char *in, size_t len)
-{
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t olen = 4 * ((len + 2) / 3) + 1;
-    char *out = malloc(olen);
-    if (out == NULL)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[o++] = tbl[(v >> 18) & 63];
-        out[o++] = tbl[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? tbl[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return out;
 }
 
 /* ---- the provider --------------------------------------------------------------- */
@@ -632,7 +611,7 @@ int provider_ec2_new(const struct ec2_settings *s, const char *group_name, int a
         char *text = render_user_data(s->user_data_file, names, &len, err, errlen);
         if (text == NULL)
             goto fail;
-        p->user_data_b64 = base64((const unsigned char *)text, len);
+        p->user_data_b64 = util_base64((const unsigned char *)text, len);
         memset(text, 0, len); /* it holds the registration token */
         free(text);
         if (p->user_data_b64 == NULL) {

@@ -106,12 +106,31 @@ static void token_file_created_and_read(void **state)
     free(path);
 }
 
+/* RFC 4648's test vectors, padding included. */
+static void base64_rfc4648_vectors(void **state)
+{
+    (void)state;
+    const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    const char *want[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (size_t i = 0; i < 7; i++) {
+        char *b = util_base64((const unsigned char *)in[i], strlen(in[i]));
+        assert_non_null(b);
+        assert_string_equal(b, want[i]);
+        free(b);
+    }
+    const unsigned char bin[] = {0xff, 0xfe, 0x00};
+    char *b = util_base64(bin, sizeof(bin));
+    assert_string_equal(b, "//4A");
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mkdir_p_makes_a_private_leaf),
         cmocka_unit_test(exposed_secret_is_reported),
         cmocka_unit_test(token_file_created_and_read),
+        cmocka_unit_test(base64_rfc4648_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
