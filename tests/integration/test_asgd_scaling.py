@@ -4,6 +4,7 @@
 count in the average (recorded causes are checked)."""
 import json
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -41,7 +42,10 @@ def main():
         print("scale out:", ups)
         assert ups[:2] == [(2, 4), (4, 5)], ups
         causes = [e["cause"] for e in scale_events(g)]
-        assert "95% > 70%" in causes[0], causes
+        # the evaluation period's average: 95 once the window holds only the new load, less
+        # when the decision came while it still held some of the 50 % before (a busy machine)
+        m = re.search(r"(\d+(?:\.\d+)?)% > 70%", causes[0])
+        assert m and 70 < float(m.group(1)) <= 95, causes
 
         g.set_load(5)
         wait_until(lambda: len(g.instances()) == 2 and len(g.healthy()) == 2, 40,
