@@ -314,7 +314,7 @@ async function loadHistory() {
   try {
     if (!state.name) return;
     const h = await api('GET', gp('/metrics/history?since=10m'));
-    // the first poll runs meanwhile: what it drew is newer, the history goes before it
+    // the first poll came first: what it drew is newer, the history goes before it
     state.cap = h.group.map((r) => ({ t: r.t, desired: r.desired, in_service: r.in_service }))
       .concat(state.cap);
     state.avg = h.group.map((r) => [r.t, r.avg_load]).concat(state.avg);
@@ -685,11 +685,8 @@ function init() {
     if (want && want !== state.name) switchGroup(want);
   });
   drawGauge(null);
-  // the group list first: history is per group
-  api('GET', '/api/v1/groups').then((groups) => {
-    state.groups = Array.isArray(groups) ? groups : [];
-    renderPicker();
-  }).catch(() => {}).then(() => Promise.all([loadHistory(), poll()])).then(drawCharts);
+  // the first poll picks the group and draws the page; the charts' history (per group) follows
+  poll().then(loadHistory).then(drawCharts);
   setInterval(poll, POLL_MS);
 }
 
