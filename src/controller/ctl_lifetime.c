@@ -4,8 +4,8 @@
  * drops below desired (see ctl.h).
  *
  * Each tick: the expired instances (not leaving already: terminating,
- * draining or replaced for health this tick; launched more than the lifetime
- * ago) are counted; c->surge asks convergence for up to a batch of
+ * draining or replaced for health this tick; not in standby; launched more
+ * than the lifetime ago) are counted; c->surge asks convergence for up to a batch of
  * extra instances (max(1, desired / 10)); once the in-service healthy count
  * exceeds desired, that many expired instances (oldest first) are terminated
  * and recorded as "replace". The surge shrinks with the expired count, so the
@@ -50,6 +50,10 @@ void ctl__lifetime(struct ctl *c, struct census *cs, int64_t now)
            healthy one nor expired: choosing it again would replace it twice */
         if (ctl__leaving(c, cs, s))
             continue;
+        /* standby: out of service (AWS's lifetime counts time in service), kept as the operator
+           parked it; it is replaced, if still old, once back (as the refresh does) */
+        if (s->lifecycle == FLEET_STANDBY)
+            continue;
         int ok = s->lifecycle == FLEET_IN_SERVICE &&
                  (c->health_from_provider || s->health == FLEET_HEALTH_HEALTHY);
         healthy += ok;
@@ -80,8 +84,7 @@ void ctl__lifetime(struct ctl *c, struct census *cs, int64_t now)
             ctl__terminate(c, old, (size_t)k, now);
             /* gone for convergence's scale-in, whatever the provider said (a failed call
                leaves them terminating, to be re-sent) */
-            for (int i = 0; i < k; i++)
-                cs->left += old[i]->lifecycle != FLEET_STANDBY;
+            cs->left += k;
         }
     }
     free(old);

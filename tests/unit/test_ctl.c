@@ -1410,6 +1410,34 @@ static void draining_agents_asked_together(void **state)
     close(mute);
 }
 
+/* An instance parked in standby is not replaced for its age while parked. */
+static void max_lifetime_leaves_standby_alone(void **state)
+{
+    struct fx *x = *state;
+    char err[256];
+    set_group(x, 2, 0, 0, 30000);
+    healthy_group(x, 2); /* launched at T0 */
+    assert_int_equal(ctl_standby(x->ctl, "i-000", 1, 0, err, sizeof(err)), 0);
+    ctl_tick(x->ctl, T0 + 2000); /* parked; a replacement is launched */
+    struct fleet_slot s[8];
+    assert_int_equal(slot_of(s, slots(x, s), "i-000")->lifecycle, FLEET_STANDBY);
+    struct group_settings g;
+    assert_int_equal(store_get_settings(x->store, x->name, &g), 0);
+    g.max_instance_lifetime_ms = 60000;
+    assert_int_equal(store_put_settings(x->store, &g, g.revision, NULL), 0);
+    int64_t now = T0 + 61000;
+    for (int i = 0; i < 6; i++) {
+        x->prov->now = now;
+        monitor_says(x, NULL, FLEET_HEALTH_HEALTHY, 40);
+        ctl_tick(x->ctl, now += 1000);
+    }
+    for (int i = 0; i < x->prov->n_terminated; i++)
+        assert_string_not_equal(x->prov->terminated[i], "i-000");
+    assert_true(x->prov->n_terminated >= 1); /* the old ones in service were replaced */
+    size_t n = slots(x, s);
+    assert_int_equal(slot_of(s, n, "i-000")->lifecycle, FLEET_STANDBY);
+}
+
 /* Standby leaves the count (a replacement is launched) and comes back raising desired. */
 static void standby_round_trip(void **state)
 {
@@ -1534,6 +1562,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(suspended_replacement_keeps_the_unhealthy, setup, teardown),
         cmocka_unit_test_setup_teardown(activity_hook_sees_every_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(max_lifetime_replaces_launching_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(max_lifetime_leaves_standby_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(replaced_for_health_is_not_expired_too, setup, teardown),
         cmocka_unit_test_setup_teardown(lifetime_and_scale_in_terminate_each_once, setup, teardown),
         cmocka_unit_test_setup_teardown(refresh_replaces_within_the_floor, setup, teardown),
