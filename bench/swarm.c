@@ -17,6 +17,7 @@
  * Commands, one per line on stdin (ranges are agent indexes, "A" or "A-B"):
  *   kill A-B       close the agents' listening sockets and connections
  *   hang A-B       keep connections open but never answer (calls hit their deadline)
+ *   drop A-B       answer, then close the connection (an agent or proxy that never keeps one)
  *   slow A-B MS    answer after MS milliseconds
  *   ok A-B         back to normal (re-listens killed agents)
  *   load A-B V     the load the agents report (0..100)
@@ -56,7 +57,7 @@
 
 #include "common/banned.h"
 
-enum { MODE_OK = 0, MODE_DEAD, MODE_HANG, MODE_SLOW };
+enum { MODE_OK = 0, MODE_DEAD, MODE_HANG, MODE_SLOW, MODE_DROP };
 enum { MSG_MAX = 512 };
 
 struct conn;
@@ -94,6 +95,7 @@ struct conn {
     uint8_t *out; /* bytes the socket did not take yet (malloc'd) */
     size_t outlen, outcap;
     int dirty; /* on the slow-answer flush list */
+    int drop;  /* close once the answers queued are sent (MODE_DROP) */
     struct conn *next_dirty;
     struct conn *next_in_agent, **prev_in_agent;
 };
@@ -332,6 +334,8 @@ static int cb_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
         return 0;
     }
     answer(st);
+    if (a->mode == MODE_DROP)
+        st->c->drop = 1;
     return 0;
 }
 
@@ -440,6 +444,8 @@ static int conn_flush(struct conn *c)
         goto dead;
     if (!c->outlen && !nghttp2_session_want_read(c->s) && !nghttp2_session_want_write(c->s))
         goto dead;
+    if (!c->outlen && c->drop && !nghttp2_session_want_write(c->s))
+        goto dead; /* "drop": the answer is out, the connection goes */
     int want = c->outlen > 0;
     if (want != c->want_out) {
         struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c};
@@ -599,6 +605,8 @@ static void command(char *line)
             a->mode = MODE_DEAD;
         } else if (strcmp(verb, "hang") == 0) {
             a->mode = MODE_HANG;
+        } else if (strcmp(verb, "drop") == 0) {
+            a->mode = MODE_DROP;
         } else if (strcmp(verb, "slow") == 0) {
             a->mode = MODE_SLOW;
             a->slow_ms = (int)v;

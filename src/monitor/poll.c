@@ -93,6 +93,7 @@ struct mon_target {
     int64_t interval_ms;
     uint32_t rise, fall;
     uint32_t deferrals; /* consecutive inconclusive polls (see on_done) */
+    int64_t early_ms;   /* monotonic: the last poll on_lost() brought forward */
 };
 
 struct mon_poller {
@@ -206,7 +207,8 @@ static void schedule_next(struct mon_target *t)
  * instead of up to an interval later, and its schedule goes on from here: a killed agent is
  * then unhealthy after (fall - 1) intervals instead of up to fall, while its checks stay an
  * interval apart, so `fall` failures still mean what they say (an agent back within an interval
- * never fails twice). An agent that closes idle connections while healthy costs one poll early.
+ * never fails twice). An agent that closes idle connections while healthy costs one poll early,
+ * once an interval at most.
  */
 static void on_lost(void *arg)
 {
@@ -214,6 +216,12 @@ static void on_lost(void *arg)
     int64_t now = clk_mono_ms();
     if (t->inflight || t->on_due || t->next_due_ms - now <= BATCH_MS)
         return;
+    /* once an interval at most: an agent (or a proxy) that closes its connection after every
+       answer would otherwise be polled as fast as it answers */
+    int64_t iv = t->g->interval_ms > 0 ? t->g->interval_ms : 1;
+    if (t->early_ms && now - t->early_ms < iv)
+        return;
+    t->early_ms = now;
     wheel_del(t->p->wheel, &t->due);
     schedule(t, now);
 }

@@ -32,7 +32,7 @@
 #include "monitor/mon.h"
 #include "common/banned.h"
 
-enum { N = 2000, KILLED = 100, HUNG = 20 };
+enum { N = 2000, KILLED = 100, HUNG = 20, DROPPING = 20 };
 
 static int free_port(void)
 {
@@ -141,9 +141,19 @@ static void swarm_kills_are_detected_and_nobody_flaps(void **state)
         assert_int_equal(fleet_read(f, (uint32_t)i, &sl), 0);
         changed[i] = sl.health_changed_ms;
     }
-    char cmd[64];
-    int len = snprintf(cmd, sizeof(cmd), "kill 0-%d\nhang %d-%d\n", KILLED - 1, KILLED,
-                       KILLED + HUNG - 1);
+    /* and some that close their connection after every answer: still healthy, and polled
+       once an interval plus at most one early poll (a closed connection brings the next poll
+       forward once an interval, never in a loop) */
+    uint64_t *polls0 = calloc(DROPPING, sizeof(*polls0));
+    assert_non_null(polls0);
+    for (int i = 0; i < DROPPING; i++) {
+        assert_int_equal(fleet_read(f, (uint32_t)(KILLED + HUNG + i), &sl), 0);
+        polls0[i] = sl.polls_ok + sl.polls_failed;
+    }
+    int64_t td = clk_mono_ms();
+    char cmd[96];
+    int len = snprintf(cmd, sizeof(cmd), "kill 0-%d\nhang %d-%d\ndrop %d-%d\n", KILLED - 1, KILLED,
+                       KILLED + HUNG - 1, KILLED + HUNG, KILLED + HUNG + DROPPING - 1);
     assert_int_equal(write(in[1], cmd, (size_t)len), len);
     assert_non_null(fgets(line, sizeof(line), o)); /* "ok kill ..." */
     assert_int_equal(strncmp(line, "ok kill", 7), 0);
@@ -162,6 +172,14 @@ static void swarm_kills_are_detected_and_nobody_flaps(void **state)
             flapped++;
     }
     assert_int_equal(flapped, 0);
+    int64_t secs = (clk_mono_ms() - td) / 1000 + 1;
+    for (int i = 0; i < DROPPING; i++) {
+        assert_int_equal(fleet_read(f, (uint32_t)(KILLED + HUNG + i), &sl), 0);
+        uint64_t polls = sl.polls_ok + sl.polls_failed - polls0[i];
+        assert_true(polls >= 2);
+        assert_true(polls <= (uint64_t)(2 * secs + 2));
+    }
+    free(polls0);
 
     mon_stop(m);
     mon_free(m);
