@@ -523,8 +523,8 @@ static int run_daemon(const struct opts *o, int roles)
 fail:
     log_error("%s", err);
 out:
+    pthread_mutex_destroy(&d.mu); /* no thread takes it: reloads run on this one */
     daemon_release(&d);
-    pthread_mutex_destroy(&d.mu);
     return rc;
 }
 

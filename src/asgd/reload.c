@@ -358,6 +358,10 @@ static void seed_and_run(const struct reload_host *h, const struct step *s, json
                      "apply when the process running it restarts",
                      name);
             add_str(report, "needs_restart", "group \"%s\" [provider]/[local]/[ec2]", name);
+        } else if (s->old == NULL) {
+            log_info("reload: group \"%s\" is in the store now; this process runs no node to "
+                     "start it in",
+                     name);
         }
         return;
     }
