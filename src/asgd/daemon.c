@@ -218,7 +218,7 @@ int daemon_run(const char *path)
         (d.cluster && daemon__open_store(&d, &d.ctl_store, err, sizeof(err)) != 0))
         goto fail;
     for (size_t i = 0; i < d.conf.n_groups; i++)
-        if (daemon__seed_group(&d, d.work_store, &d.conf.groups[i], err, sizeof(err)) != 0)
+        if (daemon_seed_group(d.work_store, &d.conf.groups[i], err, sizeof(err)) != 0)
             goto fail;
     if (start_monitor(&d, err, sizeof(err)) != 0 || daemon__start_node(&d, err, sizeof(err)) != 0)
         goto fail;

@@ -17,7 +17,37 @@
 #ifndef ASGD_DAEMON_H
 #define ASGD_DAEMON_H
 
+#include <stddef.h>
+
 /* Runs the node of config file path until a stop signal. Returns the exit code (0 or 1). */
 int daemon_run(const char *path);
+
+/*
+ * What `asgd run` shares with the two-process mode (`asgd monitor` and
+ * `asgd controller`, main.c), so that both run a group the same way.
+ */
+struct group_conf;
+struct http_server;
+struct reload_ctl;
+struct store;
+struct tls_conf;
+
+/*
+ * Seeds st with a group of the files: settings only when the group is new
+ * (the store is the source of truth for them afterwards), the spec (its
+ * provider part) always, so that an edited file reaches the store. 0, or -1
+ * with the reason in err.
+ */
+int daemon_seed_group(struct store *st, const struct group_conf *gc, char *err, size_t errlen);
+/* The launch configuration (node.h's node_launch_config()) of a group of the files: what
+   ctl_deps.launch_config gets. buf: at least 17 bytes. */
+void daemon_launch_config(const struct group_conf *gc, char *buf, size_t len);
+/*
+ * SIGHUP (on the thread in sigwait()): RELOADING=1 to systemd, the TLS files
+ * of [monitor] (mon_tls, may be NULL) and [api] (http, may be NULL) re-read,
+ * the configuration reloaded through rc (reload.h; NULL: TLS files only),
+ * READY=1. A bad file or a refused reload is logged; what ran stays.
+ */
+void daemon_sighup(struct reload_ctl *rc, struct tls_conf *mon_tls, struct http_server *http);
 
 #endif

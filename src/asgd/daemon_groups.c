@@ -61,13 +61,8 @@ static int node_may_act(void *arg, const char *group)
     return d->clu == NULL || clu_may_act(d->clu, group);
 }
 
-/*
- * Seeds the store with a group of the files: settings only when the group is
- * new (the store is the source of truth for them afterwards), the spec (its
- * provider part) always, so that an edited file reaches the store.
- */
-int daemon__seed_group(struct daemon *d, struct store *st, const struct group_conf *gc, char *err,
-                       size_t errlen)
+/* daemon.h: also the two-process mode's (main.c) */
+int daemon_seed_group(struct store *st, const struct group_conf *gc, char *err, size_t errlen)
 {
     const char *name = gc->settings.name;
     struct group_settings g;
@@ -92,11 +87,35 @@ int daemon__seed_group(struct daemon *d, struct store *st, const struct group_co
         snprintf(err, errlen, "cannot store group \"%s\": %s", name, store_errmsg(st));
         return -1;
     }
-    (void)d;
     return 0;
 }
 
 /* ---- starting a group ------------------------------------------------------------------------ */
+
+/* What node.h needs to run group gc with settings g (pointers into gc: it must outlive def). */
+static void group_def(const struct group_conf *gc, const struct group_settings *g,
+                      struct node_group_def *def)
+{
+    *def = (struct node_group_def){
+        .settings = *g,
+        .provider = gc->provider == GROUP_PROVIDER_EC2 ? NODE_PROVIDER_EC2 : NODE_PROVIDER_LOCAL,
+        .agent_path = gc->local.agent,
+        .agent_args = gc->local.agent_args,
+        .boot_delay_ms = gc->local.boot_delay_ms,
+        .address_base = gc->local.address_base,
+        .local_dir = gc->local.dir,
+        .keep_logs = gc->local.keep_logs,
+        .ec2 = gc->has_ec2 ? &gc->ec2 : NULL,
+    };
+}
+
+/* daemon.h: the node hashes the same definition when it starts the group (grp_build) */
+void daemon_launch_config(const struct group_conf *gc, char *buf, size_t len)
+{
+    struct node_group_def def;
+    group_def(gc, &gc->settings, &def);
+    node_launch_config(&def, buf, len);
+}
 
 /*
  * The group's definition: the node file's or the folder's when it has it,
@@ -149,17 +168,8 @@ int daemon__start_group(struct daemon *d, struct store *st, const char *name, co
                  store_errmsg(st));
         goto out;
     }
-    struct node_group_def def = {
-        .settings = g,
-        .provider = gc.provider == GROUP_PROVIDER_EC2 ? NODE_PROVIDER_EC2 : NODE_PROVIDER_LOCAL,
-        .agent_path = gc.local.agent,
-        .agent_args = gc.local.agent_args,
-        .boot_delay_ms = gc.local.boot_delay_ms,
-        .address_base = gc.local.address_base,
-        .local_dir = gc.local.dir,
-        .keep_logs = gc.local.keep_logs,
-        .ec2 = gc.has_ec2 ? &gc.ec2 : NULL,
-    };
+    struct node_group_def def;
+    group_def(&gc, &g, &def);
     rc = node_group_start(d->node, &def, owner_key, owner_rev, err, sizeof(err));
 out:
     if (rc != 0)

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "asgd/conf.h"
+#include "asgd/daemon.h"
 #include "cluster/cluster.h"
 #include "group/group.h"
 #include "group/group_conf.h"
@@ -81,13 +82,6 @@ int daemon__open_store(struct daemon *d, struct store **out, char *err, size_t e
 
 /* ---- daemon_groups.c ------------------------------------------------------------------------ */
 
-/*
- * Seeds the store with a group of the files: settings only when the group is
- * new (the store is the source of truth for them afterwards), the spec (its
- * provider part) always, so that an edited file reaches the store.
- */
-int daemon__seed_group(struct daemon *d, struct store *st, const struct group_conf *gc, char *err,
-                       size_t errlen);
 /* Starts group name on this node from its definition and st's settings (logged on failure). */
 int daemon__start_group(struct daemon *d, struct store *st, const char *name, const char *owner_key,
                         int64_t owner_rev);

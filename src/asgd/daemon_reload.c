@@ -25,7 +25,8 @@
 static int reload_seed(void *arg, struct store *st, const struct group_conf *gc, char *err,
                        size_t errlen)
 {
-    return daemon__seed_group(arg, st, gc, err, errlen);
+    (void)arg;
+    return daemon_seed_group(st, gc, err, errlen);
 }
 
 /* One node: start it here. A cluster: only when this node owns it (a restart after a change
@@ -52,19 +53,29 @@ static int reload_open_store(void *arg, struct store **out, char *err, size_t er
  * configuration). A bad file is logged and the previous material stays in use.
  * (The SIGHUP reload of the configuration calls this too.)
  */
-static void reload_tls(struct daemon *d)
+static void reload_tls(struct tls_conf *mon_tls, struct http_server *http)
 {
     char err[512];
-    if (d->mon_tls) {
-        if (tls_conf_reload(d->mon_tls, err, sizeof(err)) != 0)
+    if (mon_tls) {
+        if (tls_conf_reload(mon_tls, err, sizeof(err)) != 0)
             log_error("reload: [monitor] TLS files not reloaded, the previous ones stay in use: "
                       "%s",
                       err);
         else
             log_info("reload: [monitor] TLS files re-read");
     }
-    if (http_reload_tls(d->http, err, sizeof(err)) != 0)
+    if (http && http_reload_tls(http, err, sizeof(err)) != 0)
         log_error("reload: [api] TLS files not reloaded, the previous ones stay in use: %s", err);
+}
+
+/* daemon.h: `asgd run`'s and the two-process mode's SIGHUP */
+void daemon_sighup(struct reload_ctl *rc, struct tls_conf *mon_tls, struct http_server *http)
+{
+    sdn_notify("RELOADING=1"); /* systemctl reload waits for the READY=1 below */
+    reload_tls(mon_tls, http); /* certificates: the next handshakes use them */
+    if (rc)
+        reload_ctl_run(rc); /* the files again (reload.h) */
+    sdn_notify("READY=1");
 }
 
 int daemon__reload_new(struct daemon *d)
@@ -86,12 +97,8 @@ int daemon__wait_stop(struct daemon *d, const sigset_t *stop)
 {
     int sig = 0;
     while (sigwait(stop, &sig) != 0 || sig == SIGHUP) {
-        if (sig == SIGHUP) {
-            sdn_notify("RELOADING=1"); /* systemctl reload waits for the READY=1 below */
-            reload_tls(d);             /* certificates: the next handshakes use them */
-            reload_ctl_run(d->reload); /* the files again (reload.h) */
-            sdn_notify("READY=1");
-        }
+        if (sig == SIGHUP)
+            daemon_sighup(d->reload, d->mon_tls, d->http);
         sig = 0;
     }
     return sig;

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 
 #include "asgd/conf.h"
 #include "asgd/daemon.h"
+#include "asgd/reload.h"
 #include "common/cfg.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -40,6 +42,7 @@
 #include "group/group_table.h"
 #include "http/http.h"
 #include "monitor/mon.h"
+#include "notify/notify.h"
 #include "provider/ec2.h"
 #include "provider/local.h"
 #include "provider/provider.h"
@@ -63,7 +66,10 @@ struct opts {
 /* Everything a running asgd owns, released in reverse order by daemon_release(). */
 struct daemon {
     struct asgd_conf conf;
-    struct group_conf *gc; /* the group this process runs: the first of conf.groups */
+    struct group_conf *gc;      /* the group this process runs: the first of conf.groups (main
+                                   thread only: a reload replaces conf.groups) */
+    char group[GROUP_NAME_MAX]; /* its name, for every thread */
+    pthread_mutex_t mu;         /* guards conf.groups (reload.h) */
     char *agent_token, *api_token;
     char *agent_token_file; /* the file agents read (configured or generated) */
     char *agent_path;
@@ -73,8 +79,10 @@ struct daemon {
     struct ctl *ctl;
     struct mon *mon;
     struct http_server *http;
-    struct store *http_store; /* the HTTP thread's own handle */
-    struct tls_conf *mon_tls; /* [monitor] tls_*; NULL: plain text */
+    struct store *http_store;  /* the HTTP thread's own handle */
+    struct tls_conf *mon_tls;  /* [monitor] tls_*: MonitorS, the controller's agent calls */
+    struct notify *notify;     /* the controller's webhooks ([notify]) */
+    struct reload_ctl *reload; /* the controller's SIGHUP, POST /api/v1/reload (reload.h) */
 };
 
 static void usage(FILE *out)
@@ -112,6 +120,7 @@ static int load_config(struct daemon *d, const char *path, char *err, size_t err
         return -1;
     }
     d->gc = &d->conf.groups[0];
+    snprintf(d->group, sizeof(d->group), "%s", d->gc->settings.name);
     return 0;
 }
 
@@ -156,6 +165,8 @@ static void daemon_release(struct daemon *d)
     http_free(d->http);
     store_close(d->http_store);
     ctl_free(d->ctl);
+    notify_free(d->notify); /* after the controller, which feeds it */
+    reload_ctl_free(d->reload);
     mon_free(d->mon);
     tls_conf_free(d->mon_tls); /* after the monitor, which borrowed it */
     provider_free(d->prov);
@@ -169,7 +180,7 @@ static void daemon_release(struct daemon *d)
     memset(d, 0, sizeof(*d));
 }
 
-/* Opens the store and seeds the group's settings from the file on first start. */
+/* Opens the store and seeds the group as `asgd run` does; the store's settings are the group's. */
 static int open_store(struct daemon *d, char *err, size_t errlen)
 {
     if (mkdir_p(d->conf.store.dir) != 0) {
@@ -179,36 +190,12 @@ static int open_store(struct daemon *d, char *err, size_t errlen)
     }
     if (store_open(d->conf.store.dir, &d->store, err, errlen) != 0)
         return -1;
-    struct group_settings g;
-    int rc = store_get_settings(d->store, d->gc->settings.name, &g);
-    if (rc == STORE_ENOENT) {
-        rc = store_put_settings(d->store, &d->gc->settings, 0, NULL);
-        if (rc == STORE_ECONFLICT) {
-            /* the other role of a two-process start seeded it first */
-            rc = store_get_settings(d->store, d->gc->settings.name, &g);
-            if (rc == 0) {
-                d->gc->settings = g;
-                return 0;
-            }
-        }
-        if (rc != 0) {
-            snprintf(err, errlen, "cannot store the settings of group \"%s\": %s",
-                     d->gc->settings.name, store_errmsg(d->store));
-            return -1;
-        }
-        log_info("group \"%s\" created from %s: min %d, max %d, desired %d", d->gc->settings.name,
-                 d->conf.path ? d->conf.path : "defaults", d->gc->settings.min_size,
-                 d->gc->settings.max_size, d->gc->settings.desired_capacity);
-    } else if (rc != 0) {
-        snprintf(err, errlen, "cannot read the settings of group \"%s\": %s", d->gc->settings.name,
+    if (daemon_seed_group(d->store, d->gc, err, errlen) != 0)
+        return -1;
+    if (store_get_settings(d->store, d->group, &d->gc->settings) != 0) {
+        snprintf(err, errlen, "cannot read the settings of group \"%s\": %s", d->group,
                  store_errmsg(d->store));
         return -1;
-    } else {
-        log_info("group \"%s\" settings from the store (revision %" PRId64
-                 "): min %d, max %d, desired %d; the file's [group]/[policy]/[health] seed a new "
-                 "group only",
-                 g.name, g.revision, g.min_size, g.max_size, g.desired_capacity);
-        d->gc->settings = g; /* the store is the source of truth */
     }
     return 0;
 }
@@ -270,11 +257,6 @@ static int start_monitor(struct daemon *d, char *err, size_t errlen)
     ms.timeout_ms = d->gc->settings.health.timeout_ms;
     ms.rise = (uint32_t)d->gc->settings.health.healthy_threshold;
     ms.fall = (uint32_t)d->gc->settings.health.unhealthy_threshold;
-    const struct conf_monitor *cm = &d->conf.monitor;
-    struct tls_files tf = {cm->tls_ca_file, cm->tls_cert_file, cm->tls_key_file,
-                           cm->tls_server_name};
-    if (tls_conf_new_optional(&tf, &d->mon_tls, err, errlen) != 0)
-        return -1;
     ms.tls = d->mon_tls;
     if (mon_new(&ms, d->fleet, &d->mon, err, errlen) != 0)
         return -1;
@@ -301,17 +283,82 @@ static int start_monitor(struct daemon *d, char *err, size_t errlen)
 static int api_group_get(void *arg, const char *name, struct http_group_ref *out)
 {
     struct daemon *d = arg;
-    if (strcmp(name, d->gc->settings.name) != 0)
+    if (strcmp(name, d->group) != 0)
         return -ENOENT;
     out->fleet = d->fleet;
     out->ctl = d->ctl;
     return 0;
 }
 
-static const struct http_node_ops api_ops = {.group_get = api_group_get};
+static int api_reload(void *arg, int64_t *generation)
+{
+    struct daemon *d = arg;
+    return reload_ctl_request(d->reload, generation);
+}
+
+static json_t *api_reload_status(void *arg)
+{
+    struct daemon *d = arg;
+    return reload_ctl_status(d->reload);
+}
+
+static const struct http_node_ops api_ops = {
+    .group_get = api_group_get,
+    .reload = api_reload,
+    .reload_status = api_reload_status,
+};
+
+/* ---- the controller's reload (reload.h without a node: the controller reads the store) ---- */
+
+static int reload_open_store(void *arg, struct store **out, char *err, size_t errlen)
+{
+    struct daemon *d = arg;
+    return store_open(d->conf.store.dir, out, err, errlen) == 0 ? 0 : -1;
+}
+
+static int reload_seed(void *arg, struct store *st, const struct group_conf *gc, char *err,
+                       size_t errlen)
+{
+    (void)arg;
+    return daemon_seed_group(st, gc, err, errlen);
+}
+
+/* The reload must not remove the group this process runs (it cannot stop it, and the
+   store's copy would go while the controller still writes it). */
+static int reload_check(void *arg, const struct asgd_conf *nc, char *err, size_t errlen)
+{
+    struct daemon *d = arg;
+    for (size_t i = 0; i < nc->n_groups; i++)
+        if (strcmp(nc->groups[i].settings.name, d->group) == 0)
+            return 0;
+    snprintf(err, errlen,
+             "%s: group \"%s\" is gone from the files, but this asgd controller runs it: "
+             "restart it to run another group",
+             nc->path ? nc->path : "the config file", d->group);
+    return -1;
+}
+
+static int start_reload(struct daemon *d)
+{
+    struct reload_host rh = {
+        .conf = &d->conf,
+        .mu = &d->mu,
+        .open_store = reload_open_store,
+        .seed_group = reload_seed,
+        .check = reload_check,
+        .arg = d,
+    };
+    return reload_ctl_new(&rh, &d->reload);
+}
 
 static int start_controller(struct daemon *d, char *err, size_t errlen)
 {
+    char lc[24];
+    daemon_launch_config(d->gc, lc, sizeof(lc)); /* as `asgd run` would launch the group */
+    if (notify_new(0, &d->notify) != 0 || start_reload(d) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     struct ctl_deps deps = {
         .group = d->gc->settings.name,
         .health_from_provider = strcmp(d->gc->settings.health.type, "ec2") == 0,
@@ -320,6 +367,9 @@ static int start_controller(struct daemon *d, char *err, size_t errlen)
         .store = d->store,
         .provider = d->prov,
         .agent_tls = d->mon_tls,
+        .launch_config = lc,
+        .on_activity = notify_on_activity,
+        .on_activity_arg = d->notify,
     };
     if (ctl_new(&deps, &d->ctl, err, errlen) != 0)
         return -1;
@@ -387,24 +437,13 @@ static void monitor_follow_settings(struct daemon *d)
     }
 }
 
-/* SIGHUP: the TLS files are re-read (a bad file leaves the previous material in use). */
-static void reload_tls(struct daemon *d)
-{
-    char err[512];
-    if (d->mon_tls && tls_conf_reload(d->mon_tls, err, sizeof(err)) != 0)
-        log_error("SIGHUP: [monitor] TLS files not reloaded: %s", err);
-    else if (d->mon_tls)
-        log_info("SIGHUP: [monitor] TLS files re-read");
-    if (http_reload_tls(d->http, err, sizeof(err)) != 0)
-        log_error("SIGHUP: [api] TLS files not reloaded: %s", err);
-}
-
 static int run_daemon(const struct opts *o, int roles)
 {
     struct daemon d;
     char err[1024];
     int rc = 1;
     memset(&d, 0, sizeof(d));
+    pthread_mutex_init(&d.mu, NULL);
 
     /* Block the stop signals before any thread exists; main waits for them. */
     sigset_t stop;
@@ -442,6 +481,13 @@ static int run_daemon(const struct opts *o, int roles)
         if (make_provider(&d, err, sizeof(err)) != 0)
             goto fail;
     }
+    /* the monitor's, and the controller's for its own agent calls (drain, attach), as in
+       `asgd run` */
+    const struct conf_monitor *cm = &d.conf.monitor;
+    struct tls_files tf = {cm->tls_ca_file, cm->tls_cert_file, cm->tls_key_file,
+                           cm->tls_server_name};
+    if (tls_conf_new_optional(&tf, &d.mon_tls, err, sizeof(err)) != 0)
+        goto fail;
     if ((roles & ROLE_MONITOR) && start_monitor(&d, err, sizeof(err)) != 0)
         goto fail;
     if ((roles & ROLE_CONTROLLER) && start_controller(&d, err, sizeof(err)) != 0)
@@ -460,7 +506,9 @@ static int run_daemon(const struct opts *o, int roles)
         struct timespec tick = {1, 0};
         sig = sigtimedwait(&stop, NULL, &tick);
         if (sig == SIGHUP) {
-            reload_tls(&d);
+            /* the controller applies the files to the store; the monitor follows the store */
+            daemon_sighup(d.reload, d.mon_tls, d.http);
+            d.gc = conf_find_group(&d.conf, d.group); /* reload_check() kept it */
             continue;
         }
         if (sig > 0)
@@ -475,6 +523,7 @@ static int run_daemon(const struct opts *o, int roles)
 fail:
     log_error("%s", err);
 out:
+    pthread_mutex_destroy(&d.mu); /* no thread takes it: reloads run on this one */
     daemon_release(&d);
     return rc;
 }
