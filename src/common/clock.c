@@ -75,3 +75,18 @@ void clk_format_duration(int64_t ms, char *buf, unsigned long size)
     else
         snprintf(buf, size, "%lldms", (long long)ms);
 }
+
+void clk_iso8601(int64_t wall_ms, char *buf, unsigned long size)
+{
+    time_t t = (time_t)(wall_ms / 1000);
+    struct tm tm;
+    char day[40];
+    if (size == 0)
+        return;
+    if (wall_ms <= 0 || !gmtime_r(&t, &tm) ||
+        strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        buf[0] = '\0';
+        return;
+    }
+    snprintf(buf, size, "%.20s.%03dZ", day, (int)(wall_ms % 1000));
+}

@@ -22,5 +22,8 @@ int64_t clk_wall_ms(void);
 int clk_parse_duration(const char *text, int64_t *out_ms);
 /* Formats ms as "2m", "5s", "500ms", "1.5s" into buf (always terminated). */
 void clk_format_duration(int64_t ms, char *buf, unsigned long size);
+/* Wall ms as ISO 8601 UTC with milliseconds, "2026-11-29T07:30:00.123Z", into buf (always
+   terminated); "" for 0 or a negative time (never written). */
+void clk_iso8601(int64_t wall_ms, char *buf, unsigned long size);
 
 #endif

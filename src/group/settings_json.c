@@ -58,20 +58,6 @@ static json_t *value_json(const struct group_settings *g, const struct group_key
     }
 }
 
-/* "2026-11-29T07:30:00.123Z"; "" when never written (0). */
-static void iso8601(int64_t wall_ms, char *buf, size_t len)
-{
-    time_t t = (time_t)(wall_ms / 1000);
-    struct tm tm;
-    if (wall_ms <= 0 || !gmtime_r(&t, &tm)) {
-        snprintf(buf, len, "%s", "");
-        return;
-    }
-    char day[40];
-    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%.20s.%03dZ", day, (int)(wall_ms % 1000));
-}
-
 static int parse_iso8601(const char *s, int64_t *out)
 {
     if (s[0] == '\0') {
@@ -117,7 +103,7 @@ json_t *group_settings_to_json(const struct group_settings *g)
     json_decref(nested);
     nested = NULL;
     char at[40];
-    iso8601(g->updated_at_ms, at, sizeof at);
+    clk_iso8601(g->updated_at_ms, at, sizeof at);
     if (json_object_set_new(top, "revision", json_integer((json_int_t)g->revision)) != 0 ||
         json_object_set_new(top, "updated_at", json_string(at)) != 0)
         goto oom;

@@ -81,7 +81,7 @@ static json_t *iso_json(int64_t ms)
     if (ms <= 0)
         return json_null();
     char b[40];
-    http__iso8601(ms, b, sizeof b);
+    clk_iso8601(ms, b, sizeof b);
     return json_string(b);
 }
 

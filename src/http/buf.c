@@ -84,16 +84,3 @@ char *http__buf_take(struct http_buf *b, size_t *len)
     b->oom = 0;
     return p;
 }
-
-void http__iso8601(int64_t wall_ms, char *buf, size_t len)
-{
-    time_t t = (time_t)(wall_ms / 1000);
-    struct tm tm;
-    if (wall_ms <= 0 || !gmtime_r(&t, &tm)) {
-        snprintf(buf, len, "%s", "");
-        return;
-    }
-    char day[40];
-    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%s.%03dZ", day, (int)(wall_ms % 1000));
-}

@@ -508,7 +508,7 @@ void http__get_readyz(struct http_req *r, struct http_reply *rep)
     }
     put_refs(s, h, n);
     char at[40];
-    http__iso8601(oldest, at, sizeof at);
+    clk_iso8601(oldest, at, sizeof at);
     http__json(
         rep, 200,
         json_pack("{s:s, s:s, s:i}", "status", "ready", "last_tick_at", at, "groups", (int)n));

@@ -280,9 +280,4 @@ struct http_prom_input {
 /* Appends the exposition to b. -1 if the buffer ran out of memory. */
 int http__prom_render(struct http_buf *b, const struct http_prom_input *in);
 
-/* ---- time formatting ---------------------------------------------------------------------- */
-
-/* "2026-11-29T07:30:00.123Z" into buf (>= 32 bytes). */
-void http__iso8601(int64_t wall_ms, char *buf, size_t len);
-
 #endif

@@ -80,16 +80,6 @@ void notify_sign(const void *key, size_t keylen, const void *body, size_t len, c
     snprintf(out, outlen, "sha256=%s", hex);
 }
 
-static void iso8601(int64_t wall_ms, char *buf, size_t len)
-{
-    time_t t = (time_t)(wall_ms / 1000);
-    struct tm tm;
-    char day[40];
-    if (!gmtime_r(&t, &tm) || strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-        day[0] = '\0';
-    snprintf(buf, len, "%.20s.%03dZ", day, (int)(wall_ms % 1000));
-}
-
 static struct event *event_new(const struct group_settings *g, const struct store_activity *a,
                                const char *name)
 {
@@ -114,7 +104,7 @@ static struct event *event_new(const struct group_settings *g, const struct stor
     if (e->retry_max_ms < e->retry_base_ms)
         e->retry_max_ms = e->retry_base_ms;
     char at[40];
-    iso8601(a->at_ms, at, sizeof(at));
+    clk_iso8601(a->at_ms, at, sizeof(at));
     json_t *j =
         json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:s}", "event", name, "group",
                   a->group, "id", e->id, "at", at, "kind", a->kind, "status", a->status, "cause",

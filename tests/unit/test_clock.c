@@ -59,12 +59,25 @@ static void monotonic_moves_forward(void **state)
     assert_true(clk_wall_ms() > 1700000000000LL);
 }
 
+static void iso8601_utc_with_ms(void **state)
+{
+    (void)state;
+    char b[40];
+    clk_iso8601(1764660600123LL, b, sizeof(b)); /* 2025-12-02T07:30:00.123Z */
+    assert_string_equal(b, "2025-12-02T07:30:00.123Z");
+    clk_iso8601(0, b, sizeof(b));
+    assert_string_equal(b, "");
+    clk_iso8601(1764660600005LL, b, 10); /* cut, still terminated */
+    assert_string_equal(b, "2025-12-0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(parses_units),
         cmocka_unit_test(rejects_garbage),
         cmocka_unit_test(formats),
+        cmocka_unit_test(iso8601_utc_with_ms),
         cmocka_unit_test(monotonic_moves_forward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
