@@ -176,7 +176,8 @@ struct fx {
     struct ctl *ctl;
 };
 
-static struct ctl *make_ctl(struct fx *x)
+/* A controller of the fixture's group; lc: its launch configuration (NULL: none). */
+static struct ctl *make_ctl_lc(struct fx *x, const char *lc)
 {
     struct ctl_deps deps = {
         .group = x->name,
@@ -185,11 +186,17 @@ static struct ctl *make_ctl(struct fx *x)
         .fleet = x->fleet,
         .store = x->store,
         .provider = &x->prov->base,
+        .launch_config = lc,
     };
     char err[256];
     struct ctl *c = NULL;
     assert_int_equal(ctl_new(&deps, &c, err, sizeof(err)), 0);
     return c;
+}
+
+static struct ctl *make_ctl(struct fx *x)
+{
+    return make_ctl_lc(x, NULL);
 }
 
 static int setup(void **state)
@@ -271,17 +278,24 @@ static size_t slots(struct fx *x, struct fleet_slot *out)
     return fleet_snapshot(x->fleet, out, 64);
 }
 
-static int count_activities(struct fx *x, const char *kind)
+/* Activities of kind (and status, unless NULL) whose cause holds needle. */
+static int activities_with(struct fx *x, const char *kind, const char *status, const char *needle)
 {
     struct store_activity *a = NULL;
     size_t n = 0;
     assert_int_equal(store_activity_list(x->store, x->name, 0, 1000, &a, &n), 0);
     int k = 0;
     for (size_t i = 0; i < n; i++)
-        if (strcmp(a[i].kind, kind) == 0)
+        if (strcmp(a[i].kind, kind) == 0 && (!status || strcmp(a[i].status, status) == 0) &&
+            strstr(a[i].cause, needle) != NULL)
             k++;
     store_activities_free(a);
     return k;
+}
+
+static int count_activities(struct fx *x, const char *kind)
+{
+    return activities_with(x, kind, NULL, "");
 }
 
 /* ---- tests ---------------------------------------------------------------------------------- */
@@ -892,20 +906,6 @@ static void deregistered_back_in_time_is_kept(void **state)
 
 /* ---- suspended processes and the activity hook (issue 12) --------------------------------- */
 
-/* Activities of kind (and status, unless NULL) whose cause holds needle. */
-static int activities_with(struct fx *x, const char *kind, const char *status, const char *needle)
-{
-    struct store_activity *a = NULL;
-    size_t n = 0;
-    assert_int_equal(store_activity_list(x->store, x->name, 0, 1000, &a, &n), 0);
-    int k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(a[i].kind, kind) == 0 && (!status || strcmp(a[i].status, status) == 0) &&
-            strstr(a[i].cause, needle) != NULL)
-            k++;
-    store_activities_free(a);
-    return k;
-}
 
 static int skipped_with(struct fx *x, const char *kind, const char *needle)
 {
@@ -1142,17 +1142,7 @@ static void refresh_replaces_within_the_floor(void **state)
     set_group(x, 4, 0, 0, 30000);
     healthy_group(x, 4); /* tokens without a launch config: all "old" below */
     ctl_free(x->ctl);
-    struct ctl_deps deps = {
-        .group = x->name,
-        .describe_every_ms = 5000,
-        .history_every_ms = 5000,
-        .fleet = x->fleet,
-        .store = x->store,
-        .provider = &x->prov->base,
-        .launch_config = "lc2",
-    };
-    char err[256];
-    assert_int_equal(ctl_new(&deps, &x->ctl, err, sizeof(err)), 0);
+    x->ctl = make_ctl_lc(x, "lc2");
     int64_t now = T0 + 2000;
     ctl_reconcile(x->ctl, now);
     struct group_settings g;
