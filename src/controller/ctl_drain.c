@@ -44,8 +44,9 @@ static void on_answer(void *arg, grpc_status_code st, const char *details, const
     (void)details;
     struct ask *a = arg;
     a->pending = 0;
-    if (st != GRPC_STATUS_OK || !data)
-        return; /* no answer: running as far as we know (the hook's timeout still applies) */
+    if (st != GRPC_STATUS_OK || !data || !a->out)
+        return; /* no answer (running as far as we know: the hook's timeout still applies), or
+                   nobody asked for it */
     LifecycleReply *r = lifecycle_reply__unpack(NULL, len, data);
     if (r && r->instance_id && strcmp(r->instance_id, a->s->id) == 0 && r->drain) {
         if (strcmp(r->drain, "done") == 0) {
@@ -73,7 +74,8 @@ static size_t pack_request(const struct fleet_slot *s, uint8_t *buf)
 int ctl__drain_ask(struct ctl *c, const struct fleet_slot *const *slots, size_t n,
                    struct ctl_drain_answer *out)
 {
-    memset(out, 0, n * sizeof(*out));
+    if (out)
+        memset(out, 0, n * sizeof(*out));
     if (n == 0)
         return 0;
     if (!c->drain_cl) {
@@ -93,7 +95,7 @@ int ctl__drain_ask(struct ctl *c, const struct fleet_slot *const *slots, size_t 
     for (size_t i = 0; i < n; i++) {
         const struct fleet_slot *s = slots[i];
         asks[i].s = s;
-        asks[i].out = &out[i];
+        asks[i].out = out ? &out[i] : NULL;
         /* a seed agent has no Lifecycle method: its hook waits for the operator or timeout */
         if (s->address[0] == '\0' || s->seed_protocol)
             continue;

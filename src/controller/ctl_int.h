@@ -185,7 +185,8 @@ struct ctl_drain_answer {
     char detail[200]; /* why it failed */
 };
 /* Asks the n agents at once and waits one deadline (500 ms) at most for all of them; out[i]
-   answers slots[i]. 0, or -1 when nothing could be asked (every out[i] then says 0). */
+   answers slots[i] (out NULL: only telling them). 0, or -1 when nothing could be asked (every
+   out[i] then says 0). */
 int ctl__drain_ask(struct ctl *c, const struct fleet_slot *const *slots, size_t n,
                    struct ctl_drain_answer *out);
 /* Frees the client of ctl__drain_ask(), if any. */

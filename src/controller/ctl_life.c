@@ -233,10 +233,8 @@ size_t ctl__hold_for_hook(struct ctl *c, const struct fleet_slot *const *victims
         }
         go[k++] = s;
     }
-    struct ctl_drain_answer *ans = nheld ? calloc(nheld, sizeof(*ans)) : NULL;
-    if (ans)
-        (void)ctl__drain_ask(c, held, nheld, ans); /* (failure: told at the next tick) */
-    free(ans);
+    if (nheld)
+        (void)ctl__drain_ask(c, held, nheld, NULL); /* (failure: told at the next tick) */
     free(held);
     return k;
 }

@@ -906,7 +906,6 @@ static void deregistered_back_in_time_is_kept(void **state)
 
 /* ---- suspended processes and the activity hook (issue 12) --------------------------------- */
 
-
 static int skipped_with(struct fx *x, const char *kind, const char *needle)
 {
     return activities_with(x, kind, "skipped", needle);
