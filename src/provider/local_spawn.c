@@ -126,6 +126,17 @@ static int as_write_pidfile(const struct pidfile_plan *pl, int pid)
     return 0;
 }
 
+/* Closes the descriptors that are open (>= 0) on an error path, keeping the errno that
+ * made it fail. */
+static void close_fds(const int *fds, size_t n)
+{
+    int e = errno;
+    for (size_t i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    errno = e;
+}
+
 /*
  * Starts the agent detached. Returns its pid, or -1 with errno set. Only
  * async-signal-safe calls after fork(). With ready_rd, the agent gets the
@@ -140,25 +151,14 @@ int local__spawn_agent(struct local_provider *lp, char *const argv[], const char
     if (pipe2(pfd, O_CLOEXEC) != 0)
         return -1;
     if (ready_rd && pipe2(rfd, O_CLOEXEC) != 0) {
-        close(pfd[0]);
-        close(pfd[1]);
+        close_fds(pfd, 2);
         return -1;
     }
     int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int fds[] = {logfd, nullfd, pfd[0], pfd[1], rfd[0], rfd[1]};
     if (logfd < 0 || nullfd < 0) {
-        int e = errno;
-        if (logfd >= 0)
-            close(logfd);
-        if (nullfd >= 0)
-            close(nullfd);
-        close(pfd[0]);
-        close(pfd[1]);
-        if (rfd[0] >= 0) {
-            close(rfd[0]);
-            close(rfd[1]);
-        }
-        errno = e;
+        close_fds(fds, sizeof fds / sizeof fds[0]);
         return -1;
     }
     struct timespec delay = {(time_t)(lp->boot_delay_ms / 1000),
@@ -166,16 +166,7 @@ int local__spawn_agent(struct local_provider *lp, char *const argv[], const char
 
     pid_t mid = fork();
     if (mid < 0) {
-        int e = errno;
-        close(logfd);
-        close(nullfd);
-        close(pfd[0]);
-        close(pfd[1]);
-        if (rfd[0] >= 0) {
-            close(rfd[0]);
-            close(rfd[1]);
-        }
-        errno = e;
+        close_fds(fds, sizeof fds / sizeof fds[0]);
         return -1;
     }
     if (mid == 0) {
