@@ -26,20 +26,38 @@
 /* ---- growable buffer ---------------------------------------------------------------------- */
 
 /* Text buffer, always NUL-terminated once something was appended. Hard cap
- * HTTP_BUF_MAX: an append past it fails (and sets oom) instead of growing. */
+ * HTTP_BUF_MAX, or max when set: an append past it fails (and sets oom) instead of growing. */
 #define HTTP_BUF_MAX (64u * 1024 * 1024)
 struct http_buf {
     char *p;
     size_t len, cap;
-    int oom; /* an append failed: the content is incomplete */
+    int oom;    /* an append failed: the content is incomplete */
+    size_t max; /* the cap of an answer whose size is bounded otherwise (a listing of n
+                   instances); 0: HTTP_BUF_MAX */
 };
 #define HTTP_BUF_INIT                                                                              \
     {                                                                                              \
         0                                                                                          \
     }
 int http__buf_append(struct http_buf *b, const char *s, size_t n);
+/* Makes room for extra more bytes at once (for an answer whose size is known roughly, instead
+ * of doubling up to it): 0, or -1 with oom set. */
+int http__buf_reserve(struct http_buf *b, size_t extra);
 int http__buf_printf(struct http_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Appends the literal string lit (a string constant, not a pointer). */
+#define HTTP_BUF_LIT(b, lit) http__buf_append((b), (lit), sizeof(lit) - 1)
+/*
+ * JSON values written as jansson's json_dumps(JSON_COMPACT | JSON_REAL_PRECISION(12)) writes
+ * them, so an answer built here reads the same as one built as a jansson tree:
+ * _str: s quoted and escaped (NULL: null; bytes that are not UTF-8 become U+FFFD, where
+ * jansson would refuse the string); _real: v with 12 significant digits, always with a '.' or
+ * an exponent (not finite: null, where jansson would refuse the value); _int: v in decimal.
+ * Each returns 0, or -1 with b->oom set.
+ */
+int http__buf_json_str(struct http_buf *b, const char *s);
+int http__buf_json_real(struct http_buf *b, double v);
+int http__buf_json_int(struct http_buf *b, long long v);
 /* Frees the contents; *b becomes empty. */
 void http__buf_release(struct http_buf *b);
 /* Hands the string to the caller (free()); *b becomes empty. */
@@ -222,12 +240,20 @@ struct http_page_item {
     const char *provider, *zone; /* from the store; NULL if unknown. Valid until the next page */
 };
 /*
- * Up to limit instances of fleet f whose ids sort after `after` (NULL: from the first), in id
- * order, into out (room for limit); *more: some sort after the last one given. 0, or -1 on
- * ENOMEM. HTTP thread only.
+ * Up to limit instances of fleet f (the fleet of group) whose ids sort after `after` (NULL:
+ * from the first), in id order, into out (room for limit); *more: some sort after the last
+ * one given. 0, or -1 on ENOMEM. HTTP thread only.
  */
-int http__pager_page(struct http_server *s, struct fleet *f, const char *after, size_t limit,
-                     struct http_page_item *out, size_t *n_out, int *more);
+int http__pager_page(struct http_server *s, struct fleet *f, const char *group, const char *after,
+                     size_t limit, struct http_page_item *out, size_t *n_out, int *more);
+/*
+ * Every instance of fleet f (the fleet of group) in the table's order, as fleet_snapshot()
+ * gives them: *out is a malloc'd array of *n_out items the caller frees (its provider and
+ * zone strings live until the next call into the pager). 0, or -1 on ENOMEM (*out NULL).
+ * HTTP thread only.
+ */
+int http__pager_all(struct http_server *s, struct fleet *f, const char *group,
+                    struct http_page_item **out, size_t *n_out);
 
 /* ---- proxy to the owner (proxy.c) ----------------------------------------------------------- */
 

@@ -13,6 +13,8 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1516,6 +1518,220 @@ static void local_instances_page_by_id(void **state)
     }
 }
 
+/* A store row of group "web" with its own zone ("z-" + id). */
+static void put_zoned_row(struct store *st, const char *id)
+{
+    struct store_instance si;
+    memset(&si, 0, sizeof si);
+    snprintf(si.id, sizeof si.id, "%s", id);
+    snprintf(si.group, sizeof si.group, "web");
+    snprintf(si.address, sizeof si.address, "127.0.0.9:50051");
+    snprintf(si.provider, sizeof si.provider, "ec2");
+    snprintf(si.lifecycle, sizeof si.lifecycle, "in-service");
+    snprintf(si.zone, sizeof si.zone, "z-%.28s", id);
+    si.launched_at_ms = clk_wall_ms();
+    assert_int_equal(store_put_instance(st, &si), 0);
+}
+
+/* Every instance of the unpaged list has its own row's provider and zone, or null where the
+   row is in rowless (ids; NULL: every instance has a row). Returns how many it holds. */
+static size_t check_zones(struct env *e, const char *const *rowless, size_t n_rowless)
+{
+    struct resp r;
+    request(e, "GET", "/api/v1/groups/web/instances", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    size_t i, n = json_array_size(r.json);
+    json_t *o;
+    json_array_foreach(r.json, i, o)
+    {
+        const char *id = json_string_value(json_object_get(o, "id"));
+        int has_row = 1;
+        for (size_t k = 0; k < n_rowless; k++)
+            has_row &= strcmp(rowless[k], id) != 0;
+        json_t *prov = json_object_get(o, "provider"), *zone = json_object_get(o, "zone");
+        if (!has_row) {
+            if (!json_is_null(prov) || !json_is_null(zone))
+                fail_msg("\"%s\" has no row yet but a provider or zone", id);
+            continue;
+        }
+        char want[40];
+        snprintf(want, sizeof want, "z-%.28s", id);
+        if (!json_is_string(zone) || strcmp(json_string_value(zone), want) != 0)
+            fail_msg("\"%s\": zone %s, want %s", id,
+                     json_is_string(zone) ? json_string_value(zone) : "null", want);
+        assert_string_equal(json_string_value(prov), "ec2");
+    }
+    resp_free(&r);
+    return n;
+}
+
+static void unpaged_instances_follow_the_store_rows(void **state)
+{
+    struct env *e = *state;
+    /* the table's order (the documented order without paging), provider and zone null while
+       the instances have no row */
+    const char *first[] = {"i-1", "i-\"2", "i-3"};
+    assert_int_equal(check_zones(e, first, 3), 3);
+    struct resp r;
+    request(e, "GET", "/api/v1/instances", NULL, NULL, 0, &r);
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(r.json, i), "id")),
+                            first[i]);
+    resp_free(&r);
+    /* a row written after the instance was first listed shows in the next list */
+    put_zoned_row(e->store, "i-\"2");
+    const char *two_rowless[] = {"i-1", "i-3"};
+    assert_int_equal(check_zones(e, two_rowless, 2), 3);
+    /* many at once (the group's rows are read in one go): each gets its own row, half of them
+       only one list later */
+    char ids[40][16];
+    const char *rowless[22] = {"i-1", "i-3"}; /* then the 20 whose rows come later */
+    for (int i = 0; i < 40; i++) {
+        snprintf(ids[i], sizeof ids[i], "m-%02d", (i * 17) % 40); /* not in id order */
+        add_instance(e, ids[i], "127.0.0.5:50051", FLEET_IN_SERVICE, FLEET_HEALTH_HEALTHY, 5.0);
+        if (i % 2)
+            put_zoned_row(e->store, ids[i]);
+        else
+            rowless[2 + i / 2] = ids[i];
+    }
+    assert_int_equal(check_zones(e, rowless, 22), 43);
+    for (int i = 2; i < 22; i++)
+        put_zoned_row(e->store, rowless[i]);
+    assert_int_equal(check_zones(e, rowless, 2), 43);
+    /* a slot freed and taken by another instance (the table is full: it must take that one):
+       the newcomer's row, not the old one's */
+    uint32_t idx;
+    size_t total = 43;
+    for (; total < fleet_capacity(e->fleet); total++) {
+        char id[16];
+        snprintf(id, sizeof id, "f-%02zu", total);
+        add_instance(e, id, "127.0.0.7:50051", FLEET_IN_SERVICE, FLEET_HEALTH_HEALTHY, 1.0);
+        put_zoned_row(e->store, id);
+    }
+    assert_int_equal(check_zones(e, rowless, 2), total);
+    struct fleet_slot gone;
+    assert_int_equal(fleet_find(e->fleet, "m-07", &idx), 0);
+    assert_int_equal(fleet_read(e->fleet, idx, &gone), 0);
+    assert_int_equal(fleet_free(e->fleet, idx, gone.generation), 0);
+    add_instance(e, "n-1", "127.0.0.6:50051", FLEET_PENDING, FLEET_HEALTH_UNKNOWN, -1);
+    assert_int_equal(fleet_find(e->fleet, "n-1", &idx), 0);
+    assert_int_equal(idx, gone.index);
+    const char *n1_rowless[] = {"i-1", "i-3", "n-1"};
+    assert_int_equal(check_zones(e, n1_rowless, 3), total);
+    put_zoned_row(e->store, "n-1");
+    assert_int_equal(check_zones(e, rowless, 2), total);
+    /* the pages of the same instances agree */
+    request(e, "GET", "/api/v1/groups/web/instances?limit=1000", NULL, NULL, 0, &r);
+    assert_int_equal(json_array_size(r.json), total);
+    json_t *n1 = NULL;
+    size_t i;
+    json_t *o;
+    json_array_foreach(r.json, i, o)
+    {
+        if (strcmp(json_string_value(json_object_get(o, "id")), "n-1") == 0)
+            n1 = o;
+    }
+    assert_non_null(n1);
+    assert_string_equal(json_string_value(json_object_get(n1, "zone")), "z-n-1");
+    resp_free(&r);
+}
+
+struct every_field {
+    int64_t now;
+};
+
+static void set_every_field(struct fleet_slot *s, void *arg)
+{
+    int64_t now = ((struct every_field *)arg)->now;
+    s->lifecycle = FLEET_IN_SERVICE;
+    s->health = FLEET_HEALTH_UNHEALTHY;
+    s->registered = 1;
+    s->app_healthy = 0;
+    s->adopted = 1;
+    s->seed_protocol = 0;
+    s->protect = 1;
+    s->pid = 4242;
+    s->load = 1.0 / 3.0;
+    s->cpu_pct = 100;
+    s->mem_pct = -1;
+    s->load1 = 1e-7;
+    /* dates minutes apart that share the answer's cache line, one in minute 0, one past year
+       9999 */
+    s->in_service_at_ms = now - 8 * 60000;
+    s->last_seen_ms = 1500; /* the first minute there is */
+    s->health_changed_ms = now - 16 * 60000 - 999;
+    s->hook_deadline_ms = 253402300800123ll;
+    s->polls_ok = 123456789012ull;
+    s->polls_failed = 3;
+    s->last_rtt_us = 1234;
+}
+
+static void iso_equal(json_t *o, const char *key, int64_t ms)
+{
+    char want[40];
+    clk_iso8601(ms, want, sizeof want);
+    const char *got = json_string_value(json_object_get(o, key));
+    if (!got || strcmp(got, want) != 0)
+        fail_msg("%s: %s, want %s", key, got ? got : "(not a string)", want);
+}
+
+/* The documented keys with the slot's values, the same in a page and in the unpaged list. */
+static void instance_json_has_every_field(void **state)
+{
+    struct env *e = *state;
+    uint32_t idx;
+    assert_int_equal(fleet_find(e->fleet, "i-3", &idx), 0);
+    struct fleet_slot s;
+    assert_int_equal(fleet_read(e->fleet, idx, &s), 0);
+    struct every_field ef = {clk_wall_ms()};
+    assert_int_equal(fleet_update(e->fleet, idx, s.generation, set_every_field, &ef), 0);
+    assert_int_equal(fleet_read(e->fleet, idx, &s), 0);
+    put_zoned_row(e->store, "i-3");
+    struct resp all, page;
+    request(e, "GET", "/api/v1/instances", NULL, NULL, 0, &all);
+    request(e, "GET", "/api/v1/instances?limit=1&after=i-2", NULL, NULL, 0, &page);
+    assert_int_equal(all.status, 200);
+    assert_int_equal(page.status, 200);
+    json_t *o = json_array_get(all.json, 2);
+    assert_true(json_equal(o, json_array_get(page.json, 0)));
+    assert_int_equal(json_object_size(o), 26);
+    assert_string_equal(json_string_value(json_object_get(o, "id")), "i-3");
+    assert_string_equal(json_string_value(json_object_get(o, "address")), "127.0.0.4:50051");
+    assert_string_equal(json_string_value(json_object_get(o, "lifecycle")), "in-service");
+    assert_string_equal(json_string_value(json_object_get(o, "health")), "unhealthy");
+    assert_true(json_is_real(json_object_get(o, "load")));
+    assert_float_equal(json_real_value(json_object_get(o, "load")), 1.0 / 3.0, 1e-11);
+    assert_true(json_is_real(json_object_get(o, "cpu_pct"))); /* 100.0, not the integer 100 */
+    assert_float_equal(json_real_value(json_object_get(o, "cpu_pct")), 100, 0);
+    assert_true(json_is_null(json_object_get(o, "mem_pct")));
+    assert_float_equal(json_real_value(json_object_get(o, "load1")), 1e-7, 1e-20);
+    iso_equal(o, "launched_at", s.launched_at_ms);
+    assert_int_equal(jint(o, "launched_at_ms"), s.launched_at_ms);
+    iso_equal(o, "in_service_at", ef.now - 8 * 60000);
+    iso_equal(o, "last_seen_at", 1500);
+    iso_equal(o, "health_changed_at", ef.now - 16 * 60000 - 999);
+    iso_equal(o, "hook_deadline_at", 253402300800123ll);
+    assert_true(json_is_true(json_object_get(o, "registered")));
+    assert_true(json_is_false(json_object_get(o, "app_healthy")));
+    assert_true(json_is_true(json_object_get(o, "adopted")));
+    assert_true(json_is_false(json_object_get(o, "seed_protocol")));
+    assert_true(json_is_true(json_object_get(o, "protected")));
+    assert_true(json_is_true(json_object_get(o, "live")));
+    assert_int_equal(jint(o, "pid"), 4242);
+    assert_int_equal(jint(o, "polls_ok"), 123456789012ll);
+    assert_int_equal(jint(o, "polls_failed"), 3);
+    assert_float_equal(json_real_value(json_object_get(o, "rtt_ms")), 1.234, 1e-12);
+    assert_string_equal(json_string_value(json_object_get(o, "provider")), "ec2");
+    assert_string_equal(json_string_value(json_object_get(o, "zone")), "z-i-3");
+    /* no hook wait, never seen: null */
+    json_t *first = json_array_get(all.json, 0);
+    assert_true(json_is_null(json_object_get(first, "hook_deadline_at")));
+    assert_true(json_is_null(json_object_get(first, "last_seen_at")));
+    assert_true(json_is_null(json_object_get(first, "provider")));
+    resp_free(&all);
+    resp_free(&page);
+}
+
 static void activities_and_history_are_per_group(void **state)
 {
     struct env *e = *state;
@@ -1812,6 +2028,138 @@ static void prom_render_escapes_and_sums(void **state)
     http__buf_release(&b);
 }
 
+/* The text json_dumps() gives v as the API encodes answers. */
+static char *jansson_text(json_t *v)
+{
+    char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(12));
+    json_decref(v);
+    assert_non_null(t);
+    return t;
+}
+
+/* The buffer's JSON values are jansson's text, byte for byte (the instance list is written
+   with them, everything else with jansson). */
+static void buf_json_writes_what_jansson_writes(void **state)
+{
+    (void)state;
+    const double reals[] = {0.0,
+                            -0.0,
+                            1.0,
+                            3.0,
+                            -7.25,
+                            0.1,
+                            1.0 / 3.0,
+                            100.0,
+                            99.5,
+                            1e-4,
+                            1e-5,
+                            1.5e-7,
+                            1e11,
+                            1e12,
+                            1e15,
+                            1e20,
+                            1e100,
+                            -2e-300,
+                            5e-324,
+                            1.7976931348623157e308,
+                            123456789012.5,
+                            12.3456789012345,
+                            0.000123456789012345,
+                            42.0};
+    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) {
+        struct http_buf b = HTTP_BUF_INIT;
+        assert_int_equal(http__buf_json_real(&b, reals[i]), 0);
+        char *want = jansson_text(json_real(reals[i]));
+        if (strcmp(b.p, want) != 0)
+            fail_msg("%.17g: %s, jansson %s", reals[i], b.p, want);
+        free(want);
+        http__buf_release(&b);
+    }
+    /* the shortcut past printf (most values in [1e-4, 1e12)) against printf itself: random
+       doubles over 20 decades, short decimals (1/100 and 1/1000 steps, as loads often are),
+       and the doubles right around each power of ten and each half-way point */
+    uint64_t rnd = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < 60000; i++) {
+        rnd ^= rnd << 13;
+        rnd ^= rnd >> 7;
+        rnd ^= rnd << 17;
+        double u = (double)(rnd >> 11) / 9007199254740992.0, v;
+        int kind = i % 4;
+        if (kind == 0)
+            v = pow(10.0, -8.0 + 22.0 * u);
+        else if (kind == 1)
+            v = (double)(rnd % 10000000) / 100.0;
+        else if (kind == 2)
+            v = (double)(rnd % 100000000) / 1000.0;
+        else
+            v = nextafter(pow(10.0, (double)(int)(rnd % 20) - 6) * (1 + (rnd >> 40) % 2 * 0.5),
+                          (rnd >> 20) % 2 ? 0.0 : INFINITY);
+        if (i % 8 < 4)
+            v = -v;
+        struct http_buf b = HTTP_BUF_INIT;
+        assert_int_equal(http__buf_json_real(&b, v), 0);
+        char *want = jansson_text(json_real(v));
+        if (strcmp(b.p, want) != 0)
+            fail_msg("%.17g: %s, jansson %s", v, b.p, want);
+        free(want);
+        http__buf_release(&b);
+    }
+    const long long ints[] = {0, 1, -1, 4242, 1764670000123ll, LLONG_MAX, LLONG_MIN};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        struct http_buf b = HTTP_BUF_INIT;
+        assert_int_equal(http__buf_json_int(&b, ints[i]), 0);
+        char *want = jansson_text(json_integer(ints[i]));
+        assert_string_equal(b.p, want);
+        free(want);
+        http__buf_release(&b);
+    }
+    const char *strs[] = {"",
+                          "i-0abc",
+                          "quote\" back\\slash /slash",
+                          "\x01\x02\x1f\b\f\n\r\t\x7f",
+                          "z\xc3\xa9ro \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf",
+                          "[fe80::1%eth0]:50051"};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        struct http_buf b = HTTP_BUF_INIT;
+        assert_int_equal(http__buf_json_str(&b, strs[i]), 0);
+        char *want = jansson_text(json_string(strs[i]));
+        assert_string_equal(b.p, want);
+        free(want);
+        http__buf_release(&b);
+    }
+    /* what jansson refuses (not UTF-8) still gives valid JSON: U+FFFD for each bad byte */
+    const char *bad[][2] = {
+        {"a\xff"
+         "b",
+         "\"a\\uFFFDb\""},
+        {"\xc3", "\"\\uFFFD\""},                                  /* cut short */
+        {"\xc0\xaf", "\"\\uFFFD\\uFFFD\""},                       /* overlong '/' */
+        {"\xed\xa0\x80", "\"\\uFFFD\\uFFFD\\uFFFD\""},            /* a surrogate */
+        {"\xf4\x90\x80\x80", "\"\\uFFFD\\uFFFD\\uFFFD\\uFFFD\""}, /* above U+10FFFF */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct http_buf b = HTTP_BUF_INIT;
+        assert_int_equal(http__buf_json_str(&b, bad[i][0]), 0);
+        assert_string_equal(b.p, bad[i][1]);
+        json_t *back = json_loads(b.p, JSON_DECODE_ANY, NULL);
+        assert_non_null(back);
+        json_decref(back);
+        http__buf_release(&b);
+    }
+    struct http_buf b = HTTP_BUF_INIT;
+    assert_int_equal(http__buf_json_str(&b, NULL), 0);
+    assert_int_equal(http__buf_json_real(&b, NAN), 0);
+    assert_int_equal(http__buf_json_real(&b, -INFINITY), 0);
+    assert_string_equal(b.p, "nullnullnull");
+    http__buf_release(&b);
+    /* a buffer's own cap */
+    b.max = 8;
+    assert_int_equal(http__buf_json_str(&b, "abc"), 0);
+    assert_int_equal(http__buf_json_str(&b, "abc"), -1);
+    assert_true(b.oom);
+    http__buf_release(&b);
+}
+
 static void group_patch_pure(void **state)
 {
     (void)state;
@@ -1888,6 +2236,8 @@ int main(void)
                                         setup_multi, teardown),
         cmocka_unit_test_setup_teardown(create_and_delete_groups, setup_multi, teardown),
         cmocka_unit_test_setup_teardown(local_instances_page_by_id, setup_multi, teardown),
+        cmocka_unit_test_setup_teardown(unpaged_instances_follow_the_store_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(instance_json_has_every_field, setup, teardown),
         cmocka_unit_test_setup_teardown(activities_and_history_are_per_group, setup_multi,
                                         teardown),
         cmocka_unit_test_setup_teardown(cluster_view, setup_multi, teardown),
@@ -1899,6 +2249,7 @@ int main(void)
         cmocka_unit_test(prom_render_escapes_and_sums),
         cmocka_unit_test(prom_per_instance_cut_follows_the_setting),
         cmocka_unit_test(group_patch_pure),
+        cmocka_unit_test(buf_json_writes_what_jansson_writes),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
