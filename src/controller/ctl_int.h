@@ -42,6 +42,10 @@
 #define VANISH_GRACE_MS   30000 /* a fresh launch may not be listed yet (eventual consistency) */
 #define LAUNCH_CONFIG_MAX 17    /* ctl_deps.launch_config, NUL included */
 #define MAX_RETRY_BATCHES 64    /* launch calls that failed transiently, kept to re-send */
+/* How long the fleet table says a launch is in flight (fleet_set_launching) at most: longer
+   than a launch call takes, short enough that a controller that died in the middle of one
+   leaves MonitorS answering unknown agents "retry" only briefly (ctl_cloud.c) */
+#define LAUNCH_WINDOW_MS 60000
 
 /* A lifecycle change not yet written to the store (ctl__flush_lifecycles()). */
 struct lc_pending {
