@@ -339,7 +339,9 @@ static int launch_with_token(struct ctl *c, const char *token, int count, int64_
        MonitorS asks an agent it does not know to retry shortly instead of refusing it. The
        window closes below once every slot of the call exists, so an agent that retries
        after that either finds its slot or was not launched by us. */
-    fleet_set_launching(c->fleet, clk_mono_ms() + LAUNCH_WINDOW_MS);
+    int64_t window = LAUNCH_WINDOW_MS + (int64_t)count * LAUNCH_WINDOW_PER_INSTANCE_MS;
+    fleet_set_launching(
+        c->fleet, clk_mono_ms() + (window < LAUNCH_WINDOW_MAX_MS ? window : LAUNCH_WINDOW_MAX_MS));
     int rc = provider_launch(c->prov, count, token, &got);
     stats_count_provider(STATS_OP_LAUNCH, stats_result_of(rc));
     if (rc != 0) {
