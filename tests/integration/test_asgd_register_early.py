@@ -7,11 +7,14 @@ unknown instance", a warning in asgd's log and a failed registration with backof
 agent's): while the group's fleet table says a launch is in flight it holds them (not accepted,
 "retry in N ms") and they are registered as soon as the launch is recorded. Checked on the
 first launch (min_size instances in one call) and on a scale-out (a second call into a running
-group). A Register from an id asgd did not launch is still refused outside a launch.
+group), then with MonitorS and the controller as two processes (`asgd monitor` + `asgd
+controller`), where the launch window travels through the shared fleet table. A Register from
+an id asgd did not launch is still refused outside a launch.
 """
 import os
 import re
 import shutil
+import socket
 import subprocess
 from datetime import datetime
 
@@ -25,6 +28,14 @@ FIRST, THEN = 4, 6
 
 def stamp(line):
     return datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S.%f")
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def launches_and_registrations(text):
@@ -87,10 +98,27 @@ def main():
                                                  token=token, agent_version="x"), timeout=5)
         assert not rep.accepted and rep.retry_after_ms == 0, rep
         assert rep.message == "unknown instance", rep
-        print("ok")
     finally:
         g.cleanup()
         shutil.rmtree(g.dir, ignore_errors=True)
+
+    g = Group("early2p", min_size=FIRST, max_size=FIRST, load=30)
+    try:
+        mon = g.start("monitor")
+        # MonitorS listening before the first launch: an agent that finds nobody there is
+        # another matter (it backs off, and says so in its log)
+        wait_until(lambda: listening(g.mon_port), 20, what="MonitorS listening")
+        ctl = g.start("controller")
+        wait_until(lambda: len(g.healthy()) == FIRST, 30, what=f"{FIRST} healthy (two processes)")
+        delays = check(g, FIRST)
+        print("two processes: launch -> registered (s):",
+              sorted(round(d, 3) for d in delays.values()))
+        g.stop(ctl)
+        g.stop(mon)
+    finally:
+        g.cleanup()
+        shutil.rmtree(g.dir, ignore_errors=True)
+    print("ok")
 
 
 if __name__ == "__main__":
