@@ -808,7 +808,7 @@ void fleet_set_launching(struct fleet *f, int64_t until_mono_ms)
         return;
     uint32_t s = 0;
     if (until_mono_ms > 0) {
-        int64_t secs = (until_mono_ms + 999) / 1000; /* rounded up: never ends early */
+        int64_t secs = until_mono_ms / 1000 + (until_mono_ms % 1000 != 0); /* never early */
         s = secs > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)secs;
     }
     /* release: a reader that sees the window closed also sees the slots allocated before */
