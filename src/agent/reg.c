@@ -4,7 +4,10 @@
  * An agent may start before MonitorS does, MonitorS may restart and forget
  * it, and a thousand agents must not hammer a recovering MonitorS in step.
  * So: Register at start; on failure retry with exponential backoff and
- * jitter; once accepted, register again when MonitorS stops polling for a
+ * jitter, except when MonitorS holds the registration (RegisterReply
+ * retry_after_ms: asgd is still recording the launch that made this
+ * instance), which is expected at boot and retried after the time it asks,
+ * quietly; once accepted, register again when MonitorS stops polling for a
  * while (it restarted and lost us, or it dropped us) and every refresh
  * interval anyway (Register is an idempotent upsert on the MonitorS side).
  * On shutdown, Deregister with a bounded wait. The gRPC server keeps serving
@@ -84,9 +87,15 @@ static uint64_t next_rand(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-/* One Register call to r->monitor. Returns 1 when accepted, else 0 with the reason in why. */
-static int register_once(struct agent_reg *r, char *why, size_t whylen)
+/* A held registration is retried after what MonitorS asks, within these bounds */
+#define HELD_RETRY_MIN_MS 50
+#define HELD_RETRY_MAX_MS 5000
+
+/* One Register call to r->monitor. Returns 1 when accepted, else 0 with the reason in why
+   and, when MonitorS held it rather than refused it, *held_ms > 0: when to ask again. */
+static int register_once(struct agent_reg *r, char *why, size_t whylen, int64_t *held_ms)
 {
+    *held_ms = 0;
     RegisterRequest rq = REGISTER_REQUEST__INIT;
     rq.instance_id = (char *)agent_state_instance_id(r->st);
     rq.address = r->address;
@@ -120,7 +129,12 @@ static int register_once(struct agent_reg *r, char *why, size_t whylen)
         snprintf(why, whylen, "malformed RegisterReply");
         goto out;
     }
-    if (!rp->accepted) {
+    if (!rp->accepted && rp->retry_after_ms > 0) {
+        snprintf(why, whylen, "%s", rp->message && rp->message[0] ? rp->message : "held");
+        *held_ms = rp->retry_after_ms < HELD_RETRY_MIN_MS   ? HELD_RETRY_MIN_MS
+                   : rp->retry_after_ms > HELD_RETRY_MAX_MS ? HELD_RETRY_MAX_MS
+                                                            : rp->retry_after_ms;
+    } else if (!rp->accepted) {
         snprintf(why, whylen, "refused: %s", rp->message && rp->message[0] ? rp->message : "?");
     } else {
         ok = 1;
@@ -132,15 +146,21 @@ out:
     return ok;
 }
 
-/* Register with the current MonitorS, else the others in turn (a cluster node died). */
-static int register_any(struct agent_reg *r, char *why, size_t whylen)
+/* Register with the current MonitorS, else the others in turn (a cluster node died). A
+   MonitorS that holds the registration is launching this instance: it is the one to ask
+   again (*held_ms > 0), not the others, which do not know the instance yet either. */
+static int register_any(struct agent_reg *r, char *why, size_t whylen, int64_t *held_ms)
 {
     for (size_t k = 0; k < r->n_mons; k++) {
         size_t i = (r->cur + k) % r->n_mons;
         r->monitor = r->mons[i];
-        if (register_once(r, why, whylen)) {
+        if (register_once(r, why, whylen, held_ms)) {
             r->cur = i;
             return 1;
+        }
+        if (*held_ms > 0) {
+            r->cur = i;
+            return 0;
         }
     }
     r->monitor = r->mons[r->cur];
@@ -192,7 +212,8 @@ static void *reg_main(void *arg)
             }
         }
         char why[256];
-        if (register_any(r, why, sizeof(why))) {
+        int64_t held_ms = 0;
+        if (register_any(r, why, sizeof(why), &held_ms)) {
             if (!registered || failing)
                 log_info("registered with MonitorS at \"%s\" as \"%s\" (%s)", r->monitor,
                          agent_state_instance_id(r->st), r->address);
@@ -205,6 +226,14 @@ static void *reg_main(void *arg)
         }
         registered = 0;
         set_registered(r, 0);
+        if (held_ms > 0) {
+            /* not a failure: no backoff, no warning; jitter keeps a batch out of step */
+            int64_t d = held_ms - (int64_t)(next_rand(&r->rng) % (uint64_t)(held_ms / 4 + 1));
+            log_debug("registration with MonitorS at \"%s\": %s", r->monitor, why);
+            if (agent__sleeper_wait(&r->sl, d))
+                break;
+            continue;
+        }
         int64_t d = agent_backoff_next(&b, next_rand(&r->rng));
         if (!failing)
             log_warn("registration with MonitorS at \"%s\" failed: %s (retrying with backoff)",

@@ -35,6 +35,7 @@ struct stats {
     atomic_uint_fast64_t polls_deferred; /* overload: inconclusive or missed polls (poll.c) */
     atomic_uint_fast64_t registrations_accepted;
     atomic_uint_fast64_t registrations_refused;
+    atomic_uint_fast64_t registrations_held; /* unknown during a launch: "retry" (registry.c) */
     /* provider */
     atomic_uint_fast64_t provider_calls[STATS_OP_COUNT][STATS_RES_COUNT];
     /* controller */

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/stats.h"
 #include "group/group_table.h"
@@ -333,9 +334,18 @@ static int launch_with_token(struct ctl *c, const char *token, int count, int64_
     struct prov_list got = PROV_LIST_INIT;
     if (!ctl__may_act(c))
         return PROV_ERETRY; /* the intent stays open: the next owner re-sends its token */
+    /* An instance may boot and register before this call returns and its slot exists (a
+       local agent does, an EC2 one can): while the table says a launch is in flight,
+       MonitorS asks an agent it does not know to retry shortly instead of refusing it. The
+       window closes below once every slot of the call exists, so an agent that retries
+       after that either finds its slot or was not launched by us. */
+    int64_t window = LAUNCH_WINDOW_MS + (int64_t)count * LAUNCH_WINDOW_PER_INSTANCE_MS;
+    fleet_set_launching(
+        c->fleet, clk_mono_ms() + (window < LAUNCH_WINDOW_MAX_MS ? window : LAUNCH_WINDOW_MAX_MS));
     int rc = provider_launch(c->prov, count, token, &got);
     stats_count_provider(STATS_OP_LAUNCH, stats_result_of(rc));
     if (rc != 0) {
+        fleet_set_launching(c->fleet, 0);
         provider_failed(c, "launch", rc, now, &c->launch_backoff_until);
         if (rc != PROV_ERETRY) {
             /* the call certainly did not launch: close the intent */
@@ -365,6 +375,7 @@ static int launch_with_token(struct ctl *c, const char *token, int count, int64_
         log_info("launched instance \"%s\" at %s for group \"%s\"", got.items[i].id,
                  got.items[i].address[0] ? got.items[i].address : "(address pending)", c->group);
     }
+    fleet_set_launching(c->fleet, 0); /* every slot of the call exists (or never will) */
     if (nrows > 0 && store_put_instances(c->store, rows, nrows) != 0)
         log_warn("cannot store the %zu instances of launch \"%s\": %s", nrows, token,
                  store_errmsg(c->store));
@@ -690,6 +701,10 @@ int ctl_reconcile(struct ctl *c, int64_t now)
     int rc = ctl__sync(c, now, 1);
     if (rc != 0)
         return rc;
+    /* A launch window left open by a crash (its deadline bounds it otherwise): what that
+       launch made is in the table now, adopted by the sync; a re-sent intent below opens
+       its own window. */
+    fleet_set_launching(c->fleet, 0);
     /* launches that may have been sent before a crash: re-send with the same token */
     struct store_intent *open = NULL;
     size_t n = 0;

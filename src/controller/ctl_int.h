@@ -42,6 +42,15 @@
 #define VANISH_GRACE_MS   30000 /* a fresh launch may not be listed yet (eventual consistency) */
 #define LAUNCH_CONFIG_MAX 17    /* ctl_deps.launch_config, NUL included */
 #define MAX_RETRY_BATCHES 64    /* launch calls that failed transiently, kept to re-send */
+/* How long the fleet table says a launch is in flight (fleet_set_launching) at most: longer
+   than a launch call takes (the local provider waits for each agent it starts to be ready),
+   short enough that a controller that died in the middle of one and is not restarted leaves
+   MonitorS answering unknown agents "retry" rather than "refused" only for a while
+   (ctl_cloud.c). A call that outlasts it still works: its early agents are refused and
+   retry with backoff, as they did before the window existed. */
+#define LAUNCH_WINDOW_MS              60000
+#define LAUNCH_WINDOW_PER_INSTANCE_MS 2000
+#define LAUNCH_WINDOW_MAX_MS          600000
 
 /* A lifecycle change not yet written to the store (ctl__flush_lifecycles()). */
 struct lc_pending {

@@ -72,7 +72,10 @@ struct shhdr {
     uint32_t capacity;
     uint32_t slot_size;
     uint32_t mutex_size;
-    uint32_t pad0;
+    /* CLOCK_MONOTONIC second until which the controller has a launch in flight, 0 = none
+       (fleet_set_launching). Was padding, which creators zeroed: older builds read and
+       write around it, so the layout version stays. */
+    uint32_t launching_until_s;
     uint64_t total_size;
     uint64_t membership_gen;
     int64_t heartbeat[2];
@@ -797,6 +800,27 @@ int64_t fleet_last_heartbeat(const struct fleet *f, int role)
     if (!f || role < 0 || role > 1)
         return 0;
     return __atomic_load_n(&f->hdr->heartbeat[role], __ATOMIC_ACQUIRE);
+}
+
+void fleet_set_launching(struct fleet *f, int64_t until_mono_ms)
+{
+    if (!f)
+        return;
+    uint32_t s = 0;
+    if (until_mono_ms > 0) {
+        int64_t secs = until_mono_ms / 1000 + (until_mono_ms % 1000 != 0); /* never early */
+        s = secs > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)secs;
+    }
+    /* release: a reader that sees the window closed also sees the slots allocated before */
+    __atomic_store_n(&f->hdr->launching_until_s, s, __ATOMIC_RELEASE);
+}
+
+int fleet_launching(const struct fleet *f, int64_t now_mono_ms)
+{
+    if (!f)
+        return 0;
+    uint32_t s = __atomic_load_n(&f->hdr->launching_until_s, __ATOMIC_ACQUIRE);
+    return s != 0 && now_mono_ms < (int64_t)s * 1000;
 }
 
 /* ---- names ---------------------------------------------------------------------------------- */

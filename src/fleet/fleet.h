@@ -160,6 +160,19 @@ int fleet_update(struct fleet *f, uint32_t index, uint32_t generation,
 void fleet_heartbeat(struct fleet *f, int role /* 0 monitor, 1 controller */, int64_t now_ms);
 int64_t fleet_last_heartbeat(const struct fleet *f, int role);
 
+/*
+ * The launch window: the controller calls fleet_set_launching(f, deadline) just before a
+ * launch call to the provider and fleet_set_launching(f, 0) once the instances it made
+ * have their slots, so that MonitorS can tell an agent that registers before its slot
+ * exists (it booted while the call was in flight) from one that is not ours: it asks the
+ * first to retry shortly instead of refusing it (mon.h). Times are clk_mono_ms() values
+ * (CLOCK_MONOTONIC is the same in every process of the machine), kept in whole seconds
+ * rounded up; a deadline bounds the window when the controller dies in the middle of a
+ * launch. fleet_launching() is 1 while now_mono_ms is before the deadline. NULL: no-op / 0.
+ */
+void fleet_set_launching(struct fleet *f, int64_t until_mono_ms);
+int fleet_launching(const struct fleet *f, int64_t now_mono_ms);
+
 const char *fleet_lifecycle_name(int lifecycle);
 /* The lifecycle named name (as fleet_lifecycle_name() writes it), or -1. */
 int fleet_lifecycle_parse(const char *name);

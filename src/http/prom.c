@@ -227,6 +227,8 @@ int http__prom_render(struct http_buf *b, const struct http_prom_input *in)
                          (unsigned long long)ld(&st->registrations_accepted));
         http__buf_printf(b, "asgd_registrations_total{result=\"refused\"} %llu\n",
                          (unsigned long long)ld(&st->registrations_refused));
+        http__buf_printf(b, "asgd_registrations_total{result=\"held\"} %llu\n",
+                         (unsigned long long)ld(&st->registrations_held));
 
         family(b, "asgd_provider_calls_total", "counter",
                "Provider calls by operation and result.");

@@ -39,7 +39,11 @@
  *  - the token is compared in constant time; a wrong or missing token is
  *    refused (accepted=false, message "bad token") and never changes the table.
  *    An empty configured token disables the check (mon_start() warns).
- *  - an unknown instance id is refused unless accept_unknown.
+ *  - an unknown instance id is HELD while any watched fleet table says a
+ *    launch is in flight (fleet_launching(); the agent may have booted before
+ *    the controller recorded its instance): accepted=false, retry_after_ms > 0,
+ *    message "held: ...", nothing written or remembered (registry.c says why).
+ *    Otherwise it is refused unless accept_unknown.
  *  - the address must be host:port (IPv4, [IPv6] or a DNS name; port 1..65535).
  *    It fills the slot's address only when the slot has none: the provider's
  *    address wins over what an agent claims.

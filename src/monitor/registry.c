@@ -7,6 +7,22 @@
  * before it reaches a log line. Refusals are logged at most a few per second
  * so that a flood of rogue registrations cannot flood the log. The rules
  * themselves are stated in mon.h.
+ *
+ * Early agents: an instance's agent can register before the launch call that
+ * made it has returned to the controller and the instance has a slot (the
+ * local provider waits for each agent to be ready before it answers; an EC2
+ * instance can boot while a large call is still being answered). While a
+ * fleet table says a launch is in flight (fleet_set_launching), an unknown id
+ * is therefore HELD rather than refused: not accepted, with retry_after_ms
+ * telling the agent to ask again shortly; once the controller has recorded
+ * the launch, the retry finds the slot. The alternative, keeping an early
+ * registration record to apply when the slot appears, would need a bounded
+ * table (anyone with the token can send random ids), expiry, and a way for
+ * the controller's process to reach it in the two-process mode; and it would
+ * either accept before we know the instance is ours or still need the retry.
+ * A held answer keeps no state at all, so a flood costs nothing, accepts
+ * nothing asgd did not launch, and the agent learns it is registered within
+ * retry_after_ms of the slot's allocation.
  */
 #include <stdio.h>
 #include <string.h>
@@ -20,9 +36,12 @@
 #include "common/banned.h"
 
 #define REFUSALS_LOGGED_PER_SEC 5
+/* What a held agent is told: soon after the launch is recorded, cheap for a few agents */
+#define HOLD_RETRY_MS 100
 
 static int register_locked(struct mon *m, const RegisterRequest *rq, RegisterReply *rp,
-                           const char *id, const char *addr, char *msgbuf, size_t msglen);
+                           const char *id, const char *addr, char *msgbuf, size_t msglen,
+                           int launching);
 static void deregister_locked(struct mon *m, const DeregisterRequest *rq, DeregisterReply *rp,
                               const char *id);
 
@@ -110,9 +129,9 @@ static int id_valid(const char *id)
     return 1;
 }
 
-static void refuse(struct mon *m, const char *what, const char *id, const char *why)
+/* 1 when a refusal may be logged now (a few a second; the rest are counted and summed up) */
+static int refusal_loggable(struct mon *m)
 {
-    atomic_fetch_add_explicit(&stats.registrations_refused, 1, memory_order_relaxed);
     int64_t now = clk_mono_ms();
     if (now - m->refuse_window_ms >= 1000) {
         if (m->refuse_suppressed)
@@ -123,12 +142,47 @@ static void refuse(struct mon *m, const char *what, const char *id, const char *
     }
     if (m->refuse_logged >= REFUSALS_LOGGED_PER_SEC) {
         m->refuse_suppressed++;
-        return;
+        return 0;
     }
     m->refuse_logged++;
+    return 1;
+}
+
+static void refuse(struct mon *m, const char *what, const char *id, const char *why)
+{
+    atomic_fetch_add_explicit(&stats.registrations_refused, 1, memory_order_relaxed);
+    if (!refusal_loggable(m))
+        return;
     char safe[FLEET_ID_MAX + 8];
     mon__printable(id, safe, sizeof(safe));
     log_warn("%s refused for instance \"%s\": %s", what, safe, why);
+}
+
+/* 1 when some group's controller has a launch in flight (see the top of this file); mu held */
+static int launch_in_flight(struct mon *m)
+{
+    int64_t now = clk_mono_ms();
+    for (struct mon_group *g = m->groups; g; g = g->next)
+        if (!g->removing && fleet_launching(g->fleet, now))
+            return 1;
+    return 0;
+}
+
+/* Not refused, not accepted: an agent that may be early for a launch in flight. */
+static void hold(struct mon *m, RegisterReply *rp, const char *id, char *msgbuf, size_t msglen)
+{
+    atomic_fetch_add_explicit(&stats.registrations_held, 1, memory_order_relaxed);
+    rp->accepted = 0;
+    rp->retry_after_ms = HOLD_RETRY_MS;
+    snprintf(msgbuf, msglen, "held: not known yet, a launch is in flight (retry in %d ms)",
+             HOLD_RETRY_MS);
+    if (log__level >= LOG_LVL_DEBUG && refusal_loggable(m)) {
+        char safe[FLEET_ID_MAX + 8];
+        mon__printable(id, safe, sizeof(safe));
+        log_debug("registration of instance \"%s\" held: not in a fleet table yet, a launch "
+                  "is in flight",
+                  safe);
+    }
 }
 
 static int token_ok(const struct mon *m, const char *presented)
@@ -173,6 +227,7 @@ void mon__register(struct mon *m, const RegisterRequest *rq, RegisterReply *rp, 
 
     rp->accepted = 0;
     rp->poll_interval_ms = 0;
+    rp->retry_after_ms = 0;
     rp->message = msgbuf;
     msgbuf[0] = '\0';
 
@@ -193,7 +248,10 @@ void mon__register(struct mon *m, const RegisterRequest *rq, RegisterReply *rp, 
     }
 
     pthread_mutex_lock(&m->mu);
-    int foreign = register_locked(m, rq, rp, id, addr, msgbuf, msglen);
+    /* before the lookup: a window seen closed here was closed after the slots of its
+       launch were allocated, so the lookup below finds an instance that launch made */
+    int launching = launch_in_flight(m);
+    int foreign = register_locked(m, rq, rp, id, addr, msgbuf, msglen, launching);
     pthread_mutex_unlock(&m->mu);
     if (!foreign)
         return;
@@ -211,14 +269,21 @@ void mon__register(struct mon *m, const RegisterRequest *rq, RegisterReply *rp, 
         snprintf(msgbuf, msglen, "registered (recorded for the group's owner)");
         return;
     }
+    if (launching) {
+        hold(m, rp, id, msgbuf, msglen);
+        return;
+    }
     snprintf(msgbuf, msglen, "unknown instance");
     refuse(m, "registration", id, "unknown instance");
 }
 
 /* The body of mon__register() with mon.mu held, so no group goes away meanwhile. Returns 1
-   when the instance is in no group here and the cluster must be asked (on_foreign). */
+   when the instance is in no group here and the cluster must be asked (on_foreign). An
+   unknown instance is held while launching, even with accept_unknown: it may be ours, and
+   the slot the controller is about to allocate is the right one. */
 static int register_locked(struct mon *m, const RegisterRequest *rq, RegisterReply *rp,
-                           const char *id, const char *addr, char *msgbuf, size_t msglen)
+                           const char *id, const char *addr, char *msgbuf, size_t msglen,
+                           int launching)
 {
     uint32_t index = 0;
     int rc;
@@ -229,6 +294,10 @@ static int register_locked(struct mon *m, const RegisterRequest *rq, RegisterRep
         if (rc == FLEET_ENOENT) {
             if (!m->accept_unknown && m->on_foreign && addr[0])
                 return 1; /* the caller asks the cluster, without mon.mu */
+            if (launching) {
+                hold(m, rp, id, msgbuf, msglen);
+                return 0;
+            }
             if (!m->accept_unknown) {
                 snprintf(msgbuf, msglen, "unknown instance");
                 refuse(m, "registration", id, "unknown instance");

@@ -383,6 +383,7 @@ struct standin {
     pthread_mutex_t mu;
     int registers, deregisters;
     int refuse_first; /* answer accepted=false to this many Registers */
+    int hold_first;   /* then hold this many (accepted=false, retry_after_ms) */
     int unavailable_first;
     char last_id[64], last_addr[64], last_token[64], last_reason[64], last_version[32];
     struct rpc_server *srv;
@@ -408,6 +409,9 @@ static grpc_status_code s_register(void *ctx, const struct rpc_request *req,
     int refuse = !unavailable && s->refuse_first > 0;
     if (refuse)
         s->refuse_first--;
+    int hold = !unavailable && !refuse && s->hold_first > 0;
+    if (hold)
+        s->hold_first--;
     pthread_mutex_unlock(&s->mu);
     register_request__free_unpacked(rq, NULL);
     if (unavailable) {
@@ -415,9 +419,10 @@ static grpc_status_code s_register(void *ctx, const struct rpc_request *req,
         return GRPC_STATUS_UNAVAILABLE;
     }
     RegisterReply rp = REGISTER_REPLY__INIT;
-    rp.accepted = !refuse;
-    rp.message = refuse ? "unknown instance" : "registered";
+    rp.accepted = !refuse && !hold;
+    rp.message = refuse ? "unknown instance" : hold ? "held: a launch is in flight" : "registered";
     rp.poll_interval_ms = 100;
+    rp.retry_after_ms = hold ? 50 : 0;
     return rpc_reply_pack(reply, &rp.base) ? GRPC_STATUS_INTERNAL : GRPC_STATUS_OK;
 }
 
@@ -521,6 +526,38 @@ static void registers_with_retry_and_deregisters(void **state)
     assert_int_equal(agent_reg_stop(r, "unit test", 2000), 0);
     assert_int_equal(counter(&s, &s.deregisters), 1);
     assert_string_equal(s.last_reason, "unit test");
+    standin_stop(&s);
+    agent_state_free(st);
+    pthread_mutex_destroy(&s.mu);
+}
+
+/* A held registration (asgd has not recorded this instance's launch yet) is asked again after
+   the time MonitorS said, not after the backoff of a failure: with a backoff of 20 s, five holds
+   and then an acceptance take well under a second. */
+static void held_registration_retried_without_backoff(void **state)
+{
+    (void)state;
+    struct standin s;
+    memset(&s, 0, sizeof(s));
+    pthread_mutex_init(&s.mu, NULL);
+    s.hold_first = 5;
+    standin_start(&s, 0);
+    struct agent_state *st = agent_state_new("i-early");
+    struct agent_reg_opts o = {0};
+    o.monitor = s.target;
+    o.address = "127.0.0.9:5558";
+    o.backoff_base_ms = 20000;
+    o.backoff_cap_ms = 20000;
+    o.refresh_ms = 600000;
+    o.silence_ms = 600000;
+    struct agent_reg *r = agent_reg_start(&o, st);
+    assert_non_null(r);
+    int64_t end = clk_mono_ms() + 8000; /* a failure's first backoff is 10..20 s */
+    while (!agent_reg_registered(r) && clk_mono_ms() < end)
+        usleep(10000);
+    assert_true(agent_reg_registered(r));
+    assert_int_equal(agent_reg_attempts(r), 6);
+    assert_int_equal(agent_reg_stop(r, "bye", 2000), 0);
     standin_stop(&s);
     agent_state_free(st);
     pthread_mutex_destroy(&s.mu);
@@ -694,6 +731,7 @@ int main(void)
         cmocka_unit_test(simulated_load_is_bounded_per_second),
         cmocka_unit_test(backoff_grows_with_jitter_and_caps),
         cmocka_unit_test(registers_with_retry_and_deregisters),
+        cmocka_unit_test(held_registration_retried_without_backoff),
         cmocka_unit_test(reregisters_after_monitor_restart),
         cmocka_unit_test(monitor_down_all_along),
     };

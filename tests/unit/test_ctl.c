@@ -30,6 +30,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "common/clock.h"
 #include "controller/ctl.h"
 #include "monitor.pb-c.h"
 #include "rpc/rpc.h"
@@ -62,6 +63,8 @@ struct fake {
     char next_addr[8][64]; /* addresses of the next launched instances, if set */
     int n_next_addr;
     int64_t now;
+    struct fleet **fleetp;  /* the fixture's table (reopened by some tests) */
+    int launching_seen[32]; /* whether the table said a launch is in flight, by call */
 };
 
 /* The next scripted rc of a list of 8 (0 when the list is empty), taken off its front. */
@@ -82,6 +85,7 @@ static int fake_launch(struct provider *p, int count, const char *token, struct 
     if (call < 32) {
         snprintf(f->tokens[call], sizeof(f->tokens[call]), "%s", token);
         f->counts[call] = count;
+        f->launching_seen[call] = f->fleetp && fleet_launching(*f->fleetp, clk_mono_ms());
     }
     int rc = next_rc(f->launch_rc, &f->n_launch_rc);
     if (rc != 0)
@@ -212,6 +216,7 @@ static int setup(void **state)
     x->prov = calloc(1, sizeof(*x->prov));
     x->prov->base.ops = &fake_ops;
     x->prov->now = T0;
+    x->prov->fleetp = &x->fleet;
 
     struct group_settings g;
     memset(&g, 0, sizeof(g));
@@ -598,6 +603,54 @@ static void open_intent_resent_with_its_token(void **state)
     snprintf(x->prov->live.items[0].launch_token, PROV_ID_MAX, "asgd-crashed-2");
     assert_int_equal(ctl_reconcile(x->ctl, T0 + 2000), 0);
     assert_int_equal(x->prov->live.n, 2);
+}
+
+/* The fleet table says a launch is in flight exactly while the provider call runs and until
+   its instances have slots (MonitorS holds the agents that register that early), whatever the
+   call's outcome; a window a crashed controller left open is closed by the next reconcile. */
+static void launch_window_spans_the_call(void **state)
+{
+    struct fx *x = *state;
+    assert_false(fleet_launching(x->fleet, clk_mono_ms()));
+    assert_int_equal(ctl_reconcile(x->ctl, T0), 0);
+    assert_int_equal(ctl_tick(x->ctl, T0), 0);
+    assert_int_equal(x->prov->launch_calls, 1);
+    assert_int_equal(x->prov->launching_seen[0], 1);
+    assert_false(fleet_launching(x->fleet, clk_mono_ms()));
+    struct fleet_slot s[64];
+    assert_int_equal(slots(x, s), 2);
+
+    /* failed calls, transient and fatal, close it too */
+    int64_t rev;
+    assert_int_equal(store_set_desired(x->store, x->name, 3, &rev), 0);
+    x->prov->launch_rc[0] = PROV_ERETRY;
+    x->prov->launch_rc[1] = PROV_EFATAL;
+    x->prov->n_launch_rc = 2;
+    int64_t now = T0 + 1000;
+    for (int i = 0; i < 200 && x->prov->launch_calls < 3; i++, now += 1000)
+        ctl_tick(x->ctl, now);
+    assert_int_equal(x->prov->launch_calls, 3);
+    assert_int_equal(x->prov->launching_seen[1], 1);
+    assert_int_equal(x->prov->launching_seen[2], 1);
+    assert_false(fleet_launching(x->fleet, clk_mono_ms()));
+
+    /* a crash in the middle of a launch: the window stays open (until its deadline) and the
+       intent too; the next controller closes the first and re-sends the second in a window */
+    ctl_free(x->ctl);
+    fleet_set_launching(x->fleet, clk_mono_ms() + 60000);
+    x->ctl = make_ctl(x);
+    assert_int_equal(ctl_reconcile(x->ctl, now), 0);
+    assert_false(fleet_launching(x->fleet, clk_mono_ms()));
+    assert_int_equal(store_intent_create(x->store, "asgd-crashed", x->name, 1, now), 0);
+    ctl_free(x->ctl);
+    fleet_set_launching(x->fleet, clk_mono_ms() + 60000);
+    x->ctl = make_ctl(x);
+    int calls = x->prov->launch_calls;
+    assert_int_equal(ctl_reconcile(x->ctl, now), 0);
+    assert_int_equal(x->prov->launch_calls, calls + 1);
+    assert_string_equal(x->prov->tokens[calls], "asgd-crashed");
+    assert_int_equal(x->prov->launching_seen[calls], 1);
+    assert_false(fleet_launching(x->fleet, clk_mono_ms()));
 }
 
 static void operator_terminate(void **state)
@@ -1530,6 +1583,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(launches_min_through_an_intent, setup, teardown),
         cmocka_unit_test_setup_teardown(transient_failure_resends_same_token, setup, teardown),
         cmocka_unit_test_setup_teardown(launches_in_provider_sized_calls, setup, teardown),
+        cmocka_unit_test_setup_teardown(launch_window_spans_the_call, setup, teardown),
         cmocka_unit_test_setup_teardown(fatal_error_recorded_once_and_backs_off, setup, teardown),
         cmocka_unit_test_setup_teardown(describe_failure_forgets_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(vanished_instance_is_replaced, setup, teardown),

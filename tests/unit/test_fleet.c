@@ -211,6 +211,36 @@ static void basic_operations(void **state)
     fleet_close(NULL);
 }
 
+/* The launch window the controller sets for MonitorS: open until its deadline (whole seconds,
+   rounded up, so never shorter than asked), closed by 0, seen by every mapping, and a header
+   word an older build left zero reads as "no launch". */
+static void launch_window(void **state)
+{
+    (void)state;
+    const char *name = uname_for("launch");
+    struct fleet *f = open_new(name, 4);
+    struct fleet *g = NULL;
+    assert_int_equal(fleet_open(name, 0, 0, &g), 0);
+    int64_t now = 5000000;                 /* a clk_mono_ms() value */
+    assert_false(fleet_launching(f, now)); /* a fresh (zero-filled) header */
+    fleet_set_launching(f, now + 1500);
+    assert_true(fleet_launching(g, now));
+    assert_true(fleet_launching(g, now + 1500 - 1));
+    assert_true(fleet_launching(g, now + 1999));  /* rounded up to the second */
+    assert_false(fleet_launching(g, now + 2000)); /* the deadline passed */
+    fleet_set_launching(g, 0);
+    assert_false(fleet_launching(f, now));
+    fleet_set_launching(f, now - 5000); /* already over */
+    assert_false(fleet_launching(g, now));
+    fleet_set_launching(f, INT64_MAX); /* clamped, not wrapped */
+    assert_true(fleet_launching(g, now));
+    fleet_set_launching(NULL, now);
+    assert_false(fleet_launching(NULL, now));
+    check_invariants(f);
+    fleet_close(g);
+    fleet_close(f);
+}
+
 /* A table grows in place; another mapping (another process: a forked child here) sees the
    new slots at once, and writes from both sides land in the same table. */
 static void table_grows_for_every_mapping(void **state)
@@ -842,6 +872,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(basic_operations, unlink_created),
         cmocka_unit_test_teardown(bad_arguments, unlink_created),
+        cmocka_unit_test_teardown(launch_window, unlink_created),
         cmocka_unit_test_teardown(table_grows_for_every_mapping, unlink_created),
         cmocka_unit_test_teardown(threads_never_see_torn_slots, unlink_created),
         cmocka_unit_test_teardown(process_writer_never_tears, unlink_created),

@@ -789,6 +789,163 @@ static void accept_unknown_allocates_pending(void **state)
     fx_free(x);
 }
 
+/* An agent that registers before the controller has recorded the launch that made it (the
+   launch call has not returned yet) is held, not refused, while the fleet table says a launch
+   is in flight: not accepted, told to retry shortly, and nothing is written or remembered.
+   Without a launch in flight, or once its deadline has passed, an unknown id is refused as
+   before; once the controller has allocated the slot and closed the window, it is accepted. */
+static void unknown_held_only_during_a_launch(void **state)
+{
+    (void)state;
+    struct mon_settings s = server_settings(0);
+    struct fx *x = fx_new("early", &s);
+    assert_int_equal(mon_start(x->m), 0);
+    int port = mon_port(x->m);
+    uint32_t iknown = add_slot(x, "i-known", "");
+    uint64_t gen = fleet_membership_gen(x->f);
+    RegisterReply *r = NULL;
+    uint32_t idx;
+
+    /* no launch in flight: refused */
+    assert_int_equal(call_register(port, "i-early", "127.0.0.9:50051", TOKEN, &r), 0);
+    assert_false(r->accepted);
+    assert_int_equal(r->retry_after_ms, 0);
+    assert_string_equal(r->message, "unknown instance");
+    register_reply__free_unpacked(r, NULL);
+
+    /* a launch in flight: held */
+    uint64_t held0 = atomic_load(&stats.registrations_held);
+    uint64_t refused0 = atomic_load(&stats.registrations_refused);
+    fleet_set_launching(x->f, clk_mono_ms() + 60000);
+    assert_int_equal(call_register(port, "i-early", "127.0.0.9:50051", TOKEN, &r), 0);
+    assert_false(r->accepted);
+    assert_true(r->retry_after_ms > 0 && r->retry_after_ms <= 1000);
+    assert_non_null(strstr(r->message, "held"));
+    register_reply__free_unpacked(r, NULL);
+    assert_int_equal(fleet_find(x->f, "i-early", &idx), FLEET_ENOENT);
+    /* the token and the id are still checked first: refused, not held */
+    assert_int_equal(call_register(port, "i-early", "127.0.0.9:50051", "wrong", &r), 0);
+    assert_false(r->accepted);
+    assert_int_equal(r->retry_after_ms, 0);
+    assert_string_equal(r->message, "bad token");
+    register_reply__free_unpacked(r, NULL);
+    assert_int_equal(call_register(port, "i-early\"x", "127.0.0.9:50051", TOKEN, &r), 0);
+    assert_false(r->accepted);
+    assert_int_equal(r->retry_after_ms, 0);
+    register_reply__free_unpacked(r, NULL);
+    /* a known instance registers as usual meanwhile */
+    assert_int_equal(call_register(port, "i-known", "127.0.0.8:50051", TOKEN, &r), 0);
+    assert_true(r->accepted);
+    assert_int_equal(r->retry_after_ms, 0);
+    register_reply__free_unpacked(r, NULL);
+    assert_int_equal(slot_of(x, iknown).registered, 1);
+
+    /* a flood of random ids while the window is open: each is held, nothing is kept (the
+       table is untouched and, once the window closes, every one of them is refused) */
+    enum { FLOOD = 1000 };
+    char ids[FLOOD][24];
+    for (int i = 0; i < FLOOD; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "i-flood-%08x", (unsigned)rand());
+        assert_int_equal(call_register(port, ids[i], "127.0.0.9:1", TOKEN, &r), 0);
+        assert_false(r->accepted);
+        assert_true(r->retry_after_ms > 0);
+        register_reply__free_unpacked(r, NULL);
+    }
+    assert_int_equal(atomic_load(&stats.registrations_held) - held0, FLOOD + 1);
+    assert_int_equal(atomic_load(&stats.registrations_refused) - refused0, 2);
+    assert_true(fleet_membership_gen(x->f) == gen);
+    assert_int_equal(fleet_snapshot(x->f, NULL, 0), 1);
+
+    /* the controller records the launch (the slot), then closes the window: accepted */
+    uint32_t iearly = add_slot(x, "i-early", "");
+    fleet_set_launching(x->f, 0);
+    for (int i = 0; i < FLOOD; i += FLOOD / 20) {
+        assert_int_equal(call_register(port, ids[i], "127.0.0.9:1", TOKEN, &r), 0);
+        assert_false(r->accepted);
+        assert_int_equal(r->retry_after_ms, 0);
+        assert_string_equal(r->message, "unknown instance");
+        register_reply__free_unpacked(r, NULL);
+    }
+    assert_int_equal(call_register(port, "i-early", "127.0.0.9:50051", TOKEN, &r), 0);
+    assert_true(r->accepted);
+    register_reply__free_unpacked(r, NULL);
+    struct fleet_slot sl = slot_of(x, iearly);
+    assert_int_equal(sl.registered, 1);
+    assert_string_equal(sl.address, "127.0.0.9:50051");
+
+    /* a window whose deadline has passed (its controller died mid-launch): refused again */
+    fleet_set_launching(x->f, clk_mono_ms() - 2000);
+    assert_int_equal(call_register(port, "i-late", "127.0.0.9:50051", TOKEN, &r), 0);
+    assert_false(r->accepted);
+    assert_int_equal(r->retry_after_ms, 0);
+    register_reply__free_unpacked(r, NULL);
+
+    /* a launch in flight in another group of the monitor holds too (the id says no group) */
+    char name2[64];
+    snprintf(name2, sizeof(name2), "montest-early2-%d", (int)getpid());
+    (void)fleet_unlink(name2);
+    struct fleet *f2 = NULL;
+    assert_int_equal(fleet_open(name2, 32, 1, &f2), 0);
+    struct mon_group_settings gs = {.interval_ms = 60000, .timeout_ms = 1000, .rise = 1, .fall = 1};
+    assert_int_equal(mon_add_group(x->m, "g2", f2, &gs), 0);
+    fleet_set_launching(f2, clk_mono_ms() + 60000);
+    assert_int_equal(call_register(port, "i-late", "127.0.0.9:50051", TOKEN, &r), 0);
+    assert_false(r->accepted);
+    assert_true(r->retry_after_ms > 0);
+    register_reply__free_unpacked(r, NULL);
+    /* not once that group is no longer watched */
+    mon_remove_group(x->m, "g2");
+    assert_int_equal(call_register(port, "i-late", "127.0.0.9:50051", TOKEN, &r), 0);
+    assert_false(r->accepted);
+    assert_int_equal(r->retry_after_ms, 0);
+    register_reply__free_unpacked(r, NULL);
+
+    mon_stop(x->m);
+    fleet_close(f2);
+    (void)fleet_unlink(name2);
+    fx_free(x);
+}
+
+/* With accept_unknown, an unknown agent is held during a launch too (it may be the launch's,
+   whose slot the controller is about to allocate) and only adopted once no launch is in
+   flight: the controller's slot, not a second one. */
+static void accept_unknown_waits_for_the_launch(void **state)
+{
+    (void)state;
+    struct mon_settings s = server_settings(1);
+    struct fx *x = fx_new("unkearly", &s);
+    assert_int_equal(mon_start(x->m), 0);
+    int port = mon_port(x->m);
+    RegisterReply *r = NULL;
+    uint32_t idx;
+
+    fleet_set_launching(x->f, clk_mono_ms() + 60000);
+    assert_int_equal(call_register(port, "i-mine", "127.0.0.7:50051", TOKEN, &r), 0);
+    assert_false(r->accepted);
+    assert_true(r->retry_after_ms > 0);
+    register_reply__free_unpacked(r, NULL);
+    assert_int_equal(call_register(port, "i-other", "127.0.0.6:50051", TOKEN, &r), 0);
+    assert_false(r->accepted);
+    register_reply__free_unpacked(r, NULL);
+    assert_int_equal(fleet_snapshot(x->f, NULL, 0), 0);
+
+    uint32_t imine = add_slot(x, "i-mine", "127.0.0.7:50051"); /* the launch is recorded */
+    fleet_set_launching(x->f, 0);
+    assert_int_equal(call_register(port, "i-mine", "127.0.0.7:50051", TOKEN, &r), 0);
+    assert_true(r->accepted);
+    register_reply__free_unpacked(r, NULL);
+    assert_int_equal(slot_of(x, imine).registered, 1);
+    assert_int_equal(slot_of(x, imine).adopted, 0);
+    /* and an instance no launch made is adopted as accept_unknown says, after the window */
+    assert_int_equal(call_register(port, "i-other", "127.0.0.6:50051", TOKEN, &r), 0);
+    assert_true(r->accepted);
+    register_reply__free_unpacked(r, NULL);
+    assert_int_equal(fleet_find(x->f, "i-other", &idx), 0);
+    assert_int_equal(fleet_snapshot(x->f, NULL, 0), 2);
+
+    fx_free(x);
+}
+
 static void hostile_clients_do_not_crash_it(void **state)
 {
     (void)state;
@@ -1154,6 +1311,8 @@ int main(void)
         cmocka_unit_test(raises_fd_limit),
         cmocka_unit_test(register_checks_token_and_id),
         cmocka_unit_test(accept_unknown_allocates_pending),
+        cmocka_unit_test(unknown_held_only_during_a_launch),
+        cmocka_unit_test(accept_unknown_waits_for_the_launch),
         cmocka_unit_test(hostile_clients_do_not_crash_it),
         cmocka_unit_test(poller_thread_detects_death_and_restart),
         cmocka_unit_test(many_groups_one_poller),
