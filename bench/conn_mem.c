@@ -23,6 +23,8 @@
  * costs as a handshake leaves it in every connection's session (decoded, its key and extension
  * caches filled by the verification): OpenSSL 3.0 has no call to drop it from an open one.
  *
+ * BENCH_AGENTS=grpc serves the instances from gRPC core servers instead (what monitorc is
+ * made of; 250 instances on each, on 127.0.0.1), in a child process of the measurement.
  * BENCH_TLS_KEY=rsa makes RSA-2048 certificates instead of P-256. BENCH_SITES=K prints, for
  * each TLS run, the K OpenSSL source lines holding the most bytes per connection (the
  * counting then adds 16 bytes to each of OpenSSL's blocks, which shows in RSS and heap).
@@ -53,7 +55,9 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "fleet/fleet.h"
+#include "monitor.pb-c.h"
 #include "monitor/mon.h"
+#include "rpc/rpc.h"
 #include "tls/tls.h"
 
 #include "common/banned.h"
@@ -247,6 +251,84 @@ static pid_t swarm_start(const char *argv0, int n, const char *tls_dir, const ch
     return got == n ? pid : -1;
 }
 
+static grpc_status_code h_metrics(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
+{
+    (void)ctx;
+    (void)req;
+    Metrics m = METRICS__INIT;
+    m.cpu_load = 42;
+    m.app_healthy = 1;
+    return rpc_reply_pack(reply, &m.base) ? GRPC_STATUS_INTERNAL : GRPC_STATUS_OK;
+}
+
+/* BENCH_AGENTS=grpc: a child process serving the n instances from gRPC core servers (as
+   monitorc does), PER_SERVER instances each on 127.0.0.1, with DIR's srv certificate when tls;
+   fills addrs. Its pid, or -1; closing *down stops it. */
+#define PER_SERVER  250
+#define SERVERS_MAX 64
+static pid_t grpc_agents_start(int n, int tls, const char *dir, char (*addrs)[64], int *down)
+{
+    int servers = n / PER_SERVER < 4 ? 4 : n / PER_SERVER;
+    if (servers > SERVERS_MAX)
+        servers = SERVERS_MAX;
+    int ports[SERVERS_MAX];
+    ssize_t want = (ssize_t)(sizeof(int) * (size_t)servers);
+    int up[2], dn[2];
+    if (pipe(up) || pipe(dn))
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        close(up[0]);
+        close(dn[1]);
+        struct tls_conf *t = NULL;
+        char ca[512], cert[512], key[512], err[512];
+        snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+        snprintf(cert, sizeof(cert), "%s/srv.pem", dir);
+        snprintf(key, sizeof(key), "%s/srv.key", dir);
+        struct tls_files tf = {ca, cert, key, NULL};
+        if (tls && tls_conf_new(&tf, &t, err, sizeof(err))) {
+            fprintf(stderr, "bench_conn_mem: %s\n", err);
+            _exit(1);
+        }
+        struct rpc_server *srv[SERVERS_MAX];
+        for (int i = 0; i < servers; i++) {
+            srv[i] = rpc_server_new(NULL);
+            if (!srv[i] || rpc_server_add_method(srv[i], "/MonitorC/GetMetrics", h_metrics, NULL) ||
+                (t ? rpc_server_bind_tls(srv[i], "127.0.0.1:0", t, &ports[i])
+                   : rpc_server_bind(srv[i], "127.0.0.1:0", &ports[i])) ||
+                rpc_server_start(srv[i])) {
+                fprintf(stderr, "bench_conn_mem: cannot start gRPC server %d\n", i);
+                _exit(1);
+            }
+        }
+        if (write(up[1], ports, (size_t)want) != want)
+            _exit(1);
+        char c;
+        while (read(dn[0], &c, 1) > 0)
+            ;
+        for (int i = 0; i < servers; i++)
+            rpc_server_free(srv[i]);
+        tls_conf_free(t);
+        _exit(0);
+    }
+    close(up[1]);
+    close(dn[0]);
+    ssize_t got = read(up[0], ports, (size_t)want);
+    close(up[0]);
+    if (got != want) {
+        close(dn[1]);
+        waitpid(pid, NULL, 0);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        snprintf(addrs[i], 64, "127.0.0.1:%d", ports[i % servers]);
+    *down = dn[1];
+    return pid;
+}
+
 static uint64_t sum_ok(struct fleet *f, int n, int *answered)
 {
     uint64_t ok = 0;
@@ -286,7 +368,10 @@ static int one(const char *argv0, int tls, int n, const char *dir)
     char base[32];
     snprintf(base, sizeof(base), "127.%d.0.1", 100 + (int)(getpid() % 100));
     int port = 20000 + (int)(getpid() % 20000);
-    pid_t swarm = swarm_start(argv0, n, tls ? dir : NULL, base, port, addrs);
+    int grpc_agents = getenv("BENCH_AGENTS") && strcmp(getenv("BENCH_AGENTS"), "grpc") == 0;
+    int down = -1;
+    pid_t swarm = grpc_agents ? grpc_agents_start(n, tls, dir, addrs, &down)
+                              : swarm_start(argv0, n, tls ? dir : NULL, base, port, addrs);
     if (swarm < 0) {
         free(addrs);
         return 1;
@@ -380,7 +465,10 @@ out_fleet:
 out_tls:
     tls_conf_free(t);
 out_swarm:
-    kill(swarm, SIGTERM);
+    if (down >= 0)
+        close(down); /* the gRPC servers stop */
+    else
+        kill(swarm, SIGTERM);
     waitpid(swarm, NULL, 0);
     free(addrs);
     return rc;
@@ -527,9 +615,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_conn_mem: cannot make certificates (openssl) in %s\n", dir);
         return 1;
     }
+    int grpc_agents = getenv("BENCH_AGENTS") && strcmp(getenv("BENCH_AGENTS"), "grpc") == 0;
     printf("bench_conn_mem: the poller's memory per agent connection, clear text and mutual TLS "
-           "(%s certificates, OpenSSL %s), bench_swarm agents\n",
-           rsa ? "RSA-2048" : "P-256", OpenSSL_version(OPENSSL_VERSION_STRING));
+           "(%s certificates, OpenSSL %s), %s agents\n",
+           rsa ? "RSA-2048" : "P-256", OpenSSL_version(OPENSSL_VERSION_STRING),
+           grpc_agents ? "gRPC core" : "bench_swarm");
     printf("%6s %-6s %9s %9s %12s %9s %10s %10s %11s\n", "N", "mode", "RSS KiB", "heap KiB",
            "OpenSSL KiB", "allocs", "trim KiB", "us/poll", "us/connect");
     int rc = 0;
