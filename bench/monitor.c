@@ -29,10 +29,14 @@
  * RSS is the poller's alone: run N = 1,000 and 10,000 and compare the RSS
  * lines for (RSS@10k - RSS@1k) / 9,000.
  *
- * With BENCH_TLS=DIR (not with BENCH_SWARM) the agents serve mutual TLS with
- * DIR/srv.pem, DIR/srv.key (an IP SAN 127.0.0.1) and DIR/ca.pem, and the
- * monitor polls over TLS with DIR/cli.pem, DIR/cli.key, DIR/ca.pem; the seed
- * and seq measurements (plain text clients) are skipped.
+ * With BENCH_TLS=DIR the agents serve mutual TLS with DIR/srv.pem, DIR/srv.key
+ * (an IP SAN 127.0.0.1) and DIR/ca.pem, and the monitor polls over TLS with
+ * DIR/cli.pem, DIR/cli.key, DIR/ca.pem; the seed and seq measurements (plain
+ * text clients) are skipped. With BENCH_SWARM too, bench_swarm --tls DIR
+ * serves them on its many addresses and the poller checks the name
+ * BENCH_TLS_NAME (default "localhost", a DNS SAN of srv.pem) instead of the
+ * address ([monitor] tls_server_name). bench_conn_mem measures what a TLS
+ * connection costs against a plain one.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -64,13 +68,14 @@
 
 static struct tls_conf *tls_agent, *tls_poller; /* BENCH_TLS=DIR; NULL: plain text */
 
-static struct tls_conf *tls_load(const char *dir, const char *who)
+/* DIR/ca.pem, DIR/<who>.pem and .key; name: the server name to check, or NULL */
+static struct tls_conf *tls_load(const char *dir, const char *who, const char *name)
 {
     char ca[512], cert[512], key[512], err[512];
     snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
     snprintf(cert, sizeof(cert), "%s/%s.pem", dir, who);
     snprintf(key, sizeof(key), "%s/%s.key", dir, who);
-    struct tls_files f = {ca, cert, key, NULL};
+    struct tls_files f = {ca, cert, key, name};
     struct tls_conf *t = NULL;
     if (tls_conf_new(&f, &t, err, sizeof(err)) != 0)
         fprintf(stderr, "bench_monitor: BENCH_TLS: %s\n", err);
@@ -184,7 +189,7 @@ static double tree_cpu_s(pid_t pid)
 
 /* Starts bench_swarm (next to argv0) serving n agents; fills addrs from its list. Returns its
    pid, or -1. *cmd gets a pipe to its stdin (commands). */
-static pid_t swarm_start(const char *argv0, int n, char addrs[][64], int *cmd)
+static pid_t swarm_start(const char *argv0, int n, const char *tls_dir, char addrs[][64], int *cmd)
 {
     char self[PATH_MAX], bin[PATH_MAX + 32], list[64], nbuf[16];
     snprintf(self, sizeof(self), "%s", argv0);
@@ -203,7 +208,10 @@ static pid_t swarm_start(const char *argv0, int n, char addrs[][64], int *cmd)
         dup2(out[1], 1);
         close(in[1]);
         close(out[0]);
-        execl(bin, bin, "-n", nbuf, "-l", list, (char *)NULL);
+        if (tls_dir)
+            execl(bin, bin, "-n", nbuf, "-l", list, "--tls", tls_dir, (char *)NULL);
+        else
+            execl(bin, bin, "-n", nbuf, "-l", list, (char *)NULL);
         fprintf(stderr, "bench_monitor: cannot run %s\n", bin);
         _exit(127);
     }
@@ -455,14 +463,14 @@ int main(int argc, char **argv)
     int use_swarm = getenv("BENCH_SWARM") && strcmp(getenv("BENCH_SWARM"), "1") == 0;
     const char *tls_dir = getenv("BENCH_TLS");
     if (tls_dir && tls_dir[0]) {
-        if (use_swarm) {
-            fprintf(stderr, "bench_monitor: BENCH_TLS does not work with BENCH_SWARM\n");
-            return 2;
-        }
-        tls_agent = tls_load(tls_dir, "srv");
-        tls_poller = tls_load(tls_dir, "cli");
+        /* the swarm's agents are on many addresses with one certificate: its name is checked */
+        const char *name = getenv("BENCH_TLS_NAME") ? getenv("BENCH_TLS_NAME") : "localhost";
+        tls_agent = tls_load(tls_dir, "srv", NULL);
+        tls_poller = tls_load(tls_dir, "cli", use_swarm ? name : NULL);
         if (!tls_agent || !tls_poller)
             return 1;
+    } else {
+        tls_dir = NULL;
     }
     char(*addrs)[64] = calloc((size_t)n, sizeof(*addrs));
     if (!addrs)
@@ -472,7 +480,7 @@ int main(int argc, char **argv)
     int agents = n;
     int down[2] = {-1, -1};
     if (use_swarm) {
-        child = swarm_start(argv[0], n, addrs, &swarm_cmd);
+        child = swarm_start(argv[0], n, tls_dir, addrs, &swarm_cmd);
         if (child < 0)
             return 1;
     } else {

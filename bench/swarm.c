@@ -27,9 +27,16 @@
  * Each command is acknowledged with "ok <command>" (or "error ...") on stdout.
  * End of stdin does not stop the swarm (it runs until "quit" or SIGTERM/SIGINT).
  *
- * Usage: bench_swarm [-n N] [-b BASE] [-p PORT] [-l LISTFILE] [--id-prefix P]
+ * Usage: bench_swarm [-n N] [-b BASE] [-p PORT] [-l LISTFILE] [--id-prefix P] [--tls DIR]
  * Prints "ready N" on stdout once every agent listens; with -l, writes
  * "<instance id> <address:port>" lines to LISTFILE first.
+ *
+ * With --tls DIR every agent serves TLS (1.2 or later, ALPN "h2", OpenSSL's
+ * defaults otherwise: TLS 1.3 session tickets included) with DIR/srv.pem
+ * (chain, leaf first) and DIR/srv.key, as monitorc --tls-cert does; when
+ * DIR/ca.pem exists, clients must present a certificate it signed (mutual
+ * TLS). One certificate serves every address, so a poller names it with
+ * [monitor] tls_server_name (a DNS name in its SAN).
  *
  * Ownership: every connection, stream and pending answer is malloc'd and freed
  * here on close. One thread; errors go to stderr; exit status 1 on setup failure.
@@ -52,6 +59,8 @@
 #include <unistd.h>
 
 #include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "monitor.pb-c.h"
 
@@ -91,6 +100,7 @@ struct conn {
     int fd;
     struct agent *a;
     nghttp2_session *s;
+    SSL *ssl; /* --tls: the connection's TLS (its handshake first), else NULL */
     int want_out;
     uint8_t *out; /* bytes the socket did not take yet (malloc'd) */
     size_t outlen, outcap;
@@ -111,7 +121,8 @@ static int64_t start_ms;
 /* with more agents than one process has file descriptors for, worker processes share them out:
    agent i belongs to worker i % nworkers */
 static int worker, nworkers = 1;
-static int cmdfd; /* where this process reads commands: stdin, or the parent's pipe */
+static int cmdfd;        /* where this process reads commands: stdin, or the parent's pipe */
+static SSL_CTX *tls_ctx; /* --tls: every agent's context; NULL: plain text (h2c) */
 
 static int64_t now_ms(void)
 {
@@ -369,6 +380,7 @@ static nghttp2_option *opt;
 static void conn_close(struct conn *c)
 {
     nghttp2_session_del(c->s); /* frees the streams through cb_stream_close */
+    SSL_free(c->ssl);          /* no close_notify: the socket closes now */
     close(c->fd);
     *c->prev_in_agent = c->next_in_agent;
     if (c->next_in_agent)
@@ -378,12 +390,61 @@ static void conn_close(struct conn *c)
     free(c);
 }
 
+/* The bytes out, plain or TLS: how many were taken (0: the socket is full), -1 when the
+   connection is dead. With TLS, bytes not taken are offered again first (c->out keeps them),
+   as SSL_write wants after a retry (the modes set in tls_setup allow a moved, longer buffer). */
+static ssize_t conn_send(struct conn *c, const uint8_t *d, size_t len)
+{
+    if (!c->ssl) {
+        ssize_t n = send(c->fd, d, len, MSG_NOSIGNAL);
+        if (n < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+        return n;
+    }
+    if (!len)
+        return 0;
+    int n = SSL_write(c->ssl, d, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(c->ssl, n);
+    ERR_clear_error();
+    return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? 0 : -1;
+}
+
+/* The bytes in, plain or TLS: read, 0 at the end, -1 on error, -2 when nothing is there. */
+static ssize_t conn_recv(struct conn *c, uint8_t *buf, size_t len)
+{
+    if (!c->ssl) {
+        ssize_t n = recv(c->fd, buf, len, 0);
+        if (n < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -2 : -1;
+        return n;
+    }
+    int n = SSL_read(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(c->ssl, n);
+    ERR_clear_error();
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return -2;
+    return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+}
+
+static void set_want_out(struct conn *c, int want)
+{
+    if (want == c->want_out)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c};
+    (void)epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    c->want_out = want;
+}
+
 /* Sends d, keeping what the socket does not take in c->out. -1 on a dead socket or no memory. */
 static int out_write(struct conn *c, const uint8_t *d, size_t len)
 {
     if (c->outlen == 0) {
-        ssize_t n = send(c->fd, d, len, MSG_NOSIGNAL);
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        ssize_t n = conn_send(c, d, len);
+        if (n < 0)
             return -1;
         if (n > 0) {
             d += n;
@@ -411,9 +472,11 @@ static int conn_flush(struct conn *c)
 {
     static uint8_t obuf[32768];
     size_t olen = 0;
+    if (c->ssl && !SSL_is_init_finished(c->ssl))
+        return 0; /* the handshake first (conn_event): nghttp2 keeps the bytes */
     if (c->outlen) {
-        ssize_t n = send(c->fd, c->out, c->outlen, MSG_NOSIGNAL);
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        ssize_t n = conn_send(c, c->out, c->outlen);
+        if (n < 0)
             goto dead;
         if (n > 0) {
             memmove(c->out, c->out + n, c->outlen - (size_t)n);
@@ -446,12 +509,7 @@ static int conn_flush(struct conn *c)
         goto dead;
     if (!c->outlen && c->drop && !nghttp2_session_want_write(c->s))
         goto dead; /* "drop": the answer is out, the connection goes */
-    int want = c->outlen > 0;
-    if (want != c->want_out) {
-        struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c};
-        (void)epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
-        c->want_out = want;
-    }
+    set_want_out(c, c->outlen > 0);
     return 0;
 dead:
     conn_close(c);
@@ -491,11 +549,25 @@ static void conn_accept(struct agent *a)
         }
         c->fd = fd;
         c->a = a;
+        if (tls_ctx) {
+            c->ssl = SSL_new(tls_ctx);
+            if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+                fprintf(stderr, "bench_swarm: out of memory for a TLS connection\n");
+                SSL_free(c->ssl);
+                nghttp2_session_del(c->s);
+                free(c);
+                close(fd);
+                ERR_clear_error();
+                return;
+            }
+            SSL_set_accept_state(c->ssl);
+        }
         nghttp2_settings_entry set[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}};
         (void)nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, set, 1);
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev)) {
             nghttp2_session_del(c->s);
+            SSL_free(c->ssl);
             free(c);
             close(fd);
             return;
@@ -510,21 +582,46 @@ static void conn_accept(struct agent *a)
     }
 }
 
+/* TLS: moves the handshake on. 1 when it is done, 0 while it goes on, -1 when it failed (the
+   connection is closed: a client of another CA, a plain-text client, ...). */
+static int tls_handshake(struct conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        set_want_out(c, 0);
+        return 1;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    ERR_clear_error();
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        set_want_out(c, e == SSL_ERROR_WANT_WRITE);
+        return 0;
+    }
+    conn_close(c);
+    return -1;
+}
+
 static void conn_event(struct conn *c, uint32_t events)
 {
     static uint8_t buf[16384];
+    if (c->ssl && !SSL_is_init_finished(c->ssl)) {
+        if (tls_handshake(c) <= 0)
+            return;
+        events |= EPOLLIN; /* the client's first bytes may have come with its Finished */
+    }
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
         for (;;) {
-            ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            ssize_t n = conn_recv(c, buf, sizeof(buf));
+            if (n == -2)
                 break;
-            if (n < 0 && errno == EINTR)
-                continue;
             if (n <= 0 || nghttp2_session_mem_recv(c->s, buf, (size_t)n) < 0) {
                 conn_close(c);
                 return;
             }
-            if ((size_t)n < sizeof(buf))
+            /* a short read drained the socket; TLS reads until it says so (it may hold a
+               whole record it read already) */
+            if (!c->ssl && (size_t)n < sizeof(buf))
                 break;
         }
     }
@@ -662,6 +759,50 @@ static void stdin_event(void)
         have = 0; /* a line longer than the buffer: dropped */
 }
 
+/* ALPN: HTTP/2 or nothing (a gRPC client offers "h2"; the poller requires it) */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    static const unsigned char h2[] = {2, 'h', '2'};
+    unsigned char *sel = NULL;
+    if (SSL_select_next_proto(&sel, outlen, h2, sizeof(h2), in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* --tls DIR: the agents' context (see the top of the file). 0, or -1 with a message. */
+static int tls_setup(const char *dir)
+{
+    char cert[512], key[512], ca[512];
+    snprintf(cert, sizeof(cert), "%s/srv.pem", dir);
+    snprintf(key, sizeof(key), "%s/srv.key", dir);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+    tls_ctx = SSL_CTX_new(TLS_server_method());
+    if (!tls_ctx || !SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION) ||
+        SSL_CTX_use_certificate_chain_file(tls_ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(tls_ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(tls_ctx) != 1) {
+        fprintf(stderr, "bench_swarm: --tls: cannot use %s and %s: %s\n", cert, key,
+                ERR_reason_error_string(ERR_get_error()));
+        return -1;
+    }
+    if (access(ca, R_OK) == 0) {
+        if (SSL_CTX_load_verify_locations(tls_ctx, ca, NULL) != 1) {
+            fprintf(stderr, "bench_swarm: --tls: cannot read %s: %s\n", ca,
+                    ERR_reason_error_string(ERR_get_error()));
+            return -1;
+        }
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    }
+    SSL_CTX_set_alpn_select_cb(tls_ctx, alpn_select, NULL);
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                  SSL_MODE_RELEASE_BUFFERS);
+    return 0;
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -671,7 +812,7 @@ static void on_signal(int sig)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_swarm [-n N (1000)] [-b BASE (127.1.0.1)] [-p PORT (50051)] "
-                    "[-l LISTFILE] [--id-prefix P (i-)]\n");
+                    "[-l LISTFILE] [--id-prefix P (i-)] [--tls DIR]\n");
 }
 
 /* Serves this process's share of the agents until quit or a signal. readyfd: where to say
@@ -879,7 +1020,7 @@ static int run_workers(void)
 int main(int argc, char **argv)
 {
     int n = 1000;
-    const char *base = "127.1.0.1", *list = NULL, *idprefix = "i-";
+    const char *base = "127.1.0.1", *list = NULL, *idprefix = "i-", *tls_dir = NULL;
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -896,6 +1037,8 @@ int main(int argc, char **argv)
             list = v;
         else if (strcmp(argv[i], "--id-prefix") == 0)
             idprefix = v;
+        else if (strcmp(argv[i], "--tls") == 0)
+            tls_dir = v;
         else {
             usage();
             return 2;
@@ -912,7 +1055,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_swarm: --id-prefix longer than 16 characters\n");
         return 2;
     }
-    signal(SIGPIPE, SIG_IGN);
+    if (tls_dir && tls_setup(tls_dir))
+        return 1;
+    signal(SIGPIPE, SIG_IGN); /* OpenSSL's socket BIO write()s too */
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     /* one listening socket and (usually) one connection per agent: as many worker processes
@@ -954,11 +1099,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_swarm: cannot write %s\n", list);
         return 1;
     }
+    int rc;
     if (nworkers == 1) {
         cmdfd = 0;
-        int rc = serve(-1);
+        rc = serve(-1);
         free(agents);
-        return rc;
+    } else {
+        rc = run_workers();
     }
-    return run_workers();
+    SSL_CTX_free(tls_ctx);
+    return rc;
 }

@@ -7,7 +7,9 @@ every agent answers on its own loopback address with its own instance id; the
 commands kill (UNAVAILABLE), hang (DEADLINE_EXCEEDED), slow, load, unhealthy
 and ok (back to normal, re-listening) act on the chosen agents only; and with
 fewer file descriptors than two per agent the agents are shared out over worker
-processes that all obey the commands.
+processes that all obey the commands. With --tls every agent serves mutual TLS
+(the benchmarks' TLS mode): it answers a client with a certificate of its CA,
+and refuses one without a certificate, one of another CA and plain text.
 
 Run with /usr/bin/python3; PYTHONPATH holds build/gen/py (monitor_pb2).
 """
@@ -30,8 +32,24 @@ from asgd_harness import free_port  # noqa: E402
 BIN = os.path.join(BUILD, "bench", "bench_swarm")
 
 
+def make_certs(d):
+    """CAs "ca" and "rogue"; srv (DNS localhost), cli and rogue_cli: P-256, as test_certs.c."""
+    ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+    with open(os.path.join(d, "ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
+    cmds = ["openssl req -x509 %s -days 2 -addext basicConstraints=critical,CA:TRUE "
+            "-keyout %s.key -out %s.pem -subj /CN=%s" % (ec, ca, ca, ca) for ca in ("ca", "rogue")]
+    for name, ca in (("srv", "ca"), ("cli", "ca"), ("rogue_cli", "rogue")):
+        cmds.append("openssl req %s -keyout %s.key -out %s.csr -subj /CN=%s && openssl x509 -req "
+                    "-in %s.csr -CA %s.pem -CAkey %s.key -CAcreateserial -days 2 -extfile ext "
+                    "-out %s.pem" % (ec, name, name, name, name, ca, ca, name))
+    for c in cmds:
+        subprocess.run(c, shell=True, cwd=d, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+
 class Swarm:
-    def __init__(self, n, base, nofile=None):
+    def __init__(self, n, base, nofile=None, tls_dir=None):
         self.dir = tempfile.TemporaryDirectory()
         listfile = os.path.join(self.dir.name, "agents")
         self.port = free_port()
@@ -39,8 +57,9 @@ class Swarm:
         if nofile:
             def pre():
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        tls = ["--tls", tls_dir] if tls_dir else []
         self.p = subprocess.Popen([BIN, "-n", str(n), "-b", base, "-p", str(self.port),
-                                   "-l", listfile], stdin=subprocess.PIPE,
+                                   "-l", listfile] + tls, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True, preexec_fn=pre)
         line = self.p.stdout.readline().strip()
         if line != "ready %d" % n:
@@ -174,6 +193,48 @@ class WorkersTest(unittest.TestCase):
             self.assertEqual(s.code(6), grpc.StatusCode.OK)
         finally:
             s.close()
+
+
+class TlsTest(unittest.TestCase):
+    def setUp(self):
+        self.certs = tempfile.TemporaryDirectory()
+        make_certs(self.certs.name)
+        self.s = Swarm(20, "127.79.0.1", tls_dir=self.certs.name)
+
+    def tearDown(self):
+        self.s.close()
+        self.certs.cleanup()
+
+    def read(self, name):
+        with open(os.path.join(self.certs.name, name), "rb") as f:
+            return f.read()
+
+    def metrics(self, i, ca, who=None):
+        """GetMetrics of agent i over TLS trusting ca, with who's certificate (None: none)."""
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=self.read(ca + ".pem"),
+            private_key=self.read(who + ".key") if who else None,
+            certificate_chain=self.read(who + ".pem") if who else None)
+        # one certificate for every address: its name is checked, as [monitor] tls_server_name
+        ch = grpc.secure_channel(self.s.agents[i][1], creds,
+                                 options=[("grpc.ssl_target_name_override", "localhost")])
+        try:
+            f = ch.unary_unary("/MonitorC/GetMetrics",
+                               request_serializer=pb.MetricsRequest.SerializeToString,
+                               response_deserializer=pb.Metrics.FromString)
+            return f(pb.MetricsRequest(), timeout=5)
+        finally:
+            ch.close()
+
+    def test_mutual_tls_answers_its_ca_only(self):
+        for i in (0, 7, 19):
+            self.assertEqual(self.metrics(i, "ca", "cli").instance_id, self.s.agents[i][0])
+        for ca, who in (("ca", None), ("ca", "rogue_cli"), ("rogue", "cli")):
+            with self.assertRaises(grpc.RpcError, msg="%s/%s" % (ca, who)) as e:
+                self.metrics(3, ca, who)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(self.s.code(3), grpc.StatusCode.UNAVAILABLE)  # plain text
+        self.assertEqual(self.metrics(3, "ca", "cli").instance_id, self.s.agents[3][0])
 
 
 if __name__ == "__main__":
