@@ -397,6 +397,7 @@ int daemon__start_node(struct daemon *d, char *err, size_t errlen)
     struct node_settings ns = {
         .name = d->cluster ? c->cluster.node : "",
         .cluster = d->cluster,
+        .roles = d->roles, /* the same values as NODE_ROLE_* (static_assert below) */
         .mon = d->mon,
         .state_dir = c->store.dir,
         .legacy_single = legacy,
@@ -409,7 +410,8 @@ int daemon__start_node(struct daemon *d, char *err, size_t errlen)
         .may_act = d->cluster ? node_may_act : NULL,
         .arg = d,
     };
-    if (notify_new(0, &d->notify) != 0) {
+    /* webhooks are the controllers' (`asgd monitor` runs none) */
+    if ((d->roles & DAEMON_ROLE_CONTROLLER) && notify_new(0, &d->notify) != 0) {
         snprintf(err, errlen, "cannot start the webhook notifier: out of memory");
         return -1;
     }
@@ -417,6 +419,11 @@ int daemon__start_node(struct daemon *d, char *err, size_t errlen)
     ns.agent_tls = d->mon_tls; /* set by start_monitor(), before */
     return node_new(&ns, &d->node, err, errlen);
 }
+
+_Static_assert(DAEMON_ROLE_MONITOR == NODE_ROLE_MONITOR &&
+                   DAEMON_ROLE_CONTROLLER == NODE_ROLE_CONTROLLER &&
+                   DAEMON_ROLE_BOTH == NODE_ROLE_BOTH,
+               "daemon and node roles are one set of flags");
 
 /* One node: every group of the store runs here (the files seeded it). */
 int daemon__run_all_groups(struct daemon *d, char *err, size_t errlen)
@@ -436,4 +443,87 @@ int daemon__run_all_groups(struct daemon *d, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+/* ---- `asgd monitor`: the store says which groups there are ---------------------------------- */
+
+/* The settings revision at which group name last failed to start here, or -1. */
+static int64_t failed_revision(const struct daemon *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_failed; i++)
+        if (strcmp(d->failed[i].group, name) == 0)
+            return d->failed[i].revision;
+    return -1;
+}
+
+static void forget_failed(struct daemon *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_failed; i++)
+        if (strcmp(d->failed[i].group, name) == 0)
+            d->failed[i--] = d->failed[--d->n_failed];
+}
+
+static void note_failed(struct daemon *d, const char *name, int64_t revision)
+{
+    forget_failed(d, name);
+    struct failed_start *f = realloc(d->failed, (d->n_failed + 1) * sizeof(*f));
+    if (!f)
+        return; /* retried every second then, as it would be anyway */
+    d->failed = f;
+    snprintf(f[d->n_failed].group, sizeof(f[d->n_failed].group), "%s", name);
+    f[d->n_failed++].revision = revision;
+}
+
+/*
+ * Without a controller in this process nothing else tells the monitor that a
+ * group came or went (the controller process's API, its reload) or that its
+ * health settings changed: the store does, read here once a second (a list
+ * and one settings row per group: nothing on the poll path).
+ */
+void daemon__follow_store(struct daemon *d)
+{
+    char **names = NULL;
+    size_t n = 0;
+    if (store_list_groups(d->work_store, &names, &n) != 0) {
+        log_debug("cannot list the groups: %s", store_errmsg(d->work_store));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct group_settings g;
+        if (store_get_settings(d->work_store, names[i], &g) != 0)
+            continue; /* deleted meanwhile */
+        if (node_group_running(d->node, names[i])) {
+            node_group_set_health(d->node, names[i], &g.health);
+            continue;
+        }
+        if (failed_revision(d, names[i]) == g.revision)
+            continue; /* logged once; tried again when the group changes */
+        if (daemon__start_group(d, d->work_store, names[i], NULL, 0) == 0)
+            forget_failed(d, names[i]);
+        else
+            note_failed(d, names[i], g.revision);
+    }
+    for (size_t i = 0; i < d->n_failed; i++) {
+        int listed = 0;
+        for (size_t j = 0; j < n && !listed; j++)
+            listed = strcmp(d->failed[i].group, names[j]) == 0;
+        if (!listed)
+            d->failed[i--] = d->failed[--d->n_failed]; /* deleted: nothing to retry */
+    }
+    char **running = NULL;
+    size_t k = 0;
+    if (node_group_names(d->node, &running, &k) == 0) {
+        for (size_t i = 0; i < k; i++) {
+            int listed = 0;
+            for (size_t j = 0; j < n && !listed; j++)
+                listed = strcmp(running[i], names[j]) == 0;
+            if (!listed) {
+                log_info("group \"%s\" is gone from the store: no longer polled", running[i]);
+                node_group_stop(d->node, running[i]);
+            }
+            free(running[i]);
+        }
+        free(running);
+    }
+    store_names_free(names, n);
 }

@@ -40,6 +40,7 @@
 
 struct daemon {
     struct asgd_conf conf;
+    int roles; /* enum daemon_roles */
     int cluster;
     char *agent_token, *api_token, *agent_token_file;
     char *endpoints; /* etcd endpoints joined with ',' */
@@ -66,6 +67,15 @@ struct daemon {
     int stop, worker_running;
     pthread_t worker;
     struct reload_ctl *reload; /* SIGHUP, POST /api/v1/reload (reload.h) */
+    /* `asgd monitor`: groups of the store it could not start, and at which settings revision
+       (retried when it changes, not every second) */
+    struct failed_start *failed;
+    size_t n_failed;
+};
+
+struct failed_start {
+    char group[GROUP_NAME_MAX];
+    int64_t revision;
 };
 
 struct pending_start {
@@ -89,6 +99,12 @@ int daemon__start_group(struct daemon *d, struct store *st, const char *name, co
 int daemon__start_node(struct daemon *d, char *err, size_t errlen);
 /* One node: every group of the store runs here (the files seeded it). */
 int daemon__run_all_groups(struct daemon *d, char *err, size_t errlen);
+/*
+ * `asgd monitor` (no controller in the process), once a second on the main
+ * thread: the groups of the store are the ones polled (new ones started,
+ * gone ones stopped) with the store's health settings.
+ */
+void daemon__follow_store(struct daemon *d);
 /* cluster.h's callbacks (the cluster's worker thread); arg is the struct daemon. */
 void daemon__on_acquire(void *arg, const char *group, const char *owner_key, int64_t rev);
 void daemon__on_lose(void *arg, const char *group);
@@ -111,7 +127,8 @@ int daemon__reload_new(struct daemon *d);
 /*
  * Waits in sigwait() for a signal of stop (blocked in every thread), handling
  * SIGHUP meanwhile (TLS files and configuration re-read); returns the stop
- * signal that came.
+ * signal that came. Without the controller role it wakes once a second for
+ * daemon__follow_store().
  */
 int daemon__wait_stop(struct daemon *d, const sigset_t *stop);
 
