@@ -2,12 +2,18 @@
  * daemon_int.h - the daemon's state and what its files share (not a public
  * API: see daemon.h).
  *
- *   daemon.c         start-up and shutdown: daemon_run() wires the pieces in
- *                    order and daemon_release() unwires them; tokens, the
- *                    stores, MonitorS
+ *   daemon.c         start-up and shutdown: daemon_run_roles() wires the
+ *                    pieces in order and daemon_release() unwires them;
+ *                    tokens, the stores, MonitorS
  *   daemon_groups.c  the groups' life: the node and its store hooks, seeding,
  *                    starting a group, the cluster's ownership callbacks, the
- *                    worker thread (changes and requests from other nodes)
+ *                    worker thread (changes and requests from other nodes),
+ *                    `asgd monitor`'s following of the store
+ *
+ * Roles (d->roles): `asgd run` plays both; `asgd monitor` has no HTTP API,
+ * reload, notifier or systemd watchdog (d->http, d->reload, d->notify,
+ * d->svc stay NULL) and its node runs no controller; `asgd controller` has
+ * no MonitorS (d->mon NULL) and its node polls nothing.
  *   daemon_ops.c     the HTTP API's node operations (http.h)
  *   daemon_reload.c  the main thread's signal loop and SIGHUP / API reload
  *                    (reload.h's hooks)
