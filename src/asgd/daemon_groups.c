@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "controller/ctl.h"
 #include "fleet/fleet.h"
@@ -447,13 +448,14 @@ int daemon__run_all_groups(struct daemon *d, char *err, size_t errlen)
 
 /* ---- `asgd monitor`: the store says which groups there are ---------------------------------- */
 
-/* The settings revision at which group name last failed to start here, or -1. */
-static int64_t failed_revision(const struct daemon *d, const char *name)
+/* 1 when group name may be tried now: it never failed here, it changed since, or its last
+   failure is DAEMON_RETRY_MS old (a full /dev/shm may have been cleaned up meanwhile). */
+static int retry_due(const struct daemon *d, const char *name, int64_t revision, int64_t now)
 {
     for (size_t i = 0; i < d->n_failed; i++)
         if (strcmp(d->failed[i].group, name) == 0)
-            return d->failed[i].revision;
-    return -1;
+            return d->failed[i].revision != revision || now - d->failed[i].at_ms >= DAEMON_RETRY_MS;
+    return 1;
 }
 
 static void forget_failed(struct daemon *d, const char *name)
@@ -463,7 +465,7 @@ static void forget_failed(struct daemon *d, const char *name)
             d->failed[i--] = d->failed[--d->n_failed];
 }
 
-static void note_failed(struct daemon *d, const char *name, int64_t revision)
+static void note_failed(struct daemon *d, const char *name, int64_t revision, int64_t now)
 {
     forget_failed(d, name);
     struct failed_start *f = realloc(d->failed, (d->n_failed + 1) * sizeof(*f));
@@ -471,7 +473,8 @@ static void note_failed(struct daemon *d, const char *name, int64_t revision)
         return; /* retried every second then, as it would be anyway */
     d->failed = f;
     snprintf(f[d->n_failed].group, sizeof(f[d->n_failed].group), "%s", name);
-    f[d->n_failed++].revision = revision;
+    f[d->n_failed].revision = revision;
+    f[d->n_failed++].at_ms = now;
 }
 
 /*
@@ -496,12 +499,13 @@ void daemon__follow_store(struct daemon *d)
             node_group_set_health(d->node, names[i], &g.health);
             continue;
         }
-        if (failed_revision(d, names[i]) == g.revision)
-            continue; /* logged once; tried again when the group changes */
+        int64_t now = clk_mono_ms();
+        if (!retry_due(d, names[i], g.revision, now))
+            continue; /* its failure was logged */
         if (daemon__start_group(d, d->work_store, names[i], NULL, 0) == 0)
             forget_failed(d, names[i]);
         else
-            note_failed(d, names[i], g.revision);
+            note_failed(d, names[i], g.revision, now);
     }
     for (size_t i = 0; i < d->n_failed; i++) {
         int listed = 0;

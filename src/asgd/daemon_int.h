@@ -73,8 +73,8 @@ struct daemon {
     int stop, worker_running;
     pthread_t worker;
     struct reload_ctl *reload; /* SIGHUP, POST /api/v1/reload (reload.h) */
-    /* `asgd monitor`: groups of the store it could not start, and at which settings revision
-       (retried when it changes, not every second) */
+    /* `asgd monitor`: groups of the store it could not start, at which settings revision and
+       when (retried when the revision changes or after DAEMON_RETRY_MS, not every second) */
     struct failed_start *failed;
     size_t n_failed;
 };
@@ -82,7 +82,10 @@ struct daemon {
 struct failed_start {
     char group[GROUP_NAME_MAX];
     int64_t revision;
+    int64_t at_ms; /* monotonic */
 };
+
+#define DAEMON_RETRY_MS 30000
 
 struct pending_start {
     char group[GROUP_NAME_MAX];
