@@ -5,7 +5,8 @@ controller for each and the API serves them all.
 Two groups, one in the node file and one in the groups folder (local provider, loopback):
 - both reach their desired capacity with healthy instances, and the API lists both;
 - an instance of the second group killed with SIGKILL is seen unhealthy by the monitor process
-  and replaced by the controller process;
+  and replaced by the controller process; its [health] changed through the API reaches the
+  monitor process;
 - a reload of the controller process (SIGHUP) with a third group file added starts it on both
   sides (it gets a healthy instance), and with the second group's file removed stops managing
   it (gone from the API, no longer polled by the monitor process, its instance left running);
@@ -88,6 +89,14 @@ def main():
         assert len(new) == 1, (before, new)
         print(f"killed {victim} replaced by {new[0]}")
         assert len(healthy(g, g.name)) == 1
+
+        # [health] of the second group changed through the controller's API: the monitor
+        # process polls it at the new rate (it reads the store)
+        st, j = call(g, "PATCH", f"/api/v1/groups/{second}",
+                     {"health": {"interval": "300ms", "timeout": "200ms"}})
+        assert st == 200 and j["health"]["interval"] == "300ms", (st, j)
+        wait_until(lambda: f'[monitor] group "{second}": health settings changed: polling every '
+                   '300 ms' in g.log_text(), 10, what="the monitor process follows the PATCH")
 
         # reload: a third group file added runs on both sides
         group_file(g, os.path.join(gdir, "c.ini"), third, 1, 2)
