@@ -32,6 +32,7 @@
 #include "asgd/reload.h"
 #include "asgd/service.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/util.h"
 #include "monitor/mon.h"
 #include "node/node.h"
@@ -137,6 +138,16 @@ static void daemon_release(struct daemon *d)
     free(d->api_token);
     free(d->agent_token_file);
     free(d->endpoints);
+    free(d->failed);
+}
+
+/* [monitor] tls_*: MonitorS's, and the controllers' for their own agent calls (drain, attach) */
+static int load_monitor_tls(struct daemon *d, char *err, size_t errlen)
+{
+    const struct conf_monitor *cm = &d->conf.monitor;
+    struct tls_files tf = {cm->tls_ca_file, cm->tls_cert_file, cm->tls_key_file,
+                           cm->tls_server_name};
+    return tls_conf_new_optional(&tf, &d->mon_tls, err, errlen);
 }
 
 static int start_monitor(struct daemon *d, char *err, size_t errlen)
@@ -146,11 +157,6 @@ static int start_monitor(struct daemon *d, char *err, size_t errlen)
     ms.listen = d->conf.monitor.listen;
     ms.token = d->agent_token;
     ms.accept_unknown = d->conf.monitor.accept_unknown;
-    const struct conf_monitor *cm = &d->conf.monitor;
-    struct tls_files tf = {cm->tls_ca_file, cm->tls_cert_file, cm->tls_key_file,
-                           cm->tls_server_name};
-    if (tls_conf_new_optional(&tf, &d->mon_tls, err, errlen) != 0)
-        return -1;
     ms.tls = d->mon_tls;
     if (d->cluster) {
         ms.on_foreign = daemon__on_foreign_register;
@@ -179,10 +185,33 @@ static int start_monitor(struct daemon *d, char *err, size_t errlen)
 
 int daemon_run(const char *path)
 {
+    return daemon_run_roles(path, DAEMON_ROLE_BOTH);
+}
+
+/* The HTTP API of every group (the controller role). */
+static int start_http(struct daemon *d, char *err, size_t errlen)
+{
+    struct http_deps hd = {
+        .listen = d->conf.api.listen,
+        .token = d->api_token,
+        .store = d->http_store,
+        .ops = &daemon__node_ops,
+        .ops_arg = d,
+        .node = d->cluster ? d->conf.cluster.node : NULL,
+        .tls_cert_file = d->conf.api.tls_cert_file,
+        .tls_key_file = d->conf.api.tls_key_file,
+        .tls_ca_file = d->conf.api.tls_ca_file,
+    };
+    return http_start(&hd, &d->http, err, errlen);
+}
+
+int daemon_run_roles(const char *path, int roles)
+{
     struct daemon d;
     char err[1024];
     int rc = 1;
     memset(&d, 0, sizeof(d));
+    d.roles = roles;
     pthread_mutex_init(&d.mu, NULL);
     pthread_cond_init(&d.cv, NULL);
 
@@ -201,6 +230,15 @@ int daemon_run(const char *path)
     if (conf_load(path, &d.conf, err, sizeof(err)) != 0)
         goto fail;
     d.cluster = d.conf.store.type == CONF_STORE_ETCD;
+    if (d.cluster && roles != DAEMON_ROLE_BOTH) {
+        /* the two processes meet in one host's shared memory; a cluster moves groups between
+           hosts, which only a process that plays both roles can follow */
+        snprintf(err, sizeof(err),
+                 "%s: [store] type = etcd: asgd monitor and asgd controller run one host's "
+                 "groups on its SQLite store; a cluster node runs both roles: asgd run",
+                 path);
+        goto fail;
+    }
     d.queue = calloc(MAX_QUEUE, sizeof(*d.queue));
     if (!d.queue || (d.cluster && join_endpoints(&d) != 0)) {
         snprintf(err, sizeof(err), "out of memory");
@@ -214,13 +252,16 @@ int daemon_run(const char *path)
     if (load_tokens(&d, err, sizeof(err)) != 0)
         goto fail;
     if (daemon__open_store(&d, &d.work_store, err, sizeof(err)) != 0 ||
-        daemon__open_store(&d, &d.http_store, err, sizeof(err)) != 0 ||
+        ((roles & DAEMON_ROLE_CONTROLLER) &&
+         daemon__open_store(&d, &d.http_store, err, sizeof(err)) != 0) ||
         (d.cluster && daemon__open_store(&d, &d.ctl_store, err, sizeof(err)) != 0))
         goto fail;
     for (size_t i = 0; i < d.conf.n_groups; i++)
         if (daemon_seed_group(d.work_store, &d.conf.groups[i], err, sizeof(err)) != 0)
             goto fail;
-    if (start_monitor(&d, err, sizeof(err)) != 0 || daemon__start_node(&d, err, sizeof(err)) != 0)
+    if (load_monitor_tls(&d, err, sizeof(err)) != 0 ||
+        ((roles & DAEMON_ROLE_MONITOR) && start_monitor(&d, err, sizeof(err)) != 0) ||
+        daemon__start_node(&d, err, sizeof(err)) != 0)
         goto fail;
     if (pthread_create(&d.worker, NULL, daemon__worker_main, &d) != 0) {
         snprintf(err, sizeof(err), "cannot start the worker thread");
@@ -249,30 +290,32 @@ int daemon_run(const char *path)
     } else if (daemon__run_all_groups(&d, err, sizeof(err)) != 0) {
         goto fail;
     }
-    if (daemon__reload_new(&d) != 0) {
-        snprintf(err, sizeof(err), "out of memory");
-        goto fail;
+    if (roles & DAEMON_ROLE_CONTROLLER) {
+        if (daemon__reload_new(&d) != 0) {
+            snprintf(err, sizeof(err), "out of memory");
+            goto fail;
+        }
+        if (start_http(&d, err, sizeof(err)) != 0)
+            goto fail;
     }
-    struct http_deps hd = {
-        .listen = d.conf.api.listen,
-        .token = d.api_token,
-        .store = d.http_store,
-        .ops = &daemon__node_ops,
-        .ops_arg = &d,
-        .node = d.cluster ? d.conf.cluster.node : NULL,
-        .tls_cert_file = d.conf.api.tls_cert_file,
-        .tls_key_file = d.conf.api.tls_key_file,
-        .tls_ca_file = d.conf.api.tls_ca_file,
-    };
-    if (http_start(&hd, &d.http, err, sizeof(err)) != 0)
-        goto fail;
-    log_info("asgd %s running: %zu group%s from the files, store %s%s%s, API on %s://%s/",
-             ASGD_VERSION, d.conf.n_groups, d.conf.n_groups == 1 ? "" : "s",
-             d.cluster ? "etcd" : "sqlite", d.cluster ? ", node " : "",
-             d.cluster ? d.conf.cluster.node : "", d.conf.api.tls_cert_file ? "https" : "http",
-             d.conf.api.listen);
-    if (svc_start(d.node, &d.svc) != 0)
-        log_warn("cannot start the systemd watchdog thread: no WATCHDOG=1 pings");
+    const char *what = roles == DAEMON_ROLE_MONITOR      ? "running MonitorS alone"
+                       : roles == DAEMON_ROLE_CONTROLLER ? "running the controllers alone"
+                                                         : "running";
+    log_info("asgd %s %s: %zu group%s from the files, store %s%s%s%s%s%s%s", ASGD_VERSION, what,
+             d.conf.n_groups, d.conf.n_groups == 1 ? "" : "s", d.cluster ? "etcd" : "sqlite",
+             d.cluster ? ", node " : "", d.cluster ? d.conf.cluster.node : "",
+             d.http ? ", API on " : "",
+             !d.http                    ? ""
+             : d.conf.api.tls_cert_file ? "https://"
+                                        : "http://",
+             d.http ? d.conf.api.listen : "", d.http ? "/" : "");
+    if (roles & DAEMON_ROLE_CONTROLLER) {
+        if (svc_start(d.node, &d.svc) != 0)
+            log_warn("cannot start the systemd watchdog thread: no WATCHDOG=1 pings");
+    } else {
+        /* no controller to watch: READY only (STOPPING comes from daemon_release()) */
+        sdn_notify("READY=1\nSTATUS=MonitorS of every group of this node");
+    }
 
     int sig = daemon__wait_stop(&d, &stop);
     log_info("received signal %d, stopping (instances keep running)", sig);

@@ -19,8 +19,34 @@
 
 #include <stddef.h>
 
+/* What one asgd process plays for every group of its node. */
+enum daemon_roles {
+    DAEMON_ROLE_MONITOR = 1,    /* `asgd monitor`: MonitorS (registrations, polls) alone */
+    DAEMON_ROLE_CONTROLLER = 2, /* `asgd controller`: controllers, providers, HTTP API alone */
+    DAEMON_ROLE_BOTH = 3,       /* `asgd run` */
+};
+
 /* Runs the node of config file path until a stop signal. Returns the exit code (0 or 1). */
 int daemon_run(const char *path);
+
+/*
+ * daemon_run() playing only some roles: the two-process mode, `asgd monitor`
+ * and `asgd controller` on the same files, the same store (SQLite only:
+ * ownership in a cluster is `asgd run`'s) and the same shared-memory fleet
+ * tables, one per group. Both processes run every group of the store (the
+ * files seed it, as in `asgd run`):
+ *   - the monitor process polls and accepts registrations for all of them,
+ *     and follows the store once a second: a group that appears (created
+ *     through the controller's API, added to the files by its reload) is
+ *     polled, one that goes is no longer, and new health settings apply; its
+ *     SIGHUP re-reads the [monitor] TLS files only;
+ *   - the controller process runs a controller per group and the HTTP API for
+ *     all of them, and reloads the files (SIGHUP, POST /api/v1/reload) as
+ *     `asgd run` does.
+ * Either can stop or crash and restart without the other. Returns the exit
+ * code (0 or 1).
+ */
+int daemon_run_roles(const char *path, int roles);
 
 /*
  * What `asgd run` shares with the two-process mode (`asgd monitor` and

@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "controller/ctl.h"
 #include "fleet/fleet.h"
@@ -397,6 +398,7 @@ int daemon__start_node(struct daemon *d, char *err, size_t errlen)
     struct node_settings ns = {
         .name = d->cluster ? c->cluster.node : "",
         .cluster = d->cluster,
+        .roles = d->roles, /* the same values as NODE_ROLE_* (static_assert below) */
         .mon = d->mon,
         .state_dir = c->store.dir,
         .legacy_single = legacy,
@@ -409,7 +411,8 @@ int daemon__start_node(struct daemon *d, char *err, size_t errlen)
         .may_act = d->cluster ? node_may_act : NULL,
         .arg = d,
     };
-    if (notify_new(0, &d->notify) != 0) {
+    /* webhooks are the controllers' (`asgd monitor` runs none) */
+    if ((d->roles & DAEMON_ROLE_CONTROLLER) && notify_new(0, &d->notify) != 0) {
         snprintf(err, errlen, "cannot start the webhook notifier: out of memory");
         return -1;
     }
@@ -417,6 +420,11 @@ int daemon__start_node(struct daemon *d, char *err, size_t errlen)
     ns.agent_tls = d->mon_tls; /* set by start_monitor(), before */
     return node_new(&ns, &d->node, err, errlen);
 }
+
+_Static_assert(DAEMON_ROLE_MONITOR == NODE_ROLE_MONITOR &&
+                   DAEMON_ROLE_CONTROLLER == NODE_ROLE_CONTROLLER &&
+                   DAEMON_ROLE_BOTH == NODE_ROLE_BOTH,
+               "daemon and node roles are one set of flags");
 
 /* One node: every group of the store runs here (the files seeded it). */
 int daemon__run_all_groups(struct daemon *d, char *err, size_t errlen)
@@ -436,4 +444,90 @@ int daemon__run_all_groups(struct daemon *d, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+/* ---- `asgd monitor`: the store says which groups there are ---------------------------------- */
+
+/* 1 when group name may be tried now: it never failed here, it changed since, or its last
+   failure is DAEMON_RETRY_MS old (a full /dev/shm may have been cleaned up meanwhile). */
+static int retry_due(const struct daemon *d, const char *name, int64_t revision, int64_t now)
+{
+    for (size_t i = 0; i < d->n_failed; i++)
+        if (strcmp(d->failed[i].group, name) == 0)
+            return d->failed[i].revision != revision || now - d->failed[i].at_ms >= DAEMON_RETRY_MS;
+    return 1;
+}
+
+static void forget_failed(struct daemon *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_failed; i++)
+        if (strcmp(d->failed[i].group, name) == 0)
+            d->failed[i--] = d->failed[--d->n_failed];
+}
+
+static void note_failed(struct daemon *d, const char *name, int64_t revision, int64_t now)
+{
+    forget_failed(d, name);
+    struct failed_start *f = realloc(d->failed, (d->n_failed + 1) * sizeof(*f));
+    if (!f)
+        return; /* retried every second then, as it would be anyway */
+    d->failed = f;
+    snprintf(f[d->n_failed].group, sizeof(f[d->n_failed].group), "%s", name);
+    f[d->n_failed].revision = revision;
+    f[d->n_failed++].at_ms = now;
+}
+
+/*
+ * Without a controller in this process nothing else tells the monitor that a
+ * group came or went (the controller process's API, its reload) or that its
+ * health settings changed: the store does, read here once a second (a list
+ * and one settings row per group: nothing on the poll path).
+ */
+void daemon__follow_store(struct daemon *d)
+{
+    char **names = NULL;
+    size_t n = 0;
+    if (store_list_groups(d->work_store, &names, &n) != 0) {
+        log_debug("cannot list the groups: %s", store_errmsg(d->work_store));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct group_settings g;
+        if (store_get_settings(d->work_store, names[i], &g) != 0)
+            continue; /* deleted meanwhile */
+        if (node_group_running(d->node, names[i])) {
+            node_group_set_health(d->node, names[i], &g.health);
+            continue;
+        }
+        int64_t now = clk_mono_ms();
+        if (!retry_due(d, names[i], g.revision, now))
+            continue; /* its failure was logged */
+        if (daemon__start_group(d, d->work_store, names[i], NULL, 0) == 0)
+            forget_failed(d, names[i]);
+        else
+            note_failed(d, names[i], g.revision, now);
+    }
+    for (size_t i = 0; i < d->n_failed; i++) {
+        int listed = 0;
+        for (size_t j = 0; j < n && !listed; j++)
+            listed = strcmp(d->failed[i].group, names[j]) == 0;
+        if (!listed)
+            d->failed[i--] = d->failed[--d->n_failed]; /* deleted: nothing to retry */
+    }
+    char **running = NULL;
+    size_t k = 0;
+    if (node_group_names(d->node, &running, &k) == 0) {
+        for (size_t i = 0; i < k; i++) {
+            int listed = 0;
+            for (size_t j = 0; j < n && !listed; j++)
+                listed = strcmp(running[i], names[j]) == 0;
+            if (!listed) {
+                log_info("group \"%s\" is gone from the store: no longer polled", running[i]);
+                node_group_stop(d->node, running[i]);
+            }
+            free(running[i]);
+        }
+        free(running);
+    }
+    store_names_free(names, n);
 }

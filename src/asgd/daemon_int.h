@@ -2,12 +2,18 @@
  * daemon_int.h - the daemon's state and what its files share (not a public
  * API: see daemon.h).
  *
- *   daemon.c         start-up and shutdown: daemon_run() wires the pieces in
- *                    order and daemon_release() unwires them; tokens, the
- *                    stores, MonitorS
+ *   daemon.c         start-up and shutdown: daemon_run_roles() wires the
+ *                    pieces in order and daemon_release() unwires them;
+ *                    tokens, the stores, MonitorS
  *   daemon_groups.c  the groups' life: the node and its store hooks, seeding,
  *                    starting a group, the cluster's ownership callbacks, the
- *                    worker thread (changes and requests from other nodes)
+ *                    worker thread (changes and requests from other nodes),
+ *                    `asgd monitor`'s following of the store
+ *
+ * Roles (d->roles): `asgd run` plays both; `asgd monitor` has no HTTP API,
+ * reload, notifier or systemd watchdog (d->http, d->reload, d->notify,
+ * d->svc stay NULL) and its node runs no controller; `asgd controller` has
+ * no MonitorS (d->mon NULL) and its node polls nothing.
  *   daemon_ops.c     the HTTP API's node operations (http.h)
  *   daemon_reload.c  the main thread's signal loop and SIGHUP / API reload
  *                    (reload.h's hooks)
@@ -40,6 +46,7 @@
 
 struct daemon {
     struct asgd_conf conf;
+    int roles; /* enum daemon_roles */
     int cluster;
     char *agent_token, *api_token, *agent_token_file;
     char *endpoints; /* etcd endpoints joined with ',' */
@@ -66,7 +73,19 @@ struct daemon {
     int stop, worker_running;
     pthread_t worker;
     struct reload_ctl *reload; /* SIGHUP, POST /api/v1/reload (reload.h) */
+    /* `asgd monitor`: groups of the store it could not start, at which settings revision and
+       when (retried when the revision changes or after DAEMON_RETRY_MS, not every second) */
+    struct failed_start *failed;
+    size_t n_failed;
 };
+
+struct failed_start {
+    char group[GROUP_NAME_MAX];
+    int64_t revision;
+    int64_t at_ms; /* monotonic */
+};
+
+#define DAEMON_RETRY_MS 30000
 
 struct pending_start {
     char group[GROUP_NAME_MAX];
@@ -89,6 +108,12 @@ int daemon__start_group(struct daemon *d, struct store *st, const char *name, co
 int daemon__start_node(struct daemon *d, char *err, size_t errlen);
 /* One node: every group of the store runs here (the files seeded it). */
 int daemon__run_all_groups(struct daemon *d, char *err, size_t errlen);
+/*
+ * `asgd monitor` (no controller in the process), once a second on the main
+ * thread: the groups of the store are the ones polled (new ones started,
+ * gone ones stopped) with the store's health settings.
+ */
+void daemon__follow_store(struct daemon *d);
 /* cluster.h's callbacks (the cluster's worker thread); arg is the struct daemon. */
 void daemon__on_acquire(void *arg, const char *group, const char *owner_key, int64_t rev);
 void daemon__on_lose(void *arg, const char *group);
@@ -111,7 +136,8 @@ int daemon__reload_new(struct daemon *d);
 /*
  * Waits in sigwait() for a signal of stop (blocked in every thread), handling
  * SIGHUP meanwhile (TLS files and configuration re-read); returns the stop
- * signal that came.
+ * signal that came. Without the controller role it wakes once a second for
+ * daemon__follow_store().
  */
 int daemon__wait_stop(struct daemon *d, const sigset_t *stop);
 

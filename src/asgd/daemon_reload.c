@@ -12,6 +12,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "asgd/reload.h"
 #include "common/log.h"
@@ -96,6 +97,19 @@ int daemon__reload_new(struct daemon *d)
 int daemon__wait_stop(struct daemon *d, const sigset_t *stop)
 {
     int sig = 0;
+    if (!(d->roles & DAEMON_ROLE_CONTROLLER)) {
+        /* `asgd monitor`: the store is followed once a second; SIGHUP re-reads the TLS files
+           (the controller process reloads the files into the store, which this follows) */
+        for (;;) {
+            struct timespec tick = {1, 0};
+            sig = sigtimedwait(stop, NULL, &tick);
+            if (sig == SIGHUP)
+                daemon_sighup(NULL, d->mon_tls, NULL);
+            else if (sig > 0)
+                return sig;
+            daemon__follow_store(d);
+        }
+    }
     while (sigwait(stop, &sig) != 0 || sig == SIGHUP) {
         if (sig == SIGHUP)
             daemon_sighup(d->reload, d->mon_tls, d->http);

@@ -2,28 +2,22 @@
  * asgd - self-hosted Auto Scaling Groups.
  *
  *   asgd [run] -c FILE          MonitorS + ControllerASG (threads) + HTTP API/dashboard
- *   asgd monitor -c FILE        MonitorS alone, on the group's shared-memory fleet table
- *   asgd controller -c FILE     ControllerASG + HTTP API alone, on the same table
+ *   asgd monitor -c FILE        MonitorS alone, on every group's shared-memory fleet table
+ *   asgd controller -c FILE     ControllerASG + HTTP API alone, on the same tables
  *   asgd status -c FILE [--json]   the group as the fleet table and the store see it
  *   asgd check-config -c FILE   validate and exit 0/1
  *
- * One function per subcommand behind a table (git's cmd_* style). The daemon
- * blocks SIGTERM/SIGINT in every thread and waits for them in main with
- * sigwait(), so shutdown runs in ordinary code, not in a signal handler.
+ * One function per subcommand behind a table (git's cmd_* style). run,
+ * monitor and controller are one daemon (daemon.h) playing both roles or one
+ * of them for every group of the node. The daemon blocks SIGTERM/SIGINT in every thread and waits
+ * for them in main with sigwait(), so shutdown runs in ordinary code, not in a signal handler.
  * Instances are never touched by a shutdown: they are machines, and the next
  * asgd adopts them.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,29 +25,16 @@
 
 #include "asgd/conf.h"
 #include "asgd/daemon.h"
-#include "asgd/reload.h"
-#include "common/cfg.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/sdnotify.h"
 #include "common/util.h"
-#include "controller/ctl.h"
 #include "fleet/fleet.h"
-#include "group/group_table.h"
-#include "http/http.h"
-#include "monitor/mon.h"
-#include "notify/notify.h"
-#include "provider/ec2.h"
-#include "provider/local.h"
-#include "provider/provider.h"
 #include "sim/sim_cli.h"
 #include "store/store.h"
 #include "tls/tls.h"
 
 #include "common/banned.h"
-
-#define ROLE_MONITOR    1
-#define ROLE_CONTROLLER 2
 
 struct opts {
     const char *config;
@@ -63,26 +44,12 @@ struct opts {
     int man; /* help-keys: roff */
 };
 
-/* Everything a running asgd owns, released in reverse order by daemon_release(). */
-struct daemon {
+/* What `asgd status` reads: the files' first group, its store and its fleet table. */
+struct status_view {
     struct asgd_conf conf;
-    struct group_conf *gc;      /* the group this process runs: the first of conf.groups (main
-                                   thread only: a reload replaces conf.groups) */
-    char group[GROUP_NAME_MAX]; /* its name, for every thread */
-    pthread_mutex_t mu;         /* guards conf.groups (reload.h) */
-    char *agent_token, *api_token;
-    char *agent_token_file; /* the file agents read (configured or generated) */
-    char *agent_path;
+    struct group_conf *gc; /* the first of conf.groups */
     struct store *store;
     struct fleet *fleet;
-    struct provider *prov;
-    struct ctl *ctl;
-    struct mon *mon;
-    struct http_server *http;
-    struct store *http_store;  /* the HTTP thread's own handle */
-    struct tls_conf *mon_tls;  /* [monitor] tls_*: MonitorS, the controller's agent calls */
-    struct notify *notify;     /* the controller's webhooks ([notify]) */
-    struct reload_ctl *reload; /* the controller's SIGHUP, POST /api/v1/reload (reload.h) */
 };
 
 static void usage(FILE *out)
@@ -91,9 +58,9 @@ static void usage(FILE *out)
             "usage: asgd [run|monitor|controller|status|check-config] -c FILE [options]\n"
             "\n"
             "  run            MonitorS, ControllerASG and the HTTP API in one process (default)\n"
-            "  monitor        MonitorS alone (pairs with 'asgd controller' on the same group)\n"
-            "  controller     ControllerASG and the HTTP API alone\n"
-            "  status         print the group: settings, desired, every instance\n"
+            "  monitor        MonitorS alone, for every group (pairs with 'asgd controller')\n"
+            "  controller     ControllerASG and the HTTP API alone, for every group\n"
+            "  status         print the first group: settings, desired, every instance\n"
             "  check-config   validate FILE and exit 0 (valid) or 1\n"
             "  simulate       replay a demand trace through the policy in virtual time\n"
             "                 (asgd simulate --help for its options)\n"
@@ -109,423 +76,27 @@ static void usage(FILE *out)
             "  -V, --version         print the version\n");
 }
 
-/* Reads the node file and every group file; this process runs the first group. */
-static int load_config(struct daemon *d, const char *path, char *err, size_t errlen)
+/* Reads the node file and every group file; status shows the first group. */
+static int load_config(struct status_view *v, const char *path, char *err, size_t errlen)
 {
-    int rc = conf_load(path, &d->conf, err, errlen);
+    int rc = conf_load(path, &v->conf, err, errlen);
     if (rc != 0)
         return rc;
-    if (d->conf.n_groups == 0) {
-        snprintf(err, errlen, "%s: no group in the files (groups from etcd are not run yet)", path);
+    if (v->conf.n_groups == 0) {
+        snprintf(err, errlen, "%s: no group in the files (groups from etcd are not shown yet)",
+                 path);
         return -1;
     }
-    d->gc = &d->conf.groups[0];
-    snprintf(d->group, sizeof(d->group), "%s", d->gc->settings.name);
+    v->gc = &v->conf.groups[0];
     return 0;
 }
 
-/* monitorc next to our own binary unless [local] agent says otherwise. */
-static char *resolve_agent(const struct group_conf *conf)
+static void status_view_release(struct status_view *v)
 {
-    if (conf->local.agent)
-        return strdup(conf->local.agent);
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0)
-        return strdup("monitorc");
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    if (slash)
-        *slash = '\0';
-    return util_path_join(self, "monitorc");
-}
-
-static int mkdir_p(const char *path)
-{
-    char *tmp = strdup(path);
-    if (tmp == NULL)
-        return -1;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-                free(tmp);
-                return -1;
-            }
-            *p = '/';
-        }
-    }
-    int rc = mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
-    free(tmp);
-    return rc;
-}
-
-static void daemon_release(struct daemon *d)
-{
-    http_free(d->http);
-    store_close(d->http_store);
-    ctl_free(d->ctl);
-    notify_free(d->notify); /* after the controller, which feeds it */
-    reload_ctl_free(d->reload);
-    mon_free(d->mon);
-    tls_conf_free(d->mon_tls); /* after the monitor, which borrowed it */
-    provider_free(d->prov);
-    fleet_close(d->fleet);
-    store_close(d->store);
-    conf_release(&d->conf);
-    free(d->agent_token);
-    free(d->api_token);
-    free(d->agent_token_file);
-    free(d->agent_path);
-    memset(d, 0, sizeof(*d));
-}
-
-/* Opens the store and seeds the group as `asgd run` does; the store's settings are the group's. */
-static int open_store(struct daemon *d, char *err, size_t errlen)
-{
-    if (mkdir_p(d->conf.store.dir) != 0) {
-        snprintf(err, errlen, "cannot create state directory \"%s\": %s", d->conf.store.dir,
-                 strerror(errno));
-        return -1;
-    }
-    if (store_open(d->conf.store.dir, &d->store, err, errlen) != 0)
-        return -1;
-    if (daemon_seed_group(d->store, d->gc, err, errlen) != 0)
-        return -1;
-    if (store_get_settings(d->store, d->group, &d->gc->settings) != 0) {
-        snprintf(err, errlen, "cannot read the settings of group \"%s\": %s", d->group,
-                 store_errmsg(d->store));
-        return -1;
-    }
-    return 0;
-}
-
-static int load_tokens(struct daemon *d, char *err, size_t errlen)
-{
-    if (d->conf.monitor.token_file)
-        d->agent_token_file = strdup(d->conf.monitor.token_file);
-    else
-        d->agent_token_file = util_path_join(d->conf.store.dir, "agent.token");
-    if (d->agent_token_file == NULL ||
-        util_token_file(d->agent_token_file, d->conf.monitor.token_file == NULL, &d->agent_token,
-                        err, errlen) != 0)
-        return -1;
-    char *api_file = d->conf.api.token_file ? strdup(d->conf.api.token_file)
-                                            : util_path_join(d->conf.store.dir, "api.token");
-    if (api_file == NULL)
-        return -1;
-    int rc = util_token_file(api_file, d->conf.api.token_file == NULL, &d->api_token, err, errlen);
-    free(api_file);
-    return rc;
-}
-
-static int make_provider(struct daemon *d, char *err, size_t errlen)
-{
-    if (d->gc->provider == CONF_PROVIDER_EC2) {
-        return provider_ec2_new(&d->gc->ec2, d->gc->settings.name, d->conf.monitor.agent_port,
-                                d->conf.monitor.advertise ? d->conf.monitor.advertise
-                                                          : d->conf.monitor.listen,
-                                d->agent_token, &d->prov, err, errlen);
-    }
-    d->agent_path = resolve_agent(d->gc);
-    if (d->agent_path == NULL)
-        return -1;
-    struct local_settings ls = {
-        .group = d->gc->settings.name,
-        .state_dir = d->gc->local.dir,
-        .agent_path = d->agent_path,
-        .agent_args = d->gc->local.agent_args,
-        .address_base = d->gc->local.address_base,
-        .agent_port = d->conf.monitor.agent_port,
-        .monitor_address =
-            d->conf.monitor.advertise ? d->conf.monitor.advertise : d->conf.monitor.listen,
-        .token_file = d->agent_token_file,
-        .boot_delay_ms = d->gc->local.boot_delay_ms,
-        .keep_logs = d->gc->local.keep_logs,
-    };
-    return provider_local_new(&ls, &d->prov, err, errlen);
-}
-
-static int start_monitor(struct daemon *d, char *err, size_t errlen)
-{
-    struct mon_settings ms;
-    mon_settings_init(&ms);
-    ms.listen = d->conf.monitor.listen;
-    ms.token = d->agent_token;
-    ms.accept_unknown = d->conf.monitor.accept_unknown;
-    ms.interval_ms = d->gc->settings.health.interval_ms;
-    ms.timeout_ms = d->gc->settings.health.timeout_ms;
-    ms.rise = (uint32_t)d->gc->settings.health.healthy_threshold;
-    ms.fall = (uint32_t)d->gc->settings.health.unhealthy_threshold;
-    ms.tls = d->mon_tls;
-    if (mon_new(&ms, d->fleet, &d->mon, err, errlen) != 0)
-        return -1;
-    if (mon_start(d->mon) != 0) {
-        snprintf(err, errlen, "cannot start MonitorS on %s: %s", d->conf.monitor.listen,
-                 mon_errmsg(d->mon));
-        return -1;
-    }
-    log_info("MonitorS listening on %s, polling every %" PRId64 " ms%s", d->conf.monitor.listen,
-             d->gc->settings.health.interval_ms,
-             !d->mon_tls                      ? ""
-             : !tls_conf_has_cert(d->mon_tls) ? " (clear text; agents polled over TLS)"
-             : tls_conf_has_ca(d->mon_tls)    ? " (TLS, agent certificates required)"
-                                              : " (TLS)");
-    return 0;
-}
-
-/*
- * The HTTP API's view of this node: the one group it runs today.
- * MINIMAL (helper A, to keep the tree building): the coordinator replaces it
- * with the many-groups node. Called on the HTTP thread; the fleet and ctl
- * live as long as the daemon, so nothing is taken or put.
- */
-static int api_group_get(void *arg, const char *name, struct http_group_ref *out)
-{
-    struct daemon *d = arg;
-    if (strcmp(name, d->group) != 0)
-        return -ENOENT;
-    out->fleet = d->fleet;
-    out->ctl = d->ctl;
-    return 0;
-}
-
-static int api_reload(void *arg, int64_t *generation)
-{
-    struct daemon *d = arg;
-    return reload_ctl_request(d->reload, generation);
-}
-
-static json_t *api_reload_status(void *arg)
-{
-    struct daemon *d = arg;
-    return reload_ctl_status(d->reload);
-}
-
-static const struct http_node_ops api_ops = {
-    .group_get = api_group_get,
-    .reload = api_reload,
-    .reload_status = api_reload_status,
-};
-
-/* ---- the controller's reload (reload.h without a node: the controller reads the store) ---- */
-
-static int reload_open_store(void *arg, struct store **out, char *err, size_t errlen)
-{
-    struct daemon *d = arg;
-    return store_open(d->conf.store.dir, out, err, errlen) == 0 ? 0 : -1;
-}
-
-static int reload_seed(void *arg, struct store *st, const struct group_conf *gc, char *err,
-                       size_t errlen)
-{
-    (void)arg;
-    return daemon_seed_group(st, gc, err, errlen);
-}
-
-/* The reload must not remove the group this process runs (it cannot stop it, and the
-   store's copy would go while the controller still writes it). */
-static int reload_check(void *arg, const struct asgd_conf *nc, char *err, size_t errlen)
-{
-    struct daemon *d = arg;
-    for (size_t i = 0; i < nc->n_groups; i++)
-        if (strcmp(nc->groups[i].settings.name, d->group) == 0)
-            return 0;
-    snprintf(err, errlen,
-             "%s: group \"%s\" is gone from the files, but this asgd controller runs it: "
-             "restart it to run another group",
-             nc->path ? nc->path : "the config file", d->group);
-    return -1;
-}
-
-static int start_reload(struct daemon *d)
-{
-    struct reload_host rh = {
-        .conf = &d->conf,
-        .mu = &d->mu,
-        .open_store = reload_open_store,
-        .seed_group = reload_seed,
-        .check = reload_check,
-        .arg = d,
-    };
-    return reload_ctl_new(&rh, &d->reload);
-}
-
-static int start_controller(struct daemon *d, char *err, size_t errlen)
-{
-    char lc[24];
-    daemon_launch_config(d->gc, lc, sizeof(lc)); /* as `asgd run` would launch the group */
-    if (notify_new(0, &d->notify) != 0 || start_reload(d) != 0) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    struct ctl_deps deps = {
-        .group = d->gc->settings.name,
-        .health_from_provider = strcmp(d->gc->settings.health.type, "ec2") == 0,
-        .describe_every_ms = d->gc->provider == CONF_PROVIDER_EC2 ? 15000 : 2000,
-        .fleet = d->fleet,
-        .store = d->store,
-        .provider = d->prov,
-        .agent_tls = d->mon_tls,
-        .launch_config = lc,
-        .on_activity = notify_on_activity,
-        .on_activity_arg = d->notify,
-    };
-    if (ctl_new(&deps, &d->ctl, err, errlen) != 0)
-        return -1;
-    /* Reconcile before anything launches: adopt what runs, forget what vanished. */
-    for (int attempt = 0;; attempt++) {
-        int rc = ctl_reconcile(d->ctl, clk_wall_ms());
-        if (rc == 0)
-            break;
-        if (rc == PROV_EFATAL)
-            break; /* the controller logged it once and backs off; it never forgets instances */
-        if (attempt >= 4) {
-            /* start anyway: the loop retries with backoff and never forgets instances */
-            log_error("start-up reconciliation of group \"%s\" failed: %s; continuing, will "
-                      "retry",
-                      d->gc->settings.name, provider_errmsg(d->prov));
-            break;
-        }
-        struct timespec ts = {0, 200 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    if (ctl_start(d->ctl) != 0) {
-        snprintf(err, errlen, "cannot start the controller thread");
-        return -1;
-    }
-    char serr[512];
-    if (store_open(d->conf.store.dir, &d->http_store, serr, sizeof serr) != 0) {
-        snprintf(err, errlen, "http: cannot open the store: %s", serr);
-        return -1;
-    }
-    struct http_deps hd = {
-        .listen = d->conf.api.listen,
-        .token = d->api_token,
-        .store = d->http_store,
-        .ops = &api_ops,
-        .ops_arg = d,
-        .tls_cert_file = d->conf.api.tls_cert_file,
-        .tls_key_file = d->conf.api.tls_key_file,
-    };
-    if (http_start(&hd, &d->http, err, errlen) != 0)
-        return -1;
-    log_info("HTTP API and dashboard on %s://%s/", d->conf.api.tls_cert_file ? "https" : "http",
-             d->conf.api.listen);
-    return 0;
-}
-
-/* The monitor process: applies the health settings of the store when they changed. */
-static void monitor_follow_settings(struct daemon *d)
-{
-    struct group_settings g;
-    if (store_get_settings(d->store, d->gc->settings.name, &g) != 0)
-        return;
-    if (memcmp(&g.health, &d->gc->settings.health, sizeof(g.health)) == 0)
-        return;
-    struct mon_group_settings gs = {
-        .interval_ms = g.health.interval_ms,
-        .timeout_ms = g.health.timeout_ms,
-        .rise = (uint32_t)g.health.healthy_threshold,
-        .fall = (uint32_t)g.health.unhealthy_threshold,
-        .registered_only = strcmp(g.health.type, "ec2") == 0,
-    };
-    if (mon_set_group(d->mon, "", &gs) == 0) {
-        log_info("group \"%s\": health settings changed: polling every %" PRId64 " ms", g.name,
-                 g.health.interval_ms);
-        d->gc->settings.health = g.health;
-    }
-}
-
-static int run_daemon(const struct opts *o, int roles)
-{
-    struct daemon d;
-    char err[1024];
-    int rc = 1;
-    memset(&d, 0, sizeof(d));
-    pthread_mutex_init(&d.mu, NULL);
-
-    /* Block the stop signals before any thread exists; main waits for them. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    umask(077); /* database, pid files, agent logs, tokens: the operator's alone */
-
-    if (load_config(&d, o->config, err, sizeof(err)) != 0)
-        goto fail;
-    log_set_tag(roles == ROLE_MONITOR      ? "monitor"
-                : roles == ROLE_CONTROLLER ? "controller"
-                                           : "asgd");
-    if (mkdir_p(d.conf.store.dir) != 0) {
-        snprintf(err, sizeof(err), "cannot create state directory \"%s\": %s", d.conf.store.dir,
-                 strerror(errno));
-        goto fail;
-    }
-    if (mkdir_p(d.gc->local.dir) != 0) {
-        snprintf(err, sizeof(err), "cannot create directory \"%s\": %s", d.gc->local.dir,
-                 strerror(errno));
-        goto fail;
-    }
-    if (load_tokens(&d, err, sizeof(err)) != 0)
-        goto fail;
-    if (open_store(&d, err, sizeof(err)) != 0)
-        goto fail;
-    if (group_table_open(d.gc->settings.name, d.gc->settings.name, d.gc->settings.max_size,
-                         &d.fleet, err, sizeof(err)) != 0)
-        goto fail;
-    if (roles & ROLE_CONTROLLER) {
-        if (make_provider(&d, err, sizeof(err)) != 0)
-            goto fail;
-    }
-    /* the monitor's, and the controller's for its own agent calls (drain, attach), as in
-       `asgd run` */
-    const struct conf_monitor *cm = &d.conf.monitor;
-    struct tls_files tf = {cm->tls_ca_file, cm->tls_cert_file, cm->tls_key_file,
-                           cm->tls_server_name};
-    if (tls_conf_new_optional(&tf, &d.mon_tls, err, sizeof(err)) != 0)
-        goto fail;
-    if ((roles & ROLE_MONITOR) && start_monitor(&d, err, sizeof(err)) != 0)
-        goto fail;
-    if ((roles & ROLE_CONTROLLER) && start_controller(&d, err, sizeof(err)) != 0)
-        goto fail;
-    log_info("asgd %s running group \"%s\" (provider %s, min %d, max %d)", ASGD_VERSION,
-             d.gc->settings.name, d.gc->provider == CONF_PROVIDER_EC2 ? "ec2" : "local",
-             d.gc->settings.min_size, d.gc->settings.max_size);
-    /* Type=notify units may run the roles apart too (no watchdog here: asgd run has it) */
-    sdn_notifyf("READY=1\nSTATUS=%s of group \"%s\"",
-                roles == ROLE_MONITOR ? "MonitorS" : "ControllerASG", d.gc->settings.name);
-
-    int sig = 0;
-    for (;;) {
-        /* a monitor alone follows the group's health settings in the store (the API of the
-           controller process changes them) once a second */
-        struct timespec tick = {1, 0};
-        sig = sigtimedwait(&stop, NULL, &tick);
-        if (sig == SIGHUP) {
-            /* the controller applies the files to the store; the monitor follows the store */
-            daemon_sighup(d.reload, d.mon_tls, d.http);
-            d.gc = conf_find_group(&d.conf, d.group); /* reload_check() kept it */
-            continue;
-        }
-        if (sig > 0)
-            break;
-        if (roles == ROLE_MONITOR && d.mon)
-            monitor_follow_settings(&d);
-    }
-    log_info("received signal %d, stopping (instances keep running)", sig);
-    sdn_notify("STOPPING=1");
-    rc = 0;
-    goto out;
-fail:
-    log_error("%s", err);
-out:
-    pthread_mutex_destroy(&d.mu); /* no thread takes it: reloads run on this one */
-    daemon_release(&d);
-    return rc;
+    fleet_close(v->fleet);
+    store_close(v->store);
+    conf_release(&v->conf);
+    memset(v, 0, sizeof(*v));
 }
 
 /* The node: every group of the files and the store, or in a cluster the groups it owns. */
@@ -534,14 +105,17 @@ static int cmd_run(const struct opts *o)
     return daemon_run(o->config);
 }
 
+/* The two-process mode: the same node, each process playing one role for every group. */
 static int cmd_monitor(const struct opts *o)
 {
-    return run_daemon(o, ROLE_MONITOR);
+    log_set_tag("monitor");
+    return daemon_run_roles(o->config, DAEMON_ROLE_MONITOR);
 }
 
 static int cmd_controller(const struct opts *o)
 {
-    return run_daemon(o, ROLE_CONTROLLER);
+    log_set_tag("controller");
+    return daemon_run_roles(o->config, DAEMON_ROLE_CONTROLLER);
 }
 
 /* The TLS files of [monitor] and [api] load (what asgd would refuse to start with). */
@@ -603,7 +177,7 @@ static void format_time(int64_t ms, char *buf, size_t size)
 
 static int cmd_status(const struct opts *o)
 {
-    struct daemon d;
+    struct status_view d;
     char err[1024];
     int rc = 1;
     memset(&d, 0, sizeof(d));
@@ -716,7 +290,7 @@ static int cmd_status(const struct opts *o)
 fail:
     fprintf(stderr, "asgd: %s\n", err);
 out:
-    daemon_release(&d);
+    status_view_release(&d);
     return rc;
 }
 

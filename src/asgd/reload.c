@@ -193,8 +193,6 @@ static int plan(const struct reload_host *h, struct plan *p, char *err, size_t e
     }
     if (conf_load(cur->path, &p->nc, err, errlen) != 0)
         return -1;
-    if (h->check && h->check(h->arg, &p->nc, err, errlen) != 0)
-        return -1;
     node_keys(cur, &p->nc, p->report);
     /* cur->groups is only replaced by this thread: reading it without the lock is safe */
     for (size_t i = 0; i < cur->n_groups; i++)
@@ -267,8 +265,7 @@ static void unmanage(const struct reload_host *h, const char *name, const char *
         }
     }
     store_instances_free(list);
-    if (h->node)
-        node_group_stop(h->node, name);
+    node_group_stop(h->node, name);
     int rc = store_delete_group(h->store, name);
     if (rc != 0 && rc != STORE_ENOENT) {
         log_error("reload: group \"%s\" no longer runs here but stays in the store: %s", name,
@@ -323,8 +320,7 @@ static void change_settings(const struct reload_host *h, const struct step *s, j
         add_str(report, "changed", "%s: %s", name, diff);
         /* here: the controller reads them now (new health settings reach the monitor);
            elsewhere the owner watches the store */
-        if (h->node)
-            node_group_wake(h->node, name);
+        node_group_wake(h->node, name);
         return;
     }
     log_error("reload: cannot change the settings of group \"%s\": %s", name, err);
@@ -351,20 +347,6 @@ static void seed_and_run(const struct reload_host *h, const struct step *s, json
     }
     if (s->old == NULL)
         add_str(report, "added", "%s", name);
-    if (h->node == NULL) {
-        /* no node to restart it in: the process that runs it uses the new part when restarted */
-        if (s->old != NULL && s->spec_changed) {
-            log_warn("reload: group \"%s\": its provider settings changed in the files: they "
-                     "apply when the process running it restarts",
-                     name);
-            add_str(report, "needs_restart", "group \"%s\" [provider]/[local]/[ec2]", name);
-        } else if (s->old == NULL) {
-            log_info("reload: group \"%s\" is in the store now; this process runs no node to "
-                     "start it in",
-                     name);
-        }
-        return;
-    }
     int running = node_group_running(h->node, name);
     if (running && s->spec_changed) {
         log_info("group \"%s\": its provider settings changed: restarting its runtime (its "

@@ -32,11 +32,10 @@
  *     instances keep running and are adopted back by the new runtime).
  * Groups created through the API (not in the files) are not touched.
  *
- * Without a node (host->node NULL: `asgd controller`, which runs one group
- * apart from a node and reads its settings from the store at every tick),
- * nothing is started, stopped or restarted: settings changes and new groups
- * reach the store as above, and a changed provider part of a group is listed
- * as "needs restart". host->check lets such a host refuse what it cannot do.
+ * The two-process mode reloads in `asgd controller`, whose node runs every
+ * group's controller: the steps above are the same there; `asgd monitor`
+ * follows the store (daemon.h), so a group added or removed reaches its
+ * polling within a second.
  *
  * Node-level keys ([monitor], [api], [store], [cluster]) cannot change in a
  * running asgd: a changed one is listed as "needs restart" (a warning names
@@ -62,7 +61,7 @@ struct store;
 struct reload_host {
     struct asgd_conf *conf; /* the running conf: its groups (and groups_dir) are replaced */
     pthread_mutex_t *mu;    /* guards conf->groups, conf->n_groups, conf->groups_dir */
-    struct node *node;      /* the groups running here; NULL: none (see above) */
+    struct node *node;      /* the groups running here */
     int cluster;            /* store type etcd: ownership starts groups, not the reload */
     struct store *store;    /* reload_run(): a handle for this call alone; reload_ctl: NULL */
     /* reload_ctl: opens the handle of one reload (closed with store_close()) */
@@ -72,8 +71,6 @@ struct reload_host {
                       size_t errlen);
     /* daemon.c's start of a group from conf (already swapped) and store; 0 or -1 (logged) */
     int (*start_group)(void *arg, struct store *st, const char *name);
-    /* optional: the files as they are now, read; non-zero refuses the reload (why in err) */
-    int (*check)(void *arg, const struct asgd_conf *nc, char *err, size_t errlen);
     void *arg;
 };
 

@@ -151,17 +151,37 @@ int util_token_file(const char *path, int create, char **out, char *err, size_t 
         }
         for (size_t i = 0; i < sizeof(raw); i++)
             snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        /* Written whole under a private name, then linked into place: link() fails when the
+           file exists, so of two processes starting at once (asgd monitor and asgd
+           controller) one token wins and both read it, never a file still being written. */
+        size_t tlen = strlen(path) + 64;
+        char *tmp = malloc(tlen);
+        if (tmp == NULL) {
+            util_set_err(err, errlen, "%s: out of memory", path);
+            return -1;
+        }
+        snprintf(tmp, tlen, "%s.%ld.%02x%02x%02x.tmp", path, (long)getpid(), raw[0], raw[1],
+                 raw[2]);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0) {
             util_set_err(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+            free(tmp);
             return -1;
         }
         size_t len = strlen(hex);
         hex[len] = '\n';
         ssize_t w = write(fd, hex, len + 1);
-        close(fd);
-        if (w != (ssize_t)(len + 1)) {
+        int crc = close(fd);
+        int lrc = w == (ssize_t)(len + 1) && crc == 0 ? link(tmp, path) : -1;
+        int le = errno;
+        unlink(tmp);
+        free(tmp);
+        if (w != (ssize_t)(len + 1) || crc != 0) {
             util_set_err(err, errlen, "%s: cannot write", path);
+            return -1;
+        }
+        if (lrc != 0 && le != EEXIST) {
+            util_set_err(err, errlen, "%s: cannot create: %s", path, strerror(le));
             return -1;
         }
         fp = fopen(path, "re");

@@ -50,6 +50,7 @@ struct grp {
     struct provider *prov;
     struct store *store;
     struct ctl *ctl;
+    struct group_health health; /* monitor role: what MonitorS polls with (node_group_set_health) */
     char *agent_path;
     char *local_dir;
     struct node *node;
@@ -59,7 +60,8 @@ struct grp {
 struct node {
     char *name;
     int cluster, legacy_single;
-    struct mon *mon;
+    int roles;       /* NODE_ROLE_* */
+    struct mon *mon; /* NULL without the monitor role */
     char *state_dir, *monitor_address, *agent_token, *agent_token_file;
     int agent_port;
     int (*open_store)(void *arg, const char *group, const char *owner_key, int64_t owner_rev,
@@ -81,7 +83,9 @@ static char *dup_or_null(const char *s)
 
 int node_new(const struct node_settings *s, struct node **out, char *err, size_t errlen)
 {
-    if (!s || !s->mon || !s->open_store || !s->state_dir || !out) {
+    int roles = s && s->roles ? s->roles : NODE_ROLE_BOTH;
+    if (!s || ((roles & NODE_ROLE_MONITOR) && !s->mon) ||
+        ((roles & NODE_ROLE_CONTROLLER) && !s->open_store) || !s->state_dir || !out) {
         snprintf(err, errlen, "node: monitor, state directory and store opener are required");
         return -1;
     }
@@ -103,7 +107,8 @@ int node_new(const struct node_settings *s, struct node **out, char *err, size_t
     }
     n->cluster = s->cluster;
     n->legacy_single = s->legacy_single;
-    n->mon = s->mon;
+    n->roles = roles;
+    n->mon = roles & NODE_ROLE_MONITOR ? s->mon : NULL;
     n->agent_port = s->agent_port;
     n->open_store = s->open_store;
     n->may_act = s->may_act;
@@ -145,7 +150,8 @@ static struct grp *grp_unref_locked(struct grp *g)
 /* Stops acting for g: no tick, no poll, from the moment this returns. */
 static void grp_halt(struct node *n, struct grp *g)
 {
-    mon_remove_group(n->mon, g->name);
+    if (n->mon)
+        mon_remove_group(n->mon, g->name);
     ctl_stop(g->ctl);
     if (n->cluster)
         fleet_unlink(g->fleet_name); /* the next owner of it here starts from the provider */
@@ -219,6 +225,8 @@ static void mon_settings_of(const struct group_health *h, struct mon_group_setti
 static void grp_on_health(void *arg, const char *group, const struct group_health *h)
 {
     struct node *n = arg;
+    if (!n->mon)
+        return; /* `asgd controller`: the monitor process reads them from the store */
     struct mon_group_settings gs;
     mon_settings_of(h, &gs);
     if (mon_set_group(n->mon, group, &gs) == 0)
@@ -285,11 +293,14 @@ static struct grp *find_locked(struct node *n, const char *name, int include_sta
 static int grp_build(struct node *n, struct grp *g, const struct node_group_def *def,
                      const char *owner_key, int64_t owner_rev, char *err, size_t errlen)
 {
-    if (n->open_store(n->arg, g->name, owner_key, owner_rev, &g->store, err, errlen) != 0)
-        return -1;
     /* sized from max_size; the controller grows it when the stored max_size is larger */
     if (group_table_open(g->fleet_name, g->name, def->settings.max_size, &g->fleet, err, errlen) !=
         0)
+        return -1;
+    g->health = def->settings.health;
+    if (!(n->roles & NODE_ROLE_CONTROLLER))
+        return 0; /* `asgd monitor`: the table is all MonitorS needs */
+    if (n->open_store(n->arg, g->name, owner_key, owner_rev, &g->store, err, errlen) != 0)
         return -1;
     if (make_provider(n, g, def, err, errlen) != 0)
         return -1;
@@ -373,7 +384,7 @@ int node_group_start(struct node *n, const struct node_group_def *def, const cha
     int rc = grp_build(n, g, def, owner_key, owner_rev, err, errlen);
     struct mon_group_settings gs;
     mon_settings_of(&def->settings.health, &gs);
-    if (rc == 0 && mon_add_group(n->mon, g->name, g->fleet, &gs) != 0) {
+    if (rc == 0 && n->mon && mon_add_group(n->mon, g->name, g->fleet, &gs) != 0) {
         snprintf(err, errlen, "group \"%s\": monitor refused it", g->name);
         rc = -1;
     }
@@ -458,6 +469,11 @@ int node_group_delete(struct node *n, const char *name, int force, char *err, si
     g->refs++;
     pthread_mutex_unlock(&n->mu);
     int rc = 0;
+    if (!g->ctl) {
+        snprintf(err, errlen, "group \"%s\": this process runs no controller for it", name);
+        rc = -1;
+        goto out;
+    }
     if (!force && fleet_snapshot(g->fleet, NULL, 0) > 0) {
         snprintf(err, errlen, "group \"%s\" still has instances (force deletes them)", name);
         rc = -1;
@@ -513,8 +529,34 @@ void node_group_wake(struct node *n, const char *name)
     void *h;
     if (node_group_ref(n, name, &f, &c, &h) != 0)
         return;
-    ctl_wake(c);
+    if (c)
+        ctl_wake(c);
     node_group_unref(n, h);
+}
+
+void node_group_set_health(struct node *n, const char *name, const struct group_health *h)
+{
+    if (!n->mon)
+        return;
+    pthread_mutex_lock(&n->mu);
+    struct grp *g = find_locked(n, name, 0);
+    /* compared field by field: the struct's padding is not the store's business */
+    int same =
+        !g || (g->health.interval_ms == h->interval_ms && g->health.timeout_ms == h->timeout_ms &&
+               g->health.healthy_threshold == h->healthy_threshold &&
+               g->health.unhealthy_threshold == h->unhealthy_threshold &&
+               strcmp(g->health.type, h->type) == 0);
+    if (!same)
+        g->health = *h;
+    pthread_mutex_unlock(&n->mu);
+    if (same)
+        return;
+    struct mon_group_settings gs;
+    mon_settings_of(h, &gs);
+    if (mon_set_group(n->mon, name, &gs) == 0)
+        log_info("group \"%s\": health settings changed: polling every %" PRId64 " ms (timeout "
+                 "%" PRId64 " ms, rise %d, fall %d)",
+                 name, h->interval_ms, h->timeout_ms, h->healthy_threshold, h->unhealthy_threshold);
 }
 
 int node_group_ref(struct node *n, const char *name, struct fleet **fleet, struct ctl **ctl,
@@ -564,7 +606,7 @@ int node_ticking(struct node *n, int64_t now_ms, int64_t max_age_ms, char *why, 
     int ok = 1;
     pthread_mutex_lock(&n->mu);
     for (struct grp *g = n->groups; g && ok; g = g->next) {
-        if (!g->running)
+        if (!g->running || !g->ctl)
             continue;
         struct ctl_status st;
         ctl_get_status(g->ctl, &st);
@@ -583,7 +625,7 @@ int node_panicking(struct node *n, char *why, size_t len)
     int panic = 0;
     pthread_mutex_lock(&n->mu);
     for (struct grp *g = n->groups; g && !panic; g = g->next) {
-        if (!g->running)
+        if (!g->running || !g->ctl)
             continue;
         struct ctl_status st;
         ctl_get_status(g->ctl, &st);

@@ -16,6 +16,15 @@
  * group stops its controller and its polling AT ONCE (so a node that lost a
  * lease acts no more), while the memory goes with the last reference.
  *
+ * Roles: a node plays MonitorS, ControllerASG or both (node_settings.roles).
+ * `asgd run` plays both in one process. The two-process mode (`asgd monitor`
+ * and `asgd controller`, daemon.h) runs one node per process on the same
+ * groups and the same fleet tables: the monitor's runtimes hold only the
+ * fleet table, added to its MonitorS (no store handle, provider nor
+ * controller: node_group_ref() gives a NULL ctl there); the controller's hold
+ * everything else and touch no MonitorS. A group's fleet table is opened (or
+ * created) by whichever process starts it first; the other attaches to it.
+ *
  * Threads: every function is thread-safe (one mutex inside the node guards
  * the table of runtimes; starting a runtime, which may call the provider,
  * happens outside it). node_group_stop() must not be called from the
@@ -42,6 +51,11 @@ struct ctl;
 
 enum node_provider { NODE_PROVIDER_LOCAL = 0, NODE_PROVIDER_EC2 = 1 };
 
+/* What a node plays for its groups (node_settings.roles); 0 means both. */
+#define NODE_ROLE_MONITOR    1 /* the groups' fleet tables polled by MonitorS */
+#define NODE_ROLE_CONTROLLER 2 /* a store handle, a provider and a controller per group */
+#define NODE_ROLE_BOTH       (NODE_ROLE_MONITOR | NODE_ROLE_CONTROLLER)
+
 /* What a node needs to run one group (everything borrowed during node_group_start()). */
 struct node_group_def {
     struct group_settings settings; /* name, sizes, policy, health */
@@ -58,7 +72,9 @@ struct node_group_def {
 struct node_settings {
     const char *name;            /* node name (cluster), or "" */
     int cluster;                 /* fleet tables are "<node>.<group>"; fencing through may_act */
-    struct mon *mon;             /* borrowed; groups are added to it */
+    int roles;                   /* NODE_ROLE_*; 0: both */
+    struct mon *mon;             /* borrowed; groups are added to it. Required with the monitor
+                                    role, ignored without it */
     const char *state_dir;       /* local state; groups' default local_dir is under it */
     int legacy_single;           /* one group from the old single-file config: its local
                                     provider files live in state_dir itself, as before */
@@ -67,7 +83,8 @@ struct node_settings {
     const char *agent_token;      /* ec2 user data */
     const char *agent_token_file; /* local agents read it */
     /* Opens the store handle a group's controller uses (sqlite: a handle on the
-     * node's database; etcd: a handle fenced on the owner key). Required. */
+     * node's database; etcd: a handle fenced on the owner key). Required with the
+     * controller role, never called without it. */
     int (*open_store)(void *arg, const char *group, const char *owner_key, int64_t owner_rev,
                       struct store **out, char *err, size_t errlen);
     /* Gives back a handle open_store returned (NULL: store_close()). */
@@ -91,8 +108,8 @@ void node_free(struct node *n);
  * Starts running group def->settings.name: opens its fleet table, provider
  * and store handle (owner_key/owner_rev given to open_store: NULL/0 on one
  * node), reconciles with the provider, starts its controller and adds it to
- * the monitor. -1 with err if the group already runs here or a part fails
- * (then nothing of it is left running).
+ * the monitor (each part as the node's roles say). -1 with err if the group
+ * already runs here or a part fails (then nothing of it is left running).
  */
 int node_group_start(struct node *n, const struct node_group_def *def, const char *owner_key,
                      int64_t owner_rev, char *err, size_t errlen)
@@ -104,8 +121,8 @@ void node_group_stop(struct node *n, const char *name);
  * as AWS's ForceDelete): the controller stops first, then every instance the
  * provider lists is terminated. Without force, -1 with err when the fleet
  * table still holds instances. The store is the caller's business. -1 with
- * err when the group does not run here or the provider refused (then the
- * group keeps running).
+ * err when the group does not run here, the node has no controller role, or
+ * the provider refused (then the group keeps running).
  */
 int node_group_delete(struct node *n, const char *name, int force, char *err, size_t errlen)
     __attribute__((warn_unused_result));
@@ -115,11 +132,19 @@ int node_group_count(struct node *n, const char *name);
 int node_group_running(struct node *n, const char *name);
 /* Wakes the controller of group name (settings changed in the store). */
 void node_group_wake(struct node *n, const char *name);
+/*
+ * The monitor role without a controller in the process: the health settings
+ * of group name as the store has them now (the other process's API or reload
+ * changed them); MonitorS polls with them from its next poll when they
+ * differ from the ones it has. Unknown group, or no monitor role: no-op.
+ */
+void node_group_set_health(struct node *n, const char *name, const struct group_health *h);
 
 /*
  * Borrows the live parts of a running group: *fleet and *ctl stay valid until
- * node_group_unref(*handle), even if the group stops meanwhile. Returns 0, or
- * -1 when it does not run here.
+ * node_group_unref(*handle), even if the group stops meanwhile (*ctl is NULL
+ * on a node without the controller role). Returns 0, or -1 when it does not
+ * run here.
  */
 int node_group_ref(struct node *n, const char *name, struct fleet **fleet, struct ctl **ctl,
                    void **handle);
@@ -127,7 +152,8 @@ void node_group_unref(struct node *n, void *handle);
 
 /* Names of the groups running here (malloc'd array of malloc'd strings, *count). */
 int node_group_names(struct node *n, char ***names, size_t *count);
-/* 1 when every running group had a controller tick within max_age_ms (or none runs). */
+/* 1 when every running group had a controller tick within max_age_ms (or none runs, or the
+   node has no controller role). */
 int node_ticking(struct node *n, int64_t now_ms, int64_t max_age_ms, char *why, size_t len);
 /* 1 when a running group's controller is in panic (ctl_status.panic: a likely partition),
    with "group \"NAME\": panic: F of T instances (P%) ..." in why; else 0. Thread-safe. */

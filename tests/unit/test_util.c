@@ -1,4 +1,5 @@
-/* Unit tests for common/util: mkdir -p with a private leaf, exposed secret files. */
+/* Unit tests for common/util: mkdir -p with a private leaf, exposed secret files, token files
+   (created by processes that race), base64. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -106,6 +108,77 @@ static void token_file_created_and_read(void **state)
     free(path);
 }
 
+#define RACERS 4
+#define ROUNDS 40
+
+/*
+ * asgd monitor and asgd controller start at once on a fresh state directory: each may find
+ * no token file and create one. Every process must end with the same token, and none may
+ * fail ("File exists") or read a file the other is still writing ("empty token file").
+ * RACERS processes are released together by closing a pipe they all block on, ROUNDS times.
+ */
+static void token_file_racing_creators_agree(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test-util-race-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/agent.token", dir);
+    for (int round = 0; round < ROUNDS; round++) {
+        int gate[2], back[2];
+        assert_int_equal(pipe(gate), 0);
+        assert_int_equal(pipe(back), 0);
+        pid_t kids[RACERS];
+        for (int k = 0; k < RACERS; k++) {
+            kids[k] = fork();
+            assert_true(kids[k] >= 0);
+            if (kids[k] == 0) {
+                close(gate[1]);
+                close(back[0]);
+                char c;
+                (void)!read(gate[0], &c, 1); /* EOF: the parent released everyone */
+                char *tok = NULL, err[256] = "", line[300];
+                int rc = util_token_file(path, 1, &tok, err, sizeof(err));
+                int n = snprintf(line, sizeof(line), "%s\n", rc == 0 ? tok : err);
+                (void)!write(back[1], line, (size_t)n);
+                free(tok);
+                _exit(rc == 0 ? 0 : 1);
+            }
+        }
+        close(gate[0]);
+        close(back[1]);
+        close(gate[1]); /* go */
+        char buf[RACERS * 300 + 1];
+        size_t got = 0;
+        ssize_t r;
+        while (got < sizeof(buf) - 1 && (r = read(back[0], buf + got, sizeof(buf) - 1 - got)) > 0)
+            got += (size_t)r;
+        buf[got] = '\0';
+        close(back[0]);
+        for (int k = 0; k < RACERS; k++) {
+            int st = 0;
+            assert_int_equal(waitpid(kids[k], &st, 0), kids[k]);
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                fail_msg("round %d: a creator failed: %s", round, buf);
+        }
+        /* one line per process, all the same token */
+        const char *first = buf;
+        int lines = 0;
+        for (char *l = buf, *nl; (nl = strchr(l, '\n')) != NULL; l = nl + 1, lines++) {
+            *nl = '\0';
+            if (strcmp(l, first) != 0)
+                fail_msg("round %d: tokens differ: %s and %s", round, first, l);
+        }
+        assert_int_equal(lines, RACERS);
+        assert_int_equal((int)strlen(first), 48);
+        assert_int_equal(mode_of(path), 0600);
+        unlink(path);
+    }
+    rmdir(dir); /* fails if a temporary file was left behind */
+    struct stat sb;
+    assert_int_equal(stat(dir, &sb), -1);
+}
+
 /* RFC 4648's test vectors, padding included. */
 static void base64_rfc4648_vectors(void **state)
 {
@@ -130,6 +203,7 @@ int main(void)
         cmocka_unit_test(mkdir_p_makes_a_private_leaf),
         cmocka_unit_test(exposed_secret_is_reported),
         cmocka_unit_test(token_file_created_and_read),
+        cmocka_unit_test(token_file_racing_creators_agree),
         cmocka_unit_test(base64_rfc4648_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
