@@ -2,7 +2,8 @@
 #   make         build build/bin/{asgd,asgctl,monitorc}
 #   make test    install deps, build, run every test (also the C unit tests under ASan+UBSan)
 #   make demo    install deps, build, run a local group with the dashboard
-#   make bench   run the benchmarks (make bench-fleet: asgd at 10,000 on the EC2 path, minutes)
+#   make bench   run the benchmarks (not bench_swarm: the agents they use) (make bench-fleet:
+#                asgd at 10,000 on the EC2 path, minutes)
 #   make install [PREFIX=/usr/local] [DESTDIR=]   programs, man pages, units, configs, docs
 #   make deb     the Debian packages asgd and monitorc (dpkg-buildpackage; into build/deb/)
 PREFIX ?= /usr/local
@@ -42,7 +43,9 @@ demo: deps
 	@scripts/demo
 
 bench: build
-	@for b in build/bench/*; do [ -x "$$b" ] && "$$b"; done
+	@for b in build/bench/*; do \
+	  case "$$b" in */bench_swarm) continue;; esac; \
+	  [ -x "$$b" ] && "$$b"; done
 	@/usr/bin/python3 bench/cluster.py
 
 # the real daemon holding 2,000 / 5,000 / 10,000 instances on the EC2 stand-in (minutes)
