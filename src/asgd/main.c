@@ -195,11 +195,12 @@ static const struct group_conf *find_group(const struct asgd_conf *c, const char
     return NULL;
 }
 
-/* One group as its store row and its fleet table see it: printed (human), or returned as a new
- * JSON object in *json_out when json_out is not NULL (the caller owns it). Fails, with err set,
- * when the store has no row for the group (never started). */
+/* One group as its store row and its fleet table see it: printed (human; after a blank line when
+ * sep), or returned as a new JSON object in *json_out when json_out is not NULL (the caller owns
+ * it). Fails, with err set and nothing printed, when the store has no row for the group (never
+ * started). */
 static int status_group(struct store *st, const struct asgd_conf *c, const struct group_conf *gc,
-                        json_t **json_out, char *err, size_t errlen)
+                        int sep, json_t **json_out, char *err, size_t errlen)
 {
     struct group_settings g;
     if (store_get_settings(st, gc->settings.name, &g) != 0) {
@@ -265,7 +266,7 @@ static int status_group(struct store *st, const struct asgd_conf *c, const struc
         json_object_set_new(root, "instances", arr);
         *json_out = root;
     } else {
-        printf("group        %s\n", g.name);
+        printf("%sgroup        %s\n", sep ? "\n" : "", g.name);
         printf("size         min %d, max %d, desired %d\n", g.min_size, g.max_size,
                g.desired_capacity);
         printf("policy       %s\n", policy_type_name(g.policy.type));
@@ -331,7 +332,7 @@ static int cmd_status(const struct opts *o)
         goto fail;
     if (o->json && only && !o->all) {
         json_t *root = NULL;
-        if (status_group(d.store, &d.conf, only, &root, err, sizeof(err)) != 0)
+        if (status_group(d.store, &d.conf, only, 0, &root, err, sizeof(err)) != 0)
             goto fail;
         char *s = json_dumps(root, JSON_INDENT(2));
         if (s)
@@ -349,9 +350,7 @@ static int cmd_status(const struct opts *o)
     int printed = 0;
     for (size_t i = first; i < last; i++) {
         json_t *one = NULL;
-        if (!o->json && printed)
-            printf("\n");
-        if (status_group(d.store, &d.conf, &d.conf.groups[i], o->json ? &one : NULL, err,
+        if (status_group(d.store, &d.conf, &d.conf.groups[i], printed, o->json ? &one : NULL, err,
                          sizeof(err)) != 0) {
             fprintf(stderr, "asgd: %s\n", err);
             rc = 1;

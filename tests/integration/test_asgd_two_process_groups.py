@@ -96,6 +96,18 @@ def check_status(g, second):
     assert rc == 0, (rc, out, err)
     assert out.startswith(f"group        {g.name}\n") and second not in out, out
 
+    # a group file not started yet (no reload): reported on stderr, exit 1, the others printed
+    never = os.path.join(os.path.dirname(g.config), "groups", "never.ini")
+    group_file(g, never, g.name + "-never", 1, 2)
+    try:
+        rc, out, err = asgd_status(g)
+        assert rc == 1 and f'group "{g.name}-never" has no state' in err, (rc, out, err)
+        assert out.count("\ngroup        ") == 1 and not out.endswith("\n\n"), out
+        rc, out, err = asgd_status(g, "--json")
+        assert rc == 1 and len(json.loads(out)["groups"]) == 2, (rc, out, err)
+    finally:
+        os.unlink(never)
+
     rc, out, err = asgd_status(g, "-g", second, "--all", "--json")
     assert rc == 2 and "--all" in err, (rc, out, err)
     rc, out, err = asgd_status(g, "-g", "nosuch-group", "--json")
