@@ -32,7 +32,13 @@
  * With BENCH_TLS=DIR the agents serve mutual TLS with DIR/srv.pem, DIR/srv.key
  * (an IP SAN 127.0.0.1) and DIR/ca.pem, and the monitor polls over TLS with
  * DIR/cli.pem, DIR/cli.key, DIR/ca.pem; the seed and seq measurements (plain
- * text clients) are skipped. With BENCH_SWARM too, bench_swarm --tls DIR
+ * text clients of gRPC core) are skipped, and the baseline is the same poller
+ * in clear text at the same N ("clear": mon_poll_once() rounds against the
+ * same agents serving clear text: a second set of forked agents, or with
+ * BENCH_SWARM a second bench_swarm on another port), so
+ * the ratio printed is monitor/clear: what TLS costs the burst rounds. The
+ * steady-state thread has no clear-text twin; its ratio is thread/monitor
+ * (both over TLS). With BENCH_SWARM too, bench_swarm --tls DIR
  * serves them on its many addresses and the poller checks the name
  * BENCH_TLS_NAME (default "localhost", a DNS SAN of srv.pem) instead of the
  * address ([monitor] tls_server_name). bench_conn_mem measures what a TLS
@@ -49,6 +55,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <libgen.h>
 #include <limits.h>
 
@@ -187,15 +196,32 @@ static double tree_cpu_s(pid_t pid)
     return t;
 }
 
-/* Starts bench_swarm (next to argv0) serving n agents; fills addrs from its list. Returns its
-   pid, or -1. *cmd gets a pipe to its stdin (commands). */
-static pid_t swarm_start(const char *argv0, int n, const char *tls_dir, char addrs[][64], int *cmd)
+/* A TCP port free on loopback now (for a second swarm: the first has the default). */
+static int free_port(void)
 {
-    char self[PATH_MAX], bin[PATH_MAX + 32], list[64], nbuf[16];
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = 50052;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+/* Starts bench_swarm (next to argv0) serving n agents, over TLS with the files in tls_dir (NULL:
+   clear text), on port (0: the swarm's default); fills addrs from its list. Returns its pid, or
+   -1. *cmd gets a pipe to its stdin (commands). */
+static pid_t swarm_start(const char *argv0, int n, const char *tls_dir, int port, char addrs[][64],
+                         int *cmd)
+{
+    char self[PATH_MAX], bin[PATH_MAX + 32], list[64], nbuf[16], pbuf[16];
     snprintf(self, sizeof(self), "%s", argv0);
     snprintf(bin, sizeof(bin), "%s/bench_swarm", dirname(self));
-    snprintf(list, sizeof(list), "/tmp/bench-swarm-%d.list", (int)getpid());
+    snprintf(list, sizeof(list), "/tmp/bench-swarm-%d-%d.list", (int)getpid(), port);
     snprintf(nbuf, sizeof(nbuf), "%d", n);
+    snprintf(pbuf, sizeof(pbuf), "%d", port ? port : 50051);
     int in[2], out[2];
     if (pipe(in) || pipe(out))
         return -1;
@@ -209,9 +235,9 @@ static pid_t swarm_start(const char *argv0, int n, const char *tls_dir, char add
         close(in[1]);
         close(out[0]);
         if (tls_dir)
-            execl(bin, bin, "-n", nbuf, "-l", list, "--tls", tls_dir, (char *)NULL);
+            execl(bin, bin, "-n", nbuf, "-p", pbuf, "-l", list, "--tls", tls_dir, (char *)NULL);
         else
-            execl(bin, bin, "-n", nbuf, "-l", list, (char *)NULL);
+            execl(bin, bin, "-n", nbuf, "-p", pbuf, "-l", list, (char *)NULL);
         fprintf(stderr, "bench_monitor: cannot run %s\n", bin);
         _exit(127);
     }
@@ -326,9 +352,11 @@ static void bench_seq(char addrs[][64], int n, int rounds, struct result *r)
     free(ch);
 }
 
-/* Starts a child with a few rpc.h agents, each serving many instances; fills addrs. Returns
-   the child's pid or -1; closing down[1] stops it. */
-static pid_t agents_start(int n, char addrs[][64], int *nagents, int down[2])
+/* Starts a child with a few rpc.h agents, each serving many instances, over TLS with tls
+   (NULL: clear text); fills addrs. Returns the child's pid or -1; closing down[1] stops it once
+   every child started after it, which holds a copy, is gone. Call it before this process uses
+   gRPC (fork). */
+static pid_t agents_start(int n, struct tls_conf *tls, char addrs[][64], int *nagents, int down[2])
 {
     int ports[AGENTS_MAX];
     ssize_t portbytes;
@@ -353,8 +381,8 @@ static pid_t agents_start(int n, char addrs[][64], int *nagents, int down[2])
             if (!srv[a] || rpc_server_add_method(srv[a], "/MonitorC/GetMetrics", h_metrics, NULL) ||
                 rpc_server_add_method(srv[a], "/MonitorC/GetStatus", h_status, NULL) ||
                 rpc_server_add_method(srv[a], "/MonitorC/GetMemoryUsage", h_memory, NULL) ||
-                (tls_agent ? rpc_server_bind_tls(srv[a], "127.0.0.1:0", tls_agent, &ports[a])
-                           : rpc_server_bind(srv[a], "127.0.0.1:0", &ports[a])) ||
+                (tls ? rpc_server_bind_tls(srv[a], "127.0.0.1:0", tls, &ports[a])
+                     : rpc_server_bind(srv[a], "127.0.0.1:0", &ports[a])) ||
                 rpc_server_start(srv[a])) {
                 fprintf(stderr, "bench_monitor: cannot start agent %d\n", a);
                 _exit(1);
@@ -385,6 +413,61 @@ static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* rounds of mon_poll_once() over the n instances of f (one untimed round first: it connects
+   every channel); polls/s, the CPU per poll of this process and the failures into r. */
+static void bench_rounds(struct mon *m, struct fleet *f, int n, int rounds, struct result *r)
+{
+    struct fleet_slot sl;
+    uint64_t failed0 = 0, failed1 = 0;
+    mon_poll_once(m);
+    for (int i = 0; i < n; i++)
+        if (fleet_read(f, (uint32_t)i, &sl) == 0)
+            failed0 += sl.polls_failed;
+    double w0 = wall_s(), c0 = cpu_s();
+    for (int k = 0; k < rounds; k++)
+        mon_poll_once(m);
+    double w = wall_s() - w0, c = cpu_s() - c0;
+    for (int i = 0; i < n; i++)
+        if (fleet_read(f, (uint32_t)i, &sl) == 0)
+            failed1 += sl.polls_failed;
+    r->polls = (long)n * rounds;
+    r->failures = (long)(failed1 - failed0);
+    r->polls_per_s = r->polls / w;
+    r->cpu_us_per_poll = c * 1e6 / r->polls;
+}
+
+/* BENCH_TLS's baseline: the same poller (settings s without TLS) in clear text, on a fleet
+   table of its own, against the clear-text agents at addrs. Returns 0 or -1 (said why). */
+static int bench_clear(const struct mon_settings *s, char addrs[][64], int n, int rounds,
+                       struct result *r)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "bench-mon-clear-%d", (int)getpid());
+    (void)fleet_unlink(name);
+    struct fleet *f = NULL;
+    struct mon *m = NULL;
+    struct mon_settings cs = *s;
+    char err[256] = "";
+    int rc = fleet_open(name, (uint32_t)n, 1, &f);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        char id[32];
+        uint32_t idx;
+        snprintf(id, sizeof(id), "i-%06d", i); /* the ids the agents answer with */
+        rc = fleet_alloc(f, id, addrs[i], clk_wall_ms(), &idx);
+    }
+    cs.tls = NULL;
+    if (rc == 0 && mon_new(&cs, f, &m, err, sizeof(err)) != 0)
+        rc = -1;
+    if (rc == 0)
+        bench_rounds(m, f, n, rounds, r);
+    else
+        fprintf(stderr, "bench_monitor: the clear-text baseline did not start %s\n", err);
+    mon_free(m);
+    fleet_close(f);
+    (void)fleet_unlink(name);
+    return rc == 0 ? 0 : -1;
 }
 
 /* Kills agents 0..k-1 of the swarm at once while the poller runs; prints how long each took
@@ -480,12 +563,32 @@ int main(int argc, char **argv)
     int agents = n;
     int down[2] = {-1, -1};
     if (use_swarm) {
-        child = swarm_start(argv[0], n, tls_dir, addrs, &swarm_cmd);
+        child = swarm_start(argv[0], n, tls_dir, 0, addrs, &swarm_cmd);
         if (child < 0)
             return 1;
     } else {
-        child = agents_start(n, addrs, &agents, down);
+        child = agents_start(n, tls_agent, addrs, &agents, down);
         if (child < 0)
+            return 1;
+    }
+    /* BENCH_BASELINE=0 skips the baselines, so that this process's RSS is the poller's alone
+       (for RSS@10k - RSS@1k) */
+    int baseline = !getenv("BENCH_BASELINE") || strcmp(getenv("BENCH_BASELINE"), "0") != 0;
+    /* BENCH_TLS: the same agents in clear text for the same poller in clear text (a second
+       swarm on another port, or forked agents), started now (fork, before this process uses
+       gRPC) and stopped once measured */
+    char(*clear_addrs)[64] = NULL;
+    pid_t clear_child = -1;
+    int clear_down[2] = {-1, -1}, clear_agents = 0, clear_cmd = -1;
+    if (tls_poller && baseline) {
+        clear_addrs = calloc((size_t)n, sizeof(*clear_addrs));
+        if (!clear_addrs)
+            return 1;
+        if (use_swarm)
+            clear_child = swarm_start(argv[0], n, NULL, free_port(), clear_addrs, &clear_cmd);
+        else
+            clear_child = agents_start(n, NULL, clear_addrs, &clear_agents, clear_down);
+        if (clear_child < 0)
             return 1;
     }
 
@@ -523,39 +626,46 @@ int main(int argc, char **argv)
     printf("bench_monitor: %d instances on %d agents%s%s, %d rounds (seed: %d instances)\n", n,
            agents, use_swarm ? " (bench_swarm)" : "", tls_poller ? " over mutual TLS" : "", rounds,
            seed_n);
-    struct result seed = {0}, seq = {0}, async = {0};
-    /* BENCH_BASELINE=0 skips the gRPC core baselines, so that this process's RSS is the
-       poller's alone (for RSS@10k - RSS@1k) */
-    int baseline = !getenv("BENCH_BASELINE") || strcmp(getenv("BENCH_BASELINE"), "0") != 0;
-    seed.cpu_us_per_poll = seq.cpu_us_per_poll = 1;
-    seed.polls_per_s = seq.polls_per_s = 1;
+    struct result seed = {0}, seq = {0}, clear = {0}, async = {0};
+    int have_seq = 0, have_clear = 0;
     if (baseline && !tls_poller) { /* plain text clients */
         bench_seed(addrs, seed_n, &seed);
         report("seed", &seed);
         bench_seq(addrs, n, rounds, &seq);
         report("seq", &seq);
+        have_seq = 1;
+    }
+    if (clear_child > 0) {
+        have_clear = bench_clear(&s, clear_addrs, n, rounds, &clear) == 0;
+        if (have_clear)
+            report("clear", &clear);
+        if (use_swarm) {
+            kill(clear_child, SIGTERM);
+            close(clear_cmd);
+        } else {
+            close(clear_down[1]); /* its agents stop (it holds the other child's down[1]) */
+        }
+        waitpid(clear_child, NULL, 0);
     }
 
-    mon_poll_once(m); /* connects every channel (not timed) */
-    uint64_t failed0 = 0;
-    struct fleet_slot sl;
-    double w0 = wall_s(), c0 = cpu_s();
-    for (int r = 0; r < rounds; r++)
-        mon_poll_once(m);
-    double w = wall_s() - w0, c = cpu_s() - c0;
-    for (int i = 0; i < n; i++)
-        if (fleet_read(f, (uint32_t)i, &sl) == 0)
-            failed0 += sl.polls_failed;
-    async.polls = (long)n * rounds;
-    async.failures = (long)failed0;
-    async.polls_per_s = async.polls / w;
-    async.cpu_us_per_poll = c * 1e6 / async.polls;
+    bench_rounds(m, f, n, rounds, &async);
     report("monitor", &async);
-    if (!tls_poller) {
+    struct fleet_slot sl;
+    if (have_seq) {
         printf("ratio monitor/seed: %.1fx polls/s, %.1fx less CPU per poll\n",
                async.polls_per_s / seed.polls_per_s, seed.cpu_us_per_poll / async.cpu_us_per_poll);
         printf("ratio monitor/seq:  %.1fx polls/s, %.1fx less CPU per poll\n",
                async.polls_per_s / seq.polls_per_s, seq.cpu_us_per_poll / async.cpu_us_per_poll);
+    } else if (have_clear) {
+        printf("ratio monitor/clear: %.2fx polls/s, %.2fx CPU per poll (TLS against the same "
+               "poller in clear text, same N and rounds, this run%s)\n",
+               async.polls_per_s / clear.polls_per_s, async.cpu_us_per_poll / clear.cpu_us_per_poll,
+               use_swarm ? "; a clear-text bench_swarm" : "");
+        if (clear.failures || async.failures)
+            printf("(failed polls in either run: the ratio compares unlike work)\n");
+    } else {
+        printf("ratio monitor/baseline: not measured (%s)\n",
+               baseline ? "the clear-text baseline failed" : "BENCH_BASELINE=0");
     }
 
     /* steady state: the real poller thread, every instance once per interval, the interval
@@ -608,12 +718,10 @@ int main(int argc, char **argv)
     long rss1 = rss_kib(getpid());
     uint64_t def0 = atomic_load(&stats.polls_deferred);
     double sw0 = tree_cpu_s(child);
-    w0 = wall_s();
-    c0 = cpu_s();
+    double w0 = wall_s(), c0 = cpu_s();
     int64_t span = 2 * s.interval_ms < 10000 ? 10000 : 2 * s.interval_ms;
     usleep((useconds_t)span * 1000);
-    w = wall_s() - w0;
-    c = cpu_s() - c0;
+    double w = wall_s() - w0, c = cpu_s() - c0;
     double sw = tree_cpu_s(child) - sw0;
     uint64_t deferred = atomic_load(&stats.polls_deferred) - def0;
     for (int i = 0; i < n; i++)
@@ -636,8 +744,15 @@ int main(int argc, char **argv)
            rss1, (double)(rss1 - rss0) / n, 100.0 * sw / w);
     printf("ratio thread/monitor: %.2fx CPU per poll (1.0 = the raw unary limit of this run)\n",
            ok1 > ok0 ? (c * 1e6 / (double)(ok1 - ok0)) / async.cpu_us_per_poll : 0.0);
-    printf("ratio thread/seq:     %.2fx CPU per poll (seq = gRPC core's unary calls in this run)\n",
-           ok1 > ok0 ? (c * 1e6 / (double)(ok1 - ok0)) / seq.cpu_us_per_poll : 0.0);
+    if (have_seq)
+        printf("ratio thread/seq:     %.2fx CPU per poll (seq = gRPC core's unary calls in this "
+               "run)\n",
+               ok1 > ok0 ? (c * 1e6 / (double)(ok1 - ok0)) / seq.cpu_us_per_poll : 0.0);
+    else
+        printf("ratio thread/seq:     not measured (%s)\n",
+               tls_poller ? "BENCH_TLS: seq is a clear-text client; TLS against clear text is "
+                            "the monitor/clear line"
+                          : "BENCH_BASELINE=0");
 
     mon_free(m);
     fleet_close(f);
@@ -650,6 +765,7 @@ int main(int argc, char **argv)
     }
     waitpid(child, NULL, 0);
     free(addrs);
+    free(clear_addrs);
     tls_conf_free(tls_agent);
     tls_conf_free(tls_poller);
     return 0;

@@ -417,7 +417,7 @@ int daemon__start_node(struct daemon *d, char *err, size_t errlen)
         return -1;
     }
     ns.notify = d->notify;
-    ns.agent_tls = d->mon_tls; /* set by start_monitor(), before */
+    ns.agent_tls = d->mon_tls; /* loaded by load_monitor_tls() for either role, before */
     return node_new(&ns, &d->node, err, errlen);
 }
 

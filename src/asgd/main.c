@@ -4,8 +4,8 @@
  *   asgd [run] -c FILE          MonitorS + ControllerASG (threads) + HTTP API/dashboard
  *   asgd monitor -c FILE        MonitorS alone, on every group's shared-memory fleet table
  *   asgd controller -c FILE     ControllerASG + HTTP API alone, on the same tables
- *   asgd status -c FILE [--json]   the group as the fleet table and the store see it
- *   asgd check-config -c FILE   validate and exit 0/1
+ *   asgd status -c FILE [-g NAME|--all] [--json]   groups as the fleet tables and the store see
+ * them asgd check-config -c FILE   validate and exit 0/1
  *
  * One function per subcommand behind a table (git's cmd_* style). run,
  * monitor and controller are one daemon (daemon.h) playing both roles or one
@@ -41,15 +41,16 @@ struct opts {
     int json;
     const char *log_level;
     const char *log_format;
-    int man; /* help-keys: roff */
+    int man;           /* help-keys: roff */
+    const char *group; /* status: -g NAME, the one group to show */
+    int all;           /* status --all: {"groups": [...]} even for one group */
 };
 
-/* What `asgd status` reads: the files' first group, its store and its fleet table. */
+/* What `asgd status` reads: the files' groups and the node's store (each group's fleet table is
+ * opened while its block is printed). */
 struct status_view {
     struct asgd_conf conf;
-    struct group_conf *gc; /* the first of conf.groups */
     struct store *store;
-    struct fleet *fleet;
 };
 
 static void usage(FILE *out)
@@ -60,7 +61,7 @@ static void usage(FILE *out)
             "  run            MonitorS, ControllerASG and the HTTP API in one process (default)\n"
             "  monitor        MonitorS alone, for every group (pairs with 'asgd controller')\n"
             "  controller     ControllerASG and the HTTP API alone, for every group\n"
-            "  status         print the first group: settings, desired, every instance\n"
+            "  status         print the groups of the files: settings, desired, every instance\n"
             "  check-config   validate FILE and exit 0 (valid) or 1\n"
             "  simulate       replay a demand trace through the policy in virtual time\n"
             "                 (asgd simulate --help for its options)\n"
@@ -68,7 +69,10 @@ static void usage(FILE *out)
             "\n"
             "options:\n"
             "  -c, --config FILE     the config file (INI; see examples/asgd.ini)\n"
-            "  --json                status: JSON output\n"
+            "  -g, --group NAME      status: only this group of the files\n"
+            "  --all                 status --json: {\"groups\": [...]} even for one group\n"
+            "  --json                status: JSON output (one group: its object; several:\n"
+            "                        {\"groups\": [...]} of those objects)\n"
             "  --log-level LEVEL     error, warn, info (default), debug\n"
             "  --log-format FMT      text, json (one object per line), journal, auto (default:\n"
             "                        journal under systemd, else text)\n"
@@ -76,7 +80,7 @@ static void usage(FILE *out)
             "  -V, --version         print the version\n");
 }
 
-/* Reads the node file and every group file; status shows the first group. */
+/* Reads the node file and every group file: status shows their groups. */
 static int load_config(struct status_view *v, const char *path, char *err, size_t errlen)
 {
     int rc = conf_load(path, &v->conf, err, errlen);
@@ -87,13 +91,11 @@ static int load_config(struct status_view *v, const char *path, char *err, size_
                  path);
         return -1;
     }
-    v->gc = &v->conf.groups[0];
     return 0;
 }
 
 static void status_view_release(struct status_view *v)
 {
-    fleet_close(v->fleet);
     store_close(v->store);
     conf_release(&v->conf);
     memset(v, 0, sizeof(*v));
@@ -175,47 +177,56 @@ static void format_time(int64_t ms, char *buf, size_t size)
     strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static int cmd_status(const struct opts *o)
+/* -g NAME: the group of the files with that name, or an error naming it and listing them. */
+static const struct group_conf *find_group(const struct asgd_conf *c, const char *name,
+                                           const char *path, char *err, size_t errlen)
 {
-    struct status_view d;
-    char err[1024];
-    int rc = 1;
-    memset(&d, 0, sizeof(d));
-    if (load_config(&d, o->config, err, sizeof(err)) != 0)
-        goto fail;
-    /* status only reads: never create the state of a group that was not started */
-    char *db = util_path_join(d.conf.store.dir, "asgd.db");
-    int exists = db != NULL && access(db, F_OK) == 0;
-    free(db);
-    if (!exists) {
-        snprintf(err, sizeof(err), "group \"%s\" has no state in \"%s\" (never started?)",
-                 d.gc->settings.name, d.conf.store.dir);
-        goto fail;
-    }
-    if (store_open(d.conf.store.dir, &d.store, err, sizeof(err)) != 0)
-        goto fail;
+    for (size_t i = 0; i < c->n_groups; i++)
+        if (strcmp(c->groups[i].settings.name, name) == 0)
+            return &c->groups[i];
+    int off = snprintf(err, errlen, "no group \"%s\" in %s (its groups:", name, path);
+    for (size_t i = 0; i < c->n_groups && off >= 0 && (size_t)off < errlen; i++)
+        off += snprintf(err + off, errlen - (size_t)off, "%s \"%s\"", i ? "," : "",
+                        c->groups[i].settings.name);
+    if (off >= 0 && (size_t)off < errlen)
+        snprintf(err + off, errlen - (size_t)off,
+                 "; groups created through the API: asgctl -g "
+                 "NAME status)");
+    return NULL;
+}
+
+/* One group as its store row and its fleet table see it: printed (human; after a blank line when
+ * sep), or returned as a new JSON object in *json_out when json_out is not NULL (the caller owns
+ * it). Fails, with err set and nothing printed, when the store has no row for the group (never
+ * started). */
+static int status_group(struct store *st, const struct asgd_conf *c, const struct group_conf *gc,
+                        int sep, json_t **json_out, char *err, size_t errlen)
+{
     struct group_settings g;
-    if (store_get_settings(d.store, d.gc->settings.name, &g) != 0) {
-        snprintf(err, sizeof(err), "group \"%s\" has no state in \"%s\" (never started?)",
-                 d.gc->settings.name, d.conf.store.dir);
-        goto fail;
+    if (store_get_settings(st, gc->settings.name, &g) != 0) {
+        snprintf(err, errlen, "group \"%s\" has no state in \"%s\" (never started?)",
+                 gc->settings.name, c->store.dir);
+        return -1;
     }
-    int frc = fleet_open(g.name, 0, 0, &d.fleet); /* attach: the size is the table's */
+    struct fleet *fleet = NULL;
+    int frc = fleet_open(g.name, 0, 0, &fleet); /* attach: the size is the table's */
     size_t n = 0;
     struct fleet_slot *slots = NULL;
     if (frc == 0) {
-        n = fleet_snapshot(d.fleet, NULL, 0);
+        n = fleet_snapshot(fleet, NULL, 0);
         slots = calloc(n + 16, sizeof(*slots));
-        if (slots == NULL)
-            goto fail;
-        n = fleet_snapshot(d.fleet, slots, n + 16);
-        if (n > 0 && slots == NULL)
-            n = 0;
+        if (slots == NULL) {
+            fleet_close(fleet);
+            snprintf(err, errlen, "group \"%s\": out of memory", g.name);
+            return -1;
+        }
+        n = fleet_snapshot(fleet, slots, n + 16);
     }
     int64_t now = clk_wall_ms();
-    int64_t hb_mon = d.fleet ? fleet_last_heartbeat(d.fleet, 0) : 0;
-    int64_t hb_ctl = d.fleet ? fleet_last_heartbeat(d.fleet, 1) : 0;
-    if (o->json) {
+    int64_t hb_mon = fleet ? fleet_last_heartbeat(fleet, 0) : 0;
+    int64_t hb_ctl = fleet ? fleet_last_heartbeat(fleet, 1) : 0;
+    fleet_close(fleet);
+    if (json_out != NULL) {
         json_t *root = json_object();
         json_object_set_new(root, "group", json_string(g.name));
         json_object_set_new(root, "min_size", json_integer(g.min_size));
@@ -227,7 +238,7 @@ static int cmd_status(const struct opts *o)
         json_object_set(root, "suspended_processes", json_object_get(gj, "suspended_processes"));
         json_decref(gj);
         json_object_set_new(root, "provider",
-                            json_string(d.gc->provider == CONF_PROVIDER_EC2 ? "ec2" : "local"));
+                            json_string(gc->provider == CONF_PROVIDER_EC2 ? "ec2" : "local"));
         json_object_set_new(root, "monitor_alive",
                             json_boolean(hb_mon > 0 && now - hb_mon < 10000));
         json_object_set_new(root, "controller_alive",
@@ -253,19 +264,15 @@ static int cmd_status(const struct opts *o)
             json_array_append_new(arr, it);
         }
         json_object_set_new(root, "instances", arr);
-        char *s = json_dumps(root, JSON_INDENT(2));
-        if (s)
-            printf("%s\n", s);
-        free(s);
-        json_decref(root);
+        *json_out = root;
     } else {
-        printf("group        %s\n", g.name);
+        printf("%sgroup        %s\n", sep ? "\n" : "", g.name);
         printf("size         min %d, max %d, desired %d\n", g.min_size, g.max_size,
                g.desired_capacity);
         printf("policy       %s\n", policy_type_name(g.policy.type));
         printf("termination  %s\n", g.termination_policy[0] ? g.termination_policy : "default");
         printf("suspended    %s\n", g.suspended_processes[0] ? g.suspended_processes : "none");
-        printf("provider     %s\n", d.gc->provider == CONF_PROVIDER_EC2 ? "ec2" : "local");
+        printf("provider     %s\n", gc->provider == CONF_PROVIDER_EC2 ? "ec2" : "local");
         printf("monitor      %s\n", hb_mon > 0 && now - hb_mon < 10000 ? "alive" : "not running");
         printf("controller   %s\n", hb_ctl > 0 && now - hb_ctl < 10000 ? "alive" : "not running");
         printf("\n%-28s %-22s %-16s %-10s %6s  %-20s %-7s %s\n", "ID", "ADDRESS", "LIFECYCLE",
@@ -285,11 +292,87 @@ static int cmd_status(const struct opts *o)
             printf("(no instances)\n");
     }
     free(slots);
+    return 0;
+}
+
+/* Every group of the files, or the one -g names. JSON keeps the one-object shape of a node with
+ * one group (scripts written for it go on working); several groups, or --all, print
+ * {"groups": [...]} of the same objects. A group without state is reported on stderr, the
+ * others are still printed, and the exit code is 1. */
+static int cmd_status(const struct opts *o)
+{
+    struct status_view d;
+    char err[1024];
+    int rc = 1;
+    json_t *groups = NULL;
+    memset(&d, 0, sizeof(d));
+    if (load_config(&d, o->config, err, sizeof(err)) != 0)
+        goto fail;
+    const struct group_conf *only = NULL;
+    if (o->group) {
+        only = find_group(&d.conf, o->group, o->config, err, sizeof(err));
+        if (only == NULL)
+            goto fail;
+    } else if (d.conf.n_groups == 1) {
+        only = &d.conf.groups[0];
+    }
+    /* status only reads: never create the state of a group that was not started */
+    char *db = util_path_join(d.conf.store.dir, "asgd.db");
+    int exists = db != NULL && access(db, F_OK) == 0;
+    free(db);
+    if (!exists) {
+        if (only)
+            snprintf(err, sizeof(err), "group \"%s\" has no state in \"%s\" (never started?)",
+                     only->settings.name, d.conf.store.dir);
+        else
+            snprintf(err, sizeof(err), "no state in \"%s\" (never started?)", d.conf.store.dir);
+        goto fail;
+    }
+    if (store_open(d.conf.store.dir, &d.store, err, sizeof(err)) != 0)
+        goto fail;
+    if (o->json && only && !o->all) {
+        json_t *root = NULL;
+        if (status_group(d.store, &d.conf, only, 0, &root, err, sizeof(err)) != 0)
+            goto fail;
+        char *s = json_dumps(root, JSON_INDENT(2));
+        if (s)
+            printf("%s\n", s);
+        free(s);
+        json_decref(root);
+        rc = 0;
+        goto out;
+    }
+    if (o->json)
+        groups = json_array();
     rc = 0;
+    size_t first = only ? (size_t)(only - d.conf.groups) : 0;
+    size_t last = only ? first + 1 : d.conf.n_groups;
+    int printed = 0;
+    for (size_t i = first; i < last; i++) {
+        json_t *one = NULL;
+        if (status_group(d.store, &d.conf, &d.conf.groups[i], printed, o->json ? &one : NULL, err,
+                         sizeof(err)) != 0) {
+            fprintf(stderr, "asgd: %s\n", err);
+            rc = 1;
+            continue;
+        }
+        printed = 1;
+        if (one)
+            json_array_append_new(groups, one);
+    }
+    if (groups) {
+        json_t *root = json_pack("{s:O}", "groups", groups);
+        char *s = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
+        if (s)
+            printf("%s\n", s);
+        free(s);
+        json_decref(root);
+    }
     goto out;
 fail:
     fprintf(stderr, "asgd: %s\n", err);
 out:
+    json_decref(groups);
     status_view_release(&d);
     return rc;
 }
@@ -345,6 +428,12 @@ int main(int argc, char **argv)
             o.config = argv[++i];
         } else if (strncmp(a, "--config=", 9) == 0) {
             o.config = a + 9;
+        } else if ((strcmp(a, "-g") == 0 || strcmp(a, "--group") == 0) && i + 1 < argc) {
+            o.group = argv[++i];
+        } else if (strncmp(a, "--group=", 8) == 0) {
+            o.group = a + 8;
+        } else if (strcmp(a, "--all") == 0) {
+            o.all = 1;
         } else if (strcmp(a, "--man") == 0) {
             o.man = 1;
         } else if (strcmp(a, "--json") == 0) {
@@ -382,6 +471,21 @@ int main(int argc, char **argv)
     }
     if (log_set_format(lfmt) != 0)
         fprintf(stderr, "asgd: --log-format journal: no journal socket; logging text lines\n");
+    if ((o.group || o.all) && cmd->fn != cmd_status) {
+        fprintf(stderr, "asgd: %s is an option of status only\n", o.group ? "-g" : "--all");
+        usage(stderr);
+        return 2;
+    }
+    if (o.group && o.all) {
+        fprintf(stderr, "asgd: status: -g NAME and --all do not go together\n");
+        usage(stderr);
+        return 2;
+    }
+    if (o.group && o.group[0] == '\0') {
+        fprintf(stderr, "asgd: status: -g needs a group name\n");
+        usage(stderr);
+        return 2;
+    }
     if (cmd->needs_config && o.config == NULL) {
         fprintf(stderr, "asgd: %s needs -c FILE\n", cmd->name);
         usage(stderr);

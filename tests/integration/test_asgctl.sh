@@ -51,13 +51,19 @@ EOF
 asgd_pid=$!
 
 cleanup() {
+  local rc=$?
   kill "$asgd_pid" 2>/dev/null; wait "$asgd_pid" 2>/dev/null
   for f in "$dir"/state/local/*.pid; do
     [ -f "$f" ] || continue
     pid=$(sed -n 's/^pid=//p' "$f"); [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
   done
   rm -f "/dev/shm/asgd-$name"
-  rm -rf "$dir"
+  # a failing run keeps its dir (asgd's log, the agents' logs), as the python harness does
+  if [ "$rc" -ne 0 ] || [ "${ASGD_KEEP_TMP:-0}" != 0 ]; then
+    echo "kept $dir" >&2
+  else
+    rm -rf "$dir"
+  fi
 }
 trap cleanup EXIT
 

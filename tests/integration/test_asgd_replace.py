@@ -1,12 +1,16 @@
 """asgd with the local provider: a group with min 2 reaches 2 healthy instances; kill -9 of one
 instance's process is detected and the instance replaced within
-interval x unhealthy_threshold + timeout + one tick (+ boot), measured and printed."""
+interval x unhealthy_threshold + timeout + one tick (+ boot), measured and printed.
+`asgd status --json` on this one-group node prints the group's object; --all the same object in
+{"groups": [...]} (the shape of a node with several groups)."""
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
-from asgd_harness import Group, pid_alive, wait_until
+from asgd_harness import BIN, Group, pid_alive, wait_until
 
 INTERVAL, TIMEOUT, FALL, TICK = 0.5, 0.3, 3, 1.0
 
@@ -46,6 +50,17 @@ def main():
         assert len(g.agent_pids()) == 2, g.agent_pids()
         acts = g.log_text()
         assert "vanished" in acts or "replacing instance" in acts, acts[-2000:]
+
+        one = g.status()
+        assert one["group"] == g.name, one
+        r = subprocess.run([os.path.join(BIN, "asgd"), "status", "-c", g.config, "--json",
+                            "--all"], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, (r.returncode, r.stderr)
+        all_ = json.loads(r.stdout)
+        assert list(all_) == ["groups"] and len(all_["groups"]) == 1, all_
+        assert all_["groups"][0]["group"] == g.name, all_
+        assert sorted(i["id"] for i in all_["groups"][0]["instances"]) == \
+            sorted(i["id"] for i in one["instances"]), (one, all_)
         print("ok")
     finally:
         g.cleanup()

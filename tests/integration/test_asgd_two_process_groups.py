@@ -4,6 +4,9 @@ controller for each and the API serves them all.
 
 Two groups, one in the node file and one in the groups folder (local provider, loopback):
 - both reach their desired capacity with healthy instances, and the API lists both;
+- `asgd status` shows both (human: a block each; --json: {"groups": [...]}), `-g NAME` one of
+  them (--json: the one-group object, as on a node with one group), and an unknown -g is refused
+  (exit 1, naming it);
 - an instance of the second group killed with SIGKILL is seen unhealthy by the monitor process
   and replaced by the controller process; its [health] changed through the API reaches the
   monitor process;
@@ -13,13 +16,14 @@ Two groups, one in the node file and one in the groups folder (local provider, l
 - a group created through the controller's API is polled by the monitor process (a healthy
   instance) and deleted with ?force=true.
 """
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
 
-from asgd_harness import Group, pid_alive, wait_until
+from asgd_harness import BIN, Group, pid_alive, wait_until
 from group_api import call
 
 TOKEN = "two-groups-" + str(os.getpid())
@@ -56,6 +60,62 @@ def healthy(g, name):
             if i["health"] == "healthy" and i["lifecycle"] == "in-service"]
 
 
+def asgd_status(g, *args):
+    r = subprocess.run([os.path.join(BIN, "asgd"), "status", "-c", g.config, *args],
+                       capture_output=True, text=True, timeout=20)
+    return r.returncode, r.stdout, r.stderr
+
+
+def check_status(g, second):
+    """asgd status on a node with two groups in its files."""
+    rc, out, err = asgd_status(g, "--json")
+    assert rc == 0, (rc, out, err)
+    j = json.loads(out)
+    assert list(j) == ["groups"], j
+    assert [x["group"] for x in j["groups"]] == [g.name, second], j
+    assert [len(x["instances"]) for x in j["groups"]] == [1, 2], j
+
+    rc, out, err = asgd_status(g)
+    assert rc == 0, (rc, out, err)
+    blocks = out.split("\n\ngroup        ")
+    assert len(blocks) == 2, out
+    assert blocks[0].startswith(f"group        {g.name}\n"), out
+    assert blocks[1].startswith(f"{second}\n"), out
+    for block, x in zip(blocks, j["groups"]):
+        assert "monitor      alive" in block and "controller   alive" in block, block
+        assert all(i["id"] in block for i in x["instances"]), (block, x)
+
+    for args in (["-g", second, "--json"], [f"--group={second}", "--json"]):
+        rc, out, err = asgd_status(g, *args)
+        assert rc == 0, (args, rc, out, err)
+        one = json.loads(out)
+        assert one["group"] == second and len(one["instances"]) == 2, one
+        assert one["controller_alive"] and one["monitor_alive"], one
+
+    rc, out, err = asgd_status(g, "--group", g.name)
+    assert rc == 0, (rc, out, err)
+    assert out.startswith(f"group        {g.name}\n") and second not in out, out
+
+    # a group file not started yet (no reload): reported on stderr, exit 1, the others printed
+    never = os.path.join(os.path.dirname(g.config), "groups", "never.ini")
+    group_file(g, never, g.name + "-never", 1, 2)
+    try:
+        rc, out, err = asgd_status(g)
+        assert rc == 1 and f'group "{g.name}-never" has no state' in err, (rc, out, err)
+        assert out.count("\ngroup        ") == 1 and not out.endswith("\n\n"), out
+        rc, out, err = asgd_status(g, "--json")
+        assert rc == 1 and len(json.loads(out)["groups"]) == 2, (rc, out, err)
+    finally:
+        os.unlink(never)
+
+    rc, out, err = asgd_status(g, "-g", second, "--all", "--json")
+    assert rc == 2 and "--all" in err, (rc, out, err)
+    rc, out, err = asgd_status(g, "-g", "nosuch-group", "--json")
+    assert rc == 1 and out == "", (rc, out, err)
+    assert f'no group "nosuch-group" in {g.config}' in err and second in err, err
+    print("asgd status: both groups, -g NAME one of them, unknown -g refused:", err.strip())
+
+
 def main():
     g = Group("tp", min_size=1, max_size=3, load=50, health=HEALTH)
     gdir = os.path.join(g.dir, "groups")
@@ -73,6 +133,7 @@ def main():
         wait_until(lambda: len(healthy(g, second)) == 2, 40, what="folder group: 2 healthy")
         assert os.path.exists(f"/dev/shm/asgd-{second}"), "the second group's fleet table"
         print("two groups healthy in two-process mode:", sorted(listed(g)))
+        check_status(g, second)
 
         # an instance of the second group dies: the monitor sees it, the controller replaces it
         before = {i["id"]: i for i in healthy(g, second)}

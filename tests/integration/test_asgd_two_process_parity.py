@@ -10,7 +10,8 @@
   through the API, GET /api/v1/reload reports it); a bad edit is refused with FILE:LINE:
   [section] key: why, and the old settings stay; POST /api/v1/reload is answered (202) and
   reports. (Groups added to and removed from the files by a reload: the two processes run every
-  group, as `asgd run` does: test_asgd_two_process_groups.py.)
+  group, as `asgd run` does: test_asgd_two_process_groups.py. The controller process's own
+  calls to the agents over TLS: test_asgd_two_process_tls.py.)
 """
 import http.server
 import json

@@ -4,13 +4,23 @@ Every group gets its own temp state dir, its own loopback range (127.X.Y.2...),
 free ports and a unique name, so tests can run in parallel. Instances are real
 detached monitorc processes: Group.cleanup() kills whatever the pid files name,
 and the test fails if a process is left behind.
+
+The temp dir (/tmp/asgd-it-*) goes once its processes are gone: Group.cleanup()
+removes it, unless the test is failing (cleanup runs while an exception is on its
+way out, as in a `finally:` or a `with Group(...) as g:` block) or ASGD_KEEP_TMP=1
+is set; then it stays and its path is printed, since its logs are what the
+developer needs. A group the test never cleaned up is cleaned up at exit, kept if
+the interpreter dies of an uncaught exception.
 """
+import atexit
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -70,6 +80,34 @@ def poll_rate(path, seconds):
     return (agent_polls(path) - a) / seconds
 
 
+# Groups not yet cleaned up, and whether an uncaught exception is ending the interpreter:
+# atexit cleans up what a test left behind, keeping the dirs of a failed run.
+_live_groups = []
+_uncaught = [False]
+_prev_excepthook = sys.excepthook
+
+
+def _excepthook(*args):
+    _uncaught[0] = True
+    _prev_excepthook(*args)
+
+
+sys.excepthook = _excepthook
+
+
+def _at_exit():
+    for g in list(_live_groups):
+        g.cleanup(failed=_uncaught[0])
+
+
+atexit.register(_at_exit)
+
+
+def keep_tmp():
+    """ASGD_KEEP_TMP=1: every test dir stays (for looking at a passing run's logs)."""
+    return os.environ.get("ASGD_KEEP_TMP", "") not in ("", "0")
+
+
 class Group:
     def __init__(self, name_prefix="t", min_size=2, max_size=5, policy=None, health=None,
                  agent_args="", extra="", load=50, mon_host="127.0.0.1", base=None):
@@ -99,6 +137,14 @@ class Group:
         self.config = os.path.join(self.dir, "asgd.ini")
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + extra)
+        _live_groups.append(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.cleanup(failed=exc_type is not None)
+        return False
 
     # --- processes -------------------------------------------------------------------
     def start(self, role="run"):
@@ -184,16 +230,35 @@ class Group:
                 pids.append(int(entry))
         return sorted(pids)
 
-    def cleanup(self):
-        import sys
-        if sys.exc_info()[0] is not None:
+    def cleanup(self, failed=None):
+        """Stops asgd and the group's agents, then removes the temp dir. failed: whether the
+        test is failing (None: an exception is on its way out); a failing test's dir stays,
+        and so does every dir under ASGD_KEEP_TMP=1. Calling it again is harmless."""
+        if failed is None:
+            failed = sys.exc_info()[0] is not None
+        if failed:
             # a failing test: show what asgd said
             print("---- asgd logs ----\n" + self.log_text()[-6000:], file=sys.stderr)
         for p in self.procs:
             self.stop(p, signal.SIGKILL)
-        for pid in self.agent_pids():
+        agents = self.agent_pids()
+        for pid in agents:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         subprocess.run(["rm", "-f", f"/dev/shm/asgd-{self.name}"])
+        if self in _live_groups:
+            _live_groups.remove(self)
+        if not os.path.isdir(self.dir):
+            return
+        if failed or keep_tmp():
+            why = "the test failed" if failed else "ASGD_KEEP_TMP is set"
+            print(f"kept {self.dir} ({why})", file=sys.stderr)
+            return
+        # the agents write their logs and pid files in the dir until they are gone (they are
+        # not our children: nobody waits for them but init)
+        deadline = time.monotonic() + 10
+        while any(pid_alive(pid) for pid in agents) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shutil.rmtree(self.dir, ignore_errors=True)
