@@ -643,6 +643,7 @@ int aws_resolve_endpoint(const char *profile, const char *configured, const char
     } else {
         if (region == NULL || region[0] == '\0') {
             snprintf(err, errlen, "no EC2 endpoint: no region");
+            free(val); /* an empty endpoint_url read from the config file */
             return -1;
         }
         size_t n = strlen(region) + 40;

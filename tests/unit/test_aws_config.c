@@ -329,6 +329,23 @@ static void endpoint_order(void **state)
     assert_null(e);
 }
 
+/* An empty endpoint_url in the profile is no endpoint: with no region either, the error path
+   (which must free the empty value it read: ASan's leak check here) */
+static void endpoint_empty_in_file_and_no_region(void **state)
+{
+    (void)state;
+    char *e = NULL;
+    char err[256];
+    write_file(".aws/config", "[profile blank]\n"
+                              "endpoint_url =\n");
+    assert_int_equal(aws_resolve_endpoint("blank", NULL, NULL, &e, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "no region"));
+    assert_null(e);
+    assert_int_equal(aws_resolve_endpoint("blank", NULL, "eu-west-1", &e, err, sizeof(err)), 0);
+    assert_string_equal(e, "https://ec2.eu-west-1.amazonaws.com");
+    free(e);
+}
+
 static void endpoint_hosts(void **state)
 {
     (void)state;
@@ -364,6 +381,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(imds_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(region_order, setup, teardown),
         cmocka_unit_test_setup_teardown(endpoint_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(endpoint_empty_in_file_and_no_region, setup, teardown),
         cmocka_unit_test_setup_teardown(endpoint_hosts, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
