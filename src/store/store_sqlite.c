@@ -237,6 +237,8 @@ int sq_db_err(struct store *st, int rc, const char *what)
 
 void sq_col_text(sqlite3_stmt *s, int col, char *dst, size_t size)
 {
+    if (size == 0)
+        return;
     const unsigned char *t = sqlite3_column_text(s, col);
     size_t n = t ? (size_t)sqlite3_column_bytes(s, col) : 0;
     if (n >= size)
@@ -416,12 +418,13 @@ static int migrate(struct store *st)
     if (!rc && version < 0)
         rc = store_set_err(st, STORE_ECORRUPT, "database \"%s\" has an invalid schema version %d",
                            SQ(st)->path, version);
-    for (int v = version + 1; !rc && v <= STORE_SCHEMA_VERSION; v++) {
+    /* from is the version the database is at: counting from it (not from version + 1) keeps
+       a hostile INT_MAX version out of signed overflow; 0 <= from < STORE_SCHEMA_VERSION */
+    for (int from = version; !rc && from < STORE_SCHEMA_VERSION; from++) {
+        int v = from + 1;
         char what[64];
         snprintf(what, sizeof(what), "cannot migrate the schema to version %d", v);
-        /* v >= 1: version >= 0 was checked above */
-        /* cppcheck-suppress negativeIndex */
-        rc = sq_exec(st, migrations[v - 1], what);
+        rc = sq_exec(st, migrations[from], what);
         if (!rc) {
             char sql[128];
             snprintf(sql, sizeof(sql),

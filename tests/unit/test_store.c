@@ -669,6 +669,11 @@ static void migrations(void **state)
     assert_non_null(strstr(err, "schema version 99"));
     assert_non_null(strstr(err, "asgd.db"));
     assert_string_equal(store_strerror(STORE_EVERSION), "database schema is newer than this asgd");
+    /* the largest version an int holds: refused the same way, no arithmetic past it (UBSan) */
+    raw_exec(dir, "INSERT INTO schema_version VALUES (2147483647, 0)");
+    assert_int_equal(store_open(dir, &st, err, sizeof(err)), STORE_EVERSION);
+    assert_null(st);
+    assert_non_null(strstr(err, "schema version 2147483647"));
     rm_rf(dir);
 }
 
