@@ -362,9 +362,11 @@ int agent_load_interval_ms(const struct agent_load *l)
     return l && l->kind == LOAD_PROC ? 1000 : 500;
 }
 
-/* Reads at most size-1 bytes of path into buf. Returns 0, or errno. */
+/* Reads at most size-1 bytes of path into buf, a string on every return (empty on failure).
+   Returns 0, or errno. */
 static int read_small(const char *path, char *buf, size_t size)
 {
+    buf[0] = '\0';
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return errno;

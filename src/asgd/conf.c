@@ -80,7 +80,7 @@ char *conf_default_store_dir(const char *name)
     else
         n = snprintf(buf, sizeof(buf), "/tmp/asgd-%u%s%s", (unsigned)geteuid(), sl, name);
     if (n < 0 || (size_t)n >= sizeof(buf))
-        n = snprintf(buf, sizeof(buf), "/tmp/asgd-%u%s%s", (unsigned)geteuid(), sl, name);
+        snprintf(buf, sizeof(buf), "/tmp/asgd-%u%s%s", (unsigned)geteuid(), sl, name);
     return xstrdup(buf);
 }
 
@@ -235,8 +235,8 @@ static int get_listen(struct cfg *cfg, const char *sec, char **out, char *err, s
 /* "http://x" or "https://x" with something after the scheme. */
 static int is_http_url(const char *s)
 {
-    return (strncmp(s, "http://", 7) == 0 && s[7] != '\0') ||
-           (strncmp(s, "https://", 8) == 0 && s[8] != '\0');
+    size_t n = strlen(s);
+    return (n > 7 && strncmp(s, "http://", 7) == 0) || (n > 8 && strncmp(s, "https://", 8) == 0);
 }
 
 /* The keys of one section that go in pairs: both or neither. */

@@ -52,15 +52,21 @@ static int load_tokens(struct daemon *d, char *err, size_t errlen)
         util_warn_exposed_secret(c->api.token_file, "[api] token");
     d->agent_token_file = c->monitor.token_file ? strdup(c->monitor.token_file)
                                                 : util_path_join(c->store.dir, "agent.token");
-    if (d->agent_token_file == NULL ||
-        util_token_file(d->agent_token_file, c->monitor.token_file == NULL, &d->agent_token, err,
-                        errlen) != 0)
+    if (d->agent_token_file == NULL)
+        return -1;
+    /* the token through a local, not &d->agent_token: clang's analyzer takes a field's address
+       passed to another file as a write to all of *d, and then reports the file name lost */
+    char *token = NULL;
+    int rc =
+        util_token_file(d->agent_token_file, c->monitor.token_file == NULL, &token, err, errlen);
+    d->agent_token = token;
+    if (rc != 0)
         return -1;
     char *api_file =
         c->api.token_file ? strdup(c->api.token_file) : util_path_join(c->store.dir, "api.token");
     if (api_file == NULL)
         return -1;
-    int rc = util_token_file(api_file, c->api.token_file == NULL, &d->api_token, err, errlen);
+    rc = util_token_file(api_file, c->api.token_file == NULL, &d->api_token, err, errlen);
     free(api_file);
     return rc;
 }

@@ -429,7 +429,6 @@ int cli_cmd_terminate(const struct cli *c, int argc, char **argv)
         else if (argv[i][0] == '-' || id) {
             fprintf(stderr, "asgctl: terminate: unexpected argument \"%s\"\n", argv[i]);
             id = NULL;
-            argc = 0;
             break;
         } else
             id = argv[i];

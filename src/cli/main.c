@@ -96,7 +96,8 @@ static const char *opt_value(int argc, char **argv, int *i, const char *opt, int
         return argv[*i] + n + 1;
     if (argv[*i][n] != '\0')
         return NULL;
-    if (*i + 1 >= argc) {
+    /* no NULL before argv[argc]; the second test says so to the static analyzer */
+    if (*i + 1 >= argc || argv[*i + 1] == NULL) {
         *missing = 1;
         return NULL;
     }

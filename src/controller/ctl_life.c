@@ -477,7 +477,7 @@ int ctl_lifecycle_json(struct ctl *c, const char *text, char *err, size_t errlen
 static void do_standby(struct ctl *c, struct fleet_slot *s, const struct term_request *rq,
                        int64_t now)
 {
-    int from = c->settings.desired_capacity, to = from;
+    int from = c->settings.desired_capacity;
     if (rq->arg) {
         if (s->lifecycle != FLEET_IN_SERVICE)
             return;
@@ -487,7 +487,7 @@ static void do_standby(struct ctl *c, struct fleet_slot *s, const struct term_re
                           s->id, c->settings.min_size);
             return;
         }
-        to = c->settings.desired_capacity;
+        int to = c->settings.desired_capacity;
         struct life_arg a = {FLEET_STANDBY, 0, 0, -1};
         set_state(c, s, &a);
         ctl__activity(c, "standby", "ok", from, to, "", "instance %s entered standby%s", s->id,

@@ -392,12 +392,12 @@ static int txn_decode(const json_t *reply, const struct etcd_op *branch, size_t 
             res->revision = res->range.revision;
         } else if ((v = json_object_get(o, "response_put"))) {
             res->type = ETCD_OP_PUT;
-            if (!json_is_object(v) || (rc = etcd__header_revision(v, &res->revision)))
+            if (!json_is_object(v) || etcd__header_revision(v, &res->revision) != 0)
                 return ETCD_EPROTO;
         } else if ((v = json_object_get(o, "response_delete_range"))) {
             res->type = ETCD_OP_DELETE;
-            if (!json_is_object(v) || (rc = etcd__header_revision(v, &res->revision)) ||
-                (rc = etcd__j_int64(v, "deleted", &res->deleted)))
+            if (!json_is_object(v) || etcd__header_revision(v, &res->revision) != 0 ||
+                etcd__j_int64(v, "deleted", &res->deleted) != 0)
                 return ETCD_EPROTO;
         } else {
             return ETCD_EPROTO;

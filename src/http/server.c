@@ -651,9 +651,9 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     int gai = getaddrinfo(host, port, &hints, &ai);
-    if (gai) {
+    if (gai != 0 || ai == NULL) { /* success brings at least one address: say so, not crash */
         snprintf(err, errlen, "cannot resolve listen address \"%s\": %s", s->listen,
-                 gai_strerror(gai));
+                 gai != 0 ? gai_strerror(gai) : "no address");
         goto out;
     }
     /* "localhost" may resolve to ::1 first; clients default to 127.0.0.1: prefer IPv4 */
@@ -676,6 +676,7 @@ int http_start(const struct http_deps *deps, struct http_server **out, char *err
         goto out;
     }
     struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
     socklen_t sl = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET)

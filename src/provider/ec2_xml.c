@@ -230,38 +230,10 @@ static void XMLCALL on_text(void *ud, const XML_Char *t, int len)
     s->text[s->ntext] = '\0';
 }
 
-static void finish_field(struct pstate *s)
+/* Stores the text t of one of an instance's own fields f. */
+static void finish_instance_field(enum field f, struct ec2_instance *in, const char *t)
 {
-    struct ec2_response *o = s->out;
-    struct ec2_instance *in =
-        (s->inst_depth && o->n_instances) ? &o->instances[o->n_instances - 1] : NULL;
-    const char *t = s->text;
-    switch (s->field) {
-    case F_ERR_CODE:
-        copy_text(o->code, sizeof(o->code), t);
-        break;
-    case F_ERR_MESSAGE:
-        copy_text(o->message, sizeof(o->message), t);
-        break;
-    case F_REQUEST_ID:
-        copy_text(o->request_id, sizeof(o->request_id), t);
-        break;
-    case F_NEXT_TOKEN:
-        if (s->truncated) {
-            stop(s, "nextToken longer than 16 KB");
-            break;
-        }
-        free(o->next_token);
-        o->next_token = NULL;
-        if (s->ntext > 0) {
-            o->next_token = strdup(t);
-            if (o->next_token == NULL)
-                stop(s, "out of memory");
-        }
-        break;
-    case F_RETURN:
-        o->return_value = strcmp(t, "true") == 0;
-        break;
+    switch (f) {
     case F_ID:
         copy_text(in->id, sizeof(in->id), t);
         break;
@@ -295,6 +267,54 @@ static void finish_field(struct pstate *s)
         in->launch_time_ms = ms > 0 ? ms : 0;
         break;
     }
+    default:
+        break;
+    }
+}
+
+static void finish_field(struct pstate *s)
+{
+    struct ec2_response *o = s->out;
+    const char *t = s->text;
+    switch (s->field) {
+    case F_ERR_CODE:
+        copy_text(o->code, sizeof(o->code), t);
+        break;
+    case F_ERR_MESSAGE:
+        copy_text(o->message, sizeof(o->message), t);
+        break;
+    case F_REQUEST_ID:
+        copy_text(o->request_id, sizeof(o->request_id), t);
+        break;
+    case F_NEXT_TOKEN:
+        if (s->truncated) {
+            stop(s, "nextToken longer than 16 KB");
+            break;
+        }
+        free(o->next_token);
+        o->next_token = NULL;
+        if (s->ntext > 0) {
+            o->next_token = strdup(t);
+            if (o->next_token == NULL)
+                stop(s, "out of memory");
+        }
+        break;
+    case F_RETURN:
+        o->return_value = strcmp(t, "true") == 0;
+        break;
+    case F_ID:
+    case F_STATE_CODE:
+    case F_STATE_NAME:
+    case F_PRIVATE_IP:
+    case F_PUBLIC_IP:
+    case F_ZONE:
+    case F_SUBNET:
+    case F_CLIENT_TOKEN:
+    case F_LAUNCH_TIME:
+        /* field_for opens these only inside an instance item on_start has counted */
+        if (s->inst_depth && o->n_instances > 0)
+            finish_instance_field(s->field, &o->instances[o->n_instances - 1], t);
+        break;
     case F_TAG_KEY:
         copy_text(s->tag_key, sizeof(s->tag_key), t);
         break;

@@ -97,7 +97,7 @@ static void prune_logs(struct local_provider *lp)
         n++;
     }
     closedir(d);
-    if (n > (size_t)lp->keep_logs) {
+    if (v != NULL && n > (size_t)lp->keep_logs) { /* n > 0 implies v != NULL */
         qsort(v, n, sizeof(*v), old_log_newer_first);
         for (size_t i = (size_t)lp->keep_logs; i < n; i++) {
             char path[4096];

@@ -321,13 +321,12 @@ static void srv_finish(struct srv_call *sc, grpc_status_code status, const char 
 static void srv_dispatch(struct srv_call *sc)
 {
     struct rpc_server *srv = sc->srv;
-    grpc_slice body = grpc_empty_slice();
     if (!sc->recv_buf) {
         /* the client half-closed without a message (or it was rejected as too large) */
         srv_finish(sc, GRPC_STATUS_INVALID_ARGUMENT, "missing request message", NULL, 0);
         return;
     }
-    body = buffer_to_slice(sc->recv_buf);
+    grpc_slice body = buffer_to_slice(sc->recv_buf);
     char *peer = grpc_call_get_peer(sc->call);
     char method[256];
     slice_to_cstr(sc->details.method, method, sizeof(method));

@@ -779,6 +779,10 @@ int sim_cli_main(int argc, char **argv)
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
+    if (tr.n == 0) { /* both loaders refuse an empty trace; the last t below needs one row */
+        snprintf(err, sizeof(err), "empty trace");
+        goto fail;
+    }
     int64_t seconds = tr.t[tr.n - 1] + 1;
     for (size_t i = 0; i < n; i++) {
         struct run *r = &runs[i];

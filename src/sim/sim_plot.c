@@ -222,9 +222,11 @@ static void panel(FILE *f, const struct sim_rec *r, const char *label, const str
                 x0, y0, x1 - x0 < 1 ? 1 : x1 - x0, ph);
         i = j;
     }
-    /* y grid */
+    /* y grid; the ticks are counted (k) and v = k * ys: a double counter that adds ys
+       accumulates its rounding error (ys > 0: ymax >= 1, see sim_plot_svg) */
     double ys = nice_step(ymax, 5);
-    for (double v = 0; v <= ymax + 1e-9; v += ys) {
+    for (int k = 0; k * ys <= ymax + 1e-9; k++) {
+        double v = k * ys;
         double y = y0 + ph - ph * v / ymax;
         fprintf(f,
                 "<line x1=\"%g\" y1=\"%.1f\" x2=\"%g\" y2=\"%.1f\" stroke=\"#ddd\"/>"
@@ -236,7 +238,8 @@ static void panel(FILE *f, const struct sim_rec *r, const char *label, const str
     double xs = nice_step(span, 8);
     if (span >= 4 * 3600 && xs < 3600)
         xs = 3600;
-    for (double t = 0; t <= span + 1e-9; t += xs) {
+    for (int k = 0; k * xs <= span + 1e-9; k++) { /* counted, as the y grid (span >= 1) */
+        double t = k * xs;
         double x = ML + pw * t / span;
         char lab[32];
         fmt_time(t, span, lab, sizeof(lab));

@@ -256,8 +256,10 @@ int es_group_names(struct store *st, char ***names, size_t *n)
         return rc;
     char **arr = nk ? calloc(nk, sizeof(*arr)) : NULL;
     size_t cnt = 0;
-    if (nk && !arr)
-        rc = store_set_err(st, STORE_ENOMEM, "out of memory listing groups");
+    if (nk && !arr) {
+        es_kvs_free(kvs, nk);
+        return store_set_err(st, STORE_ENOMEM, "out of memory listing groups");
+    }
     for (size_t i = 0; !rc && i < nk; i++) {
         if (kvs[i].key_len <= klen)
             continue;

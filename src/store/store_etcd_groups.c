@@ -168,6 +168,7 @@ int es_set_desired(struct store *st, const char *name, int desired, int64_t *new
     int rc = 0;
     for (int attempt = 0; attempt < CAS_RETRIES; attempt++) {
         struct group_settings g;
+        memset(&g, 0, sizeof(g));
         if ((rc = read_settings(st, name, &g, NULL)) != 0)
             return rc;
         if (desired < g.min_size || desired > g.max_size)
@@ -359,8 +360,10 @@ int es_request_list(struct store *st, const char *group, struct store_request **
         return rc;
     struct store_request *arr = nk ? calloc(nk, sizeof(*arr)) : NULL;
     size_t cnt = 0;
-    if (nk && !arr)
-        rc = store_set_err(st, STORE_ENOMEM, "out of memory listing requests");
+    if (nk && !arr) {
+        es_kvs_free(kvs, nk);
+        return store_set_err(st, STORE_ENOMEM, "out of memory listing requests");
+    }
     for (size_t i = 0; !rc && i < nk; i++) {
         json_t *o = es_json(&kvs[i]);
         const char *body = json_string_value(json_object_get(o, "body"));

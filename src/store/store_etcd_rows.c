@@ -582,8 +582,11 @@ static int group_intents(struct store *st, const char *group, struct store_inten
         it->state = STORE_INTENT_OPEN;
         json_t *ids = json_object_get(o, "ids");
         size_t ni = json_array_size(ids);
-        if (ni && !(it->ids = calloc(ni, sizeof(*it->ids))))
+        if (ni && !(it->ids = calloc(ni, sizeof(*it->ids)))) {
+            json_decref(o);
             rc = store_set_err(st, STORE_ENOMEM, "out of memory listing launch intents");
+            break;
+        }
         for (size_t j = 0; !rc && j < ni; j++) {
             const char *id = json_string_value(json_array_get(ids, j));
             if (!id || !store_str_ok(id, STORE_ID_MAX, 1))

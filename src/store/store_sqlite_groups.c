@@ -186,8 +186,8 @@ int sq_set_desired(struct store *st, const char *name, int desired, int64_t *new
     int rc = sq_begin(st);
     if (rc)
         goto out;
-    int64_t rev;
-    int mn, mx;
+    int64_t rev = 0;
+    int mn = 0, mx = 0;
     rc = group_rev(st, name, &rev, &mn, &mx);
     if (rc == STORE_ENOENT)
         store_set_err(st, rc, "group \"%s\" has no settings in \"%s\"", name, SQ(st)->path);
