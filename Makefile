@@ -6,12 +6,13 @@
 #                asgd at 10,000 on the EC2 path, minutes)
 #   make install [PREFIX=/usr/local] [DESTDIR=]   programs, man pages, units, configs, docs
 #   make deb     the Debian packages asgd and monitorc (dpkg-buildpackage; into build/deb/)
+#   make lint    clang-format, cppcheck; make tidy: clang-tidy (.clang-tidy) on src/
 PREFIX ?= /usr/local
 DESTDIR ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all deps build build-asan test test-unit demo bench bench-fleet fuzz fuzz-long format lint clean install deb
+.PHONY: all deps build build-asan test test-unit demo bench bench-fleet fuzz fuzz-long format lint tidy clean install deb
 
 all: build
 
@@ -64,6 +65,11 @@ format:
 
 lint:
 	@scripts/lint
+
+# the static analyzer and bugprone checks of .clang-tidy on src/ (make test runs the same:
+# integration/test_tidy). tests/ and bench/ are not clean yet: scripts/tidy --all shows them.
+tidy: build
+	@TIDY_JOBS=$(JOBS) scripts/tidy build
 
 # The paths the units and /etc files name follow PREFIX at install time (cmake/install-dist.cmake).
 install: build

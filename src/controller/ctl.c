@@ -75,7 +75,10 @@ static int load_settings(struct ctl *c)
         log_error("cannot read settings of group \"%s\": %s", c->group, store_errmsg(c->store));
         return rc;
     }
+    /* byte equality is value equality here: policy_settings_default() zeroes the struct and
+       store_policy_from_json() zeroes each string before writing it (store_json.c) */
     if (!c->have_settings || g.policy.type != c->policy_type ||
+        // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): zeroed padding, see above
         memcmp(&g.policy, &c->settings.policy, sizeof(g.policy)) != 0) {
         policy_state_reset(&c->pstate);
         c->policy_type = g.policy.type;

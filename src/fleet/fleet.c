@@ -275,6 +275,9 @@ static void recover(struct fleet *f)
         if (s.lifecycle != FLEET_FREE && s.id[0] == '\0')
             s.lifecycle = FLEET_FREE;
         uint32_t hash = s.lifecycle == FLEET_FREE ? 0 : id_hash(s.id);
+        /* the bytes are what the shared words hold: a byte that differs (even padding) is worth
+           a republish, which is idempotent */
+        // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): bytes on purpose, see above
         if ((seq & 1u) || memcmp(&s, &orig, sizeof(s)) != 0 ||
             __atomic_load_n(&sl->idhash, __ATOMIC_RELAXED) != hash) {
             uint64_t w[SLOT_WORDS];

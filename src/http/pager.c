@@ -230,7 +230,7 @@ static int learn(struct http_server *s, struct pager_group *g, const char *group
 static int take(struct http_server *s, struct fleet *f, struct pager_entry *e, int ask,
                 struct http_page_item *item)
 {
-    if (fleet_read(f, e->index, &item->slot) != 0 || strcmp(item->slot.id, e->id))
+    if (fleet_read(f, e->index, &item->slot) != 0 || strcmp(item->slot.id, e->id) != 0)
         return 1;
     if (!e->known && ask)
         learn_store(s, e);
