@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/sdnotify.h"
+#include "support/test_tmp.h"
 
 #include "common/banned.h"
 
@@ -134,6 +135,14 @@ static int bind_dgram(char *buf, size_t len)
     return fd;
 }
 
+/* The end of a passing test that bound path with bind_dgram(): its socket and dir go (a
+ * failing assertion jumps past this, and the dir stays). */
+static void remove_dgram_dir(char *path)
+{
+    *strrchr(path, '/') = '\0';
+    assert_int_equal(test_tmp_finish(path, 0), 0);
+}
+
 static void journal_datagrams_carry_fields(void **state)
 {
     (void)state;
@@ -179,6 +188,7 @@ static void journal_datagrams_carry_fields(void **state)
     assert_non_null(strstr(text, "info  [asgd] launched instance"));
     free(text);
     unsetenv("ASGD_JOURNAL_SOCKET");
+    remove_dgram_dir(path);
 }
 
 static void auto_is_text_unless_stderr_is_the_journal(void **state)
@@ -211,6 +221,7 @@ static void notify_reaches_path_and_abstract_sockets(void **state)
     d[n] = '\0';
     assert_string_equal(d, "READY=1\nSTATUS=2 groups");
     close(fd);
+    remove_dgram_dir(path);
 
     /* abstract: '@' in the variable, a leading NUL and no trailing zeros on the wire */
     char name[64];
