@@ -5,7 +5,9 @@
  *
  * A test calls test_tmp_finish() where it would have removed its dir, after the
  * processes and handles that write into it are closed. A cmocka assertion that
- * fails jumps out of the test before that call, so a failing test's dir stays.
+ * fails jumps out of the test before that call, so a failing test's dir stays;
+ * a dir registered with test_tmp_track() is then named by test_tmp_end(), which
+ * main() calls with cmocka's result.
  *
  * Ownership: the dir is the caller's; nothing is allocated past the call.
  * Threads: none of its own; nftw(3) is not reentrant, call it from one thread.
@@ -27,5 +29,19 @@ int test_tmp_remove(const char *path);
  * when the dir was kept.
  */
 int test_tmp_finish(const char *dir, int failed);
+
+/*
+ * Registers dir (copied) for test_tmp_end(); test_tmp_finish() forgets it.
+ * Returns 0, or -1 when out of memory (the dir is then simply not tracked).
+ */
+int test_tmp_track(const char *dir);
+
+/*
+ * The end of the run: every tracked dir still there goes through
+ * test_tmp_finish(dir, failed) (removed after a passing run, kept and named
+ * after a failing one), and the list is freed. Returns failed, so that main()
+ * can end with `return test_tmp_end(cmocka_run_group_tests(...));`.
+ */
+int test_tmp_end(int failed);
 
 #endif

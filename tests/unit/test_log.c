@@ -127,6 +127,7 @@ static int bind_dgram(char *buf, size_t len)
 {
     char dir[] = "/tmp/test-log-sock-XXXXXX";
     assert_non_null(mkdtemp(dir));
+    test_tmp_track(dir);
     snprintf(buf, len, "%s/socket", dir);
     int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -136,7 +137,7 @@ static int bind_dgram(char *buf, size_t len)
 }
 
 /* The end of a passing test that bound path with bind_dgram(): its socket and dir go (a
- * failing assertion jumps past this, and the dir stays). */
+ * failing assertion jumps past this: the dir stays, and test_tmp_end() names it). */
 static void remove_dgram_dir(char *path)
 {
     *strrchr(path, '/') = '\0';
@@ -276,5 +277,5 @@ int main(void)
         cmocka_unit_test(notify_reaches_path_and_abstract_sockets),
         cmocka_unit_test(watchdog_usec_honours_the_pid),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return test_tmp_end(cmocka_run_group_tests(tests, NULL, NULL));
 }
