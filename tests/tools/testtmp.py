@@ -70,7 +70,8 @@ def users(path):
                 state = f.read().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue
-        if state not in ("Z", "X") and mark in cmd:
+        # the path itself or something under it, not a longer name that starts the same
+        if state not in ("Z", "X") and (mark + b"/" in cmd or mark + b"\0" in cmd):
             pids.append(int(entry))
     return pids
 
