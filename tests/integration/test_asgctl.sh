@@ -7,6 +7,7 @@ BIN=${ASGD_BIN:-build/bin}
 PY=/usr/bin/python3
 dir=$(mktemp -d /tmp/asgd-ctl-XXXXXX)
 name="ctl$$-$RANDOM"
+name2="$name-w2"  # the group created by create-group: unique too, its fleet table is in /dev/shm
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 api_port=$(free_port); mon_port=$(free_port); agent_port=$(free_port)
 base="127.$((RANDOM % 240 + 5)).$((RANDOM % 250 + 1)).2"
@@ -57,7 +58,7 @@ cleanup() {
     [ -f "$f" ] || continue
     pid=$(sed -n 's/^pid=//p' "$f"); [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
   done
-  rm -f "/dev/shm/asgd-$name"
+  rm -f "/dev/shm/asgd-$name" "/dev/shm/asgd-$name2"
   # a failing run keeps its dir (asgd's log, the agents' logs), as the python harness does
   if [ "$rc" -ne 0 ] || [ "${ASGD_KEEP_TMP:-0}" != 0 ]; then
     echo "kept $dir" >&2
@@ -202,7 +203,7 @@ expect 0 "cluster --json" -- ctl cluster --json
 [ "$(jq_py "$out" 'len(j["nodes"])')" = 1 ] || { echo "FAIL: cluster --json nodes"; fails=$((fails+1)); }
 cat > "$dir/new.ini" <<EOF
 [group]
-name = web2
+name = $name2
 min_size = 0
 max_size = 2
 
@@ -221,12 +222,12 @@ expect 4 "create-group without token" -- ctl create-group "$dir/new.ini"
 # a group created from a file runs next to the first one; a second create is refused
 expect 0 "create-group" -- ctl --token-file "$dir/token" create-group "$dir/new.ini"
 expect 1 "create-group twice" -- ctl --token-file "$dir/token" create-group "$dir/new.ini"
-contains "$err" "web2" "create-group twice names the group"
+contains "$err" "$name2" "create-group twice names the group"
 expect 0 "groups lists both" -- ctl groups
-contains "$out" "web2" "groups shows the new group"
+contains "$out" "$name2" "groups shows the new group"
 expect 1 "status without -g is ambiguous with two groups" -- ctl status
-expect 0 "status -g web2" -- ctl -g web2 status
-expect 0 "delete-group web2" -- ctl --token-file "$dir/token" delete-group web2
+expect 0 "status -g $name2" -- ctl -g $name2 status
+expect 0 "delete-group $name2" -- ctl --token-file "$dir/token" delete-group $name2
 expect 0 "status is the one group again" -- ctl status
 expect 2 "delete-group without NAME" -- ctl --token-file "$dir/token" delete-group
 expect 2 "delete-group bad name" -- ctl --token-file "$dir/token" delete-group "a/b"

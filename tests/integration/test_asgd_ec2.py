@@ -48,20 +48,21 @@ exec /usr/local/bin/monitorc --listen 0.0.0.0:{{agent_port}} --monitor {{monitor
 
 
 def ec2_group(prefix, url, min_size, max_size):
-    import tempfile
-    fd, ud = tempfile.mkstemp(prefix="asgd-ud-")
-    with os.fdopen(fd, "w") as f:
-        f.write(USER_DATA)
     extra = "\n".join([
         "[provider]", "type = ec2", "",
         "[ec2]", "region = us-east-1", "endpoint = " + url,
         "image_id = ami-0abcdef1234567890", "instance_type = t3.micro",
         "subnet_ids = subnet-aaaa1111, subnet-bbbb2222", "tags = team=it, purpose=test",
         "retry_base_delay = 20ms", "max_attempts = 6", "call_timeout = 3s",
-        "api_calls_per_second = 20", "user_data_file = " + ud, ""])
+        "api_calls_per_second = 20", ""])
     g = Group(prefix, min_size=min_size, max_size=max_size, extra="\n" + extra,
               health={"type": "ec2", "grace_period": "1s"})
-    g.user_data_path = ud
+    # the user data lives in the group's dir, which goes (or stays) with the group
+    g.user_data_path = os.path.join(g.dir, "user-data")
+    with open(g.user_data_path, "w") as f:
+        f.write(USER_DATA)
+    with open(g.config, "a") as f:  # the config ends in [ec2]
+        f.write("user_data_file = " + g.user_data_path + "\n")
     return g
 
 
@@ -207,8 +208,6 @@ def main():
         stop.set()
         g.cleanup()
         bad.cleanup()
-        os.unlink(g.user_data_path)
-        os.unlink(bad.user_data_path)
         srv.shutdown()
         bad_srv.shutdown()
 

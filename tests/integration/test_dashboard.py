@@ -19,11 +19,11 @@ import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import sys
-import tempfile
 import urllib.request
 
 import openapi_check
 from asgd_harness import Group, wait_until
+import testtmp
 
 SRC = os.environ.get("ASGD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("ASGD_BUILD_DIR", "build")
@@ -133,7 +133,7 @@ def main():
     shot = os.path.abspath(os.path.join(BUILD, "dashboard.png"))
     if os.path.exists(shot):
         os.unlink(shot)
-    profile = tempfile.mkdtemp(prefix="asgd-chromium-")
+    profile = testtmp.mkdtemp("asgd-chromium-")
     try:
         g.start()
         wait_until(lambda: up(g.api_port), 20, what="asgd ready")
@@ -162,7 +162,8 @@ def main():
         raise
     finally:
         g.cleanup()
-        subprocess.run(["rm", "-rf", profile])
+        testtmp.stop_users(profile)  # chromium's helpers may outlive node for a moment
+        testtmp.finish(profile)
 
 
 if __name__ == "__main__":

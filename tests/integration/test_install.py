@@ -19,7 +19,8 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
+
+import testtmp
 
 SRC = os.environ.get("ASGD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("ASGD_BUILD_DIR", os.path.join(SRC, "build"))
@@ -81,7 +82,7 @@ def documented_keys(page):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="asgd-install-")
+    tmp = testtmp.mkdtemp("asgd-install-")
     try:
         # --- a prefix of its own: the programs are really there, so the units can be verified
         px = os.path.join(tmp, "px")
@@ -190,7 +191,7 @@ def main():
             assert got == {k for s, k in api if s == sec}, (sec, got, api)
         print("bash completion: every command, and every policy/health/notify key of the API")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        testtmp.finish(tmp)  # kept when the test fails
     return 0
 
 

@@ -9,8 +9,9 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import zlib
+
+import testtmp
 
 SRC = os.environ.get("ASGD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("ASGD_BUILD_DIR", "build")
@@ -97,7 +98,7 @@ def check_svg_in_chromium(svg, tmp):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="asgd-sim-")
+    tmp = testtmp.mkdtemp("asgd-sim-")
     try:
         # without -c: the model's defaults, min 2 / max 20
         out = run("--trace", DIURNAL).stdout
@@ -192,7 +193,7 @@ def main():
         check_svg_in_chromium(svg, tmp)
         print("OK")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        testtmp.finish(tmp)  # kept when the test fails
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 from asgd_harness import Group, wait_until
+import testtmp
 
 BIN = os.environ.get("ASGD_BIN", os.path.join(os.environ.get("ASGD_BUILD_DIR", "build"), "bin"))
 ASGD = os.path.join(BIN, "asgd")
@@ -28,7 +28,7 @@ def simulate(*args, code=0):
 def main():
     g = Group("hist", min_size=2, max_size=4, load=50,
               policy={"type": "threshold", "evaluation_period": "3s", "cooldown": "3s"})
-    tmp = tempfile.mkdtemp(prefix="asgd-hist-")
+    tmp = testtmp.mkdtemp("asgd-hist-")
     try:
         g.start()
         wait_until(lambda: len(g.healthy()) == 2, 20, what="2 healthy")
@@ -71,6 +71,7 @@ def main():
         raise
     finally:
         g.cleanup()
+        testtmp.finish(tmp)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ import json
 import math
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
+
+import testtmp
 
 SRC = os.environ.get("ASGD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("ASGD_BIN", os.path.join(os.environ.get("ASGD_BUILD_DIR", "build"), "bin"))
@@ -88,7 +88,7 @@ def main():
     _, log = sim(os.path.join(TRACES, "onoff.csv"), "predictive", "-v")
     assert "40-min pattern" in log, "no period found in onoff.csv"
 
-    d = tempfile.mkdtemp(prefix="asgd-pred-")
+    d = testtmp.mkdtemp("asgd-pred-")
     try:
         for path in synthetic(d):
             ta, _ = sim(path, "target")
@@ -100,7 +100,7 @@ def main():
                         pr["violation_pct"] > ta["violation_pct"]), \
                 f"{path}: worse than target on both"
     finally:
-        shutil.rmtree(d, ignore_errors=True)
+        testtmp.finish(d)  # kept when the test fails
     print("OK")
 
 

@@ -10,13 +10,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 
 import openapi_check
 from asgd_harness import Group, wait_until
+import testtmp
 
 SRC = os.environ.get("ASGD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("ASGD_BUILD_DIR", "build")
@@ -47,6 +47,7 @@ def main():
         f.write(token + "\n")
     with open(g.config, "a") as f:
         f.write(f"token_file = {tok}\n")
+    profile = None
     try:
         g.start()
         wait_until(lambda: len(g.healthy()) == 2, 20, what="2 healthy")
@@ -91,9 +92,9 @@ def main():
                            capture_output=True, text=True, timeout=240)
         assert r.returncode == 0, r.stderr[-2000:]
         shot = os.path.abspath(os.path.join(BUILD, "whatif.png"))
+        profile = testtmp.mkdtemp("asgd-chromium-")
         env = dict(os.environ, ASGD_URL=f"http://127.0.0.1:{g.api_port}", ASGD_TOKEN=token,
-                   ASGD_GROUP=g.name, ASGD_SCREENSHOT=shot,
-                   ASGD_PROFILE=tempfile.mkdtemp(prefix="asgd-chromium-"))
+                   ASGD_GROUP=g.name, ASGD_SCREENSHOT=shot, ASGD_PROFILE=profile)
         r = subprocess.run(["node", os.path.join(BROWSER_DIR, "whatif.mjs")], env=env,
                            capture_output=True, text=True, timeout=150)
         print(r.stdout)
@@ -107,6 +108,9 @@ def main():
         raise
     finally:
         g.cleanup()
+        if profile:
+            testtmp.stop_users(profile)  # chromium's helpers may outlive node for a moment
+            testtmp.finish(profile)
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from asgd_harness import BIN, Group, free_port, wait_until  # noqa: E402
+import testtmp  # noqa: E402
 import test_asgd_ec2 as ec2t  # noqa: E402  (the stand-in and the ec2 group config)
 
 
@@ -96,8 +96,7 @@ def journal_fields(data):
 def part_local():
     g = Group("sdn", min_size=2, max_size=3)
     notify = Listener()
-    jdir = tempfile.mkdtemp(prefix="asgd-journal-")
-    journal = Listener(os.path.join(jdir, "socket"))
+    journal = Listener(os.path.join(g.dir, "journal.socket"))  # goes with the group's dir
     log = open(os.path.join(g.dir, "asgd-journal.log"), "w")
     g.logs.append(log.name)
     st = os.fstat(log.fileno())
@@ -200,11 +199,10 @@ def part_wedged():
         notify.close()
         g.cleanup()
         srv.shutdown()
-        os.unlink(g.user_data_path)
 
 
 def part_monitorc():
-    d = tempfile.mkdtemp(prefix="asgd-mc-")
+    d = testtmp.mkdtemp("asgd-mc-")
     notify = Listener(os.path.join(d, "notify"))
     port = free_port()
     env = dict(os.environ, NOTIFY_SOCKET=notify.name)
@@ -221,7 +219,9 @@ def part_monitorc():
     finally:
         if p.poll() is None:
             p.kill()
+            p.wait()
         notify.close()
+        testtmp.finish(d)
 
 
 def main():

@@ -16,13 +16,15 @@ import atexit
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+import testtmp
+from testtmp import keep_tmp  # noqa: F401  (tests ask the harness)
 
 BIN = os.environ.get("ASGD_BIN", os.path.join(os.environ.get("ASGD_BUILD_DIR", "build"), "bin"))
 
@@ -80,32 +82,17 @@ def poll_rate(path, seconds):
     return (agent_polls(path) - a) / seconds
 
 
-# Groups not yet cleaned up, and whether an uncaught exception is ending the interpreter:
-# atexit cleans up what a test left behind, keeping the dirs of a failed run.
+# Groups not yet cleaned up: atexit cleans up what a test left behind, keeping the dirs of a
+# run that dies of an uncaught exception (testtmp has the keep/remove rule for every harness).
 _live_groups = []
-_uncaught = [False]
-_prev_excepthook = sys.excepthook
-
-
-def _excepthook(*args):
-    _uncaught[0] = True
-    _prev_excepthook(*args)
-
-
-sys.excepthook = _excepthook
 
 
 def _at_exit():
     for g in list(_live_groups):
-        g.cleanup(failed=_uncaught[0])
+        g.cleanup(failed=testtmp.uncaught())
 
 
 atexit.register(_at_exit)
-
-
-def keep_tmp():
-    """ASGD_KEEP_TMP=1: every test dir stays (for looking at a passing run's logs)."""
-    return os.environ.get("ASGD_KEEP_TMP", "") not in ("", "0")
 
 
 class Group:
@@ -252,13 +239,10 @@ class Group:
             _live_groups.remove(self)
         if not os.path.isdir(self.dir):
             return
-        if failed or keep_tmp():
-            why = "the test failed" if failed else "ASGD_KEEP_TMP is set"
-            print(f"kept {self.dir} ({why})", file=sys.stderr)
-            return
-        # the agents write their logs and pid files in the dir until they are gone (they are
-        # not our children: nobody waits for them but init)
-        deadline = time.monotonic() + 10
-        while any(pid_alive(pid) for pid in agents) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not (failed or keep_tmp()):
+            # the agents write their logs and pid files in the dir until they are gone (they
+            # are not our children: nobody waits for them but init)
+            deadline = time.monotonic() + 10
+            while any(pid_alive(pid) for pid in agents) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        testtmp.finish(self.dir, failed)

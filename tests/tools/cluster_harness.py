@@ -13,6 +13,7 @@ import random
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -21,6 +22,7 @@ import urllib.parse
 import urllib.request
 
 import openapi_check
+import testtmp
 from asgd_harness import BIN, free_port, pid_alive, wait_until
 
 SRC = os.environ.get("ASGD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -60,7 +62,13 @@ def http(method, url, body=None, token=None, timeout=5):
 _LIVE = set()
 
 
+# Estates not cleaned up yet: cleaned up at exit, kept if an uncaught exception ends the run.
+_LIVE_ESTATES = []
+
+
 def _reap_live():
+    for est in list(_LIVE_ESTATES):
+        est.cleanup(failed=testtmp.uncaught())
     for e in list(_LIVE):
         e.stop()
 
@@ -132,6 +140,7 @@ class Estate:
         os.chmod(self.agent_token_file, 0o600)
         self.groups = {}
         self.nodes = []
+        _LIVE_ESTATES.append(self)
 
     def add_group(self, short, min_size=1, max_size=4, load=50, policy=None, health=None):
         name = f"{self.tag}-{short}"
@@ -175,19 +184,37 @@ class Estate:
                 pids.append(int(entry))
         return sorted(pids)
 
-    def cleanup(self):
-        import sys
-        if sys.exc_info()[0] is not None:
+    def cleanup(self, failed=None):
+        """Stops the nodes, the groups' agents and the etcd clusters under the dir, then
+        removes the dir (testtmp's rule: kept and its path printed when the test is failing,
+        failed=None meaning an exception is on its way out, or under ASGD_KEEP_TMP=1)."""
+        if failed is None:
+            failed = sys.exc_info()[0] is not None
+        if failed:
             for n in self.nodes:
                 print(f"---- {n.name} log ----\n" + n.log_text()[-5000:], file=sys.stderr)
         for n in self.nodes:
             n.kill()
-        for pid in self.agent_pids():
+        agents = self.agent_pids()
+        for pid in agents:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         subprocess.run("rm -f /dev/shm/asgd-*" + self.tag + "*", shell=True)
+        for e in list(_LIVE):
+            if e.dir.startswith(self.dir + os.sep):
+                e.stop()
+        if self in _LIVE_ESTATES:
+            _LIVE_ESTATES.remove(self)
+        if not (failed or testtmp.keep_tmp()):
+            # the agents (not our children) and the etcd members and guard write into the dir
+            # until they are gone
+            deadline = time.monotonic() + 10
+            while any(pid_alive(pid) for pid in agents) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            testtmp.stop_users(self.dir)
+        testtmp.finish(self.dir, failed)
 
 
 def advertise_all(nodes):

@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/sdnotify.h"
+#include "support/test_tmp.h"
 
 #include "common/banned.h"
 
@@ -126,12 +127,21 @@ static int bind_dgram(char *buf, size_t len)
 {
     char dir[] = "/tmp/test-log-sock-XXXXXX";
     assert_non_null(mkdtemp(dir));
+    test_tmp_track(dir);
     snprintf(buf, len, "%s/socket", dir);
     int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", buf);
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     return fd;
+}
+
+/* The end of a passing test that bound path with bind_dgram(): its socket and dir go (a
+ * failing assertion jumps past this: the dir stays, and test_tmp_end() names it). */
+static void remove_dgram_dir(char *path)
+{
+    *strrchr(path, '/') = '\0';
+    assert_int_equal(test_tmp_finish(path, 0), 0);
 }
 
 static void journal_datagrams_carry_fields(void **state)
@@ -179,6 +189,7 @@ static void journal_datagrams_carry_fields(void **state)
     assert_non_null(strstr(text, "info  [asgd] launched instance"));
     free(text);
     unsetenv("ASGD_JOURNAL_SOCKET");
+    remove_dgram_dir(path);
 }
 
 static void auto_is_text_unless_stderr_is_the_journal(void **state)
@@ -211,6 +222,7 @@ static void notify_reaches_path_and_abstract_sockets(void **state)
     d[n] = '\0';
     assert_string_equal(d, "READY=1\nSTATUS=2 groups");
     close(fd);
+    remove_dgram_dir(path);
 
     /* abstract: '@' in the variable, a leading NUL and no trailing zeros on the wire */
     char name[64];
@@ -265,5 +277,5 @@ int main(void)
         cmocka_unit_test(notify_reaches_path_and_abstract_sockets),
         cmocka_unit_test(watchdog_usec_honours_the_pid),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return test_tmp_end(cmocka_run_group_tests(tests, NULL, NULL));
 }
