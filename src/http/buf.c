@@ -163,59 +163,6 @@ int http__buf_json_str(struct http_buf *b, const char *s)
     return rc ? -1 : 0;
 }
 
-/*
- * "%.12g" of v without printf when one multiplication gives its 12 digits for sure: |v| in
- * [1e-4, 1e12) (printf's fixed notation), scaled by a power of ten (exact up to 1e15) into
- * [1e11, 1e12), where the product's rounding error (< 1e-4) cannot change which way it rounds
- * unless its fraction is near .5 (then -1: printf decides, ties included). t: room for 32.
- * Loads are arbitrary doubles, 5 of them per instance: printf's exact conversion was 40 % of
- * the unpaged list's time at 10,000.
- */
-static int g12_fast(double v, char *t)
-{
-    static const double p10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
-    double a = fabs(v);
-    if (!(a >= 1e-4 && a < 1e12))
-        return -1;
-    int x10 = -4; /* the decimal exponent: 10^x10 <= a < 10^(x10+1), checked below */
-    while (x10 < 11 && a * p10[4] >= p10[x10 + 5])
-        x10++;
-    double x = a * p10[11 - x10], whole = floor(x), frac = x - whole;
-    if (x < 1e11 || x >= 1e12 || fabs(frac - 0.5) < 1e-3)
-        return -1;
-    long long m = (long long)whole + (frac > 0.5);
-    if (m >= 1000000000000LL)
-        return -1;
-    char d[12];
-    for (int i = 11; i >= 0; i--, m /= 10)
-        d[i] = (char)('0' + m % 10);
-    int last = 11; /* printf's %g drops the fraction's trailing zeros */
-    while (last > (x10 >= 0 ? x10 : -1) && d[last] == '0')
-        last--;
-    char *o = t;
-    if (v < 0)
-        *o++ = '-';
-    if (x10 >= 0) {
-        memcpy(o, d, (size_t)x10 + 1);
-        o += x10 + 1;
-        if (last > x10) {
-            *o++ = '.';
-            memcpy(o, d + x10 + 1, (size_t)(last - x10));
-            o += last - x10;
-        }
-    } else {
-        *o++ = '0';
-        *o++ = '.';
-        for (int i = 0; i < -x10 - 1; i++)
-            *o++ = '0';
-        memcpy(o, d, (size_t)last + 1);
-        o += last + 1;
-    }
-    *o = '\0';
-    return (int)(o - t);
-}
-
 int http__buf_json_real(struct http_buf *b, double v)
 {
     if (!isfinite(v))
@@ -223,9 +170,7 @@ int http__buf_json_real(struct http_buf *b, double v)
     if (v == 0)
         return signbit(v) ? HTTP_BUF_LIT(b, "-0.0") : HTTP_BUF_LIT(b, "0.0");
     char t[40];
-    int n = g12_fast(v, t);
-    if (n < 0)
-        n = snprintf(t, sizeof t - 2, "%.12g", v);
+    int n = snprintf(t, sizeof t - 2, "%.12g", v);
     if (n < 0 || (size_t)n >= sizeof t - 2)
         return HTTP_BUF_LIT(b, "null"); /* cannot happen: 12 digits, sign, point, exponent */
     char *e = strchr(t, 'e');
