@@ -61,7 +61,7 @@ fuzz-long:
 	@FUZZ_RUNS=10000000 scripts/fuzz-smoke build-fuzz
 
 format:
-	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'bench/*.c')
+	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'bench/*.c' 'bench/*.h')
 
 lint:
 	@scripts/lint

@@ -37,6 +37,8 @@
 #include "common/clock.h"
 #include "monitor.pb-c.h"
 #include "rpc/rpc.h"
+#include "support/bench_util.h"
+
 #include "common/banned.h"
 
 enum { RATE = 1000, LOAD_SECONDS = 5, IDLE_SECONDS = 10 };
@@ -47,68 +49,10 @@ struct figures {
     long failed;
 };
 
-static double proc_cpu_s(pid_t pid)
+/* KiB as MB; unknown (-1) stays negative */
+static double mb_of(long kib)
 {
-    char path[64], buf[2048];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -1;
-    /* after ") ": state(3) ... utime(14) stime(15) */
-    unsigned long long ut = 0, st = 0;
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* field: "VmRSS" (all resident pages, shared libraries included) or
- * "RssAnon" (private memory: what each extra agent really adds) */
-static double proc_mem_mb(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    double mb = -1;
-    while (fgets(line, sizeof(line), f)) {
-        size_t fl = strlen(field);
-        long kb;
-        if (strncmp(line, field, fl) == 0 && line[fl] == ':' &&
-            sscanf(line + fl + 1, "%ld", &kb) == 1)
-            mb = (double)kb / 1024.0;
-    }
-    fclose(f);
-    return mb;
-}
-
-static double self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    if (s < 0)
-        return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(s, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(s);
-    return port;
+    return kib < 0 ? -1 : (double)kib / 1024.0;
 }
 
 /* Starts argv with stdin from a pipe (kept open; *in_fd) and stdout to a pipe
@@ -193,11 +137,11 @@ static void measure(pid_t pid, const char *target, struct figures *f)
     if (!ready(target))
         return;
     sleep(1); /* let start-up work settle */
-    double c0 = proc_cpu_s(pid);
+    double c0 = bench_proc_cpu_s(pid);
     sleep(IDLE_SECONDS);
-    double c1 = proc_cpu_s(pid);
-    f->rss_mb = proc_mem_mb(pid, "VmRSS");
-    f->anon_mb = proc_mem_mb(pid, "RssAnon");
+    double c1 = bench_proc_cpu_s(pid);
+    f->rss_mb = mb_of(bench_status_kib(pid, "VmRSS"));
+    f->anon_mb = mb_of(bench_status_kib(pid, "RssAnon"));
     f->idle_cpu_pct = 100.0 * (c1 - c0) / IDLE_SECONDS;
 
     struct rpc_client *cl = rpc_client_new(NULL);
@@ -210,7 +154,7 @@ static void measure(pid_t pid, const char *target, struct figures *f)
         goto out;
     struct load_run lr = {0, 0};
     long issued = 0;
-    double a0 = proc_cpu_s(pid), s0 = self_cpu_s();
+    double a0 = bench_proc_cpu_s(pid), s0 = bench_self_cpu_s();
     int64_t t0 = clk_mono_ms(), end = t0 + LOAD_SECONDS * 1000;
     for (;;) {
         int64_t now = clk_mono_ms();
@@ -228,7 +172,7 @@ static void measure(pid_t pid, const char *target, struct figures *f)
     while (rpc_client_inflight(cl) > 0 && clk_mono_ms() < end + 3000)
         rpc_client_poll(cl, 10);
     double elapsed = (double)(clk_mono_ms() - t0) / 1000.0;
-    double a1 = proc_cpu_s(pid), s1 = self_cpu_s();
+    double a1 = bench_proc_cpu_s(pid), s1 = bench_self_cpu_s();
     long polls = lr.done / 2;
     if (polls > 0) {
         f->ok = 1;
@@ -334,7 +278,7 @@ int main(int argc, char **argv)
         return 1;
     if (argc == 3 && strcmp(argv[1], "--reconnect-default") == 0) {
         char listen_arg[64], target[64];
-        int port = free_port();
+        int port = bench_free_port();
         snprintf(listen_arg, sizeof(listen_arg), "127.0.0.1:%d", port);
         snprintf(target, sizeof(target), "127.0.0.1:%d", port);
         char *margv[] = {argv[2],  "--listen", listen_arg,    "--instance-id", "bench",
@@ -368,7 +312,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     /* monitorc */
-    int port = free_port();
+    int port = bench_free_port();
     char listen_arg[64], target[64];
     snprintf(listen_arg, sizeof(listen_arg), "127.0.0.1:%d", port);
     snprintf(target, sizeof(target), "127.0.0.1:%d", port);

@@ -58,6 +58,8 @@
 #include "monitor.pb-c.h"
 #include "monitor/mon.h"
 #include "rpc/rpc.h"
+#include "support/bench_util.h"
+#include "support/grpc_server.h"
 #include "tls/tls.h"
 
 #include "common/banned.h"
@@ -171,29 +173,6 @@ static void *ossl_realloc(void *p, size_t n, const char *file, int line)
 
 /* --- measuring ------------------------------------------------------------------------------ */
 
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
-}
-
-/* VmRSS of this process in KiB, -1 if unknown */
-static long rss_kib(void)
-{
-    char line[256];
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmRSS:", 6) == 0 && sscanf(line + 6, "%ld", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
 static long long heap_bytes(void)
 {
     struct mallinfo2 mi = mallinfo2();
@@ -293,13 +272,13 @@ static pid_t grpc_agents_start(int n, int tls, const char *dir, char (*addrs)[64
             fprintf(stderr, "bench_conn_mem: %s\n", err);
             _exit(1);
         }
+        static const struct test_method methods[] = {{"/MonitorC/GetMetrics", h_metrics, NULL},
+                                                     {NULL, NULL, NULL}};
+        struct test_server_opts so = {.tls = t, .methods = methods};
         struct rpc_server *srv[SERVERS_MAX];
         for (int i = 0; i < servers; i++) {
-            srv[i] = rpc_server_new(NULL);
-            if (!srv[i] || rpc_server_add_method(srv[i], "/MonitorC/GetMetrics", h_metrics, NULL) ||
-                (t ? rpc_server_bind_tls(srv[i], "127.0.0.1:0", t, &ports[i])
-                   : rpc_server_bind(srv[i], "127.0.0.1:0", &ports[i])) ||
-                rpc_server_start(srv[i])) {
+            srv[i] = test_server_start(&so, &ports[i], NULL, 0);
+            if (!srv[i]) {
                 fprintf(stderr, "bench_conn_mem: cannot start gRPC server %d\n", i);
                 _exit(1);
             }
@@ -414,9 +393,9 @@ static int one(const char *argv0, int tls, int n, const char *dir)
         fprintf(stderr, "bench_conn_mem: %s\n", err);
         goto out_fleet;
     }
-    long rss0 = rss_kib();
+    long rss0 = bench_status_kib(0, "VmRSS");
     long long heap0 = heap_bytes(), ob0 = atomic_load(&ossl_bytes), oa0 = atomic_load(&ossl_allocs);
-    double c0 = cpu_s();
+    double c0 = bench_self_cpu_s();
     if (mon_start(m)) {
         fprintf(stderr, "bench_conn_mem: cannot start the poller\n");
         goto out_mon;
@@ -429,18 +408,18 @@ static int one(const char *argv0, int tls, int n, const char *dir)
         if (answered == n)
             break;
     }
-    double warm_cpu = cpu_s() - c0;
+    double warm_cpu = bench_self_cpu_s() - c0;
     int64_t warm_ms = clk_mono_ms() - t0;
     usleep((useconds_t)interval * 1000); /* one interval more: every connection settled */
     uint64_t ok0 = sum_ok(f, n, NULL);
-    c0 = cpu_s();
+    c0 = bench_self_cpu_s();
     usleep((useconds_t)(2 * interval) * 1000);
-    double poll_cpu = cpu_s() - c0;
+    double poll_cpu = bench_self_cpu_s() - c0;
     uint64_t polls = sum_ok(f, n, NULL) - ok0;
-    long rss1 = rss_kib();
+    long rss1 = bench_status_kib(0, "VmRSS");
     long long heap1 = heap_bytes(), ob1 = atomic_load(&ossl_bytes), oa1 = atomic_load(&ossl_allocs);
     malloc_trim(0);
-    long rss2 = rss_kib();
+    long rss2 = bench_status_kib(0, "VmRSS");
     printf("result %d %s %d %.2f %.2f %.2f %.1f %.2f %.2f %.1f %lld\n", n, tls ? "tls" : "plain",
            answered, (double)(rss1 - rss0) / n, (double)(heap1 - heap0) / 1024.0 / n,
            (double)(ob1 - ob0) / 1024.0 / n, (double)(oa1 - oa0) / n, (double)(rss2 - rss0) / n,

@@ -24,38 +24,16 @@
 #include "fleet/fleet.h"
 #include "http/http.h"
 #include "store/store.h"
+#include "support/bench_util.h"
 
 #include "common/banned.h"
 
 enum { SECONDS = 2 };
 
-/* The node behind the API: the one group of the benchmark, run here. */
-struct bench_node {
-    struct fleet *fleet;
-};
-
-static int bench_group_get(void *arg, const char *name, struct http_group_ref *out)
-{
-    struct bench_node *n = arg;
-    if (strcmp(name, "bench") != 0)
-        return -ENOENT;
-    out->fleet = n->fleet;
-    return 0;
-}
-
-static const struct http_node_ops bench_ops = {.group_get = bench_group_get};
-
 static size_t sink(char *p, size_t sz, size_t n, void *ud)
 {
     *(size_t *)ud += sz * n;
     return sz * n;
-}
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
 struct slot_upd {
@@ -79,13 +57,13 @@ static double measure(CURL *h, const char *base, const char *path, size_t *bytes
     size_t got = 0;
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &got);
     long n = 0;
-    double t0 = now_us(), end = t0 + SECONDS * 1e6, t;
+    double t0 = bench_now_ms() * 1e3, end = t0 + SECONDS * 1e6, t; /* microseconds */
     do {
         got = 0;
         if (curl_easy_perform(h) != CURLE_OK)
             return -1;
         n++;
-        t = now_us();
+        t = bench_now_ms() * 1e3;
     } while (t < end);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
     *bytes = got;
@@ -140,9 +118,11 @@ static int run(int instances)
         if (store_activity_add(st, &a, NULL))
             goto out;
     }
-    struct bench_node node = {f};
-    struct http_deps d = {
-        .listen = "127.0.0.1:0", .token = "t", .store = st, .ops = &bench_ops, .ops_arg = &node};
+    struct http_deps d = {.listen = "127.0.0.1:0",
+                          .token = "t",
+                          .store = st,
+                          .ops = &bench_one_group_ops,
+                          .ops_arg = f};
     if (http_start(&d, &srv, err, sizeof err)) {
         fprintf(stderr, "bench_http: %s\n", err);
         goto out;

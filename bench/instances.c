@@ -29,46 +29,13 @@
 #include "fleet/fleet.h"
 #include "http/http.h"
 #include "store/store.h"
+#include "support/bench_util.h"
 
 #include "common/banned.h"
 
 enum { INSTANCES = 10000, RUNS = 15 };
 
 static const char *const zones[] = {"us-east-1a", "us-east-1b", "us-east-1c"};
-
-struct bench_node {
-    struct fleet *fleet;
-};
-
-static int bench_group_get(void *arg, const char *name, struct http_group_ref *out)
-{
-    struct bench_node *n = arg;
-    if (strcmp(name, "bench") != 0)
-        return -ENOENT;
-    out->fleet = n->fleet;
-    return 0;
-}
-
-static const struct http_node_ops bench_ops = {.group_get = bench_group_get};
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static void set_live(struct fleet_slot *s, void *arg)
 {
@@ -223,10 +190,10 @@ static double get(CURL *h, const char *base, const char *path, struct body *b)
     b->len = 0;
     link_next[0] = '\0';
     long status = 0;
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     if (curl_easy_perform(h) != CURLE_OK)
         return -1;
-    double t = now_ms() - t0;
+    double t = bench_now_ms() - t0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     return status == 200 ? t : -1;
 }
@@ -299,12 +266,11 @@ static int run(void)
     }
     if (store_put_instances(st, rows, INSTANCES))
         goto out;
-    struct bench_node node = {f};
     struct http_deps d = {.listen = "127.0.0.1:0",
                           .token = "t",
                           .store = srv_st,
-                          .ops = &bench_ops,
-                          .ops_arg = &node};
+                          .ops = &bench_one_group_ops,
+                          .ops_arg = f};
     if (http_start(&d, &srv, err, sizeof err)) {
         fprintf(stderr, "bench_instances: %s\n", err);
         goto out;
@@ -328,9 +294,9 @@ static int run(void)
     size_t paged_n = 0;
     for (int k = 0; k < RUNS; k++) {
         free(old);
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         old = old_listing(f, st);
-        t_old[k] = now_ms() - t0;
+        t_old[k] = bench_now_ms() - t0;
         t_new[k] = get(h, base, "/api/v1/instances", &b);
         if (!old || t_new[k] < 0)
             goto out;
@@ -340,7 +306,8 @@ static int run(void)
     for (int k = 0; k < RUNS; k++)
         if ((t_paged[k] = get_paged(h, base, &b, &paged_n)) < 0)
             goto out;
-    double mo = median(t_old, RUNS), mn = median(t_new, RUNS), mp = median(t_paged, RUNS);
+    double mo = bench_median(t_old, RUNS), mn = bench_median(t_new, RUNS),
+           mp = bench_median(t_paged, RUNS);
     printf("%d instances, %zu bytes of JSON, median of %d\n", INSTANCES, strlen(old), RUNS);
     printf("  baseline: old listing in-process (store rows + jansson tree + dumps) %8.2f ms\n", mo);
     printf("  GET /api/v1/instances, first request (cold)                          %8.2f ms\n",

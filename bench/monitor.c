@@ -68,6 +68,8 @@
 #include "monitor.pb-c.h"
 #include "monitor/mon.h"
 #include "rpc/rpc.h"
+#include "support/bench_util.h"
+#include "support/grpc_server.h"
 #include "tls/tls.h"
 
 #include "common/banned.h"
@@ -119,14 +121,6 @@ static grpc_status_code h_memory(void *ctx, const struct rpc_request *req, struc
     return rpc_reply_pack(reply, &r.base) ? GRPC_STATUS_INTERNAL : GRPC_STATUS_OK;
 }
 
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
-}
-
 static double wall_s(void)
 {
     struct timespec ts;
@@ -134,44 +128,10 @@ static double wall_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* VmRSS of pid in KiB, -1 if unknown */
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmRSS:", 6) == 0 && sscanf(line + 6, "%ld", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
-/* user + system CPU seconds of another process, -1 if unknown */
-static double proc_cpu_s(pid_t pid)
-{
-    char path[64], buf[2048];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    unsigned long long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* proc_cpu_s of pid plus its direct children (bench_swarm's workers) */
 static double tree_cpu_s(pid_t pid)
 {
-    double t = proc_cpu_s(pid);
+    double t = bench_proc_cpu_s(pid);
     DIR *d = opendir("/proc");
     if (!d)
         return t;
@@ -190,24 +150,10 @@ static double tree_cpu_s(pid_t pid)
         char *p = strrchr(buf, ')');
         int ppid = 0;
         if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == (int)pid)
-            t += proc_cpu_s((pid_t)strtol(e->d_name, NULL, 10));
+            t += bench_proc_cpu_s((pid_t)strtol(e->d_name, NULL, 10));
     }
     closedir(d);
     return t;
-}
-
-/* A TCP port free on loopback now (for a second swarm: the first has the default). */
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = 50052;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
 }
 
 /* Starts bench_swarm (next to argv0) serving n agents, over TLS with the files in tls_dir (NULL:
@@ -282,7 +228,7 @@ static void bench_seed(char addrs[][64], int n, struct result *r)
     rq.code = 1;
     uint8_t buf[16];
     size_t len = request__pack(&rq, buf);
-    double w0 = wall_s(), c0 = cpu_s();
+    double w0 = wall_s(), c0 = bench_self_cpu_s();
     long fails = 0;
     for (int i = 0; i < n; i++) {
         struct rpc_result res = RPC_RESULT_INIT;
@@ -295,7 +241,7 @@ static void bench_seed(char addrs[][64], int n, struct result *r)
         rpc_result_release(&res);
         fails += !ok;
     }
-    double w = wall_s() - w0, c = cpu_s() - c0;
+    double w = wall_s() - w0, c = bench_self_cpu_s() - c0;
     r->polls = n;
     r->failures = fails;
     r->polls_per_s = n / w;
@@ -328,7 +274,7 @@ static void bench_seq(char addrs[][64], int n, int rounds, struct result *r)
     for (int round = -1; round < rounds; round++) { /* round -1 connects (not timed) */
         if (round == 0) {
             w0 = wall_s();
-            c0 = cpu_s();
+            c0 = bench_self_cpu_s();
             fails = 0;
         }
         for (int i = 0; i < n; i++) {
@@ -343,7 +289,7 @@ static void bench_seq(char addrs[][64], int n, int rounds, struct result *r)
             fails += done != 1;
         }
     }
-    double w = wall_s() - w0, c = cpu_s() - c0;
+    double w = wall_s() - w0, c = bench_self_cpu_s() - c0;
     r->polls = (long)n * rounds;
     r->failures = fails;
     r->polls_per_s = r->polls / w;
@@ -375,15 +321,15 @@ static pid_t agents_start(int n, struct tls_conf *tls, char addrs[][64], int *na
     if (child == 0) {
         close(up[0]);
         close(down[1]);
+        static const struct test_method methods[] = {{"/MonitorC/GetMetrics", h_metrics, NULL},
+                                                     {"/MonitorC/GetStatus", h_status, NULL},
+                                                     {"/MonitorC/GetMemoryUsage", h_memory, NULL},
+                                                     {NULL, NULL, NULL}};
+        struct test_server_opts so = {.tls = tls, .methods = methods};
         struct rpc_server *srv[AGENTS_MAX];
         for (int a = 0; a < agents; a++) {
-            srv[a] = rpc_server_new(NULL);
-            if (!srv[a] || rpc_server_add_method(srv[a], "/MonitorC/GetMetrics", h_metrics, NULL) ||
-                rpc_server_add_method(srv[a], "/MonitorC/GetStatus", h_status, NULL) ||
-                rpc_server_add_method(srv[a], "/MonitorC/GetMemoryUsage", h_memory, NULL) ||
-                (tls ? rpc_server_bind_tls(srv[a], "127.0.0.1:0", tls, &ports[a])
-                     : rpc_server_bind(srv[a], "127.0.0.1:0", &ports[a])) ||
-                rpc_server_start(srv[a])) {
+            srv[a] = test_server_start(&so, &ports[a], NULL, 0);
+            if (!srv[a]) {
                 fprintf(stderr, "bench_monitor: cannot start agent %d\n", a);
                 _exit(1);
             }
@@ -425,10 +371,10 @@ static void bench_rounds(struct mon *m, struct fleet *f, int n, int rounds, stru
     for (int i = 0; i < n; i++)
         if (fleet_read(f, (uint32_t)i, &sl) == 0)
             failed0 += sl.polls_failed;
-    double w0 = wall_s(), c0 = cpu_s();
+    double w0 = wall_s(), c0 = bench_self_cpu_s();
     for (int k = 0; k < rounds; k++)
         mon_poll_once(m);
-    double w = wall_s() - w0, c = cpu_s() - c0;
+    double w = wall_s() - w0, c = bench_self_cpu_s() - c0;
     for (int i = 0; i < n; i++)
         if (fleet_read(f, (uint32_t)i, &sl) == 0)
             failed1 += sl.polls_failed;
@@ -584,8 +530,10 @@ int main(int argc, char **argv)
         clear_addrs = calloc((size_t)n, sizeof(*clear_addrs));
         if (!clear_addrs)
             return 1;
+        int clear_port = bench_free_port(); /* -1: 0, the swarm's default port */
         if (use_swarm)
-            clear_child = swarm_start(argv[0], n, NULL, free_port(), clear_addrs, &clear_cmd);
+            clear_child = swarm_start(argv[0], n, NULL, clear_port > 0 ? clear_port : 0,
+                                      clear_addrs, &clear_cmd);
         else
             clear_child = agents_start(n, NULL, clear_addrs, &clear_agents, clear_down);
         if (clear_child < 0)
@@ -679,7 +627,7 @@ int main(int argc, char **argv)
     if (getenv("BENCH_TIMEOUT_MS"))
         s.timeout_ms = strtol(getenv("BENCH_TIMEOUT_MS"), NULL, 10);
     s.fall = getenv("BENCH_FALL") ? (uint32_t)strtoul(getenv("BENCH_FALL"), NULL, 10) : 2;
-    long rss0 = rss_kib(getpid());
+    long rss0 = bench_status_kib(0, "VmRSS");
     if (mon_new(&s, f, &m, err, sizeof(err)) || mon_start(m)) {
         fprintf(stderr, "bench_monitor: cannot start the poller\n");
         return 1;
@@ -715,13 +663,13 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++)
         if (fleet_read(f, (uint32_t)i, &sl) == 0)
             ok0 += sl.polls_ok, bad0 += sl.polls_failed;
-    long rss1 = rss_kib(getpid());
+    long rss1 = bench_status_kib(0, "VmRSS");
     uint64_t def0 = atomic_load(&stats.polls_deferred);
     double sw0 = tree_cpu_s(child);
-    double w0 = wall_s(), c0 = cpu_s();
+    double w0 = wall_s(), c0 = bench_self_cpu_s();
     int64_t span = 2 * s.interval_ms < 10000 ? 10000 : 2 * s.interval_ms;
     usleep((useconds_t)span * 1000);
-    double w = wall_s() - w0, c = cpu_s() - c0;
+    double w = wall_s() - w0, c = bench_self_cpu_s() - c0;
     double sw = tree_cpu_s(child) - sw0;
     uint64_t deferred = atomic_load(&stats.polls_deferred) - def0;
     for (int i = 0; i < n; i++)

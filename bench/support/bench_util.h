@@ -1,0 +1,39 @@
+/*
+ * bench_util.h - what the benchmarks (the programs in bench/) share: CPU and memory of a
+ * process read from the kernel, and the one-group node the HTTP benchmarks
+ * put behind the real server.
+ *
+ * Errors: the readers return -1 when the figure cannot be read (the process
+ * is gone, /proc is not mounted); a benchmark prints that as unknown.
+ */
+#ifndef ASGD_BENCH_UTIL_H
+#define ASGD_BENCH_UTIL_H
+
+#include <sys/types.h>
+
+#include "http/http.h"
+
+/* user + system CPU seconds of this process, all its threads */
+double bench_self_cpu_s(void);
+
+/* user + system CPU seconds of another process (/proc/PID/stat), -1 if unknown */
+double bench_proc_cpu_s(pid_t pid);
+
+/* a "Field:  N kB" line of /proc/PID/status in KiB (pid 0: this process), e.g.
+   "VmRSS" (every resident page) or "RssAnon" (private memory); -1 if unknown */
+long bench_status_kib(pid_t pid, const char *field);
+
+/* a TCP port free on 127.0.0.1 right now (bound, read, closed), -1 if none */
+int bench_free_port(void);
+
+/* monotonic clock in milliseconds, as a double (sub-millisecond timings) */
+double bench_now_ms(void);
+
+/* the median of v[0..n) (n > 0); sorts v */
+double bench_median(double *v, size_t n);
+
+/* http_deps.ops for a node running one group named "bench" whose fleet table is
+   ops_arg (a struct fleet *): what bench_http and bench_instances serve */
+extern const struct http_node_ops bench_one_group_ops;
+
+#endif
