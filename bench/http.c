@@ -118,17 +118,11 @@ static int run(int instances)
         if (store_activity_add(st, &a, NULL))
             goto out;
     }
-    struct http_deps d = {.listen = "127.0.0.1:0",
-                          .token = "t",
-                          .store = st,
-                          .ops = &bench_one_group_ops,
-                          .ops_arg = f};
-    if (http_start(&d, &srv, err, sizeof err)) {
+    char base[64];
+    if (bench_http_start(st, f, &srv, base, sizeof base, err, sizeof err)) {
         fprintf(stderr, "bench_http: %s\n", err);
         goto out;
     }
-    char base[64];
-    snprintf(base, sizeof base, "http://127.0.0.1:%u", (unsigned)http_bound_port(srv));
     h = curl_easy_init();
     if (!h)
         goto out;

@@ -266,17 +266,11 @@ static int run(void)
     }
     if (store_put_instances(st, rows, INSTANCES))
         goto out;
-    struct http_deps d = {.listen = "127.0.0.1:0",
-                          .token = "t",
-                          .store = srv_st,
-                          .ops = &bench_one_group_ops,
-                          .ops_arg = f};
-    if (http_start(&d, &srv, err, sizeof err)) {
+    char base[64];
+    if (bench_http_start(srv_st, f, &srv, base, sizeof base, err, sizeof err)) {
         fprintf(stderr, "bench_instances: %s\n", err);
         goto out;
     }
-    char base[64];
-    snprintf(base, sizeof base, "http://127.0.0.1:%u", (unsigned)http_bound_port(srv));
     h = curl_easy_init();
     if (!h)
         goto out;

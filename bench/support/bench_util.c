@@ -105,4 +105,14 @@ static int one_group_get(void *arg, const char *name, struct http_group_ref *out
     return 0;
 }
 
-const struct http_node_ops bench_one_group_ops = {.group_get = one_group_get};
+int bench_http_start(struct store *st, struct fleet *f, struct http_server **srv, char *base,
+                     size_t baselen, char *err, size_t errlen)
+{
+    static const struct http_node_ops ops = {.group_get = one_group_get};
+    struct http_deps d = {
+        .listen = "127.0.0.1:0", .token = "t", .store = st, .ops = &ops, .ops_arg = f};
+    if (http_start(&d, srv, err, errlen))
+        return -1;
+    snprintf(base, baselen, "http://127.0.0.1:%u", (unsigned)http_bound_port(*srv));
+    return 0;
+}

@@ -32,8 +32,11 @@ double bench_now_ms(void);
 /* the median of v[0..n) (n > 0); sorts v */
 double bench_median(double *v, size_t n);
 
-/* http_deps.ops for a node running one group named "bench" whose fleet table is
-   ops_arg (a struct fleet *): what bench_http and bench_instances serve */
-extern const struct http_node_ops bench_one_group_ops;
+/* Starts the real HTTP server on a loopback port for a node running one group named "bench"
+   with fleet table f and store st (both the caller's, to outlive the server): what bench_http
+   and bench_instances serve. base gets "http://127.0.0.1:PORT". 0, or -1 with err set; the
+   caller frees *srv with http_free(). */
+int bench_http_start(struct store *st, struct fleet *f, struct http_server **srv, char *base,
+                     size_t baselen, char *err, size_t errlen);
 
 #endif
