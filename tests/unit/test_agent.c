@@ -490,6 +490,15 @@ static int port_of(const char *target)
     return (int)p;
 }
 
+/* whether r is registered within ms (checked every 10 ms) */
+static int registered_within(struct agent_reg *r, int ms)
+{
+    int64_t end = clk_mono_ms() + ms;
+    while (!agent_reg_registered(r) && clk_mono_ms() < end)
+        usleep(10000);
+    return agent_reg_registered(r);
+}
+
 static void registers_with_retry_and_deregisters(void **state)
 {
     (void)state;
@@ -512,10 +521,7 @@ static void registers_with_retry_and_deregisters(void **state)
     assert_non_null(r);
     /* two UNAVAILABLE, one refusal, then accepted */
     assert_true(wait_for(&s, &s.registers, 4, 10000));
-    int64_t end = clk_mono_ms() + 5000;
-    while (!agent_reg_registered(r) && clk_mono_ms() < end)
-        usleep(10000);
-    assert_true(agent_reg_registered(r));
+    assert_true(registered_within(r, 5000));
     assert_int_equal(agent_reg_attempts(r), 4);
     assert_string_equal(s.last_id, "i-unit");
     assert_string_equal(s.last_addr, "127.0.0.9:5555");
@@ -552,10 +558,7 @@ static void held_registration_retried_without_backoff(void **state)
     o.silence_ms = 600000;
     struct agent_reg *r = agent_reg_start(&o, st);
     assert_non_null(r);
-    int64_t end = clk_mono_ms() + 8000; /* a failure's first backoff is 10..20 s */
-    while (!agent_reg_registered(r) && clk_mono_ms() < end)
-        usleep(10000);
-    assert_true(agent_reg_registered(r));
+    assert_true(registered_within(r, 8000)); /* a failure's first backoff is 10..20 s */
     assert_int_equal(agent_reg_attempts(r), 6);
     assert_int_equal(agent_reg_stop(r, "bye", 2000), 0);
     standin_stop(&s);
