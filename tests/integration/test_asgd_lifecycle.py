@@ -14,7 +14,7 @@ import sys
 import time
 
 from asgd_harness import Group, pid_alive, wait_until
-from group_api import api, asgctl, insts
+from group_api import FAST_HEALTH, STILL_POLICY, api, asgctl, insts
 
 TOKEN = "lifecycle-" + str(os.getpid())
 
@@ -39,12 +39,7 @@ def hook_acts(g, who, want):
 
 
 def make_group():
-    health = {"interval": "500ms", "timeout": "300ms", "healthy_threshold": 2,
-              "unhealthy_threshold": 3, "grace_period": "3s"}
-    # a policy that never acts: sizes change only through the API here
-    policy = {"type": "threshold", "evaluation_period": "3s", "cooldown": "3s",
-              "scale_up_threshold": 99, "scale_down_threshold": 1}
-    g = Group("life", min_size=2, max_size=4, policy=policy, health=health,
+    g = Group("life", min_size=2, max_size=4, policy=STILL_POLICY, health=FAST_HEALTH,
               agent_args="--on-terminate 'sh DRAIN'", load=50)
     drain = os.path.join(g.dir, "drain.sh")
     g.drained = os.path.join(g.dir, "drained")

@@ -11,7 +11,7 @@ import sys
 import time
 
 from asgd_harness import Group, pid_alive, wait_until
-from group_api import api, asgctl, call, insts
+from group_api import FAST_HEALTH, STILL_POLICY, api, asgctl, call, insts
 
 TOKEN = "protect-" + str(os.getpid())
 
@@ -129,11 +129,8 @@ def routes(g):
 
 
 def main():
-    health = {"interval": "500ms", "timeout": "300ms", "healthy_threshold": 2,
-              "unhealthy_threshold": 3, "grace_period": "3s", "panic_threshold": 0}
-    policy = {"type": "threshold", "evaluation_period": "3s", "cooldown": "3s",
-              "scale_up_threshold": 99, "scale_down_threshold": 1}
-    g = Group("prot", min_size=1, max_size=4, policy=policy, health=health, load=50)
+    g = Group("prot", min_size=1, max_size=4, policy=STILL_POLICY,
+              health=dict(FAST_HEALTH, panic_threshold=0), load=50)
     g.use_token(TOKEN)
     try:
         p = g.start()

@@ -23,7 +23,7 @@ import time
 
 import tlsca
 from asgd_harness import Group, edit_file, pid_alive, wait_until
-from group_api import api, asgctl, insts
+from group_api import FAST_HEALTH, STILL_POLICY, api, asgctl, insts
 
 TOKEN = "two-tls-" + str(os.getpid())
 HOOK_TIMEOUT_S = 30
@@ -35,12 +35,7 @@ def in_service(g):
 
 
 def make_group():
-    health = {"interval": "500ms", "timeout": "300ms", "healthy_threshold": 2,
-              "unhealthy_threshold": 3, "grace_period": "3s"}
-    # a policy that never acts: sizes change only through the API here
-    policy = {"type": "threshold", "evaluation_period": "3s", "cooldown": "3s",
-              "scale_up_threshold": 99, "scale_down_threshold": 1}
-    g = Group("tpt", min_size=2, max_size=3, policy=policy, health=health,
+    g = Group("tpt", min_size=2, max_size=3, policy=STILL_POLICY, health=FAST_HEALTH,
               agent_args="--on-terminate 'sh DRAIN' TLSARGS", load=50)
     ca = tlsca.CA(os.path.join(g.dir, "pki"))
     node_cert, node_key = ca.issue("asgd")

@@ -11,6 +11,13 @@ import urllib.request
 import openapi_check
 from asgd_harness import BIN
 
+# [health] of a group whose instances become healthy within a second and unhealthy after 1.5 s
+FAST_HEALTH = {"interval": "500ms", "timeout": "300ms", "healthy_threshold": 2,
+               "unhealthy_threshold": 3, "grace_period": "3s"}
+# a policy that never acts (load stays between 1 % and 99 %): sizes change only through the API
+STILL_POLICY = {"type": "threshold", "evaluation_period": "3s", "cooldown": "3s",
+                "scale_up_threshold": 99, "scale_down_threshold": 1}
+
 
 def _send(g, method, url_path, body):
     """(status, text) of one request to g's API, checked against the document; an asgd that
