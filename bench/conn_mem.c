@@ -247,64 +247,17 @@ static grpc_status_code h_metrics(void *ctx, const struct rpc_request *req, stru
 #define SERVERS_MAX 64
 static pid_t grpc_agents_start(int n, int tls, const char *dir, char (*addrs)[64], int *down)
 {
+    static const struct test_method methods[] = {{"/MonitorC/GetMetrics", h_metrics, NULL},
+                                                 {NULL, NULL, NULL}};
     int servers = n / PER_SERVER < 4 ? 4 : n / PER_SERVER;
     if (servers > SERVERS_MAX)
         servers = SERVERS_MAX;
     int ports[SERVERS_MAX];
-    ssize_t want = (ssize_t)(sizeof(int) * (size_t)servers);
-    int up[2], dn[2];
-    if (pipe(up) || pipe(dn))
-        return -1;
-    pid_t pid = fork();
+    pid_t pid = bench_agents_fork(methods, tls ? dir : NULL, servers, ports, down);
     if (pid < 0)
         return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        close(up[0]);
-        close(dn[1]);
-        struct tls_conf *t = NULL;
-        char ca[512], cert[512], key[512], err[512];
-        snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
-        snprintf(cert, sizeof(cert), "%s/srv.pem", dir);
-        snprintf(key, sizeof(key), "%s/srv.key", dir);
-        struct tls_files tf = {ca, cert, key, NULL};
-        if (tls && tls_conf_new(&tf, &t, err, sizeof(err))) {
-            fprintf(stderr, "bench_conn_mem: %s\n", err);
-            _exit(1);
-        }
-        static const struct test_method methods[] = {{"/MonitorC/GetMetrics", h_metrics, NULL},
-                                                     {NULL, NULL, NULL}};
-        struct test_server_opts so = {.tls = t, .methods = methods};
-        struct rpc_server *srv[SERVERS_MAX];
-        for (int i = 0; i < servers; i++) {
-            srv[i] = test_server_start(&so, &ports[i], NULL, 0);
-            if (!srv[i]) {
-                fprintf(stderr, "bench_conn_mem: cannot start gRPC server %d\n", i);
-                _exit(1);
-            }
-        }
-        if (write(up[1], ports, (size_t)want) != want)
-            _exit(1);
-        char c;
-        while (read(dn[0], &c, 1) > 0)
-            ;
-        for (int i = 0; i < servers; i++)
-            rpc_server_free(srv[i]);
-        tls_conf_free(t);
-        _exit(0);
-    }
-    close(up[1]);
-    close(dn[0]);
-    ssize_t got = read(up[0], ports, (size_t)want);
-    close(up[0]);
-    if (got != want) {
-        close(dn[1]);
-        waitpid(pid, NULL, 0);
-        return -1;
-    }
     for (int i = 0; i < n; i++)
         snprintf(addrs[i], 64, "127.0.0.1:%d", ports[i % servers]);
-    *down = dn[1];
     return pid;
 }
 
@@ -358,17 +311,8 @@ static int one(const char *argv0, int tls, int n, const char *dir)
     struct tls_conf *t = NULL;
     int rc = 1;
     char err[512];
-    if (tls) {
-        char ca[512], cert[512], key[512];
-        snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
-        snprintf(cert, sizeof(cert), "%s/cli.pem", dir);
-        snprintf(key, sizeof(key), "%s/cli.key", dir);
-        struct tls_files tf = {ca, cert, key, "localhost"};
-        if (tls_conf_new(&tf, &t, err, sizeof(err))) {
-            fprintf(stderr, "bench_conn_mem: %s\n", err);
-            goto out_swarm;
-        }
-    }
+    if (tls && !(t = bench_tls_load(dir, "cli", "localhost")))
+        goto out_swarm;
     char name[64];
     snprintf(name, sizeof(name), "bench-conn-mem-%d", (int)getpid());
     (void)fleet_unlink(name);

@@ -77,21 +77,7 @@
 #define AGENTS_MAX 64
 #define PER_AGENT  250 /* instances served by one agent */
 
-static struct tls_conf *tls_agent, *tls_poller; /* BENCH_TLS=DIR; NULL: plain text */
-
-/* DIR/ca.pem, DIR/<who>.pem and .key; name: the server name to check, or NULL */
-static struct tls_conf *tls_load(const char *dir, const char *who, const char *name)
-{
-    char ca[512], cert[512], key[512], err[512];
-    snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
-    snprintf(cert, sizeof(cert), "%s/%s.pem", dir, who);
-    snprintf(key, sizeof(key), "%s/%s.key", dir, who);
-    struct tls_files f = {ca, cert, key, name};
-    struct tls_conf *t = NULL;
-    if (tls_conf_new(&f, &t, err, sizeof(err)) != 0)
-        fprintf(stderr, "bench_monitor: BENCH_TLS: %s\n", err);
-    return t;
-}
+static struct tls_conf *tls_poller; /* BENCH_TLS=DIR; NULL: plain text */
 
 static grpc_status_code h_metrics(void *ctx, const struct rpc_request *req, struct rpc_reply *reply)
 {
@@ -298,57 +284,21 @@ static void bench_seq(char addrs[][64], int n, int rounds, struct result *r)
     free(ch);
 }
 
-/* Starts a child with a few rpc.h agents, each serving many instances, over TLS with tls
-   (NULL: clear text); fills addrs. Returns the child's pid or -1; closing down[1] stops it once
-   every child started after it, which holds a copy, is gone. Call it before this process uses
-   gRPC (fork). */
-static pid_t agents_start(int n, struct tls_conf *tls, char addrs[][64], int *nagents, int down[2])
+/* Starts a child with a few rpc.h agents, each serving many instances, over TLS with tls_dir's
+   material (NULL: clear text); fills addrs. Returns the child's pid or -1; closing *down stops
+   it once every child started after it, which holds a copy, is gone. Call it before this
+   process uses gRPC (fork). */
+static pid_t agents_start(int n, const char *tls_dir, char addrs[][64], int *nagents, int *down)
 {
+    static const struct test_method methods[] = {{"/MonitorC/GetMetrics", h_metrics, NULL},
+                                                 {"/MonitorC/GetStatus", h_status, NULL},
+                                                 {"/MonitorC/GetMemoryUsage", h_memory, NULL},
+                                                 {NULL, NULL, NULL}};
     int ports[AGENTS_MAX];
-    ssize_t portbytes;
     int agents = n / PER_AGENT < 4 ? 4 : n / PER_AGENT > AGENTS_MAX ? AGENTS_MAX : n / PER_AGENT;
-    portbytes = (ssize_t)(sizeof(int) * (size_t)agents);
-    int up[2];
-    if (pipe(up) || pipe(down)) {
-        perror("bench_monitor: pipe");
+    pid_t child = bench_agents_fork(methods, tls_dir, agents, ports, down);
+    if (child < 0)
         return -1;
-    }
-    pid_t child = fork();
-    if (child < 0) {
-        perror("bench_monitor: fork");
-        return -1;
-    }
-    if (child == 0) {
-        close(up[0]);
-        close(down[1]);
-        static const struct test_method methods[] = {{"/MonitorC/GetMetrics", h_metrics, NULL},
-                                                     {"/MonitorC/GetStatus", h_status, NULL},
-                                                     {"/MonitorC/GetMemoryUsage", h_memory, NULL},
-                                                     {NULL, NULL, NULL}};
-        struct test_server_opts so = {.tls = tls, .methods = methods};
-        struct rpc_server *srv[AGENTS_MAX];
-        for (int a = 0; a < agents; a++) {
-            srv[a] = test_server_start(&so, &ports[a], NULL, 0);
-            if (!srv[a]) {
-                fprintf(stderr, "bench_monitor: cannot start agent %d\n", a);
-                _exit(1);
-            }
-        }
-        if (write(up[1], ports, (size_t)portbytes) != portbytes)
-            _exit(1);
-        char c;
-        while (read(down[0], &c, 1) > 0)
-            ;
-        for (int a = 0; a < agents; a++)
-            rpc_server_free(srv[a]);
-        _exit(0);
-    }
-    close(up[1]);
-    close(down[0]);
-    if (read(up[0], ports, (size_t)portbytes) != portbytes) {
-        fprintf(stderr, "bench_monitor: the agents did not start\n");
-        return -1;
-    }
     for (int i = 0; i < n; i++)
         snprintf(addrs[i], sizeof(addrs[i]), "127.0.0.1:%d", ports[i % agents]);
     *nagents = agents;
@@ -494,9 +444,8 @@ int main(int argc, char **argv)
     if (tls_dir && tls_dir[0]) {
         /* the swarm's agents are on many addresses with one certificate: its name is checked */
         const char *name = getenv("BENCH_TLS_NAME") ? getenv("BENCH_TLS_NAME") : "localhost";
-        tls_agent = tls_load(tls_dir, "srv", NULL);
-        tls_poller = tls_load(tls_dir, "cli", use_swarm ? name : NULL);
-        if (!tls_agent || !tls_poller)
+        tls_poller = bench_tls_load(tls_dir, "cli", use_swarm ? name : NULL);
+        if (!tls_poller)
             return 1;
     } else {
         tls_dir = NULL;
@@ -507,13 +456,13 @@ int main(int argc, char **argv)
     int swarm_cmd = -1;
     pid_t child = -1;
     int agents = n;
-    int down[2] = {-1, -1};
+    int down = -1;
     if (use_swarm) {
         child = swarm_start(argv[0], n, tls_dir, 0, addrs, &swarm_cmd);
         if (child < 0)
             return 1;
     } else {
-        child = agents_start(n, tls_agent, addrs, &agents, down);
+        child = agents_start(n, tls_dir, addrs, &agents, &down);
         if (child < 0)
             return 1;
     }
@@ -525,7 +474,7 @@ int main(int argc, char **argv)
        gRPC) and stopped once measured */
     char(*clear_addrs)[64] = NULL;
     pid_t clear_child = -1;
-    int clear_down[2] = {-1, -1}, clear_agents = 0, clear_cmd = -1;
+    int clear_down = -1, clear_agents = 0, clear_cmd = -1;
     if (tls_poller && baseline) {
         clear_addrs = calloc((size_t)n, sizeof(*clear_addrs));
         if (!clear_addrs)
@@ -535,7 +484,7 @@ int main(int argc, char **argv)
             clear_child = swarm_start(argv[0], n, NULL, clear_port > 0 ? clear_port : 0,
                                       clear_addrs, &clear_cmd);
         else
-            clear_child = agents_start(n, NULL, clear_addrs, &clear_agents, clear_down);
+            clear_child = agents_start(n, NULL, clear_addrs, &clear_agents, &clear_down);
         if (clear_child < 0)
             return 1;
     }
@@ -591,7 +540,7 @@ int main(int argc, char **argv)
             kill(clear_child, SIGTERM);
             close(clear_cmd);
         } else {
-            close(clear_down[1]); /* its agents stop (it holds the other child's down[1]) */
+            close(clear_down); /* its agents stop (it holds the other child's down) */
         }
         waitpid(clear_child, NULL, 0);
     }
@@ -709,12 +658,11 @@ int main(int argc, char **argv)
         kill(child, SIGTERM);
         close(swarm_cmd);
     } else {
-        close(down[1]); /* the child's agents stop */
+        close(down); /* the child's agents stop */
     }
     waitpid(child, NULL, 0);
     free(addrs);
     free(clear_addrs);
-    tls_conf_free(tls_agent);
     tls_conf_free(tls_poller);
     return 0;
 }

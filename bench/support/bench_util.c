@@ -6,11 +6,14 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -76,6 +79,94 @@ int bench_free_port(void)
         port = ntohs(a.sin_port);
     close(s);
     return port;
+}
+
+struct tls_conf *bench_tls_load(const char *dir, const char *who, const char *server_name)
+{
+    char ca[512], cert[512], key[512], err[512];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+    snprintf(cert, sizeof(cert), "%s/%s.pem", dir, who);
+    snprintf(key, sizeof(key), "%s/%s.key", dir, who);
+    struct tls_files f = {ca, cert, key, server_name};
+    struct tls_conf *t = NULL;
+    if (tls_conf_new(&f, &t, err, sizeof(err)) != 0)
+        fprintf(stderr, "BENCH_TLS %s: %s\n", dir, err);
+    return t;
+}
+
+/* the child of bench_agents_fork(): never returns */
+static _Noreturn void agents_child(const struct test_method *methods, const char *tls_dir,
+                                   int nservers, int up, int down)
+{
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    struct tls_conf *t = tls_dir ? bench_tls_load(tls_dir, "srv", NULL) : NULL;
+    struct rpc_server **srv = calloc((size_t)nservers, sizeof(*srv));
+    int *ports = calloc((size_t)nservers, sizeof(*ports));
+    if ((tls_dir && !t) || !srv || !ports)
+        _exit(1);
+    struct test_server_opts so = {.tls = t, .methods = methods};
+    for (int i = 0; i < nservers; i++) {
+        srv[i] = test_server_start(&so, &ports[i], NULL, 0);
+        if (!srv[i]) {
+            fprintf(stderr, "bench: cannot start gRPC server %d\n", i);
+            _exit(1);
+        }
+    }
+    ssize_t want = (ssize_t)(sizeof(*ports) * (size_t)nservers);
+    if (write(up, ports, (size_t)want) != want)
+        _exit(1);
+    char c;
+    while (read(down, &c, 1) > 0)
+        ;
+    for (int i = 0; i < nservers; i++)
+        rpc_server_free(srv[i]);
+    free(srv);
+    free(ports);
+    tls_conf_free(t);
+    _exit(0);
+}
+
+pid_t bench_agents_fork(const struct test_method *methods, const char *tls_dir, int nservers,
+                        int *ports, int *down)
+{
+    int up[2], dn[2];
+    if (pipe(up)) {
+        perror("bench: pipe");
+        return -1;
+    }
+    if (pipe(dn)) {
+        perror("bench: pipe");
+        close(up[0]);
+        close(up[1]);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("bench: fork");
+        close(up[0]);
+        close(up[1]);
+        close(dn[0]);
+        close(dn[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(up[0]);
+        close(dn[1]);
+        agents_child(methods, tls_dir, nservers, up[1], dn[0]);
+    }
+    close(up[1]);
+    close(dn[0]);
+    ssize_t want = (ssize_t)(sizeof(*ports) * (size_t)nservers);
+    ssize_t got = read(up[0], ports, (size_t)want);
+    close(up[0]);
+    if (got != want) {
+        fprintf(stderr, "bench: the gRPC servers did not start\n");
+        close(dn[1]);
+        waitpid(pid, NULL, 0);
+        return -1;
+    }
+    *down = dn[1];
+    return pid;
 }
 
 double bench_now_ms(void)

@@ -12,6 +12,8 @@
 #include <sys/types.h>
 
 #include "http/http.h"
+#include "support/grpc_server.h"
+#include "tls/tls.h"
 
 /* user + system CPU seconds of this process, all its threads */
 double bench_self_cpu_s(void);
@@ -25,6 +27,20 @@ long bench_status_kib(pid_t pid, const char *field);
 
 /* a TCP port free on 127.0.0.1 right now (bound, read, closed), -1 if none */
 int bench_free_port(void);
+
+/* The TLS material DIR/ca.pem, DIR/<who>.pem, DIR/<who>.key (who: "srv" or "cli" as
+   tests/tools/tlsca.py and the benchmarks' BENCH_TLS make them); server_name: the name to
+   check in the peer's certificate, or NULL. NULL with the reason on stderr. */
+struct tls_conf *bench_tls_load(const char *dir, const char *who, const char *server_name);
+
+/* Forks a child serving methods from nservers rpc.h servers on 127.0.0.1, over mutual TLS
+   with DIR's "srv" material when tls_dir is not NULL (loaded in the child: this process holds
+   none of it); ports[0..nservers) get their ports. The child runs until *down, the write end
+   of a pipe the caller owns, is closed (every process forked later holds a copy: it must be
+   gone too). Returns the child's pid, or -1 with the reason on stderr. Call it before this
+   process starts gRPC (fork). */
+pid_t bench_agents_fork(const struct test_method *methods, const char *tls_dir, int nservers,
+                        int *ports, int *down);
 
 /* monotonic clock in milliseconds, as a double (sub-millisecond timings) */
 double bench_now_ms(void);
